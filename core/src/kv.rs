@@ -1,0 +1,381 @@
+//! The built-in key-value state machine: get, put, delete and compare-and-set,
+//! with client sessions so that a retried write takes effect once.
+//!
+//! A client numbers its writes 1, 2, 3, ... within its session and retries a
+//! write with the same number until it gets an answer. The store remembers the
+//! last number and answer per client, so a retry that arrives after the
+//! original was applied gets the original answer instead of applying twice.
+
+use crate::state_machine::{RestoreError, StateMachine};
+use crate::types::LogIndex;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Default for [`KvStore::with_max_sessions`].
+pub const DEFAULT_MAX_SESSIONS: usize = 4096;
+
+/// A client's identity and the number of this write within its session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRef {
+    pub client: u64,
+    pub sequence: u64,
+}
+
+/// A write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvOp {
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+    /// Set `key` to `new` if it currently holds `expected` (`None`: absent).
+    Cas {
+        key: Vec<u8>,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+    },
+}
+
+/// A write as proposed through Raft.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvCommand {
+    pub session: Option<SessionRef>,
+    pub op: KvOp,
+}
+
+/// A read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvQuery {
+    Get { key: Vec<u8> },
+}
+
+/// The store's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvResponse {
+    /// A put or delete took effect.
+    Done,
+    /// The value of a key (`None`: absent).
+    Value(Option<Vec<u8>>),
+    /// A compare-and-set; `applied` tells whether the compare matched.
+    Cas {
+        applied: bool,
+        current: Option<Vec<u8>>,
+    },
+    /// The request's sequence number is older than the session's last one:
+    /// the original answer is no longer known. Nothing changed.
+    SessionStale { last_sequence: u64 },
+    /// The command or query could not be decoded. Nothing changed.
+    Malformed(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Session {
+    last_sequence: u64,
+    last_response: KvResponse,
+    last_index: LogIndex,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct KvSnapshot {
+    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    sessions: BTreeMap<u64, Session>,
+}
+
+/// The key-value state machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvStore {
+    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    sessions: BTreeMap<u64, Session>,
+    /// Sessions by last activity, to evict the least recently active.
+    sessions_by_activity: BTreeSet<(LogIndex, u64)>,
+    max_sessions: usize,
+}
+
+fn codec() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Encodes a value with the crate's bincode configuration.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(value, codec())
+        .expect("invariant: in-memory values always encode")
+}
+
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
+    let (value, used) =
+        bincode::serde::decode_from_slice(bytes, codec()).map_err(|error| error.to_string())?;
+    if used != bytes.len() {
+        return Err(format!("{} trailing bytes", bytes.len() - used));
+    }
+    Ok(value)
+}
+
+impl KvCommand {
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+}
+
+impl KvQuery {
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+}
+
+impl KvResponse {
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+    pub fn decode(bytes: &[u8]) -> Result<KvResponse, String> {
+        decode(bytes)
+    }
+}
+
+impl Default for KvStore {
+    fn default() -> Self {
+        KvStore::with_max_sessions(DEFAULT_MAX_SESSIONS)
+    }
+}
+
+impl KvStore {
+    /// A store remembering at most `max_sessions` client sessions; beyond it
+    /// the least recently active session is forgotten (a retry in a forgotten
+    /// session may apply twice, so size this above the number of live clients).
+    pub fn with_max_sessions(max_sessions: usize) -> KvStore {
+        KvStore {
+            data: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            sessions_by_activity: BTreeSet::new(),
+            max_sessions: max_sessions.max(1),
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&Vec<u8>> {
+        self.data.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn execute(&mut self, op: KvOp) -> KvResponse {
+        match op {
+            KvOp::Put { key, value } => {
+                self.data.insert(key, value);
+                KvResponse::Done
+            }
+            KvOp::Delete { key } => {
+                self.data.remove(&key);
+                KvResponse::Done
+            }
+            KvOp::Cas { key, expected, new } => {
+                let current = self.data.get(&key).cloned();
+                if current == expected {
+                    self.data.insert(key, new);
+                    KvResponse::Cas {
+                        applied: true,
+                        current,
+                    }
+                } else {
+                    KvResponse::Cas {
+                        applied: false,
+                        current,
+                    }
+                }
+            }
+        }
+    }
+
+    fn record_session(&mut self, index: LogIndex, session: SessionRef, response: KvResponse) {
+        if let Some(old) = self.sessions.get(&session.client) {
+            self.sessions_by_activity
+                .remove(&(old.last_index, session.client));
+        }
+        self.sessions.insert(
+            session.client,
+            Session {
+                last_sequence: session.sequence,
+                last_response: response,
+                last_index: index,
+            },
+        );
+        self.sessions_by_activity.insert((index, session.client));
+        while self.sessions.len() > self.max_sessions {
+            let oldest = self
+                .sessions_by_activity
+                .pop_first()
+                .expect("index mirrors the session map");
+            self.sessions.remove(&oldest.1);
+        }
+    }
+}
+
+impl StateMachine for KvStore {
+    fn apply(&mut self, index: LogIndex, command: &[u8]) -> Vec<u8> {
+        let command: KvCommand = match decode(command) {
+            Ok(command) => command,
+            Err(error) => return KvResponse::Malformed(error).encode(),
+        };
+        let Some(session) = command.session else {
+            return self.execute(command.op).encode();
+        };
+        if let Some(known) = self.sessions.get(&session.client) {
+            if session.sequence == known.last_sequence {
+                return known.last_response.encode();
+            }
+            if session.sequence < known.last_sequence {
+                return KvResponse::SessionStale {
+                    last_sequence: known.last_sequence,
+                }
+                .encode();
+            }
+        }
+        let response = self.execute(command.op);
+        self.record_session(index, session, response.clone());
+        response.encode()
+    }
+
+    fn query(&self, query: &[u8]) -> Vec<u8> {
+        match decode::<KvQuery>(query) {
+            Ok(KvQuery::Get { key }) => KvResponse::Value(self.data.get(&key).cloned()).encode(),
+            Err(error) => KvResponse::Malformed(error).encode(),
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        encode(&KvSnapshot {
+            data: self.data.clone(),
+            sessions: self.sessions.clone(),
+        })
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
+        let snapshot: KvSnapshot = decode(snapshot).map_err(RestoreError)?;
+        self.sessions_by_activity = snapshot
+            .sessions
+            .iter()
+            .map(|(client, session)| (session.last_index, *client))
+            .collect();
+        self.data = snapshot.data;
+        self.sessions = snapshot.sessions;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(client: u64, sequence: u64, key: &str, value: &str) -> Vec<u8> {
+        KvCommand {
+            session: Some(SessionRef { client, sequence }),
+            op: KvOp::Put {
+                key: key.into(),
+                value: value.into(),
+            },
+        }
+        .encode()
+    }
+
+    fn get(store: &KvStore, key: &str) -> KvResponse {
+        KvResponse::decode(&store.query(&KvQuery::Get { key: key.into() }.encode())).unwrap()
+    }
+
+    #[test]
+    fn retried_write_takes_effect_once() {
+        let mut store = KvStore::default();
+        let cas = KvCommand {
+            session: Some(SessionRef {
+                client: 7,
+                sequence: 1,
+            }),
+            op: KvOp::Cas {
+                key: b"k".to_vec(),
+                expected: None,
+                new: b"1".to_vec(),
+            },
+        }
+        .encode();
+        let first = store.apply(LogIndex(1), &cas);
+        let retry = store.apply(LogIndex(2), &cas);
+        assert_eq!(first, retry, "the retry gets the original answer");
+        assert_eq!(
+            KvResponse::decode(&first).unwrap(),
+            KvResponse::Cas {
+                applied: true,
+                current: None
+            }
+        );
+        assert_eq!(get(&store, "k"), KvResponse::Value(Some(b"1".to_vec())));
+    }
+
+    #[test]
+    fn older_sequence_is_reported_stale_and_changes_nothing() {
+        let mut store = KvStore::default();
+        store.apply(LogIndex(1), &put(1, 2, "k", "new"));
+        let stale = store.apply(LogIndex(2), &put(1, 1, "k", "old"));
+        assert_eq!(
+            KvResponse::decode(&stale).unwrap(),
+            KvResponse::SessionStale { last_sequence: 2 }
+        );
+        assert_eq!(get(&store, "k"), KvResponse::Value(Some(b"new".to_vec())));
+    }
+
+    #[test]
+    fn cas_mismatch_reports_current_value() {
+        let mut store = KvStore::default();
+        store.apply(LogIndex(1), &put(1, 1, "k", "a"));
+        let cas = KvCommand {
+            session: None,
+            op: KvOp::Cas {
+                key: b"k".to_vec(),
+                expected: Some(b"b".to_vec()),
+                new: b"c".to_vec(),
+            },
+        };
+        let answer = KvResponse::decode(&store.apply(LogIndex(2), &cas.encode())).unwrap();
+        assert_eq!(
+            answer,
+            KvResponse::Cas {
+                applied: false,
+                current: Some(b"a".to_vec())
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_command_is_an_answer_not_a_panic() {
+        let mut store = KvStore::default();
+        let answer = KvResponse::decode(&store.apply(LogIndex(1), &[0xff, 0xff, 0xff])).unwrap();
+        assert!(matches!(answer, KvResponse::Malformed(_)));
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn least_recently_active_session_is_evicted_at_the_limit() {
+        let mut store = KvStore::with_max_sessions(2);
+        store.apply(LogIndex(1), &put(1, 1, "a", "1"));
+        store.apply(LogIndex(2), &put(2, 1, "b", "1"));
+        store.apply(LogIndex(3), &put(3, 1, "c", "1"));
+        assert_eq!(store.sessions.len(), 2);
+        assert!(!store.sessions.contains_key(&1));
+    }
+
+    #[test]
+    fn snapshot_restores_data_and_sessions() {
+        let mut store = KvStore::default();
+        store.apply(LogIndex(1), &put(1, 1, "a", "1"));
+        let mut restored = KvStore::default();
+        restored.restore(&store.snapshot()).unwrap();
+        assert_eq!(restored, store);
+        assert!(restored.restore(b"garbage").is_err());
+        assert_eq!(restored, store, "a failed restore changes nothing");
+    }
+}

@@ -1,0 +1,120 @@
+//! What Raft nodes say to each other, and what the log holds.
+
+use crate::types::{LogIndex, NodeId, Term};
+use serde::{Deserialize, Serialize};
+
+/// One log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub index: LogIndex,
+    pub term: Term,
+    pub payload: Payload,
+}
+
+/// What an entry asks the replicated state machine to do.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Payload {
+    /// Appended by every new leader so that it can commit entries of earlier
+    /// terms (the current-term commit rule).
+    Noop,
+    /// A state-machine command, opaque to Raft.
+    Command(Vec<u8>),
+    /// A read-only query ordered through the log: applying it changes nothing
+    /// and answers the query against the state at that index.
+    Read(Vec<u8>),
+}
+
+impl Payload {
+    /// Bytes carried by the payload (for size accounting).
+    pub fn len_bytes(&self) -> usize {
+        match self {
+            Payload::Noop => 0,
+            Payload::Command(bytes) | Payload::Read(bytes) => bytes.len(),
+        }
+    }
+}
+
+/// A message between two Raft nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    /// The sender's term, except for pre-votes: a pre-vote request carries the
+    /// term the candidate *would* campaign in, and a granted pre-vote response
+    /// echoes it.
+    pub term: Term,
+    pub body: MessageBody,
+}
+
+/// The kinds of Raft messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageBody {
+    /// Ask for a vote (or, with `pre_vote`, ask whether a vote would be granted
+    /// without disturbing anyone's term).
+    RequestVote {
+        pre_vote: bool,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+    },
+    /// The answer to a [`MessageBody::RequestVote`].
+    RequestVoteResponse { pre_vote: bool, granted: bool },
+    /// Replicate `entries`, which follow the entry at `prev_log_index`.
+    AppendEntries {
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: LogIndex,
+    },
+    /// The answer to an [`MessageBody::AppendEntries`].
+    AppendEntriesResponse(AppendResponse),
+    /// Leader liveness and commit propagation. `commit` is already capped at
+    /// what the leader knows the follower holds.
+    Heartbeat { commit: LogIndex },
+    /// The answer to a [`MessageBody::Heartbeat`].
+    HeartbeatResponse,
+}
+
+/// The answer to an append.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendResponse {
+    /// The follower's log matches the leader's up to `match_index` (and that
+    /// prefix is durable on the follower).
+    Accepted { match_index: LogIndex },
+    /// The follower has no entry matching `rejected_prev_index`. The hint lets
+    /// the leader skip a whole conflicting term at once.
+    Rejected {
+        rejected_prev_index: LogIndex,
+        hint: ConflictHint,
+    },
+}
+
+/// Where the leader should probe next after a rejection (fast backtracking).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictHint {
+    /// The term of the follower's entry at the rejected index, or `None` if the
+    /// follower's log is shorter than that.
+    pub conflict_term: Option<Term>,
+    /// The first index of `conflict_term` in the follower's log, or its last
+    /// index plus one when `conflict_term` is `None`.
+    pub first_index: LogIndex,
+}
+
+impl MessageBody {
+    /// A short name for traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MessageBody::RequestVote { pre_vote: true, .. } => "PreVote",
+            MessageBody::RequestVote {
+                pre_vote: false, ..
+            } => "RequestVote",
+            MessageBody::RequestVoteResponse { pre_vote: true, .. } => "PreVoteResp",
+            MessageBody::RequestVoteResponse {
+                pre_vote: false, ..
+            } => "RequestVoteResp",
+            MessageBody::AppendEntries { .. } => "Append",
+            MessageBody::AppendEntriesResponse(_) => "AppendResp",
+            MessageBody::Heartbeat { .. } => "Heartbeat",
+            MessageBody::HeartbeatResponse => "HeartbeatResp",
+        }
+    }
+}

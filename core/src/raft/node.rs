@@ -1,0 +1,1270 @@
+//! The Raft node: one sans-IO state machine per member.
+
+use super::bug::Bug;
+use super::config::{Config, ConfigError};
+use super::log::RaftLog;
+use super::message::{AppendResponse, ConflictHint, Entry, Message, MessageBody, Payload};
+use super::progress::{Progress, ReplicationState};
+use crate::state_machine::StateMachine;
+use crate::types::{LogIndex, NodeId, RequestId, Term, Time};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Most entries accepted in one append from a peer, whatever our own config
+/// says: a bound on the work one message can cause.
+pub const MAX_ENTRIES_PER_MESSAGE: usize = 65_536;
+
+/// The role a node plays in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Follower,
+    /// Asking for pre-votes; the term has not been incremented.
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+/// What must survive a crash: the term, the vote, and how far the node knows
+/// the log to be committed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    pub term: Term,
+    pub voted_for: Option<NodeId>,
+    pub commit: LogIndex,
+}
+
+/// Identifies one write the node asked the driver to make durable. Ids grow by
+/// one with each write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PersistId(pub u64);
+
+/// A write the driver must make durable, then acknowledge with
+/// [`RaftNode::handle_persisted`]. Writes must be performed in the order they
+/// are emitted; acknowledging a write acknowledges every earlier one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersistRequest {
+    pub id: PersistId,
+    /// When set, remove every stored entry at this index or later, first.
+    pub truncate_from: Option<LogIndex>,
+    /// Entries to append (after the truncation); they extend the stored log
+    /// densely.
+    pub entries: Vec<Entry>,
+    /// The hard state to store, replacing the previous one.
+    pub hard_state: HardState,
+}
+
+/// What a client is told about its request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientResult {
+    /// Committed and applied; the state machine's answer.
+    Ok(Vec<u8>),
+    /// This node is not the leader; `leader_hint` is the leader it knows of.
+    /// The request was not appended anywhere.
+    NotLeader { leader_hint: NodeId },
+    /// This node knows of no leader (an election is under way). The request
+    /// was not appended anywhere.
+    NoLeader,
+    /// The node gave up on the request. See [`DropReason`] for whether it may
+    /// still take effect.
+    Dropped(DropReason),
+}
+
+/// Why a request was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Too many requests awaiting commit (`max_pending_requests`); not appended.
+    Overloaded,
+    /// Larger than `max_command_bytes`; not appended.
+    TooLarge,
+    /// The node stopped being leader after appending the request. It may still
+    /// commit under the next leader: retry in the same client session to learn
+    /// the outcome.
+    LeadershipLost,
+}
+
+impl DropReason {
+    /// Could the request still take effect?
+    pub fn outcome_unknown(self) -> bool {
+        matches!(self, DropReason::LeadershipLost)
+    }
+}
+
+/// Something the node tells its driver, for traces and checkers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The node's role or term changed.
+    RoleChanged { role: Role, term: Term },
+    /// A peer broke the protocol (or the cluster's safety is already broken).
+    /// The offending input was ignored; nothing of the node's state changed.
+    Violation { description: String },
+}
+
+/// One thing the driver must do. See [`RaftNode`] for the drain order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send a message to a peer. Loss, duplication and reordering are fine.
+    Send(Message),
+    /// Make a write durable, then call [`RaftNode::handle_persisted`].
+    Persist(PersistRequest),
+    /// Answer a client request.
+    Respond {
+        request: RequestId,
+        result: ClientResult,
+    },
+    /// Informational.
+    Event(Event),
+}
+
+/// Why [`RaftNode::restart`] refused the stored state. Nothing is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("stored entry at position {position} has index {found}, expected {expected} (the log must be dense from 1)")]
+    SparseLog {
+        position: usize,
+        found: LogIndex,
+        expected: LogIndex,
+    },
+    #[error("stored entry {index} has term {term}, lower than the entry before it")]
+    TermsDecrease { index: LogIndex, term: Term },
+    #[error("stored log ends in term {log_term}, after the stored hard-state term {hard_term}")]
+    LogAheadOfTerm { log_term: Term, hard_term: Term },
+    #[error("stored commit index {commit} is past the end of the stored log ({last})")]
+    CommitPastLog { commit: LogIndex, last: LogIndex },
+}
+
+struct PendingWrite {
+    id: PersistId,
+    /// Last log index this write makes durable, lowered if a later truncation
+    /// removes part of it from the node's log.
+    durable_upto: LogIndex,
+    hard_state: HardState,
+}
+
+/// Unflushed changes made while handling one input.
+#[derive(Default)]
+struct Dirty {
+    hard_state: bool,
+    truncate_from: Option<LogIndex>,
+    append_from: Option<LogIndex>,
+}
+
+impl Dirty {
+    fn any(&self) -> bool {
+        self.hard_state || self.truncate_from.is_some() || self.append_from.is_some()
+    }
+}
+
+/// A Raft node as a pure state machine.
+///
+/// Inputs: [`handle_message`](Self::handle_message),
+/// [`handle_timeout`](Self::handle_timeout), [`propose`](Self::propose),
+/// [`read`](Self::read), [`handle_persisted`](Self::handle_persisted). Each
+/// takes the driver's `now`.
+///
+/// Outputs: after any input, drain [`poll_action`](Self::poll_action) until it
+/// returns `None`, performing actions in that order, then arm a timer for
+/// [`poll_timeout`](Self::poll_timeout). `Persist` actions must be made
+/// durable in order; `Send` actions may go out at once, because the node itself
+/// withholds every message that depends on state not yet durable (a follower's
+/// votes and acknowledgements wait for the write they depend on; a leader's
+/// appends go out in parallel with its own write, and the leader counts itself
+/// toward a quorum only once that write is acknowledged). Calling
+/// `handle_timeout` early is a harmless no-op.
+pub struct RaftNode<S> {
+    config: Config,
+    voters: Vec<NodeId>,
+    rng: ChaCha8Rng,
+    state_machine: S,
+
+    term: Term,
+    voted_for: Option<NodeId>,
+    log: RaftLog,
+    commit: LogIndex,
+    applied: LogIndex,
+
+    role: Role,
+    leader: Option<NodeId>,
+    votes: BTreeMap<NodeId, bool>,
+    progress: BTreeMap<NodeId, Progress>,
+    /// Client requests appended by this leader, by log index.
+    pending_requests: BTreeMap<LogIndex, (RequestId, Term)>,
+
+    election_deadline: Time,
+    heartbeat_deadline: Time,
+    check_quorum_deadline: Time,
+    last_leader_contact: Option<Time>,
+
+    next_persist_id: u64,
+    acked_persist_id: u64,
+    dirty: Dirty,
+    pending_writes: VecDeque<PendingWrite>,
+    durable_hard_state: HardState,
+    held: VecDeque<(u64, Message)>,
+    actions: VecDeque<Action>,
+}
+
+impl<S: StateMachine> RaftNode<S> {
+    /// A brand-new member with an empty disk.
+    pub fn new(config: Config, state_machine: S, now: Time) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self::build(
+            config,
+            state_machine,
+            HardState::default(),
+            RaftLog::default(),
+            now,
+        ))
+    }
+
+    /// A member restarting from what its disk holds. Committed entries are
+    /// replayed into the (fresh) state machine.
+    pub fn restart(
+        config: Config,
+        hard_state: HardState,
+        entries: Vec<Entry>,
+        state_machine: S,
+        now: Time,
+    ) -> Result<Self, RestartError> {
+        config.validate()?;
+        let mut previous_term = Term::ZERO;
+        for (position, entry) in entries.iter().enumerate() {
+            let expected = LogIndex(position as u64 + 1);
+            if entry.index != expected {
+                return Err(RestartError::SparseLog {
+                    position,
+                    found: entry.index,
+                    expected,
+                });
+            }
+            if entry.term < previous_term {
+                return Err(RestartError::TermsDecrease {
+                    index: entry.index,
+                    term: entry.term,
+                });
+            }
+            previous_term = entry.term;
+        }
+        if previous_term > hard_state.term {
+            return Err(RestartError::LogAheadOfTerm {
+                log_term: previous_term,
+                hard_term: hard_state.term,
+            });
+        }
+        let last = LogIndex(entries.len() as u64);
+        if hard_state.commit > last {
+            return Err(RestartError::CommitPastLog {
+                commit: hard_state.commit,
+                last,
+            });
+        }
+        let mut node = Self::build(
+            config,
+            state_machine,
+            hard_state,
+            RaftLog::restored(entries),
+            now,
+        );
+        node.apply_committed();
+        Ok(node)
+    }
+
+    fn build(
+        config: Config,
+        state_machine: S,
+        hard_state: HardState,
+        log: RaftLog,
+        now: Time,
+    ) -> Self {
+        let mut voters = config.voters.clone();
+        voters.sort();
+        let rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
+        let mut node = RaftNode {
+            config,
+            voters,
+            rng,
+            state_machine,
+            term: hard_state.term,
+            voted_for: hard_state.voted_for,
+            log,
+            commit: hard_state.commit,
+            applied: LogIndex::ZERO,
+            role: Role::Follower,
+            leader: None,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            pending_requests: BTreeMap::new(),
+            election_deadline: now,
+            heartbeat_deadline: now,
+            check_quorum_deadline: now,
+            last_leader_contact: None,
+            next_persist_id: 1,
+            acked_persist_id: 0,
+            dirty: Dirty::default(),
+            pending_writes: VecDeque::new(),
+            durable_hard_state: hard_state,
+            held: VecDeque::new(),
+            actions: VecDeque::new(),
+        };
+        node.reset_election_deadline(now);
+        node
+    }
+
+    // ----- accessors ------------------------------------------------------
+
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn term(&self) -> Term {
+        self.term
+    }
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.voted_for
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    /// The leader this node currently follows (itself when leader).
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    pub fn commit_index(&self) -> LogIndex {
+        self.commit
+    }
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+    pub fn last_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+    /// Highest log index acknowledged as durable by the driver.
+    pub fn persisted_index(&self) -> LogIndex {
+        self.log.persisted()
+    }
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.log.entry(index)
+    }
+    /// The hard state as of the last acknowledged write.
+    pub fn durable_hard_state(&self) -> HardState {
+        self.durable_hard_state
+    }
+    pub fn state_machine(&self) -> &S {
+        &self.state_machine
+    }
+    /// Messages held back until a write is acknowledged.
+    pub fn held_message_count(&self) -> usize {
+        self.held.len()
+    }
+
+    // ----- outputs --------------------------------------------------------
+
+    /// The next action to perform, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When the node next needs [`handle_timeout`](Self::handle_timeout).
+    pub fn poll_timeout(&self) -> Time {
+        match self.role {
+            Role::Leader if self.config.check_quorum => {
+                self.heartbeat_deadline.min(self.check_quorum_deadline)
+            }
+            Role::Leader => self.heartbeat_deadline,
+            _ => self.election_deadline,
+        }
+    }
+
+    // ----- inputs ---------------------------------------------------------
+
+    /// Handles a message from a peer. Malformed or misaddressed input is
+    /// ignored (with an [`Event::Violation`] when it breaks the protocol).
+    pub fn handle_message(&mut self, now: Time, message: Message) {
+        self.step(now, message);
+        self.finish_input();
+    }
+
+    /// Lets time pass: fires any expired election, heartbeat or check-quorum
+    /// deadline.
+    pub fn handle_timeout(&mut self, now: Time) {
+        match self.role {
+            Role::Leader => {
+                if now >= self.heartbeat_deadline {
+                    self.heartbeat_deadline = now.add_millis(self.config.heartbeat_interval_ms);
+                    self.broadcast_heartbeat();
+                }
+                if self.config.check_quorum && now >= self.check_quorum_deadline {
+                    self.check_quorum(now);
+                }
+            }
+            _ => {
+                if now >= self.election_deadline {
+                    if self.config.pre_vote {
+                        self.become_pre_candidate(now);
+                    } else {
+                        self.become_candidate(now);
+                    }
+                }
+            }
+        }
+        self.finish_input();
+    }
+
+    /// Proposes a state-machine command. The answer comes as an
+    /// [`Action::Respond`] for `request`, once the command is applied (or at
+    /// once if this node cannot take it).
+    pub fn propose(&mut self, now: Time, request: RequestId, command: Vec<u8>) {
+        self.accept_request(now, request, Payload::Command(command));
+        self.finish_input();
+    }
+
+    /// Asks a linearizable read-only query. It is ordered through the log, so
+    /// it is answered only by a leader that is still the leader when the
+    /// query's position commits.
+    pub fn read(&mut self, now: Time, request: RequestId, query: Vec<u8>) {
+        if self.role == Role::Leader && self.config.bug(Bug::StaleLeaderRead) {
+            let answer = self.state_machine.query(&query);
+            self.respond(request, ClientResult::Ok(answer));
+        } else {
+            self.accept_request(now, request, Payload::Read(query));
+        }
+        self.finish_input();
+    }
+
+    /// The driver made every write up to and including `id` durable.
+    /// Acknowledgements of writes the node never issued are ignored.
+    pub fn handle_persisted(&mut self, _now: Time, id: PersistId) {
+        if id.0 <= self.acked_persist_id || id.0 >= self.next_persist_id {
+            return;
+        }
+        self.acked_persist_id = id.0;
+        while self
+            .pending_writes
+            .front()
+            .is_some_and(|write| write.id <= id)
+        {
+            let write = self.pending_writes.pop_front().expect("front exists");
+            self.log.mark_persisted(write.durable_upto);
+            self.durable_hard_state = write.hard_state;
+        }
+        while self
+            .held
+            .front()
+            .is_some_and(|(barrier, _)| *barrier <= self.acked_persist_id)
+        {
+            let (_, message) = self.held.pop_front().expect("front exists");
+            self.actions.push_back(Action::Send(message));
+        }
+        if self.role == Role::Leader {
+            self.maybe_commit();
+        }
+        self.finish_input();
+    }
+
+    // ----- message handling ----------------------------------------------
+
+    fn step(&mut self, now: Time, message: Message) {
+        if message.to != self.id() || message.from == self.id() || !self.is_voter(message.from) {
+            return;
+        }
+        if let Err(problem) = validate_message(&message) {
+            self.violation(format!(
+                "malformed message from {}: {problem}",
+                message.from
+            ));
+            return;
+        }
+        let from = message.from;
+        if message.term > self.term {
+            match &message.body {
+                MessageBody::RequestVote { .. } if self.in_lease(now) => return,
+                MessageBody::RequestVote { pre_vote: true, .. } => {}
+                MessageBody::RequestVoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                } => {}
+                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                    self.become_follower(now, message.term, Some(from));
+                }
+                _ => self.become_follower(now, message.term, None),
+            }
+        } else if message.term < self.term {
+            match message.body {
+                // A stale leader learns our term from the answer and steps down.
+                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                    self.send(from, MessageBody::HeartbeatResponse);
+                }
+                MessageBody::RequestVote { pre_vote: true, .. } => {
+                    self.send(
+                        from,
+                        MessageBody::RequestVoteResponse {
+                            pre_vote: true,
+                            granted: false,
+                        },
+                    );
+                }
+                _ => {}
+            }
+            return;
+        }
+
+        match message.body {
+            MessageBody::RequestVote {
+                pre_vote,
+                last_log_index,
+                last_log_term,
+            } => self.handle_vote_request(
+                now,
+                from,
+                message.term,
+                pre_vote,
+                last_log_index,
+                last_log_term,
+            ),
+            MessageBody::RequestVoteResponse { pre_vote, granted } => {
+                self.handle_vote_response(now, from, message.term, pre_vote, granted)
+            }
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => {
+                if !self.accept_leader(now, from) {
+                    return;
+                }
+                self.handle_append(from, prev_log_index, prev_log_term, entries, leader_commit);
+            }
+            MessageBody::AppendEntriesResponse(response) => {
+                if self.role == Role::Leader {
+                    self.handle_append_response(from, response);
+                }
+            }
+            MessageBody::Heartbeat { commit } => {
+                if !self.accept_leader(now, from) {
+                    return;
+                }
+                // The leader capped `commit` at what it knows we hold.
+                let commit = commit.min(self.log.last_index());
+                if commit > self.commit {
+                    self.commit = commit;
+                }
+                self.send(from, MessageBody::HeartbeatResponse);
+            }
+            MessageBody::HeartbeatResponse => {
+                if self.role == Role::Leader {
+                    self.handle_heartbeat_response(from);
+                }
+            }
+        }
+    }
+
+    /// An append or heartbeat in our term: its sender is the leader.
+    fn accept_leader(&mut self, now: Time, from: NodeId) -> bool {
+        if self.role == Role::Leader {
+            self.violation(format!(
+                "{} also claims leadership of term {}",
+                from, self.term
+            ));
+            return false;
+        }
+        if self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(now, self.term, Some(from));
+        }
+        self.last_leader_contact = Some(now);
+        self.reset_election_deadline(now);
+        true
+    }
+
+    fn handle_vote_request(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        term: Term,
+        pre_vote: bool,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+    ) {
+        let log_ok = self.config.bug(Bug::VoteWithoutLogCheck)
+            || self.log.is_up_to_date(last_log_index, last_log_term);
+        let granted = if pre_vote {
+            term > self.term && log_ok
+        } else {
+            let free =
+                self.voted_for == Some(from) || (self.voted_for.is_none() && self.leader.is_none());
+            free && log_ok
+        };
+        if granted && !pre_vote {
+            self.voted_for = Some(from);
+            self.dirty.hard_state = true;
+            self.reset_election_deadline(now);
+        }
+        let reply_term = if pre_vote && granted { term } else { self.term };
+        let body = MessageBody::RequestVoteResponse { pre_vote, granted };
+        let durable = !self.config.bug(Bug::ReplyBeforePersist);
+        self.send_with_term(from, reply_term, body, durable);
+    }
+
+    fn handle_vote_response(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        term: Term,
+        pre_vote: bool,
+        granted: bool,
+    ) {
+        let expected = match (self.role, pre_vote) {
+            (Role::PreCandidate, true) => {
+                granted && term == self.term.next() || !granted && term == self.term
+            }
+            (Role::Candidate, false) => term == self.term,
+            _ => false,
+        };
+        if !expected {
+            return;
+        }
+        self.votes.insert(from, granted);
+        let quorum = self.quorum();
+        let yes = self.votes.values().filter(|granted| **granted).count();
+        let no = self.votes.len() - yes;
+        if yes >= quorum {
+            if pre_vote {
+                self.become_candidate(now);
+            } else {
+                self.become_leader(now);
+            }
+        } else if no >= quorum {
+            self.become_follower(now, self.term, None);
+        }
+    }
+
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        mut prev_log_index: LogIndex,
+        mut prev_log_term: Term,
+        mut entries: Vec<Entry>,
+        leader_commit: LogIndex,
+    ) {
+        // Everything up to our commit index is already settled; skip it.
+        if prev_log_index < self.commit {
+            let settled = (self.commit.0 - prev_log_index.0) as usize;
+            if entries.len() <= settled {
+                let match_index = self.commit;
+                self.send(
+                    from,
+                    MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }),
+                );
+                return;
+            }
+            prev_log_term = entries[settled - 1].term;
+            prev_log_index = self.commit;
+            entries.drain(..settled);
+        }
+
+        let prev_matches = match self.log.term(prev_log_index) {
+            None => false,
+            Some(_) if self.config.bug(Bug::AppendWithoutPrevCheck) => true,
+            Some(term) => term == prev_log_term,
+        };
+        if !prev_matches {
+            if prev_log_index == self.commit {
+                self.violation(format!(
+                    "{} sent an append whose entry {} (term {}) conflicts with our committed entry",
+                    from, prev_log_index, prev_log_term
+                ));
+                return;
+            }
+            let hint = match self.log.term(prev_log_index) {
+                None => ConflictHint {
+                    conflict_term: None,
+                    first_index: self.log.last_index().next(),
+                },
+                Some(term) => ConflictHint {
+                    conflict_term: Some(term),
+                    first_index: self.log.first_index_of_term_at(prev_log_index),
+                },
+            };
+            let response = AppendResponse::Rejected {
+                rejected_prev_index: prev_log_index,
+                hint,
+            };
+            self.send(from, MessageBody::AppendEntriesResponse(response));
+            return;
+        }
+
+        let match_index = LogIndex(prev_log_index.0 + entries.len() as u64);
+        let first_new = entries
+            .iter()
+            .position(|entry| self.log.term(entry.index) != Some(entry.term))
+            .unwrap_or(entries.len());
+        if let Some(first) = entries.get(first_new) {
+            if first.index <= self.log.last_index() {
+                if first.index <= self.commit {
+                    self.violation(format!(
+                        "{} sent entry {} (term {}) that would overwrite our committed entry",
+                        from, first.index, first.term
+                    ));
+                    return;
+                }
+                self.truncate_from(first.index);
+            }
+            for entry in entries.drain(first_new..) {
+                self.append(entry);
+            }
+        }
+        let new_commit = leader_commit.min(match_index);
+        if new_commit > self.commit {
+            self.commit = new_commit;
+        }
+        self.send(
+            from,
+            MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }),
+        );
+    }
+
+    fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
+        let last_index = self.log.last_index();
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        progress.recently_active = true;
+        match response {
+            AppendResponse::Accepted { match_index } => {
+                if match_index > last_index {
+                    self.violation(format!(
+                        "{from} acknowledged {match_index}, past our last entry {last_index}"
+                    ));
+                    return;
+                }
+                if progress.acknowledge(match_index) {
+                    if progress.state == ReplicationState::Probe {
+                        progress.become_replicate();
+                    }
+                    self.maybe_commit();
+                }
+                self.send_append(from, false);
+            }
+            AppendResponse::Rejected {
+                rejected_prev_index,
+                hint,
+            } => {
+                if rejected_prev_index <= progress.match_index || rejected_prev_index > last_index {
+                    return; // stale
+                }
+                if progress.state == ReplicationState::Probe
+                    && rejected_prev_index != progress.next_index.prev()
+                {
+                    return; // an answer to an older probe
+                }
+                let suggested = match hint.conflict_term {
+                    Some(term) => match self.log.last_index_of_term(term) {
+                        Some(index) => index.next(),
+                        None => hint.first_index,
+                    },
+                    None => hint.first_index,
+                };
+                progress.become_probe();
+                let lowest = progress.match_index.next();
+                progress.next_index = suggested.max(lowest).min(rejected_prev_index.max(lowest));
+                self.send_append(from, false);
+            }
+        }
+    }
+
+    fn handle_heartbeat_response(&mut self, from: NodeId) {
+        let last_index = self.log.last_index();
+        let limit = self.config.max_inflight_appends;
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        progress.recently_active = true;
+        if progress.match_index < last_index {
+            match progress.state {
+                ReplicationState::Probe => progress.probe_sent = false,
+                // Appends were lost: fall back to probing from the match point.
+                ReplicationState::Replicate if progress.inflight_full(limit) => {
+                    progress.become_probe()
+                }
+                ReplicationState::Replicate => {}
+            }
+            self.send_append(from, false);
+        }
+    }
+
+    // ----- leader ----------------------------------------------------------
+
+    fn accept_request(&mut self, _now: Time, request: RequestId, payload: Payload) {
+        if self.role != Role::Leader {
+            let result = match self.leader {
+                Some(leader_hint) if leader_hint != self.id() => {
+                    ClientResult::NotLeader { leader_hint }
+                }
+                _ => ClientResult::NoLeader,
+            };
+            self.respond(request, result);
+            return;
+        }
+        if payload.len_bytes() > self.config.max_command_bytes {
+            self.respond(request, ClientResult::Dropped(DropReason::TooLarge));
+            return;
+        }
+        if self.pending_requests.len() >= self.config.max_pending_requests {
+            self.respond(request, ClientResult::Dropped(DropReason::Overloaded));
+            return;
+        }
+        let index = self.log.last_index().next();
+        self.append(Entry {
+            index,
+            term: self.term,
+            payload,
+        });
+        self.pending_requests.insert(index, (request, self.term));
+        self.broadcast_append(false);
+    }
+
+    fn broadcast_append(&mut self, even_if_empty: bool) {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for peer in peers {
+            self.send_append(peer, even_if_empty);
+        }
+    }
+
+    fn send_append(&mut self, to: NodeId, even_if_empty: bool) {
+        let last_index = self.log.last_index();
+        let Some(progress) = self.progress.get_mut(&to) else {
+            return;
+        };
+        match progress.state {
+            ReplicationState::Probe if progress.probe_sent => return,
+            ReplicationState::Replicate
+                if progress.inflight_full(self.config.max_inflight_appends) =>
+            {
+                return
+            }
+            _ => {}
+        }
+        let next = progress.next_index.min(last_index.next());
+        let prev_log_index = next.prev();
+        let prev_log_term = self
+            .log
+            .term(prev_log_index)
+            .expect("invariant: a leader's next_index never passes its last index + 1");
+        let upto = LogIndex(next.0 + self.config.max_entries_per_append as u64 - 1);
+        let entries = self.log.slice(next, upto).to_vec();
+        if entries.is_empty() && progress.state == ReplicationState::Replicate && !even_if_empty {
+            return;
+        }
+        let last_sent = LogIndex(prev_log_index.0 + entries.len() as u64);
+        if !entries.is_empty() || progress.state == ReplicationState::Probe {
+            progress.sent_entries(last_sent);
+        }
+        let body = MessageBody::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit: self.commit,
+        };
+        self.send(to, body);
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        let peers: Vec<(NodeId, LogIndex)> = self
+            .progress
+            .iter()
+            .map(|(peer, progress)| (*peer, progress.match_index))
+            .collect();
+        for (peer, match_index) in peers {
+            let commit = self.commit.min(match_index);
+            self.send(peer, MessageBody::Heartbeat { commit });
+        }
+    }
+
+    fn check_quorum(&mut self, now: Time) {
+        self.check_quorum_deadline = now.add_millis(self.config.election_timeout_ms);
+        let active = 1 + self
+            .progress
+            .values()
+            .filter(|progress| progress.recently_active)
+            .count();
+        for progress in self.progress.values_mut() {
+            progress.recently_active = false;
+        }
+        if active < self.quorum() {
+            self.become_follower(now, self.term, None);
+        }
+    }
+
+    fn maybe_commit(&mut self) {
+        let mut matched: Vec<LogIndex> = self
+            .voters
+            .iter()
+            .map(|voter| {
+                if *voter == self.config.id {
+                    self.log.persisted()
+                } else {
+                    self.progress
+                        .get(voter)
+                        .map_or(LogIndex::ZERO, |progress| progress.match_index)
+                }
+            })
+            .collect();
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = matched[self.quorum() - 1];
+        if candidate <= self.commit {
+            return;
+        }
+        let current_term = self.log.term(candidate) == Some(self.term);
+        if current_term || self.config.bug(Bug::CommitOldTerm) {
+            self.commit = candidate;
+            self.broadcast_append(true);
+        }
+    }
+
+    // ----- role changes ---------------------------------------------------
+
+    fn become_follower(&mut self, now: Time, term: Term, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+            self.dirty.hard_state = true;
+        }
+        let changed = self.role != Role::Follower;
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.votes.clear();
+        self.progress.clear();
+        self.drop_pending_requests();
+        self.reset_election_deadline(now);
+        if changed || self.dirty.hard_state {
+            self.event(Event::RoleChanged {
+                role: Role::Follower,
+                term: self.term,
+            });
+        }
+    }
+
+    fn become_pre_candidate(&mut self, now: Time) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes.clear();
+        self.votes.insert(self.id(), true);
+        self.reset_election_deadline(now);
+        self.event(Event::RoleChanged {
+            role: Role::PreCandidate,
+            term: self.term,
+        });
+        if self.quorum() == 1 {
+            self.become_candidate(now);
+            return;
+        }
+        self.request_votes(true);
+    }
+
+    fn become_candidate(&mut self, now: Time) {
+        self.term = self.term.next();
+        self.voted_for = Some(self.id());
+        self.dirty.hard_state = true;
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.votes.clear();
+        self.votes.insert(self.id(), true);
+        self.reset_election_deadline(now);
+        self.event(Event::RoleChanged {
+            role: Role::Candidate,
+            term: self.term,
+        });
+        if self.quorum() == 1 {
+            self.become_leader(now);
+            return;
+        }
+        self.request_votes(false);
+    }
+
+    fn request_votes(&mut self, pre_vote: bool) {
+        let term = if pre_vote {
+            self.term.next()
+        } else {
+            self.term
+        };
+        let body = MessageBody::RequestVote {
+            pre_vote,
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+        };
+        for peer in self.voters.clone() {
+            if peer != self.id() {
+                self.send_with_term(peer, term, body.clone(), true);
+            }
+        }
+    }
+
+    fn become_leader(&mut self, now: Time) {
+        self.role = Role::Leader;
+        self.leader = Some(self.id());
+        self.votes.clear();
+        let next = self.log.last_index().next();
+        self.progress = self
+            .voters
+            .iter()
+            .filter(|voter| **voter != self.config.id)
+            .map(|voter| (*voter, Progress::new(next)))
+            .collect();
+        self.heartbeat_deadline = now.add_millis(self.config.heartbeat_interval_ms);
+        self.check_quorum_deadline = now.add_millis(self.config.election_timeout_ms);
+        self.event(Event::RoleChanged {
+            role: Role::Leader,
+            term: self.term,
+        });
+        // A no-op of our own term lets us commit what earlier leaders left.
+        let index = self.log.last_index().next();
+        self.append(Entry {
+            index,
+            term: self.term,
+            payload: Payload::Noop,
+        });
+        self.broadcast_append(true);
+        self.maybe_commit();
+    }
+
+    fn drop_pending_requests(&mut self) {
+        for (_, (request, _)) in std::mem::take(&mut self.pending_requests) {
+            self.respond(request, ClientResult::Dropped(DropReason::LeadershipLost));
+        }
+    }
+
+    // ----- helpers ---------------------------------------------------------
+
+    fn is_voter(&self, node: NodeId) -> bool {
+        self.voters.binary_search(&node).is_ok()
+    }
+
+    fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    /// With check-quorum, a node that recently heard from a live leader (or is
+    /// the leader) ignores vote requests: it cannot be disrupted.
+    fn in_lease(&self, now: Time) -> bool {
+        if !self.config.check_quorum {
+            return false;
+        }
+        match self.role {
+            Role::Leader => true,
+            _ => match (self.leader, self.last_leader_contact) {
+                (Some(_), Some(contact)) => {
+                    now.micros_since(contact) < self.config.election_timeout_ms * 1000
+                }
+                _ => false,
+            },
+        }
+    }
+
+    fn reset_election_deadline(&mut self, now: Time) {
+        let base = self.config.election_timeout_ms * 1000;
+        let jitter = self.rng.random_range(0..base);
+        self.election_deadline = now.add_micros(base + jitter);
+    }
+
+    fn append(&mut self, entry: Entry) {
+        let index = entry.index;
+        self.log.push(entry);
+        if self.dirty.append_from.is_none() {
+            self.dirty.append_from = Some(index);
+        }
+    }
+
+    fn truncate_from(&mut self, index: LogIndex) {
+        assert!(
+            index > self.commit,
+            "invariant: committed entries are never truncated"
+        );
+        self.log.truncate_from(index);
+        for write in self.pending_writes.iter_mut() {
+            write.durable_upto = write.durable_upto.min(index.prev());
+        }
+        self.dirty.truncate_from = Some(
+            self.dirty
+                .truncate_from
+                .map_or(index, |from| from.min(index)),
+        );
+        if self.dirty.append_from.is_some_and(|from| from >= index) {
+            self.dirty.append_from = None;
+        }
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            voted_for: self.voted_for,
+            commit: self.commit,
+        }
+    }
+
+    fn send(&mut self, to: NodeId, body: MessageBody) {
+        // A leader's appends and heartbeats depend only on its term, which was
+        // durable before it could win; everything else waits for the disk.
+        let durable = !(self.role == Role::Leader
+            && matches!(
+                body,
+                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. }
+            ));
+        self.send_with_term(to, self.term, body, durable);
+    }
+
+    fn send_with_term(
+        &mut self,
+        to: NodeId,
+        term: Term,
+        body: MessageBody,
+        needs_durability: bool,
+    ) {
+        let message = Message {
+            from: self.id(),
+            to,
+            term,
+            body,
+        };
+        let barrier = if self.dirty.any() {
+            self.next_persist_id
+        } else {
+            self.next_persist_id - 1
+        };
+        if !needs_durability || barrier <= self.acked_persist_id {
+            self.actions.push_back(Action::Send(message));
+            return;
+        }
+        if self.held.len() >= self.config.max_held_messages {
+            self.held.pop_front();
+        }
+        self.held.push_back((barrier, message));
+    }
+
+    fn respond(&mut self, request: RequestId, result: ClientResult) {
+        self.actions.push_back(Action::Respond { request, result });
+    }
+
+    fn event(&mut self, event: Event) {
+        self.actions.push_back(Action::Event(event));
+    }
+
+    fn violation(&mut self, description: String) {
+        self.event(Event::Violation { description });
+    }
+
+    /// Applies what is committed, then turns this input's changes into one
+    /// write.
+    fn finish_input(&mut self) {
+        self.apply_committed();
+        self.flush();
+    }
+
+    fn apply_committed(&mut self) {
+        let apply_upto = if self.role == Role::Leader && self.config.bug(Bug::AckBeforeCommit) {
+            self.log.last_index()
+        } else {
+            self.commit
+        };
+        while self.applied < apply_upto {
+            let index = self.applied.next();
+            let entry = self
+                .log
+                .entry(index)
+                .expect("invariant: committed entries are in the log");
+            let answer = match &entry.payload {
+                Payload::Noop => None,
+                Payload::Command(command) => Some(self.state_machine.apply(index, command)),
+                Payload::Read(query) => Some(self.state_machine.query(query)),
+            };
+            let entry_term = entry.term;
+            self.applied = index;
+            if let Some((request, term)) = self.pending_requests.remove(&index) {
+                let result = match answer {
+                    Some(answer) if term == entry_term => ClientResult::Ok(answer),
+                    _ => ClientResult::Dropped(DropReason::LeadershipLost),
+                };
+                self.respond(request, result);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.dirty.any() {
+            return;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let start = match (dirty.truncate_from, dirty.append_from) {
+            (Some(truncate), Some(append)) => Some(truncate.min(append)),
+            (truncate, append) => truncate.or(append),
+        };
+        let entries = match start {
+            Some(start) => self.log.slice(start, self.log.last_index()).to_vec(),
+            None => Vec::new(),
+        };
+        let truncate_from = dirty
+            .truncate_from
+            .map(|_| start.expect("truncation sets a start"));
+        let id = PersistId(self.next_persist_id);
+        self.next_persist_id += 1;
+        let hard_state = self.hard_state();
+        self.pending_writes.push_back(PendingWrite {
+            id,
+            durable_upto: self.log.last_index(),
+            hard_state,
+        });
+        self.actions.push_back(Action::Persist(PersistRequest {
+            id,
+            truncate_from,
+            entries,
+            hard_state,
+        }));
+    }
+}
+
+/// Checks what a peer cannot be trusted to get right: the shape of an append.
+fn validate_message(message: &Message) -> Result<(), String> {
+    if let MessageBody::AppendEntries {
+        prev_log_index,
+        prev_log_term,
+        entries,
+        ..
+    } = &message.body
+    {
+        if entries.len() > MAX_ENTRIES_PER_MESSAGE {
+            return Err(format!(
+                "{} entries, more than {MAX_ENTRIES_PER_MESSAGE}",
+                entries.len()
+            ));
+        }
+        if *prev_log_term > message.term {
+            return Err(format!(
+                "previous entry term {prev_log_term} is after the message term {}",
+                message.term
+            ));
+        }
+        let mut expected_index = prev_log_index.next();
+        let mut previous_term = *prev_log_term;
+        for entry in entries {
+            if entry.index != expected_index {
+                return Err(format!(
+                    "entry {} where {} was expected",
+                    entry.index, expected_index
+                ));
+            }
+            if entry.term < previous_term || entry.term > message.term {
+                return Err(format!(
+                    "entry {} has out-of-order term {}",
+                    entry.index, entry.term
+                ));
+            }
+            expected_index = expected_index.next();
+            previous_term = entry.term;
+        }
+    }
+    Ok(())
+}

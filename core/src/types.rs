@@ -1,0 +1,127 @@
+//! Newtypes shared by every protocol: identities, Raft terms and indexes, and
+//! time. Time is a plain value handed in by the driver; nothing here reads a
+//! clock.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Identity of a cluster member. Stable across restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub u64);
+
+/// A Raft term: a logical clock that only moves forward.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Term(pub u64);
+
+/// Position of an entry in the replicated log. Index 0 is the empty prefix;
+/// the first entry has index 1.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct LogIndex(pub u64);
+
+/// Identifies one client request to the node that received it. Chosen by the
+/// driver; echoed back in [`crate::raft::Action::Respond`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId(pub u64);
+
+/// A point in time, in microseconds since an epoch chosen by the driver.
+///
+/// The core never reads a clock: every input carries the driver's `now`, and
+/// every deadline the core asks for is expressed in the same clock. The
+/// simulator hands each node its own drifting clock.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Time {
+    micros: u64,
+}
+
+impl Time {
+    /// The epoch.
+    pub const ZERO: Time = Time { micros: 0 };
+
+    pub const fn from_micros(micros: u64) -> Time {
+        Time { micros }
+    }
+
+    pub const fn from_millis(millis: u64) -> Time {
+        Time {
+            micros: millis.saturating_mul(1000),
+        }
+    }
+
+    pub const fn as_micros(self) -> u64 {
+        self.micros
+    }
+
+    pub const fn as_millis(self) -> u64 {
+        self.micros / 1000
+    }
+
+    /// `self + micros`, saturating at the end of time.
+    pub const fn add_micros(self, micros: u64) -> Time {
+        Time {
+            micros: self.micros.saturating_add(micros),
+        }
+    }
+
+    /// `self + millis`, saturating at the end of time.
+    pub const fn add_millis(self, millis: u64) -> Time {
+        self.add_micros(millis.saturating_mul(1000))
+    }
+
+    /// Microseconds from `earlier` to `self`; zero if `earlier` is later.
+    pub const fn micros_since(self, earlier: Time) -> u64 {
+        self.micros.saturating_sub(earlier.micros)
+    }
+}
+
+impl Term {
+    pub const ZERO: Term = Term(0);
+    pub const fn next(self) -> Term {
+        Term(self.0 + 1)
+    }
+}
+
+impl LogIndex {
+    pub const ZERO: LogIndex = LogIndex(0);
+    pub const fn next(self) -> LogIndex {
+        LogIndex(self.0 + 1)
+    }
+    /// The previous index; `LogIndex(0)` stays `LogIndex(0)`.
+    pub const fn prev(self) -> LogIndex {
+        LogIndex(self.0.saturating_sub(1))
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n{}", self.0)
+    }
+}
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "t{}", self.0)
+    }
+}
+
+impl fmt::Display for LogIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "i{}", self.0)
+    }
+}
+
+impl fmt::Display for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{:06}s",
+            self.micros / 1_000_000,
+            self.micros % 1_000_000
+        )
+    }
+}
