@@ -1,1 +1,404 @@
-fn main() {}
+//! The `chorus-sim` command. See `chorus-sim --help`.
+
+use chorus_core::raft::Bug;
+use chorus_sim::check::linearizability::{self, SearchLimits, Verdict};
+use chorus_sim::history;
+use chorus_sim::runner::{run_many, RunOptions, RunSummary};
+use chorus_sim::scenario::Scenario;
+use chorus_sim::simulation::{run_seed, SimOptions};
+use chorus_sim::trace::hex;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Largest cluster the simulator accepts.
+const MAX_NODES: usize = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "chorus-sim",
+    version,
+    about = "Deterministic simulator for the Chorus cluster core"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run many seeds in parallel and summarise.
+    Run(RunArgs),
+    /// Re-run one seed and print its trace, verdict and trace hash.
+    Replay(ReplayArgs),
+    /// List the injectable protocol bugs (name, then description).
+    Bugs,
+    /// Check a Jepsen history for linearizability.
+    CheckHistory(CheckHistoryArgs),
+}
+
+#[derive(Args, Clone)]
+struct ClusterArgs {
+    /// Number of Raft nodes.
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    /// Inject a protocol bug (see `chorus-sim bugs`).
+    #[arg(long, value_name = "NAME")]
+    bug: Option<String>,
+    /// A TOML fault schedule, run instead of (or, with `random_faults = true`,
+    /// on top of) the seed's random faults.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Seeds to run: `START..END` (END exclusive) or a single seed.
+    #[arg(long, default_value = "0..100")]
+    seeds: String,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Worker threads (default: available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print one JSON object instead of the text summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    #[arg(long)]
+    seed: u64,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Write the readable trace to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Write the client history to FILE in Jepsen's EDN format.
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Model {
+    /// A single register (no keys).
+    Register,
+    /// Independent keys, each a register (checked key by key).
+    Kv,
+}
+
+#[derive(Args)]
+struct CheckHistoryArgs {
+    /// A history in Jepsen's EDN format or `jepsen.util` log lines.
+    file: PathBuf,
+    /// The model; by default `kv` when operations carry keys, else `register`.
+    #[arg(long, value_enum)]
+    model: Option<Model>,
+}
+
+/// A usage error: printed, exit code 2.
+struct UsageError(String);
+
+fn parse_seeds(text: &str) -> Result<Range<u64>, UsageError> {
+    let bad = || {
+        UsageError(format!(
+            "--seeds {text:?}: expected START..END (e.g. 0..1000) or a single seed"
+        ))
+    };
+    if let Some((start, end)) = text.split_once("..") {
+        let start: u64 = start.trim().parse().map_err(|_| bad())?;
+        let end: u64 = end.trim().parse().map_err(|_| bad())?;
+        if end <= start {
+            return Err(UsageError(format!(
+                "--seeds {text}: the range is empty (END is exclusive)"
+            )));
+        }
+        Ok(start..end)
+    } else {
+        let seed: u64 = text.trim().parse().map_err(|_| bad())?;
+        Ok(seed..seed.checked_add(1).ok_or_else(bad)?)
+    }
+}
+
+fn parse_cluster(args: &ClusterArgs) -> Result<(usize, Option<Bug>, Option<Scenario>), UsageError> {
+    if args.nodes == 0 || args.nodes > MAX_NODES {
+        return Err(UsageError(format!(
+            "--nodes {}: must be between 1 and {MAX_NODES}",
+            args.nodes
+        )));
+    }
+    let bug = match &args.bug {
+        None => None,
+        Some(name) => Some(Bug::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = Bug::ALL.iter().map(|bug| bug.name()).collect();
+            UsageError(format!(
+                "--bug {name:?}: no such bug; known bugs: {}",
+                names.join(", ")
+            ))
+        })?),
+    };
+    let scenario = match &args.scenario {
+        None => None,
+        Some(path) => {
+            let text = read_file(path, "scenario")?;
+            Some(
+                Scenario::parse(&text, args.nodes)
+                    .map_err(|error| UsageError(format!("scenario {}: {error}", path.display())))?,
+            )
+        }
+    };
+    Ok((args.nodes, bug, scenario))
+}
+
+fn read_file(path: &Path, what: &str) -> Result<String, UsageError> {
+    std::fs::read_to_string(path).map_err(|error| {
+        UsageError(format!(
+            "cannot read {what} file {}: {error}",
+            path.display()
+        ))
+    })
+}
+
+fn replay_command(seed: u64, cluster: &ClusterArgs) -> String {
+    let mut command = format!("chorus-sim replay --seed {seed} --nodes {}", cluster.nodes);
+    if let Some(bug) = &cluster.bug {
+        command.push_str(&format!(" --bug {bug}"));
+    }
+    if let Some(scenario) = &cluster.scenario {
+        command.push_str(&format!(" --scenario {}", scenario.display()));
+    }
+    command
+}
+
+fn run(args: RunArgs) -> Result<ExitCode, UsageError> {
+    let seeds = parse_seeds(&args.seeds)?;
+    let (nodes, bug, scenario) = parse_cluster(&args.cluster)?;
+    let threads = match args.threads {
+        Some(0) => return Err(UsageError("--threads 0: need at least one thread".into())),
+        Some(threads) => threads,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let options = RunOptions {
+        seeds: seeds.clone(),
+        nodes,
+        bug,
+        scenario,
+        threads,
+    };
+    let bar = if args.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new(seeds.end - seeds.start);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} seeds, {msg} [{elapsed_precise}, eta {eta}]",
+            )
+            .expect("the template is valid"),
+        );
+        bar
+    };
+    let failures = std::sync::atomic::AtomicU64::new(0);
+    let summary = run_many(&options, &|outcome| {
+        if !outcome.failures.is_empty() {
+            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        bar.set_message(format!(
+            "{} failed",
+            failures.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    if args.json {
+        print_json(&summary);
+    } else {
+        print_summary(&summary, &args.cluster, &seeds);
+    }
+    Ok(if summary.failed().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_json(summary: &RunSummary) {
+    let (ok, failed, unknown) = summary.ops();
+    let failures: Vec<serde_json::Value> = summary
+        .outcomes
+        .iter()
+        .filter(|outcome| !outcome.failures.is_empty())
+        .map(|outcome| serde_json::json!({ "seed": outcome.seed, "failure": outcome.failures[0] }))
+        .collect();
+    let wall_ms = summary.wall_micros / 1000;
+    let json = serde_json::json!({
+        "seeds": summary.outcomes.len(),
+        "failed": summary.failed(),
+        "failures": failures,
+        "events": summary.events(),
+        "sim_ms": summary.sim_micros() / 1000,
+        "wall_ms": wall_ms,
+        "threads": summary.threads,
+        "events_per_s": (summary.events() as f64 / (summary.wall_micros.max(1) as f64 / 1e6)).round(),
+        "ops_ok": ok,
+        "ops_failed": failed,
+        "ops_unknown": unknown,
+        "combined_hash": summary.combined_hash(),
+    });
+    println!("{json}");
+}
+
+fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>) {
+    let (ok, failed, unknown) = summary.ops();
+    let wall_s = summary.wall_micros.max(1) as f64 / 1e6;
+    let events = summary.events();
+    let sim_s = summary.sim_micros() as f64 / 1e6;
+    let failed_seeds = summary.failed();
+    println!(
+        "seeds:          {} ({}..{}), {} nodes, bug: {}",
+        summary.outcomes.len(),
+        seeds.start,
+        seeds.end,
+        cluster.nodes,
+        cluster.bug.as_deref().unwrap_or("none")
+    );
+    println!("failures:       {}", failed_seeds.len());
+    println!("events:         {events}");
+    println!("simulated time: {sim_s:.1} s");
+    println!(
+        "wall time:      {wall_s:.2} s on {} threads",
+        summary.threads
+    );
+    println!(
+        "events/s:       {:.0} ({:.0} per thread)",
+        events as f64 / wall_s,
+        events as f64 / wall_s / summary.threads as f64
+    );
+    println!("sim s / wall s: {:.0}", sim_s / wall_s);
+    println!("client ops:     {ok} ok, {failed} failed, {unknown} unknown");
+    println!("combined-hash:  {}", summary.combined_hash());
+    for outcome in summary
+        .outcomes
+        .iter()
+        .filter(|outcome| !outcome.failures.is_empty())
+        .take(20)
+    {
+        println!("FAIL seed {}: {}", outcome.seed, outcome.failures[0]);
+        println!("  replay: {}", replay_command(outcome.seed, cluster));
+    }
+    if failed_seeds.len() > 20 {
+        println!("... and {} more failing seeds", failed_seeds.len() - 20);
+    }
+}
+
+fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
+    let (nodes, bug, scenario) = parse_cluster(&args.cluster)?;
+    let options = SimOptions {
+        seed: args.seed,
+        nodes,
+        bug,
+        scenario,
+        keep_trace_text: true,
+    };
+    let report = run_seed(options);
+    let text = report.trace_text.clone().unwrap_or_default();
+    match &args.trace {
+        Some(path) => std::fs::write(path, &text).map_err(|error| {
+            UsageError(format!(
+                "cannot write trace file {}: {error}",
+                path.display()
+            ))
+        })?,
+        None => print!("{text}"),
+    }
+    if let Some(path) = &args.history {
+        std::fs::write(path, history::write_edn(&report.history)).map_err(|error| {
+            UsageError(format!(
+                "cannot write history file {}: {error}",
+                path.display()
+            ))
+        })?;
+    }
+    println!("seed:           {}", report.seed);
+    println!("profile:        {}", report.profile);
+    println!("events:         {}", report.events);
+    println!("simulated time: {:.3} s", report.sim_micros as f64 / 1e6);
+    println!(
+        "client ops:     {} ok, {} failed, {} unknown",
+        report.ops_ok, report.ops_failed, report.ops_unknown
+    );
+    if report.passed() {
+        println!("verdict:        PASS");
+    } else {
+        println!("verdict:        FAIL");
+        for failure in &report.failures {
+            println!("  {failure}");
+        }
+    }
+    println!("trace-hash: {}", hex(&report.trace_hash));
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn bugs() -> ExitCode {
+    for bug in Bug::ALL {
+        println!("{}\t{}", bug.name(), bug.description());
+    }
+    ExitCode::SUCCESS
+}
+
+fn check_history(args: CheckHistoryArgs) -> Result<ExitCode, UsageError> {
+    let text = read_file(&args.file, "history")?;
+    let parsed = history::parse_auto(&text)
+        .map_err(|error| UsageError(format!("history {}: {error}", args.file.display())))?;
+    let keyed = parsed.operations.iter().any(|op| op.key.is_some());
+    if matches!(args.model, Some(Model::Register)) && keyed {
+        return Err(UsageError(format!(
+            "history {}: operations carry keys, so it is not a single register; use --model kv",
+            args.file.display()
+        )));
+    }
+    match linearizability::check(&parsed, &SearchLimits::default()) {
+        Verdict::Linearizable => {
+            println!("linearizable");
+            Ok(ExitCode::SUCCESS)
+        }
+        Verdict::NotLinearizable { key, explanation } => {
+            println!("not linearizable");
+            if let Some(key) = key {
+                println!("key: {key}");
+            }
+            println!("{explanation}");
+            Ok(ExitCode::from(1))
+        }
+        Verdict::Unknown { key, reason } => {
+            println!("unknown");
+            println!(
+                "the search gave up{}: {reason}",
+                key.map(|key| format!(" on key {key}")).unwrap_or_default()
+            );
+            Ok(ExitCode::from(3))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Replay(args) => replay(args),
+        Command::Bugs => Ok(bugs()),
+        Command::CheckHistory(args) => check_history(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(UsageError(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

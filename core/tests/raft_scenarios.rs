@@ -1,0 +1,1042 @@
+//! Deterministic scenario tests for the Raft core, after the Raft paper's
+//! figures and etcd raft's scenario suite. Each test drives an in-memory
+//! cluster (see `harness`) and asserts concrete terms, indexes, roles and log
+//! contents.
+
+mod harness;
+
+use chorus_core::kv::KvResponse;
+use chorus_core::raft::{AppendResponse, Bug, ClientResult, DropReason, MessageBody, Role};
+use chorus_core::types::{LogIndex, NodeId, Term};
+use harness::{
+    append_entries, cas, cas_in_session, get, hard_state, is_append, is_vote_response,
+    log_with_terms, ok_response, put, Cluster, Disk, SyncMode,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, RngSeed};
+use std::collections::BTreeSet;
+
+const N1: NodeId = NodeId(1);
+const N2: NodeId = NodeId(2);
+const N3: NodeId = NodeId(3);
+const N4: NodeId = NodeId(4);
+
+/// `Config::new`'s election timeout, which every test here keeps.
+const ELECTION_TIMEOUT_MS: u64 = 150;
+
+fn rejections_sent(cluster: &Cluster, from: NodeId, to: NodeId) -> usize {
+    cluster
+        .sent()
+        .iter()
+        .filter(|message| {
+            message.from == from
+                && message.to == to
+                && matches!(
+                    message.body,
+                    MessageBody::AppendEntriesResponse(AppendResponse::Rejected { .. })
+                )
+        })
+        .count()
+}
+
+fn appends_sent(cluster: &Cluster, from: NodeId, to: NodeId) -> usize {
+    cluster
+        .sent()
+        .iter()
+        .filter(|message| message.from == from && message.to == to && is_append(message))
+        .count()
+}
+
+fn non_leaders(cluster: &Cluster, leader: NodeId) -> Vec<NodeId> {
+    cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect()
+}
+
+// ----- Figure 7: a new leader brings divergent followers in line -------------
+
+const FIGURE_7_LEADER: NodeId = NodeId(1);
+const FOLLOWER_C: NodeId = NodeId(4);
+const FOLLOWER_D: NodeId = NodeId(5);
+const FOLLOWER_E: NodeId = NodeId(6);
+const FOLLOWER_F: NodeId = NodeId(7);
+
+/// The leader's log in figure 7, before it appends its own no-op.
+const FIGURE_7_LEADER_LOG: [u64; 10] = [1, 1, 1, 4, 4, 5, 5, 6, 6, 6];
+
+/// Seven members with the logs of the Raft paper's figure 7: node 1 holds the
+/// top log (and will lead term 8), nodes 2..=7 are followers (a) to (f). Each
+/// member's term is the last term it has seen; the first three entries (all
+/// of term 1, common to every log) are known committed.
+fn figure_7_cluster() -> Cluster {
+    let layouts: [(&[u64], u64); 7] = [
+        (&FIGURE_7_LEADER_LOG, 7),
+        (&[1, 1, 1, 4, 4, 5, 5, 6, 6], 6), // (a) misses one entry
+        (&[1, 1, 1, 4], 4),                // (b) misses many
+        (&[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6], 6), // (c) one extra entry of term 6
+        (&[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7], 7), // (d) two extra entries of term 7
+        (&[1, 1, 1, 4, 4, 4, 4], 4),       // (e) misses some, extra of term 4
+        (&[1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3], 3), // (f) eight entries of terms 2 and 3
+    ];
+    let disks = layouts
+        .iter()
+        .map(|(terms, term)| Disk::holding(hard_state(*term, None, 3), log_with_terms(terms)))
+        .collect();
+    Cluster::from_disks(disks, |_| {})
+}
+
+#[test]
+fn figure_7_leader_of_term_8_brings_every_follower_log_in_line() {
+    let mut cluster = figure_7_cluster();
+    assert_eq!(cluster.log_terms(FOLLOWER_C).len(), 11);
+    assert_eq!(cluster.log_terms(FOLLOWER_D).len(), 12);
+
+    cluster.elect(FIGURE_7_LEADER);
+    cluster.stabilize();
+
+    assert_eq!(cluster.node(FIGURE_7_LEADER).role(), Role::Leader);
+    assert_eq!(cluster.node(FIGURE_7_LEADER).term(), Term(8));
+    let mut expected = FIGURE_7_LEADER_LOG.to_vec();
+    expected.push(8); // the new leader's no-op
+    let leader_log = cluster.log(FIGURE_7_LEADER);
+    assert_eq!(cluster.log_terms(FIGURE_7_LEADER), expected);
+    for id in cluster.ids() {
+        assert_eq!(cluster.log(id), leader_log, "{id}'s log");
+        assert_eq!(cluster.disk(id).terms(), expected, "{id}'s disk");
+        assert_eq!(cluster.node(id).term(), Term(8), "{id}'s term");
+        assert_eq!(cluster.node(id).leader(), Some(FIGURE_7_LEADER));
+        assert_eq!(
+            cluster.node(id).commit_index(),
+            LogIndex(11),
+            "{id}'s commit"
+        );
+        assert_eq!(
+            cluster.node(id).applied_index(),
+            LogIndex(11),
+            "{id}'s applied"
+        );
+    }
+    // (c) and (d) had uncommitted entries past the leader's log: replaced by
+    // the leader's no-op, and (d)'s twelfth entry is gone.
+    assert_eq!(cluster.node(FOLLOWER_D).last_index(), LogIndex(11));
+    assert_eq!(
+        cluster.node(FOLLOWER_C).entry(LogIndex(11)).unwrap().term,
+        Term(8)
+    );
+    // (e) and (f) applied the leader's entries, not their own divergent ones.
+    assert_eq!(cluster.kv_get(FOLLOWER_E, "i6").as_deref(), Some("t5"));
+    assert_eq!(cluster.kv_get(FOLLOWER_F, "i4").as_deref(), Some("t4"));
+    assert_eq!(cluster.kv_get(FOLLOWER_F, "i10").as_deref(), Some("t6"));
+    cluster.assert_safe();
+}
+
+#[test]
+fn figure_7_fast_backtracking_costs_one_rejection_per_conflicting_term() {
+    let mut cluster = figure_7_cluster();
+    cluster.elect(FIGURE_7_LEADER);
+    cluster.stabilize();
+    assert_eq!(
+        cluster.log(FOLLOWER_F),
+        cluster.log(FIGURE_7_LEADER),
+        "(f) caught up"
+    );
+
+    // (f) diverges from the leader at indexes 4..=11: eight entries, in two
+    // terms (2 and 3). Backtracking one index per rejection would take seven
+    // rejections (previous index 10, 9, ..., 4) before the match at 3; one
+    // rejection per conflicting term takes two.
+    let divergent_entries = 8;
+    let rejections = rejections_sent(&cluster, FOLLOWER_F, FIGURE_7_LEADER);
+    assert_eq!(rejections, 2, "one rejection per conflicting term");
+    let appends = appends_sent(&cluster, FIGURE_7_LEADER, FOLLOWER_F);
+    // Three probes (previous index 10, 6, 3) plus at most one to carry the
+    // new commit index.
+    assert!(
+        appends <= 4,
+        "{appends} appends to (f); it diverged by {divergent_entries} entries"
+    );
+    assert!(appends < divergent_entries / 2);
+
+    // (e) is short and conflicts in term 4: also one rejection each.
+    assert_eq!(rejections_sent(&cluster, FOLLOWER_E, FIGURE_7_LEADER), 2);
+    // (c) and (d) match at the leader's last entry: no rejection at all.
+    assert_eq!(rejections_sent(&cluster, FOLLOWER_C, FIGURE_7_LEADER), 0);
+    assert_eq!(rejections_sent(&cluster, FOLLOWER_D, FIGURE_7_LEADER), 0);
+    cluster.assert_safe();
+}
+
+// ----- Figure 8: the current-term commit rule ----------------------------------
+
+const S1: NodeId = NodeId(1);
+const S2: NodeId = NodeId(2);
+const S3: NodeId = NodeId(3);
+const S4: NodeId = NodeId(4);
+const S5: NodeId = NodeId(5);
+
+/// Figure 8 (a)-(b) as disks: S1 led term 2 and got entry 2 (term 2) only to
+/// S2; S5 then won term 3 with S3's and S4's votes and accepted entry 2 of
+/// term 3 itself. Entry 1 is committed everywhere.
+fn figure_8_disks() -> Vec<Disk> {
+    vec![
+        Disk::holding(hard_state(2, Some(1), 1), log_with_terms(&[1, 2])), // S1
+        Disk::holding(hard_state(2, Some(1), 1), log_with_terms(&[1, 2])), // S2
+        Disk::holding(hard_state(3, Some(5), 1), log_with_terms(&[1])),    // S3
+        Disk::holding(hard_state(3, Some(5), 1), log_with_terms(&[1])),    // S4
+        Disk::holding(hard_state(3, Some(5), 1), log_with_terms(&[1, 3])), // S5
+    ]
+}
+
+/// Figure 8 (c): S5 is down; S1 wins term 4 (with S3 and S4; the link S1-S2
+/// is cut) and replicates its entry 2 of term 2 to S3 and S4, so it is on a
+/// majority (S1, S2, S3, S4). The network loses S1's term-4 entry on its way
+/// to anyone who already holds entry 2, so the term-4 no-op stays on S1.
+/// S1 sends one entry per append so that entry 2 travels alone.
+fn figure_8_term_4_leader(bug: Option<Bug>) -> Cluster {
+    let mut cluster = Cluster::from_disks(figure_8_disks(), |config| {
+        config.injected_bug = bug;
+        if config.id == S1 {
+            config.max_entries_per_append = 1;
+        }
+    });
+    cluster.crash(S5);
+    cluster.cut(S1, S2);
+    let mut holds_entry_2 = BTreeSet::new();
+    cluster.set_drop_rule(move |message| {
+        if message.to == S1 {
+            if let MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) =
+                message.body
+            {
+                if match_index >= LogIndex(2) {
+                    holds_entry_2.insert(message.from);
+                }
+            }
+            return false;
+        }
+        message.from == S1
+            && holds_entry_2.contains(&message.to)
+            && append_entries(message)
+                .iter()
+                .any(|entry| entry.term == Term(4))
+    });
+    cluster.elect(S1);
+
+    assert_eq!(cluster.node(S1).term(), Term(4));
+    assert_eq!(cluster.log_terms(S1), [1, 2, 4]);
+    for id in [S2, S3, S4] {
+        assert_eq!(cluster.log_terms(id), [1, 2], "{id}'s log");
+        assert_eq!(cluster.disk(id).terms(), [1, 2], "{id}'s disk");
+    }
+    cluster
+}
+
+#[test]
+fn figure_8_old_term_entry_on_a_majority_is_not_committed_by_a_new_leader() {
+    let cluster = figure_8_term_4_leader(None);
+    // Entry 2 (term 2) is on S1, S2, S3 and S4, and S1 knows S3 and S4 hold it,
+    // but it is not of S1's term: S1 must not commit it by counting replicas.
+    assert_eq!(cluster.node(S1).role(), Role::Leader);
+    assert_eq!(cluster.node(S1).commit_index(), LogIndex(1));
+    for id in [S2, S3, S4] {
+        assert_eq!(cluster.node(id).commit_index(), LogIndex(1), "{id}");
+    }
+    cluster.assert_safe();
+}
+
+#[test]
+fn figure_8_old_term_entry_commits_once_an_entry_of_the_leaders_term_reaches_a_majority() {
+    let mut cluster = figure_8_term_4_leader(None);
+    assert_eq!(cluster.node(S1).commit_index(), LogIndex(1));
+
+    // Figure 8 (e): the network recovers; S1's heartbeats get its term-4
+    // no-op to the others, which commits it and, with it, entry 2.
+    cluster.heal();
+    cluster.advance(200);
+
+    assert_eq!(cluster.node(S1).role(), Role::Leader);
+    assert_eq!(cluster.node(S1).term(), Term(4));
+    for id in [S1, S2, S3, S4] {
+        assert_eq!(cluster.log_terms(id), [1, 2, 4], "{id}'s log");
+        assert_eq!(
+            cluster.node(id).commit_index(),
+            LogIndex(3),
+            "{id}'s commit"
+        );
+    }
+    assert_eq!(cluster.kv_get(S3, "i2").as_deref(), Some("t2"));
+    cluster.assert_safe();
+}
+
+#[test]
+fn figure_8_uncommitted_old_term_entry_is_overwritten_by_a_leader_with_a_higher_last_term() {
+    let mut cluster = figure_8_term_4_leader(None);
+    assert_eq!(cluster.node(S1).commit_index(), LogIndex(1));
+
+    // Figure 8 (d): S1 crashes; S5 comes back and wins term 5 with S2, S3 and
+    // S4, whose last entry (term 2) is older than S5's (term 3).
+    cluster.crash(S1);
+    cluster.heal();
+    cluster.restart(S5);
+    cluster.elect(S5);
+
+    assert_eq!(cluster.node(S5).term(), Term(5));
+    for id in [S2, S3, S4, S5] {
+        assert_eq!(cluster.log_terms(id), [1, 3, 5], "{id}'s log");
+        assert_eq!(
+            cluster.node(id).commit_index(),
+            LogIndex(3),
+            "{id}'s commit"
+        );
+    }
+    assert_eq!(cluster.kv_get(S3, "i2").as_deref(), Some("t3"));
+
+    // S1's copy of entry 2 was never committed, so it goes too.
+    cluster.restart(S1);
+    cluster.stabilize();
+    assert_eq!(cluster.log_terms(S1), [1, 3, 5]);
+    assert_eq!(cluster.node(S1).leader(), Some(S5));
+    cluster.assert_safe();
+}
+
+#[test]
+fn figure_8_commit_old_term_bug_commits_early_and_a_later_leader_overwrites_it() {
+    let mut cluster = figure_8_term_4_leader(Some(Bug::CommitOldTerm));
+    // With the bug, counting replicas is enough: entry 2 of term 2 commits
+    // under the term-4 leader.
+    assert_eq!(cluster.node(S1).commit_index(), LogIndex(2));
+    assert_eq!(cluster.node(S1).entry(LogIndex(2)).unwrap().term, Term(2));
+    assert_eq!(cluster.kv_get(S1, "i2").as_deref(), Some("t2"));
+    cluster.check_safety().expect("nothing contradicts it yet");
+
+    // ... and figure 8 (d) then overwrites a committed entry.
+    cluster.crash(S1);
+    cluster.heal();
+    cluster.restart(S5);
+    cluster.elect(S5);
+    assert_eq!(cluster.log_terms(S3), [1, 3, 5]);
+    assert_eq!(cluster.node(S3).commit_index(), LogIndex(3));
+    let problem = cluster
+        .check_safety()
+        .expect_err("the checker sees index 2 committed in two terms");
+    assert!(problem.contains("committed i2"), "{problem}");
+}
+
+// ----- Elections -------------------------------------------------------------------
+
+#[test]
+fn dueling_candidates_split_the_vote_and_a_later_term_elects_one_leader() {
+    let mut cluster = Cluster::with_config(4, |config| config.pre_vote = false);
+    cluster.fire_timeout(N1);
+    cluster.fire_timeout(N3);
+    assert_eq!(cluster.node(N1).role(), Role::Candidate);
+    assert_eq!(cluster.node(N3).role(), Role::Candidate);
+    // Each of the other two voters hears a different candidate first.
+    cluster.deliver_where(|message| {
+        (message.from, message.to) == (N1, N2) || (message.from, message.to) == (N3, N4)
+    });
+    cluster.deliver_all();
+
+    assert_eq!(cluster.node(N2).voted_for(), Some(N1));
+    assert_eq!(cluster.node(N4).voted_for(), Some(N3));
+    for candidate in [N1, N3] {
+        assert_eq!(cluster.node(candidate).role(), Role::Candidate);
+        assert_eq!(cluster.node(candidate).term(), Term(1));
+    }
+    assert!(
+        cluster.leaders_of(Term(1)).is_empty(),
+        "2 of 4 is no quorum"
+    );
+
+    // N1's timer fires again first; term 2 elects it.
+    cluster.fire_timeout(N1);
+    cluster.stabilize();
+    assert_eq!(cluster.node(N1).role(), Role::Leader);
+    assert_eq!(cluster.node(N1).term(), Term(2));
+    assert_eq!(cluster.node(N3).role(), Role::Follower);
+    assert_eq!(cluster.node(N3).term(), Term(2));
+    assert_eq!(cluster.leaders_of(Term(2)), BTreeSet::from([N1]));
+    assert!(cluster.leaders_of(Term(1)).is_empty());
+    for id in cluster.ids() {
+        assert_eq!(cluster.node(id).commit_index(), LogIndex(1), "{id}");
+    }
+    cluster.assert_safe();
+}
+
+#[test]
+fn partitioned_leader_steps_down_and_after_healing_follows_the_new_leader() {
+    let mut cluster = Cluster::new(5);
+    let old_leader = cluster.tick_until_leader();
+    cluster.advance(100);
+    let old_term = cluster.node(old_leader).term();
+    let committed = cluster.node(old_leader).commit_index();
+    assert_eq!(committed, LogIndex(1), "the first leader's no-op");
+
+    cluster.isolate(old_leader);
+    cluster.propose(old_leader, 1, put("lost-1", "x"));
+    cluster.propose(old_leader, 2, put("lost-2", "x"));
+    assert_eq!(cluster.node(old_leader).last_index(), LogIndex(3));
+
+    let mut stepped_down_after_ms = None;
+    for elapsed_ms in 1..=10 * ELECTION_TIMEOUT_MS {
+        cluster.advance(1);
+        if cluster.node(old_leader).role() != Role::Leader {
+            stepped_down_after_ms = Some(elapsed_ms);
+            break;
+        }
+    }
+    let stepped_down_after_ms = stepped_down_after_ms.expect("check-quorum steps down");
+    // The first check-quorum round may still count pre-partition answers; the
+    // second cannot.
+    assert!(
+        stepped_down_after_ms <= 2 * ELECTION_TIMEOUT_MS,
+        "stepped down after {stepped_down_after_ms} ms"
+    );
+    assert_eq!(
+        cluster.node(old_leader).term(),
+        old_term,
+        "stepping down keeps the term"
+    );
+    for request in [1, 2] {
+        assert_eq!(
+            cluster.answer(old_leader, request),
+            Some(ClientResult::Dropped(DropReason::LeadershipLost))
+        );
+    }
+
+    let new_leader = cluster.tick_until_leader();
+    assert_ne!(new_leader, old_leader);
+    let new_term = cluster.node(new_leader).term();
+    assert!(new_term > old_term);
+    cluster.propose(new_leader, 3, put("kept", "y"));
+    cluster.advance(10);
+    assert_eq!(
+        ok_response(&cluster.answer(new_leader, 3).unwrap()),
+        KvResponse::Done
+    );
+
+    cluster.heal();
+    cluster.advance(2 * ELECTION_TIMEOUT_MS);
+    assert_eq!(cluster.leader(), Some(new_leader));
+    assert_eq!(cluster.node(old_leader).role(), Role::Follower);
+    assert_eq!(cluster.node(old_leader).leader(), Some(new_leader));
+    assert_eq!(cluster.node(old_leader).term(), new_term);
+    assert_eq!(cluster.log(old_leader), cluster.log(new_leader));
+    // The two uncommitted entries of the old term were replaced.
+    let old_term_entries = cluster
+        .log(old_leader)
+        .iter()
+        .filter(|entry| entry.term == old_term)
+        .count();
+    assert_eq!(
+        old_term_entries, 1,
+        "only the old no-op remains of the old term"
+    );
+    assert_eq!(cluster.kv_get(old_leader, "lost-1"), None);
+    assert_eq!(cluster.kv_get(old_leader, "kept").as_deref(), Some("y"));
+    cluster.assert_safe();
+}
+
+struct Rejoin {
+    leader: NodeId,
+    leader_term: Term,
+    /// The isolated follower's term just before it rejoined.
+    isolated_term: Term,
+    final_leader: NodeId,
+    final_term: Term,
+    leader_stepped_down: bool,
+}
+
+/// Elects a leader in a 3-node cluster, isolates a follower for ten election
+/// timeouts, then heals and lets two more election timeouts pass.
+fn isolate_a_follower_then_rejoin(pre_vote: bool, check_quorum: bool) -> Rejoin {
+    let mut cluster = Cluster::with_config(3, |config| {
+        config.pre_vote = pre_vote;
+        config.check_quorum = check_quorum;
+    });
+    let leader = cluster.tick_until_leader();
+    cluster.advance(100);
+    let leader_term = cluster.node(leader).term();
+    let isolated = non_leaders(&cluster, leader)[0];
+    assert_eq!(cluster.node(isolated).term(), leader_term);
+
+    cluster.isolate(isolated);
+    cluster.advance(10 * ELECTION_TIMEOUT_MS);
+    assert_eq!(
+        cluster.leader(),
+        Some(leader),
+        "the majority side keeps its leader"
+    );
+    let isolated_term = cluster.node(isolated).term();
+    let role_changes_before = cluster.member(leader).role_changes.len();
+
+    cluster.heal();
+    cluster.advance(2 * ELECTION_TIMEOUT_MS);
+    cluster.assert_safe();
+    let final_leader = cluster.leader().expect("a leader after healing");
+    Rejoin {
+        leader,
+        leader_term,
+        isolated_term,
+        final_leader,
+        final_term: cluster.node(final_leader).term(),
+        leader_stepped_down: cluster.member(leader).role_changes[role_changes_before..]
+            .iter()
+            .any(|(role, _)| *role != Role::Leader),
+    }
+}
+
+#[test]
+fn pre_vote_keeps_a_rejoining_follower_from_inflating_its_term_and_deposing_the_leader() {
+    let rejoin = isolate_a_follower_then_rejoin(true, true);
+    assert_eq!(
+        rejoin.isolated_term, rejoin.leader_term,
+        "pre-votes never bump the term"
+    );
+    assert_eq!(rejoin.final_leader, rejoin.leader);
+    assert_eq!(rejoin.final_term, rejoin.leader_term);
+    assert!(!rejoin.leader_stepped_down);
+}
+
+#[test]
+fn without_pre_vote_a_rejoining_follower_inflates_its_term_and_deposes_the_leader() {
+    let rejoin = isolate_a_follower_then_rejoin(false, false);
+    // Ten election timeouts alone: at least five elections of its own.
+    assert!(
+        rejoin.isolated_term.0 >= rejoin.leader_term.0 + 5,
+        "isolated term {} vs leader term {}",
+        rejoin.isolated_term,
+        rejoin.leader_term
+    );
+    assert!(rejoin.leader_stepped_down);
+    assert!(rejoin.final_term >= rejoin.isolated_term);
+    assert!(rejoin.final_term > rejoin.leader_term);
+}
+
+/// Isolates the leader of a 3-node cluster; returns after how many
+/// milliseconds it stopped being leader, if it did within ten election
+/// timeouts.
+fn isolated_leader_steps_down_after_ms(check_quorum: bool) -> Option<u64> {
+    let mut cluster = Cluster::with_config(3, |config| config.check_quorum = check_quorum);
+    let leader = cluster.tick_until_leader();
+    cluster.advance(100);
+    let term = cluster.node(leader).term();
+    cluster.isolate(leader);
+    for elapsed_ms in 1..=10 * ELECTION_TIMEOUT_MS {
+        cluster.advance(1);
+        let node = cluster.node(leader);
+        if node.role() != Role::Leader {
+            assert_eq!(node.role(), Role::Follower);
+            assert_eq!(node.term(), term, "stepping down keeps the term");
+            assert_eq!(node.leader(), None);
+            return Some(elapsed_ms);
+        }
+    }
+    cluster.assert_safe();
+    None
+}
+
+#[test]
+fn leader_that_cannot_hear_a_quorum_steps_down_within_two_election_timeouts() {
+    let stepped_down_after_ms =
+        isolated_leader_steps_down_after_ms(true).expect("check-quorum steps down");
+    assert!(
+        stepped_down_after_ms <= 2 * ELECTION_TIMEOUT_MS,
+        "{stepped_down_after_ms} ms"
+    );
+}
+
+#[test]
+fn without_check_quorum_an_isolated_leader_stays_leader() {
+    assert_eq!(isolated_leader_steps_down_after_ms(false), None);
+}
+
+// ----- Durability ---------------------------------------------------------------------
+
+#[test]
+fn follower_sends_its_vote_only_after_the_vote_is_durable() {
+    let mut cluster = Cluster::new(3);
+    cluster.set_sync_mode(N2, SyncMode::Manual);
+    cluster.cut(N1, N3); // N1 needs N2's vote
+    cluster.fire_timeout(N1);
+    cluster.deliver_all();
+
+    assert_eq!(cluster.node(N1).role(), Role::Candidate);
+    assert_eq!(cluster.node(N2).voted_for(), Some(N1));
+    let unsynced = &cluster.disk(N2).unsynced;
+    assert_eq!(unsynced.len(), 1);
+    assert_eq!(unsynced[0].hard_state, hard_state(1, Some(1), 0));
+    assert_eq!(
+        cluster.node(N2).durable_hard_state(),
+        hard_state(0, None, 0)
+    );
+    assert_eq!(cluster.node(N2).held_message_count(), 1);
+    assert!(
+        !cluster
+            .sent()
+            .iter()
+            .any(|message| message.from == N2 && is_vote_response(message)),
+        "N2 sent its vote before making it durable"
+    );
+
+    cluster.sync(N2);
+    let vote = cluster
+        .sent()
+        .iter()
+        .find(|message| message.from == N2 && is_vote_response(message))
+        .expect("the vote goes out once durable");
+    assert_eq!(
+        vote.body,
+        MessageBody::RequestVoteResponse {
+            pre_vote: false,
+            granted: true
+        }
+    );
+    assert_eq!(cluster.node(N2).held_message_count(), 0);
+    cluster.deliver_all();
+    assert_eq!(cluster.node(N1).role(), Role::Leader);
+    assert_eq!(cluster.node(N1).term(), Term(1));
+}
+
+#[test]
+fn reply_before_persist_bug_sends_the_vote_before_it_is_durable() {
+    let mut cluster = Cluster::with_config(3, |config| {
+        config.injected_bug = Some(Bug::ReplyBeforePersist)
+    });
+    cluster.set_sync_mode(N2, SyncMode::Manual);
+    cluster.cut(N1, N3);
+    cluster.fire_timeout(N1);
+    cluster.deliver_all();
+
+    assert_eq!(
+        cluster.disk(N2).unsynced.len(),
+        1,
+        "the vote is not durable"
+    );
+    assert!(cluster
+        .sent()
+        .iter()
+        .any(|message| message.from == N2 && is_vote_response(message)));
+    assert_eq!(
+        cluster.node(N1).role(),
+        Role::Leader,
+        "elected on a vote N2 may forget"
+    );
+}
+
+#[test]
+fn follower_acknowledges_entries_only_after_they_are_durable() {
+    let mut cluster = Cluster::new(3);
+    let leader = cluster.tick_until_leader();
+    cluster.stabilize();
+    let followers = non_leaders(&cluster, leader);
+    let (slow, cut_off) = (followers[0], followers[1]);
+    cluster.cut(leader, cut_off); // the commit needs the slow follower
+    cluster.set_sync_mode(slow, SyncMode::Manual);
+    let before = cluster.sent().len();
+
+    cluster.propose(leader, 1, put("k", "v"));
+    cluster.deliver_all();
+    assert_eq!(cluster.node(slow).last_index(), LogIndex(2));
+    assert_eq!(cluster.node(slow).persisted_index(), LogIndex(1));
+    assert_eq!(cluster.disk(slow).unsynced.len(), 1);
+    let acknowledged = |cluster: &Cluster| {
+        cluster.sent()[before..].iter().any(|message| {
+            message.from == slow
+                && matches!(
+                    message.body,
+                    MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index })
+                        if match_index == LogIndex(2)
+                )
+        })
+    };
+    assert!(!acknowledged(&cluster), "acknowledged before durable");
+    assert_eq!(cluster.node(leader).commit_index(), LogIndex(1));
+    assert_eq!(cluster.answer(leader, 1), None);
+
+    cluster.sync(slow);
+    assert!(acknowledged(&cluster));
+    cluster.deliver_all();
+    assert_eq!(cluster.node(leader).commit_index(), LogIndex(2));
+    assert_eq!(
+        ok_response(&cluster.answer(leader, 1).unwrap()),
+        KvResponse::Done
+    );
+}
+
+#[test]
+fn single_node_leader_commits_only_after_its_own_write_is_durable() {
+    let mut cluster = Cluster::new(1);
+    cluster.set_sync_mode(N1, SyncMode::Manual);
+    cluster.fire_timeout(N1);
+    assert_eq!(cluster.node(N1).role(), Role::Leader);
+    assert_eq!(cluster.node(N1).last_index(), LogIndex(1));
+    assert_eq!(cluster.node(N1).commit_index(), LogIndex(0));
+
+    cluster.sync(N1);
+    assert_eq!(cluster.node(N1).commit_index(), LogIndex(1));
+
+    cluster.propose(N1, 1, put("k", "v"));
+    assert_eq!(cluster.node(N1).commit_index(), LogIndex(1));
+    assert_eq!(cluster.answer(N1, 1), None);
+    assert_eq!(cluster.kv_get(N1, "k"), None);
+
+    cluster.sync(N1);
+    assert_eq!(cluster.node(N1).commit_index(), LogIndex(2));
+    assert_eq!(
+        ok_response(&cluster.answer(N1, 1).unwrap()),
+        KvResponse::Done
+    );
+    assert_eq!(cluster.kv_get(N1, "k").as_deref(), Some("v"));
+}
+
+#[test]
+fn crash_of_every_node_keeps_term_vote_and_synced_log_and_loses_unsynced_writes() {
+    let mut cluster = Cluster::new(3);
+    let leader = cluster.tick_until_leader();
+    for (request, key) in [(1, "k1"), (2, "k2"), (3, "k3")] {
+        cluster.propose(leader, request, put(key, "v"));
+        cluster.stabilize();
+    }
+    assert_eq!(cluster.node(leader).commit_index(), LogIndex(4));
+    let term = cluster.node(leader).term();
+    let before: Vec<_> = cluster
+        .ids()
+        .into_iter()
+        .map(|id| (id, cluster.node(id).voted_for(), cluster.log(id)))
+        .collect();
+
+    // A fourth write reaches every log but no disk.
+    for id in cluster.ids() {
+        cluster.set_sync_mode(id, SyncMode::Manual);
+    }
+    cluster.propose(leader, 4, put("k4", "v"));
+    cluster.deliver_all();
+    for id in cluster.ids() {
+        assert_eq!(cluster.node(id).last_index(), LogIndex(5), "{id}");
+        assert_eq!(cluster.disk(id).entries.len(), 4, "{id}");
+    }
+
+    for id in cluster.ids() {
+        cluster.crash(id);
+    }
+    for id in cluster.ids() {
+        cluster.restart(id);
+    }
+    for (id, voted_for, log) in before {
+        let node = cluster.node(id);
+        assert_eq!(node.role(), Role::Follower, "{id}");
+        assert_eq!(node.term(), term, "{id}'s term");
+        assert_eq!(node.voted_for(), voted_for, "{id}'s vote");
+        assert_eq!(cluster.log(id), log, "{id}'s log lost its unsynced entry");
+        assert_eq!(node.persisted_index(), LogIndex(4));
+        // The state machine is rebuilt from the commit index the disk knows.
+        let commit = cluster.disk(id).hard_state.commit;
+        assert!(commit >= LogIndex(3), "{id}: disk commit {commit}");
+        assert_eq!(node.commit_index(), commit);
+        assert_eq!(node.applied_index(), commit);
+        for (index, key) in [(2, "k1"), (3, "k2"), (4, "k3")] {
+            let expected = (LogIndex(index) <= commit).then(|| "v".to_string());
+            assert_eq!(cluster.kv_get(id, key), expected, "{id}: {key}");
+        }
+        assert_eq!(cluster.kv_get(id, "k4"), None);
+    }
+
+    for id in cluster.ids() {
+        cluster.set_sync_mode(id, SyncMode::Immediate);
+    }
+    let leader = cluster.tick_until_leader();
+    cluster.stabilize();
+    assert!(cluster.node(leader).term() > term);
+    for id in cluster.ids() {
+        assert_eq!(cluster.node(id).commit_index(), LogIndex(5), "{id}");
+        for key in ["k1", "k2", "k3"] {
+            assert_eq!(cluster.kv_get(id, key).as_deref(), Some("v"), "{id}: {key}");
+        }
+        assert_eq!(cluster.kv_get(id, "k4"), None);
+    }
+    cluster.assert_safe();
+}
+
+// ----- Client results -------------------------------------------------------------------
+
+#[test]
+fn proposals_before_and_during_an_election_answer_no_leader() {
+    let mut cluster = Cluster::new(3);
+    cluster.propose(N1, 1, put("k", "v"));
+    assert_eq!(cluster.answer(N1, 1), Some(ClientResult::NoLeader));
+
+    cluster.fire_timeout(N2);
+    assert_eq!(cluster.node(N2).role(), Role::PreCandidate);
+    cluster.propose(N2, 2, put("k", "v"));
+    cluster.read(N2, 3, get("k"));
+    assert_eq!(cluster.answer(N2, 2), Some(ClientResult::NoLeader));
+    assert_eq!(cluster.answer(N2, 3), Some(ClientResult::NoLeader));
+    assert_eq!(
+        cluster.node(N2).last_index(),
+        LogIndex(0),
+        "nothing appended"
+    );
+}
+
+#[test]
+fn proposal_to_a_follower_answers_not_leader_with_the_leader_hint() {
+    let mut cluster = Cluster::new(3);
+    let leader = cluster.tick_until_leader();
+    cluster.stabilize();
+    let follower = non_leaders(&cluster, leader)[0];
+    cluster.propose(follower, 1, put("k", "v"));
+    assert_eq!(
+        cluster.answer(follower, 1),
+        Some(ClientResult::NotLeader {
+            leader_hint: leader
+        })
+    );
+    assert_eq!(cluster.node(follower).last_index(), LogIndex(1));
+}
+
+#[test]
+fn committed_write_and_read_answer_ok_with_the_store_response() {
+    let mut cluster = Cluster::new(3);
+    let leader = cluster.tick_until_leader();
+    cluster.propose(leader, 1, put("k", "v"));
+    cluster.read(leader, 2, get("k"));
+    cluster.read(leader, 3, get("absent"));
+    cluster.stabilize();
+    assert_eq!(
+        ok_response(&cluster.answer(leader, 1).unwrap()),
+        KvResponse::Done
+    );
+    assert_eq!(
+        ok_response(&cluster.answer(leader, 2).unwrap()),
+        KvResponse::Value(Some(b"v".to_vec()))
+    );
+    assert_eq!(
+        ok_response(&cluster.answer(leader, 3).unwrap()),
+        KvResponse::Value(None)
+    );
+    for id in cluster.ids() {
+        assert_eq!(cluster.kv_get(id, "k").as_deref(), Some("v"), "{id}");
+    }
+}
+
+#[test]
+fn leader_that_loses_leadership_drops_pending_requests_as_leadership_lost() {
+    let mut cluster = Cluster::new(3);
+    let leader = cluster.tick_until_leader();
+    cluster.stabilize();
+    let term = cluster.node(leader).term();
+    cluster.isolate(leader);
+    cluster.propose(leader, 1, put("k", "v"));
+    cluster.read(leader, 2, get("k"));
+    assert_eq!(cluster.answer(leader, 1), None);
+
+    // The rest elect a new leader; when the old one hears of it, it steps down.
+    let others = non_leaders(&cluster, leader);
+    cluster.elect(others[0]);
+    assert_eq!(
+        cluster.node(leader).role(),
+        Role::Leader,
+        "it has heard nothing yet"
+    );
+    cluster.heal();
+    cluster.tick(leader, 60); // a heartbeat, answered with the higher term
+    cluster.deliver_all();
+
+    assert_eq!(cluster.node(leader).role(), Role::Follower);
+    assert!(cluster.node(leader).term() > term);
+    for request in [1, 2] {
+        let answer = cluster.answer(leader, request).expect("answered");
+        assert_eq!(answer, ClientResult::Dropped(DropReason::LeadershipLost));
+        let ClientResult::Dropped(reason) = answer else {
+            unreachable!()
+        };
+        assert!(reason.outcome_unknown());
+    }
+    cluster.stabilize();
+    assert_eq!(
+        cluster.kv_get(leader, "k"),
+        None,
+        "the write was never committed"
+    );
+    cluster.assert_safe();
+}
+
+#[test]
+fn retried_write_in_the_same_session_applies_once() {
+    let mut cluster = Cluster::new(3);
+    let leader = cluster.tick_until_leader();
+    let first_try = cas_in_session(7, 1, "k", None, "v1");
+    cluster.propose(leader, 1, first_try.clone());
+    cluster.stabilize();
+    let original = KvResponse::Cas {
+        applied: true,
+        current: None,
+    };
+    assert_eq!(ok_response(&cluster.answer(leader, 1).unwrap()), original);
+
+    // The client did not hear the answer and retries with the same number.
+    cluster.propose(leader, 2, first_try);
+    cluster.stabilize();
+    assert_eq!(ok_response(&cluster.answer(leader, 2).unwrap()), original);
+    // The same compare-and-set outside a session shows what a second
+    // application would have answered.
+    cluster.propose(leader, 3, cas("k", None, "v1"));
+    cluster.stabilize();
+    assert_eq!(
+        ok_response(&cluster.answer(leader, 3).unwrap()),
+        KvResponse::Cas {
+            applied: false,
+            current: Some(b"v1".to_vec())
+        }
+    );
+    for id in cluster.ids() {
+        assert_eq!(cluster.kv_get(id, "k").as_deref(), Some("v1"), "{id}");
+        assert_eq!(cluster.node(id).commit_index(), LogIndex(4), "{id}");
+    }
+}
+
+// ----- Replication under loss -------------------------------------------------------------
+
+#[test]
+fn append_lost_in_replicate_state_is_resent_after_a_heartbeat() {
+    let mut cluster = Cluster::new(3);
+    let leader = cluster.tick_until_leader();
+    cluster.stabilize();
+    // Both followers are replicating; the one append carrying the write is lost.
+    cluster.propose(leader, 1, put("k", "v"));
+    let lost = cluster.in_flight().len();
+    assert_eq!(lost, 2);
+    for _ in 0..lost {
+        cluster.drop_at(0);
+    }
+    // No further writes come: the heartbeats alone must repair the loss.
+    cluster.advance(3 * 50);
+    assert_eq!(cluster.node(leader).commit_index(), LogIndex(2));
+    assert_eq!(
+        ok_response(&cluster.answer(leader, 1).unwrap()),
+        KvResponse::Done
+    );
+    cluster.assert_safe();
+}
+
+// ----- Randomised safety ------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// Deliver the in-flight message at this position (modulo the count).
+    Deliver(usize),
+    Drop(usize),
+    Duplicate(usize),
+    /// Advance one node's clock and let it handle its timeout.
+    Tick {
+        node: u64,
+        ms: u64,
+    },
+    /// Sync and acknowledge one node's pending writes.
+    Sync(u64),
+    Crash(u64),
+    Restart(u64),
+    Propose {
+        node: u64,
+        value: u8,
+    },
+}
+
+fn step_strategy() -> impl Strategy<Value = Step> {
+    let node = 1..=3u64;
+    prop_oneof![
+        12 => (0..16usize).prop_map(Step::Deliver),
+        2 => (0..16usize).prop_map(Step::Drop),
+        1 => (0..16usize).prop_map(Step::Duplicate),
+        6 => (node.clone(), 1..=120u64).prop_map(|(node, ms)| Step::Tick { node, ms }),
+        5 => node.clone().prop_map(Step::Sync),
+        1 => node.clone().prop_map(Step::Crash),
+        1 => node.clone().prop_map(Step::Restart),
+        2 => (node, any::<u8>()).prop_map(|(node, value)| Step::Propose { node, value }),
+    ]
+}
+
+fn run_step(cluster: &mut Cluster, step: &Step, next_request: &mut u64) {
+    let in_flight = cluster.in_flight().len();
+    match *step {
+        Step::Deliver(position) if in_flight > 0 => cluster.deliver_at(position % in_flight),
+        Step::Drop(position) if in_flight > 0 => cluster.drop_at(position % in_flight),
+        Step::Duplicate(position) if in_flight > 0 => cluster.duplicate_at(position % in_flight),
+        Step::Deliver(_) | Step::Drop(_) | Step::Duplicate(_) => {}
+        Step::Tick { node, ms } => cluster.tick(NodeId(node), ms),
+        Step::Sync(node) => cluster.sync(NodeId(node)),
+        Step::Crash(node) => cluster.crash(NodeId(node)),
+        Step::Restart(node) if !cluster.is_up(NodeId(node)) => cluster.restart(NodeId(node)),
+        Step::Restart(_) => {}
+        Step::Propose { node, value } if cluster.is_up(NodeId(node)) => {
+            *next_request += 1;
+            let key = format!("k{}", value % 4);
+            cluster.propose(NodeId(node), *next_request, put(&key, &value.to_string()));
+        }
+        Step::Propose { .. } => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        rng_seed: RngSeed::Fixed(0xC40_2u64),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn random_faults_keep_one_leader_per_term_and_agreeing_committed_prefixes(
+        steps in prop::collection::vec(step_strategy(), 1..300)
+    ) {
+        let mut cluster = Cluster::new(3);
+        for id in cluster.ids() {
+            cluster.set_sync_mode(id, SyncMode::Manual);
+        }
+        let mut next_request = 0;
+        for (number, step) in steps.iter().enumerate() {
+            run_step(&mut cluster, step, &mut next_request);
+            if let Err(problem) = cluster.check_safety() {
+                return Err(TestCaseError::fail(format!("after step {number} ({step:?}): {problem}")));
+            }
+            if let Err(problem) = cluster.check_no_protocol_violations() {
+                return Err(TestCaseError::fail(format!("after step {number} ({step:?}): {problem}")));
+            }
+        }
+
+        // Liveness: once every fault is gone, a leader is elected and a new
+        // write commits everywhere.
+        cluster.heal();
+        for id in cluster.ids() {
+            if !cluster.is_up(id) {
+                cluster.restart(id);
+            }
+            cluster.set_sync_mode(id, SyncMode::Immediate);
+        }
+        cluster.stabilize();
+        let mut final_write_committed = false;
+        for _ in 0..5 {
+            let leader = cluster.tick_until_leader();
+            next_request += 1;
+            cluster.propose(leader, next_request, put("final", "write"));
+            cluster.advance(2 * ELECTION_TIMEOUT_MS);
+            if matches!(cluster.answer(leader, next_request), Some(ClientResult::Ok(_))) {
+                final_write_committed = true;
+                break;
+            }
+        }
+        prop_assert!(final_write_committed, "a write commits once the faults are gone");
+        cluster.stabilize();
+        let leader = cluster.leader().expect("a leader once healed");
+        let commit = cluster.node(leader).commit_index();
+        for id in cluster.ids() {
+            prop_assert_eq!(cluster.node(id).commit_index(), commit, "{} lags", id);
+            prop_assert_eq!(cluster.log(id), cluster.log(leader));
+        }
+        let final_value = cluster.kv_get(leader, "final");
+        prop_assert_eq!(final_value.as_deref(), Some("write"));
+        prop_assert!(cluster.check_safety().is_ok());
+        prop_assert!(cluster.check_no_protocol_violations().is_ok());
+    }
+}

@@ -1,0 +1,487 @@
+//! One Raft node (member 1 of voters 1, 2, 3) driven by an arbitrary script of
+//! inputs: messages from peers (well-formed or nonsense), time passing,
+//! client proposals and reads, persistence acknowledgements and crashes.
+//!
+//! The node must never panic on peer input, and a handful of cheap invariants
+//! must hold after every step. Terms and indexes in fuzzed messages are mostly
+//! expressed relative to the node's own state, so that the fuzzer can reach
+//! the interesting paths (winning an election, replicating, committing)
+//! without guessing exact numbers; absolute values keep nonsense reachable.
+
+#![no_main]
+
+use arbitrary::Arbitrary;
+use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvStore, SessionRef};
+use chorus_core::raft::{
+    Action, AppendResponse, ConflictHint, Config, Entry, HardState, Message, MessageBody, Payload,
+    PersistId, PersistRequest, RaftNode, Role,
+};
+use chorus_core::types::{LogIndex, NodeId, RequestId, Term, Time};
+use libfuzzer_sys::fuzz_target;
+use std::collections::BTreeSet;
+
+/// Most inputs taken from one fuzz case: keeps every run fast.
+const MAX_STEPS: usize = 512;
+/// Most entries in one fuzzed append (the core accepts far more; small logs
+/// keep runs fast while still exercising truncation and conflicts).
+const MAX_FUZZ_ENTRIES: usize = 16;
+
+const SELF: NodeId = NodeId(1);
+
+/// A term, relative to the node's current term or absolute.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum FuzzTerm {
+    Relative(i8),
+    Absolute(u64),
+}
+
+/// An index, relative to the node's last or commit index, or absolute.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum FuzzIndex {
+    FromLast(i8),
+    FromCommit(i8),
+    Absolute(u64),
+}
+
+#[derive(Arbitrary, Debug)]
+enum FuzzPayload {
+    Noop,
+    Command(Vec<u8>),
+    Read(Vec<u8>),
+}
+
+#[derive(Arbitrary, Debug)]
+struct FuzzEntry {
+    /// `None`: the next index after the previous entry (dense).
+    index: Option<FuzzIndex>,
+    /// `None`: the message term (a leader's new entries).
+    term: Option<FuzzTerm>,
+    payload: FuzzPayload,
+}
+
+#[derive(Arbitrary, Debug)]
+enum FuzzBody {
+    RequestVote {
+        pre_vote: bool,
+        last_log_index: FuzzIndex,
+        last_log_term: FuzzTerm,
+    },
+    RequestVoteResponse {
+        pre_vote: bool,
+        granted: bool,
+    },
+    AppendEntries {
+        prev_log_index: FuzzIndex,
+        prev_log_term: FuzzTerm,
+        entries: Vec<FuzzEntry>,
+        leader_commit: FuzzIndex,
+    },
+    Accepted {
+        match_index: FuzzIndex,
+    },
+    Rejected {
+        rejected_prev_index: FuzzIndex,
+        conflict_term: Option<FuzzTerm>,
+        first_index: FuzzIndex,
+    },
+    Heartbeat {
+        commit: FuzzIndex,
+    },
+    HeartbeatResponse,
+}
+
+#[derive(Arbitrary, Debug)]
+struct FuzzMessage {
+    /// Mapped onto node ids 0..=4: peers 2 and 3 mostly, but also the node
+    /// itself and non-members.
+    from: u8,
+    /// Usually the node itself; sometimes misaddressed.
+    misaddressed: Option<u8>,
+    term: FuzzTerm,
+    body: FuzzBody,
+}
+
+#[derive(Arbitrary, Debug)]
+enum FuzzOp {
+    Put { key: u8, value: Vec<u8> },
+    Delete { key: u8 },
+    Cas { key: u8, expected: Option<Vec<u8>>, new: Vec<u8> },
+}
+
+#[derive(Arbitrary, Debug)]
+enum Input {
+    Message(FuzzMessage),
+    /// Time passes by this many milliseconds, then the timer fires.
+    Advance { millis: u16 },
+    /// Jump to the node's own deadline and fire it.
+    FireDeadline,
+    Propose { session: Option<(u8, u8)>, op: FuzzOp },
+    ProposeRaw(Vec<u8>),
+    Read { key: u8 },
+    ReadRaw(Vec<u8>),
+    /// Acknowledge the n-th outstanding write (and so every earlier one).
+    Persisted { which: u8 },
+    /// Acknowledge an id the node may never have issued.
+    PersistedBogus(u64),
+    /// Crash and restart from what was acknowledged as durable.
+    Crash,
+}
+
+/// What the fuzz harness keeps besides the node: a model of the disk and the
+/// bookkeeping the invariants need.
+struct Harness {
+    node: RaftNode<KvStore>,
+    now: Time,
+    /// Writes issued but not yet acknowledged, in order.
+    outstanding: Vec<PersistRequest>,
+    /// Highest persist id seen in this incarnation.
+    last_persist_id: u64,
+    disk_hard_state: HardState,
+    disk_entries: Vec<Entry>,
+    next_request: u64,
+    open_requests: BTreeSet<u64>,
+    last_term: Term,
+    last_commit: LogIndex,
+}
+
+fn config() -> Config {
+    let mut config = Config::new(SELF, vec![NodeId(1), NodeId(2), NodeId(3)]);
+    config.rng_seed = 7;
+    config
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let node = RaftNode::new(config(), KvStore::default(), Time::ZERO)
+            .expect("the fuzz configuration is valid");
+        Harness {
+            node,
+            now: Time::ZERO,
+            outstanding: Vec::new(),
+            last_persist_id: 0,
+            disk_hard_state: HardState::default(),
+            disk_entries: Vec::new(),
+            next_request: 1,
+            open_requests: BTreeSet::new(),
+            last_term: Term::ZERO,
+            last_commit: LogIndex::ZERO,
+        }
+    }
+
+    fn term(&self, term: FuzzTerm) -> Term {
+        match term {
+            FuzzTerm::Relative(delta) => {
+                Term(self.node.term().0.saturating_add_signed(i64::from(delta)))
+            }
+            FuzzTerm::Absolute(term) => Term(term),
+        }
+    }
+
+    fn index(&self, index: FuzzIndex) -> LogIndex {
+        match index {
+            FuzzIndex::FromLast(delta) => LogIndex(
+                self.node
+                    .last_index()
+                    .0
+                    .saturating_add_signed(i64::from(delta)),
+            ),
+            FuzzIndex::FromCommit(delta) => LogIndex(
+                self.node
+                    .commit_index()
+                    .0
+                    .saturating_add_signed(i64::from(delta)),
+            ),
+            FuzzIndex::Absolute(index) => LogIndex(index),
+        }
+    }
+
+    fn message(&self, fuzz: FuzzMessage) -> Message {
+        let from = NodeId(u64::from(match fuzz.from % 8 {
+            0..=2 => 2,
+            3..=5 => 3,
+            other => other - 6 + if fuzz.from >= 128 { 4 } else { 0 }, // 0, 1, 4, 5
+        }));
+        let to = fuzz.misaddressed.map_or(SELF, |to| NodeId(u64::from(to % 5)));
+        let term = self.term(fuzz.term);
+        let body = match fuzz.body {
+            FuzzBody::RequestVote {
+                pre_vote,
+                last_log_index,
+                last_log_term,
+            } => MessageBody::RequestVote {
+                pre_vote,
+                last_log_index: self.index(last_log_index),
+                last_log_term: self.term(last_log_term),
+            },
+            FuzzBody::RequestVoteResponse { pre_vote, granted } => {
+                MessageBody::RequestVoteResponse { pre_vote, granted }
+            }
+            FuzzBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => {
+                let prev_log_index = self.index(prev_log_index);
+                let prev_log_term = self.term(prev_log_term);
+                let mut next_index = prev_log_index.next();
+                let entries = entries
+                    .into_iter()
+                    .take(MAX_FUZZ_ENTRIES)
+                    .map(|entry| {
+                        let index = entry.index.map_or(next_index, |index| self.index(index));
+                        let term = entry.term.map_or(term, |term| self.term(term));
+                        next_index = index.next();
+                        Entry {
+                            index,
+                            term,
+                            payload: match entry.payload {
+                                FuzzPayload::Noop => Payload::Noop,
+                                FuzzPayload::Command(bytes) => Payload::Command(bytes),
+                                FuzzPayload::Read(bytes) => Payload::Read(bytes),
+                            },
+                        }
+                    })
+                    .collect();
+                MessageBody::AppendEntries {
+                    prev_log_index,
+                    prev_log_term,
+                    entries,
+                    leader_commit: self.index(leader_commit),
+                }
+            }
+            FuzzBody::Accepted { match_index } => {
+                MessageBody::AppendEntriesResponse(AppendResponse::Accepted {
+                    match_index: self.index(match_index),
+                })
+            }
+            FuzzBody::Rejected {
+                rejected_prev_index,
+                conflict_term,
+                first_index,
+            } => MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
+                rejected_prev_index: self.index(rejected_prev_index),
+                hint: ConflictHint {
+                    conflict_term: conflict_term.map(|term| self.term(term)),
+                    first_index: self.index(first_index),
+                },
+            }),
+            FuzzBody::Heartbeat { commit } => MessageBody::Heartbeat {
+                commit: self.index(commit),
+            },
+            FuzzBody::HeartbeatResponse => MessageBody::HeartbeatResponse,
+        };
+        Message {
+            from,
+            to,
+            term,
+            body,
+        }
+    }
+
+    fn request_id(&mut self) -> RequestId {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.open_requests.insert(id);
+        RequestId(id)
+    }
+
+    fn step(&mut self, input: Input) {
+        match input {
+            Input::Message(fuzz) => {
+                let message = self.message(fuzz);
+                self.node.handle_message(self.now, message);
+            }
+            Input::Advance { millis } => {
+                self.now = self.now.add_millis(u64::from(millis));
+                self.node.handle_timeout(self.now);
+            }
+            Input::FireDeadline => {
+                self.now = self.now.max(self.node.poll_timeout());
+                self.node.handle_timeout(self.now);
+            }
+            Input::Propose { session, op } => {
+                let key = |key: u8| vec![key % 4];
+                let command = KvCommand {
+                    session: session.map(|(client, sequence)| SessionRef {
+                        client: u64::from(client % 4),
+                        sequence: u64::from(sequence),
+                    }),
+                    op: match op {
+                        FuzzOp::Put { key: k, value } => KvOp::Put { key: key(k), value },
+                        FuzzOp::Delete { key: k } => KvOp::Delete { key: key(k) },
+                        FuzzOp::Cas {
+                            key: k,
+                            expected,
+                            new,
+                        } => KvOp::Cas {
+                            key: key(k),
+                            expected,
+                            new,
+                        },
+                    },
+                };
+                let request = self.request_id();
+                self.node.propose(self.now, request, command.encode());
+            }
+            Input::ProposeRaw(bytes) => {
+                let request = self.request_id();
+                self.node.propose(self.now, request, bytes);
+            }
+            Input::Read { key } => {
+                let query = KvQuery::Get { key: vec![key % 4] };
+                let request = self.request_id();
+                self.node.read(self.now, request, query.encode());
+            }
+            Input::ReadRaw(bytes) => {
+                let request = self.request_id();
+                self.node.read(self.now, request, bytes);
+            }
+            Input::Persisted { which } => {
+                if self.outstanding.is_empty() {
+                    return;
+                }
+                let position = usize::from(which) % self.outstanding.len();
+                let id = self.outstanding[position].id;
+                // The disk holds every write up to and including this one.
+                for write in self.outstanding.drain(..=position) {
+                    apply_write(&mut self.disk_hard_state, &mut self.disk_entries, &write);
+                }
+                self.node.handle_persisted(self.now, id);
+            }
+            Input::PersistedBogus(id) => {
+                // Only ids the node never issued, or already-acknowledged ones:
+                // acknowledging an outstanding write without applying it to
+                // the disk model would make the model lie.
+                let outstanding = self.outstanding.first().map(|write| write.id.0);
+                if outstanding.is_some_and(|first| id >= first && id <= self.last_persist_id) {
+                    return;
+                }
+                self.node.handle_persisted(self.now, PersistId(id));
+            }
+            Input::Crash => {
+                let durable = self.node.durable_hard_state();
+                assert_eq!(
+                    durable, self.disk_hard_state,
+                    "the node's durable hard state matches what was acknowledged"
+                );
+                self.node = RaftNode::restart(
+                    config(),
+                    self.disk_hard_state,
+                    self.disk_entries.clone(),
+                    KvStore::default(),
+                    self.now,
+                )
+                .expect("a node restarts from what it made durable");
+                self.outstanding.clear();
+                self.last_persist_id = 0;
+                self.open_requests.clear();
+                self.last_term = self.node.term();
+                self.last_commit = self.node.commit_index();
+                assert_eq!(self.node.role(), Role::Follower);
+            }
+        }
+        self.drain();
+        self.check_invariants();
+    }
+
+    fn drain(&mut self) {
+        let mut actions = 0usize;
+        while let Some(action) = self.node.poll_action() {
+            actions += 1;
+            assert!(actions < 1_000_000, "one input produced unbounded actions");
+            match action {
+                Action::Send(message) => {
+                    assert_eq!(message.from, SELF, "messages go out from the node itself");
+                    assert!(
+                        matches!(message.to, NodeId(2) | NodeId(3)),
+                        "messages go only to peers: {message:?}"
+                    );
+                }
+                Action::Persist(write) => {
+                    assert_eq!(
+                        write.id.0,
+                        self.last_persist_id + 1,
+                        "persist ids grow by one"
+                    );
+                    self.last_persist_id = write.id.0;
+                    self.outstanding.push(write);
+                }
+                Action::Respond { request, .. } => {
+                    assert!(
+                        self.open_requests.remove(&request.0),
+                        "request {request:?} answered twice, or never asked"
+                    );
+                }
+                Action::Event(_) => {}
+            }
+        }
+    }
+
+    fn check_invariants(&mut self) {
+        let node = &self.node;
+        assert!(node.commit_index() <= node.last_index(), "commit past the log");
+        assert!(
+            node.applied_index() <= node.commit_index(),
+            "applied past commit"
+        );
+        assert!(
+            node.persisted_index() <= node.last_index(),
+            "persisted past the log"
+        );
+        assert!(node.term() >= self.last_term, "term went backwards");
+        assert!(
+            node.commit_index() >= self.last_commit,
+            "commit index went backwards"
+        );
+        assert!(
+            node.durable_hard_state().term <= node.term(),
+            "durable term ahead of the term"
+        );
+        match node.role() {
+            Role::Leader => assert_eq!(node.leader(), Some(SELF), "a leader follows itself"),
+            Role::PreCandidate | Role::Candidate => {
+                assert_eq!(node.leader(), None, "a candidate knows no leader")
+            }
+            Role::Follower => assert_ne!(node.leader(), Some(SELF), "a follower is not leader"),
+        }
+        if node.role() == Role::Candidate || node.role() == Role::Leader {
+            assert_eq!(node.voted_for(), Some(SELF), "a candidate votes for itself");
+        }
+        // Every stored entry is dense and its term is not after ours.
+        if let Some(last) = node.entry(node.last_index()) {
+            assert_eq!(last.index, node.last_index());
+            assert!(last.term <= node.term(), "log ahead of the term");
+        }
+        self.last_term = node.term();
+        self.last_commit = node.commit_index();
+    }
+}
+
+/// What a driver's disk does with one write.
+fn apply_write(hard_state: &mut HardState, entries: &mut Vec<Entry>, write: &PersistRequest) {
+    if let Some(from) = write.truncate_from {
+        assert!(from.0 >= 1, "truncation from index 0");
+        assert!(
+            from.0 <= entries.len() as u64 + 1,
+            "truncation past the end of the stored log"
+        );
+        entries.truncate((from.0 - 1) as usize);
+    }
+    for entry in &write.entries {
+        assert_eq!(
+            entry.index.0,
+            entries.len() as u64 + 1,
+            "persisted entries extend the stored log densely"
+        );
+        entries.push(entry.clone());
+    }
+    *hard_state = write.hard_state;
+}
+
+fuzz_target!(|inputs: Vec<Input>| {
+    let mut harness = Harness::new();
+    for input in inputs.into_iter().take(MAX_STEPS) {
+        harness.step(input);
+    }
+});

@@ -1,0 +1,285 @@
+//! The task that drives one [`RaftNode`]: it feeds the node inputs and
+//! performs the actions it asks for.
+//!
+//! One loop iteration:
+//!
+//! 1. Wait for the first of: a message from the [`Transport`] inbox, a client
+//!    request from a [`DriverHandle`], or the node's deadline
+//!    ([`RaftNode::poll_timeout`]).
+//! 2. Hand it to the node with the current [`Time`].
+//! 3. Drain [`RaftNode::poll_action`] in order: `Send` goes to the transport
+//!    at once (the node itself withholds anything that must wait for the
+//!    disk); `Persist` writes are collected; `Respond` completes the waiting
+//!    client's oneshot; `Event`s are logged.
+//! 4. If writes were collected: append them all, fsync once, acknowledge the
+//!    last with [`RaftNode::handle_persisted`], and drain again.
+//!
+//! Time: the core counts microseconds from an epoch the driver picks. The
+//! driver takes a tokio [`Instant`] when it starts and maps `Time` to
+//! `epoch + micros`, so tokio's paused clock works in tests too.
+
+use crate::storage::{Recovered, Storage, StorageError};
+use crate::transport::Transport;
+use chorus_core::kv::{KvCommand, KvQuery, KvStore};
+use chorus_core::raft::{
+    Action, ClientResult, Config, Event, Message, PersistRequest, RaftNode, RestartError, Role,
+};
+use chorus_core::types::{LogIndex, NodeId, RequestId, Term, Time};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+/// Most client requests queued for the driver; beyond it
+/// [`DriverHandle::propose`] and [`DriverHandle::read`] wait for room.
+pub const CLIENT_QUEUE_CAPACITY: usize = 1024;
+
+/// A deadline further away than tokio can represent is treated as this far
+/// off (the node will be woken by input long before).
+const FAR_FUTURE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Why the driver could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The stored state was refused by the core. Nothing was started.
+    #[error("cannot restart from the stored state: {0}")]
+    Restart(#[from] RestartError),
+    /// A write could not be made durable. The driver stopped without
+    /// acknowledging it, so nothing that depended on it was sent or answered;
+    /// restart the node to recover from what is on disk.
+    #[error("storage failed: {0}")]
+    Storage(#[from] StorageError),
+    /// The transport's inbox closed (its endpoint shut down). The driver
+    /// stopped; the node's state on disk is intact.
+    #[error("the transport stopped")]
+    TransportClosed,
+}
+
+/// The driver stopped before answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the node's driver has stopped")]
+pub struct DriverStopped;
+
+/// What clients can see of the node, updated after every input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: Term,
+    /// The leader this node follows (itself when leader).
+    pub leader: Option<NodeId>,
+    pub commit_index: LogIndex,
+    pub applied_index: LogIndex,
+}
+
+enum Operation {
+    Propose(Vec<u8>),
+    Read(Vec<u8>),
+}
+
+struct ClientRequest {
+    operation: Operation,
+    reply: oneshot::Sender<ClientResult>,
+}
+
+/// Submits client requests to a running [`Driver`] and watches its status.
+/// Cheap to clone. When every handle is dropped the driver stops.
+#[derive(Clone)]
+pub struct DriverHandle {
+    requests: mpsc::Sender<ClientRequest>,
+    status: watch::Receiver<NodeStatus>,
+}
+
+impl DriverHandle {
+    /// Proposes a write. `ClientResult::Ok` carries an encoded
+    /// [`KvResponse`](chorus_core::kv::KvResponse).
+    pub async fn propose(&self, command: &KvCommand) -> Result<ClientResult, DriverStopped> {
+        self.submit(Operation::Propose(command.encode())).await
+    }
+
+    /// Asks a linearizable read. `ClientResult::Ok` carries an encoded
+    /// [`KvResponse`](chorus_core::kv::KvResponse).
+    pub async fn read(&self, query: &KvQuery) -> Result<ClientResult, DriverStopped> {
+        self.submit(Operation::Read(query.encode())).await
+    }
+
+    /// The node's status after its latest input.
+    pub fn status(&self) -> NodeStatus {
+        *self.status.borrow()
+    }
+
+    async fn submit(&self, operation: Operation) -> Result<ClientResult, DriverStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(ClientRequest { operation, reply })
+            .await
+            .map_err(|_| DriverStopped)?;
+        answer.await.map_err(|_| DriverStopped)
+    }
+}
+
+/// Owns a node, its storage and its transport. Start it with [`run`](Self::run).
+pub struct Driver {
+    node: RaftNode<KvStore>,
+    storage: Arc<Mutex<Storage>>,
+    transport: Transport,
+    inbox: mpsc::Receiver<Message>,
+    requests: mpsc::Receiver<ClientRequest>,
+    /// Clients waiting for an answer, by the request id given to the node.
+    waiting: BTreeMap<RequestId, oneshot::Sender<ClientResult>>,
+    next_request_id: u64,
+    epoch: Instant,
+    status: watch::Sender<NodeStatus>,
+}
+
+impl Driver {
+    /// Builds the node from what `storage` recovered. The node's clock starts
+    /// now.
+    pub fn new(
+        config: Config,
+        storage: Storage,
+        recovered: Recovered,
+        transport: Transport,
+        inbox: mpsc::Receiver<Message>,
+    ) -> Result<(Driver, DriverHandle), DriverError> {
+        let epoch = Instant::now();
+        let node = RaftNode::restart(
+            config,
+            recovered.hard_state,
+            recovered.entries,
+            KvStore::default(),
+            Time::ZERO,
+        )?;
+        let (status, status_receiver) = watch::channel(status_of(&node));
+        let (request_sender, requests) = mpsc::channel(CLIENT_QUEUE_CAPACITY);
+        let driver = Driver {
+            node,
+            storage: Arc::new(Mutex::new(storage)),
+            transport,
+            inbox,
+            requests,
+            waiting: BTreeMap::new(),
+            next_request_id: 1,
+            epoch,
+            status,
+        };
+        let handle = DriverHandle {
+            requests: request_sender,
+            status: status_receiver,
+        };
+        Ok((driver, handle))
+    }
+
+    /// Runs until every [`DriverHandle`] is dropped (`Ok`) or a fatal error.
+    pub async fn run(mut self) -> Result<(), DriverError> {
+        loop {
+            self.drain().await?;
+            let deadline = self.instant_of(self.node.poll_timeout());
+            tokio::select! {
+                message = self.inbox.recv() => {
+                    let message = message.ok_or(DriverError::TransportClosed)?;
+                    self.node.handle_message(self.now(), message);
+                }
+                request = self.requests.recv() => {
+                    let Some(request) = request else {
+                        self.transport.close();
+                        return Ok(());
+                    };
+                    self.submit(request);
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    self.node.handle_timeout(self.now());
+                }
+            }
+        }
+    }
+
+    fn submit(&mut self, request: ClientRequest) {
+        let id = RequestId(self.next_request_id);
+        self.next_request_id += 1;
+        self.waiting.insert(id, request.reply);
+        let now = self.now();
+        match request.operation {
+            Operation::Propose(command) => self.node.propose(now, id, command),
+            Operation::Read(query) => self.node.read(now, id, query),
+        }
+    }
+
+    /// Performs every pending action, including the writes and what their
+    /// acknowledgement releases.
+    async fn drain(&mut self) -> Result<(), DriverError> {
+        loop {
+            let mut writes = Vec::new();
+            while let Some(action) = self.node.poll_action() {
+                match action {
+                    Action::Send(message) => self.transport.send(&message),
+                    Action::Persist(write) => writes.push(write),
+                    Action::Respond { request, result } => {
+                        if let Some(reply) = self.waiting.remove(&request) {
+                            // The client may have given up; that is fine.
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Action::Event(event) => log_event(self.node.id(), &event),
+                }
+            }
+            let Some(last) = writes.last().map(|write| write.id) else {
+                break;
+            };
+            self.persist(writes).await?;
+            self.node.handle_persisted(self.now(), last);
+        }
+        self.status.send_replace(status_of(&self.node));
+        Ok(())
+    }
+
+    /// Appends `writes` in order and syncs once, off the async threads.
+    async fn persist(&self, writes: Vec<PersistRequest>) -> Result<(), StorageError> {
+        let storage = Arc::clone(&self.storage);
+        tokio::task::spawn_blocking(move || {
+            let mut storage = storage.lock().expect(
+                "invariant: storage is only locked by this driver's writes, which do not panic",
+            );
+            for write in &writes {
+                storage.append(write)?;
+            }
+            storage.sync()
+        })
+        .await
+        .expect("invariant: the storage task does not panic")
+    }
+
+    fn now(&self) -> Time {
+        let micros = Instant::now().duration_since(self.epoch).as_micros();
+        Time::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+    }
+
+    fn instant_of(&self, time: Time) -> Instant {
+        self.epoch
+            .checked_add(Duration::from_micros(time.as_micros()))
+            .unwrap_or_else(|| Instant::now() + FAR_FUTURE)
+    }
+}
+
+fn status_of(node: &RaftNode<KvStore>) -> NodeStatus {
+    NodeStatus {
+        id: node.id(),
+        role: node.role(),
+        term: node.term(),
+        leader: node.leader(),
+        commit_index: node.commit_index(),
+        applied_index: node.applied_index(),
+    }
+}
+
+fn log_event(node: NodeId, event: &Event) {
+    match event {
+        Event::RoleChanged { role, term } => {
+            tracing::info!(%node, ?role, %term, "role changed")
+        }
+        Event::Violation { description } => {
+            tracing::warn!(%node, %description, "protocol violation ignored")
+        }
+    }
+}

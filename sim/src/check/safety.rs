@@ -1,0 +1,322 @@
+//! Raft safety, checked online as the run goes.
+//!
+//! - Election safety: at most one leader per term.
+//! - Log matching: an (index, term) pair names one entry, with one
+//!   predecessor term, on every node that ever stores it.
+//! - Committed entries never change and never vanish: every commit is checked
+//!   against the global committed log, and every new leader must hold all of it.
+//! - State-machine safety: every node applies the same command at each index.
+//! - Durability across restarts: a restarted node's term is at least every term
+//!   it ever sent, its commit index at least what it had made durable, and it
+//!   never grants votes to two candidates in one term.
+//! - Nodes' own protocol-violation reports (peer input they rejected as unsafe).
+
+use chorus_core::raft::{Entry, Message, MessageBody, Payload, PersistRequest, RaftNode, Role};
+use chorus_core::{LogIndex, NodeId, StateMachine, Term};
+use std::collections::{BTreeMap, HashMap};
+
+/// Most violations kept per run (the first is what matters).
+pub const MAX_VIOLATIONS: usize = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct EntryIdentity {
+    payload: u64,
+    prev_term: Term,
+}
+
+#[derive(Default, Clone)]
+struct NodeWatch {
+    commit_seen: LogIndex,
+    applied_seen: LogIndex,
+    max_term_sent: Term,
+    durable_commit: LogIndex,
+    votes: BTreeMap<Term, NodeId>,
+}
+
+#[derive(Default)]
+pub struct SafetyChecker {
+    leaders: BTreeMap<Term, NodeId>,
+    identities: HashMap<(LogIndex, Term), EntryIdentity>,
+    /// committed[i] describes the committed entry at index i + 1.
+    committed: Vec<(Term, u64)>,
+    /// applied[i]: payload applied at index i + 1 by the first node to apply it.
+    applied: Vec<u64>,
+    nodes: Vec<NodeWatch>,
+    pub violations: Vec<String>,
+}
+
+/// FNV-1a over the payload: cheap, deterministic, good enough to tell
+/// commands apart (values in the workload are unique).
+pub fn payload_hash(payload: &Payload) -> u64 {
+    let (tag, bytes): (u8, &[u8]) = match payload {
+        Payload::Noop => (0, &[]),
+        Payload::Command(bytes) => (1, bytes),
+        Payload::Read(bytes) => (2, bytes),
+    };
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ tag as u64;
+    for byte in bytes {
+        hash ^= *byte as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+impl SafetyChecker {
+    pub fn new(nodes: usize) -> SafetyChecker {
+        SafetyChecker {
+            nodes: vec![NodeWatch::default(); nodes],
+            ..SafetyChecker::default()
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    fn fail(&mut self, description: String) {
+        if self.violations.len() < MAX_VIOLATIONS {
+            self.violations.push(description);
+        }
+    }
+
+    /// The commit index the checker last saw on `node`.
+    pub fn commit_seen(&self, node: usize) -> LogIndex {
+        self.nodes[node].commit_seen
+    }
+
+    /// A node reported a peer breaking the protocol.
+    pub fn on_node_violation(&mut self, node: usize, description: &str) {
+        self.fail(format!(
+            "n{} reported a protocol violation: {description}",
+            node + 1
+        ));
+    }
+
+    pub fn on_send(&mut self, node: usize, message: &Message) {
+        let watch = &mut self.nodes[node];
+        // Pre-vote traffic carries a prospective term the sender has not
+        // adopted; every other message carries the sender's own term.
+        let prospective = matches!(
+            message.body,
+            MessageBody::RequestVote { pre_vote: true, .. }
+                | MessageBody::RequestVoteResponse { pre_vote: true, .. }
+        );
+        if !prospective {
+            watch.max_term_sent = watch.max_term_sent.max(message.term);
+        }
+        if let MessageBody::RequestVoteResponse {
+            pre_vote: false,
+            granted: true,
+        } = message.body
+        {
+            match watch.votes.get(&message.term) {
+                Some(earlier) if *earlier != message.to => {
+                    let earlier = *earlier;
+                    self.fail(format!(
+                        "vote safety: n{} voted for {} and for {} in term {}",
+                        node + 1,
+                        earlier,
+                        message.to,
+                        message.term
+                    ));
+                }
+                _ => {
+                    watch.votes.insert(message.term, message.to);
+                }
+            }
+        }
+    }
+
+    /// Entries the node is writing, with the term of the entry before the
+    /// first of them in the node's log.
+    pub fn on_persist(&mut self, node: usize, write: &PersistRequest, prev_term: Term) {
+        let mut prev_term = prev_term;
+        for entry in &write.entries {
+            self.check_identity(node, entry, prev_term);
+            prev_term = entry.term;
+        }
+    }
+
+    fn check_identity(&mut self, node: usize, entry: &Entry, prev_term: Term) {
+        let identity = EntryIdentity {
+            payload: payload_hash(&entry.payload),
+            prev_term,
+        };
+        match self.identities.get(&(entry.index, entry.term)) {
+            None => {
+                self.identities.insert((entry.index, entry.term), identity);
+            }
+            Some(known) if *known == identity => {}
+            Some(known) => {
+                let problem = if known.prev_term != identity.prev_term {
+                    format!(
+                        "follows an entry of term {} where another node has term {}",
+                        prev_term, known.prev_term
+                    )
+                } else {
+                    "has a different command than another node's".to_string()
+                };
+                let description = format!(
+                    "log matching: n{} stores entry {} of term {} that {problem}",
+                    node + 1,
+                    entry.index,
+                    entry.term
+                );
+                self.fail(description);
+            }
+        }
+    }
+
+    /// After each input the node handled: commit and apply progress.
+    pub fn after_step<S: StateMachine>(&mut self, node: usize, raft: &RaftNode<S>) {
+        let commit = raft.commit_index();
+        let seen = self.nodes[node].commit_seen;
+        if commit < seen {
+            self.fail(format!(
+                "n{} commit index went back from {} to {}",
+                node + 1,
+                seen,
+                commit
+            ));
+        } else if commit > seen {
+            self.check_committed(node, raft, seen.next(), commit);
+        }
+        self.nodes[node].commit_seen = commit;
+        self.nodes[node].durable_commit = self.nodes[node]
+            .durable_commit
+            .max(raft.durable_hard_state().commit);
+
+        let applied = raft.applied_index();
+        let applied_seen = self.nodes[node].applied_seen;
+        for index in applied_seen.0 + 1..=applied.0 {
+            let Some(entry) = raft.entry(LogIndex(index)) else {
+                self.fail(format!(
+                    "n{} applied index {index} which is not in its log",
+                    node + 1
+                ));
+                break;
+            };
+            let hash = payload_hash(&entry.payload);
+            let position = index as usize - 1;
+            if position < self.applied.len() {
+                if self.applied[position] != hash {
+                    self.fail(format!(
+                        "state machine safety: n{} applied a different command at index {index} than another node",
+                        node + 1
+                    ));
+                }
+            } else {
+                self.applied.push(hash);
+            }
+        }
+        self.nodes[node].applied_seen = self.nodes[node].applied_seen.max(applied);
+    }
+
+    fn check_committed<S: StateMachine>(
+        &mut self,
+        node: usize,
+        raft: &RaftNode<S>,
+        from: LogIndex,
+        to: LogIndex,
+    ) {
+        for index in from.0..=to.0 {
+            let Some(entry) = raft.entry(LogIndex(index)) else {
+                self.fail(format!(
+                    "n{} committed index {index} past the end of its log",
+                    node + 1
+                ));
+                return;
+            };
+            let identity = (entry.term, payload_hash(&entry.payload));
+            let position = index as usize - 1;
+            if position < self.committed.len() {
+                if self.committed[position] != identity {
+                    self.fail(format!(
+                        "committed entry changed: n{} has term {} at committed index {index}, but term {} was committed there",
+                        node + 1,
+                        entry.term,
+                        self.committed[position].0
+                    ));
+                    return;
+                }
+            } else {
+                debug_assert_eq!(position, self.committed.len());
+                self.committed.push(identity);
+            }
+        }
+    }
+
+    /// The node's role changed (checked after its actions are drained).
+    pub fn on_role<S: StateMachine>(
+        &mut self,
+        node: usize,
+        role: Role,
+        term: Term,
+        raft: &RaftNode<S>,
+    ) {
+        if role != Role::Leader {
+            return;
+        }
+        let id = NodeId(node as u64 + 1);
+        match self.leaders.get(&term) {
+            Some(other) if *other != id => {
+                let other = *other;
+                self.fail(format!(
+                    "election safety: n{} and {} are both leaders of term {}",
+                    node + 1,
+                    other,
+                    term
+                ));
+            }
+            _ => {
+                self.leaders.insert(term, id);
+            }
+        }
+        // Leader completeness: every committed entry is in the new leader's log.
+        for (position, (committed_term, hash)) in self.committed.iter().enumerate() {
+            let index = LogIndex(position as u64 + 1);
+            let holds = raft.entry(index).is_some_and(|entry| {
+                entry.term == *committed_term && payload_hash(&entry.payload) == *hash
+            });
+            if !holds {
+                let description = format!(
+                    "leader completeness: n{} became leader of term {} without committed entry {} (term {})",
+                    node + 1,
+                    term,
+                    index,
+                    committed_term
+                );
+                self.fail(description);
+                return;
+            }
+        }
+    }
+
+    /// The node restarted from its disk.
+    pub fn on_restart<S: StateMachine>(&mut self, node: usize, raft: &RaftNode<S>) {
+        let watch = self.nodes[node].clone();
+        if raft.term() < watch.max_term_sent {
+            self.fail(format!(
+                "n{} restarted in term {} after sending messages in term {} (term not durable)",
+                node + 1,
+                raft.term(),
+                watch.max_term_sent
+            ));
+        }
+        if raft.commit_index() < watch.durable_commit {
+            self.fail(format!(
+                "n{} restarted with commit index {} below its durable {}",
+                node + 1,
+                raft.commit_index(),
+                watch.durable_commit
+            ));
+        }
+        // The restarted log must still agree with everything committed that it holds.
+        let restored_commit = raft.commit_index();
+        self.nodes[node].commit_seen = LogIndex::ZERO;
+        self.check_committed(node, raft, LogIndex(1), restored_commit);
+        self.nodes[node].commit_seen = restored_commit;
+        self.nodes[node].applied_seen = LogIndex::ZERO;
+        self.after_step(node, raft);
+    }
+}

@@ -1,0 +1,256 @@
+//! Fault kinds and the per-seed swarm profile.
+//!
+//! Swarm testing: every seed draws its own mix — which fault kinds are on at
+//! all, how often they strike, how bad the network is — so that across seeds
+//! the simulator visits quiet clusters, pathological ones, and everything in
+//! between, instead of one average that hides rare interleavings.
+
+use crate::clock::MAX_DRIFT_PPM;
+use crate::network::{NetworkParams, PPM};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::fmt;
+
+/// Which node a fault targets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeRef {
+    /// A node by 0-based position (node ids are position + 1).
+    Index(usize),
+    /// Whichever node is leader (highest term) when the fault fires; nothing
+    /// happens if there is none.
+    Leader,
+    /// Every node the fault applies to (crashed nodes for restart, paused for
+    /// resume, all for crash and pause).
+    All,
+}
+
+/// One fault, applied at a point in time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultAction {
+    /// Nodes in different groups cannot talk; nodes in no group are isolated.
+    Partition {
+        groups: Vec<Vec<usize>>,
+    },
+    /// Cut one node off in both directions.
+    Isolate {
+        node: NodeRef,
+    },
+    /// Messages from `senders` to `receivers` are dropped; the reverse flows.
+    OneWay {
+        senders: Vec<usize>,
+        receivers: Vec<NodeRef>,
+    },
+    /// Restore full connectivity.
+    Heal,
+    /// Kill the process: volatile state and unsynced writes are lost.
+    Crash {
+        node: NodeRef,
+    },
+    /// Start a crashed node again from its disk.
+    Restart {
+        node: NodeRef,
+    },
+    /// Freeze the process: it handles nothing until resumed; timers fire late.
+    Pause {
+        node: NodeRef,
+    },
+    Resume {
+        node: NodeRef,
+    },
+    /// Change the message loss rate.
+    SetLoss {
+        loss_ppm: u32,
+    },
+}
+
+impl fmt::Display for NodeRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeRef::Index(index) => write!(f, "n{}", index + 1),
+            NodeRef::Leader => f.write_str("the leader"),
+            NodeRef::All => f.write_str("all"),
+        }
+    }
+}
+
+fn group_names(groups: &[Vec<usize>]) -> String {
+    groups
+        .iter()
+        .map(|group| {
+            let names: Vec<String> = group.iter().map(|node| format!("n{}", node + 1)).collect();
+            format!("{{{}}}", names.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+impl fmt::Display for FaultAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultAction::Partition { groups } => write!(f, "partition {}", group_names(groups)),
+            FaultAction::Isolate { node } => write!(f, "isolate {node}"),
+            FaultAction::OneWay { senders, receivers } => {
+                let receivers: Vec<String> = receivers.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "one-way cut {} -/-> {}",
+                    group_names(std::slice::from_ref(senders)),
+                    receivers.join(",")
+                )
+            }
+            FaultAction::Heal => f.write_str("heal network"),
+            FaultAction::Crash { node } => write!(f, "crash {node}"),
+            FaultAction::Restart { node } => write!(f, "restart {node}"),
+            FaultAction::Pause { node } => write!(f, "pause {node}"),
+            FaultAction::Resume { node } => write!(f, "resume {node}"),
+            FaultAction::SetLoss { loss_ppm } => {
+                write!(f, "set loss {:.2}%", *loss_ppm as f64 / 10_000.0)
+            }
+        }
+    }
+}
+
+/// How often a recurring fault strikes and how long it lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recurrence {
+    pub mean_interval_ms: u64,
+    pub mean_duration_ms: u64,
+}
+
+impl Recurrence {
+    /// Exponential-ish draw around a mean (uniform on [mean/4, 7·mean/4]):
+    /// bounded, so a seed never waits forever.
+    pub fn draw(rng: &mut ChaCha8Rng, mean_ms: u64) -> u64 {
+        let mean_us = mean_ms * 1000;
+        rng.random_range(mean_us / 4..=mean_us * 7 / 4)
+    }
+}
+
+/// The faults one seed runs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultProfile {
+    pub network: NetworkParams,
+    pub partitions: Option<Recurrence>,
+    pub crashes: Option<Recurrence>,
+    pub pauses: Option<Recurrence>,
+    /// Largest per-node clock drift; 0 turns drift off.
+    pub drift_ppm_max: i64,
+    pub disk_latency_min_us: u64,
+    pub disk_latency_max_us: u64,
+    /// Raft knob varied by the swarm: small values split replication into
+    /// many messages (and expose figure-8 style interleavings).
+    pub max_entries_per_append: usize,
+}
+
+impl FaultProfile {
+    /// No faults at all: a reliable network, no crashes, perfect clocks.
+    pub fn quiet() -> FaultProfile {
+        FaultProfile {
+            network: NetworkParams::reliable(),
+            partitions: None,
+            crashes: None,
+            pauses: None,
+            drift_ppm_max: 0,
+            disk_latency_min_us: 100,
+            disk_latency_max_us: 1_000,
+            max_entries_per_append: 64,
+        }
+    }
+
+    /// Draws a swarm profile: each fault kind is on with some probability,
+    /// with its own rates.
+    pub fn draw(rng: &mut ChaCha8Rng) -> FaultProfile {
+        let delay_min_us = rng.random_range(100..=2_000);
+        let delay_max_us = delay_min_us + rng.random_range(0..=8_000);
+        let loss_ppm = if rng.random_bool(0.5) {
+            rng.random_range(0..=PPM / 5)
+        } else {
+            0
+        };
+        let duplicate_ppm = if rng.random_bool(0.3) {
+            rng.random_range(0..=PPM / 10)
+        } else {
+            0
+        };
+        let (reorder_ppm, reorder_delay_max_us) = if rng.random_bool(0.4) {
+            (
+                rng.random_range(0..=PPM / 5),
+                rng.random_range(1_000..=100_000),
+            )
+        } else {
+            (0, 0)
+        };
+        let network = NetworkParams {
+            delay_min_us,
+            delay_max_us,
+            loss_ppm,
+            duplicate_ppm,
+            reorder_ppm,
+            reorder_delay_max_us,
+        };
+        let partitions = rng.random_bool(0.6).then(|| Recurrence {
+            mean_interval_ms: rng.random_range(300..=3_000),
+            mean_duration_ms: rng.random_range(200..=3_000),
+        });
+        let crashes = rng.random_bool(0.6).then(|| Recurrence {
+            mean_interval_ms: rng.random_range(300..=3_000),
+            mean_duration_ms: rng.random_range(50..=2_000),
+        });
+        let pauses = rng.random_bool(0.4).then(|| Recurrence {
+            mean_interval_ms: rng.random_range(500..=4_000),
+            mean_duration_ms: rng.random_range(50..=1_500),
+        });
+        let drift_ppm_max = if rng.random_bool(0.5) {
+            rng.random_range(0..=MAX_DRIFT_PPM)
+        } else {
+            0
+        };
+        let disk_latency_min_us = rng.random_range(10..=1_000);
+        let disk_latency_max_us = disk_latency_min_us + rng.random_range(0..=20_000);
+        let max_entries_per_append = [1, 2, 4, 64][rng.random_range(0..4)];
+        FaultProfile {
+            network,
+            partitions,
+            crashes,
+            pauses,
+            drift_ppm_max,
+            disk_latency_min_us,
+            disk_latency_max_us,
+            max_entries_per_append,
+        }
+    }
+}
+
+impl fmt::Display for FaultProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let network = &self.network;
+        write!(
+            f,
+            "delay {}-{}us, loss {:.1}%, dup {:.1}%, reorder {:.1}% (+{}us)",
+            network.delay_min_us,
+            network.delay_max_us,
+            network.loss_ppm as f64 / 10_000.0,
+            network.duplicate_ppm as f64 / 10_000.0,
+            network.reorder_ppm as f64 / 10_000.0,
+            network.reorder_delay_max_us,
+        )?;
+        let recurrence = |r: Option<Recurrence>| match r {
+            Some(r) => format!(
+                "every ~{}ms for ~{}ms",
+                r.mean_interval_ms, r.mean_duration_ms
+            ),
+            None => "off".to_string(),
+        };
+        write!(
+            f,
+            "; partitions {}; crashes {}; pauses {}; drift ±{}ppm; disk {}-{}us; max {} entries/append",
+            recurrence(self.partitions),
+            recurrence(self.crashes),
+            recurrence(self.pauses),
+            self.drift_ppm_max,
+            self.disk_latency_min_us,
+            self.disk_latency_max_us,
+            self.max_entries_per_append,
+        )
+    }
+}

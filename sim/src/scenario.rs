@@ -1,0 +1,295 @@
+//! Explicit, timed fault schedules read from TOML files.
+//!
+//! ```toml
+//! # Length of the fault phase; liveness is checked after it. Optional.
+//! duration_ms = 10000
+//! # Also run the seed's random swarm faults. Optional, default false.
+//! random_faults = false
+//!
+//! [[events]]
+//! at_ms = 2000
+//! action = "partition"
+//! groups = [[1, 2], [3, 4, 5]]
+//!
+//! [[events]]
+//! at_ms = 5000
+//! action = "heal"
+//!
+//! [[events]]
+//! at_ms = 6000
+//! action = "crash"
+//! node = "leader"
+//! ```
+//!
+//! Actions: `partition` (groups), `isolate` (node), `one-way` (from, to:
+//! messages from `from` to `to` are dropped), `heal`, `crash`, `restart`,
+//! `pause`, `resume` (node), `loss` (percent). Nodes are numbered from 1; a
+//! `node` may also be `"leader"` or `"all"`, and `to` may contain `"leader"`.
+
+use crate::faults::{FaultAction, NodeRef};
+use serde::Deserialize;
+
+/// Longest fault phase a scenario may ask for (one simulated hour).
+pub const MAX_SCENARIO_DURATION_MS: u64 = 3_600_000;
+/// Most events in one scenario file.
+pub const MAX_SCENARIO_EVENTS: usize = 10_000;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    pub duration_ms: Option<u64>,
+    pub random_faults: bool,
+    /// Sorted by time (stable for equal times: file order).
+    pub events: Vec<(u64, FaultAction)>,
+}
+
+/// A scenario file was rejected. The message names the file's problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("not valid scenario TOML: {0}")]
+    Syntax(String),
+    #[error("event {number} (at_ms {at_ms}): {problem}")]
+    Event {
+        number: usize,
+        at_ms: u64,
+        problem: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    duration_ms: Option<u64>,
+    #[serde(default)]
+    random_faults: bool,
+    #[serde(default)]
+    events: Vec<RawEvent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent {
+    at_ms: u64,
+    action: String,
+    groups: Option<Vec<Vec<i64>>>,
+    node: Option<toml::Value>,
+    from: Option<Vec<i64>>,
+    to: Option<Vec<toml::Value>>,
+    percent: Option<f64>,
+}
+
+impl Scenario {
+    /// Parses and validates a scenario for a cluster of `nodes` nodes.
+    pub fn parse(text: &str, nodes: usize) -> Result<Scenario, ScenarioError> {
+        let raw: RawScenario =
+            toml::from_str(text).map_err(|error| ScenarioError::Syntax(error.to_string()))?;
+        if let Some(duration) = raw.duration_ms {
+            if duration == 0 || duration > MAX_SCENARIO_DURATION_MS {
+                return Err(ScenarioError::Other(format!(
+                    "duration_ms must be between 1 and {MAX_SCENARIO_DURATION_MS}, got {duration}"
+                )));
+            }
+        }
+        if raw.events.len() > MAX_SCENARIO_EVENTS {
+            return Err(ScenarioError::Other(format!(
+                "{} events, more than the limit of {MAX_SCENARIO_EVENTS}",
+                raw.events.len()
+            )));
+        }
+        let mut events = Vec::with_capacity(raw.events.len());
+        for (position, event) in raw.events.into_iter().enumerate() {
+            let at_ms = event.at_ms;
+            let action = parse_event(event, nodes).map_err(|problem| ScenarioError::Event {
+                number: position + 1,
+                at_ms,
+                problem,
+            })?;
+            events.push((at_ms, action));
+        }
+        events.sort_by_key(|(at_ms, _)| *at_ms);
+        Ok(Scenario {
+            duration_ms: raw.duration_ms,
+            random_faults: raw.random_faults,
+            events,
+        })
+    }
+}
+
+fn node_number(number: i64, nodes: usize) -> Result<usize, String> {
+    if number < 1 || number as u64 > nodes as u64 {
+        return Err(format!(
+            "node {number} does not exist (nodes are numbered 1 to {nodes})"
+        ));
+    }
+    Ok(number as usize - 1)
+}
+
+fn node_ref(value: &toml::Value, nodes: usize) -> Result<NodeRef, String> {
+    match value {
+        toml::Value::Integer(number) => node_number(*number, nodes).map(NodeRef::Index),
+        toml::Value::String(name) if name == "leader" => Ok(NodeRef::Leader),
+        toml::Value::String(name) if name == "all" => Ok(NodeRef::All),
+        other => Err(format!(
+            "node must be a number from 1 to {nodes}, \"leader\" or \"all\", not {other}"
+        )),
+    }
+}
+
+fn node_list(numbers: &[i64], nodes: usize, field: &str) -> Result<Vec<usize>, String> {
+    if numbers.is_empty() {
+        return Err(format!("`{field}` is empty"));
+    }
+    let mut list = Vec::with_capacity(numbers.len());
+    for number in numbers {
+        let node = node_number(*number, nodes)?;
+        if list.contains(&node) {
+            return Err(format!("node {number} is listed twice in `{field}`"));
+        }
+        list.push(node);
+    }
+    Ok(list)
+}
+
+fn parse_event(event: RawEvent, nodes: usize) -> Result<FaultAction, String> {
+    let action = event.action.as_str();
+    let require_node = || -> Result<NodeRef, String> {
+        let value = event
+            .node
+            .as_ref()
+            .ok_or_else(|| format!("action \"{action}\" needs `node`"))?;
+        node_ref(value, nodes)
+    };
+    let unexpected = |field: &str, present: bool| -> Result<(), String> {
+        if present {
+            Err(format!("action \"{action}\" does not take `{field}`"))
+        } else {
+            Ok(())
+        }
+    };
+    match action {
+        "partition" => {
+            unexpected("node", event.node.is_some())?;
+            let groups = event.groups.as_ref().ok_or("action \"partition\" needs `groups`, e.g. [[1,2],[3,4,5]]")?;
+            if groups.len() < 2 {
+                return Err("a partition needs at least two groups".into());
+            }
+            let mut seen = Vec::new();
+            let mut parsed = Vec::new();
+            for group in groups {
+                let group = node_list(group, nodes, "groups")?;
+                for node in &group {
+                    if seen.contains(node) {
+                        return Err(format!("node {} is in two groups", node + 1));
+                    }
+                    seen.push(*node);
+                }
+                parsed.push(group);
+            }
+            Ok(FaultAction::Partition { groups: parsed })
+        }
+        "isolate" => Ok(FaultAction::Isolate { node: require_node()? }),
+        "one-way" => {
+            let from = event.from.as_ref().ok_or("action \"one-way\" needs `from` (the senders)")?;
+            let to = event.to.as_ref().ok_or("action \"one-way\" needs `to` (the receivers)")?;
+            let senders = node_list(from, nodes, "from")?;
+            if to.is_empty() {
+                return Err("`to` is empty".into());
+            }
+            let receivers = to.iter().map(|value| node_ref(value, nodes)).collect::<Result<Vec<_>, _>>()?;
+            Ok(FaultAction::OneWay { senders, receivers })
+        }
+        "heal" => {
+            unexpected("node", event.node.is_some())?;
+            Ok(FaultAction::Heal)
+        }
+        "crash" => Ok(FaultAction::Crash { node: require_node()? }),
+        "restart" => Ok(FaultAction::Restart { node: require_node()? }),
+        "pause" => Ok(FaultAction::Pause { node: require_node()? }),
+        "resume" => Ok(FaultAction::Resume { node: require_node()? }),
+        "loss" => {
+            let percent = event.percent.ok_or("action \"loss\" needs `percent` (0 to 100)")?;
+            if !(0.0..=100.0).contains(&percent) {
+                return Err(format!("percent must be between 0 and 100, got {percent}"));
+            }
+            Ok(FaultAction::SetLoss { loss_ppm: (percent * 10_000.0).round() as u32 })
+        }
+        other => Err(format!(
+            "unknown action \"{other}\" (expected partition, isolate, one-way, heal, crash, restart, pause, resume or loss)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_parses_in_time_order() {
+        let text = r#"
+            duration_ms = 8000
+            [[events]]
+            at_ms = 6000
+            action = "crash"
+            node = "leader"
+            [[events]]
+            at_ms = 2000
+            action = "partition"
+            groups = [[1, 2], [3, 4, 5]]
+        "#;
+        let scenario = Scenario::parse(text, 5).unwrap();
+        assert_eq!(scenario.duration_ms, Some(8000));
+        assert_eq!(
+            scenario.events[0],
+            (
+                2000,
+                FaultAction::Partition {
+                    groups: vec![vec![0, 1], vec![2, 3, 4]]
+                }
+            )
+        );
+        assert_eq!(
+            scenario.events[1],
+            (
+                6000,
+                FaultAction::Crash {
+                    node: NodeRef::Leader
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn errors_name_the_event_and_the_problem() {
+        let missing_node = "[[events]]\nat_ms = 10\naction = \"crash\"\n";
+        let error = Scenario::parse(missing_node, 3).unwrap_err().to_string();
+        assert_eq!(error, "event 1 (at_ms 10): action \"crash\" needs `node`");
+
+        let bad_node = "[[events]]\nat_ms = 10\naction = \"crash\"\nnode = 7\n";
+        let error = Scenario::parse(bad_node, 3).unwrap_err().to_string();
+        assert!(error.contains("node 7 does not exist"), "{error}");
+
+        let unknown = "[[events]]\nat_ms = 10\naction = \"explode\"\n";
+        assert!(Scenario::parse(unknown, 3)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown action \"explode\""));
+
+        let overlapping = "[[events]]\nat_ms = 1\naction = \"partition\"\ngroups = [[1,2],[2,3]]\n";
+        assert!(Scenario::parse(overlapping, 3)
+            .unwrap_err()
+            .to_string()
+            .contains("node 2 is in two groups"));
+
+        let typo = "[[events]]\nat_ms = 1\naction = \"heal\"\nnodes = 3\n";
+        assert!(Scenario::parse(typo, 3)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field"));
+
+        assert!(matches!(
+            Scenario::parse("duration_ms = \"x\"", 3),
+            Err(ScenarioError::Syntax(_))
+        ));
+    }
+}

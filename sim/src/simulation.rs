@@ -1,0 +1,1170 @@
+//! One seed's run: a cluster of Raft nodes, a network, disks, clocks and
+//! clients, driven by a discrete-event loop in virtual time.
+//!
+//! The run has two phases, as in TigerBeetle's VOPR. In the *fault phase*
+//! faults strike (randomly from the seed's swarm profile, and/or from a
+//! scenario file) while clients work and the safety checker watches every
+//! step. Then everything heals — partitions lift, crashed nodes restart,
+//! paused ones resume, the network stops losing messages — and the *liveness
+//! phase* requires a leader to commit and every client operation to finish
+//! within [`LIVENESS_BOUND_US`]. Finally the client history is checked for
+//! linearizability.
+//!
+//! Determinism: every random choice comes from one ChaCha8 stream seeded by
+//! the seed; events at the same instant run in the order they were scheduled;
+//! no hash-map iteration order reaches behaviour.
+
+use crate::check::linearizability::{self, SearchLimits, Verdict};
+use crate::check::safety::SafetyChecker;
+use crate::clock::DriftClock;
+use crate::disk::Disk;
+use crate::faults::{FaultAction, FaultProfile, NodeRef, Recurrence};
+use crate::history::{History, Value};
+use crate::network::{Fate, Network, NetworkParams};
+use crate::scenario::Scenario;
+use crate::trace::Trace;
+use crate::workload::{ClientRequest, ClientStep, Workload, ATTEMPT_TIMEOUT_US};
+use chorus_core::kv::KvStore;
+use chorus_core::raft::{
+    Action, AppendResponse, Bug, ClientResult, Config, Event, Message, MessageBody, PersistId,
+    RaftNode, Role,
+};
+use chorus_core::{NodeId, RequestId, Time};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// Default length of the fault phase.
+pub const FAULT_PHASE_US: u64 = 10_000_000;
+/// After healing, a leader must commit and every client operation must finish
+/// within this much simulated time.
+pub const LIVENESS_BOUND_US: u64 = 10_000_000;
+/// Clients keep starting operations this long after healing.
+pub const WORKLOAD_TAIL_US: u64 = 1_000_000;
+/// Hard cap on events in one run; reaching it fails the seed.
+pub const MAX_EVENTS_PER_RUN: u64 = 20_000_000;
+/// Inputs stashed for a paused node; beyond it they are dropped (as a real
+/// socket buffer would overflow).
+pub const PAUSED_STASH_LIMIT: usize = 10_000;
+/// Default clients and keys of the workload.
+pub const DEFAULT_CLIENTS: usize = 5;
+pub const DEFAULT_KEYS: usize = 3;
+/// Raft timing used in simulation.
+pub const ELECTION_TIMEOUT_MS: u64 = 150;
+pub const HEARTBEAT_INTERVAL_MS: u64 = 40;
+/// Most bytes of readable trace kept by a replay.
+pub const TRACE_TEXT_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub seed: u64,
+    pub nodes: usize,
+    pub bug: Option<Bug>,
+    pub scenario: Option<Scenario>,
+    /// Keep a readable trace (replay); the hash is always computed.
+    pub keep_trace_text: bool,
+}
+
+impl SimOptions {
+    pub fn new(seed: u64) -> SimOptions {
+        SimOptions {
+            seed,
+            nodes: 5,
+            bug: None,
+            scenario: None,
+            keep_trace_text: false,
+        }
+    }
+}
+
+/// What one run found.
+#[derive(Clone, Debug)]
+pub struct SimReport {
+    pub seed: u64,
+    pub trace_hash: [u8; 32],
+    pub trace_text: Option<String>,
+    /// Empty when the seed passed.
+    pub failures: Vec<String>,
+    pub events: u64,
+    pub sim_micros: u64,
+    pub ops_ok: u64,
+    pub ops_failed: u64,
+    pub ops_unknown: u64,
+    pub history: History,
+    pub profile: String,
+}
+
+impl SimReport {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RecurringFault {
+    Partition,
+    Crash,
+    Pause,
+}
+
+enum SimEvent {
+    Deliver {
+        to: usize,
+        message: Message,
+    },
+    Timer {
+        node: usize,
+        token: u64,
+    },
+    DiskSynced {
+        node: usize,
+        incarnation: u64,
+        id: PersistId,
+    },
+    ToNode {
+        node: usize,
+        client: usize,
+        attempt: u64,
+        request: ClientRequest,
+    },
+    ToClient {
+        client: usize,
+        attempt: u64,
+        result: ClientResult,
+    },
+    ClientTimeout {
+        client: usize,
+        attempt: u64,
+    },
+    ClientNext {
+        client: usize,
+    },
+    Fault(FaultAction),
+    Recurring(RecurringFault),
+    EndFaultPhase,
+    LivenessDeadline,
+}
+
+struct Scheduled {
+    at: u64,
+    sequence: u64,
+    event: SimEvent,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.sequence) == (other.at, other.sequence)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.sequence).cmp(&(self.at, self.sequence))
+    }
+}
+
+struct SimNode {
+    raft: Option<RaftNode<KvStore>>,
+    disk: Disk,
+    clock: DriftClock,
+    incarnation: u64,
+    timer_token: u64,
+    timer_at: Option<u64>,
+    paused: bool,
+    stash: Vec<SimEvent>,
+    /// Client requests this incarnation is working on.
+    requests: BTreeMap<u64, (usize, u64)>,
+    next_request: u64,
+}
+
+pub struct Simulation {
+    options: SimOptions,
+    profile: FaultProfile,
+    random_faults: bool,
+    now: u64,
+    sequence: u64,
+    queue: BinaryHeap<Scheduled>,
+    rng: ChaCha8Rng,
+    network: Network,
+    nodes: Vec<SimNode>,
+    workload: Workload,
+    checker: SafetyChecker,
+    trace: Trace,
+    events: u64,
+    healed_at: Option<u64>,
+    leader_progress_after_heal: bool,
+    liveness_failure: Option<String>,
+    finished: bool,
+}
+
+fn node_id(index: usize) -> NodeId {
+    NodeId(index as u64 + 1)
+}
+
+/// Compact trace words for a message: kind, from, to, term and the fields
+/// that matter.
+fn message_words(message: &Message) -> [u64; 7] {
+    let (kind, a, b, c) = match &message.body {
+        MessageBody::RequestVote {
+            pre_vote,
+            last_log_index,
+            last_log_term,
+        } => (1 + *pre_vote as u64, last_log_index.0, last_log_term.0, 0),
+        MessageBody::RequestVoteResponse { pre_vote, granted } => {
+            (3 + *pre_vote as u64, *granted as u64, 0, 0)
+        }
+        MessageBody::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+        } => (
+            5,
+            prev_log_index.0,
+            prev_log_term.0 ^ ((entries.len() as u64) << 32),
+            leader_commit.0,
+        ),
+        MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) => {
+            (6, match_index.0, 0, 0)
+        }
+        MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
+            rejected_prev_index,
+            hint,
+        }) => (
+            7,
+            rejected_prev_index.0,
+            hint.first_index.0,
+            hint.conflict_term.map_or(0, |term| term.0 + 1),
+        ),
+        MessageBody::Heartbeat { commit } => (8, commit.0, 0, 0),
+        MessageBody::HeartbeatResponse => (9, 0, 0, 0),
+    };
+    [kind, message.from.0, message.to.0, message.term.0, a, b, c]
+}
+
+fn describe_message(message: &Message) -> String {
+    let detail = match &message.body {
+        MessageBody::RequestVote {
+            last_log_index,
+            last_log_term,
+            ..
+        } => {
+            format!("last={}/{}", last_log_index, last_log_term)
+        }
+        MessageBody::RequestVoteResponse { granted, .. } => {
+            if *granted {
+                "granted".into()
+            } else {
+                "rejected".into()
+            }
+        }
+        MessageBody::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+        } => format!(
+            "prev={}/{} entries={} commit={}",
+            prev_log_index,
+            prev_log_term,
+            entries.len(),
+            leader_commit
+        ),
+        MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) => {
+            format!("accepted match={match_index}")
+        }
+        MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
+            rejected_prev_index,
+            hint,
+        }) => format!(
+            "rejected prev={} hint={:?}@{}",
+            rejected_prev_index,
+            hint.conflict_term.map(|term| term.0),
+            hint.first_index
+        ),
+        MessageBody::Heartbeat { commit } => format!("commit={commit}"),
+        MessageBody::HeartbeatResponse => String::new(),
+    };
+    format!(
+        "{} -> {} {} {} {}",
+        message.from,
+        message.to,
+        message.body.kind(),
+        message.term,
+        detail
+    )
+}
+
+fn describe_result(result: &ClientResult) -> String {
+    match result {
+        ClientResult::Ok(bytes) => match chorus_core::kv::KvResponse::decode(bytes) {
+            Ok(response) => format!("ok {response:?}"),
+            Err(_) => "ok <undecodable>".into(),
+        },
+        other => format!("{other:?}"),
+    }
+}
+
+impl Simulation {
+    pub fn new(options: SimOptions) -> Simulation {
+        assert!(options.nodes >= 1, "a cluster needs at least one node");
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        let scenario_only = options
+            .scenario
+            .as_ref()
+            .is_some_and(|scenario| !scenario.random_faults);
+        let profile = if scenario_only {
+            FaultProfile::quiet()
+        } else {
+            FaultProfile::draw(&mut rng)
+        };
+        let fault_phase_us = options
+            .scenario
+            .as_ref()
+            .and_then(|scenario| scenario.duration_ms)
+            .map_or(FAULT_PHASE_US, |ms| ms * 1000);
+        let voters: Vec<NodeId> = (0..options.nodes).map(node_id).collect();
+        let mut nodes = Vec::with_capacity(options.nodes);
+        for index in 0..options.nodes {
+            let drift = if profile.drift_ppm_max > 0 {
+                rng.random_range(-profile.drift_ppm_max..=profile.drift_ppm_max)
+            } else {
+                0
+            };
+            let clock = DriftClock::new(rng.random_range(0..1_000_000_000), drift);
+            let config = Self::raft_config(&options, &profile, &voters, index, &mut rng);
+            let raft = RaftNode::new(config, KvStore::default(), clock.local(0))
+                .expect("invariant: the simulator builds valid configurations");
+            nodes.push(SimNode {
+                raft: Some(raft),
+                disk: Disk::default(),
+                clock,
+                incarnation: 0,
+                timer_token: 0,
+                timer_at: None,
+                paused: false,
+                stash: Vec::new(),
+                requests: BTreeMap::new(),
+                next_request: 0,
+            });
+        }
+        let workload = Workload::new(
+            DEFAULT_CLIENTS,
+            options.nodes,
+            DEFAULT_KEYS,
+            fault_phase_us + WORKLOAD_TAIL_US,
+        );
+        let mut simulation = Simulation {
+            network: Network::new(options.nodes, profile.network),
+            random_faults: !scenario_only,
+            checker: SafetyChecker::new(options.nodes),
+            trace: Trace::new(options.keep_trace_text, TRACE_TEXT_LIMIT_BYTES),
+            profile,
+            options,
+            now: 0,
+            sequence: 0,
+            queue: BinaryHeap::new(),
+            rng,
+            nodes,
+            workload,
+            events: 0,
+            healed_at: None,
+            leader_progress_after_heal: false,
+            liveness_failure: None,
+            finished: false,
+        };
+        simulation.workload.give_up_before_us = fault_phase_us;
+        simulation.start(fault_phase_us);
+        simulation
+    }
+
+    fn raft_config(
+        options: &SimOptions,
+        profile: &FaultProfile,
+        voters: &[NodeId],
+        index: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Config {
+        let mut config = Config::new(node_id(index), voters.to_vec());
+        config.election_timeout_ms = ELECTION_TIMEOUT_MS;
+        config.heartbeat_interval_ms = HEARTBEAT_INTERVAL_MS;
+        config.max_entries_per_append = profile.max_entries_per_append;
+        config.rng_seed = rng.random();
+        config.injected_bug = options.bug;
+        config
+    }
+
+    fn start(&mut self, fault_phase_us: u64) {
+        let profile = self.profile.clone();
+        self.trace.record(0, &[0, self.options.seed], || {
+            format!("seed {} profile: {}", self.options.seed, profile)
+        });
+        for node in 0..self.nodes.len() {
+            self.arm_timer(node);
+        }
+        for client in 0..self.workload.client_count() {
+            let delay = self.rng.random_range(0..50_000);
+            self.schedule(delay, SimEvent::ClientNext { client });
+        }
+        if self.random_faults {
+            for (kind, recurrence) in [
+                (RecurringFault::Partition, profile.partitions),
+                (RecurringFault::Crash, profile.crashes),
+                (RecurringFault::Pause, profile.pauses),
+            ] {
+                if let Some(recurrence) = recurrence {
+                    let delay = Recurrence::draw(&mut self.rng, recurrence.mean_interval_ms);
+                    self.schedule(delay, SimEvent::Recurring(kind));
+                }
+            }
+        }
+        if let Some(scenario) = self.options.scenario.clone() {
+            for (at_ms, action) in scenario.events {
+                self.schedule(at_ms * 1000, SimEvent::Fault(action));
+            }
+        }
+        self.schedule(fault_phase_us, SimEvent::EndFaultPhase);
+    }
+
+    fn schedule(&mut self, delay_us: u64, event: SimEvent) {
+        self.sequence += 1;
+        self.queue.push(Scheduled {
+            at: self.now + delay_us,
+            sequence: self.sequence,
+            event,
+        });
+    }
+
+    fn schedule_at(&mut self, at: u64, event: SimEvent) {
+        self.sequence += 1;
+        self.queue.push(Scheduled {
+            at: at.max(self.now),
+            sequence: self.sequence,
+            event,
+        });
+    }
+
+    /// Runs to completion and checks the history.
+    pub fn run(mut self) -> SimReport {
+        let mut failures = Vec::new();
+        while let Some(scheduled) = self.queue.pop() {
+            debug_assert!(scheduled.at >= self.now, "time never goes backwards");
+            self.now = scheduled.at;
+            self.events += 1;
+            if self.events > MAX_EVENTS_PER_RUN {
+                failures.push(format!(
+                    "event limit: more than {MAX_EVENTS_PER_RUN} events"
+                ));
+                break;
+            }
+            self.handle(scheduled.event);
+            if !self.checker.ok() || self.finished || self.liveness_failure.is_some() {
+                break;
+            }
+        }
+        failures.extend(self.checker.violations.iter().cloned());
+        if let Some(failure) = self.liveness_failure.take() {
+            failures.push(failure);
+        }
+        self.workload.finish();
+        let history = History {
+            initial: Value::Nil,
+            operations: std::mem::take(&mut self.workload.history),
+        };
+        if failures.is_empty() {
+            match linearizability::check(&history, &SearchLimits::default()) {
+                Verdict::Linearizable => {}
+                Verdict::NotLinearizable { key, explanation } => failures.push(format!(
+                    "linearizability: history of key {} is not linearizable: {explanation}",
+                    key.unwrap_or_default()
+                )),
+                Verdict::Unknown { key, reason } => failures.push(format!(
+                    "linearizability: check of key {} was inconclusive: {reason}",
+                    key.unwrap_or_default()
+                )),
+            }
+        }
+        let verdict = if failures.is_empty() {
+            "PASS".to_string()
+        } else {
+            format!("FAIL: {}", failures[0])
+        };
+        self.trace
+            .record(self.now, &[99, failures.len() as u64], || {
+                format!("verdict {verdict}")
+            });
+        let events = self.events;
+        let sim_micros = self.now;
+        let counts = self.workload.counts;
+        let profile = self.profile.to_string();
+        let seed = self.options.seed;
+        let (trace_hash, trace_text) = self.trace.finish();
+        SimReport {
+            seed,
+            trace_hash,
+            trace_text,
+            failures,
+            events,
+            sim_micros,
+            ops_ok: counts.ok,
+            ops_failed: counts.failed,
+            ops_unknown: counts.unknown,
+            history,
+            profile,
+        }
+    }
+
+    fn handle(&mut self, event: SimEvent) {
+        match event {
+            SimEvent::Deliver { to, message } => {
+                let from = message.from.0 as usize - 1;
+                if self.network.is_blocked(from, to) {
+                    let words = message_words(&message);
+                    self.trace
+                        .record(self.now, &[10, words[0], words[1], words[2]], || {
+                            format!("cut in flight: {}", describe_message(&message))
+                        });
+                    return;
+                }
+                if self.stash_if_paused(
+                    to,
+                    SimEvent::Deliver {
+                        to,
+                        message: message.clone(),
+                    },
+                ) {
+                    return;
+                }
+                let local = self.nodes[to].clock.local(self.now);
+                let Some(raft) = self.nodes[to].raft.as_mut() else {
+                    return;
+                };
+                let words = message_words(&message);
+                self.trace.record(
+                    self.now,
+                    &[
+                        11, words[0], words[1], words[2], words[3], words[4], words[5], words[6],
+                    ],
+                    || format!("deliver {}", describe_message(&message)),
+                );
+                raft.handle_message(local, message);
+                self.drain(to);
+            }
+            SimEvent::Timer { node, token } => {
+                let sim_node = &mut self.nodes[node];
+                if sim_node.timer_token != token || sim_node.paused || sim_node.raft.is_none() {
+                    return;
+                }
+                sim_node.timer_at = None;
+                let local = sim_node.clock.local(self.now);
+                self.trace.record(self.now, &[12, node as u64], || {
+                    format!("{} timer", node_id(node))
+                });
+                self.nodes[node]
+                    .raft
+                    .as_mut()
+                    .expect("checked")
+                    .handle_timeout(local);
+                self.drain(node);
+            }
+            SimEvent::DiskSynced {
+                node,
+                incarnation,
+                id,
+            } => {
+                if self.nodes[node].incarnation != incarnation {
+                    return;
+                }
+                // The disk works while the process is frozen; the process
+                // learns of it when it runs again.
+                if !self.nodes[node].disk.sync_through(id) && !self.nodes[node].paused {
+                    return;
+                }
+                if self.stash_if_paused(
+                    node,
+                    SimEvent::DiskSynced {
+                        node,
+                        incarnation,
+                        id,
+                    },
+                ) {
+                    return;
+                }
+                let local = self.nodes[node].clock.local(self.now);
+                let Some(raft) = self.nodes[node].raft.as_mut() else {
+                    return;
+                };
+                self.trace.record(self.now, &[13, node as u64, id.0], || {
+                    format!("{} synced write {}", node_id(node), id.0)
+                });
+                raft.handle_persisted(local, id);
+                self.drain(node);
+            }
+            SimEvent::ToNode {
+                node,
+                client,
+                attempt,
+                request,
+            } => {
+                if self.stash_if_paused(
+                    node,
+                    SimEvent::ToNode {
+                        node,
+                        client,
+                        attempt,
+                        request: request.clone(),
+                    },
+                ) {
+                    return;
+                }
+                let sim_node = &mut self.nodes[node];
+                let Some(raft) = sim_node.raft.as_mut() else {
+                    return;
+                };
+                sim_node.next_request += 1;
+                let request_id = sim_node.next_request;
+                sim_node.requests.insert(request_id, (client, attempt));
+                let local = sim_node.clock.local(self.now);
+                let is_read = matches!(request, ClientRequest::Read(_));
+                self.trace.record(
+                    self.now,
+                    &[14, node as u64, client as u64, attempt, is_read as u64],
+                    || {
+                        format!(
+                            "client c{client} -> {} {} (attempt {attempt})",
+                            node_id(node),
+                            if is_read { "read" } else { "propose" }
+                        )
+                    },
+                );
+                match request {
+                    ClientRequest::Propose(command) => {
+                        raft.propose(local, RequestId(request_id), command)
+                    }
+                    ClientRequest::Read(query) => raft.read(local, RequestId(request_id), query),
+                }
+                self.drain(node);
+            }
+            SimEvent::ToClient {
+                client,
+                attempt,
+                result,
+            } => {
+                self.trace
+                    .record(self.now, &[15, client as u64, attempt], || {
+                        format!(
+                            "client c{client} <- {} (attempt {attempt})",
+                            describe_result(&result)
+                        )
+                    });
+                let step =
+                    self.workload
+                        .on_result(client, attempt, &result, self.now, &mut self.rng);
+                self.client_step(client, step);
+            }
+            SimEvent::ClientTimeout { client, attempt } => {
+                let step = self.workload.on_timeout(client, attempt, self.now);
+                if step != ClientStep::Ignore {
+                    self.trace
+                        .record(self.now, &[16, client as u64, attempt], || {
+                            format!("client c{client} attempt {attempt} timed out")
+                        });
+                }
+                self.client_step(client, step);
+            }
+            SimEvent::ClientNext { client } => {
+                let step = self.workload.next(client, self.now, &mut self.rng);
+                self.client_step(client, step);
+            }
+            SimEvent::Fault(action) => self.apply_fault(action),
+            SimEvent::Recurring(kind) => self.recurring_fault(kind),
+            SimEvent::EndFaultPhase => self.heal_everything(),
+            SimEvent::LivenessDeadline => self.check_liveness_deadline(),
+        }
+    }
+
+    fn stash_if_paused(&mut self, node: usize, event: SimEvent) -> bool {
+        let sim_node = &mut self.nodes[node];
+        if !sim_node.paused {
+            return false;
+        }
+        if sim_node.stash.len() < PAUSED_STASH_LIMIT {
+            sim_node.stash.push(event);
+        }
+        true
+    }
+
+    fn client_step(&mut self, client: usize, step: ClientStep) {
+        match step {
+            ClientStep::Send {
+                node,
+                attempt,
+                request,
+            } => {
+                self.schedule(
+                    ATTEMPT_TIMEOUT_US,
+                    SimEvent::ClientTimeout { client, attempt },
+                );
+                match self.network.route_unpartitioned(&mut self.rng) {
+                    Fate::Arrives { first_us, .. } => {
+                        self.schedule(
+                            first_us,
+                            SimEvent::ToNode {
+                                node,
+                                client,
+                                attempt,
+                                request,
+                            },
+                        );
+                    }
+                    Fate::Lost | Fate::Blocked => {}
+                }
+            }
+            ClientStep::Wait { delay_us } => {
+                self.schedule(delay_us, SimEvent::ClientNext { client })
+            }
+            ClientStep::Idle | ClientStep::Ignore => {}
+        }
+        self.check_finished();
+    }
+
+    /// Performs a node's actions, runs the safety checks, re-arms its timer.
+    fn drain(&mut self, node: usize) {
+        let mut roles = Vec::new();
+        loop {
+            let Some(action) = self.nodes[node]
+                .raft
+                .as_mut()
+                .and_then(RaftNode::poll_action)
+            else {
+                break;
+            };
+            match action {
+                Action::Send(message) => self.send(node, message),
+                Action::Persist(write) => {
+                    let raft = self.nodes[node].raft.as_ref().expect("node is running");
+                    let prev_term = write
+                        .entries
+                        .first()
+                        .and_then(|first| raft.entry(first.index.prev()).map(|entry| entry.term))
+                        .unwrap_or_default();
+                    self.checker.on_persist(node, &write, prev_term);
+                    let id = write.id;
+                    let latency = self.rng.random_range(
+                        self.profile.disk_latency_min_us..=self.profile.disk_latency_max_us,
+                    );
+                    let incarnation = self.nodes[node].incarnation;
+                    self.trace.record(
+                        self.now,
+                        &[20, node as u64, id.0, write.entries.len() as u64],
+                        || {
+                            format!(
+                                "{} write {}: {} entries{} hard state {:?}",
+                                node_id(node),
+                                id.0,
+                                write.entries.len(),
+                                write
+                                    .truncate_from
+                                    .map(|from| format!(" after truncating from {from},"))
+                                    .unwrap_or_default(),
+                                write.hard_state
+                            )
+                        },
+                    );
+                    let done_at = self.nodes[node].disk.submit(write, self.now, latency);
+                    self.schedule_at(
+                        done_at,
+                        SimEvent::DiskSynced {
+                            node,
+                            incarnation,
+                            id,
+                        },
+                    );
+                }
+                Action::Respond { request, result } => {
+                    let Some((client, attempt)) = self.nodes[node].requests.remove(&request.0)
+                    else {
+                        panic!(
+                            "{} answered request {} it never received",
+                            node_id(node),
+                            request.0
+                        );
+                    };
+                    if let Fate::Arrives { first_us, .. } =
+                        self.network.route_unpartitioned(&mut self.rng)
+                    {
+                        self.schedule(
+                            first_us,
+                            SimEvent::ToClient {
+                                client,
+                                attempt,
+                                result,
+                            },
+                        );
+                    }
+                }
+                Action::Event(Event::RoleChanged { role, term }) => {
+                    self.trace
+                        .record(self.now, &[21, node as u64, role as u64, term.0], || {
+                            format!("{} becomes {:?} in {}", node_id(node), role, term)
+                        });
+                    roles.push((role, term));
+                }
+                Action::Event(Event::Violation { description }) => {
+                    self.trace.record(self.now, &[22, node as u64], || {
+                        format!("{} VIOLATION {description}", node_id(node))
+                    });
+                    self.checker.on_node_violation(node, &description);
+                }
+            }
+        }
+        let Some(raft) = self.nodes[node].raft.as_ref() else {
+            return;
+        };
+        for (role, term) in roles {
+            self.checker.on_role(node, role, term, raft);
+        }
+        let commit_before = self.checker.commit_seen(node);
+        self.checker.after_step(node, raft);
+        if self.healed_at.is_some()
+            && raft.role() == Role::Leader
+            && raft.commit_index() > commit_before
+        {
+            self.leader_progress_after_heal = true;
+            self.check_finished();
+        }
+        self.arm_timer(node);
+    }
+
+    fn send(&mut self, from: usize, message: Message) {
+        self.checker.on_send(from, &message);
+        let to = message.to.0 as usize - 1;
+        let fate = self.network.route(&mut self.rng, from, to);
+        let words = message_words(&message);
+        match fate {
+            Fate::Blocked | Fate::Lost => {
+                let lost = fate == Fate::Lost;
+                self.trace.record(
+                    self.now,
+                    &[17 + lost as u64, words[0], words[1], words[2], words[3]],
+                    || {
+                        format!(
+                            "{} {}",
+                            if lost { "lost" } else { "cut" },
+                            describe_message(&message)
+                        )
+                    },
+                );
+            }
+            Fate::Arrives {
+                first_us,
+                second_us,
+            } => {
+                if let Some(second_us) = second_us {
+                    self.schedule(
+                        second_us,
+                        SimEvent::Deliver {
+                            to,
+                            message: message.clone(),
+                        },
+                    );
+                }
+                self.schedule(first_us, SimEvent::Deliver { to, message });
+            }
+        }
+    }
+
+    fn arm_timer(&mut self, node: usize) {
+        let sim_node = &mut self.nodes[node];
+        let Some(raft) = sim_node.raft.as_ref() else {
+            return;
+        };
+        if sim_node.paused {
+            return;
+        }
+        let at = sim_node.clock.true_time_of(raft.poll_timeout(), self.now);
+        if sim_node.timer_at == Some(at) {
+            return;
+        }
+        sim_node.timer_token += 1;
+        sim_node.timer_at = Some(at);
+        let token = sim_node.timer_token;
+        self.schedule_at(at, SimEvent::Timer { node, token });
+    }
+
+    // ----- faults ----------------------------------------------------------
+
+    fn leader(&self) -> Option<usize> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, node)| {
+                let raft = node.raft.as_ref()?;
+                (raft.role() == Role::Leader && !node.paused).then_some((raft.term(), index))
+            })
+            .max()
+            .map(|(_, index)| index)
+    }
+
+    fn resolve(&self, node: &NodeRef) -> Vec<usize> {
+        match node {
+            NodeRef::Index(index) => vec![*index],
+            NodeRef::Leader => self.leader().into_iter().collect(),
+            NodeRef::All => (0..self.nodes.len()).collect(),
+        }
+    }
+
+    fn apply_fault(&mut self, action: FaultAction) {
+        self.trace
+            .record(self.now, &[30], || format!("FAULT {action}"));
+        match action {
+            FaultAction::Partition { groups } => self.network.partition(&groups),
+            FaultAction::Isolate { node } => {
+                for index in self.resolve(&node) {
+                    let others: Vec<usize> = (0..self.nodes.len())
+                        .filter(|other| *other != index)
+                        .collect();
+                    self.network.partition(&[others]);
+                }
+            }
+            FaultAction::OneWay { senders, receivers } => {
+                let receivers: Vec<usize> = receivers
+                    .iter()
+                    .flat_map(|node| self.resolve(node))
+                    .collect();
+                self.network.block_one_way(&senders, &receivers);
+            }
+            FaultAction::Heal => self.network.heal(),
+            FaultAction::Crash { node } => {
+                for index in self.resolve(&node) {
+                    self.crash(index);
+                }
+            }
+            FaultAction::Restart { node } => {
+                for index in self.resolve(&node) {
+                    self.restart(index);
+                }
+            }
+            FaultAction::Pause { node } => {
+                for index in self.resolve(&node) {
+                    if self.nodes[index].raft.is_some() {
+                        self.nodes[index].paused = true;
+                    }
+                }
+            }
+            FaultAction::Resume { node } => {
+                for index in self.resolve(&node) {
+                    self.resume(index);
+                }
+            }
+            FaultAction::SetLoss { loss_ppm } => self.network.params.loss_ppm = loss_ppm,
+        }
+    }
+
+    fn crash(&mut self, node: usize) {
+        let sim_node = &mut self.nodes[node];
+        if sim_node.raft.is_none() {
+            return;
+        }
+        sim_node.raft = None;
+        sim_node.disk.crash(self.now);
+        sim_node.incarnation += 1;
+        sim_node.paused = false;
+        sim_node.stash.clear();
+        sim_node.requests.clear();
+        sim_node.timer_at = None;
+        sim_node.timer_token += 1;
+    }
+
+    fn restart(&mut self, node: usize) {
+        if self.nodes[node].raft.is_some() {
+            return;
+        }
+        let voters: Vec<NodeId> = (0..self.nodes.len()).map(node_id).collect();
+        let config = Self::raft_config(&self.options, &self.profile, &voters, node, &mut self.rng);
+        let sim_node = &mut self.nodes[node];
+        let local = sim_node.clock.local(self.now);
+        let hard_state = sim_node.disk.hard_state;
+        let entries = sim_node.disk.entries.clone();
+        let raft = RaftNode::restart(config, hard_state, entries, KvStore::default(), local)
+            .unwrap_or_else(|error| {
+                panic!(
+                    "{} cannot restart from its own disk: {error}",
+                    node_id(node)
+                )
+            });
+        self.trace.record(
+            self.now,
+            &[31, node as u64, hard_state.term.0, hard_state.commit.0],
+            || {
+                format!(
+                    "{} restarts from disk: {:?}, {} entries",
+                    node_id(node),
+                    hard_state,
+                    sim_node.disk.entries.len()
+                )
+            },
+        );
+        sim_node.raft = Some(raft);
+        self.checker
+            .on_restart(node, self.nodes[node].raft.as_ref().expect("just set"));
+        self.arm_timer(node);
+    }
+
+    fn resume(&mut self, node: usize) {
+        if !self.nodes[node].paused {
+            return;
+        }
+        self.nodes[node].paused = false;
+        let stash = std::mem::take(&mut self.nodes[node].stash);
+        for event in stash {
+            self.handle(event);
+        }
+        let local = self.nodes[node].clock.local(self.now);
+        if let Some(raft) = self.nodes[node].raft.as_mut() {
+            // Timers that should have fired during the pause fire late, now.
+            raft.handle_timeout(local);
+            self.nodes[node].timer_at = None;
+            self.drain(node);
+        }
+    }
+
+    fn recurring_fault(&mut self, kind: RecurringFault) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        let nodes = self.nodes.len();
+        let (recurrence, action, undo) = match kind {
+            RecurringFault::Partition => {
+                let recurrence = self.profile.partitions.expect("scheduled only when on");
+                let action = match self.rng.random_range(0..3) {
+                    0 => {
+                        let mut order: Vec<usize> = (0..nodes).collect();
+                        for i in (1..order.len()).rev() {
+                            order.swap(i, self.rng.random_range(0..=i));
+                        }
+                        let split = self.rng.random_range(1..nodes.max(2));
+                        let (left, right) = order.split_at(split.min(nodes));
+                        FaultAction::Partition {
+                            groups: vec![left.to_vec(), right.to_vec()],
+                        }
+                    }
+                    1 => FaultAction::Isolate {
+                        node: NodeRef::Index(self.rng.random_range(0..nodes)),
+                    },
+                    _ => {
+                        let sender = self.rng.random_range(0..nodes);
+                        let receivers = (0..nodes)
+                            .filter(|node| *node != sender)
+                            .map(NodeRef::Index)
+                            .collect();
+                        if self.rng.random_bool(0.5) {
+                            FaultAction::OneWay {
+                                senders: vec![sender],
+                                receivers,
+                            }
+                        } else {
+                            let senders = (0..nodes).filter(|node| *node != sender).collect();
+                            FaultAction::OneWay {
+                                senders,
+                                receivers: vec![NodeRef::Index(sender)],
+                            }
+                        }
+                    }
+                };
+                (recurrence, action, FaultAction::Heal)
+            }
+            RecurringFault::Crash => {
+                let recurrence = self.profile.crashes.expect("scheduled only when on");
+                let node = NodeRef::Index(self.rng.random_range(0..nodes));
+                (
+                    recurrence,
+                    FaultAction::Crash { node: node.clone() },
+                    FaultAction::Restart { node },
+                )
+            }
+            RecurringFault::Pause => {
+                let recurrence = self.profile.pauses.expect("scheduled only when on");
+                let node = NodeRef::Index(self.rng.random_range(0..nodes));
+                (
+                    recurrence,
+                    FaultAction::Pause { node: node.clone() },
+                    FaultAction::Resume { node },
+                )
+            }
+        };
+        self.apply_fault(action);
+        let duration = Recurrence::draw(&mut self.rng, recurrence.mean_duration_ms);
+        self.schedule(duration, SimEvent::Fault(undo));
+        // The next one strikes only after this one ends.
+        let next = duration + Recurrence::draw(&mut self.rng, recurrence.mean_interval_ms);
+        self.schedule(next, SimEvent::Recurring(kind));
+    }
+
+    fn heal_everything(&mut self) {
+        self.trace.record(self.now, &[32], || {
+            "END OF FAULT PHASE: heal everything".to_string()
+        });
+        self.healed_at = Some(self.now);
+        self.network.heal();
+        let delays = self.network.params;
+        self.network.params = NetworkParams {
+            delay_min_us: delays.delay_min_us,
+            delay_max_us: delays.delay_max_us,
+            ..NetworkParams::reliable()
+        };
+        for node in 0..self.nodes.len() {
+            self.restart(node);
+            self.resume(node);
+        }
+        self.schedule(LIVENESS_BOUND_US, SimEvent::LivenessDeadline);
+    }
+
+    fn check_finished(&mut self) {
+        if let Some(healed_at) = self.healed_at {
+            if self.leader_progress_after_heal
+                && self.now >= healed_at + WORKLOAD_TAIL_US
+                && self.workload.all_idle()
+            {
+                self.finished = true;
+            }
+        }
+    }
+
+    fn check_liveness_deadline(&mut self) {
+        self.check_finished();
+        if self.finished {
+            return;
+        }
+        let bound_s = LIVENESS_BOUND_US as f64 / 1e6;
+        let failure = if !self.leader_progress_after_heal {
+            format!("liveness: no leader committed anything within {bound_s}s after healing")
+        } else {
+            let pending: Vec<String> = self
+                .workload
+                .pending()
+                .map(|(client, invoked)| {
+                    format!("c{client} (invoked at {})", Time::from_micros(invoked))
+                })
+                .collect();
+            format!(
+                "liveness: client operations still pending {bound_s}s after healing: {}",
+                pending.join(", ")
+            )
+        };
+        self.liveness_failure = Some(failure);
+    }
+}
+
+/// Runs one seed.
+pub fn run_seed(options: SimOptions) -> SimReport {
+    Simulation::new(options).run()
+}

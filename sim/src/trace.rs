@@ -1,0 +1,87 @@
+//! The run's trace: every step the simulator takes, hashed as it goes and,
+//! when asked for (replay), rendered as readable lines.
+//!
+//! The hash covers a compact binary record of each step, not the text, so
+//! `run` (hash only) and `replay` (hash and text) agree byte for byte.
+
+use std::fmt::Write as _;
+
+/// Bytes buffered before they are fed to the hasher.
+const HASH_BUFFER_BYTES: usize = 64 * 1024;
+
+pub struct Trace {
+    hasher: blake3::Hasher,
+    buffer: Vec<u8>,
+    text: Option<String>,
+    /// Most bytes of text kept; beyond it the text is cut (the hash is not).
+    text_limit_bytes: usize,
+    text_truncated: bool,
+    steps: u64,
+}
+
+impl Trace {
+    pub fn new(keep_text: bool, text_limit_bytes: usize) -> Trace {
+        Trace {
+            hasher: blake3::Hasher::new(),
+            buffer: Vec::with_capacity(HASH_BUFFER_BYTES),
+            text: keep_text.then(String::new),
+            text_limit_bytes,
+            text_truncated: false,
+            steps: 0,
+        }
+    }
+
+    /// Is readable text being kept? Callers skip formatting when not.
+    pub fn wants_text(&self) -> bool {
+        self.text.is_some() && !self.text_truncated
+    }
+
+    /// Records one step: its binary form always, its text if kept.
+    pub fn record(&mut self, time_micros: u64, words: &[u64], text: impl FnOnce() -> String) {
+        self.steps += 1;
+        self.buffer.extend_from_slice(&time_micros.to_le_bytes());
+        self.buffer.push(words.len() as u8);
+        for word in words {
+            self.buffer.extend_from_slice(&word.to_le_bytes());
+        }
+        if self.buffer.len() >= HASH_BUFFER_BYTES {
+            self.hasher.update(&self.buffer);
+            self.buffer.clear();
+        }
+        if self.wants_text() {
+            let line = text();
+            let out = self.text.as_mut().expect("wants_text checked");
+            let _ = writeln!(
+                out,
+                "[{:>4}.{:06}] {}",
+                time_micros / 1_000_000,
+                time_micros % 1_000_000,
+                line
+            );
+            if out.len() > self.text_limit_bytes {
+                out.push_str(
+                    "... trace text cut here (limit reached); the hash covers the whole run\n",
+                );
+                self.text_truncated = true;
+            }
+        }
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Finishes the hash; returns it with the text, if kept.
+    pub fn finish(mut self) -> ([u8; 32], Option<String>) {
+        self.hasher.update(&self.buffer);
+        (*self.hasher.finalize().as_bytes(), self.text)
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}

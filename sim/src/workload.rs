@@ -1,0 +1,409 @@
+//! Concurrent clients doing get / put / compare-and-set on a small key space.
+//!
+//! Each client runs one operation at a time. It retries an operation — with
+//! the same session sequence number, so a write takes effect at most once —
+//! against other nodes after a timeout or a redirect. An operation whose
+//! attempts may have reached a leader but never got an answer ends with an
+//! unknown outcome, which the history records as such (Jepsen's `:info`).
+
+use crate::history::{Function, Operation, Outcome, Value};
+use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvResponse, SessionRef};
+use chorus_core::raft::ClientResult;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// How long a client waits for one attempt before trying another node.
+pub const ATTEMPT_TIMEOUT_US: u64 = 400_000;
+/// During the fault phase a client gives up on an operation this old.
+pub const OPERATION_GIVE_UP_US: u64 = 4_000_000;
+/// Pause between a client's operations (uniform up to this).
+pub const THINK_TIME_MAX_US: u64 = 40_000;
+/// Pause before retrying when no node knows a leader.
+pub const NO_LEADER_BACKOFF_US: u64 = 50_000;
+
+/// What a client sends to a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientRequest {
+    Propose(Vec<u8>),
+    Read(Vec<u8>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OpKind {
+    Get,
+    Put(i64),
+    Cas { expected: Option<i64>, new: i64 },
+}
+
+#[derive(Clone, Debug)]
+struct InFlight {
+    kind: OpKind,
+    key: usize,
+    invoke_at: u64,
+    sequence: u64,
+    /// Some attempt may have been appended by a leader without an answer.
+    ambiguous: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Client {
+    session: u64,
+    process: u64,
+    sequence: u64,
+    op: Option<InFlight>,
+    /// Incremented per attempt; stale answers and timeouts carry old values.
+    attempt: u64,
+    target: usize,
+    /// Last value this client saw per key, to aim compare-and-sets.
+    last_seen: Vec<Option<i64>>,
+}
+
+/// What the simulation should do next for a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientStep {
+    /// Send this request to `node` now, tagged with `attempt`, and arm a
+    /// timeout.
+    Send {
+        node: usize,
+        attempt: u64,
+        request: ClientRequest,
+    },
+    /// Call [`Workload::next`] again after `delay_us`.
+    Wait { delay_us: u64 },
+    /// The client is finished with the workload.
+    Idle,
+    /// Nothing to do (a stale answer or timeout).
+    Ignore,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpCounts {
+    pub ok: u64,
+    pub failed: u64,
+    pub unknown: u64,
+}
+
+pub struct Workload {
+    clients: Vec<Client>,
+    nodes: usize,
+    keys: usize,
+    next_value: i64,
+    next_process: u64,
+    /// No new operations start at or after this time.
+    pub stop_at_us: u64,
+    /// Clients give up on operations only before this time (the fault phase).
+    pub give_up_before_us: u64,
+    pub history: Vec<Operation>,
+    pub counts: OpCounts,
+}
+
+fn key_name(key: usize) -> String {
+    format!("k{key}")
+}
+
+fn encode_value(value: i64) -> Vec<u8> {
+    value.to_le_bytes().to_vec()
+}
+
+fn decode_value(bytes: &[u8]) -> Option<i64> {
+    Some(i64::from_le_bytes(bytes.try_into().ok()?))
+}
+
+fn history_value(value: Option<i64>) -> Value {
+    value.map_or(Value::Nil, Value::Int)
+}
+
+impl Workload {
+    pub fn new(clients: usize, nodes: usize, keys: usize, stop_at_us: u64) -> Workload {
+        let clients = (0..clients)
+            .map(|index| Client {
+                session: index as u64 + 1,
+                process: index as u64,
+                sequence: 0,
+                op: None,
+                attempt: 0,
+                target: index % nodes,
+                last_seen: vec![None; keys],
+            })
+            .collect::<Vec<_>>();
+        let next_process = clients.len() as u64;
+        Workload {
+            clients,
+            nodes,
+            keys,
+            next_value: 1,
+            next_process,
+            stop_at_us,
+            give_up_before_us: u64::MAX,
+            history: Vec::new(),
+            counts: OpCounts::default(),
+        }
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Clients with an operation in flight.
+    pub fn pending(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.clients
+            .iter()
+            .enumerate()
+            .filter_map(|(index, client)| client.op.as_ref().map(|op| (index, op.invoke_at)))
+    }
+
+    pub fn all_idle(&self) -> bool {
+        self.clients.iter().all(|client| client.op.is_none())
+    }
+
+    /// Starts the client's next operation (or resends the current one).
+    pub fn next(&mut self, client_index: usize, now: u64, rng: &mut ChaCha8Rng) -> ClientStep {
+        let keys = self.keys;
+        if self.clients[client_index].op.is_none() {
+            if now >= self.stop_at_us {
+                return ClientStep::Idle;
+            }
+            let key = rng.random_range(0..keys);
+            let roll = rng.random_range(0..100);
+            let kind = if roll < 40 {
+                OpKind::Get
+            } else if roll < 75 {
+                self.next_value += 1;
+                OpKind::Put(self.next_value)
+            } else {
+                self.next_value += 1;
+                let seen = self.clients[client_index].last_seen[key];
+                let expected = if rng.random_bool(0.8) {
+                    seen
+                } else {
+                    Some(rng.random_range(1..=self.next_value))
+                };
+                OpKind::Cas {
+                    expected,
+                    new: self.next_value,
+                }
+            };
+            let client = &mut self.clients[client_index];
+            client.sequence += 1;
+            client.op = Some(InFlight {
+                kind,
+                key,
+                invoke_at: now,
+                sequence: client.sequence,
+                ambiguous: false,
+            });
+        }
+        self.send_current(client_index)
+    }
+
+    fn send_current(&mut self, client_index: usize) -> ClientStep {
+        let client = &mut self.clients[client_index];
+        let op = client.op.as_ref().expect("send_current needs an operation");
+        client.attempt += 1;
+        let key = key_name(op.key).into_bytes();
+        let session = Some(SessionRef {
+            client: client.session,
+            sequence: op.sequence,
+        });
+        let request = match op.kind {
+            OpKind::Get => ClientRequest::Read(KvQuery::Get { key }.encode()),
+            OpKind::Put(value) => ClientRequest::Propose(
+                KvCommand {
+                    session,
+                    op: KvOp::Put {
+                        key,
+                        value: encode_value(value),
+                    },
+                }
+                .encode(),
+            ),
+            OpKind::Cas { expected, new } => ClientRequest::Propose(
+                KvCommand {
+                    session,
+                    op: KvOp::Cas {
+                        key,
+                        expected: expected.map(encode_value),
+                        new: encode_value(new),
+                    },
+                }
+                .encode(),
+            ),
+        };
+        ClientStep::Send {
+            node: client.target,
+            attempt: client.attempt,
+            request,
+        }
+    }
+
+    /// A node answered attempt `attempt` of the client's current operation.
+    pub fn on_result(
+        &mut self,
+        client_index: usize,
+        attempt: u64,
+        result: &ClientResult,
+        now: u64,
+        rng: &mut ChaCha8Rng,
+    ) -> ClientStep {
+        let nodes = self.nodes;
+        let client = &mut self.clients[client_index];
+        if attempt != client.attempt || client.op.is_none() {
+            return ClientStep::Ignore;
+        }
+        match result {
+            ClientResult::Ok(bytes) => match KvResponse::decode(bytes) {
+                Ok(response) => self.complete(client_index, response, now, rng),
+                Err(error) => panic!("the KV store answered with undecodable bytes: {error}"),
+            },
+            ClientResult::NotLeader { leader_hint } => {
+                let hint = leader_hint.0 as usize;
+                client.target = if (1..=nodes).contains(&hint) {
+                    hint - 1
+                } else {
+                    (client.target + 1) % nodes
+                };
+                self.retry_or_give_up(client_index, now, 0)
+            }
+            ClientResult::NoLeader => {
+                client.target = rng.random_range(0..nodes);
+                self.retry_or_give_up(client_index, now, NO_LEADER_BACKOFF_US)
+            }
+            ClientResult::Dropped(reason) => {
+                if reason.outcome_unknown() {
+                    client.op.as_mut().expect("checked").ambiguous = true;
+                }
+                client.target = (client.target + 1) % nodes;
+                self.retry_or_give_up(client_index, now, NO_LEADER_BACKOFF_US)
+            }
+        }
+    }
+
+    /// Attempt `attempt` got no answer in time.
+    pub fn on_timeout(&mut self, client_index: usize, attempt: u64, now: u64) -> ClientStep {
+        let nodes = self.nodes;
+        let client = &mut self.clients[client_index];
+        if attempt != client.attempt || client.op.is_none() {
+            return ClientStep::Ignore;
+        }
+        client.op.as_mut().expect("checked").ambiguous = true;
+        client.target = (client.target + 1) % nodes;
+        self.retry_or_give_up(client_index, now, 0)
+    }
+
+    fn retry_or_give_up(&mut self, client_index: usize, now: u64, delay_us: u64) -> ClientStep {
+        let client = &mut self.clients[client_index];
+        let op = client.op.as_ref().expect("retry needs an operation");
+        if now < self.give_up_before_us && now.saturating_sub(op.invoke_at) >= OPERATION_GIVE_UP_US
+        {
+            let op = client.op.take().expect("checked");
+            client.attempt += 1; // late answers to the abandoned op are ignored
+            let writes = !matches!(op.kind, OpKind::Get);
+            if op.ambiguous && writes {
+                self.counts.unknown += 1;
+                let process = client.process;
+                // Like Jepsen, a client whose operation is in doubt continues
+                // as a new process.
+                client.process = self.next_process;
+                self.next_process += 1;
+                self.history.push(Operation {
+                    process,
+                    key: Some(key_name(op.key)),
+                    function: function_of(op.kind),
+                    outcome: Outcome::Unknown,
+                    invoke_at: op.invoke_at,
+                    complete_at: None,
+                });
+            } else if op.ambiguous {
+                self.counts.unknown += 1; // an unanswered read has no effect to record
+            } else {
+                self.counts.failed += 1;
+            }
+            return ClientStep::Wait { delay_us: 0 };
+        }
+        if delay_us == 0 {
+            self.send_current(client_index)
+        } else {
+            ClientStep::Wait { delay_us }
+        }
+    }
+
+    fn complete(
+        &mut self,
+        client_index: usize,
+        response: KvResponse,
+        now: u64,
+        rng: &mut ChaCha8Rng,
+    ) -> ClientStep {
+        let client = &mut self.clients[client_index];
+        let op = client.op.take().expect("complete needs an operation");
+        client.attempt += 1;
+        let outcome = match (op.kind, response) {
+            (OpKind::Get, KvResponse::Value(value)) => {
+                let value = value.as_deref().and_then(decode_value);
+                client.last_seen[op.key] = value;
+                Outcome::Ok {
+                    read: Some(history_value(value)),
+                }
+            }
+            (OpKind::Put(value), KvResponse::Done) => {
+                client.last_seen[op.key] = Some(value);
+                Outcome::Ok { read: None }
+            }
+            (OpKind::Cas { new, .. }, KvResponse::Cas { applied, current }) => {
+                if applied {
+                    client.last_seen[op.key] = Some(new);
+                    Outcome::Ok { read: None }
+                } else {
+                    client.last_seen[op.key] = current.as_deref().and_then(decode_value);
+                    Outcome::CasMismatch
+                }
+            }
+            (kind, response) => {
+                panic!("client {client_index}: answer {response:?} does not fit operation {kind:?}")
+            }
+        };
+        self.counts.ok += 1;
+        self.history.push(Operation {
+            process: client.process,
+            key: Some(key_name(op.key)),
+            function: function_of(op.kind),
+            outcome,
+            invoke_at: op.invoke_at,
+            complete_at: Some(now),
+        });
+        ClientStep::Wait {
+            delay_us: rng.random_range(0..=THINK_TIME_MAX_US),
+        }
+    }
+
+    /// Records operations still in flight when the run ends.
+    pub fn finish(&mut self) {
+        for index in 0..self.clients.len() {
+            let client = &mut self.clients[index];
+            if let Some(op) = client.op.take() {
+                self.counts.unknown += 1;
+                if !matches!(op.kind, OpKind::Get) {
+                    self.history.push(Operation {
+                        process: client.process,
+                        key: Some(key_name(op.key)),
+                        function: function_of(op.kind),
+                        outcome: Outcome::Unknown,
+                        invoke_at: op.invoke_at,
+                        complete_at: None,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn function_of(kind: OpKind) -> Function {
+    match kind {
+        OpKind::Get => Function::Read,
+        OpKind::Put(value) => Function::Write(Value::Int(value)),
+        OpKind::Cas { expected, new } => Function::Cas {
+            expected: history_value(expected),
+            new: Value::Int(new),
+        },
+    }
+}
