@@ -60,10 +60,7 @@ pub enum KvResponse {
     /// The value of a key (`None`: absent).
     Value(Option<Vec<u8>>),
     /// A compare-and-set; `applied` tells whether the compare matched.
-    Cas {
-        applied: bool,
-        current: Option<Vec<u8>>,
-    },
+    Cas { applied: bool, current: Option<Vec<u8>> },
     /// The request's sequence number is older than the session's last one:
     /// the original answer is no longer known. Nothing changed.
     SessionStale { last_sequence: u64 },
@@ -100,13 +97,11 @@ fn codec() -> bincode::config::Configuration {
 
 /// Encodes a value with the crate's bincode configuration.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(value, codec())
-        .expect("invariant: in-memory values always encode")
+    bincode::serde::encode_to_vec(value, codec()).expect("invariant: in-memory values always encode")
 }
 
 pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
-    let (value, used) =
-        bincode::serde::decode_from_slice(bytes, codec()).map_err(|error| error.to_string())?;
+    let (value, used) = bincode::serde::decode_from_slice(bytes, codec()).map_err(|error| error.to_string())?;
     if used != bytes.len() {
         return Err(format!("{} trailing bytes", bytes.len() - used));
     }
@@ -179,15 +174,9 @@ impl KvStore {
                 let current = self.data.get(&key).cloned();
                 if current == expected {
                     self.data.insert(key, new);
-                    KvResponse::Cas {
-                        applied: true,
-                        current,
-                    }
+                    KvResponse::Cas { applied: true, current }
                 } else {
-                    KvResponse::Cas {
-                        applied: false,
-                        current,
-                    }
+                    KvResponse::Cas { applied: false, current }
                 }
             }
         }
@@ -195,23 +184,15 @@ impl KvStore {
 
     fn record_session(&mut self, index: LogIndex, session: SessionRef, response: KvResponse) {
         if let Some(old) = self.sessions.get(&session.client) {
-            self.sessions_by_activity
-                .remove(&(old.last_index, session.client));
+            self.sessions_by_activity.remove(&(old.last_index, session.client));
         }
         self.sessions.insert(
             session.client,
-            Session {
-                last_sequence: session.sequence,
-                last_response: response,
-                last_index: index,
-            },
+            Session { last_sequence: session.sequence, last_response: response, last_index: index },
         );
         self.sessions_by_activity.insert((index, session.client));
         while self.sessions.len() > self.max_sessions {
-            let oldest = self
-                .sessions_by_activity
-                .pop_first()
-                .expect("index mirrors the session map");
+            let oldest = self.sessions_by_activity.pop_first().expect("index mirrors the session map");
             self.sessions.remove(&oldest.1);
         }
     }
@@ -231,10 +212,7 @@ impl StateMachine for KvStore {
                 return known.last_response.encode();
             }
             if session.sequence < known.last_sequence {
-                return KvResponse::SessionStale {
-                    last_sequence: known.last_sequence,
-                }
-                .encode();
+                return KvResponse::SessionStale { last_sequence: known.last_sequence }.encode();
             }
         }
         let response = self.execute(command.op);
@@ -250,19 +228,13 @@ impl StateMachine for KvStore {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        encode(&KvSnapshot {
-            data: self.data.clone(),
-            sessions: self.sessions.clone(),
-        })
+        encode(&KvSnapshot { data: self.data.clone(), sessions: self.sessions.clone() })
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
         let snapshot: KvSnapshot = decode(snapshot).map_err(RestoreError)?;
-        self.sessions_by_activity = snapshot
-            .sessions
-            .iter()
-            .map(|(client, session)| (session.last_index, *client))
-            .collect();
+        self.sessions_by_activity =
+            snapshot.sessions.iter().map(|(client, session)| (session.last_index, *client)).collect();
         self.data = snapshot.data;
         self.sessions = snapshot.sessions;
         Ok(())
@@ -276,10 +248,7 @@ mod tests {
     fn put(client: u64, sequence: u64, key: &str, value: &str) -> Vec<u8> {
         KvCommand {
             session: Some(SessionRef { client, sequence }),
-            op: KvOp::Put {
-                key: key.into(),
-                value: value.into(),
-            },
+            op: KvOp::Put { key: key.into(), value: value.into() },
         }
         .encode()
     }
@@ -292,27 +261,14 @@ mod tests {
     fn retried_write_takes_effect_once() {
         let mut store = KvStore::default();
         let cas = KvCommand {
-            session: Some(SessionRef {
-                client: 7,
-                sequence: 1,
-            }),
-            op: KvOp::Cas {
-                key: b"k".to_vec(),
-                expected: None,
-                new: b"1".to_vec(),
-            },
+            session: Some(SessionRef { client: 7, sequence: 1 }),
+            op: KvOp::Cas { key: b"k".to_vec(), expected: None, new: b"1".to_vec() },
         }
         .encode();
         let first = store.apply(LogIndex(1), &cas);
         let retry = store.apply(LogIndex(2), &cas);
         assert_eq!(first, retry, "the retry gets the original answer");
-        assert_eq!(
-            KvResponse::decode(&first).unwrap(),
-            KvResponse::Cas {
-                applied: true,
-                current: None
-            }
-        );
+        assert_eq!(KvResponse::decode(&first).unwrap(), KvResponse::Cas { applied: true, current: None });
         assert_eq!(get(&store, "k"), KvResponse::Value(Some(b"1".to_vec())));
     }
 
@@ -321,10 +277,7 @@ mod tests {
         let mut store = KvStore::default();
         store.apply(LogIndex(1), &put(1, 2, "k", "new"));
         let stale = store.apply(LogIndex(2), &put(1, 1, "k", "old"));
-        assert_eq!(
-            KvResponse::decode(&stale).unwrap(),
-            KvResponse::SessionStale { last_sequence: 2 }
-        );
+        assert_eq!(KvResponse::decode(&stale).unwrap(), KvResponse::SessionStale { last_sequence: 2 });
         assert_eq!(get(&store, "k"), KvResponse::Value(Some(b"new".to_vec())));
     }
 
@@ -334,20 +287,10 @@ mod tests {
         store.apply(LogIndex(1), &put(1, 1, "k", "a"));
         let cas = KvCommand {
             session: None,
-            op: KvOp::Cas {
-                key: b"k".to_vec(),
-                expected: Some(b"b".to_vec()),
-                new: b"c".to_vec(),
-            },
+            op: KvOp::Cas { key: b"k".to_vec(), expected: Some(b"b".to_vec()), new: b"c".to_vec() },
         };
         let answer = KvResponse::decode(&store.apply(LogIndex(2), &cas.encode())).unwrap();
-        assert_eq!(
-            answer,
-            KvResponse::Cas {
-                applied: false,
-                current: Some(b"a".to_vec())
-            }
-        );
+        assert_eq!(answer, KvResponse::Cas { applied: false, current: Some(b"a".to_vec()) });
     }
 
     #[test]

@@ -10,16 +10,12 @@ use std::fmt;
 pub struct NodeId(pub u64);
 
 /// A Raft term: a logical clock that only moves forward.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Term(pub u64);
 
 /// Position of an entry in the replicated log. Index 0 is the empty prefix;
 /// the first entry has index 1.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LogIndex(pub u64);
 
 /// Identifies one client request to the node that received it. Chosen by the
@@ -32,9 +28,7 @@ pub struct RequestId(pub u64);
 /// The core never reads a clock: every input carries the driver's `now`, and
 /// every deadline the core asks for is expressed in the same clock. The
 /// simulator hands each node its own drifting clock.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Time {
     micros: u64,
 }
@@ -48,9 +42,7 @@ impl Time {
     }
 
     pub const fn from_millis(millis: u64) -> Time {
-        Time {
-            micros: millis.saturating_mul(1000),
-        }
+        Time { micros: millis.saturating_mul(1000) }
     }
 
     pub const fn as_micros(self) -> u64 {
@@ -63,9 +55,7 @@ impl Time {
 
     /// `self + micros`, saturating at the end of time.
     pub const fn add_micros(self, micros: u64) -> Time {
-        Time {
-            micros: self.micros.saturating_add(micros),
-        }
+        Time { micros: self.micros.saturating_add(micros) }
     }
 
     /// `self + millis`, saturating at the end of time.
@@ -117,11 +107,6 @@ impl fmt::Display for LogIndex {
 
 impl fmt::Display for Time {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{:06}s",
-            self.micros / 1_000_000,
-            self.micros % 1_000_000
-        )
+        write!(f, "{}.{:06}s", self.micros / 1_000_000, self.micros % 1_000_000)
     }
 }

@@ -27,8 +27,8 @@ fn codec() -> bincode::config::Configuration<
 
 /// Encodes a message.
 pub fn encode_message(message: &Message) -> Result<Vec<u8>, WireError> {
-    let bytes = bincode::serde::encode_to_vec(message, codec())
-        .map_err(|error| WireError::Malformed(error.to_string()))?;
+    let bytes =
+        bincode::serde::encode_to_vec(message, codec()).map_err(|error| WireError::Malformed(error.to_string()))?;
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(WireError::TooLarge(bytes.len()));
     }
@@ -40,8 +40,8 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, WireError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(WireError::TooLarge(bytes.len()));
     }
-    let (message, used): (Message, usize) = bincode::serde::decode_from_slice(bytes, codec())
-        .map_err(|error| WireError::Malformed(error.to_string()))?;
+    let (message, used): (Message, usize) =
+        bincode::serde::decode_from_slice(bytes, codec()).map_err(|error| WireError::Malformed(error.to_string()))?;
     if used != bytes.len() {
         return Err(WireError::TrailingBytes(bytes.len() - used));
     }
@@ -63,11 +63,7 @@ mod tests {
             body: MessageBody::AppendEntries {
                 prev_log_index: LogIndex(4),
                 prev_log_term: Term(2),
-                entries: vec![Entry {
-                    index: LogIndex(5),
-                    term: Term(3),
-                    payload: Payload::Command(vec![1, 2, 3]),
-                }],
+                entries: vec![Entry { index: LogIndex(5), term: Term(3), payload: Payload::Command(vec![1, 2, 3]) }],
                 leader_commit: LogIndex(4),
             },
         }

@@ -9,8 +9,8 @@ use chorus_core::kv::KvResponse;
 use chorus_core::raft::{AppendResponse, Bug, ClientResult, DropReason, MessageBody, Role};
 use chorus_core::types::{LogIndex, NodeId, Term};
 use harness::{
-    append_entries, cas, cas_in_session, get, hard_state, is_append, is_vote_response,
-    log_with_terms, ok_response, put, Cluster, Disk, SyncMode,
+    append_entries, cas, cas_in_session, get, hard_state, is_append, is_vote_response, log_with_terms, ok_response,
+    put, Cluster, Disk, SyncMode,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
@@ -23,6 +23,9 @@ const N4: NodeId = NodeId(4);
 
 /// `Config::new`'s election timeout, which every test here keeps.
 const ELECTION_TIMEOUT_MS: u64 = 150;
+/// `Config::new`'s heartbeat interval. Heartbeats carry the commit index to
+/// followers that missed the append which would have carried it.
+const HEARTBEAT_INTERVAL_MS: u64 = 50;
 
 fn rejections_sent(cluster: &Cluster, from: NodeId, to: NodeId) -> usize {
     cluster
@@ -31,28 +34,17 @@ fn rejections_sent(cluster: &Cluster, from: NodeId, to: NodeId) -> usize {
         .filter(|message| {
             message.from == from
                 && message.to == to
-                && matches!(
-                    message.body,
-                    MessageBody::AppendEntriesResponse(AppendResponse::Rejected { .. })
-                )
+                && matches!(message.body, MessageBody::AppendEntriesResponse(AppendResponse::Rejected { .. }))
         })
         .count()
 }
 
 fn appends_sent(cluster: &Cluster, from: NodeId, to: NodeId) -> usize {
-    cluster
-        .sent()
-        .iter()
-        .filter(|message| message.from == from && message.to == to && is_append(message))
-        .count()
+    cluster.sent().iter().filter(|message| message.from == from && message.to == to && is_append(message)).count()
 }
 
 fn non_leaders(cluster: &Cluster, leader: NodeId) -> Vec<NodeId> {
-    cluster
-        .ids()
-        .into_iter()
-        .filter(|id| *id != leader)
-        .collect()
+    cluster.ids().into_iter().filter(|id| *id != leader).collect()
 }
 
 // ----- Figure 7: a new leader brings divergent followers in line -------------
@@ -73,17 +65,15 @@ const FIGURE_7_LEADER_LOG: [u64; 10] = [1, 1, 1, 4, 4, 5, 5, 6, 6, 6];
 fn figure_7_cluster() -> Cluster {
     let layouts: [(&[u64], u64); 7] = [
         (&FIGURE_7_LEADER_LOG, 7),
-        (&[1, 1, 1, 4, 4, 5, 5, 6, 6], 6), // (a) misses one entry
-        (&[1, 1, 1, 4], 4),                // (b) misses many
-        (&[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6], 6), // (c) one extra entry of term 6
+        (&[1, 1, 1, 4, 4, 5, 5, 6, 6], 6),          // (a) misses one entry
+        (&[1, 1, 1, 4], 4),                         // (b) misses many
+        (&[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6], 6),    // (c) one extra entry of term 6
         (&[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7], 7), // (d) two extra entries of term 7
-        (&[1, 1, 1, 4, 4, 4, 4], 4),       // (e) misses some, extra of term 4
-        (&[1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3], 3), // (f) eight entries of terms 2 and 3
+        (&[1, 1, 1, 4, 4, 4, 4], 4),                // (e) misses some, extra of term 4
+        (&[1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3], 3),    // (f) eight entries of terms 2 and 3
     ];
-    let disks = layouts
-        .iter()
-        .map(|(terms, term)| Disk::holding(hard_state(*term, None, 3), log_with_terms(terms)))
-        .collect();
+    let disks =
+        layouts.iter().map(|(terms, term)| Disk::holding(hard_state(*term, None, 3), log_with_terms(terms))).collect();
     Cluster::from_disks(disks, |_| {})
 }
 
@@ -94,7 +84,9 @@ fn figure_7_leader_of_term_8_brings_every_follower_log_in_line() {
     assert_eq!(cluster.log_terms(FOLLOWER_D).len(), 12);
 
     cluster.elect(FIGURE_7_LEADER);
-    cluster.stabilize();
+    // Followers still probing when the no-op committed learn the commit index
+    // from the next heartbeat.
+    cluster.advance(HEARTBEAT_INTERVAL_MS);
 
     assert_eq!(cluster.node(FIGURE_7_LEADER).role(), Role::Leader);
     assert_eq!(cluster.node(FIGURE_7_LEADER).term(), Term(8));
@@ -107,24 +99,13 @@ fn figure_7_leader_of_term_8_brings_every_follower_log_in_line() {
         assert_eq!(cluster.disk(id).terms(), expected, "{id}'s disk");
         assert_eq!(cluster.node(id).term(), Term(8), "{id}'s term");
         assert_eq!(cluster.node(id).leader(), Some(FIGURE_7_LEADER));
-        assert_eq!(
-            cluster.node(id).commit_index(),
-            LogIndex(11),
-            "{id}'s commit"
-        );
-        assert_eq!(
-            cluster.node(id).applied_index(),
-            LogIndex(11),
-            "{id}'s applied"
-        );
+        assert_eq!(cluster.node(id).commit_index(), LogIndex(11), "{id}'s commit");
+        assert_eq!(cluster.node(id).applied_index(), LogIndex(11), "{id}'s applied");
     }
     // (c) and (d) had uncommitted entries past the leader's log: replaced by
     // the leader's no-op, and (d)'s twelfth entry is gone.
     assert_eq!(cluster.node(FOLLOWER_D).last_index(), LogIndex(11));
-    assert_eq!(
-        cluster.node(FOLLOWER_C).entry(LogIndex(11)).unwrap().term,
-        Term(8)
-    );
+    assert_eq!(cluster.node(FOLLOWER_C).entry(LogIndex(11)).unwrap().term, Term(8));
     // (e) and (f) applied the leader's entries, not their own divergent ones.
     assert_eq!(cluster.kv_get(FOLLOWER_E, "i6").as_deref(), Some("t5"));
     assert_eq!(cluster.kv_get(FOLLOWER_F, "i4").as_deref(), Some("t4"));
@@ -137,11 +118,7 @@ fn figure_7_fast_backtracking_costs_one_rejection_per_conflicting_term() {
     let mut cluster = figure_7_cluster();
     cluster.elect(FIGURE_7_LEADER);
     cluster.stabilize();
-    assert_eq!(
-        cluster.log(FOLLOWER_F),
-        cluster.log(FIGURE_7_LEADER),
-        "(f) caught up"
-    );
+    assert_eq!(cluster.log(FOLLOWER_F), cluster.log(FIGURE_7_LEADER), "(f) caught up");
 
     // (f) diverges from the leader at indexes 4..=11: eight entries, in two
     // terms (2 and 3). Backtracking one index per rejection would take seven
@@ -153,10 +130,7 @@ fn figure_7_fast_backtracking_costs_one_rejection_per_conflicting_term() {
     let appends = appends_sent(&cluster, FIGURE_7_LEADER, FOLLOWER_F);
     // Three probes (previous index 10, 6, 3) plus at most one to carry the
     // new commit index.
-    assert!(
-        appends <= 4,
-        "{appends} appends to (f); it diverged by {divergent_entries} entries"
-    );
+    assert!(appends <= 4, "{appends} appends to (f); it diverged by {divergent_entries} entries");
     assert!(appends < divergent_entries / 2);
 
     // (e) is short and conflicts in term 4: also one rejection each.
@@ -205,9 +179,7 @@ fn figure_8_term_4_leader(bug: Option<Bug>) -> Cluster {
     let mut holds_entry_2 = BTreeSet::new();
     cluster.set_drop_rule(move |message| {
         if message.to == S1 {
-            if let MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) =
-                message.body
-            {
+            if let MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) = message.body {
                 if match_index >= LogIndex(2) {
                     holds_entry_2.insert(message.from);
                 }
@@ -216,9 +188,7 @@ fn figure_8_term_4_leader(bug: Option<Bug>) -> Cluster {
         }
         message.from == S1
             && holds_entry_2.contains(&message.to)
-            && append_entries(message)
-                .iter()
-                .any(|entry| entry.term == Term(4))
+            && append_entries(message).iter().any(|entry| entry.term == Term(4))
     });
     cluster.elect(S1);
 
@@ -258,11 +228,7 @@ fn figure_8_old_term_entry_commits_once_an_entry_of_the_leaders_term_reaches_a_m
     assert_eq!(cluster.node(S1).term(), Term(4));
     for id in [S1, S2, S3, S4] {
         assert_eq!(cluster.log_terms(id), [1, 2, 4], "{id}'s log");
-        assert_eq!(
-            cluster.node(id).commit_index(),
-            LogIndex(3),
-            "{id}'s commit"
-        );
+        assert_eq!(cluster.node(id).commit_index(), LogIndex(3), "{id}'s commit");
     }
     assert_eq!(cluster.kv_get(S3, "i2").as_deref(), Some("t2"));
     cluster.assert_safe();
@@ -279,21 +245,18 @@ fn figure_8_uncommitted_old_term_entry_is_overwritten_by_a_leader_with_a_higher_
     cluster.heal();
     cluster.restart(S5);
     cluster.elect(S5);
+    cluster.advance(HEARTBEAT_INTERVAL_MS);
 
     assert_eq!(cluster.node(S5).term(), Term(5));
     for id in [S2, S3, S4, S5] {
         assert_eq!(cluster.log_terms(id), [1, 3, 5], "{id}'s log");
-        assert_eq!(
-            cluster.node(id).commit_index(),
-            LogIndex(3),
-            "{id}'s commit"
-        );
+        assert_eq!(cluster.node(id).commit_index(), LogIndex(3), "{id}'s commit");
     }
     assert_eq!(cluster.kv_get(S3, "i2").as_deref(), Some("t3"));
 
     // S1's copy of entry 2 was never committed, so it goes too.
     cluster.restart(S1);
-    cluster.stabilize();
+    cluster.advance(HEARTBEAT_INTERVAL_MS);
     assert_eq!(cluster.log_terms(S1), [1, 3, 5]);
     assert_eq!(cluster.node(S1).leader(), Some(S5));
     cluster.assert_safe();
@@ -314,11 +277,10 @@ fn figure_8_commit_old_term_bug_commits_early_and_a_later_leader_overwrites_it()
     cluster.heal();
     cluster.restart(S5);
     cluster.elect(S5);
+    cluster.advance(HEARTBEAT_INTERVAL_MS);
     assert_eq!(cluster.log_terms(S3), [1, 3, 5]);
     assert_eq!(cluster.node(S3).commit_index(), LogIndex(3));
-    let problem = cluster
-        .check_safety()
-        .expect_err("the checker sees index 2 committed in two terms");
+    let problem = cluster.check_safety().expect_err("the checker sees index 2 committed in two terms");
     assert!(problem.contains("committed i2"), "{problem}");
 }
 
@@ -332,9 +294,7 @@ fn dueling_candidates_split_the_vote_and_a_later_term_elects_one_leader() {
     assert_eq!(cluster.node(N1).role(), Role::Candidate);
     assert_eq!(cluster.node(N3).role(), Role::Candidate);
     // Each of the other two voters hears a different candidate first.
-    cluster.deliver_where(|message| {
-        (message.from, message.to) == (N1, N2) || (message.from, message.to) == (N3, N4)
-    });
+    cluster.deliver_where(|message| (message.from, message.to) == (N1, N2) || (message.from, message.to) == (N3, N4));
     cluster.deliver_all();
 
     assert_eq!(cluster.node(N2).voted_for(), Some(N1));
@@ -343,14 +303,12 @@ fn dueling_candidates_split_the_vote_and_a_later_term_elects_one_leader() {
         assert_eq!(cluster.node(candidate).role(), Role::Candidate);
         assert_eq!(cluster.node(candidate).term(), Term(1));
     }
-    assert!(
-        cluster.leaders_of(Term(1)).is_empty(),
-        "2 of 4 is no quorum"
-    );
+    assert!(cluster.leaders_of(Term(1)).is_empty(), "2 of 4 is no quorum");
 
     // N1's timer fires again first; term 2 elects it.
     cluster.fire_timeout(N1);
     cluster.stabilize();
+    cluster.advance(HEARTBEAT_INTERVAL_MS);
     assert_eq!(cluster.node(N1).role(), Role::Leader);
     assert_eq!(cluster.node(N1).term(), Term(2));
     assert_eq!(cluster.node(N3).role(), Role::Follower);
@@ -388,20 +346,10 @@ fn partitioned_leader_steps_down_and_after_healing_follows_the_new_leader() {
     let stepped_down_after_ms = stepped_down_after_ms.expect("check-quorum steps down");
     // The first check-quorum round may still count pre-partition answers; the
     // second cannot.
-    assert!(
-        stepped_down_after_ms <= 2 * ELECTION_TIMEOUT_MS,
-        "stepped down after {stepped_down_after_ms} ms"
-    );
-    assert_eq!(
-        cluster.node(old_leader).term(),
-        old_term,
-        "stepping down keeps the term"
-    );
+    assert!(stepped_down_after_ms <= 2 * ELECTION_TIMEOUT_MS, "stepped down after {stepped_down_after_ms} ms");
+    assert_eq!(cluster.node(old_leader).term(), old_term, "stepping down keeps the term");
     for request in [1, 2] {
-        assert_eq!(
-            cluster.answer(old_leader, request),
-            Some(ClientResult::Dropped(DropReason::LeadershipLost))
-        );
+        assert_eq!(cluster.answer(old_leader, request), Some(ClientResult::Dropped(DropReason::LeadershipLost)));
     }
 
     let new_leader = cluster.tick_until_leader();
@@ -410,10 +358,7 @@ fn partitioned_leader_steps_down_and_after_healing_follows_the_new_leader() {
     assert!(new_term > old_term);
     cluster.propose(new_leader, 3, put("kept", "y"));
     cluster.advance(10);
-    assert_eq!(
-        ok_response(&cluster.answer(new_leader, 3).unwrap()),
-        KvResponse::Done
-    );
+    assert_eq!(ok_response(&cluster.answer(new_leader, 3).unwrap()), KvResponse::Done);
 
     cluster.heal();
     cluster.advance(2 * ELECTION_TIMEOUT_MS);
@@ -423,15 +368,8 @@ fn partitioned_leader_steps_down_and_after_healing_follows_the_new_leader() {
     assert_eq!(cluster.node(old_leader).term(), new_term);
     assert_eq!(cluster.log(old_leader), cluster.log(new_leader));
     // The two uncommitted entries of the old term were replaced.
-    let old_term_entries = cluster
-        .log(old_leader)
-        .iter()
-        .filter(|entry| entry.term == old_term)
-        .count();
-    assert_eq!(
-        old_term_entries, 1,
-        "only the old no-op remains of the old term"
-    );
+    let old_term_entries = cluster.log(old_leader).iter().filter(|entry| entry.term == old_term).count();
+    assert_eq!(old_term_entries, 1, "only the old no-op remains of the old term");
     assert_eq!(cluster.kv_get(old_leader, "lost-1"), None);
     assert_eq!(cluster.kv_get(old_leader, "kept").as_deref(), Some("y"));
     cluster.assert_safe();
@@ -462,11 +400,7 @@ fn isolate_a_follower_then_rejoin(pre_vote: bool, check_quorum: bool) -> Rejoin 
 
     cluster.isolate(isolated);
     cluster.advance(10 * ELECTION_TIMEOUT_MS);
-    assert_eq!(
-        cluster.leader(),
-        Some(leader),
-        "the majority side keeps its leader"
-    );
+    assert_eq!(cluster.leader(), Some(leader), "the majority side keeps its leader");
     let isolated_term = cluster.node(isolated).term();
     let role_changes_before = cluster.member(leader).role_changes.len();
 
@@ -489,10 +423,7 @@ fn isolate_a_follower_then_rejoin(pre_vote: bool, check_quorum: bool) -> Rejoin 
 #[test]
 fn pre_vote_keeps_a_rejoining_follower_from_inflating_its_term_and_deposing_the_leader() {
     let rejoin = isolate_a_follower_then_rejoin(true, true);
-    assert_eq!(
-        rejoin.isolated_term, rejoin.leader_term,
-        "pre-votes never bump the term"
-    );
+    assert_eq!(rejoin.isolated_term, rejoin.leader_term, "pre-votes never bump the term");
     assert_eq!(rejoin.final_leader, rejoin.leader);
     assert_eq!(rejoin.final_term, rejoin.leader_term);
     assert!(!rejoin.leader_stepped_down);
@@ -538,12 +469,8 @@ fn isolated_leader_steps_down_after_ms(check_quorum: bool) -> Option<u64> {
 
 #[test]
 fn leader_that_cannot_hear_a_quorum_steps_down_within_two_election_timeouts() {
-    let stepped_down_after_ms =
-        isolated_leader_steps_down_after_ms(true).expect("check-quorum steps down");
-    assert!(
-        stepped_down_after_ms <= 2 * ELECTION_TIMEOUT_MS,
-        "{stepped_down_after_ms} ms"
-    );
+    let stepped_down_after_ms = isolated_leader_steps_down_after_ms(true).expect("check-quorum steps down");
+    assert!(stepped_down_after_ms <= 2 * ELECTION_TIMEOUT_MS, "{stepped_down_after_ms} ms");
 }
 
 #[test]
@@ -566,16 +493,10 @@ fn follower_sends_its_vote_only_after_the_vote_is_durable() {
     let unsynced = &cluster.disk(N2).unsynced;
     assert_eq!(unsynced.len(), 1);
     assert_eq!(unsynced[0].hard_state, hard_state(1, Some(1), 0));
-    assert_eq!(
-        cluster.node(N2).durable_hard_state(),
-        hard_state(0, None, 0)
-    );
+    assert_eq!(cluster.node(N2).durable_hard_state(), hard_state(0, None, 0));
     assert_eq!(cluster.node(N2).held_message_count(), 1);
     assert!(
-        !cluster
-            .sent()
-            .iter()
-            .any(|message| message.from == N2 && is_vote_response(message)),
+        !cluster.sent().iter().any(|message| message.from == N2 && is_vote_response(message)),
         "N2 sent its vote before making it durable"
     );
 
@@ -585,13 +506,7 @@ fn follower_sends_its_vote_only_after_the_vote_is_durable() {
         .iter()
         .find(|message| message.from == N2 && is_vote_response(message))
         .expect("the vote goes out once durable");
-    assert_eq!(
-        vote.body,
-        MessageBody::RequestVoteResponse {
-            pre_vote: false,
-            granted: true
-        }
-    );
+    assert_eq!(vote.body, MessageBody::RequestVoteResponse { pre_vote: false, granted: true });
     assert_eq!(cluster.node(N2).held_message_count(), 0);
     cluster.deliver_all();
     assert_eq!(cluster.node(N1).role(), Role::Leader);
@@ -600,28 +515,20 @@ fn follower_sends_its_vote_only_after_the_vote_is_durable() {
 
 #[test]
 fn reply_before_persist_bug_sends_the_vote_before_it_is_durable() {
-    let mut cluster = Cluster::with_config(3, |config| {
-        config.injected_bug = Some(Bug::ReplyBeforePersist)
-    });
+    let mut cluster = Cluster::with_config(3, |config| config.injected_bug = Some(Bug::ReplyBeforePersist));
     cluster.set_sync_mode(N2, SyncMode::Manual);
     cluster.cut(N1, N3);
     cluster.fire_timeout(N1);
     cluster.deliver_all();
 
     assert_eq!(
-        cluster.disk(N2).unsynced.len(),
-        1,
-        "the vote is not durable"
+        cluster.disk(N2).unsynced[0].hard_state,
+        hard_state(1, Some(1), 0),
+        "the vote is not durable yet"
     );
-    assert!(cluster
-        .sent()
-        .iter()
-        .any(|message| message.from == N2 && is_vote_response(message)));
-    assert_eq!(
-        cluster.node(N1).role(),
-        Role::Leader,
-        "elected on a vote N2 may forget"
-    );
+    assert_eq!(cluster.node(N2).durable_hard_state(), hard_state(0, None, 0));
+    assert!(cluster.sent().iter().any(|message| message.from == N2 && is_vote_response(message)));
+    assert_eq!(cluster.node(N1).role(), Role::Leader, "elected on a vote N2 may forget");
 }
 
 #[test]
@@ -658,10 +565,7 @@ fn follower_acknowledges_entries_only_after_they_are_durable() {
     assert!(acknowledged(&cluster));
     cluster.deliver_all();
     assert_eq!(cluster.node(leader).commit_index(), LogIndex(2));
-    assert_eq!(
-        ok_response(&cluster.answer(leader, 1).unwrap()),
-        KvResponse::Done
-    );
+    assert_eq!(ok_response(&cluster.answer(leader, 1).unwrap()), KvResponse::Done);
 }
 
 #[test]
@@ -683,10 +587,7 @@ fn single_node_leader_commits_only_after_its_own_write_is_durable() {
 
     cluster.sync(N1);
     assert_eq!(cluster.node(N1).commit_index(), LogIndex(2));
-    assert_eq!(
-        ok_response(&cluster.answer(N1, 1).unwrap()),
-        KvResponse::Done
-    );
+    assert_eq!(ok_response(&cluster.answer(N1, 1).unwrap()), KvResponse::Done);
     assert_eq!(cluster.kv_get(N1, "k").as_deref(), Some("v"));
 }
 
@@ -700,11 +601,8 @@ fn crash_of_every_node_keeps_term_vote_and_synced_log_and_loses_unsynced_writes(
     }
     assert_eq!(cluster.node(leader).commit_index(), LogIndex(4));
     let term = cluster.node(leader).term();
-    let before: Vec<_> = cluster
-        .ids()
-        .into_iter()
-        .map(|id| (id, cluster.node(id).voted_for(), cluster.log(id)))
-        .collect();
+    let before: Vec<_> =
+        cluster.ids().into_iter().map(|id| (id, cluster.node(id).voted_for(), cluster.log(id))).collect();
 
     // A fourth write reaches every log but no disk.
     for id in cluster.ids() {
@@ -746,7 +644,7 @@ fn crash_of_every_node_keeps_term_vote_and_synced_log_and_loses_unsynced_writes(
         cluster.set_sync_mode(id, SyncMode::Immediate);
     }
     let leader = cluster.tick_until_leader();
-    cluster.stabilize();
+    cluster.advance(HEARTBEAT_INTERVAL_MS);
     assert!(cluster.node(leader).term() > term);
     for id in cluster.ids() {
         assert_eq!(cluster.node(id).commit_index(), LogIndex(5), "{id}");
@@ -772,11 +670,7 @@ fn proposals_before_and_during_an_election_answer_no_leader() {
     cluster.read(N2, 3, get("k"));
     assert_eq!(cluster.answer(N2, 2), Some(ClientResult::NoLeader));
     assert_eq!(cluster.answer(N2, 3), Some(ClientResult::NoLeader));
-    assert_eq!(
-        cluster.node(N2).last_index(),
-        LogIndex(0),
-        "nothing appended"
-    );
+    assert_eq!(cluster.node(N2).last_index(), LogIndex(0), "nothing appended");
 }
 
 #[test]
@@ -786,12 +680,7 @@ fn proposal_to_a_follower_answers_not_leader_with_the_leader_hint() {
     cluster.stabilize();
     let follower = non_leaders(&cluster, leader)[0];
     cluster.propose(follower, 1, put("k", "v"));
-    assert_eq!(
-        cluster.answer(follower, 1),
-        Some(ClientResult::NotLeader {
-            leader_hint: leader
-        })
-    );
+    assert_eq!(cluster.answer(follower, 1), Some(ClientResult::NotLeader { leader_hint: leader }));
     assert_eq!(cluster.node(follower).last_index(), LogIndex(1));
 }
 
@@ -803,18 +692,9 @@ fn committed_write_and_read_answer_ok_with_the_store_response() {
     cluster.read(leader, 2, get("k"));
     cluster.read(leader, 3, get("absent"));
     cluster.stabilize();
-    assert_eq!(
-        ok_response(&cluster.answer(leader, 1).unwrap()),
-        KvResponse::Done
-    );
-    assert_eq!(
-        ok_response(&cluster.answer(leader, 2).unwrap()),
-        KvResponse::Value(Some(b"v".to_vec()))
-    );
-    assert_eq!(
-        ok_response(&cluster.answer(leader, 3).unwrap()),
-        KvResponse::Value(None)
-    );
+    assert_eq!(ok_response(&cluster.answer(leader, 1).unwrap()), KvResponse::Done);
+    assert_eq!(ok_response(&cluster.answer(leader, 2).unwrap()), KvResponse::Value(Some(b"v".to_vec())));
+    assert_eq!(ok_response(&cluster.answer(leader, 3).unwrap()), KvResponse::Value(None));
     for id in cluster.ids() {
         assert_eq!(cluster.kv_get(id, "k").as_deref(), Some("v"), "{id}");
     }
@@ -834,11 +714,7 @@ fn leader_that_loses_leadership_drops_pending_requests_as_leadership_lost() {
     // The rest elect a new leader; when the old one hears of it, it steps down.
     let others = non_leaders(&cluster, leader);
     cluster.elect(others[0]);
-    assert_eq!(
-        cluster.node(leader).role(),
-        Role::Leader,
-        "it has heard nothing yet"
-    );
+    assert_eq!(cluster.node(leader).role(), Role::Leader, "it has heard nothing yet");
     cluster.heal();
     cluster.tick(leader, 60); // a heartbeat, answered with the higher term
     cluster.deliver_all();
@@ -848,17 +724,11 @@ fn leader_that_loses_leadership_drops_pending_requests_as_leadership_lost() {
     for request in [1, 2] {
         let answer = cluster.answer(leader, request).expect("answered");
         assert_eq!(answer, ClientResult::Dropped(DropReason::LeadershipLost));
-        let ClientResult::Dropped(reason) = answer else {
-            unreachable!()
-        };
+        let ClientResult::Dropped(reason) = answer else { unreachable!() };
         assert!(reason.outcome_unknown());
     }
     cluster.stabilize();
-    assert_eq!(
-        cluster.kv_get(leader, "k"),
-        None,
-        "the write was never committed"
-    );
+    assert_eq!(cluster.kv_get(leader, "k"), None, "the write was never committed");
     cluster.assert_safe();
 }
 
@@ -869,10 +739,7 @@ fn retried_write_in_the_same_session_applies_once() {
     let first_try = cas_in_session(7, 1, "k", None, "v1");
     cluster.propose(leader, 1, first_try.clone());
     cluster.stabilize();
-    let original = KvResponse::Cas {
-        applied: true,
-        current: None,
-    };
+    let original = KvResponse::Cas { applied: true, current: None };
     assert_eq!(ok_response(&cluster.answer(leader, 1).unwrap()), original);
 
     // The client did not hear the answer and retries with the same number.
@@ -885,10 +752,7 @@ fn retried_write_in_the_same_session_applies_once() {
     cluster.stabilize();
     assert_eq!(
         ok_response(&cluster.answer(leader, 3).unwrap()),
-        KvResponse::Cas {
-            applied: false,
-            current: Some(b"v1".to_vec())
-        }
+        KvResponse::Cas { applied: false, current: Some(b"v1".to_vec()) }
     );
     for id in cluster.ids() {
         assert_eq!(cluster.kv_get(id, "k").as_deref(), Some("v1"), "{id}");
@@ -911,12 +775,9 @@ fn append_lost_in_replicate_state_is_resent_after_a_heartbeat() {
         cluster.drop_at(0);
     }
     // No further writes come: the heartbeats alone must repair the loss.
-    cluster.advance(3 * 50);
+    cluster.advance(3 * HEARTBEAT_INTERVAL_MS);
     assert_eq!(cluster.node(leader).commit_index(), LogIndex(2));
-    assert_eq!(
-        ok_response(&cluster.answer(leader, 1).unwrap()),
-        KvResponse::Done
-    );
+    assert_eq!(ok_response(&cluster.answer(leader, 1).unwrap()), KvResponse::Done);
     cluster.assert_safe();
 }
 
@@ -1038,5 +899,30 @@ proptest! {
         prop_assert_eq!(final_value.as_deref(), Some("write"));
         prop_assert!(cluster.check_safety().is_ok());
         prop_assert!(cluster.check_no_protocol_violations().is_ok());
+    }
+}
+
+#[test]
+fn debug_random_stats() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{TestRng, TestRunner, RngAlgorithm};
+    for bug in [None, Some(Bug::VoteWithoutLogCheck), Some(Bug::AppendWithoutPrevCheck), Some(Bug::CommitOldTerm), Some(Bug::ReplyBeforePersist), Some(Bug::AckBeforeCommit)] {
+        let mut runner = TestRunner::new_with_rng(ProptestConfig::default(), TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+        let strategy = prop::collection::vec(step_strategy(), 1..300);
+        let (mut found, mut max_commit, mut terms, mut crashes) = (0, 0, 0, 0);
+        for _ in 0..200 {
+            let steps = strategy.new_tree(&mut runner).unwrap().current();
+            let mut cluster = Cluster::with_config(3, |config| config.injected_bug = bug);
+            for id in cluster.ids() { cluster.set_sync_mode(id, SyncMode::Manual); }
+            let mut next = 0;
+            for step in &steps {
+                if matches!(step, Step::Crash(_)) { crashes += 1; }
+                run_step(&mut cluster, step, &mut next);
+                if cluster.check_safety().is_err() { found += 1; break; }
+            }
+            terms += cluster.leaders_by_term().len();
+            for id in cluster.ids() { if cluster.is_up(id) { max_commit = max_commit.max(cluster.node(id).commit_index().0); } }
+        }
+        eprintln!("{bug:?}: violations in {found}/200, max commit {max_commit}, leader terms {terms}, crashes {crashes}");
     }
 }

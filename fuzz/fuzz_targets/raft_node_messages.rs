@@ -13,8 +13,8 @@
 use arbitrary::Arbitrary;
 use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvStore, SessionRef};
 use chorus_core::raft::{
-    Action, AppendResponse, ConflictHint, Config, Entry, HardState, Message, MessageBody, Payload,
-    PersistId, PersistRequest, RaftNode, Role,
+    Action, AppendResponse, Config, ConflictHint, Entry, HardState, Message, MessageBody, Payload, PersistId,
+    PersistRequest, RaftNode, Role,
 };
 use chorus_core::types::{LogIndex, NodeId, RequestId, Term, Time};
 use libfuzzer_sys::fuzz_target;
@@ -112,15 +112,24 @@ enum FuzzOp {
 enum Input {
     Message(FuzzMessage),
     /// Time passes by this many milliseconds, then the timer fires.
-    Advance { millis: u16 },
+    Advance {
+        millis: u16,
+    },
     /// Jump to the node's own deadline and fire it.
     FireDeadline,
-    Propose { session: Option<(u8, u8)>, op: FuzzOp },
+    Propose {
+        session: Option<(u8, u8)>,
+        op: FuzzOp,
+    },
     ProposeRaw(Vec<u8>),
-    Read { key: u8 },
+    Read {
+        key: u8,
+    },
     ReadRaw(Vec<u8>),
     /// Acknowledge the n-th outstanding write (and so every earlier one).
-    Persisted { which: u8 },
+    Persisted {
+        which: u8,
+    },
     /// Acknowledge an id the node may never have issued.
     PersistedBogus(u64),
     /// Crash and restart from what was acknowledged as durable.
@@ -152,8 +161,7 @@ fn config() -> Config {
 
 impl Harness {
     fn new() -> Harness {
-        let node = RaftNode::new(config(), KvStore::default(), Time::ZERO)
-            .expect("the fuzz configuration is valid");
+        let node = RaftNode::new(config(), KvStore::default(), Time::ZERO).expect("the fuzz configuration is valid");
         Harness {
             node,
             now: Time::ZERO,
@@ -170,27 +178,17 @@ impl Harness {
 
     fn term(&self, term: FuzzTerm) -> Term {
         match term {
-            FuzzTerm::Relative(delta) => {
-                Term(self.node.term().0.saturating_add_signed(i64::from(delta)))
-            }
+            FuzzTerm::Relative(delta) => Term(self.node.term().0.saturating_add_signed(i64::from(delta))),
             FuzzTerm::Absolute(term) => Term(term),
         }
     }
 
     fn index(&self, index: FuzzIndex) -> LogIndex {
         match index {
-            FuzzIndex::FromLast(delta) => LogIndex(
-                self.node
-                    .last_index()
-                    .0
-                    .saturating_add_signed(i64::from(delta)),
-            ),
-            FuzzIndex::FromCommit(delta) => LogIndex(
-                self.node
-                    .commit_index()
-                    .0
-                    .saturating_add_signed(i64::from(delta)),
-            ),
+            FuzzIndex::FromLast(delta) => LogIndex(self.node.last_index().0.saturating_add_signed(i64::from(delta))),
+            FuzzIndex::FromCommit(delta) => {
+                LogIndex(self.node.commit_index().0.saturating_add_signed(i64::from(delta)))
+            }
             FuzzIndex::Absolute(index) => LogIndex(index),
         }
     }
@@ -204,11 +202,7 @@ impl Harness {
         let to = fuzz.misaddressed.map_or(SELF, |to| NodeId(u64::from(to % 5)));
         let term = self.term(fuzz.term);
         let body = match fuzz.body {
-            FuzzBody::RequestVote {
-                pre_vote,
-                last_log_index,
-                last_log_term,
-            } => MessageBody::RequestVote {
+            FuzzBody::RequestVote { pre_vote, last_log_index, last_log_term } => MessageBody::RequestVote {
                 pre_vote,
                 last_log_index: self.index(last_log_index),
                 last_log_term: self.term(last_log_term),
@@ -216,22 +210,17 @@ impl Harness {
             FuzzBody::RequestVoteResponse { pre_vote, granted } => {
                 MessageBody::RequestVoteResponse { pre_vote, granted }
             }
-            FuzzBody::AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-            } => {
+            FuzzBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
                 let prev_log_index = self.index(prev_log_index);
                 let prev_log_term = self.term(prev_log_term);
-                let mut next_index = prev_log_index.next();
+                let mut next_index = LogIndex(prev_log_index.0.saturating_add(1));
                 let entries = entries
                     .into_iter()
                     .take(MAX_FUZZ_ENTRIES)
                     .map(|entry| {
                         let index = entry.index.map_or(next_index, |index| self.index(index));
                         let term = entry.term.map_or(term, |term| self.term(term));
-                        next_index = index.next();
+                        next_index = LogIndex(index.0.saturating_add(1));
                         Entry {
                             index,
                             term,
@@ -251,32 +240,21 @@ impl Harness {
                 }
             }
             FuzzBody::Accepted { match_index } => {
-                MessageBody::AppendEntriesResponse(AppendResponse::Accepted {
-                    match_index: self.index(match_index),
+                MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index: self.index(match_index) })
+            }
+            FuzzBody::Rejected { rejected_prev_index, conflict_term, first_index } => {
+                MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
+                    rejected_prev_index: self.index(rejected_prev_index),
+                    hint: ConflictHint {
+                        conflict_term: conflict_term.map(|term| self.term(term)),
+                        first_index: self.index(first_index),
+                    },
                 })
             }
-            FuzzBody::Rejected {
-                rejected_prev_index,
-                conflict_term,
-                first_index,
-            } => MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
-                rejected_prev_index: self.index(rejected_prev_index),
-                hint: ConflictHint {
-                    conflict_term: conflict_term.map(|term| self.term(term)),
-                    first_index: self.index(first_index),
-                },
-            }),
-            FuzzBody::Heartbeat { commit } => MessageBody::Heartbeat {
-                commit: self.index(commit),
-            },
+            FuzzBody::Heartbeat { commit } => MessageBody::Heartbeat { commit: self.index(commit) },
             FuzzBody::HeartbeatResponse => MessageBody::HeartbeatResponse,
         };
-        Message {
-            from,
-            to,
-            term,
-            body,
-        }
+        Message { from, to, term, body }
     }
 
     fn request_id(&mut self) -> RequestId {
@@ -310,15 +288,7 @@ impl Harness {
                     op: match op {
                         FuzzOp::Put { key: k, value } => KvOp::Put { key: key(k), value },
                         FuzzOp::Delete { key: k } => KvOp::Delete { key: key(k) },
-                        FuzzOp::Cas {
-                            key: k,
-                            expected,
-                            new,
-                        } => KvOp::Cas {
-                            key: key(k),
-                            expected,
-                            new,
-                        },
+                        FuzzOp::Cas { key: k, expected, new } => KvOp::Cas { key: key(k), expected, new },
                     },
                 };
                 let request = self.request_id();
@@ -393,17 +363,10 @@ impl Harness {
             match action {
                 Action::Send(message) => {
                     assert_eq!(message.from, SELF, "messages go out from the node itself");
-                    assert!(
-                        matches!(message.to, NodeId(2) | NodeId(3)),
-                        "messages go only to peers: {message:?}"
-                    );
+                    assert!(matches!(message.to, NodeId(2) | NodeId(3)), "messages go only to peers: {message:?}");
                 }
                 Action::Persist(write) => {
-                    assert_eq!(
-                        write.id.0,
-                        self.last_persist_id + 1,
-                        "persist ids grow by one"
-                    );
+                    assert_eq!(write.id.0, self.last_persist_id + 1, "persist ids grow by one");
                     self.last_persist_id = write.id.0;
                     self.outstanding.push(write);
                 }
@@ -421,23 +384,11 @@ impl Harness {
     fn check_invariants(&mut self) {
         let node = &self.node;
         assert!(node.commit_index() <= node.last_index(), "commit past the log");
-        assert!(
-            node.applied_index() <= node.commit_index(),
-            "applied past commit"
-        );
-        assert!(
-            node.persisted_index() <= node.last_index(),
-            "persisted past the log"
-        );
+        assert!(node.applied_index() <= node.commit_index(), "applied past commit");
+        assert!(node.persisted_index() <= node.last_index(), "persisted past the log");
         assert!(node.term() >= self.last_term, "term went backwards");
-        assert!(
-            node.commit_index() >= self.last_commit,
-            "commit index went backwards"
-        );
-        assert!(
-            node.durable_hard_state().term <= node.term(),
-            "durable term ahead of the term"
-        );
+        assert!(node.commit_index() >= self.last_commit, "commit index went backwards");
+        assert!(node.durable_hard_state().term <= node.term(), "durable term ahead of the term");
         match node.role() {
             Role::Leader => assert_eq!(node.leader(), Some(SELF), "a leader follows itself"),
             Role::PreCandidate | Role::Candidate => {
@@ -462,18 +413,11 @@ impl Harness {
 fn apply_write(hard_state: &mut HardState, entries: &mut Vec<Entry>, write: &PersistRequest) {
     if let Some(from) = write.truncate_from {
         assert!(from.0 >= 1, "truncation from index 0");
-        assert!(
-            from.0 <= entries.len() as u64 + 1,
-            "truncation past the end of the stored log"
-        );
+        assert!(from.0 <= entries.len() as u64 + 1, "truncation past the end of the stored log");
         entries.truncate((from.0 - 1) as usize);
     }
     for entry in &write.entries {
-        assert_eq!(
-            entry.index.0,
-            entries.len() as u64 + 1,
-            "persisted entries extend the stored log densely"
-        );
+        assert_eq!(entry.index.0, entries.len() as u64 + 1, "persisted entries extend the stored log densely");
         entries.push(entry.clone());
     }
     *hard_state = write.hard_state;

@@ -21,9 +21,7 @@
 use crate::storage::{Recovered, Storage, StorageError};
 use crate::transport::Transport;
 use chorus_core::kv::{KvCommand, KvQuery, KvStore};
-use chorus_core::raft::{
-    Action, ClientResult, Config, Event, Message, PersistRequest, RaftNode, RestartError, Role,
-};
+use chorus_core::raft::{Action, ClientResult, Config, Event, Message, PersistRequest, RaftNode, RestartError, Role};
 use chorus_core::types::{LogIndex, NodeId, RequestId, Term, Time};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -111,10 +109,7 @@ impl DriverHandle {
 
     async fn submit(&self, operation: Operation) -> Result<ClientResult, DriverStopped> {
         let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(ClientRequest { operation, reply })
-            .await
-            .map_err(|_| DriverStopped)?;
+        self.requests.send(ClientRequest { operation, reply }).await.map_err(|_| DriverStopped)?;
         answer.await.map_err(|_| DriverStopped)
     }
 }
@@ -144,13 +139,7 @@ impl Driver {
         inbox: mpsc::Receiver<Message>,
     ) -> Result<(Driver, DriverHandle), DriverError> {
         let epoch = Instant::now();
-        let node = RaftNode::restart(
-            config,
-            recovered.hard_state,
-            recovered.entries,
-            KvStore::default(),
-            Time::ZERO,
-        )?;
+        let node = RaftNode::restart(config, recovered.hard_state, recovered.entries, KvStore::default(), Time::ZERO)?;
         let (status, status_receiver) = watch::channel(status_of(&node));
         let (request_sender, requests) = mpsc::channel(CLIENT_QUEUE_CAPACITY);
         let driver = Driver {
@@ -164,10 +153,7 @@ impl Driver {
             epoch,
             status,
         };
-        let handle = DriverHandle {
-            requests: request_sender,
-            status: status_receiver,
-        };
+        let handle = DriverHandle { requests: request_sender, status: status_receiver };
         Ok((driver, handle))
     }
 
@@ -238,9 +224,8 @@ impl Driver {
     async fn persist(&self, writes: Vec<PersistRequest>) -> Result<(), StorageError> {
         let storage = Arc::clone(&self.storage);
         tokio::task::spawn_blocking(move || {
-            let mut storage = storage.lock().expect(
-                "invariant: storage is only locked by this driver's writes, which do not panic",
-            );
+            let mut storage =
+                storage.lock().expect("invariant: storage is only locked by this driver's writes, which do not panic");
             for write in &writes {
                 storage.append(write)?;
             }
@@ -256,9 +241,7 @@ impl Driver {
     }
 
     fn instant_of(&self, time: Time) -> Instant {
-        self.epoch
-            .checked_add(Duration::from_micros(time.as_micros()))
-            .unwrap_or_else(|| Instant::now() + FAR_FUTURE)
+        self.epoch.checked_add(Duration::from_micros(time.as_micros())).unwrap_or_else(|| Instant::now() + FAR_FUTURE)
     }
 }
 

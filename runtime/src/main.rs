@@ -52,18 +52,12 @@ struct Args {
 }
 
 fn parse_peer(text: &str) -> Result<(u64, SocketAddr), String> {
-    let (id, address) = text
-        .split_once('=')
-        .ok_or_else(|| format!("expected ID=ADDR, got {text:?}"))?;
-    let id: u64 = id
-        .parse()
-        .map_err(|error| format!("peer id {id:?}: {error}"))?;
+    let (id, address) = text.split_once('=').ok_or_else(|| format!("expected ID=ADDR, got {text:?}"))?;
+    let id: u64 = id.parse().map_err(|error| format!("peer id {id:?}: {error}"))?;
     if id == 0 {
         return Err("peer id must be at least 1".to_string());
     }
-    let address = address
-        .parse()
-        .map_err(|error| format!("peer address {address:?}: {error}"))?;
+    let address = address.parse().map_err(|error| format!("peer address {address:?}: {error}"))?;
     Ok((id, address))
 }
 
@@ -102,10 +96,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let id = NodeId(args.id);
     let (storage, recovered) = Storage::open(&args.data_dir)?;
     if recovered.discarded_tail_bytes > 0 {
-        tracing::warn!(
-            bytes = recovered.discarded_tail_bytes,
-            "discarded a torn record at the end of the log"
-        );
+        tracing::warn!(bytes = recovered.discarded_tail_bytes, "discarded a torn record at the end of the log");
     }
     let identity = load_or_create_identity(id, &args.data_dir)?;
     publish_certificate(id, &identity, &args.cert_dir)?;
@@ -113,11 +104,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for (peer_id, address) in &args.peers {
         let peer = NodeId(*peer_id);
         let certificate_der = wait_for_certificate(peer, &args.cert_dir).await?;
-        peers.push(Peer {
-            id: peer,
-            address: *address,
-            certificate_der,
-        });
+        peers.push(Peer { id: peer, address: *address, certificate_der });
     }
     let (transport, inbox) = Transport::bind(id, args.listen, &identity, &peers)?;
     let mut voters: Vec<NodeId> = peers.iter().map(|peer| peer.id).collect();
@@ -141,10 +128,7 @@ fn load_or_create_identity(id: NodeId, data_dir: &Path) -> std::io::Result<Ident
     let certificate_file = data_dir.join("identity-cert.der");
     let key_file = data_dir.join("identity-key.der");
     if certificate_file.exists() && key_file.exists() {
-        return Ok(Identity::from_der(
-            std::fs::read(&certificate_file)?,
-            std::fs::read(&key_file)?,
-        ));
+        return Ok(Identity::from_der(std::fs::read(&certificate_file)?, std::fs::read(&key_file)?));
     }
     let identity = Identity::generate(id).map_err(std::io::Error::other)?;
     write_private(&key_file, identity.private_key_der())?;

@@ -81,20 +81,12 @@ pub enum StorageError {
     /// A record before the tail is damaged: acknowledged writes are lost.
     /// Nothing was opened and the file was not modified.
     #[error("{path}: corrupt record at byte offset {offset}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { path: PathBuf, offset: u64, reason: String },
     /// The records are intact but do not describe a dense log (a truncation
     /// or an append that does not fit what came before). Nothing was opened
     /// and the file was not modified.
     #[error("{path}: record at byte offset {offset} does not fit the log: {reason}")]
-    Inconsistent {
-        path: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Inconsistent { path: PathBuf, offset: u64, reason: String },
     /// The request encodes to more than [`MAX_RECORD_BYTES`]. Nothing was
     /// written; the store stays usable.
     #[error("a record of {bytes} bytes exceeds the {MAX_RECORD_BYTES}-byte limit")]
@@ -130,41 +122,26 @@ impl Storage {
     pub fn open(dir: &Path) -> Result<(Storage, Recovered), StorageError> {
         let io_error = |operation, path: &Path| {
             let path = path.to_path_buf();
-            move |source| StorageError::Io {
-                operation,
-                path,
-                source,
-            }
+            move |source| StorageError::Io { operation, path, source }
         };
         std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
         let path = dir.join(LOG_FILE_NAME);
         let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io_error("open", &path))?;
+        let mut file =
+            OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io_error("open", &path))?;
         if !existed {
             // The new file's directory entry must be durable too.
-            File::open(dir)
-                .and_then(|directory| directory.sync_all())
-                .map_err(io_error("sync directory", dir))?;
+            File::open(dir).and_then(|directory| directory.sync_all()).map_err(io_error("sync directory", dir))?;
         }
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(io_error("read", &path))?;
+        file.read_to_end(&mut bytes).map_err(io_error("read", &path))?;
         let (recovered, valid_bytes) = replay(&path, &bytes)?;
         if valid_bytes < bytes.len() as u64 {
             file.set_len(valid_bytes)
                 .and_then(|()| file.sync_all())
                 .map_err(io_error("truncate torn tail of", &path))?;
         }
-        let storage = Storage {
-            path,
-            file,
-            poisoned: false,
-        };
+        let storage = Storage { path, file, poisoned: false };
         Ok((storage, recovered))
     }
 
@@ -190,11 +167,7 @@ impl Storage {
         let frame = encode_record(request)?;
         if let Err(source) = self.file.write_all(&frame) {
             self.poisoned = true;
-            return Err(StorageError::Io {
-                operation: "append to",
-                path: self.path.clone(),
-                source,
-            });
+            return Err(StorageError::Io { operation: "append to", path: self.path.clone(), source });
         }
         Ok(())
     }
@@ -208,11 +181,7 @@ impl Storage {
             // After a failed fsync the kernel may have dropped the dirty
             // pages; nothing written since the last good sync can be trusted.
             self.poisoned = true;
-            return Err(StorageError::Io {
-                operation: "sync",
-                path: self.path.clone(),
-                source,
-            });
+            return Err(StorageError::Io { operation: "sync", path: self.path.clone(), source });
         }
         Ok(())
     }
@@ -228,9 +197,7 @@ fn encode_record(request: &PersistRequest) -> Result<Vec<u8>, StorageError> {
     let payload = bincode::serde::encode_to_vec(&record, codec())
         .expect("invariant: in-memory entries and hard states always encode");
     if payload.len() > MAX_RECORD_BYTES {
-        return Err(StorageError::RecordTooLarge {
-            bytes: payload.len(),
-        });
+        return Err(StorageError::RecordTooLarge { bytes: payload.len() });
     }
     let length = u32::try_from(payload.len()).expect("MAX_RECORD_BYTES fits in u32");
     let mut frame = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
@@ -261,10 +228,7 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Recovered, u64), StorageError> {
             break; // a zero-filled tail: the file grew but the data never landed
         }
         if length == 0 || length > MAX_RECORD_BYTES {
-            return Err(corrupt(
-                offset,
-                format!("impossible record length {length}"),
-            ));
+            return Err(corrupt(offset, format!("impossible record length {length}")));
         }
         let end = RECORD_HEADER_BYTES + length;
         if rest.len() < end {
@@ -277,14 +241,10 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Recovered, u64), StorageError> {
             }
             return Err(corrupt(offset, "checksum mismatch".to_string()));
         }
-        let (record, used): (Record, usize) =
-            bincode::serde::decode_from_slice(payload, codec())
-                .map_err(|error| corrupt(offset, format!("undecodable payload: {error}")))?;
+        let (record, used): (Record, usize) = bincode::serde::decode_from_slice(payload, codec())
+            .map_err(|error| corrupt(offset, format!("undecodable payload: {error}")))?;
         if used != payload.len() {
-            return Err(corrupt(
-                offset,
-                format!("{} bytes after the payload", payload.len() - used),
-            ));
+            return Err(corrupt(offset, format!("{} bytes after the payload", payload.len() - used)));
         }
         apply(&mut recovered, record).map_err(|reason| StorageError::Inconsistent {
             path: path.to_path_buf(),
@@ -310,10 +270,7 @@ fn apply(recovered: &mut Recovered, record: Record) -> Result<(), String> {
     for entry in record.entries {
         let expected = LogIndex(log.len() as u64 + 1);
         if entry.index != expected {
-            return Err(format!(
-                "entry {} where {expected} was expected",
-                entry.index
-            ));
+            return Err(format!("entry {} where {expected} was expected", entry.index));
         }
         log.push(entry);
     }
@@ -334,11 +291,8 @@ mod tests {
     impl TempDir {
         fn new(name: &str) -> TempDir {
             static COUNTER: AtomicU64 = AtomicU64::new(0);
-            let unique = format!(
-                "chorus-storage-{name}-{}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
+            let unique =
+                format!("chorus-storage-{name}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
             let path = std::env::temp_dir().join(unique);
             let _ = std::fs::remove_dir_all(&path);
             TempDir(path)
@@ -352,48 +306,24 @@ mod tests {
     }
 
     fn entry(index: u64, term: u64, command: &[u8]) -> Entry {
-        Entry {
-            index: LogIndex(index),
-            term: Term(term),
-            payload: Payload::Command(command.to_vec()),
-        }
+        Entry { index: LogIndex(index), term: Term(term), payload: Payload::Command(command.to_vec()) }
     }
 
-    fn request(
-        id: u64,
-        truncate_from: Option<u64>,
-        entries: Vec<Entry>,
-        term: u64,
-    ) -> PersistRequest {
+    fn request(id: u64, truncate_from: Option<u64>, entries: Vec<Entry>, term: u64) -> PersistRequest {
         PersistRequest {
             id: PersistId(id),
             truncate_from: truncate_from.map(LogIndex),
             entries,
-            hard_state: HardState {
-                term: Term(term),
-                voted_for: Some(NodeId(1)),
-                commit: LogIndex(0),
-            },
+            hard_state: HardState { term: Term(term), voted_for: Some(NodeId(1)), commit: LogIndex(0) },
         }
     }
 
     fn write_three_records(dir: &Path) {
         let (mut storage, recovered) = Storage::open(dir).unwrap();
         assert_eq!(recovered, Recovered::default());
-        storage
-            .persist(&request(
-                1,
-                None,
-                vec![entry(1, 1, b"a"), entry(2, 1, b"b")],
-                1,
-            ))
-            .unwrap();
-        storage
-            .persist(&request(2, Some(2), vec![entry(2, 2, b"c")], 2))
-            .unwrap();
-        storage
-            .persist(&request(3, None, vec![entry(3, 2, b"d")], 2))
-            .unwrap();
+        storage.persist(&request(1, None, vec![entry(1, 1, b"a"), entry(2, 1, b"b")], 1)).unwrap();
+        storage.persist(&request(2, Some(2), vec![entry(2, 2, b"c")], 2)).unwrap();
+        storage.persist(&request(3, None, vec![entry(3, 2, b"d")], 2)).unwrap();
     }
 
     #[test]
@@ -401,10 +331,7 @@ mod tests {
         let dir = TempDir::new("replay");
         write_three_records(&dir.0);
         let (_, recovered) = Storage::open(&dir.0).unwrap();
-        assert_eq!(
-            recovered.entries,
-            vec![entry(1, 1, b"a"), entry(2, 2, b"c"), entry(3, 2, b"d")]
-        );
+        assert_eq!(recovered.entries, vec![entry(1, 1, b"a"), entry(2, 2, b"c"), entry(3, 2, b"d")]);
         assert_eq!(recovered.hard_state.term, Term(2));
         assert_eq!(recovered.discarded_tail_bytes, 0);
     }
@@ -421,15 +348,10 @@ mod tests {
         drop(file);
 
         let (mut storage, recovered) = Storage::open(&dir.0).unwrap();
-        assert_eq!(
-            recovered.entries,
-            vec![entry(1, 1, b"a"), entry(2, 2, b"c")]
-        );
+        assert_eq!(recovered.entries, vec![entry(1, 1, b"a"), entry(2, 2, b"c")]);
         assert!(recovered.discarded_tail_bytes > 0);
         // Appends after recovery follow the last good record.
-        storage
-            .persist(&request(4, None, vec![entry(3, 2, b"e")], 2))
-            .unwrap();
+        storage.persist(&request(4, None, vec![entry(3, 2, b"e")], 2)).unwrap();
         let (_, recovered) = Storage::open(&dir.0).unwrap();
         assert_eq!(recovered.entries.last(), Some(&entry(3, 2, b"e")));
         assert_eq!(recovered.discarded_tail_bytes, 0);
@@ -486,13 +408,8 @@ mod tests {
     fn a_record_that_does_not_fit_the_log_is_inconsistent() {
         let dir = TempDir::new("inconsistent");
         let (mut storage, _) = Storage::open(&dir.0).unwrap();
-        storage
-            .persist(&request(1, None, vec![entry(2, 1, b"gap")], 1))
-            .unwrap();
+        storage.persist(&request(1, None, vec![entry(2, 1, b"gap")], 1)).unwrap();
         drop(storage);
-        assert!(matches!(
-            Storage::open(&dir.0),
-            Err(StorageError::Inconsistent { offset: 0, .. })
-        ));
+        assert!(matches!(Storage::open(&dir.0), Err(StorageError::Inconsistent { offset: 0, .. })));
     }
 }

@@ -100,9 +100,7 @@ pub struct Identity {
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the private key.
-        f.debug_struct("Identity")
-            .field("certificate_bytes", &self.certificate.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Identity").field("certificate_bytes", &self.certificate.len()).finish_non_exhaustive()
     }
 }
 
@@ -119,10 +117,7 @@ impl Identity {
 
     /// An identity stored earlier: a DER certificate and a PKCS#8 DER key.
     pub fn from_der(certificate_der: Vec<u8>, private_key_der: Vec<u8>) -> Identity {
-        Identity {
-            certificate: CertificateDer::from(certificate_der),
-            private_key_der,
-        }
+        Identity { certificate: CertificateDer::from(certificate_der), private_key_der }
     }
 
     /// The certificate, DER-encoded: what peers must be given to trust this node.
@@ -165,10 +160,7 @@ impl Transport {
         identity: &Identity,
         peers: &[Peer],
     ) -> Result<(Transport, mpsc::Receiver<Message>), TransportError> {
-        let socket = UdpSocket::bind(listen).map_err(|source| TransportError::Bind {
-            address: listen,
-            source,
-        })?;
+        let socket = UdpSocket::bind(listen).map_err(|source| TransportError::Bind { address: listen, source })?;
         Transport::from_socket(local, socket, identity, peers)
     }
 
@@ -181,14 +173,10 @@ impl Transport {
         identity: &Identity,
         peers: &[Peer],
     ) -> Result<(Transport, mpsc::Receiver<Message>), TransportError> {
-        let address = socket
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let address = socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let transport_config = Arc::new(transport_config());
-        let mut server_config = quinn::ServerConfig::with_single_cert(
-            vec![identity.certificate.clone()],
-            identity.private_key(),
-        )?;
+        let mut server_config =
+            quinn::ServerConfig::with_single_cert(vec![identity.certificate.clone()], identity.private_key())?;
         server_config.transport_config(transport_config.clone());
 
         let mut client_configs = BTreeMap::new();
@@ -215,16 +203,9 @@ impl Transport {
         let mut outboxes = BTreeMap::new();
         for peer in peers {
             let (outbox, outbox_receiver) = mpsc::channel(OUTBOX_CAPACITY);
-            let client_config = client_configs
-                .remove(&peer.id)
-                .expect("invariant: a client config was built for every peer");
-            tokio::spawn(send_to_peer(
-                endpoint.clone(),
-                peer.id,
-                peer.address,
-                client_config,
-                outbox_receiver,
-            ));
+            let client_config =
+                client_configs.remove(&peer.id).expect("invariant: a client config was built for every peer");
+            tokio::spawn(send_to_peer(endpoint.clone(), peer.id, peer.address, client_config, outbox_receiver));
             outboxes.insert(peer.id, outbox);
         }
         Ok((Transport { endpoint, outboxes }, inbox_receiver))
@@ -270,32 +251,20 @@ impl Drop for Transport {
 fn transport_config() -> quinn::TransportConfig {
     let mut config = quinn::TransportConfig::default();
     config
-        .max_concurrent_uni_streams(quinn::VarInt::from_u32(
-            MAX_CONCURRENT_STREAMS_PER_CONNECTION,
-        ))
+        .max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_CONCURRENT_STREAMS_PER_CONNECTION))
         // Raft never opens bidirectional streams.
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(0))
-        .max_idle_timeout(Some(
-            IDLE_TIMEOUT
-                .try_into()
-                .expect("IDLE_TIMEOUT fits a QUIC idle timeout"),
-        ))
+        .max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("IDLE_TIMEOUT fits a QUIC idle timeout")))
         .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL));
     config
 }
 
 /// A client configuration that accepts exactly `peer`'s certificate.
 fn client_config_trusting(peer: &Peer) -> Result<quinn::ClientConfig, TransportError> {
-    let problem = |reason: String| TransportError::PeerCertificate {
-        peer: peer.id,
-        reason,
-    };
+    let problem = |reason: String| TransportError::PeerCertificate { peer: peer.id, reason };
     let mut roots = quinn::rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(peer.certificate_der.clone()))
-        .map_err(|error| problem(error.to_string()))?;
-    quinn::ClientConfig::with_root_certificates(Arc::new(roots))
-        .map_err(|error| problem(error.to_string()))
+    roots.add(CertificateDer::from(peer.certificate_der.clone())).map_err(|error| problem(error.to_string()))?;
+    quinn::ClientConfig::with_root_certificates(Arc::new(roots)).map_err(|error| problem(error.to_string()))
 }
 
 /// Accepts connections until the endpoint closes; serves each on its own task.
@@ -358,10 +327,7 @@ async fn send_to_peer(
     let mut connection: Option<quinn::Connection> = None;
     let mut next_attempt = Instant::now();
     while let Some(bytes) = outbox.recv().await {
-        if connection
-            .as_ref()
-            .is_some_and(|open| open.close_reason().is_some())
-        {
+        if connection.as_ref().is_some_and(|open| open.close_reason().is_some()) {
             connection = None;
         }
         if connection.is_none() {
@@ -374,9 +340,7 @@ async fn send_to_peer(
                 continue;
             }
         }
-        let open = connection
-            .as_ref()
-            .expect("invariant: connected just above");
+        let open = connection.as_ref().expect("invariant: connected just above");
         if let Err(error) = send_stream(open, &bytes).await {
             tracing::debug!(%peer, %error, "send failed; message dropped");
             connection = None;

@@ -23,10 +23,7 @@ impl TempDir {
         let path = std::env::temp_dir().join(format!(
             "chorus-three-nodes-{name}-{}-{}",
             std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
         ));
         let _ = std::fs::remove_dir_all(&path);
         TempDir(path)
@@ -47,18 +44,9 @@ struct Cluster {
 
 async fn start_cluster() -> Cluster {
     let ids = [NodeId(1), NodeId(2), NodeId(3)];
-    let identities: Vec<Identity> = ids
-        .iter()
-        .map(|id| Identity::generate(*id).unwrap())
-        .collect();
-    let sockets: Vec<UdpSocket> = ids
-        .iter()
-        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let addresses: Vec<_> = sockets
-        .iter()
-        .map(|socket| socket.local_addr().unwrap())
-        .collect();
+    let identities: Vec<Identity> = ids.iter().map(|id| Identity::generate(*id).unwrap()).collect();
+    let sockets: Vec<UdpSocket> = ids.iter().map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    let addresses: Vec<_> = sockets.iter().map(|socket| socket.local_addr().unwrap()).collect();
 
     let mut handles = Vec::new();
     let mut tasks = Vec::new();
@@ -75,8 +63,7 @@ async fn start_cluster() -> Cluster {
             .collect();
         let dir = TempDir::new(&format!("n{}", id.0));
         let (storage, recovered) = Storage::open(&dir.0).unwrap();
-        let (transport, inbox) =
-            Transport::from_socket(id, socket, &identities[position], &peers).unwrap();
+        let (transport, inbox) = Transport::from_socket(id, socket, &identities[position], &peers).unwrap();
         let config = Config::new(id, ids.to_vec());
         let (driver, handle) = Driver::new(config, storage, recovered, transport, inbox).unwrap();
         tasks.push(tokio::spawn(async move {
@@ -85,26 +72,16 @@ async fn start_cluster() -> Cluster {
         handles.push(handle);
         dirs.push(dir);
     }
-    Cluster {
-        handles,
-        tasks,
-        _dirs: dirs,
-    }
+    Cluster { handles, tasks, _dirs: dirs }
 }
 
 /// Polls until some node is leader and every node agrees who it is.
 async fn wait_for_leader(handles: &[DriverHandle]) -> usize {
     loop {
         let statuses: Vec<_> = handles.iter().map(DriverHandle::status).collect();
-        if let Some(leader) = statuses
-            .iter()
-            .position(|status| status.role == Role::Leader)
-        {
+        if let Some(leader) = statuses.iter().position(|status| status.role == Role::Leader) {
             let leader_id = statuses[leader].id;
-            if statuses
-                .iter()
-                .all(|status| status.leader == Some(leader_id))
-            {
+            if statuses.iter().all(|status| status.leader == Some(leader_id)) {
                 return leader;
             }
         }
@@ -138,14 +115,8 @@ async fn a_put_then_a_get_through_the_leader_sees_the_value() {
     let scenario = async move {
         // A session makes the put safe to retry: a duplicate applies once.
         let put = KvCommand {
-            session: Some(chorus_core::kv::SessionRef {
-                client: 42,
-                sequence: 1,
-            }),
-            op: KvOp::Put {
-                key: b"colour".to_vec(),
-                value: b"blue".to_vec(),
-            },
+            session: Some(chorus_core::kv::SessionRef { client: 42, sequence: 1 }),
+            op: KvOp::Put { key: b"colour".to_vec(), value: b"blue".to_vec() },
         };
         let answer = until_ok(&handles, |handle| {
             let put = put.clone();
@@ -154,9 +125,7 @@ async fn a_put_then_a_get_through_the_leader_sees_the_value() {
         .await;
         assert_eq!(answer, KvResponse::Done);
 
-        let get = KvQuery::Get {
-            key: b"colour".to_vec(),
-        };
+        let get = KvQuery::Get { key: b"colour".to_vec() };
         let answer = until_ok(&handles, |handle| {
             let get = get.clone();
             async move { handle.read(&get).await.unwrap() }
@@ -171,9 +140,6 @@ async fn a_put_then_a_get_through_the_leader_sees_the_value() {
     // Dropping every handle stops the drivers cleanly.
     drop(cluster.handles);
     for task in cluster.tasks {
-        tokio::time::timeout(OVERALL_TIMEOUT, task)
-            .await
-            .expect("drivers stop once their handles are gone")
-            .unwrap();
+        tokio::time::timeout(OVERALL_TIMEOUT, task).await.expect("drivers stop once their handles are gone").unwrap();
     }
 }

@@ -17,21 +17,12 @@ pub struct DriftClock {
 
 impl DriftClock {
     pub fn new(offset_micros: u64, drift_ppm: i64) -> DriftClock {
-        assert!(
-            drift_ppm.abs() <= MAX_DRIFT_PPM,
-            "drift {drift_ppm} ppm is out of range"
-        );
-        DriftClock {
-            offset_micros,
-            drift_ppm,
-        }
+        assert!(drift_ppm.abs() <= MAX_DRIFT_PPM, "drift {drift_ppm} ppm is out of range");
+        DriftClock { offset_micros, drift_ppm }
     }
 
     pub fn perfect() -> DriftClock {
-        DriftClock {
-            offset_micros: 0,
-            drift_ppm: 0,
-        }
+        DriftClock { offset_micros: 0, drift_ppm: 0 }
     }
 
     pub fn drift_ppm(&self) -> i64 {
@@ -49,9 +40,7 @@ impl DriftClock {
     /// later (never before `not_before`).
     pub fn true_time_of(&self, deadline: Time, not_before: u64) -> u64 {
         let target = deadline.as_micros() as i128 - self.offset_micros as i128;
-        let mut guess = (target * 1_000_000)
-            .div_euclid(1_000_000 + self.drift_ppm as i128)
-            .max(0) as u64;
+        let mut guess = (target * 1_000_000).div_euclid(1_000_000 + self.drift_ppm as i128).max(0) as u64;
         // The inverse is exact up to rounding; settle it with a few steps.
         while self.local(guess) < deadline {
             guess += 1;
@@ -88,9 +77,6 @@ mod tests {
     #[test]
     fn a_fast_clock_reaches_deadlines_early() {
         let clock = DriftClock::new(0, 10_000); // 1% fast
-        assert_eq!(
-            clock.true_time_of(Time::from_micros(1_010_000), 0),
-            1_000_000
-        );
+        assert_eq!(clock.true_time_of(Time::from_micros(1_010_000), 0), 1_000_000);
     }
 }

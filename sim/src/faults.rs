@@ -91,12 +91,7 @@ impl fmt::Display for FaultAction {
             FaultAction::Isolate { node } => write!(f, "isolate {node}"),
             FaultAction::OneWay { senders, receivers } => {
                 let receivers: Vec<String> = receivers.iter().map(ToString::to_string).collect();
-                write!(
-                    f,
-                    "one-way cut {} -/-> {}",
-                    group_names(std::slice::from_ref(senders)),
-                    receivers.join(",")
-                )
+                write!(f, "one-way cut {} -/-> {}", group_names(std::slice::from_ref(senders)), receivers.join(","))
             }
             FaultAction::Heal => f.write_str("heal network"),
             FaultAction::Crash { node } => write!(f, "crash {node}"),
@@ -137,6 +132,10 @@ pub struct FaultProfile {
     pub drift_ppm_max: i64,
     pub disk_latency_min_us: u64,
     pub disk_latency_max_us: u64,
+    /// Chance, per write a node submits to its disk, that the node crashes
+    /// before that write syncs (at a random moment of the write's latency).
+    /// This aims crashes at the windows where durability bugs live.
+    pub crash_in_write_ppm: u32,
     /// Raft knob varied by the swarm: small values split replication into
     /// many messages (and expose figure-8 style interleavings).
     pub max_entries_per_append: usize,
@@ -153,6 +152,7 @@ impl FaultProfile {
             drift_ppm_max: 0,
             disk_latency_min_us: 100,
             disk_latency_max_us: 1_000,
+            crash_in_write_ppm: 0,
             max_entries_per_append: 64,
         }
     }
@@ -162,32 +162,15 @@ impl FaultProfile {
     pub fn draw(rng: &mut ChaCha8Rng) -> FaultProfile {
         let delay_min_us = rng.random_range(100..=2_000);
         let delay_max_us = delay_min_us + rng.random_range(0..=8_000);
-        let loss_ppm = if rng.random_bool(0.5) {
-            rng.random_range(0..=PPM / 5)
-        } else {
-            0
-        };
-        let duplicate_ppm = if rng.random_bool(0.3) {
-            rng.random_range(0..=PPM / 10)
-        } else {
-            0
-        };
+        let loss_ppm = if rng.random_bool(0.5) { rng.random_range(0..=PPM / 5) } else { 0 };
+        let duplicate_ppm = if rng.random_bool(0.3) { rng.random_range(0..=PPM / 10) } else { 0 };
         let (reorder_ppm, reorder_delay_max_us) = if rng.random_bool(0.4) {
-            (
-                rng.random_range(0..=PPM / 5),
-                rng.random_range(1_000..=100_000),
-            )
+            (rng.random_range(0..=PPM / 5), rng.random_range(1_000..=100_000))
         } else {
             (0, 0)
         };
-        let network = NetworkParams {
-            delay_min_us,
-            delay_max_us,
-            loss_ppm,
-            duplicate_ppm,
-            reorder_ppm,
-            reorder_delay_max_us,
-        };
+        let network =
+            NetworkParams { delay_min_us, delay_max_us, loss_ppm, duplicate_ppm, reorder_ppm, reorder_delay_max_us };
         let partitions = rng.random_bool(0.6).then(|| Recurrence {
             mean_interval_ms: rng.random_range(300..=3_000),
             mean_duration_ms: rng.random_range(200..=3_000),
@@ -200,13 +183,10 @@ impl FaultProfile {
             mean_interval_ms: rng.random_range(500..=4_000),
             mean_duration_ms: rng.random_range(50..=1_500),
         });
-        let drift_ppm_max = if rng.random_bool(0.5) {
-            rng.random_range(0..=MAX_DRIFT_PPM)
-        } else {
-            0
-        };
+        let drift_ppm_max = if rng.random_bool(0.5) { rng.random_range(0..=MAX_DRIFT_PPM) } else { 0 };
         let disk_latency_min_us = rng.random_range(10..=1_000);
         let disk_latency_max_us = disk_latency_min_us + rng.random_range(0..=20_000);
+        let crash_in_write_ppm = if rng.random_bool(0.5) { rng.random_range(100..=5_000) } else { 0 };
         let max_entries_per_append = [1, 2, 4, 64][rng.random_range(0..4)];
         FaultProfile {
             network,
@@ -216,6 +196,7 @@ impl FaultProfile {
             drift_ppm_max,
             disk_latency_min_us,
             disk_latency_max_us,
+            crash_in_write_ppm,
             max_entries_per_append,
         }
     }
@@ -235,17 +216,15 @@ impl fmt::Display for FaultProfile {
             network.reorder_delay_max_us,
         )?;
         let recurrence = |r: Option<Recurrence>| match r {
-            Some(r) => format!(
-                "every ~{}ms for ~{}ms",
-                r.mean_interval_ms, r.mean_duration_ms
-            ),
+            Some(r) => format!("every ~{}ms for ~{}ms", r.mean_interval_ms, r.mean_duration_ms),
             None => "off".to_string(),
         };
         write!(
             f,
-            "; partitions {}; crashes {}; pauses {}; drift ±{}ppm; disk {}-{}us; max {} entries/append",
+            "; partitions {}; crashes {}; crash-in-write {:.2}%; pauses {}; drift ±{}ppm; disk {}-{}us; max {} entries/append",
             recurrence(self.partitions),
             recurrence(self.crashes),
+            self.crash_in_write_ppm as f64 / 10_000.0,
             recurrence(self.pauses),
             self.drift_ppm_max,
             self.disk_latency_min_us,

@@ -16,11 +16,7 @@ use std::process::ExitCode;
 const MAX_NODES: usize = 64;
 
 #[derive(Parser)]
-#[command(
-    name = "chorus-sim",
-    version,
-    about = "Deterministic simulator for the Chorus cluster core"
-)]
+#[command(name = "chorus-sim", version, about = "Deterministic simulator for the Chorus cluster core")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,18 +98,12 @@ struct CheckHistoryArgs {
 struct UsageError(String);
 
 fn parse_seeds(text: &str) -> Result<Range<u64>, UsageError> {
-    let bad = || {
-        UsageError(format!(
-            "--seeds {text:?}: expected START..END (e.g. 0..1000) or a single seed"
-        ))
-    };
+    let bad = || UsageError(format!("--seeds {text:?}: expected START..END (e.g. 0..1000) or a single seed"));
     if let Some((start, end)) = text.split_once("..") {
         let start: u64 = start.trim().parse().map_err(|_| bad())?;
         let end: u64 = end.trim().parse().map_err(|_| bad())?;
         if end <= start {
-            return Err(UsageError(format!(
-                "--seeds {text}: the range is empty (END is exclusive)"
-            )));
+            return Err(UsageError(format!("--seeds {text}: the range is empty (END is exclusive)")));
         }
         Ok(start..end)
     } else {
@@ -124,19 +114,13 @@ fn parse_seeds(text: &str) -> Result<Range<u64>, UsageError> {
 
 fn parse_cluster(args: &ClusterArgs) -> Result<(usize, Option<Bug>, Option<Scenario>), UsageError> {
     if args.nodes == 0 || args.nodes > MAX_NODES {
-        return Err(UsageError(format!(
-            "--nodes {}: must be between 1 and {MAX_NODES}",
-            args.nodes
-        )));
+        return Err(UsageError(format!("--nodes {}: must be between 1 and {MAX_NODES}", args.nodes)));
     }
     let bug = match &args.bug {
         None => None,
         Some(name) => Some(Bug::from_name(name).ok_or_else(|| {
             let names: Vec<&str> = Bug::ALL.iter().map(|bug| bug.name()).collect();
-            UsageError(format!(
-                "--bug {name:?}: no such bug; known bugs: {}",
-                names.join(", ")
-            ))
+            UsageError(format!("--bug {name:?}: no such bug; known bugs: {}", names.join(", ")))
         })?),
     };
     let scenario = match &args.scenario {
@@ -153,12 +137,8 @@ fn parse_cluster(args: &ClusterArgs) -> Result<(usize, Option<Bug>, Option<Scena
 }
 
 fn read_file(path: &Path, what: &str) -> Result<String, UsageError> {
-    std::fs::read_to_string(path).map_err(|error| {
-        UsageError(format!(
-            "cannot read {what} file {}: {error}",
-            path.display()
-        ))
-    })
+    std::fs::read_to_string(path)
+        .map_err(|error| UsageError(format!("cannot read {what} file {}: {error}", path.display())))
 }
 
 fn replay_command(seed: u64, cluster: &ClusterArgs) -> String {
@@ -180,22 +160,14 @@ fn run(args: RunArgs) -> Result<ExitCode, UsageError> {
         Some(threads) => threads,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    let options = RunOptions {
-        seeds: seeds.clone(),
-        nodes,
-        bug,
-        scenario,
-        threads,
-    };
+    let options = RunOptions { seeds: seeds.clone(), nodes, bug, scenario, threads };
     let bar = if args.json {
         indicatif::ProgressBar::hidden()
     } else {
         let bar = indicatif::ProgressBar::new(seeds.end - seeds.start);
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} seeds, {msg} [{elapsed_precise}, eta {eta}]",
-            )
-            .expect("the template is valid"),
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {msg} [{elapsed_precise}, eta {eta}]")
+                .expect("the template is valid"),
         );
         bar
     };
@@ -204,10 +176,7 @@ fn run(args: RunArgs) -> Result<ExitCode, UsageError> {
         if !outcome.failures.is_empty() {
             failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        bar.set_message(format!(
-            "{} failed",
-            failures.load(std::sync::atomic::Ordering::Relaxed)
-        ));
+        bar.set_message(format!("{} failed", failures.load(std::sync::atomic::Ordering::Relaxed)));
         bar.inc(1);
     });
     bar.finish_and_clear();
@@ -216,11 +185,7 @@ fn run(args: RunArgs) -> Result<ExitCode, UsageError> {
     } else {
         print_summary(&summary, &args.cluster, &seeds);
     }
-    Ok(if summary.failed().is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if summary.failed().is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn print_json(summary: &RunSummary) {
@@ -266,10 +231,7 @@ fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>
     println!("failures:       {}", failed_seeds.len());
     println!("events:         {events}");
     println!("simulated time: {sim_s:.1} s");
-    println!(
-        "wall time:      {wall_s:.2} s on {} threads",
-        summary.threads
-    );
+    println!("wall time:      {wall_s:.2} s on {} threads", summary.threads);
     println!(
         "events/s:       {:.0} ({:.0} per thread)",
         events as f64 / wall_s,
@@ -278,12 +240,7 @@ fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>
     println!("sim s / wall s: {:.0}", sim_s / wall_s);
     println!("client ops:     {ok} ok, {failed} failed, {unknown} unknown");
     println!("combined-hash:  {}", summary.combined_hash());
-    for outcome in summary
-        .outcomes
-        .iter()
-        .filter(|outcome| !outcome.failures.is_empty())
-        .take(20)
-    {
+    for outcome in summary.outcomes.iter().filter(|outcome| !outcome.failures.is_empty()).take(20) {
         println!("FAIL seed {}: {}", outcome.seed, outcome.failures[0]);
         println!("  replay: {}", replay_command(outcome.seed, cluster));
     }
@@ -294,40 +251,23 @@ fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>
 
 fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
     let (nodes, bug, scenario) = parse_cluster(&args.cluster)?;
-    let options = SimOptions {
-        seed: args.seed,
-        nodes,
-        bug,
-        scenario,
-        keep_trace_text: true,
-    };
+    let options = SimOptions { seed: args.seed, nodes, bug, scenario, keep_trace_text: true };
     let report = run_seed(options);
     let text = report.trace_text.clone().unwrap_or_default();
     match &args.trace {
-        Some(path) => std::fs::write(path, &text).map_err(|error| {
-            UsageError(format!(
-                "cannot write trace file {}: {error}",
-                path.display()
-            ))
-        })?,
+        Some(path) => std::fs::write(path, &text)
+            .map_err(|error| UsageError(format!("cannot write trace file {}: {error}", path.display())))?,
         None => print!("{text}"),
     }
     if let Some(path) = &args.history {
-        std::fs::write(path, history::write_edn(&report.history)).map_err(|error| {
-            UsageError(format!(
-                "cannot write history file {}: {error}",
-                path.display()
-            ))
-        })?;
+        std::fs::write(path, history::write_edn(&report.history))
+            .map_err(|error| UsageError(format!("cannot write history file {}: {error}", path.display())))?;
     }
     println!("seed:           {}", report.seed);
     println!("profile:        {}", report.profile);
     println!("events:         {}", report.events);
     println!("simulated time: {:.3} s", report.sim_micros as f64 / 1e6);
-    println!(
-        "client ops:     {} ok, {} failed, {} unknown",
-        report.ops_ok, report.ops_failed, report.ops_unknown
-    );
+    println!("client ops:     {} ok, {} failed, {} unknown", report.ops_ok, report.ops_failed, report.ops_unknown);
     if report.passed() {
         println!("verdict:        PASS");
     } else {
@@ -337,11 +277,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
         }
     }
     println!("trace-hash: {}", hex(&report.trace_hash));
-    Ok(if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn bugs() -> ExitCode {
@@ -353,8 +289,8 @@ fn bugs() -> ExitCode {
 
 fn check_history(args: CheckHistoryArgs) -> Result<ExitCode, UsageError> {
     let text = read_file(&args.file, "history")?;
-    let parsed = history::parse_auto(&text)
-        .map_err(|error| UsageError(format!("history {}: {error}", args.file.display())))?;
+    let parsed =
+        history::parse_auto(&text).map_err(|error| UsageError(format!("history {}: {error}", args.file.display())))?;
     let keyed = parsed.operations.iter().any(|op| op.key.is_some());
     if matches!(args.model, Some(Model::Register)) && keyed {
         return Err(UsageError(format!(
@@ -377,10 +313,7 @@ fn check_history(args: CheckHistoryArgs) -> Result<ExitCode, UsageError> {
         }
         Verdict::Unknown { key, reason } => {
             println!("unknown");
-            println!(
-                "the search gave up{}: {reason}",
-                key.map(|key| format!(" on key {key}")).unwrap_or_default()
-            );
+            println!("the search gave up{}: {reason}", key.map(|key| format!(" on key {key}")).unwrap_or_default());
             Ok(ExitCode::from(3))
         }
     }

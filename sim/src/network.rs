@@ -43,10 +43,7 @@ pub enum Fate {
     /// Lost at random.
     Lost,
     /// Arrives after `first_us`, and once more after `second_us` if duplicated.
-    Arrives {
-        first_us: u64,
-        second_us: Option<u64>,
-    },
+    Arrives { first_us: u64, second_us: Option<u64> },
 }
 
 pub struct Network {
@@ -58,11 +55,7 @@ pub struct Network {
 
 impl Network {
     pub fn new(nodes: usize, params: NetworkParams) -> Network {
-        Network {
-            params,
-            nodes,
-            blocked: vec![false; nodes * nodes],
-        }
+        Network { params, nodes, blocked: vec![false; nodes * nodes] }
     }
 
     pub fn is_blocked(&self, from: usize, to: usize) -> bool {
@@ -79,8 +72,7 @@ impl Network {
         let group_of = |node: usize| groups.iter().position(|group| group.contains(&node));
         for from in 0..self.nodes {
             for to in 0..self.nodes {
-                let same =
-                    from == to || (group_of(from).is_some() && group_of(from) == group_of(to));
+                let same = from == to || (group_of(from).is_some() && group_of(from) == group_of(to));
                 self.blocked[from * self.nodes + to] = !same;
             }
         }
@@ -104,8 +96,7 @@ impl Network {
 
     fn delay(&self, rng: &mut ChaCha8Rng) -> u64 {
         let params = &self.params;
-        let mut delay =
-            rng.random_range(params.delay_min_us..=params.delay_max_us.max(params.delay_min_us));
+        let mut delay = rng.random_range(params.delay_min_us..=params.delay_max_us.max(params.delay_min_us));
         if params.reorder_ppm > 0 && rng.random_range(0..PPM) < params.reorder_ppm {
             delay += rng.random_range(0..=params.reorder_delay_max_us);
         }
@@ -127,13 +118,9 @@ impl Network {
             return Fate::Lost;
         }
         let first_us = self.delay(rng);
-        let second_us = (self.params.duplicate_ppm > 0
-            && rng.random_range(0..PPM) < self.params.duplicate_ppm)
+        let second_us = (self.params.duplicate_ppm > 0 && rng.random_range(0..PPM) < self.params.duplicate_ppm)
             .then(|| self.delay(rng));
-        Fate::Arrives {
-            first_us,
-            second_us,
-        }
+        Fate::Arrives { first_us, second_us }
     }
 }
 

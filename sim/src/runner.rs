@@ -46,11 +46,7 @@ pub struct RunSummary {
 
 impl RunSummary {
     pub fn failed(&self) -> Vec<u64> {
-        self.outcomes
-            .iter()
-            .filter(|outcome| !outcome.failures.is_empty())
-            .map(|outcome| outcome.seed)
-            .collect()
+        self.outcomes.iter().filter(|outcome| !outcome.failures.is_empty()).map(|outcome| outcome.seed).collect()
     }
     pub fn events(&self) -> u64 {
         self.outcomes.iter().map(|outcome| outcome.events).sum()
@@ -59,15 +55,9 @@ impl RunSummary {
         self.outcomes.iter().map(|outcome| outcome.sim_micros).sum()
     }
     pub fn ops(&self) -> (u64, u64, u64) {
-        self.outcomes
-            .iter()
-            .fold((0, 0, 0), |(ok, failed, unknown), outcome| {
-                (
-                    ok + outcome.ops_ok,
-                    failed + outcome.ops_failed,
-                    unknown + outcome.ops_unknown,
-                )
-            })
+        self.outcomes.iter().fold((0, 0, 0), |(ok, failed, unknown), outcome| {
+            (ok + outcome.ops_ok, failed + outcome.ops_failed, unknown + outcome.ops_unknown)
+        })
     }
     /// Hash of every seed's trace hash, in seed order: identical for any
     /// thread count.
@@ -144,18 +134,11 @@ pub fn run_many(options: &RunOptions, on_done: &(dyn Fn(&SeedOutcome) + Sync)) -
                 }
                 let outcome = run_one(options.seeds.start + position, options);
                 on_done(&outcome);
-                results
-                    .lock()
-                    .expect("no worker panics while holding the lock")
-                    .push(outcome);
+                results.lock().expect("no worker panics while holding the lock").push(outcome);
             });
         }
     });
     let mut outcomes = results.into_inner().expect("workers are done");
     outcomes.sort_by_key(|outcome| outcome.seed);
-    RunSummary {
-        outcomes,
-        wall_micros: started.elapsed().as_micros() as u64,
-        threads,
-    }
+    RunSummary { outcomes, wall_micros: started.elapsed().as_micros() as u64, threads }
 }

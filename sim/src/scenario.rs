@@ -48,11 +48,7 @@ pub enum ScenarioError {
     #[error("not valid scenario TOML: {0}")]
     Syntax(String),
     #[error("event {number} (at_ms {at_ms}): {problem}")]
-    Event {
-        number: usize,
-        at_ms: u64,
-        problem: String,
-    },
+    Event { number: usize, at_ms: u64, problem: String },
     #[error("{0}")]
     Other(String),
 }
@@ -80,10 +76,14 @@ struct RawEvent {
 }
 
 impl Scenario {
+    /// Time of the last event (0 for none).
+    pub fn last_event_ms(&self) -> u64 {
+        self.events.last().map_or(0, |(at_ms, _)| *at_ms)
+    }
+
     /// Parses and validates a scenario for a cluster of `nodes` nodes.
     pub fn parse(text: &str, nodes: usize) -> Result<Scenario, ScenarioError> {
-        let raw: RawScenario =
-            toml::from_str(text).map_err(|error| ScenarioError::Syntax(error.to_string()))?;
+        let raw: RawScenario = toml::from_str(text).map_err(|error| ScenarioError::Syntax(error.to_string()))?;
         if let Some(duration) = raw.duration_ms {
             if duration == 0 || duration > MAX_SCENARIO_DURATION_MS {
                 return Err(ScenarioError::Other(format!(
@@ -108,19 +108,20 @@ impl Scenario {
             events.push((at_ms, action));
         }
         events.sort_by_key(|(at_ms, _)| *at_ms);
-        Ok(Scenario {
-            duration_ms: raw.duration_ms,
-            random_faults: raw.random_faults,
-            events,
-        })
+        if let (Some(duration), Some((at_ms, action))) = (raw.duration_ms, events.last()) {
+            if *at_ms >= duration {
+                return Err(ScenarioError::Other(format!(
+                    "event \"{action}\" at_ms {at_ms} is not before the end of the fault phase (duration_ms = {duration})"
+                )));
+            }
+        }
+        Ok(Scenario { duration_ms: raw.duration_ms, random_faults: raw.random_faults, events })
     }
 }
 
 fn node_number(number: i64, nodes: usize) -> Result<usize, String> {
     if number < 1 || number as u64 > nodes as u64 {
-        return Err(format!(
-            "node {number} does not exist (nodes are numbered 1 to {nodes})"
-        ));
+        return Err(format!("node {number} does not exist (nodes are numbered 1 to {nodes})"));
     }
     Ok(number as usize - 1)
 }
@@ -130,9 +131,7 @@ fn node_ref(value: &toml::Value, nodes: usize) -> Result<NodeRef, String> {
         toml::Value::Integer(number) => node_number(*number, nodes).map(NodeRef::Index),
         toml::Value::String(name) if name == "leader" => Ok(NodeRef::Leader),
         toml::Value::String(name) if name == "all" => Ok(NodeRef::All),
-        other => Err(format!(
-            "node must be a number from 1 to {nodes}, \"leader\" or \"all\", not {other}"
-        )),
+        other => Err(format!("node must be a number from 1 to {nodes}, \"leader\" or \"all\", not {other}")),
     }
 }
 
@@ -154,10 +153,7 @@ fn node_list(numbers: &[i64], nodes: usize, field: &str) -> Result<Vec<usize>, S
 fn parse_event(event: RawEvent, nodes: usize) -> Result<FaultAction, String> {
     let action = event.action.as_str();
     let require_node = || -> Result<NodeRef, String> {
-        let value = event
-            .node
-            .as_ref()
-            .ok_or_else(|| format!("action \"{action}\" needs `node`"))?;
+        let value = event.node.as_ref().ok_or_else(|| format!("action \"{action}\" needs `node`"))?;
         node_ref(value, nodes)
     };
     let unexpected = |field: &str, present: bool| -> Result<(), String> {
@@ -239,24 +235,8 @@ mod tests {
         "#;
         let scenario = Scenario::parse(text, 5).unwrap();
         assert_eq!(scenario.duration_ms, Some(8000));
-        assert_eq!(
-            scenario.events[0],
-            (
-                2000,
-                FaultAction::Partition {
-                    groups: vec![vec![0, 1], vec![2, 3, 4]]
-                }
-            )
-        );
-        assert_eq!(
-            scenario.events[1],
-            (
-                6000,
-                FaultAction::Crash {
-                    node: NodeRef::Leader
-                }
-            )
-        );
+        assert_eq!(scenario.events[0], (2000, FaultAction::Partition { groups: vec![vec![0, 1], vec![2, 3, 4]] }));
+        assert_eq!(scenario.events[1], (6000, FaultAction::Crash { node: NodeRef::Leader }));
     }
 
     #[test]
@@ -270,26 +250,14 @@ mod tests {
         assert!(error.contains("node 7 does not exist"), "{error}");
 
         let unknown = "[[events]]\nat_ms = 10\naction = \"explode\"\n";
-        assert!(Scenario::parse(unknown, 3)
-            .unwrap_err()
-            .to_string()
-            .contains("unknown action \"explode\""));
+        assert!(Scenario::parse(unknown, 3).unwrap_err().to_string().contains("unknown action \"explode\""));
 
         let overlapping = "[[events]]\nat_ms = 1\naction = \"partition\"\ngroups = [[1,2],[2,3]]\n";
-        assert!(Scenario::parse(overlapping, 3)
-            .unwrap_err()
-            .to_string()
-            .contains("node 2 is in two groups"));
+        assert!(Scenario::parse(overlapping, 3).unwrap_err().to_string().contains("node 2 is in two groups"));
 
         let typo = "[[events]]\nat_ms = 1\naction = \"heal\"\nnodes = 3\n";
-        assert!(Scenario::parse(typo, 3)
-            .unwrap_err()
-            .to_string()
-            .contains("unknown field"));
+        assert!(Scenario::parse(typo, 3).unwrap_err().to_string().contains("unknown field"));
 
-        assert!(matches!(
-            Scenario::parse("duration_ms = \"x\"", 3),
-            Err(ScenarioError::Syntax(_))
-        ));
+        assert!(matches!(Scenario::parse("duration_ms = \"x\"", 3), Err(ScenarioError::Syntax(_))));
     }
 }

@@ -26,8 +26,7 @@ use crate::trace::Trace;
 use crate::workload::{ClientRequest, ClientStep, Workload, ATTEMPT_TIMEOUT_US};
 use chorus_core::kv::KvStore;
 use chorus_core::raft::{
-    Action, AppendResponse, Bug, ClientResult, Config, Event, Message, MessageBody, PersistId,
-    RaftNode, Role,
+    Action, AppendResponse, Bug, ClientResult, Config, Event, Message, MessageBody, PersistId, RaftNode, Role,
 };
 use chorus_core::{NodeId, RequestId, Time};
 use rand::{Rng, SeedableRng};
@@ -69,13 +68,7 @@ pub struct SimOptions {
 
 impl SimOptions {
     pub fn new(seed: u64) -> SimOptions {
-        SimOptions {
-            seed,
-            nodes: 5,
-            bug: None,
-            scenario: None,
-            keep_trace_text: false,
-        }
+        SimOptions { seed, nodes: 5, bug: None, scenario: None, keep_trace_text: false }
     }
 }
 
@@ -110,37 +103,13 @@ enum RecurringFault {
 }
 
 enum SimEvent {
-    Deliver {
-        to: usize,
-        message: Message,
-    },
-    Timer {
-        node: usize,
-        token: u64,
-    },
-    DiskSynced {
-        node: usize,
-        incarnation: u64,
-        id: PersistId,
-    },
-    ToNode {
-        node: usize,
-        client: usize,
-        attempt: u64,
-        request: ClientRequest,
-    },
-    ToClient {
-        client: usize,
-        attempt: u64,
-        result: ClientResult,
-    },
-    ClientTimeout {
-        client: usize,
-        attempt: u64,
-    },
-    ClientNext {
-        client: usize,
-    },
+    Deliver { to: usize, message: Message },
+    Timer { node: usize, token: u64 },
+    DiskSynced { node: usize, incarnation: u64, id: PersistId },
+    ToNode { node: usize, client: usize, attempt: u64, request: ClientRequest },
+    ToClient { client: usize, attempt: u64, result: ClientResult },
+    ClientTimeout { client: usize, attempt: u64 },
+    ClientNext { client: usize },
     Fault(FaultAction),
     Recurring(RecurringFault),
     EndFaultPhase,
@@ -213,37 +182,17 @@ fn node_id(index: usize) -> NodeId {
 /// that matter.
 fn message_words(message: &Message) -> [u64; 7] {
     let (kind, a, b, c) = match &message.body {
-        MessageBody::RequestVote {
-            pre_vote,
-            last_log_index,
-            last_log_term,
-        } => (1 + *pre_vote as u64, last_log_index.0, last_log_term.0, 0),
-        MessageBody::RequestVoteResponse { pre_vote, granted } => {
-            (3 + *pre_vote as u64, *granted as u64, 0, 0)
+        MessageBody::RequestVote { pre_vote, last_log_index, last_log_term } => {
+            (1 + *pre_vote as u64, last_log_index.0, last_log_term.0, 0)
         }
-        MessageBody::AppendEntries {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit,
-        } => (
-            5,
-            prev_log_index.0,
-            prev_log_term.0 ^ ((entries.len() as u64) << 32),
-            leader_commit.0,
-        ),
-        MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) => {
-            (6, match_index.0, 0, 0)
+        MessageBody::RequestVoteResponse { pre_vote, granted } => (3 + *pre_vote as u64, *granted as u64, 0, 0),
+        MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
+            (5, prev_log_index.0, prev_log_term.0 ^ ((entries.len() as u64) << 32), leader_commit.0)
         }
-        MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
-            rejected_prev_index,
-            hint,
-        }) => (
-            7,
-            rejected_prev_index.0,
-            hint.first_index.0,
-            hint.conflict_term.map_or(0, |term| term.0 + 1),
-        ),
+        MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) => (6, match_index.0, 0, 0),
+        MessageBody::AppendEntriesResponse(AppendResponse::Rejected { rejected_prev_index, hint }) => {
+            (7, rejected_prev_index.0, hint.first_index.0, hint.conflict_term.map_or(0, |term| term.0 + 1))
+        }
         MessageBody::Heartbeat { commit } => (8, commit.0, 0, 0),
         MessageBody::HeartbeatResponse => (9, 0, 0, 0),
     };
@@ -252,11 +201,7 @@ fn message_words(message: &Message) -> [u64; 7] {
 
 fn describe_message(message: &Message) -> String {
     let detail = match &message.body {
-        MessageBody::RequestVote {
-            last_log_index,
-            last_log_term,
-            ..
-        } => {
+        MessageBody::RequestVote { last_log_index, last_log_term, .. } => {
             format!("last={}/{}", last_log_index, last_log_term)
         }
         MessageBody::RequestVoteResponse { granted, .. } => {
@@ -266,25 +211,13 @@ fn describe_message(message: &Message) -> String {
                 "rejected".into()
             }
         }
-        MessageBody::AppendEntries {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit,
-        } => format!(
-            "prev={}/{} entries={} commit={}",
-            prev_log_index,
-            prev_log_term,
-            entries.len(),
-            leader_commit
-        ),
+        MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
+            format!("prev={}/{} entries={} commit={}", prev_log_index, prev_log_term, entries.len(), leader_commit)
+        }
         MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) => {
             format!("accepted match={match_index}")
         }
-        MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
-            rejected_prev_index,
-            hint,
-        }) => format!(
+        MessageBody::AppendEntriesResponse(AppendResponse::Rejected { rejected_prev_index, hint }) => format!(
             "rejected prev={} hint={:?}@{}",
             rejected_prev_index,
             hint.conflict_term.map(|term| term.0),
@@ -293,14 +226,7 @@ fn describe_message(message: &Message) -> String {
         MessageBody::Heartbeat { commit } => format!("commit={commit}"),
         MessageBody::HeartbeatResponse => String::new(),
     };
-    format!(
-        "{} -> {} {} {} {}",
-        message.from,
-        message.to,
-        message.body.kind(),
-        message.term,
-        detail
-    )
+    format!("{} -> {} {} {} {}", message.from, message.to, message.body.kind(), message.term, detail)
 }
 
 fn describe_result(result: &ClientResult) -> String {
@@ -317,20 +243,11 @@ impl Simulation {
     pub fn new(options: SimOptions) -> Simulation {
         assert!(options.nodes >= 1, "a cluster needs at least one node");
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-        let scenario_only = options
-            .scenario
-            .as_ref()
-            .is_some_and(|scenario| !scenario.random_faults);
-        let profile = if scenario_only {
-            FaultProfile::quiet()
-        } else {
-            FaultProfile::draw(&mut rng)
-        };
-        let fault_phase_us = options
-            .scenario
-            .as_ref()
-            .and_then(|scenario| scenario.duration_ms)
-            .map_or(FAULT_PHASE_US, |ms| ms * 1000);
+        let scenario_only = options.scenario.as_ref().is_some_and(|scenario| !scenario.random_faults);
+        let profile = if scenario_only { FaultProfile::quiet() } else { FaultProfile::draw(&mut rng) };
+        let fault_phase_us = options.scenario.as_ref().map_or(FAULT_PHASE_US, |scenario| {
+            scenario.duration_ms.map_or(FAULT_PHASE_US.max(scenario.last_event_ms() * 1000 + 1_000_000), |ms| ms * 1000)
+        });
         let voters: Vec<NodeId> = (0..options.nodes).map(node_id).collect();
         let mut nodes = Vec::with_capacity(options.nodes);
         for index in 0..options.nodes {
@@ -356,12 +273,7 @@ impl Simulation {
                 next_request: 0,
             });
         }
-        let workload = Workload::new(
-            DEFAULT_CLIENTS,
-            options.nodes,
-            DEFAULT_KEYS,
-            fault_phase_us + WORKLOAD_TAIL_US,
-        );
+        let workload = Workload::new(DEFAULT_CLIENTS, options.nodes, DEFAULT_KEYS, fault_phase_us + WORKLOAD_TAIL_US);
         let mut simulation = Simulation {
             network: Network::new(options.nodes, profile.network),
             random_faults: !scenario_only,
@@ -404,9 +316,7 @@ impl Simulation {
 
     fn start(&mut self, fault_phase_us: u64) {
         let profile = self.profile.clone();
-        self.trace.record(0, &[0, self.options.seed], || {
-            format!("seed {} profile: {}", self.options.seed, profile)
-        });
+        self.trace.record(0, &[0, self.options.seed], || format!("seed {} profile: {}", self.options.seed, profile));
         for node in 0..self.nodes.len() {
             self.arm_timer(node);
         }
@@ -436,20 +346,12 @@ impl Simulation {
 
     fn schedule(&mut self, delay_us: u64, event: SimEvent) {
         self.sequence += 1;
-        self.queue.push(Scheduled {
-            at: self.now + delay_us,
-            sequence: self.sequence,
-            event,
-        });
+        self.queue.push(Scheduled { at: self.now + delay_us, sequence: self.sequence, event });
     }
 
     fn schedule_at(&mut self, at: u64, event: SimEvent) {
         self.sequence += 1;
-        self.queue.push(Scheduled {
-            at: at.max(self.now),
-            sequence: self.sequence,
-            event,
-        });
+        self.queue.push(Scheduled { at: at.max(self.now), sequence: self.sequence, event });
     }
 
     /// Runs to completion and checks the history.
@@ -460,9 +362,7 @@ impl Simulation {
             self.now = scheduled.at;
             self.events += 1;
             if self.events > MAX_EVENTS_PER_RUN {
-                failures.push(format!(
-                    "event limit: more than {MAX_EVENTS_PER_RUN} events"
-                ));
+                failures.push(format!("event limit: more than {MAX_EVENTS_PER_RUN} events"));
                 break;
             }
             self.handle(scheduled.event);
@@ -475,10 +375,7 @@ impl Simulation {
             failures.push(failure);
         }
         self.workload.finish();
-        let history = History {
-            initial: Value::Nil,
-            operations: std::mem::take(&mut self.workload.history),
-        };
+        let history = History { initial: Value::Nil, operations: std::mem::take(&mut self.workload.history) };
         if failures.is_empty() {
             match linearizability::check(&history, &SearchLimits::default()) {
                 Verdict::Linearizable => {}
@@ -492,15 +389,8 @@ impl Simulation {
                 )),
             }
         }
-        let verdict = if failures.is_empty() {
-            "PASS".to_string()
-        } else {
-            format!("FAIL: {}", failures[0])
-        };
-        self.trace
-            .record(self.now, &[99, failures.len() as u64], || {
-                format!("verdict {verdict}")
-            });
+        let verdict = if failures.is_empty() { "PASS".to_string() } else { format!("FAIL: {}", failures[0]) };
+        self.trace.record(self.now, &[99, failures.len() as u64], || format!("verdict {verdict}"));
         let events = self.events;
         let sim_micros = self.now;
         let counts = self.workload.counts;
@@ -528,19 +418,12 @@ impl Simulation {
                 let from = message.from.0 as usize - 1;
                 if self.network.is_blocked(from, to) {
                     let words = message_words(&message);
-                    self.trace
-                        .record(self.now, &[10, words[0], words[1], words[2]], || {
-                            format!("cut in flight: {}", describe_message(&message))
-                        });
+                    self.trace.record(self.now, &[10, words[0], words[1], words[2]], || {
+                        format!("cut in flight: {}", describe_message(&message))
+                    });
                     return;
                 }
-                if self.stash_if_paused(
-                    to,
-                    SimEvent::Deliver {
-                        to,
-                        message: message.clone(),
-                    },
-                ) {
+                if self.stash_if_paused(to, SimEvent::Deliver { to, message: message.clone() }) {
                     return;
                 }
                 let local = self.nodes[to].clock.local(self.now);
@@ -550,9 +433,7 @@ impl Simulation {
                 let words = message_words(&message);
                 self.trace.record(
                     self.now,
-                    &[
-                        11, words[0], words[1], words[2], words[3], words[4], words[5], words[6],
-                    ],
+                    &[11, words[0], words[1], words[2], words[3], words[4], words[5], words[6]],
                     || format!("deliver {}", describe_message(&message)),
                 );
                 raft.handle_message(local, message);
@@ -565,21 +446,11 @@ impl Simulation {
                 }
                 sim_node.timer_at = None;
                 let local = sim_node.clock.local(self.now);
-                self.trace.record(self.now, &[12, node as u64], || {
-                    format!("{} timer", node_id(node))
-                });
-                self.nodes[node]
-                    .raft
-                    .as_mut()
-                    .expect("checked")
-                    .handle_timeout(local);
+                self.trace.record(self.now, &[12, node as u64], || format!("{} timer", node_id(node)));
+                self.nodes[node].raft.as_mut().expect("checked").handle_timeout(local);
                 self.drain(node);
             }
-            SimEvent::DiskSynced {
-                node,
-                incarnation,
-                id,
-            } => {
+            SimEvent::DiskSynced { node, incarnation, id } => {
                 if self.nodes[node].incarnation != incarnation {
                     return;
                 }
@@ -588,41 +459,20 @@ impl Simulation {
                 if !self.nodes[node].disk.sync_through(id) && !self.nodes[node].paused {
                     return;
                 }
-                if self.stash_if_paused(
-                    node,
-                    SimEvent::DiskSynced {
-                        node,
-                        incarnation,
-                        id,
-                    },
-                ) {
+                if self.stash_if_paused(node, SimEvent::DiskSynced { node, incarnation, id }) {
                     return;
                 }
                 let local = self.nodes[node].clock.local(self.now);
                 let Some(raft) = self.nodes[node].raft.as_mut() else {
                     return;
                 };
-                self.trace.record(self.now, &[13, node as u64, id.0], || {
-                    format!("{} synced write {}", node_id(node), id.0)
-                });
+                self.trace
+                    .record(self.now, &[13, node as u64, id.0], || format!("{} synced write {}", node_id(node), id.0));
                 raft.handle_persisted(local, id);
                 self.drain(node);
             }
-            SimEvent::ToNode {
-                node,
-                client,
-                attempt,
-                request,
-            } => {
-                if self.stash_if_paused(
-                    node,
-                    SimEvent::ToNode {
-                        node,
-                        client,
-                        attempt,
-                        request: request.clone(),
-                    },
-                ) {
+            SimEvent::ToNode { node, client, attempt, request } => {
+                if self.stash_if_paused(node, SimEvent::ToNode { node, client, attempt, request: request.clone() }) {
                     return;
                 }
                 let sim_node = &mut self.nodes[node];
@@ -634,49 +484,32 @@ impl Simulation {
                 sim_node.requests.insert(request_id, (client, attempt));
                 let local = sim_node.clock.local(self.now);
                 let is_read = matches!(request, ClientRequest::Read(_));
-                self.trace.record(
-                    self.now,
-                    &[14, node as u64, client as u64, attempt, is_read as u64],
-                    || {
-                        format!(
-                            "client c{client} -> {} {} (attempt {attempt})",
-                            node_id(node),
-                            if is_read { "read" } else { "propose" }
-                        )
-                    },
-                );
+                self.trace.record(self.now, &[14, node as u64, client as u64, attempt, is_read as u64], || {
+                    format!(
+                        "client c{client} -> {} {} (attempt {attempt})",
+                        node_id(node),
+                        if is_read { "read" } else { "propose" }
+                    )
+                });
                 match request {
-                    ClientRequest::Propose(command) => {
-                        raft.propose(local, RequestId(request_id), command)
-                    }
+                    ClientRequest::Propose(command) => raft.propose(local, RequestId(request_id), command),
                     ClientRequest::Read(query) => raft.read(local, RequestId(request_id), query),
                 }
                 self.drain(node);
             }
-            SimEvent::ToClient {
-                client,
-                attempt,
-                result,
-            } => {
-                self.trace
-                    .record(self.now, &[15, client as u64, attempt], || {
-                        format!(
-                            "client c{client} <- {} (attempt {attempt})",
-                            describe_result(&result)
-                        )
-                    });
-                let step =
-                    self.workload
-                        .on_result(client, attempt, &result, self.now, &mut self.rng);
+            SimEvent::ToClient { client, attempt, result } => {
+                self.trace.record(self.now, &[15, client as u64, attempt], || {
+                    format!("client c{client} <- {} (attempt {attempt})", describe_result(&result))
+                });
+                let step = self.workload.on_result(client, attempt, &result, self.now, &mut self.rng);
                 self.client_step(client, step);
             }
             SimEvent::ClientTimeout { client, attempt } => {
                 let step = self.workload.on_timeout(client, attempt, self.now);
                 if step != ClientStep::Ignore {
-                    self.trace
-                        .record(self.now, &[16, client as u64, attempt], || {
-                            format!("client c{client} attempt {attempt} timed out")
-                        });
+                    self.trace.record(self.now, &[16, client as u64, attempt], || {
+                        format!("client c{client} attempt {attempt} timed out")
+                    });
                 }
                 self.client_step(client, step);
             }
@@ -684,7 +517,14 @@ impl Simulation {
                 let step = self.workload.next(client, self.now, &mut self.rng);
                 self.client_step(client, step);
             }
-            SimEvent::Fault(action) => self.apply_fault(action),
+            SimEvent::Fault(action) => {
+                let harmful =
+                    !matches!(action, FaultAction::Heal | FaultAction::Restart { .. } | FaultAction::Resume { .. });
+                if harmful && self.healed_at.is_some() {
+                    return; // the fault phase is over
+                }
+                self.apply_fault(action)
+            }
             SimEvent::Recurring(kind) => self.recurring_fault(kind),
             SimEvent::EndFaultPhase => self.heal_everything(),
             SimEvent::LivenessDeadline => self.check_liveness_deadline(),
@@ -704,33 +544,16 @@ impl Simulation {
 
     fn client_step(&mut self, client: usize, step: ClientStep) {
         match step {
-            ClientStep::Send {
-                node,
-                attempt,
-                request,
-            } => {
-                self.schedule(
-                    ATTEMPT_TIMEOUT_US,
-                    SimEvent::ClientTimeout { client, attempt },
-                );
+            ClientStep::Send { node, attempt, request } => {
+                self.schedule(ATTEMPT_TIMEOUT_US, SimEvent::ClientTimeout { client, attempt });
                 match self.network.route_unpartitioned(&mut self.rng) {
                     Fate::Arrives { first_us, .. } => {
-                        self.schedule(
-                            first_us,
-                            SimEvent::ToNode {
-                                node,
-                                client,
-                                attempt,
-                                request,
-                            },
-                        );
+                        self.schedule(first_us, SimEvent::ToNode { node, client, attempt, request });
                     }
                     Fate::Lost | Fate::Blocked => {}
                 }
             }
-            ClientStep::Wait { delay_us } => {
-                self.schedule(delay_us, SimEvent::ClientNext { client })
-            }
+            ClientStep::Wait { delay_us } => self.schedule(delay_us, SimEvent::ClientNext { client }),
             ClientStep::Idle | ClientStep::Ignore => {}
         }
         self.check_finished();
@@ -740,11 +563,7 @@ impl Simulation {
     fn drain(&mut self, node: usize) {
         let mut roles = Vec::new();
         loop {
-            let Some(action) = self.nodes[node]
-                .raft
-                .as_mut()
-                .and_then(RaftNode::poll_action)
-            else {
+            let Some(action) = self.nodes[node].raft.as_mut().and_then(RaftNode::poll_action) else {
                 break;
             };
             match action {
@@ -758,70 +577,43 @@ impl Simulation {
                         .unwrap_or_default();
                     self.checker.on_persist(node, &write, prev_term);
                     let id = write.id;
-                    let latency = self.rng.random_range(
-                        self.profile.disk_latency_min_us..=self.profile.disk_latency_max_us,
-                    );
+                    let latency =
+                        self.rng.random_range(self.profile.disk_latency_min_us..=self.profile.disk_latency_max_us);
                     let incarnation = self.nodes[node].incarnation;
-                    self.trace.record(
-                        self.now,
-                        &[20, node as u64, id.0, write.entries.len() as u64],
-                        || {
-                            format!(
-                                "{} write {}: {} entries{} hard state {:?}",
-                                node_id(node),
-                                id.0,
-                                write.entries.len(),
-                                write
-                                    .truncate_from
-                                    .map(|from| format!(" after truncating from {from},"))
-                                    .unwrap_or_default(),
-                                write.hard_state
-                            )
-                        },
-                    );
+                    self.trace.record(self.now, &[20, node as u64, id.0, write.entries.len() as u64], || {
+                        format!(
+                            "{} write {}: {} entries{} hard state {:?}",
+                            node_id(node),
+                            id.0,
+                            write.entries.len(),
+                            write
+                                .truncate_from
+                                .map(|from| format!(" after truncating from {from},"))
+                                .unwrap_or_default(),
+                            write.hard_state
+                        )
+                    });
                     let done_at = self.nodes[node].disk.submit(write, self.now, latency);
-                    self.schedule_at(
-                        done_at,
-                        SimEvent::DiskSynced {
-                            node,
-                            incarnation,
-                            id,
-                        },
-                    );
+                    self.schedule_at(done_at, SimEvent::DiskSynced { node, incarnation, id });
+                    self.maybe_crash_in_write(node, done_at);
                 }
                 Action::Respond { request, result } => {
-                    let Some((client, attempt)) = self.nodes[node].requests.remove(&request.0)
-                    else {
-                        panic!(
-                            "{} answered request {} it never received",
-                            node_id(node),
-                            request.0
-                        );
+                    let Some((client, attempt)) = self.nodes[node].requests.remove(&request.0) else {
+                        panic!("{} answered request {} it never received", node_id(node), request.0);
                     };
-                    if let Fate::Arrives { first_us, .. } =
-                        self.network.route_unpartitioned(&mut self.rng)
-                    {
-                        self.schedule(
-                            first_us,
-                            SimEvent::ToClient {
-                                client,
-                                attempt,
-                                result,
-                            },
-                        );
+                    if let Fate::Arrives { first_us, .. } = self.network.route_unpartitioned(&mut self.rng) {
+                        self.schedule(first_us, SimEvent::ToClient { client, attempt, result });
                     }
                 }
                 Action::Event(Event::RoleChanged { role, term }) => {
-                    self.trace
-                        .record(self.now, &[21, node as u64, role as u64, term.0], || {
-                            format!("{} becomes {:?} in {}", node_id(node), role, term)
-                        });
+                    self.trace.record(self.now, &[21, node as u64, role as u64, term.0], || {
+                        format!("{} becomes {:?} in {}", node_id(node), role, term)
+                    });
                     roles.push((role, term));
                 }
                 Action::Event(Event::Violation { description }) => {
-                    self.trace.record(self.now, &[22, node as u64], || {
-                        format!("{} VIOLATION {description}", node_id(node))
-                    });
+                    self.trace
+                        .record(self.now, &[22, node as u64], || format!("{} VIOLATION {description}", node_id(node)));
                     self.checker.on_node_violation(node, &description);
                 }
             }
@@ -834,14 +626,23 @@ impl Simulation {
         }
         let commit_before = self.checker.commit_seen(node);
         self.checker.after_step(node, raft);
-        if self.healed_at.is_some()
-            && raft.role() == Role::Leader
-            && raft.commit_index() > commit_before
-        {
+        if self.healed_at.is_some() && raft.role() == Role::Leader && raft.commit_index() > commit_before {
             self.leader_progress_after_heal = true;
             self.check_finished();
         }
         self.arm_timer(node);
+    }
+
+    /// The crash-in-write fault: kill the node before its write syncs.
+    fn maybe_crash_in_write(&mut self, node: usize, synced_at: u64) {
+        let rate = self.profile.crash_in_write_ppm;
+        if rate == 0 || self.healed_at.is_some() || self.rng.random_range(0..crate::network::PPM) >= rate {
+            return;
+        }
+        let crash_at = self.rng.random_range(self.now..=synced_at);
+        let downtime = self.rng.random_range(10_000..=1_000_000);
+        self.schedule_at(crash_at, SimEvent::Fault(FaultAction::Crash { node: NodeRef::Index(node) }));
+        self.schedule_at(crash_at + downtime, SimEvent::Fault(FaultAction::Restart { node: NodeRef::Index(node) }));
     }
 
     fn send(&mut self, from: usize, message: Message) {
@@ -852,30 +653,13 @@ impl Simulation {
         match fate {
             Fate::Blocked | Fate::Lost => {
                 let lost = fate == Fate::Lost;
-                self.trace.record(
-                    self.now,
-                    &[17 + lost as u64, words[0], words[1], words[2], words[3]],
-                    || {
-                        format!(
-                            "{} {}",
-                            if lost { "lost" } else { "cut" },
-                            describe_message(&message)
-                        )
-                    },
-                );
+                self.trace.record(self.now, &[17 + lost as u64, words[0], words[1], words[2], words[3]], || {
+                    format!("{} {}", if lost { "lost" } else { "cut" }, describe_message(&message))
+                });
             }
-            Fate::Arrives {
-                first_us,
-                second_us,
-            } => {
+            Fate::Arrives { first_us, second_us } => {
                 if let Some(second_us) = second_us {
-                    self.schedule(
-                        second_us,
-                        SimEvent::Deliver {
-                            to,
-                            message: message.clone(),
-                        },
-                    );
+                    self.schedule(second_us, SimEvent::Deliver { to, message: message.clone() });
                 }
                 self.schedule(first_us, SimEvent::Deliver { to, message });
             }
@@ -923,23 +707,17 @@ impl Simulation {
     }
 
     fn apply_fault(&mut self, action: FaultAction) {
-        self.trace
-            .record(self.now, &[30], || format!("FAULT {action}"));
+        self.trace.record(self.now, &[30], || format!("FAULT {action}"));
         match action {
             FaultAction::Partition { groups } => self.network.partition(&groups),
             FaultAction::Isolate { node } => {
                 for index in self.resolve(&node) {
-                    let others: Vec<usize> = (0..self.nodes.len())
-                        .filter(|other| *other != index)
-                        .collect();
+                    let others: Vec<usize> = (0..self.nodes.len()).filter(|other| *other != index).collect();
                     self.network.partition(&[others]);
                 }
             }
             FaultAction::OneWay { senders, receivers } => {
-                let receivers: Vec<usize> = receivers
-                    .iter()
-                    .flat_map(|node| self.resolve(node))
-                    .collect();
+                let receivers: Vec<usize> = receivers.iter().flat_map(|node| self.resolve(node)).collect();
                 self.network.block_one_way(&senders, &receivers);
             }
             FaultAction::Heal => self.network.heal(),
@@ -995,27 +773,12 @@ impl Simulation {
         let hard_state = sim_node.disk.hard_state;
         let entries = sim_node.disk.entries.clone();
         let raft = RaftNode::restart(config, hard_state, entries, KvStore::default(), local)
-            .unwrap_or_else(|error| {
-                panic!(
-                    "{} cannot restart from its own disk: {error}",
-                    node_id(node)
-                )
-            });
-        self.trace.record(
-            self.now,
-            &[31, node as u64, hard_state.term.0, hard_state.commit.0],
-            || {
-                format!(
-                    "{} restarts from disk: {:?}, {} entries",
-                    node_id(node),
-                    hard_state,
-                    sim_node.disk.entries.len()
-                )
-            },
-        );
+            .unwrap_or_else(|error| panic!("{} cannot restart from its own disk: {error}", node_id(node)));
+        self.trace.record(self.now, &[31, node as u64, hard_state.term.0, hard_state.commit.0], || {
+            format!("{} restarts from disk: {:?}, {} entries", node_id(node), hard_state, sim_node.disk.entries.len())
+        });
         sim_node.raft = Some(raft);
-        self.checker
-            .on_restart(node, self.nodes[node].raft.as_ref().expect("just set"));
+        self.checker.on_restart(node, self.nodes[node].raft.as_ref().expect("just set"));
         self.arm_timer(node);
     }
 
@@ -1053,30 +816,17 @@ impl Simulation {
                         }
                         let split = self.rng.random_range(1..nodes.max(2));
                         let (left, right) = order.split_at(split.min(nodes));
-                        FaultAction::Partition {
-                            groups: vec![left.to_vec(), right.to_vec()],
-                        }
+                        FaultAction::Partition { groups: vec![left.to_vec(), right.to_vec()] }
                     }
-                    1 => FaultAction::Isolate {
-                        node: NodeRef::Index(self.rng.random_range(0..nodes)),
-                    },
+                    1 => FaultAction::Isolate { node: NodeRef::Index(self.rng.random_range(0..nodes)) },
                     _ => {
                         let sender = self.rng.random_range(0..nodes);
-                        let receivers = (0..nodes)
-                            .filter(|node| *node != sender)
-                            .map(NodeRef::Index)
-                            .collect();
+                        let receivers = (0..nodes).filter(|node| *node != sender).map(NodeRef::Index).collect();
                         if self.rng.random_bool(0.5) {
-                            FaultAction::OneWay {
-                                senders: vec![sender],
-                                receivers,
-                            }
+                            FaultAction::OneWay { senders: vec![sender], receivers }
                         } else {
                             let senders = (0..nodes).filter(|node| *node != sender).collect();
-                            FaultAction::OneWay {
-                                senders,
-                                receivers: vec![NodeRef::Index(sender)],
-                            }
+                            FaultAction::OneWay { senders, receivers: vec![NodeRef::Index(sender)] }
                         }
                     }
                 };
@@ -1085,20 +835,12 @@ impl Simulation {
             RecurringFault::Crash => {
                 let recurrence = self.profile.crashes.expect("scheduled only when on");
                 let node = NodeRef::Index(self.rng.random_range(0..nodes));
-                (
-                    recurrence,
-                    FaultAction::Crash { node: node.clone() },
-                    FaultAction::Restart { node },
-                )
+                (recurrence, FaultAction::Crash { node: node.clone() }, FaultAction::Restart { node })
             }
             RecurringFault::Pause => {
                 let recurrence = self.profile.pauses.expect("scheduled only when on");
                 let node = NodeRef::Index(self.rng.random_range(0..nodes));
-                (
-                    recurrence,
-                    FaultAction::Pause { node: node.clone() },
-                    FaultAction::Resume { node },
-                )
+                (recurrence, FaultAction::Pause { node: node.clone() }, FaultAction::Resume { node })
             }
         };
         self.apply_fault(action);
@@ -1110,9 +852,7 @@ impl Simulation {
     }
 
     fn heal_everything(&mut self) {
-        self.trace.record(self.now, &[32], || {
-            "END OF FAULT PHASE: heal everything".to_string()
-        });
+        self.trace.record(self.now, &[32], || "END OF FAULT PHASE: heal everything".to_string());
         self.healed_at = Some(self.now);
         self.network.heal();
         let delays = self.network.params;
@@ -1130,10 +870,7 @@ impl Simulation {
 
     fn check_finished(&mut self) {
         if let Some(healed_at) = self.healed_at {
-            if self.leader_progress_after_heal
-                && self.now >= healed_at + WORKLOAD_TAIL_US
-                && self.workload.all_idle()
-            {
+            if self.leader_progress_after_heal && self.now >= healed_at + WORKLOAD_TAIL_US && self.workload.all_idle() {
                 self.finished = true;
             }
         }
@@ -1151,14 +888,9 @@ impl Simulation {
             let pending: Vec<String> = self
                 .workload
                 .pending()
-                .map(|(client, invoked)| {
-                    format!("c{client} (invoked at {})", Time::from_micros(invoked))
-                })
+                .map(|(client, invoked)| format!("c{client} (invoked at {})", Time::from_micros(invoked)))
                 .collect();
-            format!(
-                "liveness: client operations still pending {bound_s}s after healing: {}",
-                pending.join(", ")
-            )
+            format!("liveness: client operations still pending {bound_s}s after healing: {}", pending.join(", "))
         };
         self.liveness_failure = Some(failure);
     }

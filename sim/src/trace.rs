@@ -51,17 +51,9 @@ impl Trace {
         if self.wants_text() {
             let line = text();
             let out = self.text.as_mut().expect("wants_text checked");
-            let _ = writeln!(
-                out,
-                "[{:>4}.{:06}] {}",
-                time_micros / 1_000_000,
-                time_micros % 1_000_000,
-                line
-            );
+            let _ = writeln!(out, "[{:>4}.{:06}] {}", time_micros / 1_000_000, time_micros % 1_000_000, line);
             if out.len() > self.text_limit_bytes {
-                out.push_str(
-                    "... trace text cut here (limit reached); the hash covers the whole run\n",
-                );
+                out.push_str("... trace text cut here (limit reached); the hash covers the whole run\n");
                 self.text_truncated = true;
             }
         }

@@ -63,11 +63,7 @@ struct Client {
 pub enum ClientStep {
     /// Send this request to `node` now, tagged with `attempt`, and arm a
     /// timeout.
-    Send {
-        node: usize,
-        attempt: u64,
-        request: ClientRequest,
-    },
+    Send { node: usize, attempt: u64, request: ClientRequest },
     /// Call [`Workload::next`] again after `delay_us`.
     Wait { delay_us: u64 },
     /// The client is finished with the workload.
@@ -146,10 +142,7 @@ impl Workload {
 
     /// Clients with an operation in flight.
     pub fn pending(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
-        self.clients
-            .iter()
-            .enumerate()
-            .filter_map(|(index, client)| client.op.as_ref().map(|op| (index, op.invoke_at)))
+        self.clients.iter().enumerate().filter_map(|(index, client)| client.op.as_ref().map(|op| (index, op.invoke_at)))
     }
 
     pub fn all_idle(&self) -> bool {
@@ -173,25 +166,12 @@ impl Workload {
             } else {
                 self.next_value += 1;
                 let seen = self.clients[client_index].last_seen[key];
-                let expected = if rng.random_bool(0.8) {
-                    seen
-                } else {
-                    Some(rng.random_range(1..=self.next_value))
-                };
-                OpKind::Cas {
-                    expected,
-                    new: self.next_value,
-                }
+                let expected = if rng.random_bool(0.8) { seen } else { Some(rng.random_range(1..=self.next_value)) };
+                OpKind::Cas { expected, new: self.next_value }
             };
             let client = &mut self.clients[client_index];
             client.sequence += 1;
-            client.op = Some(InFlight {
-                kind,
-                key,
-                invoke_at: now,
-                sequence: client.sequence,
-                ambiguous: false,
-            });
+            client.op = Some(InFlight { kind, key, invoke_at: now, sequence: client.sequence, ambiguous: false });
         }
         self.send_current(client_index)
     }
@@ -201,39 +181,21 @@ impl Workload {
         let op = client.op.as_ref().expect("send_current needs an operation");
         client.attempt += 1;
         let key = key_name(op.key).into_bytes();
-        let session = Some(SessionRef {
-            client: client.session,
-            sequence: op.sequence,
-        });
+        let session = Some(SessionRef { client: client.session, sequence: op.sequence });
         let request = match op.kind {
             OpKind::Get => ClientRequest::Read(KvQuery::Get { key }.encode()),
             OpKind::Put(value) => ClientRequest::Propose(
-                KvCommand {
-                    session,
-                    op: KvOp::Put {
-                        key,
-                        value: encode_value(value),
-                    },
-                }
-                .encode(),
+                KvCommand { session, op: KvOp::Put { key, value: encode_value(value) } }.encode(),
             ),
             OpKind::Cas { expected, new } => ClientRequest::Propose(
                 KvCommand {
                     session,
-                    op: KvOp::Cas {
-                        key,
-                        expected: expected.map(encode_value),
-                        new: encode_value(new),
-                    },
+                    op: KvOp::Cas { key, expected: expected.map(encode_value), new: encode_value(new) },
                 }
                 .encode(),
             ),
         };
-        ClientStep::Send {
-            node: client.target,
-            attempt: client.attempt,
-            request,
-        }
+        ClientStep::Send { node: client.target, attempt: client.attempt, request }
     }
 
     /// A node answered attempt `attempt` of the client's current operation.
@@ -257,11 +219,7 @@ impl Workload {
             },
             ClientResult::NotLeader { leader_hint } => {
                 let hint = leader_hint.0 as usize;
-                client.target = if (1..=nodes).contains(&hint) {
-                    hint - 1
-                } else {
-                    (client.target + 1) % nodes
-                };
+                client.target = if (1..=nodes).contains(&hint) { hint - 1 } else { (client.target + 1) % nodes };
                 self.retry_or_give_up(client_index, now, 0)
             }
             ClientResult::NoLeader => {
@@ -293,8 +251,7 @@ impl Workload {
     fn retry_or_give_up(&mut self, client_index: usize, now: u64, delay_us: u64) -> ClientStep {
         let client = &mut self.clients[client_index];
         let op = client.op.as_ref().expect("retry needs an operation");
-        if now < self.give_up_before_us && now.saturating_sub(op.invoke_at) >= OPERATION_GIVE_UP_US
-        {
+        if now < self.give_up_before_us && now.saturating_sub(op.invoke_at) >= OPERATION_GIVE_UP_US {
             let op = client.op.take().expect("checked");
             client.attempt += 1; // late answers to the abandoned op are ignored
             let writes = !matches!(op.kind, OpKind::Get);
@@ -327,13 +284,7 @@ impl Workload {
         }
     }
 
-    fn complete(
-        &mut self,
-        client_index: usize,
-        response: KvResponse,
-        now: u64,
-        rng: &mut ChaCha8Rng,
-    ) -> ClientStep {
+    fn complete(&mut self, client_index: usize, response: KvResponse, now: u64, rng: &mut ChaCha8Rng) -> ClientStep {
         let client = &mut self.clients[client_index];
         let op = client.op.take().expect("complete needs an operation");
         client.attempt += 1;
@@ -341,9 +292,7 @@ impl Workload {
             (OpKind::Get, KvResponse::Value(value)) => {
                 let value = value.as_deref().and_then(decode_value);
                 client.last_seen[op.key] = value;
-                Outcome::Ok {
-                    read: Some(history_value(value)),
-                }
+                Outcome::Ok { read: Some(history_value(value)) }
             }
             (OpKind::Put(value), KvResponse::Done) => {
                 client.last_seen[op.key] = Some(value);
@@ -371,9 +320,7 @@ impl Workload {
             invoke_at: op.invoke_at,
             complete_at: Some(now),
         });
-        ClientStep::Wait {
-            delay_us: rng.random_range(0..=THINK_TIME_MAX_US),
-        }
+        ClientStep::Wait { delay_us: rng.random_range(0..=THINK_TIME_MAX_US) }
     }
 
     /// Records operations still in flight when the run ends.
@@ -401,9 +348,6 @@ fn function_of(kind: OpKind) -> Function {
     match kind {
         OpKind::Get => Function::Read,
         OpKind::Put(value) => Function::Write(Value::Int(value)),
-        OpKind::Cas { expected, new } => Function::Cas {
-            expected: history_value(expected),
-            new: Value::Int(new),
-        },
+        OpKind::Cas { expected, new } => Function::Cas { expected: history_value(expected), new: Value::Int(new) },
     }
 }

@@ -54,16 +54,10 @@ impl Bug {
     /// One line for `chorus-sim bugs`.
     pub fn description(self) -> &'static str {
         match self {
-            Bug::VoteWithoutLogCheck => {
-                "votes are granted without the candidate-log up-to-date check"
-            }
-            Bug::CommitOldTerm => {
-                "a leader commits an old-term entry by counting replicas (Raft figure 8)"
-            }
+            Bug::VoteWithoutLogCheck => "votes are granted without the candidate-log up-to-date check",
+            Bug::CommitOldTerm => "a leader commits an old-term entry by counting replicas (Raft figure 8)",
             Bug::ReplyBeforePersist => "term and vote are not persisted before the vote reply",
-            Bug::AppendWithoutPrevCheck => {
-                "a follower appends entries without the previous-entry check"
-            }
+            Bug::AppendWithoutPrevCheck => "a follower appends entries without the previous-entry check",
             Bug::AckBeforeCommit => "a client write is applied and acknowledged before commit",
             Bug::StaleLeaderRead => "a read is served by a leader that may already be deposed",
         }

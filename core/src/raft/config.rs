@@ -92,8 +92,7 @@ impl Config {
         if !self.voters.contains(&self.id) {
             return Err(ConfigError::SelfNotVoter(self.id));
         }
-        if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms >= self.election_timeout_ms
-        {
+        if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms >= self.election_timeout_ms {
             return Err(ConfigError::BadTimeouts {
                 heartbeat: self.heartbeat_interval_ms,
                 election: self.election_timeout_ms,

@@ -62,9 +62,7 @@ impl RaftLog {
     /// The first index of the run of entries with the same term as the entry
     /// at `index` (for conflict hints). `index` must be in the log.
     pub fn first_index_of_term_at(&self, index: LogIndex) -> LogIndex {
-        let term = self
-            .term(index)
-            .expect("first_index_of_term_at: index is in the log");
+        let term = self.term(index).expect("first_index_of_term_at: index is in the log");
         let mut first = index;
         while first.0 > 1 && self.term(first.prev()) == Some(term) {
             first = first.prev();
@@ -81,15 +79,8 @@ impl RaftLog {
 
     /// Appends an entry; it must follow the last one.
     pub fn push(&mut self, entry: Entry) {
-        assert_eq!(
-            entry.index,
-            self.last_index().next(),
-            "log entries must be dense"
-        );
-        assert!(
-            entry.term >= self.last_term(),
-            "terms never decrease along the log"
-        );
+        assert_eq!(entry.index, self.last_index().next(), "log entries must be dense");
+        assert!(entry.term >= self.last_term(), "terms never decrease along the log");
         self.entries.push(entry);
     }
 
@@ -120,11 +111,7 @@ mod tests {
     fn log_with_terms(terms: &[u64]) -> RaftLog {
         let mut log = RaftLog::default();
         for (position, term) in terms.iter().enumerate() {
-            log.push(Entry {
-                index: LogIndex(position as u64 + 1),
-                term: Term(*term),
-                payload: Payload::Noop,
-            });
+            log.push(Entry { index: LogIndex(position as u64 + 1), term: Term(*term), payload: Payload::Noop });
         }
         log
     }

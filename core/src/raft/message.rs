@@ -51,20 +51,11 @@ pub struct Message {
 pub enum MessageBody {
     /// Ask for a vote (or, with `pre_vote`, ask whether a vote would be granted
     /// without disturbing anyone's term).
-    RequestVote {
-        pre_vote: bool,
-        last_log_index: LogIndex,
-        last_log_term: Term,
-    },
+    RequestVote { pre_vote: bool, last_log_index: LogIndex, last_log_term: Term },
     /// The answer to a [`MessageBody::RequestVote`].
     RequestVoteResponse { pre_vote: bool, granted: bool },
     /// Replicate `entries`, which follow the entry at `prev_log_index`.
-    AppendEntries {
-        prev_log_index: LogIndex,
-        prev_log_term: Term,
-        entries: Vec<Entry>,
-        leader_commit: LogIndex,
-    },
+    AppendEntries { prev_log_index: LogIndex, prev_log_term: Term, entries: Vec<Entry>, leader_commit: LogIndex },
     /// The answer to an [`MessageBody::AppendEntries`].
     AppendEntriesResponse(AppendResponse),
     /// Leader liveness and commit propagation. `commit` is already capped at
@@ -82,10 +73,7 @@ pub enum AppendResponse {
     Accepted { match_index: LogIndex },
     /// The follower has no entry matching `rejected_prev_index`. The hint lets
     /// the leader skip a whole conflicting term at once.
-    Rejected {
-        rejected_prev_index: LogIndex,
-        hint: ConflictHint,
-    },
+    Rejected { rejected_prev_index: LogIndex, hint: ConflictHint },
 }
 
 /// Where the leader should probe next after a rejection (fast backtracking).
@@ -104,13 +92,9 @@ impl MessageBody {
     pub fn kind(&self) -> &'static str {
         match self {
             MessageBody::RequestVote { pre_vote: true, .. } => "PreVote",
-            MessageBody::RequestVote {
-                pre_vote: false, ..
-            } => "RequestVote",
+            MessageBody::RequestVote { pre_vote: false, .. } => "RequestVote",
             MessageBody::RequestVoteResponse { pre_vote: true, .. } => "PreVoteResp",
-            MessageBody::RequestVoteResponse {
-                pre_vote: false, ..
-            } => "RequestVoteResp",
+            MessageBody::RequestVoteResponse { pre_vote: false, .. } => "RequestVoteResp",
             MessageBody::AppendEntries { .. } => "Append",
             MessageBody::AppendEntriesResponse(_) => "AppendResp",
             MessageBody::Heartbeat { .. } => "Heartbeat",

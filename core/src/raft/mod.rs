@@ -17,6 +17,6 @@ pub use bug::Bug;
 pub use config::{Config, ConfigError};
 pub use message::{AppendResponse, ConflictHint, Entry, Message, MessageBody, Payload};
 pub use node::{
-    Action, ClientResult, DropReason, Event, HardState, PersistId, PersistRequest, RaftNode,
-    RestartError, Role, MAX_ENTRIES_PER_MESSAGE,
+    Action, ClientResult, DropReason, Event, HardState, PersistId, PersistRequest, RaftNode, RestartError, Role,
+    MAX_ENTRIES_PER_MESSAGE,
 };

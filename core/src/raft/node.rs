@@ -109,10 +109,7 @@ pub enum Action {
     /// Make a write durable, then call [`RaftNode::handle_persisted`].
     Persist(PersistRequest),
     /// Answer a client request.
-    Respond {
-        request: RequestId,
-        result: ClientResult,
-    },
+    Respond { request: RequestId, result: ClientResult },
     /// Informational.
     Event(Event),
 }
@@ -122,12 +119,10 @@ pub enum Action {
 pub enum RestartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("stored entry at position {position} has index {found}, expected {expected} (the log must be dense from 1)")]
-    SparseLog {
-        position: usize,
-        found: LogIndex,
-        expected: LogIndex,
-    },
+    #[error(
+        "stored entry at position {position} has index {found}, expected {expected} (the log must be dense from 1)"
+    )]
+    SparseLog { position: usize, found: LogIndex, expected: LogIndex },
     #[error("stored entry {index} has term {term}, lower than the entry before it")]
     TermsDecrease { index: LogIndex, term: Term },
     #[error("stored log ends in term {log_term}, after the stored hard-state term {hard_term}")]
@@ -211,13 +206,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// A brand-new member with an empty disk.
     pub fn new(config: Config, state_machine: S, now: Time) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Self::build(
-            config,
-            state_machine,
-            HardState::default(),
-            RaftLog::default(),
-            now,
-        ))
+        Ok(Self::build(config, state_machine, HardState::default(), RaftLog::default(), now))
     }
 
     /// A member restarting from what its disk holds. Committed entries are
@@ -234,51 +223,26 @@ impl<S: StateMachine> RaftNode<S> {
         for (position, entry) in entries.iter().enumerate() {
             let expected = LogIndex(position as u64 + 1);
             if entry.index != expected {
-                return Err(RestartError::SparseLog {
-                    position,
-                    found: entry.index,
-                    expected,
-                });
+                return Err(RestartError::SparseLog { position, found: entry.index, expected });
             }
             if entry.term < previous_term {
-                return Err(RestartError::TermsDecrease {
-                    index: entry.index,
-                    term: entry.term,
-                });
+                return Err(RestartError::TermsDecrease { index: entry.index, term: entry.term });
             }
             previous_term = entry.term;
         }
         if previous_term > hard_state.term {
-            return Err(RestartError::LogAheadOfTerm {
-                log_term: previous_term,
-                hard_term: hard_state.term,
-            });
+            return Err(RestartError::LogAheadOfTerm { log_term: previous_term, hard_term: hard_state.term });
         }
         let last = LogIndex(entries.len() as u64);
         if hard_state.commit > last {
-            return Err(RestartError::CommitPastLog {
-                commit: hard_state.commit,
-                last,
-            });
+            return Err(RestartError::CommitPastLog { commit: hard_state.commit, last });
         }
-        let mut node = Self::build(
-            config,
-            state_machine,
-            hard_state,
-            RaftLog::restored(entries),
-            now,
-        );
+        let mut node = Self::build(config, state_machine, hard_state, RaftLog::restored(entries), now);
         node.apply_committed();
         Ok(node)
     }
 
-    fn build(
-        config: Config,
-        state_machine: S,
-        hard_state: HardState,
-        log: RaftLog,
-        now: Time,
-    ) -> Self {
+    fn build(config: Config, state_machine: S, hard_state: HardState, log: RaftLog, now: Time) -> Self {
         let mut voters = config.voters.clone();
         voters.sort();
         let rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
@@ -372,9 +336,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// When the node next needs [`handle_timeout`](Self::handle_timeout).
     pub fn poll_timeout(&self) -> Time {
         match self.role {
-            Role::Leader if self.config.check_quorum => {
-                self.heartbeat_deadline.min(self.check_quorum_deadline)
-            }
+            Role::Leader if self.config.check_quorum => self.heartbeat_deadline.min(self.check_quorum_deadline),
             Role::Leader => self.heartbeat_deadline,
             _ => self.election_deadline,
         }
@@ -443,20 +405,12 @@ impl<S: StateMachine> RaftNode<S> {
             return;
         }
         self.acked_persist_id = id.0;
-        while self
-            .pending_writes
-            .front()
-            .is_some_and(|write| write.id <= id)
-        {
+        while self.pending_writes.front().is_some_and(|write| write.id <= id) {
             let write = self.pending_writes.pop_front().expect("front exists");
             self.log.mark_persisted(write.durable_upto);
             self.durable_hard_state = write.hard_state;
         }
-        while self
-            .held
-            .front()
-            .is_some_and(|(barrier, _)| *barrier <= self.acked_persist_id)
-        {
+        while self.held.front().is_some_and(|(barrier, _)| *barrier <= self.acked_persist_id) {
             let (_, message) = self.held.pop_front().expect("front exists");
             self.actions.push_back(Action::Send(message));
         }
@@ -473,10 +427,7 @@ impl<S: StateMachine> RaftNode<S> {
             return;
         }
         if let Err(problem) = validate_message(&message) {
-            self.violation(format!(
-                "malformed message from {}: {problem}",
-                message.from
-            ));
+            self.violation(format!("malformed message from {}: {problem}", message.from));
             return;
         }
         let from = message.from;
@@ -484,10 +435,7 @@ impl<S: StateMachine> RaftNode<S> {
             match &message.body {
                 MessageBody::RequestVote { .. } if self.in_lease(now) => return,
                 MessageBody::RequestVote { pre_vote: true, .. } => {}
-                MessageBody::RequestVoteResponse {
-                    pre_vote: true,
-                    granted: true,
-                } => {}
+                MessageBody::RequestVoteResponse { pre_vote: true, granted: true } => {}
                 MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
                     self.become_follower(now, message.term, Some(from));
                 }
@@ -500,13 +448,7 @@ impl<S: StateMachine> RaftNode<S> {
                     self.send(from, MessageBody::HeartbeatResponse);
                 }
                 MessageBody::RequestVote { pre_vote: true, .. } => {
-                    self.send(
-                        from,
-                        MessageBody::RequestVoteResponse {
-                            pre_vote: true,
-                            granted: false,
-                        },
-                    );
+                    self.send(from, MessageBody::RequestVoteResponse { pre_vote: true, granted: false });
                 }
                 _ => {}
             }
@@ -514,27 +456,13 @@ impl<S: StateMachine> RaftNode<S> {
         }
 
         match message.body {
-            MessageBody::RequestVote {
-                pre_vote,
-                last_log_index,
-                last_log_term,
-            } => self.handle_vote_request(
-                now,
-                from,
-                message.term,
-                pre_vote,
-                last_log_index,
-                last_log_term,
-            ),
+            MessageBody::RequestVote { pre_vote, last_log_index, last_log_term } => {
+                self.handle_vote_request(now, from, message.term, pre_vote, last_log_index, last_log_term)
+            }
             MessageBody::RequestVoteResponse { pre_vote, granted } => {
                 self.handle_vote_response(now, from, message.term, pre_vote, granted)
             }
-            MessageBody::AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-            } => {
+            MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
                 if !self.accept_leader(now, from) {
                     return;
                 }
@@ -567,10 +495,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// An append or heartbeat in our term: its sender is the leader.
     fn accept_leader(&mut self, now: Time, from: NodeId) -> bool {
         if self.role == Role::Leader {
-            self.violation(format!(
-                "{} also claims leadership of term {}",
-                from, self.term
-            ));
+            self.violation(format!("{} also claims leadership of term {}", from, self.term));
             return false;
         }
         if self.role != Role::Follower || self.leader != Some(from) {
@@ -590,13 +515,11 @@ impl<S: StateMachine> RaftNode<S> {
         last_log_index: LogIndex,
         last_log_term: Term,
     ) {
-        let log_ok = self.config.bug(Bug::VoteWithoutLogCheck)
-            || self.log.is_up_to_date(last_log_index, last_log_term);
+        let log_ok = self.config.bug(Bug::VoteWithoutLogCheck) || self.log.is_up_to_date(last_log_index, last_log_term);
         let granted = if pre_vote {
             term > self.term && log_ok
         } else {
-            let free =
-                self.voted_for == Some(from) || (self.voted_for.is_none() && self.leader.is_none());
+            let free = self.voted_for == Some(from) || (self.voted_for.is_none() && self.leader.is_none());
             free && log_ok
         };
         if granted && !pre_vote {
@@ -610,18 +533,9 @@ impl<S: StateMachine> RaftNode<S> {
         self.send_with_term(from, reply_term, body, durable);
     }
 
-    fn handle_vote_response(
-        &mut self,
-        now: Time,
-        from: NodeId,
-        term: Term,
-        pre_vote: bool,
-        granted: bool,
-    ) {
+    fn handle_vote_response(&mut self, now: Time, from: NodeId, term: Term, pre_vote: bool, granted: bool) {
         let expected = match (self.role, pre_vote) {
-            (Role::PreCandidate, true) => {
-                granted && term == self.term.next() || !granted && term == self.term
-            }
+            (Role::PreCandidate, true) => granted && term == self.term.next() || !granted && term == self.term,
             (Role::Candidate, false) => term == self.term,
             _ => false,
         };
@@ -656,10 +570,7 @@ impl<S: StateMachine> RaftNode<S> {
             let settled = (self.commit.0 - prev_log_index.0) as usize;
             if entries.len() <= settled {
                 let match_index = self.commit;
-                self.send(
-                    from,
-                    MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }),
-                );
+                self.send(from, MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }));
                 return;
             }
             prev_log_term = entries[settled - 1].term;
@@ -681,28 +592,20 @@ impl<S: StateMachine> RaftNode<S> {
                 return;
             }
             let hint = match self.log.term(prev_log_index) {
-                None => ConflictHint {
-                    conflict_term: None,
-                    first_index: self.log.last_index().next(),
-                },
+                None => ConflictHint { conflict_term: None, first_index: self.log.last_index().next() },
                 Some(term) => ConflictHint {
                     conflict_term: Some(term),
                     first_index: self.log.first_index_of_term_at(prev_log_index),
                 },
             };
-            let response = AppendResponse::Rejected {
-                rejected_prev_index: prev_log_index,
-                hint,
-            };
+            let response = AppendResponse::Rejected { rejected_prev_index: prev_log_index, hint };
             self.send(from, MessageBody::AppendEntriesResponse(response));
             return;
         }
 
         let match_index = LogIndex(prev_log_index.0 + entries.len() as u64);
-        let first_new = entries
-            .iter()
-            .position(|entry| self.log.term(entry.index) != Some(entry.term))
-            .unwrap_or(entries.len());
+        let first_new =
+            entries.iter().position(|entry| self.log.term(entry.index) != Some(entry.term)).unwrap_or(entries.len());
         if let Some(first) = entries.get(first_new) {
             if first.index <= self.log.last_index() {
                 if first.index <= self.commit {
@@ -722,10 +625,7 @@ impl<S: StateMachine> RaftNode<S> {
         if new_commit > self.commit {
             self.commit = new_commit;
         }
-        self.send(
-            from,
-            MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }),
-        );
+        self.send(from, MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }));
     }
 
     fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
@@ -737,9 +637,7 @@ impl<S: StateMachine> RaftNode<S> {
         match response {
             AppendResponse::Accepted { match_index } => {
                 if match_index > last_index {
-                    self.violation(format!(
-                        "{from} acknowledged {match_index}, past our last entry {last_index}"
-                    ));
+                    self.violation(format!("{from} acknowledged {match_index}, past our last entry {last_index}"));
                     return;
                 }
                 if progress.acknowledge(match_index) {
@@ -750,16 +648,11 @@ impl<S: StateMachine> RaftNode<S> {
                 }
                 self.send_append(from, false);
             }
-            AppendResponse::Rejected {
-                rejected_prev_index,
-                hint,
-            } => {
+            AppendResponse::Rejected { rejected_prev_index, hint } => {
                 if rejected_prev_index <= progress.match_index || rejected_prev_index > last_index {
                     return; // stale
                 }
-                if progress.state == ReplicationState::Probe
-                    && rejected_prev_index != progress.next_index.prev()
-                {
+                if progress.state == ReplicationState::Probe && rejected_prev_index != progress.next_index.prev() {
                     return; // an answer to an older probe
                 }
                 let suggested = match hint.conflict_term {
@@ -788,12 +681,14 @@ impl<S: StateMachine> RaftNode<S> {
             match progress.state {
                 ReplicationState::Probe => progress.probe_sent = false,
                 // Appends were lost: fall back to probing from the match point.
-                ReplicationState::Replicate if progress.inflight_full(limit) => {
-                    progress.become_probe()
-                }
+                ReplicationState::Replicate if progress.inflight_full(limit) => progress.become_probe(),
                 ReplicationState::Replicate => {}
             }
-            self.send_append(from, false);
+            // Even with nothing new to send: in Replicate an empty append at
+            // `next_index - 1` makes a follower that lost in-flight entries
+            // reject it, which sends us back to probing from its match point.
+            // Without it a lost append is never resent unless more writes come.
+            self.send_append(from, true);
         }
     }
 
@@ -802,9 +697,7 @@ impl<S: StateMachine> RaftNode<S> {
     fn accept_request(&mut self, _now: Time, request: RequestId, payload: Payload) {
         if self.role != Role::Leader {
             let result = match self.leader {
-                Some(leader_hint) if leader_hint != self.id() => {
-                    ClientResult::NotLeader { leader_hint }
-                }
+                Some(leader_hint) if leader_hint != self.id() => ClientResult::NotLeader { leader_hint },
                 _ => ClientResult::NoLeader,
             };
             self.respond(request, result);
@@ -819,11 +712,7 @@ impl<S: StateMachine> RaftNode<S> {
             return;
         }
         let index = self.log.last_index().next();
-        self.append(Entry {
-            index,
-            term: self.term,
-            payload,
-        });
+        self.append(Entry { index, term: self.term, payload });
         self.pending_requests.insert(index, (request, self.term));
         self.broadcast_append(false);
     }
@@ -842,19 +731,13 @@ impl<S: StateMachine> RaftNode<S> {
         };
         match progress.state {
             ReplicationState::Probe if progress.probe_sent => return,
-            ReplicationState::Replicate
-                if progress.inflight_full(self.config.max_inflight_appends) =>
-            {
-                return
-            }
+            ReplicationState::Replicate if progress.inflight_full(self.config.max_inflight_appends) => return,
             _ => {}
         }
         let next = progress.next_index.min(last_index.next());
         let prev_log_index = next.prev();
-        let prev_log_term = self
-            .log
-            .term(prev_log_index)
-            .expect("invariant: a leader's next_index never passes its last index + 1");
+        let prev_log_term =
+            self.log.term(prev_log_index).expect("invariant: a leader's next_index never passes its last index + 1");
         let upto = LogIndex(next.0 + self.config.max_entries_per_append as u64 - 1);
         let entries = self.log.slice(next, upto).to_vec();
         if entries.is_empty() && progress.state == ReplicationState::Replicate && !even_if_empty {
@@ -864,21 +747,13 @@ impl<S: StateMachine> RaftNode<S> {
         if !entries.is_empty() || progress.state == ReplicationState::Probe {
             progress.sent_entries(last_sent);
         }
-        let body = MessageBody::AppendEntries {
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit: self.commit,
-        };
+        let body = MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit: self.commit };
         self.send(to, body);
     }
 
     fn broadcast_heartbeat(&mut self) {
-        let peers: Vec<(NodeId, LogIndex)> = self
-            .progress
-            .iter()
-            .map(|(peer, progress)| (*peer, progress.match_index))
-            .collect();
+        let peers: Vec<(NodeId, LogIndex)> =
+            self.progress.iter().map(|(peer, progress)| (*peer, progress.match_index)).collect();
         for (peer, match_index) in peers {
             let commit = self.commit.min(match_index);
             self.send(peer, MessageBody::Heartbeat { commit });
@@ -887,11 +762,7 @@ impl<S: StateMachine> RaftNode<S> {
 
     fn check_quorum(&mut self, now: Time) {
         self.check_quorum_deadline = now.add_millis(self.config.election_timeout_ms);
-        let active = 1 + self
-            .progress
-            .values()
-            .filter(|progress| progress.recently_active)
-            .count();
+        let active = 1 + self.progress.values().filter(|progress| progress.recently_active).count();
         for progress in self.progress.values_mut() {
             progress.recently_active = false;
         }
@@ -908,9 +779,7 @@ impl<S: StateMachine> RaftNode<S> {
                 if *voter == self.config.id {
                     self.log.persisted()
                 } else {
-                    self.progress
-                        .get(voter)
-                        .map_or(LogIndex::ZERO, |progress| progress.match_index)
+                    self.progress.get(voter).map_or(LogIndex::ZERO, |progress| progress.match_index)
                 }
             })
             .collect();
@@ -942,10 +811,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.drop_pending_requests();
         self.reset_election_deadline(now);
         if changed || self.dirty.hard_state {
-            self.event(Event::RoleChanged {
-                role: Role::Follower,
-                term: self.term,
-            });
+            self.event(Event::RoleChanged { role: Role::Follower, term: self.term });
         }
     }
 
@@ -955,10 +821,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.votes.clear();
         self.votes.insert(self.id(), true);
         self.reset_election_deadline(now);
-        self.event(Event::RoleChanged {
-            role: Role::PreCandidate,
-            term: self.term,
-        });
+        self.event(Event::RoleChanged { role: Role::PreCandidate, term: self.term });
         if self.quorum() == 1 {
             self.become_candidate(now);
             return;
@@ -975,10 +838,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.votes.clear();
         self.votes.insert(self.id(), true);
         self.reset_election_deadline(now);
-        self.event(Event::RoleChanged {
-            role: Role::Candidate,
-            term: self.term,
-        });
+        self.event(Event::RoleChanged { role: Role::Candidate, term: self.term });
         if self.quorum() == 1 {
             self.become_leader(now);
             return;
@@ -987,11 +847,7 @@ impl<S: StateMachine> RaftNode<S> {
     }
 
     fn request_votes(&mut self, pre_vote: bool) {
-        let term = if pre_vote {
-            self.term.next()
-        } else {
-            self.term
-        };
+        let term = if pre_vote { self.term.next() } else { self.term };
         let body = MessageBody::RequestVote {
             pre_vote,
             last_log_index: self.log.last_index(),
@@ -1017,17 +873,10 @@ impl<S: StateMachine> RaftNode<S> {
             .collect();
         self.heartbeat_deadline = now.add_millis(self.config.heartbeat_interval_ms);
         self.check_quorum_deadline = now.add_millis(self.config.election_timeout_ms);
-        self.event(Event::RoleChanged {
-            role: Role::Leader,
-            term: self.term,
-        });
+        self.event(Event::RoleChanged { role: Role::Leader, term: self.term });
         // A no-op of our own term lets us commit what earlier leaders left.
         let index = self.log.last_index().next();
-        self.append(Entry {
-            index,
-            term: self.term,
-            payload: Payload::Noop,
-        });
+        self.append(Entry { index, term: self.term, payload: Payload::Noop });
         self.broadcast_append(true);
         self.maybe_commit();
     }
@@ -1057,9 +906,7 @@ impl<S: StateMachine> RaftNode<S> {
         match self.role {
             Role::Leader => true,
             _ => match (self.leader, self.last_leader_contact) {
-                (Some(_), Some(contact)) => {
-                    now.micros_since(contact) < self.config.election_timeout_ms * 1000
-                }
+                (Some(_), Some(contact)) => now.micros_since(contact) < self.config.election_timeout_ms * 1000,
                 _ => false,
             },
         }
@@ -1080,61 +927,32 @@ impl<S: StateMachine> RaftNode<S> {
     }
 
     fn truncate_from(&mut self, index: LogIndex) {
-        assert!(
-            index > self.commit,
-            "invariant: committed entries are never truncated"
-        );
+        assert!(index > self.commit, "invariant: committed entries are never truncated");
         self.log.truncate_from(index);
         for write in self.pending_writes.iter_mut() {
             write.durable_upto = write.durable_upto.min(index.prev());
         }
-        self.dirty.truncate_from = Some(
-            self.dirty
-                .truncate_from
-                .map_or(index, |from| from.min(index)),
-        );
+        self.dirty.truncate_from = Some(self.dirty.truncate_from.map_or(index, |from| from.min(index)));
         if self.dirty.append_from.is_some_and(|from| from >= index) {
             self.dirty.append_from = None;
         }
     }
 
     fn hard_state(&self) -> HardState {
-        HardState {
-            term: self.term,
-            voted_for: self.voted_for,
-            commit: self.commit,
-        }
+        HardState { term: self.term, voted_for: self.voted_for, commit: self.commit }
     }
 
     fn send(&mut self, to: NodeId, body: MessageBody) {
         // A leader's appends and heartbeats depend only on its term, which was
         // durable before it could win; everything else waits for the disk.
         let durable = !(self.role == Role::Leader
-            && matches!(
-                body,
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. }
-            ));
+            && matches!(body, MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. }));
         self.send_with_term(to, self.term, body, durable);
     }
 
-    fn send_with_term(
-        &mut self,
-        to: NodeId,
-        term: Term,
-        body: MessageBody,
-        needs_durability: bool,
-    ) {
-        let message = Message {
-            from: self.id(),
-            to,
-            term,
-            body,
-        };
-        let barrier = if self.dirty.any() {
-            self.next_persist_id
-        } else {
-            self.next_persist_id - 1
-        };
+    fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody, needs_durability: bool) {
+        let message = Message { from: self.id(), to, term, body };
+        let barrier = if self.dirty.any() { self.next_persist_id } else { self.next_persist_id - 1 };
         if !needs_durability || barrier <= self.acked_persist_id {
             self.actions.push_back(Action::Send(message));
             return;
@@ -1172,10 +990,7 @@ impl<S: StateMachine> RaftNode<S> {
         };
         while self.applied < apply_upto {
             let index = self.applied.next();
-            let entry = self
-                .log
-                .entry(index)
-                .expect("invariant: committed entries are in the log");
+            let entry = self.log.entry(index).expect("invariant: committed entries are in the log");
             let answer = match &entry.payload {
                 Payload::Noop => None,
                 Payload::Command(command) => Some(self.state_machine.apply(index, command)),
@@ -1206,61 +1021,32 @@ impl<S: StateMachine> RaftNode<S> {
             Some(start) => self.log.slice(start, self.log.last_index()).to_vec(),
             None => Vec::new(),
         };
-        let truncate_from = dirty
-            .truncate_from
-            .map(|_| start.expect("truncation sets a start"));
+        let truncate_from = dirty.truncate_from.map(|_| start.expect("truncation sets a start"));
         let id = PersistId(self.next_persist_id);
         self.next_persist_id += 1;
         let hard_state = self.hard_state();
-        self.pending_writes.push_back(PendingWrite {
-            id,
-            durable_upto: self.log.last_index(),
-            hard_state,
-        });
-        self.actions.push_back(Action::Persist(PersistRequest {
-            id,
-            truncate_from,
-            entries,
-            hard_state,
-        }));
+        self.pending_writes.push_back(PendingWrite { id, durable_upto: self.log.last_index(), hard_state });
+        self.actions.push_back(Action::Persist(PersistRequest { id, truncate_from, entries, hard_state }));
     }
 }
 
 /// Checks what a peer cannot be trusted to get right: the shape of an append.
 fn validate_message(message: &Message) -> Result<(), String> {
-    if let MessageBody::AppendEntries {
-        prev_log_index,
-        prev_log_term,
-        entries,
-        ..
-    } = &message.body
-    {
+    if let MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, .. } = &message.body {
         if entries.len() > MAX_ENTRIES_PER_MESSAGE {
-            return Err(format!(
-                "{} entries, more than {MAX_ENTRIES_PER_MESSAGE}",
-                entries.len()
-            ));
+            return Err(format!("{} entries, more than {MAX_ENTRIES_PER_MESSAGE}", entries.len()));
         }
         if *prev_log_term > message.term {
-            return Err(format!(
-                "previous entry term {prev_log_term} is after the message term {}",
-                message.term
-            ));
+            return Err(format!("previous entry term {prev_log_term} is after the message term {}", message.term));
         }
         let mut expected_index = prev_log_index.next();
         let mut previous_term = *prev_log_term;
         for entry in entries {
             if entry.index != expected_index {
-                return Err(format!(
-                    "entry {} where {} was expected",
-                    entry.index, expected_index
-                ));
+                return Err(format!("entry {} where {} was expected", entry.index, expected_index));
             }
             if entry.term < previous_term || entry.term > message.term {
-                return Err(format!(
-                    "entry {} has out-of-order term {}",
-                    entry.index, entry.term
-                ));
+                return Err(format!("entry {} has out-of-order term {}", entry.index, entry.term));
             }
             expected_index = expected_index.next();
             previous_term = entry.term;

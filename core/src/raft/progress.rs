@@ -66,11 +66,7 @@ impl Progress {
         self.match_index = self.match_index.max(match_index);
         self.next_index = self.next_index.max(self.match_index.next());
         self.probe_sent = false;
-        while self
-            .inflight
-            .front()
-            .is_some_and(|last| *last <= self.match_index)
-        {
+        while self.inflight.front().is_some_and(|last| *last <= self.match_index) {
             self.inflight.pop_front();
         }
         true

@@ -26,8 +26,8 @@
 
 use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvResponse, KvStore, SessionRef};
 use chorus_core::raft::{
-    Action, ClientResult, Config, Entry, Event, HardState, Message, MessageBody, Payload,
-    PersistRequest, RaftNode, Role,
+    Action, ClientResult, Config, Entry, Event, HardState, Message, MessageBody, Payload, PersistRequest, RaftNode,
+    Role,
 };
 use chorus_core::types::{LogIndex, NodeId, RequestId, Term, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -71,11 +71,7 @@ pub struct Disk {
 impl Disk {
     /// A disk that already holds `hard_state` and `entries`.
     pub fn holding(hard_state: HardState, entries: Vec<Entry>) -> Disk {
-        Disk {
-            hard_state,
-            entries,
-            unsynced: VecDeque::new(),
-        }
+        Disk { hard_state, entries, unsynced: VecDeque::new() }
     }
 
     /// Makes one write durable, in the order the node specified.
@@ -158,10 +154,7 @@ impl Cluster {
     /// `size` brand-new members; `configure` adjusts each one's config (it
     /// sees `config.id`).
     pub fn with_config(size: u64, configure: impl Fn(&mut Config)) -> Cluster {
-        let disks = node_ids(size)
-            .into_iter()
-            .map(|_| Disk::default())
-            .collect();
+        let disks = node_ids(size).into_iter().map(|_| Disk::default()).collect();
         Cluster::from_disks(disks, configure)
     }
 
@@ -229,10 +222,7 @@ impl Cluster {
 
     /// The running node; panics if it is down.
     pub fn node(&self, id: NodeId) -> &RaftNode<KvStore> {
-        self.member(id)
-            .node
-            .as_ref()
-            .unwrap_or_else(|| panic!("{id} is down"))
+        self.member(id).node.as_ref().unwrap_or_else(|| panic!("{id} is down"))
     }
 
     pub fn is_up(&self, id: NodeId) -> bool {
@@ -250,13 +240,7 @@ impl Cluster {
     /// The node's log (volatile view), in order.
     pub fn log(&self, id: NodeId) -> Vec<Entry> {
         let node = self.node(id);
-        (1..=node.last_index().0)
-            .map(|index| {
-                node.entry(LogIndex(index))
-                    .expect("entries are dense")
-                    .clone()
-            })
-            .collect()
+        (1..=node.last_index().0).map(|index| node.entry(LogIndex(index)).expect("entries are dense").clone()).collect()
     }
 
     /// The terms of the node's log entries, in order.
@@ -285,10 +269,7 @@ impl Cluster {
     /// The single answer the node gave to `request`, if any; panics on two.
     pub fn answer(&self, id: NodeId, request: u64) -> Option<ClientResult> {
         let mut answers = self.answers(id, request);
-        assert!(
-            answers.len() <= 1,
-            "{request} was answered twice: {answers:?}"
-        );
+        assert!(answers.len() <= 1, "{request} was answered twice: {answers:?}");
         answers.pop()
     }
 
@@ -340,12 +321,7 @@ impl Cluster {
         let reported: Vec<String> = self
             .members
             .iter()
-            .flat_map(|(id, member)| {
-                member
-                    .violations
-                    .iter()
-                    .map(move |violation| format!("{id}: {violation}"))
-            })
+            .flat_map(|(id, member)| member.violations.iter().map(move |violation| format!("{id}: {violation}")))
             .collect();
         if reported.is_empty() {
             Ok(())
@@ -367,20 +343,14 @@ impl Cluster {
     }
 
     fn observe_commit(&mut self, id: NodeId) {
-        let Some(node) = self
-            .members
-            .get(&id)
-            .and_then(|member| member.node.as_ref())
-        else {
+        let Some(node) = self.members.get(&id).and_then(|member| member.node.as_ref()) else {
             return;
         };
         for index in 1..=node.commit_index().0 {
             let index = LogIndex(index);
             let Some(entry) = node.entry(index) else {
-                self.safety_violations.push(format!(
-                    "{id} reports commit {} but has no entry {index}",
-                    node.commit_index()
-                ));
+                self.safety_violations
+                    .push(format!("{id} reports commit {} but has no entry {index}", node.commit_index()));
                 return;
             };
             match self.committed.get(&index) {
@@ -419,11 +389,7 @@ impl Cluster {
                         self.in_flight.push_back(message);
                     }
                     Action::Persist(write) => {
-                        assert_eq!(
-                            write.id.0,
-                            member.last_persist_id + 1,
-                            "{id}: persist ids grow by one"
-                        );
+                        assert_eq!(write.id.0, member.last_persist_id + 1, "{id}: persist ids grow by one");
                         member.last_persist_id = write.id.0;
                         member.disk.unsynced.push_back(write);
                     }
@@ -436,8 +402,7 @@ impl Cluster {
                             let leaders = self.leaders_by_term.entry(term).or_default();
                             leaders.insert(id);
                             if leaders.len() > 1 {
-                                self.safety_violations
-                                    .push(format!("two leaders in {term}: {leaders:?}"));
+                                self.safety_violations.push(format!("two leaders in {term}: {leaders:?}"));
                             }
                         }
                     }
@@ -446,8 +411,7 @@ impl Cluster {
                     }
                 }
             }
-            let sync_now =
-                member.sync_mode == SyncMode::Immediate && !member.disk.unsynced.is_empty();
+            let sync_now = member.sync_mode == SyncMode::Immediate && !member.disk.unsynced.is_empty();
             self.observe_commit(id);
             if !sync_now {
                 return;
@@ -480,11 +444,7 @@ impl Cluster {
     pub fn propose(&mut self, id: NodeId, request: u64, command: Vec<u8>) {
         let member = self.member_mut(id);
         let now = member.now;
-        member
-            .node
-            .as_mut()
-            .unwrap_or_else(|| panic!("{id} is down"))
-            .propose(now, RequestId(request), command);
+        member.node.as_mut().unwrap_or_else(|| panic!("{id} is down")).propose(now, RequestId(request), command);
         self.drain(id);
     }
 
@@ -492,11 +452,7 @@ impl Cluster {
     pub fn read(&mut self, id: NodeId, request: u64, query: Vec<u8>) {
         let member = self.member_mut(id);
         let now = member.now;
-        member
-            .node
-            .as_mut()
-            .unwrap_or_else(|| panic!("{id} is down"))
-            .read(now, RequestId(request), query);
+        member.node.as_mut().unwrap_or_else(|| panic!("{id} is down")).read(now, RequestId(request), query);
         self.drain(id);
     }
 
@@ -522,10 +478,7 @@ impl Cluster {
     /// fires it. Nobody else's clock moves.
     pub fn fire_timeout(&mut self, id: NodeId) {
         let member = self.member_mut(id);
-        let node = member
-            .node
-            .as_mut()
-            .unwrap_or_else(|| panic!("{id} is down"));
+        let node = member.node.as_mut().unwrap_or_else(|| panic!("{id} is down"));
         member.now = member.now.max(node.poll_timeout());
         node.handle_timeout(member.now);
         self.drain(id);
@@ -651,10 +604,8 @@ impl Cluster {
     /// Delivers, in order, the in-flight messages that match `select` now
     /// (not the ones their delivery causes).
     pub fn deliver_where(&mut self, select: impl Fn(&Message) -> bool) {
-        let (chosen, rest): (Vec<Message>, Vec<Message>) = self
-            .in_flight
-            .drain(..)
-            .partition(|message| select(message));
+        let (chosen, rest): (Vec<Message>, Vec<Message>) =
+            self.in_flight.drain(..).partition(|message| select(message));
         self.in_flight = rest.into();
         for message in chosen {
             self.deliver(message);
@@ -667,10 +618,7 @@ impl Cluster {
         let mut delivered = 0;
         while self.deliver_next() {
             delivered += 1;
-            assert!(
-                delivered < MAX_DELIVERIES_PER_ROUND,
-                "the cluster never goes quiet"
-            );
+            assert!(delivered < MAX_DELIVERIES_PER_ROUND, "the cluster never goes quiet");
         }
     }
 
@@ -801,59 +749,29 @@ pub fn append_entries(message: &Message) -> &[Entry] {
 }
 
 pub fn is_vote_response(message: &Message) -> bool {
-    matches!(
-        message.body,
-        MessageBody::RequestVoteResponse {
-            pre_vote: false,
-            ..
-        }
-    )
+    matches!(message.body, MessageBody::RequestVoteResponse { pre_vote: false, .. })
 }
 
 // ----- the key-value workload ---------------------------------------------------
 
 /// A put outside any session.
 pub fn put(key: &str, value: &str) -> Vec<u8> {
-    KvCommand {
-        session: None,
-        op: KvOp::Put {
-            key: key.into(),
-            value: value.into(),
-        },
-    }
-    .encode()
+    KvCommand { session: None, op: KvOp::Put { key: key.into(), value: value.into() } }.encode()
 }
 
 /// A compare-and-set in `client`'s session, as its write number `sequence`.
-pub fn cas_in_session(
-    client: u64,
-    sequence: u64,
-    key: &str,
-    expected: Option<&str>,
-    new: &str,
-) -> Vec<u8> {
+pub fn cas_in_session(client: u64, sequence: u64, key: &str, expected: Option<&str>, new: &str) -> Vec<u8> {
     KvCommand {
         session: Some(SessionRef { client, sequence }),
-        op: KvOp::Cas {
-            key: key.into(),
-            expected: expected.map(Into::into),
-            new: new.into(),
-        },
+        op: KvOp::Cas { key: key.into(), expected: expected.map(Into::into), new: new.into() },
     }
     .encode()
 }
 
 /// A compare-and-set outside any session.
 pub fn cas(key: &str, expected: Option<&str>, new: &str) -> Vec<u8> {
-    KvCommand {
-        session: None,
-        op: KvOp::Cas {
-            key: key.into(),
-            expected: expected.map(Into::into),
-            new: new.into(),
-        },
-    }
-    .encode()
+    KvCommand { session: None, op: KvOp::Cas { key: key.into(), expected: expected.map(Into::into), new: new.into() } }
+        .encode()
 }
 
 pub fn get(key: &str) -> Vec<u8> {
@@ -863,9 +781,7 @@ pub fn get(key: &str) -> Vec<u8> {
 /// The store's answer inside a `ClientResult::Ok`; panics on anything else.
 pub fn ok_response(result: &ClientResult) -> KvResponse {
     match result {
-        ClientResult::Ok(bytes) => {
-            KvResponse::decode(bytes).expect("the store answers in KvResponse")
-        }
+        ClientResult::Ok(bytes) => KvResponse::decode(bytes).expect("the store answers in KvResponse"),
         other => panic!("expected Ok, got {other:?}"),
     }
 }
@@ -891,9 +807,5 @@ pub fn log_with_terms(terms: &[u64]) -> Vec<Entry> {
 
 /// A hand-built hard state.
 pub fn hard_state(term: u64, voted_for: Option<u64>, commit: u64) -> HardState {
-    HardState {
-        term: Term(term),
-        voted_for: voted_for.map(NodeId),
-        commit: LogIndex(commit),
-    }
+    HardState { term: Term(term), voted_for: voted_for.map(NodeId), commit: LogIndex(commit) }
 }

@@ -5,21 +5,13 @@ pub struct SearchLimits {
 }
 impl Default for SearchLimits {
     fn default() -> Self {
-        SearchLimits {
-            max_states_per_key: 20_000_000,
-        }
+        SearchLimits { max_states_per_key: 20_000_000 }
     }
 }
 pub enum Verdict {
     Linearizable,
-    NotLinearizable {
-        key: Option<String>,
-        explanation: String,
-    },
-    Unknown {
-        key: Option<String>,
-        reason: String,
-    },
+    NotLinearizable { key: Option<String>, explanation: String },
+    Unknown { key: Option<String>, reason: String },
 }
 pub fn check(_history: &History, _limits: &SearchLimits) -> Verdict {
     Verdict::Linearizable

@@ -39,6 +39,9 @@ pub struct SafetyChecker {
     identities: HashMap<(LogIndex, Term), EntryIdentity>,
     /// committed[i] describes the committed entry at index i + 1.
     committed: Vec<(Term, u64)>,
+    /// commit_terms[i]: the term of the first node seen to commit index i + 1
+    /// (the term in which it was committed, or later).
+    commit_terms: Vec<Term>,
     /// applied[i]: payload applied at index i + 1 by the first node to apply it.
     applied: Vec<u64>,
     nodes: Vec<NodeWatch>,
@@ -63,10 +66,7 @@ pub fn payload_hash(payload: &Payload) -> u64 {
 
 impl SafetyChecker {
     pub fn new(nodes: usize) -> SafetyChecker {
-        SafetyChecker {
-            nodes: vec![NodeWatch::default(); nodes],
-            ..SafetyChecker::default()
-        }
+        SafetyChecker { nodes: vec![NodeWatch::default(); nodes], ..SafetyChecker::default() }
     }
 
     pub fn ok(&self) -> bool {
@@ -86,10 +86,7 @@ impl SafetyChecker {
 
     /// A node reported a peer breaking the protocol.
     pub fn on_node_violation(&mut self, node: usize, description: &str) {
-        self.fail(format!(
-            "n{} reported a protocol violation: {description}",
-            node + 1
-        ));
+        self.fail(format!("n{} reported a protocol violation: {description}", node + 1));
     }
 
     pub fn on_send(&mut self, node: usize, message: &Message) {
@@ -98,17 +95,12 @@ impl SafetyChecker {
         // adopted; every other message carries the sender's own term.
         let prospective = matches!(
             message.body,
-            MessageBody::RequestVote { pre_vote: true, .. }
-                | MessageBody::RequestVoteResponse { pre_vote: true, .. }
+            MessageBody::RequestVote { pre_vote: true, .. } | MessageBody::RequestVoteResponse { pre_vote: true, .. }
         );
         if !prospective {
             watch.max_term_sent = watch.max_term_sent.max(message.term);
         }
-        if let MessageBody::RequestVoteResponse {
-            pre_vote: false,
-            granted: true,
-        } = message.body
-        {
+        if let MessageBody::RequestVoteResponse { pre_vote: false, granted: true } = message.body {
             match watch.votes.get(&message.term) {
                 Some(earlier) if *earlier != message.to => {
                     let earlier = *earlier;
@@ -138,10 +130,7 @@ impl SafetyChecker {
     }
 
     fn check_identity(&mut self, node: usize, entry: &Entry, prev_term: Term) {
-        let identity = EntryIdentity {
-            payload: payload_hash(&entry.payload),
-            prev_term,
-        };
+        let identity = EntryIdentity { payload: payload_hash(&entry.payload), prev_term };
         match self.identities.get(&(entry.index, entry.term)) {
             None => {
                 self.identities.insert((entry.index, entry.term), identity);
@@ -149,10 +138,7 @@ impl SafetyChecker {
             Some(known) if *known == identity => {}
             Some(known) => {
                 let problem = if known.prev_term != identity.prev_term {
-                    format!(
-                        "follows an entry of term {} where another node has term {}",
-                        prev_term, known.prev_term
-                    )
+                    format!("follows an entry of term {} where another node has term {}", prev_term, known.prev_term)
                 } else {
                     "has a different command than another node's".to_string()
                 };
@@ -172,28 +158,18 @@ impl SafetyChecker {
         let commit = raft.commit_index();
         let seen = self.nodes[node].commit_seen;
         if commit < seen {
-            self.fail(format!(
-                "n{} commit index went back from {} to {}",
-                node + 1,
-                seen,
-                commit
-            ));
+            self.fail(format!("n{} commit index went back from {} to {}", node + 1, seen, commit));
         } else if commit > seen {
             self.check_committed(node, raft, seen.next(), commit);
         }
         self.nodes[node].commit_seen = commit;
-        self.nodes[node].durable_commit = self.nodes[node]
-            .durable_commit
-            .max(raft.durable_hard_state().commit);
+        self.nodes[node].durable_commit = self.nodes[node].durable_commit.max(raft.durable_hard_state().commit);
 
         let applied = raft.applied_index();
         let applied_seen = self.nodes[node].applied_seen;
         for index in applied_seen.0 + 1..=applied.0 {
             let Some(entry) = raft.entry(LogIndex(index)) else {
-                self.fail(format!(
-                    "n{} applied index {index} which is not in its log",
-                    node + 1
-                ));
+                self.fail(format!("n{} applied index {index} which is not in its log", node + 1));
                 break;
             };
             let hash = payload_hash(&entry.payload);
@@ -212,19 +188,10 @@ impl SafetyChecker {
         self.nodes[node].applied_seen = self.nodes[node].applied_seen.max(applied);
     }
 
-    fn check_committed<S: StateMachine>(
-        &mut self,
-        node: usize,
-        raft: &RaftNode<S>,
-        from: LogIndex,
-        to: LogIndex,
-    ) {
+    fn check_committed<S: StateMachine>(&mut self, node: usize, raft: &RaftNode<S>, from: LogIndex, to: LogIndex) {
         for index in from.0..=to.0 {
             let Some(entry) = raft.entry(LogIndex(index)) else {
-                self.fail(format!(
-                    "n{} committed index {index} past the end of its log",
-                    node + 1
-                ));
+                self.fail(format!("n{} committed index {index} past the end of its log", node + 1));
                 return;
             };
             let identity = (entry.term, payload_hash(&entry.payload));
@@ -242,18 +209,13 @@ impl SafetyChecker {
             } else {
                 debug_assert_eq!(position, self.committed.len());
                 self.committed.push(identity);
+                self.commit_terms.push(raft.term());
             }
         }
     }
 
     /// The node's role changed (checked after its actions are drained).
-    pub fn on_role<S: StateMachine>(
-        &mut self,
-        node: usize,
-        role: Role,
-        term: Term,
-        raft: &RaftNode<S>,
-    ) {
+    pub fn on_role<S: StateMachine>(&mut self, node: usize, role: Role, term: Term, raft: &RaftNode<S>) {
         if role != Role::Leader {
             return;
         }
@@ -261,23 +223,24 @@ impl SafetyChecker {
         match self.leaders.get(&term) {
             Some(other) if *other != id => {
                 let other = *other;
-                self.fail(format!(
-                    "election safety: n{} and {} are both leaders of term {}",
-                    node + 1,
-                    other,
-                    term
-                ));
+                self.fail(format!("election safety: n{} and {} are both leaders of term {}", node + 1, other, term));
             }
             _ => {
                 self.leaders.insert(term, id);
             }
         }
-        // Leader completeness: every committed entry is in the new leader's log.
+        // Leader completeness: every entry committed in an earlier term is in
+        // the new leader's log. (A node may win an election for an old term
+        // late — say, it was paused holding the votes — so entries committed
+        // in later terms are not required.)
         for (position, (committed_term, hash)) in self.committed.iter().enumerate() {
+            if self.commit_terms[position] >= term {
+                continue;
+            }
             let index = LogIndex(position as u64 + 1);
-            let holds = raft.entry(index).is_some_and(|entry| {
-                entry.term == *committed_term && payload_hash(&entry.payload) == *hash
-            });
+            let holds = raft
+                .entry(index)
+                .is_some_and(|entry| entry.term == *committed_term && payload_hash(&entry.payload) == *hash);
             if !holds {
                 let description = format!(
                     "leader completeness: n{} became leader of term {} without committed entry {} (term {})",
