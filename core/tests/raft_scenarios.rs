@@ -6,7 +6,7 @@
 mod harness;
 
 use chorus_core::kv::KvResponse;
-use chorus_core::raft::{AppendResponse, Bug, ClientResult, DropReason, MessageBody, Role};
+use chorus_core::raft::{AppendResponse, Bug, ClientResult, Config, DropReason, MessageBody, Payload, Role};
 use chorus_core::types::{LogIndex, NodeId, Term};
 use harness::{
     append_entries, cas, cas_in_session, get, hard_state, is_append, is_vote_response, log_with_terms, ok_response,
@@ -14,7 +14,7 @@ use harness::{
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 const N1: NodeId = NodeId(1);
 const N2: NodeId = NodeId(2);
@@ -521,11 +521,7 @@ fn reply_before_persist_bug_sends_the_vote_before_it_is_durable() {
     cluster.fire_timeout(N1);
     cluster.deliver_all();
 
-    assert_eq!(
-        cluster.disk(N2).unsynced[0].hard_state,
-        hard_state(1, Some(1), 0),
-        "the vote is not durable yet"
-    );
+    assert_eq!(cluster.disk(N2).unsynced[0].hard_state, hard_state(1, Some(1), 0), "the vote is not durable yet");
     assert_eq!(cluster.node(N2).durable_hard_state(), hard_state(0, None, 0));
     assert!(cluster.sent().iter().any(|message| message.from == N2 && is_vote_response(message)));
     assert_eq!(cluster.node(N1).role(), Role::Leader, "elected on a vote N2 may forget");
@@ -785,8 +781,13 @@ fn append_lost_in_replicate_state_is_resent_after_a_heartbeat() {
 
 #[derive(Clone, Debug)]
 enum Step {
-    /// Deliver the in-flight message at this position (modulo the count).
+    /// Deliver the in-flight message at this position (modulo the count):
+    /// picking any position reorders.
     Deliver(usize),
+    /// Deliver everything in flight, including what that causes.
+    DeliverAll,
+    /// A quiet moment: deliver everything and sync every disk.
+    Stabilize,
     Drop(usize),
     Duplicate(usize),
     /// Advance one node's clock and let it handle its timeout.
@@ -805,38 +806,128 @@ enum Step {
 }
 
 fn step_strategy() -> impl Strategy<Value = Step> {
-    let node = 1..=3u64;
+    let node = 1..=5u64;
     prop_oneof![
-        12 => (0..16usize).prop_map(Step::Deliver),
+        10 => (0..16usize).prop_map(Step::Deliver),
+        3 => Just(Step::DeliverAll),
+        2 => Just(Step::Stabilize),
         2 => (0..16usize).prop_map(Step::Drop),
         1 => (0..16usize).prop_map(Step::Duplicate),
-        6 => (node.clone(), 1..=120u64).prop_map(|(node, ms)| Step::Tick { node, ms }),
-        5 => node.clone().prop_map(Step::Sync),
+        8 => (node.clone(), 1..=200u64).prop_map(|(node, ms)| Step::Tick { node, ms }),
+        8 => node.clone().prop_map(Step::Sync),
         1 => node.clone().prop_map(Step::Crash),
-        1 => node.clone().prop_map(Step::Restart),
-        2 => (node, any::<u8>()).prop_map(|(node, value)| Step::Propose { node, value }),
+        3 => node.clone().prop_map(Step::Restart),
+        4 => (node, any::<u8>()).prop_map(|(node, value)| Step::Propose { node, value }),
     ]
 }
 
-fn run_step(cluster: &mut Cluster, step: &Step, next_request: &mut u64) {
+/// Client writes proposed during a random run: request id to (node, command).
+type Proposals = BTreeMap<u64, (NodeId, Vec<u8>)>;
+
+fn run_step(cluster: &mut Cluster, step: &Step, proposals: &mut Proposals) {
     let in_flight = cluster.in_flight().len();
+    // Steps name nodes 1..=5; smaller clusters fold them onto their members.
+    let size = cluster.ids().len() as u64;
+    let member = |node: u64| NodeId((node - 1) % size + 1);
     match *step {
         Step::Deliver(position) if in_flight > 0 => cluster.deliver_at(position % in_flight),
         Step::Drop(position) if in_flight > 0 => cluster.drop_at(position % in_flight),
         Step::Duplicate(position) if in_flight > 0 => cluster.duplicate_at(position % in_flight),
         Step::Deliver(_) | Step::Drop(_) | Step::Duplicate(_) => {}
-        Step::Tick { node, ms } => cluster.tick(NodeId(node), ms),
-        Step::Sync(node) => cluster.sync(NodeId(node)),
-        Step::Crash(node) => cluster.crash(NodeId(node)),
-        Step::Restart(node) if !cluster.is_up(NodeId(node)) => cluster.restart(NodeId(node)),
+        Step::DeliverAll => cluster.deliver_all(),
+        Step::Stabilize => cluster.stabilize(),
+        Step::Tick { node, ms } => cluster.tick(member(node), ms),
+        Step::Sync(node) => cluster.sync(member(node)),
+        Step::Crash(node) => cluster.crash(member(node)),
+        Step::Restart(node) if !cluster.is_up(member(node)) => cluster.restart(member(node)),
         Step::Restart(_) => {}
-        Step::Propose { node, value } if cluster.is_up(NodeId(node)) => {
-            *next_request += 1;
-            let key = format!("k{}", value % 4);
-            cluster.propose(NodeId(node), *next_request, put(&key, &value.to_string()));
+        Step::Propose { node, value } if cluster.is_up(member(node)) => {
+            propose_unique(cluster, member(node), &format!("k{}", value % 4), proposals);
         }
         Step::Propose { .. } => {}
     }
+}
+
+/// Proposes a put whose value is its request id, so every write is unique.
+fn propose_unique(cluster: &mut Cluster, node: NodeId, key: &str, proposals: &mut Proposals) -> u64 {
+    let request = proposals.len() as u64 + 1;
+    let command = put(key, &request.to_string());
+    proposals.insert(request, (node, command.clone()));
+    cluster.propose(node, request, command);
+    request
+}
+
+/// Runs `steps` against a `size`-node cluster with manually synced disks (safety
+/// phase), then removes every fault and checks that a write commits
+/// everywhere (liveness phase). Returns the first problem found:
+///
+/// - two leaders in one term, or two entries committed at one index (checked
+///   after every step), or a node reporting a protocol violation;
+/// - no write committing within five elections once the faults are gone;
+/// - nodes disagreeing on the log after healing;
+/// - a write answered `Ok` that is not in the final committed log.
+fn run_random_case(steps: &[Step], size: u64, configure: impl Fn(&mut Config)) -> Result<(), String> {
+    let mut cluster = Cluster::with_config(size, configure);
+    for id in cluster.ids() {
+        cluster.set_sync_mode(id, SyncMode::Manual);
+    }
+    let mut proposals = Proposals::new();
+    for (number, step) in steps.iter().enumerate() {
+        run_step(&mut cluster, step, &mut proposals);
+        cluster
+            .check_safety()
+            .and_then(|()| cluster.check_no_protocol_violations())
+            .map_err(|problem| format!("after step {number} ({step:?}): {problem}"))?;
+    }
+
+    cluster.heal();
+    for id in cluster.ids() {
+        if !cluster.is_up(id) {
+            cluster.restart(id);
+        }
+        cluster.set_sync_mode(id, SyncMode::Immediate);
+    }
+    cluster.stabilize();
+    let mut final_write_committed = false;
+    for _ in 0..5 {
+        let leader = cluster.tick_until_leader();
+        let request = propose_unique(&mut cluster, leader, "final", &mut proposals);
+        cluster.advance(2 * ELECTION_TIMEOUT_MS);
+        if matches!(cluster.answers(leader, request).first(), Some(ClientResult::Ok(_))) {
+            final_write_committed = true;
+            break;
+        }
+    }
+    if !final_write_committed {
+        return Err("no write commits once the faults are gone".into());
+    }
+    cluster.advance(HEARTBEAT_INTERVAL_MS);
+    cluster.check_safety().and_then(|()| cluster.check_no_protocol_violations())?;
+
+    let leader = cluster.leader().ok_or("no leader once healed")?;
+    let commit = cluster.node(leader).commit_index();
+    let committed_log: Vec<_> = cluster.log(leader).into_iter().take(commit.0 as usize).collect();
+    for id in cluster.ids() {
+        if cluster.node(id).commit_index() != commit || cluster.log(id) != cluster.log(leader) {
+            return Err(format!("{id} disagrees with leader {leader} after healing"));
+        }
+    }
+    for (request, (node, command)) in &proposals {
+        let answers = cluster.answers(*node, *request);
+        if answers.len() > 1 {
+            return Err(format!("request {request} answered twice: {answers:?}"));
+        }
+        let acknowledged = matches!(answers.first(), Some(ClientResult::Ok(_)));
+        let committed = committed_log.iter().any(|entry| entry.payload == Payload::Command(command.clone()));
+        if acknowledged && !committed {
+            return Err(format!("request {request} was acknowledged but is not in the committed log"));
+        }
+    }
+    Ok(())
+}
+
+fn random_case_strategy() -> impl Strategy<Value = Vec<Step>> {
+    prop::collection::vec(step_strategy(), 1..400)
 }
 
 proptest! {
@@ -848,81 +939,41 @@ proptest! {
     })]
 
     #[test]
-    fn random_faults_keep_one_leader_per_term_and_agreeing_committed_prefixes(
-        steps in prop::collection::vec(step_strategy(), 1..300)
+    fn random_faults_keep_one_leader_per_term_agreeing_committed_prefixes_and_acknowledged_writes(
+        steps in random_case_strategy()
     ) {
-        let mut cluster = Cluster::new(3);
-        for id in cluster.ids() {
-            cluster.set_sync_mode(id, SyncMode::Manual);
+        if let Err(problem) = run_random_case(&steps, 3, |_| {}) {
+            return Err(TestCaseError::fail(problem));
         }
-        let mut next_request = 0;
-        for (number, step) in steps.iter().enumerate() {
-            run_step(&mut cluster, step, &mut next_request);
-            if let Err(problem) = cluster.check_safety() {
-                return Err(TestCaseError::fail(format!("after step {number} ({step:?}): {problem}")));
-            }
-            if let Err(problem) = cluster.check_no_protocol_violations() {
-                return Err(TestCaseError::fail(format!("after step {number} ({step:?}): {problem}")));
-            }
-        }
-
-        // Liveness: once every fault is gone, a leader is elected and a new
-        // write commits everywhere.
-        cluster.heal();
-        for id in cluster.ids() {
-            if !cluster.is_up(id) {
-                cluster.restart(id);
-            }
-            cluster.set_sync_mode(id, SyncMode::Immediate);
-        }
-        cluster.stabilize();
-        let mut final_write_committed = false;
-        for _ in 0..5 {
-            let leader = cluster.tick_until_leader();
-            next_request += 1;
-            cluster.propose(leader, next_request, put("final", "write"));
-            cluster.advance(2 * ELECTION_TIMEOUT_MS);
-            if matches!(cluster.answer(leader, next_request), Some(ClientResult::Ok(_))) {
-                final_write_committed = true;
-                break;
-            }
-        }
-        prop_assert!(final_write_committed, "a write commits once the faults are gone");
-        cluster.stabilize();
-        let leader = cluster.leader().expect("a leader once healed");
-        let commit = cluster.node(leader).commit_index();
-        for id in cluster.ids() {
-            prop_assert_eq!(cluster.node(id).commit_index(), commit, "{} lags", id);
-            prop_assert_eq!(cluster.log(id), cluster.log(leader));
-        }
-        let final_value = cluster.kv_get(leader, "final");
-        prop_assert_eq!(final_value.as_deref(), Some("write"));
-        prop_assert!(cluster.check_safety().is_ok());
-        prop_assert!(cluster.check_no_protocol_violations().is_ok());
     }
 }
 
 #[test]
 fn debug_random_stats() {
     use proptest::strategy::ValueTree;
-    use proptest::test_runner::{TestRng, TestRunner, RngAlgorithm};
-    for bug in [None, Some(Bug::VoteWithoutLogCheck), Some(Bug::AppendWithoutPrevCheck), Some(Bug::CommitOldTerm), Some(Bug::ReplyBeforePersist), Some(Bug::AckBeforeCommit)] {
-        let mut runner = TestRunner::new_with_rng(ProptestConfig::default(), TestRng::deterministic_rng(RngAlgorithm::ChaCha));
-        let strategy = prop::collection::vec(step_strategy(), 1..300);
-        let (mut found, mut max_commit, mut terms, mut crashes) = (0, 0, 0, 0);
-        for _ in 0..200 {
+    use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
+    let variants: Vec<(&str, u64, Box<dyn Fn(&mut Config)>)> = vec![
+        ("5 nodes", 5, Box::new(|_: &mut Config| {})),
+        ("3 no prevote", 3, Box::new(|c: &mut Config| c.pre_vote = false)),
+        ("3 no cq", 3, Box::new(|c: &mut Config| c.check_quorum = false)),
+        ("3 neither", 3, Box::new(|c: &mut Config| { c.check_quorum = false; c.pre_vote = false; })),
+        ("3 tiny flow", 3, Box::new(|c: &mut Config| { c.max_entries_per_append = 1; c.max_inflight_appends = 1; })),
+        ("5 tiny flow neither", 5, Box::new(|c: &mut Config| { c.max_entries_per_append = 2; c.max_inflight_appends = 2; c.pre_vote = false; c.check_quorum = false; })),
+    ];
+    for (name, size, configure) in &variants {
+        let mut runner = TestRunner::new_with_rng(ProptestConfig::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[9u8; 32]));
+        let strategy = random_case_strategy();
+        let mut found = 0;
+        let mut first = None;
+        for case in 0..600 {
             let steps = strategy.new_tree(&mut runner).unwrap().current();
-            let mut cluster = Cluster::with_config(3, |config| config.injected_bug = bug);
-            for id in cluster.ids() { cluster.set_sync_mode(id, SyncMode::Manual); }
-            let mut next = 0;
-            for step in &steps {
-                if matches!(step, Step::Crash(_)) { crashes += 1; }
-                run_step(&mut cluster, step, &mut next);
-                if cluster.check_safety().is_err() { found += 1; break; }
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_random_case(&steps, *size, |c| configure(c))));
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(problem)) => { found += 1; first.get_or_insert((case, problem)); }
+                Err(_) => { found += 1; first.get_or_insert((case, "panic".to_string())); }
             }
-            terms += cluster.leaders_by_term().len();
-            for id in cluster.ids() { if cluster.is_up(id) { max_commit = max_commit.max(cluster.node(id).commit_index().0); } }
         }
-        eprintln!("{bug:?}: violations in {found}/200, max commit {max_commit}, leader terms {terms}, crashes {crashes}");
+        eprintln!("{name}: found in {found}/600; first {first:?}");
     }
 }

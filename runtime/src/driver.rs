@@ -62,12 +62,17 @@ pub struct DriverStopped;
 /// What clients can see of the node, updated after every input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeStatus {
+    /// This node.
     pub id: NodeId,
+    /// Its role in `term`.
     pub role: Role,
+    /// Its current term.
     pub term: Term,
     /// The leader this node follows (itself when leader).
     pub leader: Option<NodeId>,
+    /// Highest log index known to be committed.
     pub commit_index: LogIndex,
+    /// Highest log index applied to the state machine.
     pub applied_index: LogIndex,
 }
 

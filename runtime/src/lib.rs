@@ -62,6 +62,8 @@
 //! protocol for clients (clients are in-process, through
 //! [`driver::DriverHandle`]).
 
+#![warn(missing_docs)]
+
 pub mod driver;
 pub mod storage;
 pub mod transport;

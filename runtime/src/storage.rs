@@ -73,24 +73,44 @@ pub enum StorageError {
     /// reopen it (which discards the torn record) to go on.
     #[error("{operation} {path}: {source}")]
     Io {
+        /// What was being done, e.g. "sync".
         operation: &'static str,
+        /// The file or directory it was done to.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
     /// A record before the tail is damaged: acknowledged writes are lost.
     /// Nothing was opened and the file was not modified.
     #[error("{path}: corrupt record at byte offset {offset}: {reason}")]
-    Corrupt { path: PathBuf, offset: u64, reason: String },
+    Corrupt {
+        /// The log file.
+        path: PathBuf,
+        /// Byte offset of the damaged record's header.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The records are intact but do not describe a dense log (a truncation
     /// or an append that does not fit what came before). Nothing was opened
     /// and the file was not modified.
     #[error("{path}: record at byte offset {offset} does not fit the log: {reason}")]
-    Inconsistent { path: PathBuf, offset: u64, reason: String },
+    Inconsistent {
+        /// The log file.
+        path: PathBuf,
+        /// Byte offset of the offending record's header.
+        offset: u64,
+        /// How it fails to fit.
+        reason: String,
+    },
     /// The request encodes to more than [`MAX_RECORD_BYTES`]. Nothing was
     /// written; the store stays usable.
     #[error("a record of {bytes} bytes exceeds the {MAX_RECORD_BYTES}-byte limit")]
-    RecordTooLarge { bytes: usize },
+    RecordTooLarge {
+        /// Size of the encoded record.
+        bytes: usize,
+    },
     /// An earlier write failed part-way. Nothing was written; reopen the
     /// store to go on.
     #[error("an earlier write failed; reopen the store")]

@@ -72,7 +72,9 @@ pub enum TransportError {
     /// The UDP socket could not be bound or configured.
     #[error("cannot bind {address}: {source}")]
     Bind {
+        /// The address asked for.
         address: SocketAddr,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -84,7 +86,12 @@ pub enum TransportError {
     Identity(#[from] quinn::rustls::Error),
     /// A peer's certificate could not be used as a trust anchor.
     #[error("unusable certificate for peer {peer}: {reason}")]
-    PeerCertificate { peer: NodeId, reason: String },
+    PeerCertificate {
+        /// The peer whose certificate it is.
+        peer: NodeId,
+        /// Why TLS refused it.
+        reason: String,
+    },
     /// A peer is listed twice, or the node lists itself.
     #[error("peer {0} is listed twice or is this node")]
     DuplicatePeer(NodeId),
@@ -138,7 +145,9 @@ impl Identity {
 /// A peer: where it listens and the certificate it must present.
 #[derive(Clone, Debug)]
 pub struct Peer {
+    /// The peer's node id; its certificate must name [`server_name`]`(id)`.
     pub id: NodeId,
+    /// The UDP address its endpoint listens on.
     pub address: SocketAddr,
     /// The peer's certificate, DER (see [`Identity::certificate_der`]).
     pub certificate_der: Vec<u8>,

@@ -136,6 +136,9 @@ pub struct FaultProfile {
     /// before that write syncs (at a random moment of the write's latency).
     /// This aims crashes at the windows where durability bugs live.
     pub crash_in_write_ppm: u32,
+    /// Chance, per election won, that the new leader is isolated within a
+    /// few milliseconds (before it can replicate its first entries).
+    pub isolate_new_leader_ppm: u32,
     /// Raft knob varied by the swarm: small values split replication into
     /// many messages (and expose figure-8 style interleavings).
     pub max_entries_per_append: usize,
@@ -153,6 +156,7 @@ impl FaultProfile {
             disk_latency_min_us: 100,
             disk_latency_max_us: 1_000,
             crash_in_write_ppm: 0,
+            isolate_new_leader_ppm: 0,
             max_entries_per_append: 64,
         }
     }
@@ -187,6 +191,7 @@ impl FaultProfile {
         let disk_latency_min_us = rng.random_range(10..=1_000);
         let disk_latency_max_us = disk_latency_min_us + rng.random_range(0..=20_000);
         let crash_in_write_ppm = if rng.random_bool(0.5) { rng.random_range(100..=5_000) } else { 0 };
+        let isolate_new_leader_ppm = if rng.random_bool(0.4) { rng.random_range(PPM / 10..=PPM * 6 / 10) } else { 0 };
         let max_entries_per_append = [1, 2, 4, 64][rng.random_range(0..4)];
         FaultProfile {
             network,
@@ -197,6 +202,7 @@ impl FaultProfile {
             disk_latency_min_us,
             disk_latency_max_us,
             crash_in_write_ppm,
+            isolate_new_leader_ppm,
             max_entries_per_append,
         }
     }
@@ -221,10 +227,11 @@ impl fmt::Display for FaultProfile {
         };
         write!(
             f,
-            "; partitions {}; crashes {}; crash-in-write {:.2}%; pauses {}; drift ±{}ppm; disk {}-{}us; max {} entries/append",
+            "; partitions {}; crashes {}; crash-in-write {:.2}%; isolate-new-leader {:.0}%; pauses {}; drift ±{}ppm; disk {}-{}us; max {} entries/append",
             recurrence(self.partitions),
             recurrence(self.crashes),
             self.crash_in_write_ppm as f64 / 10_000.0,
+            self.isolate_new_leader_ppm as f64 / 10_000.0,
             recurrence(self.pauses),
             self.drift_ppm_max,
             self.disk_latency_min_us,

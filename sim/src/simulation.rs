@@ -610,6 +610,9 @@ impl Simulation {
                         format!("{} becomes {:?} in {}", node_id(node), role, term)
                     });
                     roles.push((role, term));
+                    if role == Role::Leader {
+                        self.maybe_isolate_new_leader(node);
+                    }
                 }
                 Action::Event(Event::Violation { description }) => {
                     self.trace
@@ -625,12 +628,59 @@ impl Simulation {
             self.checker.on_role(node, role, term, raft);
         }
         let commit_before = self.checker.commit_seen(node);
+        let committed_before = self.checker.committed_len();
         self.checker.after_step(node, raft);
+        if self.checker.committed_len() > committed_before {
+            self.check_commit_protected();
+        }
+        let raft = self.nodes[node].raft.as_ref().expect("still running");
         if self.healed_at.is_some() && raft.role() == Role::Leader && raft.commit_index() > commit_before {
             self.leader_progress_after_heal = true;
             self.check_finished();
         }
         self.arm_timer(node);
+    }
+
+    /// The newest committed entry must be safe from every possible election.
+    fn check_commit_protected(&mut self) {
+        let index = chorus_core::LogIndex(self.checker.committed_len() as u64);
+        let disk_view = |disk: &Disk| {
+            let last = disk
+                .entries
+                .last()
+                .map_or((chorus_core::Term::ZERO, chorus_core::LogIndex::ZERO), |entry| (entry.term, entry.index));
+            let held = disk.entries.get(index.0 as usize - 1).map(|entry| entry.term);
+            (last, held)
+        };
+        let mut candidates = Vec::with_capacity(self.nodes.len());
+        let mut durable = Vec::with_capacity(self.nodes.len());
+        for sim_node in &self.nodes {
+            let (disk_last, disk_held) = disk_view(&sim_node.disk);
+            durable.push(disk_last);
+            candidates.push(match sim_node.raft.as_ref() {
+                Some(raft) => {
+                    let last = raft.last_index();
+                    let last_term = raft.entry(last).map_or(chorus_core::Term::ZERO, |entry| entry.term);
+                    (last_term, last, raft.entry(index).map(|entry| entry.term))
+                }
+                None => (disk_last.0, disk_last.1, disk_held),
+            });
+        }
+        self.checker.check_commit_protected(index, &candidates, &durable);
+    }
+
+    /// The leader-isolation fault: cut a new leader off soon after it wins,
+    /// before it can replicate its first entries — the interleaving behind
+    /// Raft's figure 8.
+    fn maybe_isolate_new_leader(&mut self, node: usize) {
+        let rate = self.profile.isolate_new_leader_ppm;
+        if rate == 0 || self.healed_at.is_some() || self.rng.random_range(0..crate::network::PPM) >= rate {
+            return;
+        }
+        let delay = self.rng.random_range(0..=5_000);
+        let duration = self.rng.random_range(50_000..=1_500_000);
+        self.schedule(delay, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
+        self.schedule(delay + duration, SimEvent::Fault(FaultAction::Heal));
     }
 
     /// The crash-in-write fault: kill the node before its write syncs.

@@ -79,6 +79,56 @@ impl SafetyChecker {
         }
     }
 
+    /// How many log entries are known to be committed (by any node).
+    pub fn committed_len(&self) -> usize {
+        self.committed.len()
+    }
+
+    /// The term of the committed entry at `index`, if it is known committed.
+    pub fn committed_term(&self, index: LogIndex) -> Option<Term> {
+        let position = usize::try_from(index.0.checked_sub(1)?).ok()?;
+        self.committed.get(position).map(|(term, _)| *term)
+    }
+
+    /// The election rule must protect every committed entry: a node whose log
+    /// lacks the entry at `index` must not be able to collect a quorum of
+    /// votes by log comparison alone (terms and earlier votes aside, which a
+    /// candidate can always outwait). `nodes[i]` gives node i's log as a
+    /// candidate would present it (last term, last index, and the term it
+    /// holds at `index`), and `durable_last[i]` the end of node i's log on disk
+    /// — what it would vote with after a crash, its most permissive state.
+    /// This catches a commit that is unsafe before any node exploits it.
+    pub fn check_commit_protected(
+        &mut self,
+        index: LogIndex,
+        nodes: &[(Term, LogIndex, Option<Term>)],
+        durable_last: &[(Term, LogIndex)],
+    ) {
+        let Some(committed_term) = self.committed_term(index) else { return };
+        let quorum = nodes.len() / 2 + 1;
+        for (candidate, (last_term, last_index, held)) in nodes.iter().enumerate() {
+            if *held == Some(committed_term) {
+                continue;
+            }
+            let voters: Vec<usize> = durable_last
+                .iter()
+                .enumerate()
+                .filter(|(voter, durable)| *voter != candidate && **durable <= (*last_term, *last_index))
+                .map(|(voter, _)| voter)
+                .collect();
+            if voters.len() + 1 >= quorum {
+                let names: Vec<String> = voters.iter().map(|voter| format!("n{}", voter + 1)).collect();
+                self.fail(format!(
+                    "committed entry {index} (term {committed_term}) is unprotected: n{} lacks it yet its log \
+                     (last {last_index}/{last_term}) would win votes from {}",
+                    candidate + 1,
+                    names.join(", ")
+                ));
+                return;
+            }
+        }
+    }
+
     /// The commit index the checker last saw on `node`.
     pub fn commit_seen(&self, node: usize) -> LogIndex {
         self.nodes[node].commit_seen
