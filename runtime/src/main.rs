@@ -46,7 +46,7 @@ struct Args {
     /// Directory for this node's log and identity (created if missing).
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
-    /// Directory where nodes publish their certificates (node-<id>.der).
+    /// Directory where nodes publish their certificates (`node-<id>.der`).
     #[arg(long, value_name = "DIR")]
     cert_dir: PathBuf,
 }

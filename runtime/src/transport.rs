@@ -2,11 +2,10 @@
 //!
 //! Each node runs one QUIC endpoint that both accepts connections from peers
 //! and opens connections to them. Every Raft message travels as one
-//! unidirectional stream holding exactly the bytes of
-//! [`encode_message`](chorus_core::wire::encode_message); the receiver reads
-//! at most [`MAX_MESSAGE_BYTES`] and decodes with
-//! [`decode_message`](chorus_core::wire::decode_message). Anything that does
-//! not decode is logged and dropped: peer input never panics the node.
+//! unidirectional stream holding exactly the bytes of [`encode_message`];
+//! the receiver reads at most [`MAX_MESSAGE_BYTES`] and decodes with
+//! [`decode_message`]. Anything that does not decode is logged and dropped:
+//! peer input never panics the node.
 //!
 //! ## Delivery
 //!

@@ -1,0 +1,105 @@
+//! The simulator end to end: seeds pass, bugs are caught, runs replay exactly.
+
+use chorus_core::raft::Bug;
+use chorus_sim::runner::{run_many, run_one, RunOptions};
+use chorus_sim::scenario::Scenario;
+use chorus_sim::{run_seed, SimOptions};
+
+/// Every injected bug must be caught within this many seeds of the default swarm.
+const BUG_SEED_BUDGET: u64 = 1000;
+
+fn options(seeds: std::ops::Range<u64>, bug: Option<Bug>, threads: usize) -> RunOptions {
+    RunOptions { seeds, nodes: 5, bug, scenario: None, threads }
+}
+
+#[test]
+fn three_hundred_seeds_of_the_default_swarm_pass() {
+    let summary = run_many(&options(0..300, None, 2), &|_| {});
+    let failures: Vec<String> = summary
+        .outcomes
+        .iter()
+        .filter(|outcome| !outcome.failures.is_empty())
+        .map(|outcome| format!("seed {}: {}", outcome.seed, outcome.failures[0]))
+        .collect();
+    assert!(failures.is_empty(), "failing seeds:\n{}", failures.join("\n"));
+    let (ok, _, _) = summary.ops();
+    assert!(ok > 10_000, "the workload barely ran: {ok} operations succeeded");
+}
+
+#[test]
+fn every_injected_bug_is_caught_within_the_seed_budget() {
+    let mut report = Vec::new();
+    for bug in Bug::ALL {
+        let run = options(0..BUG_SEED_BUDGET, Some(bug), 1);
+        let caught = (0..BUG_SEED_BUDGET).map(|seed| run_one(seed, &run)).find(|outcome| !outcome.failures.is_empty());
+        match caught {
+            Some(outcome) => report.push(format!("{bug}: seed {} — {}", outcome.seed, outcome.failures[0])),
+            None => panic!("bug {bug} survived {BUG_SEED_BUDGET} seeds: a checker is blind to it"),
+        }
+    }
+    println!("{}", report.join("\n"));
+}
+
+#[test]
+fn the_same_seed_replays_byte_for_byte() {
+    let first = run_seed(SimOptions::new(7));
+    let second = run_seed(SimOptions { keep_trace_text: true, ..SimOptions::new(7) });
+    assert_eq!(first.trace_hash, second.trace_hash, "keeping the text must not change the run");
+    assert_eq!(first.events, second.events);
+    assert_eq!(first.history, second.history);
+    let other = run_seed(SimOptions::new(8));
+    assert_ne!(first.trace_hash, other.trace_hash, "different seeds should differ");
+}
+
+#[test]
+fn the_combined_hash_does_not_depend_on_the_thread_count() {
+    let one = run_many(&options(0..24, None, 1), &|_| {});
+    let three = run_many(&options(0..24, None, 3), &|_| {});
+    assert_eq!(one.combined_hash(), three.combined_hash());
+    assert_eq!(one.events(), three.events());
+}
+
+#[test]
+fn a_failing_seed_replays_to_the_same_failure() {
+    let run = options(0..1, Some(Bug::AckBeforeCommit), 1);
+    let failing = (0..200).map(|seed| run_one(seed, &run)).find(|outcome| !outcome.failures.is_empty()).unwrap();
+    let replay = run_seed(SimOptions {
+        bug: Some(Bug::AckBeforeCommit),
+        keep_trace_text: true,
+        ..SimOptions::new(failing.seed)
+    });
+    assert_eq!(replay.trace_hash, failing.trace_hash);
+    assert_eq!(replay.failures, failing.failures);
+    let text = replay.trace_text.unwrap();
+    assert!(text.contains("verdict FAIL"), "the trace ends with the verdict");
+}
+
+#[test]
+fn a_scenario_schedule_runs_instead_of_random_faults() {
+    let text = r#"
+        duration_ms = 6000
+        [[events]]
+        at_ms = 1000
+        action = "partition"
+        groups = [[1, 2], [3, 4, 5]]
+        [[events]]
+        at_ms = 2500
+        action = "heal"
+        [[events]]
+        at_ms = 3000
+        action = "crash"
+        node = "leader"
+        [[events]]
+        at_ms = 4000
+        action = "restart"
+        node = "all"
+    "#;
+    let scenario = Scenario::parse(text, 5).unwrap();
+    let report = run_seed(SimOptions { scenario: Some(scenario), keep_trace_text: true, ..SimOptions::new(3) });
+    assert!(report.passed(), "{:?}", report.failures);
+    let trace = report.trace_text.unwrap();
+    for expected in ["FAULT partition {n1,n2}|{n3,n4,n5}", "FAULT heal network", "FAULT crash the leader", "FAULT restart all"] {
+        assert!(trace.contains(expected), "trace lacks {expected:?}");
+    }
+    assert!(!trace.contains("FAULT isolate"), "no random faults were asked for");
+}
