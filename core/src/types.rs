@@ -69,17 +69,32 @@ impl Time {
     }
 }
 
+/// The highest term a node accepts from a peer or from disk. Far beyond any
+/// real cluster's lifetime, and far enough below `u64::MAX` that incrementing
+/// an accepted term can never overflow.
+pub const MAX_TERM: Term = Term(1 << 62);
+
+/// The highest log index a node accepts from a peer or from disk (see
+/// [`MAX_TERM`]).
+pub const MAX_LOG_INDEX: LogIndex = LogIndex(1 << 62);
+
 impl Term {
     pub const ZERO: Term = Term(0);
     pub const fn next(self) -> Term {
-        Term(self.0 + 1)
+        match self.0.checked_add(1) {
+            Some(next) => Term(next),
+            None => panic!("invariant: terms stay below MAX_TERM, so they never overflow"),
+        }
     }
 }
 
 impl LogIndex {
     pub const ZERO: LogIndex = LogIndex(0);
     pub const fn next(self) -> LogIndex {
-        LogIndex(self.0 + 1)
+        match self.0.checked_add(1) {
+            Some(next) => LogIndex(next),
+            None => panic!("invariant: indexes stay below MAX_LOG_INDEX, so they never overflow"),
+        }
     }
     /// The previous index; `LogIndex(0)` stays `LogIndex(0)`.
     pub const fn prev(self) -> LogIndex {

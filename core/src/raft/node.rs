@@ -6,7 +6,7 @@ use super::log::RaftLog;
 use super::message::{AppendResponse, ConflictHint, Entry, Message, MessageBody, Payload};
 use super::progress::{Progress, ReplicationState};
 use crate::state_machine::StateMachine;
-use crate::types::{LogIndex, NodeId, RequestId, Term, Time};
+use crate::types::{LogIndex, NodeId, RequestId, Term, Time, MAX_LOG_INDEX, MAX_TERM};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -127,6 +127,8 @@ pub enum RestartError {
     TermsDecrease { index: LogIndex, term: Term },
     #[error("stored log ends in term {log_term}, after the stored hard-state term {hard_term}")]
     LogAheadOfTerm { log_term: Term, hard_term: Term },
+    #[error("stored term {0} is beyond the limit {MAX_TERM}")]
+    TermTooLarge(Term),
     #[error("stored commit index {commit} is past the end of the stored log ({last})")]
     CommitPastLog { commit: LogIndex, last: LogIndex },
 }
@@ -229,6 +231,9 @@ impl<S: StateMachine> RaftNode<S> {
                 return Err(RestartError::TermsDecrease { index: entry.index, term: entry.term });
             }
             previous_term = entry.term;
+        }
+        if hard_state.term > MAX_TERM {
+            return Err(RestartError::TermTooLarge(hard_state.term));
         }
         if previous_term > hard_state.term {
             return Err(RestartError::LogAheadOfTerm { log_term: previous_term, hard_term: hard_state.term });
@@ -1032,6 +1037,22 @@ impl<S: StateMachine> RaftNode<S> {
 
 /// Checks what a peer cannot be trusted to get right: the shape of an append.
 fn validate_message(message: &Message) -> Result<(), String> {
+    if message.term > MAX_TERM {
+        return Err(format!("term {} is beyond the limit {MAX_TERM}", message.term));
+    }
+    let indexes: &[LogIndex] = match &message.body {
+        MessageBody::RequestVote { last_log_index, .. } => &[*last_log_index],
+        MessageBody::AppendEntries { prev_log_index, leader_commit, .. } => &[*prev_log_index, *leader_commit],
+        MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) => &[*match_index],
+        MessageBody::AppendEntriesResponse(AppendResponse::Rejected { rejected_prev_index, hint }) => {
+            &[*rejected_prev_index, hint.first_index]
+        }
+        MessageBody::Heartbeat { commit } => &[*commit],
+        MessageBody::RequestVoteResponse { .. } | MessageBody::HeartbeatResponse => &[],
+    };
+    if let Some(index) = indexes.iter().find(|index| **index > MAX_LOG_INDEX) {
+        return Err(format!("index {index} is beyond the limit {MAX_LOG_INDEX}"));
+    }
     if let MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, .. } = &message.body {
         if entries.len() > MAX_ENTRIES_PER_MESSAGE {
             return Err(format!("{} entries, more than {MAX_ENTRIES_PER_MESSAGE}", entries.len()));
