@@ -251,7 +251,8 @@ fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>
 
 fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
     let (nodes, bug, scenario) = parse_cluster(&args.cluster)?;
-    let options = SimOptions { seed: args.seed, nodes, bug, scenario, keep_trace_text: true };
+    let options =
+        SimOptions { seed: args.seed, nodes, bug, scenario, keep_trace_text: true, ..SimOptions::new(args.seed) };
     let report = run_seed(options);
     let text = report.trace_text.clone().unwrap_or_default();
     match &args.trace {

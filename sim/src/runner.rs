@@ -90,6 +90,7 @@ pub fn run_one(seed: u64, options: &RunOptions) -> SeedOutcome {
         bug: options.bug,
         scenario: options.scenario.clone(),
         keep_trace_text: false,
+        liveness_bound_us: crate::simulation::LIVENESS_BOUND_US,
     };
     match catch_unwind(AssertUnwindSafe(|| run_seed(sim_options))) {
         Ok(report) => SeedOutcome {

@@ -64,11 +64,21 @@ pub struct SimOptions {
     pub scenario: Option<Scenario>,
     /// Keep a readable trace (replay); the hash is always computed.
     pub keep_trace_text: bool,
+    /// After healing, a leader must commit and every client operation must
+    /// finish within this much simulated time.
+    pub liveness_bound_us: u64,
 }
 
 impl SimOptions {
     pub fn new(seed: u64) -> SimOptions {
-        SimOptions { seed, nodes: 5, bug: None, scenario: None, keep_trace_text: false }
+        SimOptions {
+            seed,
+            nodes: 5,
+            bug: None,
+            scenario: None,
+            keep_trace_text: false,
+            liveness_bound_us: LIVENESS_BOUND_US,
+        }
     }
 }
 
@@ -915,7 +925,7 @@ impl Simulation {
             self.restart(node);
             self.resume(node);
         }
-        self.schedule(LIVENESS_BOUND_US, SimEvent::LivenessDeadline);
+        self.schedule(self.options.liveness_bound_us, SimEvent::LivenessDeadline);
     }
 
     fn check_finished(&mut self) {
@@ -931,7 +941,7 @@ impl Simulation {
         if self.finished {
             return;
         }
-        let bound_s = LIVENESS_BOUND_US as f64 / 1e6;
+        let bound_s = self.options.liveness_bound_us as f64 / 1e6;
         let failure = if !self.leader_progress_after_heal {
             format!("liveness: no leader committed anything within {bound_s}s after healing")
         } else {

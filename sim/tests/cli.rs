@@ -75,7 +75,9 @@ fn run_json_has_the_contract_keys_and_exit_code() {
     let output = chorus_sim(&["run", "--seeds", "0..6", "--threads", "2", "--json"]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
-    for key in ["seeds", "failed", "events", "sim_ms", "wall_ms", "ops_ok", "ops_failed", "ops_unknown", "combined_hash"] {
+    for key in
+        ["seeds", "failed", "events", "sim_ms", "wall_ms", "ops_ok", "ops_failed", "ops_unknown", "combined_hash"]
+    {
         assert!(json.get(key).is_some(), "missing {key}");
     }
     assert_eq!(json["seeds"], 6);

@@ -98,8 +98,22 @@ fn a_scenario_schedule_runs_instead_of_random_faults() {
     let report = run_seed(SimOptions { scenario: Some(scenario), keep_trace_text: true, ..SimOptions::new(3) });
     assert!(report.passed(), "{:?}", report.failures);
     let trace = report.trace_text.unwrap();
-    for expected in ["FAULT partition {n1,n2}|{n3,n4,n5}", "FAULT heal network", "FAULT crash the leader", "FAULT restart all"] {
+    for expected in
+        ["FAULT partition {n1,n2}|{n3,n4,n5}", "FAULT heal network", "FAULT crash the leader", "FAULT restart all"]
+    {
         assert!(trace.contains(expected), "trace lacks {expected:?}");
     }
     assert!(!trace.contains("FAULT isolate"), "no random faults were asked for");
+}
+
+#[test]
+fn the_liveness_checker_fires_when_recovery_takes_longer_than_its_bound() {
+    // No cluster elects a leader and finishes its clients' operations within
+    // a millisecond of healing: the liveness checker must say so.
+    let report = run_seed(SimOptions { liveness_bound_us: 1_000, ..SimOptions::new(5) });
+    assert!(
+        report.failures.iter().any(|failure| failure.starts_with("liveness:")),
+        "expected a liveness failure, got {:?}",
+        report.failures
+    );
 }
