@@ -22,12 +22,10 @@ use crate::faults::{FaultAction, FaultProfile, NodeRef, Recurrence};
 use crate::history::{History, Value};
 use crate::network::{Fate, Network, NetworkParams};
 use crate::scenario::Scenario;
-use crate::trace::Trace;
+use crate::trace::{describe_message, describe_result, message_words, Trace};
 use crate::workload::{ClientRequest, ClientStep, Workload, ATTEMPT_TIMEOUT_US};
 use chorus_core::kv::KvStore;
-use chorus_core::raft::{
-    Action, AppendResponse, Bug, ClientResult, Config, Event, Message, MessageBody, PersistId, RaftNode, Role,
-};
+use chorus_core::raft::{Action, Bug, ClientResult, Config, Event, Message, PersistId, RaftNode, Role};
 use chorus_core::{NodeId, RequestId, Time};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -186,67 +184,6 @@ pub struct Simulation {
 
 fn node_id(index: usize) -> NodeId {
     NodeId(index as u64 + 1)
-}
-
-/// Compact trace words for a message: kind, from, to, term and the fields
-/// that matter.
-fn message_words(message: &Message) -> [u64; 7] {
-    let (kind, a, b, c) = match &message.body {
-        MessageBody::RequestVote { pre_vote, last_log_index, last_log_term } => {
-            (1 + *pre_vote as u64, last_log_index.0, last_log_term.0, 0)
-        }
-        MessageBody::RequestVoteResponse { pre_vote, granted } => (3 + *pre_vote as u64, *granted as u64, 0, 0),
-        MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
-            (5, prev_log_index.0, prev_log_term.0 ^ ((entries.len() as u64) << 32), leader_commit.0)
-        }
-        MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) => (6, match_index.0, 0, 0),
-        MessageBody::AppendEntriesResponse(AppendResponse::Rejected { rejected_prev_index, hint }) => {
-            (7, rejected_prev_index.0, hint.first_index.0, hint.conflict_term.map_or(0, |term| term.0 + 1))
-        }
-        MessageBody::Heartbeat { commit } => (8, commit.0, 0, 0),
-        MessageBody::HeartbeatResponse => (9, 0, 0, 0),
-    };
-    [kind, message.from.0, message.to.0, message.term.0, a, b, c]
-}
-
-fn describe_message(message: &Message) -> String {
-    let detail = match &message.body {
-        MessageBody::RequestVote { last_log_index, last_log_term, .. } => {
-            format!("last={}/{}", last_log_index, last_log_term)
-        }
-        MessageBody::RequestVoteResponse { granted, .. } => {
-            if *granted {
-                "granted".into()
-            } else {
-                "rejected".into()
-            }
-        }
-        MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
-            format!("prev={}/{} entries={} commit={}", prev_log_index, prev_log_term, entries.len(), leader_commit)
-        }
-        MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) => {
-            format!("accepted match={match_index}")
-        }
-        MessageBody::AppendEntriesResponse(AppendResponse::Rejected { rejected_prev_index, hint }) => format!(
-            "rejected prev={} hint={:?}@{}",
-            rejected_prev_index,
-            hint.conflict_term.map(|term| term.0),
-            hint.first_index
-        ),
-        MessageBody::Heartbeat { commit } => format!("commit={commit}"),
-        MessageBody::HeartbeatResponse => String::new(),
-    };
-    format!("{} -> {} {} {} {}", message.from, message.to, message.body.kind(), message.term, detail)
-}
-
-fn describe_result(result: &ClientResult) -> String {
-    match result {
-        ClientResult::Ok(bytes) => match chorus_core::kv::KvResponse::decode(bytes) {
-            Ok(response) => format!("ok {response:?}"),
-            Err(_) => "ok <undecodable>".into(),
-        },
-        other => format!("{other:?}"),
-    }
 }
 
 impl Simulation {

@@ -4,6 +4,7 @@
 //! The hash covers a compact binary record of each step, not the text, so
 //! `run` (hash only) and `replay` (hash and text) agree byte for byte.
 
+use chorus_core::raft::{AppendResponse, ClientResult, Message, MessageBody};
 use std::fmt::Write as _;
 
 /// Bytes buffered before they are fed to the hasher.
@@ -76,4 +77,65 @@ pub fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{byte:02x}");
     }
     out
+}
+
+/// Compact trace words for a message: kind, from, to, term and the fields
+/// that matter.
+pub fn message_words(message: &Message) -> [u64; 7] {
+    let (kind, a, b, c) = match &message.body {
+        MessageBody::RequestVote { pre_vote, last_log_index, last_log_term } => {
+            (1 + *pre_vote as u64, last_log_index.0, last_log_term.0, 0)
+        }
+        MessageBody::RequestVoteResponse { pre_vote, granted } => (3 + *pre_vote as u64, *granted as u64, 0, 0),
+        MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
+            (5, prev_log_index.0, prev_log_term.0 ^ ((entries.len() as u64) << 32), leader_commit.0)
+        }
+        MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) => (6, match_index.0, 0, 0),
+        MessageBody::AppendEntriesResponse(AppendResponse::Rejected { rejected_prev_index, hint }) => {
+            (7, rejected_prev_index.0, hint.first_index.0, hint.conflict_term.map_or(0, |term| term.0 + 1))
+        }
+        MessageBody::Heartbeat { commit } => (8, commit.0, 0, 0),
+        MessageBody::HeartbeatResponse => (9, 0, 0, 0),
+    };
+    [kind, message.from.0, message.to.0, message.term.0, a, b, c]
+}
+
+pub fn describe_message(message: &Message) -> String {
+    let detail = match &message.body {
+        MessageBody::RequestVote { last_log_index, last_log_term, .. } => {
+            format!("last={}/{}", last_log_index, last_log_term)
+        }
+        MessageBody::RequestVoteResponse { granted, .. } => {
+            if *granted {
+                "granted".into()
+            } else {
+                "rejected".into()
+            }
+        }
+        MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
+            format!("prev={}/{} entries={} commit={}", prev_log_index, prev_log_term, entries.len(), leader_commit)
+        }
+        MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) => {
+            format!("accepted match={match_index}")
+        }
+        MessageBody::AppendEntriesResponse(AppendResponse::Rejected { rejected_prev_index, hint }) => format!(
+            "rejected prev={} hint={:?}@{}",
+            rejected_prev_index,
+            hint.conflict_term.map(|term| term.0),
+            hint.first_index
+        ),
+        MessageBody::Heartbeat { commit } => format!("commit={commit}"),
+        MessageBody::HeartbeatResponse => String::new(),
+    };
+    format!("{} -> {} {} {} {}", message.from, message.to, message.body.kind(), message.term, detail)
+}
+
+pub fn describe_result(result: &ClientResult) -> String {
+    match result {
+        ClientResult::Ok(bytes) => match chorus_core::kv::KvResponse::decode(bytes) {
+            Ok(response) => format!("ok {response:?}"),
+            Err(_) => "ok <undecodable>".into(),
+        },
+        other => format!("{other:?}"),
+    }
 }
