@@ -36,6 +36,7 @@
 pub mod kv;
 pub mod raft;
 pub mod state_machine;
+pub mod swim;
 pub mod types;
 pub mod wire;
 

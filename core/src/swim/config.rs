@@ -1,0 +1,369 @@
+//! Static configuration of one SWIM node: identity, timings, Lifeguard and
+//! every limit.
+
+use super::member::{Address, Incarnation, MemberId, MemberRecord, MemberState, Metadata, MAX_INCARNATION};
+use super::message::{Message, MessageBody, ProbeNumber, Update};
+use super::wire::{self, MAX_DATAGRAM_BYTES};
+
+/// Configuration of one SWIM node. Every limit is named here;
+/// [`Config::validate`] rejects inconsistent values before a node is built.
+///
+/// Defaults ([`Config::new`]) follow memberlist's LAN profile.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node. Stable across restarts.
+    pub id: MemberId,
+    /// Where others reach this node. At most `max_address_bytes`.
+    pub address: Address,
+    /// This node's initial metadata. At most `max_metadata_bytes`.
+    pub metadata: Metadata,
+    /// The incarnation to start with. Zero is fine even after a restart: a
+    /// node that hears of its previous life at a higher (or equal but
+    /// conflicting) incarnation reclaims its identity by raising its own. A
+    /// driver that persists the incarnation can start above it to skip that
+    /// round trip. At most [`MAX_INCARNATION`].
+    pub initial_incarnation: Incarnation,
+    /// Addresses to join through. Contacted with a push-pull exchange at
+    /// start, every `join_retry_interval_ms` while this node knows no live
+    /// member, and among failed members every `reconnect_interval_ms` when a
+    /// seed is not a known live member. This node's own address is skipped.
+    /// At most `max_members` entries.
+    pub seeds: Vec<Address>,
+    /// Seed of this node's private RNG (probe order, helpers, peers for
+    /// anti-entropy and reconnection).
+    pub rng_seed: u64,
+
+    /// Turns on the three Lifeguard extensions: the local health multiplier,
+    /// suspicion timeouts that shrink with confirmations, and the buddy system
+    /// (pings to a suspect carry the suspicion). Off is classic SWIM, kept for
+    /// side-by-side comparison.
+    pub lifeguard: bool,
+
+    /// Length of a protocol period: one probe target per period. Scaled by the
+    /// local health multiplier.
+    pub probe_interval_ms: u64,
+    /// How long to wait for a direct ack before asking helpers to probe
+    /// indirectly. Scaled by the local health multiplier; must stay below
+    /// `probe_interval_ms`. Helpers wait four fifths of it (unscaled) before
+    /// answering with a nack.
+    pub probe_timeout_ms: u64,
+    /// Helpers asked to probe a silent target indirectly (SWIM's `k`). Zero
+    /// disables indirect probes.
+    pub indirect_checks: usize,
+    /// SWIM's suspicion multiplier α: the classic suspicion timeout is
+    /// `α · max(1, log10(n)) · probe_interval`. With Lifeguard it is the
+    /// minimum timeout.
+    pub suspicion_multiplier: u32,
+    /// Lifeguard's β: the maximum suspicion timeout is β times the minimum.
+    pub suspicion_max_multiplier: u32,
+    /// Lifeguard's `K`: independent confirmations after which the suspicion
+    /// timeout reaches its minimum (capped at `n − 2`, the members that could
+    /// possibly confirm).
+    pub suspicion_confirmations: u32,
+    /// Lifeguard's local health score saturates at this value, so probe
+    /// interval and timeout stretch at most `local_health_max + 1` times.
+    pub local_health_max: u32,
+    /// λ: each update is piggybacked `λ · ⌈log10(n + 1)⌉` times.
+    pub retransmit_multiplier: u32,
+    /// Interval of push-pull anti-entropy with one random live member.
+    pub push_pull_interval_ms: u64,
+    /// Mean interval of attempts to reach one failed member (or an absent
+    /// seed), so that a cluster split by a long partition heals by itself.
+    /// Each interval is drawn uniformly from half to one and a half times this.
+    pub reconnect_interval_ms: u64,
+    /// Mean interval of join attempts to every seed while this node knows no
+    /// live member (jittered like `reconnect_interval_ms`).
+    pub join_retry_interval_ms: u64,
+    /// How long a failed or left member is remembered (so that stale news
+    /// cannot resurrect it, and so that failed members are retried).
+    pub tombstone_retention_ms: u64,
+    /// Live members sent a leave notice directly when this node leaves (the
+    /// notice is also piggybacked as usual).
+    pub leave_fanout: usize,
+
+    /// Most members known at once, this node and tombstones included. News of
+    /// more is dropped (after evicting the oldest tombstone, if any) with
+    /// [`Event::MemberLimitReached`](super::Event::MemberLimitReached).
+    pub max_members: usize,
+    /// Most bytes in one encoded message, in both directions. Every message
+    /// this node builds, piggyback included, fits; larger input is rejected.
+    /// At most [`MAX_DATAGRAM_BYTES`]; the default suits a 1500-byte MTU.
+    pub max_message_bytes: usize,
+    /// Most bytes of a member's address.
+    pub max_address_bytes: usize,
+    /// Most bytes of a member's metadata.
+    pub max_metadata_bytes: usize,
+    /// Most updates waiting to be piggybacked.
+    pub max_dissemination_queue: usize,
+    /// Most indirect probes this node runs at once for others; further
+    /// ping-reqs are ignored.
+    pub max_pending_relays: usize,
+}
+
+/// Why a [`Config`] was rejected. Nothing is built when validation fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} must be at least 1")]
+    Zero { name: &'static str },
+    #[error("probe_timeout_ms ({timeout}) must be at least 2 and below probe_interval_ms ({interval})")]
+    BadProbeTimeout { timeout: u64, interval: u64 },
+    #[error("{name} ({value} ms) is beyond the limit of {limit} ms")]
+    TooLong { name: &'static str, value: u64, limit: u64 },
+    #[error("the address has {bytes} bytes, more than max_address_bytes ({limit})")]
+    AddressTooLong { bytes: usize, limit: usize },
+    #[error("the metadata has {bytes} bytes, more than max_metadata_bytes ({limit})")]
+    MetadataTooLarge { bytes: usize, limit: usize },
+    #[error("{count} seeds, more than max_members ({limit})")]
+    TooManySeeds { count: usize, limit: usize },
+    #[error("initial incarnation {0} is beyond the limit {MAX_INCARNATION}")]
+    IncarnationTooLarge(Incarnation),
+    #[error("max_message_bytes ({configured}) must be at most {MAX_DATAGRAM_BYTES} and at least {required}, the largest message with one update or record at the configured size limits")]
+    BadMessageBudget { configured: usize, required: usize },
+}
+
+/// Longest interval or timeout accepted: a day. Keeps every deadline and
+/// every scaled duration far from overflow.
+pub const MAX_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Longest tombstone retention accepted: thirty days.
+pub const MAX_RETENTION_MS: u64 = 30 * MAX_DURATION_MS;
+
+/// Largest value accepted for the small multipliers (α, β, K, λ, the local
+/// health maximum).
+pub const MAX_MULTIPLIER: u32 = 64;
+
+impl Config {
+    /// A configuration with memberlist's LAN timings (1 s probe interval,
+    /// 500 ms probe timeout, 3 indirect checks, α = 4, β = 6, K = 3, λ = 4),
+    /// Lifeguard on, and a 1,400-byte message budget.
+    pub fn new(id: MemberId, address: Address) -> Config {
+        Config {
+            id,
+            address,
+            metadata: Metadata::default(),
+            initial_incarnation: Incarnation::ZERO,
+            seeds: Vec::new(),
+            rng_seed: id.0,
+            lifeguard: true,
+            probe_interval_ms: 1_000,
+            probe_timeout_ms: 500,
+            indirect_checks: 3,
+            suspicion_multiplier: 4,
+            suspicion_max_multiplier: 6,
+            suspicion_confirmations: 3,
+            local_health_max: 8,
+            retransmit_multiplier: 4,
+            push_pull_interval_ms: 30_000,
+            reconnect_interval_ms: 10_000,
+            join_retry_interval_ms: 1_000,
+            tombstone_retention_ms: 24 * 60 * 60 * 1000,
+            leave_fanout: 3,
+            max_members: 4_096,
+            max_message_bytes: 1_400,
+            max_address_bytes: 128,
+            max_metadata_bytes: 256,
+            max_dissemination_queue: 4_096,
+            max_pending_relays: 256,
+        }
+    }
+
+    /// Checks every field; see [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("probe_interval_ms", self.probe_interval_ms),
+            ("push_pull_interval_ms", self.push_pull_interval_ms),
+            ("reconnect_interval_ms", self.reconnect_interval_ms),
+            ("join_retry_interval_ms", self.join_retry_interval_ms),
+            ("tombstone_retention_ms", self.tombstone_retention_ms),
+            ("suspicion_multiplier", u64::from(self.suspicion_multiplier)),
+            ("suspicion_max_multiplier", u64::from(self.suspicion_max_multiplier)),
+            ("retransmit_multiplier", u64::from(self.retransmit_multiplier)),
+            ("max_members", self.max_members as u64),
+            ("max_address_bytes", self.max_address_bytes as u64),
+            ("max_dissemination_queue", self.max_dissemination_queue as u64),
+            ("max_pending_relays", self.max_pending_relays as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero { name });
+            }
+        }
+        for (name, value) in [
+            ("probe_interval_ms", self.probe_interval_ms),
+            ("push_pull_interval_ms", self.push_pull_interval_ms),
+            ("reconnect_interval_ms", self.reconnect_interval_ms),
+            ("join_retry_interval_ms", self.join_retry_interval_ms),
+        ] {
+            if value > MAX_DURATION_MS {
+                return Err(ConfigError::TooLong { name, value, limit: MAX_DURATION_MS });
+            }
+        }
+        if self.tombstone_retention_ms > MAX_RETENTION_MS {
+            return Err(ConfigError::TooLong {
+                name: "tombstone_retention_ms",
+                value: self.tombstone_retention_ms,
+                limit: MAX_RETENTION_MS,
+            });
+        }
+        for (name, value) in [
+            ("suspicion_multiplier", self.suspicion_multiplier),
+            ("suspicion_max_multiplier", self.suspicion_max_multiplier),
+            ("suspicion_confirmations", self.suspicion_confirmations),
+            ("local_health_max", self.local_health_max),
+            ("retransmit_multiplier", self.retransmit_multiplier),
+        ] {
+            if value > MAX_MULTIPLIER {
+                return Err(ConfigError::TooLong { name, value: u64::from(value), limit: u64::from(MAX_MULTIPLIER) });
+            }
+        }
+        if self.probe_timeout_ms < 2 || self.probe_timeout_ms >= self.probe_interval_ms {
+            return Err(ConfigError::BadProbeTimeout {
+                timeout: self.probe_timeout_ms,
+                interval: self.probe_interval_ms,
+            });
+        }
+        if self.address.0.len() > self.max_address_bytes {
+            return Err(ConfigError::AddressTooLong { bytes: self.address.0.len(), limit: self.max_address_bytes });
+        }
+        if let Some(seed) = self.seeds.iter().find(|seed| seed.0.len() > self.max_address_bytes) {
+            return Err(ConfigError::AddressTooLong { bytes: seed.0.len(), limit: self.max_address_bytes });
+        }
+        if self.seeds.len() > self.max_members {
+            return Err(ConfigError::TooManySeeds { count: self.seeds.len(), limit: self.max_members });
+        }
+        if self.metadata.0.len() > self.max_metadata_bytes {
+            return Err(ConfigError::MetadataTooLarge { bytes: self.metadata.0.len(), limit: self.max_metadata_bytes });
+        }
+        if self.initial_incarnation > MAX_INCARNATION {
+            return Err(ConfigError::IncarnationTooLarge(self.initial_incarnation));
+        }
+        let required = self.largest_single_item_message_bytes();
+        if self.max_message_bytes > MAX_DATAGRAM_BYTES || self.max_message_bytes < required {
+            return Err(ConfigError::BadMessageBudget { configured: self.max_message_bytes, required });
+        }
+        Ok(())
+    }
+
+    /// Encoded size of the largest message carrying exactly one update or
+    /// push-pull record, with every field at its limit. A budget at least this
+    /// large guarantees every body can be sent and every update and record
+    /// fits in some message.
+    pub fn largest_single_item_message_bytes(&self) -> usize {
+        let id = crate::types::NodeId(u64::MAX);
+        let address = Address(vec![0xff; self.max_address_bytes]);
+        let metadata = Metadata(vec![0xff; self.max_metadata_bytes]);
+        let incarnation = MAX_INCARNATION;
+        let header = |body: MessageBody, updates: Vec<Update>| Message {
+            from: id,
+            from_address: address.clone(),
+            to: Some(id),
+            body,
+            updates,
+        };
+        let largest_update =
+            Update::Alive { member: id, incarnation, address: address.clone(), metadata: metadata.clone() };
+        let ping_req = MessageBody::PingReq {
+            probe: ProbeNumber(u64::MAX),
+            target: id,
+            target_address: address.clone(),
+            want_nack: true,
+        };
+        let record = MemberRecord { id, address: address.clone(), metadata, incarnation, state: MemberState::Left };
+        let push_pull = MessageBody::PushPull { want_reply: true, members: vec![record] };
+        [header(ping_req, vec![largest_update]), header(push_pull, Vec::new())]
+            .iter()
+            .map(wire::encoded_len)
+            .max()
+            .expect("invariant: the array is not empty")
+    }
+
+    pub(crate) fn probe_interval_micros(&self) -> u64 {
+        self.probe_interval_ms * 1000
+    }
+
+    pub(crate) fn probe_timeout_micros(&self) -> u64 {
+        self.probe_timeout_ms * 1000
+    }
+
+    /// How long a helper waits for the target's ack before nacking.
+    pub(crate) fn relay_timeout_micros(&self) -> u64 {
+        self.probe_timeout_micros() * 4 / 5
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::NodeId;
+
+    fn config() -> Config {
+        Config::new(NodeId(1), Address(b"10.0.0.1:7946".to_vec()))
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(config().validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_default_budget_leaves_room_for_piggybacking() {
+        // A ping with every field at its limit still has room for two updates
+        // of the largest size.
+        let config = config();
+        let id = NodeId(u64::MAX);
+        let address = Address(vec![0xff; config.max_address_bytes]);
+        let update = Update::Alive {
+            member: id,
+            incarnation: MAX_INCARNATION,
+            address: address.clone(),
+            metadata: Metadata(vec![0xff; config.max_metadata_bytes]),
+        };
+        let ping = Message {
+            from: id,
+            from_address: address,
+            to: Some(id),
+            body: MessageBody::Ping { probe: ProbeNumber(u64::MAX) },
+            updates: vec![update.clone(), update],
+        };
+        assert!(wire::encoded_len(&ping) <= config.max_message_bytes);
+    }
+
+    #[test]
+    fn each_limit_is_enforced() {
+        let mut bad = config();
+        bad.probe_timeout_ms = bad.probe_interval_ms;
+        assert!(matches!(bad.validate(), Err(ConfigError::BadProbeTimeout { .. })));
+
+        let mut bad = config();
+        bad.max_members = 0;
+        assert_eq!(bad.validate(), Err(ConfigError::Zero { name: "max_members" }));
+
+        let mut bad = config();
+        bad.metadata = Metadata(vec![0; bad.max_metadata_bytes + 1]);
+        assert!(matches!(bad.validate(), Err(ConfigError::MetadataTooLarge { .. })));
+
+        let mut bad = config();
+        bad.address = Address(vec![0; bad.max_address_bytes + 1]);
+        assert!(matches!(bad.validate(), Err(ConfigError::AddressTooLong { .. })));
+
+        let mut bad = config();
+        bad.max_metadata_bytes = 2_000;
+        assert!(matches!(bad.validate(), Err(ConfigError::BadMessageBudget { .. })));
+
+        let mut bad = config();
+        bad.max_message_bytes = MAX_DATAGRAM_BYTES + 1;
+        assert!(matches!(bad.validate(), Err(ConfigError::BadMessageBudget { .. })));
+
+        let mut bad = config();
+        bad.initial_incarnation = MAX_INCARNATION.next();
+        assert!(matches!(bad.validate(), Err(ConfigError::IncarnationTooLarge(_))));
+
+        let mut bad = config();
+        bad.probe_interval_ms = MAX_DURATION_MS + 1;
+        bad.probe_timeout_ms = 500;
+        assert!(matches!(bad.validate(), Err(ConfigError::TooLong { name: "probe_interval_ms", .. })));
+
+        let mut bad = config();
+        bad.local_health_max = MAX_MULTIPLIER + 1;
+        assert!(matches!(bad.validate(), Err(ConfigError::TooLong { name: "local_health_max", .. })));
+    }
+}

@@ -1,0 +1,904 @@
+//! The SWIM node: one sans-IO state machine per member.
+
+use super::config::{Config, ConfigError};
+use super::dissemination::{retransmit_limit, Dissemination};
+use super::health::LocalHealth;
+use super::member::{
+    supersedes, Address, Incarnation, Member, MemberId, MemberRecord, MemberState, Metadata, MAX_INCARNATION,
+};
+use super::message::{Message, MessageBody, MessageError, ProbeNumber, Update};
+use super::probe::{choose_distinct, Probe, ProbeOrder, ProbePhase, Relay};
+use super::suspicion::{Suspicion, SuspicionTimeouts};
+use super::wire;
+use crate::types::Time;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Something the node tells the layers above about the membership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A member we did not know (or that had left) is alive.
+    Joined(MemberRecord),
+    /// An alive member published a new address or new metadata.
+    Updated(MemberRecord),
+    /// A member missed a probe and is suspected; it will be declared failed
+    /// unless it refutes.
+    Suspected { member: MemberId, incarnation: Incarnation },
+    /// A suspected member refuted, or a failed member came back with a higher
+    /// incarnation.
+    AliveAgain(MemberRecord),
+    /// A member was declared failed (by us or by others).
+    Failed { member: MemberId, incarnation: Incarnation },
+    /// A member left gracefully.
+    Left { member: MemberId, incarnation: Incarnation },
+    /// A failed or left member was forgotten after `tombstone_retention_ms`.
+    Forgotten { member: MemberId },
+    /// This node heard itself suspected, declared failed or outdated, and
+    /// refuted by moving to `incarnation`.
+    Refuted { incarnation: Incarnation },
+    /// News of `member` was dropped because `max_members` members are known
+    /// and none of them is a tombstone that could be evicted.
+    MemberLimitReached { member: MemberId },
+}
+
+/// One thing the driver must do. See [`SwimNode`] for the drain order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send `message` to the member at `to`. Encode it with
+    /// [`wire::encode`]; it fits `max_message_bytes`.
+    /// Loss, duplication, delay and reordering are all tolerated.
+    Send { to: Address, message: Message },
+    /// Informational, for the layers above.
+    Event(Event),
+}
+
+/// Why [`SwimNode::set_metadata`] refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("metadata of {bytes} bytes, more than max_metadata_bytes ({limit})")]
+    TooLarge { bytes: usize, limit: usize },
+    #[error("this node has left the cluster")]
+    Left,
+    #[error("this node's incarnation reached the limit {MAX_INCARNATION}")]
+    IncarnationExhausted,
+}
+
+/// A SWIM member with the Lifeguard extensions, as a pure state machine.
+///
+/// Inputs: [`handle_message`](Self::handle_message) (or
+/// [`handle_datagram`](Self::handle_datagram) for raw bytes),
+/// [`handle_timeout`](Self::handle_timeout),
+/// [`set_metadata`](Self::set_metadata) and [`leave`](Self::leave). Each
+/// takes the driver's `now`; `now` must not go backwards.
+///
+/// Outputs: after any input, drain [`poll_action`](Self::poll_action) until it
+/// returns `None`, performing the actions in order, then arm a timer for
+/// [`poll_timeout`](Self::poll_timeout). Calling `handle_timeout` early is a
+/// harmless no-op; calling it late only makes the node act late (a probe
+/// whose direct and indirect phases both fell due is judged at once, and the
+/// resulting missed nacks raise the local health score, as they should for a
+/// node too slow to keep its own timers).
+///
+/// One timer covers everything: the protocol period (probe a new target,
+/// judge the previous one), the direct-probe timeout (ask helpers), indirect
+/// probes run for others (relay or nack), suspicion timeouts, push-pull
+/// anti-entropy, and join/reconnect attempts.
+pub struct SwimNode {
+    config: Config,
+    rng: ChaCha8Rng,
+
+    incarnation: Incarnation,
+    metadata: Metadata,
+    left: bool,
+
+    /// Every other member we know, tombstones included.
+    members: BTreeMap<MemberId, Member>,
+    /// Alive and suspect members in `members`, plus this node.
+    live_count: usize,
+    suspicions: BTreeMap<MemberId, Suspicion>,
+    dissemination: Dissemination,
+    health: LocalHealth,
+
+    probe_order: ProbeOrder,
+    probe: Option<Probe>,
+    relays: BTreeMap<ProbeNumber, Relay>,
+    next_probe_number: u64,
+
+    next_probe_at: Time,
+    next_push_pull_at: Time,
+    next_contact_at: Time,
+
+    actions: VecDeque<Action>,
+}
+
+impl SwimNode {
+    /// A node that starts at `now`. If the config has seeds, the first
+    /// [`handle_timeout`](Self::handle_timeout) (due at once) contacts them.
+    pub fn new(config: Config, now: Time) -> Result<SwimNode, ConfigError> {
+        config.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
+        // Stagger the periodic work so that nodes started together do not
+        // probe and exchange state in lockstep.
+        let next_probe_at = now.add_micros(rng.random_range(0..config.probe_interval_micros()));
+        let next_push_pull_at = now.add_micros(rng.random_range(0..config.push_pull_interval_ms * 1000));
+        let mut node = SwimNode {
+            incarnation: config.initial_incarnation,
+            metadata: config.metadata.clone(),
+            left: false,
+            members: BTreeMap::new(),
+            live_count: 1,
+            suspicions: BTreeMap::new(),
+            dissemination: Dissemination::new(config.max_dissemination_queue),
+            health: LocalHealth::new(config.local_health_max),
+            probe_order: ProbeOrder::default(),
+            probe: None,
+            relays: BTreeMap::new(),
+            next_probe_number: 0,
+            next_probe_at,
+            next_push_pull_at,
+            next_contact_at: now,
+            actions: VecDeque::new(),
+            rng,
+            config,
+        };
+        node.dissemination.enqueue(node.own_alive());
+        Ok(node)
+    }
+
+    // ----- accessors ------------------------------------------------------
+
+    pub fn id(&self) -> MemberId {
+        self.config.id
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// This node's current incarnation.
+    pub fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+    /// Whether [`leave`](Self::leave) was called.
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+    /// This node as others should see it.
+    pub fn local_record(&self) -> MemberRecord {
+        MemberRecord {
+            id: self.config.id,
+            address: self.config.address.clone(),
+            metadata: self.metadata.clone(),
+            incarnation: self.incarnation,
+            state: if self.left { MemberState::Left } else { MemberState::Alive },
+        }
+    }
+    /// Another member, as this node sees it.
+    pub fn member(&self, id: MemberId) -> Option<&Member> {
+        self.members.get(&id)
+    }
+    /// Every other known member, tombstones included, in id order.
+    pub fn members(&self) -> impl Iterator<Item = &Member> + '_ {
+        self.members.values()
+    }
+    /// Alive and suspect members, this node included: the cluster size `n`
+    /// used by retransmission and suspicion.
+    pub fn live_member_count(&self) -> usize {
+        self.live_count
+    }
+    /// The running suspicion of `member`, if it is suspect.
+    pub fn suspicion(&self, member: MemberId) -> Option<&Suspicion> {
+        self.suspicions.get(&member)
+    }
+    /// Lifeguard's local health score (0 is healthy; always 0 without
+    /// Lifeguard).
+    pub fn local_health(&self) -> u32 {
+        self.health.score()
+    }
+    /// The current probe interval, stretched by the local health multiplier.
+    pub fn probe_interval_micros(&self) -> u64 {
+        self.health.scale_micros(self.config.probe_interval_micros())
+    }
+    /// The current probe timeout, stretched by the local health multiplier.
+    pub fn probe_timeout_micros(&self) -> u64 {
+        self.health.scale_micros(self.config.probe_timeout_micros())
+    }
+    /// Updates waiting to be piggybacked.
+    pub fn pending_updates(&self) -> usize {
+        self.dissemination.len()
+    }
+
+    // ----- outputs --------------------------------------------------------
+
+    /// The next action to perform, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When the node next needs [`handle_timeout`](Self::handle_timeout).
+    /// It may lie in the past (a new confirmation can shorten a running
+    /// suspicion below the time already elapsed): then call it at once.
+    /// Costs time linear in the number of suspects and relays.
+    pub fn poll_timeout(&self) -> Time {
+        let mut deadline = self.next_probe_at;
+        if let Some(Probe { phase: ProbePhase::Direct { deadline: direct }, acked: false, .. }) = &self.probe {
+            deadline = deadline.min(*direct);
+        }
+        if !self.left {
+            deadline = deadline.min(self.next_push_pull_at).min(self.next_contact_at);
+        }
+        for relay in self.relays.values() {
+            deadline = deadline.min(relay.deadline);
+        }
+        for suspicion in self.suspicions.values() {
+            deadline = deadline.min(suspicion.deadline());
+        }
+        deadline
+    }
+
+    // ----- inputs ---------------------------------------------------------
+
+    /// Decodes `bytes` (at most `max_message_bytes`) and handles the message.
+    pub fn handle_datagram(&mut self, now: Time, bytes: &[u8]) -> Result<(), MessageError> {
+        let message = wire::decode(bytes, self.config.max_message_bytes)?;
+        self.handle_message(now, message)
+    }
+
+    /// Handles a message from a peer. A message that breaks a limit or is not
+    /// meant for this node is rejected whole, before any of it takes effect.
+    pub fn handle_message(&mut self, now: Time, message: Message) -> Result<(), MessageError> {
+        message.validate(&self.config)?;
+        let Message { from, from_address, to: _, body, updates } = message;
+        for update in updates {
+            self.apply_update(now, update);
+        }
+        match body {
+            MessageBody::Ping { probe } => {
+                self.send(Some(from), from_address, MessageBody::Ack { probe }, Vec::new());
+            }
+            MessageBody::Ack { probe } => self.handle_ack(from, probe),
+            MessageBody::Nack { probe } => {
+                if let Some(own) = self.probe.as_mut().filter(|own| own.number == probe) {
+                    if own.helpers.contains(&from) {
+                        own.nacks.insert(from);
+                    }
+                }
+            }
+            MessageBody::PingReq { probe, target, target_address, want_nack } => {
+                self.handle_ping_req(now, from, from_address, probe, target, target_address, want_nack)
+            }
+            MessageBody::Gossip => {}
+            MessageBody::PushPull { want_reply, members } => {
+                for record in members {
+                    self.merge_record(now, from, record);
+                }
+                if want_reply {
+                    self.send_state(Some(from), from_address, false);
+                }
+            }
+        }
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// Lets time pass: acts on every deadline that has come.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if let Some(probe) = &self.probe {
+            if let ProbePhase::Direct { deadline } = probe.phase {
+                if !probe.acked && now >= deadline {
+                    self.start_indirect_probe();
+                }
+            }
+        }
+        if now >= self.next_probe_at {
+            self.protocol_period(now);
+        }
+        self.expire_relays(now);
+        self.expire_suspicions(now);
+        if !self.left && now >= self.next_push_pull_at {
+            self.next_push_pull_at = now.add_millis(self.config.push_pull_interval_ms);
+            let alive = self.members_in(|member| member.state == MemberState::Alive);
+            if let Some(&peer) = choose_distinct(&alive, 1, &mut self.rng).first() {
+                let address = self.members[&peer].address.clone();
+                self.send_state(Some(peer), address, true);
+            }
+        }
+        if !self.left && now >= self.next_contact_at {
+            self.contact_seeds_and_failed(now);
+        }
+        self.check_invariants();
+    }
+
+    /// Publishes new metadata. Raises this node's incarnation so that the new
+    /// metadata supersedes the old everywhere.
+    pub fn set_metadata(&mut self, _now: Time, metadata: Metadata) -> Result<(), MetadataError> {
+        if metadata.0.len() > self.config.max_metadata_bytes {
+            return Err(MetadataError::TooLarge { bytes: metadata.0.len(), limit: self.config.max_metadata_bytes });
+        }
+        if self.left {
+            return Err(MetadataError::Left);
+        }
+        if self.incarnation >= MAX_INCARNATION {
+            return Err(MetadataError::IncarnationExhausted);
+        }
+        self.metadata = metadata;
+        self.incarnation = self.incarnation.next();
+        self.dissemination.enqueue(self.own_alive());
+        Ok(())
+    }
+
+    /// Leaves the cluster gracefully: announces it to `leave_fanout` live
+    /// members at once and queues the announcement for piggybacking. The node
+    /// stops probing but keeps answering; the driver should keep it running
+    /// for a few probe intervals so the news spreads, then drop it. Others
+    /// report it as left, not failed. Calling it twice does nothing more.
+    pub fn leave(&mut self, _now: Time) {
+        if self.left {
+            return;
+        }
+        self.left = true;
+        self.probe = None;
+        self.dissemination.enqueue(Update::Left { member: self.config.id, incarnation: self.incarnation });
+        let live = self.members_in(|member| member.state.is_live());
+        for peer in choose_distinct(&live, self.config.leave_fanout, &mut self.rng) {
+            let address = self.members[&peer].address.clone();
+            self.send(Some(peer), address, MessageBody::Gossip, Vec::new());
+        }
+    }
+
+    // ----- probing --------------------------------------------------------
+
+    /// End of a protocol period: judge the probe of the period that ends,
+    /// forget expired tombstones, and probe the next target.
+    fn protocol_period(&mut self, now: Time) {
+        if let Some(probe) = self.probe.take() {
+            self.judge_probe(now, probe);
+        }
+        self.forget_tombstones(now);
+        self.next_probe_at = now.add_micros(self.probe_interval_micros());
+        if self.left {
+            return;
+        }
+        let candidates: BTreeSet<MemberId> =
+            self.members.values().filter(|member| member.state.is_live()).map(|member| member.id).collect();
+        let Some(target) = self.probe_order.next_target(&candidates, &mut self.rng) else {
+            return;
+        };
+        let number = self.new_probe_number();
+        let deadline = now.add_micros(self.probe_timeout_micros());
+        self.probe = Some(Probe {
+            number,
+            target,
+            phase: ProbePhase::Direct { deadline },
+            helpers: Vec::new(),
+            nacks: BTreeSet::new(),
+            nacks_expected: false,
+            acked: false,
+        });
+        self.send_ping(target, number);
+    }
+
+    /// Sends a ping to a known member. Lifeguard's buddy system: if we believe
+    /// the target suspect, the ping carries that suspicion first, whatever the
+    /// piggyback queue holds, so the target learns of it directly and refutes.
+    fn send_ping(&mut self, target: MemberId, number: ProbeNumber) {
+        let member = &self.members[&target];
+        let mut buddy = Vec::new();
+        if self.config.lifeguard && member.state == MemberState::Suspect {
+            buddy.push(Update::Suspect { member: target, incarnation: member.incarnation, by: self.config.id });
+        }
+        let address = member.address.clone();
+        self.send(Some(target), address, MessageBody::Ping { probe: number }, buddy);
+    }
+
+    /// The direct ping went unanswered: ask up to `indirect_checks` alive
+    /// members to ping the target for us.
+    fn start_indirect_probe(&mut self) {
+        let probe = self.probe.as_ref().expect("invariant: called only with a probe in its direct phase");
+        let target = probe.target;
+        let number = probe.number;
+        let Some(target_address) = self.members.get(&target).map(|member| member.address.clone()) else {
+            self.probe.as_mut().expect("checked above").phase = ProbePhase::Indirect;
+            return;
+        };
+        let alive = self.members_in(|member| member.state == MemberState::Alive && member.id != target);
+        let helpers = choose_distinct(&alive, self.config.indirect_checks, &mut self.rng);
+        let want_nack = self.config.lifeguard;
+        for &helper in &helpers {
+            let address = self.members[&helper].address.clone();
+            let body =
+                MessageBody::PingReq { probe: number, target, target_address: target_address.clone(), want_nack };
+            self.send(Some(helper), address, body, Vec::new());
+        }
+        let probe = self.probe.as_mut().expect("checked above");
+        probe.phase = ProbePhase::Indirect;
+        probe.helpers = helpers;
+        probe.nacks_expected = want_nack;
+    }
+
+    /// The verdict on a probe whose period ended: adjust local health, and
+    /// suspect a silent target.
+    fn judge_probe(&mut self, now: Time, probe: Probe) {
+        if probe.acked {
+            if self.config.lifeguard {
+                self.health.apply(-1);
+            }
+            return;
+        }
+        if self.config.lifeguard {
+            let delta = probe.missed_nacks().unwrap_or(1);
+            self.health.apply(i64::try_from(delta).unwrap_or(i64::MAX));
+        }
+        let Some(member) = self.members.get(&probe.target) else {
+            return;
+        };
+        if member.state.is_live() {
+            let update = Update::Suspect { member: member.id, incarnation: member.incarnation, by: self.config.id };
+            self.apply_update(now, update);
+        }
+    }
+
+    fn handle_ack(&mut self, from: MemberId, probe: ProbeNumber) {
+        if let Some(own) = self.probe.as_mut().filter(|own| own.number == probe) {
+            if from == own.target || own.helpers.contains(&from) {
+                own.acked = true;
+            }
+            return;
+        }
+        if self.relays.get(&probe).is_some_and(|relay| relay.target == from) {
+            let relay = self.relays.remove(&probe).expect("checked above");
+            let body = MessageBody::Ack { probe: relay.origin_probe };
+            self.send(Some(relay.origin), relay.origin_address, body, Vec::new());
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_ping_req(
+        &mut self,
+        now: Time,
+        origin: MemberId,
+        origin_address: Address,
+        origin_probe: ProbeNumber,
+        target: MemberId,
+        target_address: Address,
+        want_nack: bool,
+    ) {
+        if target == self.config.id {
+            // The origin thinks the target lives elsewhere; an ack from us
+            // would be a lie about that member. Ignore.
+            return;
+        }
+        if self.relays.len() >= self.config.max_pending_relays {
+            return;
+        }
+        let number = self.new_probe_number();
+        let deadline = now.add_micros(self.config.relay_timeout_micros());
+        self.relays.insert(number, Relay { origin, origin_address, origin_probe, target, deadline, want_nack });
+        let mut buddy = Vec::new();
+        if let Some(member) = self.members.get(&target) {
+            if self.config.lifeguard && member.state == MemberState::Suspect {
+                buddy.push(Update::Suspect { member: target, incarnation: member.incarnation, by: self.config.id });
+            }
+        }
+        self.send(Some(target), target_address, MessageBody::Ping { probe: number }, buddy);
+    }
+
+    /// Indirect probes for others that got no ack in time: nack if asked.
+    fn expire_relays(&mut self, now: Time) {
+        let expired: Vec<ProbeNumber> =
+            self.relays.iter().filter(|(_, relay)| relay.deadline <= now).map(|(number, _)| *number).collect();
+        for number in expired {
+            let relay = self.relays.remove(&number).expect("collected above");
+            if relay.want_nack {
+                let body = MessageBody::Nack { probe: relay.origin_probe };
+                self.send(Some(relay.origin), relay.origin_address, body, Vec::new());
+            }
+        }
+    }
+
+    fn new_probe_number(&mut self) -> ProbeNumber {
+        self.next_probe_number += 1;
+        ProbeNumber(self.next_probe_number)
+    }
+
+    // ----- suspicion ------------------------------------------------------
+
+    fn suspicion_timeouts(&self) -> SuspicionTimeouts {
+        let n = self.live_count;
+        let min_micros =
+            SuspicionTimeouts::base_micros(self.config.suspicion_multiplier, n, self.config.probe_interval_micros());
+        if !self.config.lifeguard {
+            return SuspicionTimeouts { min_micros, max_micros: min_micros, expected_confirmations: 0 };
+        }
+        let possible = u32::try_from(n.saturating_sub(2)).unwrap_or(u32::MAX);
+        SuspicionTimeouts {
+            min_micros,
+            max_micros: min_micros.saturating_mul(u64::from(self.config.suspicion_max_multiplier)),
+            expected_confirmations: self.config.suspicion_confirmations.min(possible),
+        }
+    }
+
+    fn expire_suspicions(&mut self, now: Time) {
+        let expired: Vec<MemberId> = self
+            .suspicions
+            .iter()
+            .filter(|(_, suspicion)| suspicion.deadline() <= now)
+            .map(|(member, _)| *member)
+            .collect();
+        for member in expired {
+            let suspicion = self.suspicions.remove(&member).expect("collected above");
+            debug_assert_eq!(self.members[&member].state, MemberState::Suspect);
+            debug_assert_eq!(self.members[&member].incarnation, suspicion.incarnation);
+            let update = Update::Failed { member, incarnation: suspicion.incarnation, by: self.config.id };
+            self.apply_update(now, update);
+        }
+    }
+
+    // ----- membership news ------------------------------------------------
+
+    /// Applies one piece of news by the precedence rules of
+    /// [`member`](super::member), re-gossiping it if it changed our view.
+    fn apply_update(&mut self, now: Time, update: Update) {
+        if update.member() == self.config.id {
+            self.apply_update_about_self(update);
+            return;
+        }
+        match update {
+            Update::Alive { member, incarnation, address, metadata } => {
+                self.apply_alive(now, member, incarnation, address, metadata)
+            }
+            Update::Suspect { member, incarnation, by } => self.apply_suspect(now, member, incarnation, by),
+            Update::Failed { member, incarnation, by } => {
+                if self.apply_tombstone(now, member, incarnation, MemberState::Failed) {
+                    self.dissemination.enqueue(Update::Failed { member, incarnation, by });
+                    self.event(Event::Failed { member, incarnation });
+                }
+            }
+            Update::Left { member, incarnation } => {
+                if self.apply_tombstone(now, member, incarnation, MemberState::Left) {
+                    self.dissemination.enqueue(Update::Left { member, incarnation });
+                    self.event(Event::Left { member, incarnation });
+                }
+            }
+        }
+    }
+
+    fn apply_alive(&mut self, now: Time, id: MemberId, incarnation: Incarnation, address: Address, metadata: Metadata) {
+        let update = Update::Alive { member: id, incarnation, address: address.clone(), metadata: metadata.clone() };
+        let Some(member) = self.members.get_mut(&id) else {
+            if !self.make_room(id) {
+                return;
+            }
+            let member =
+                Member { id, address, metadata, incarnation, state: MemberState::Alive, state_changed_at: now };
+            let record = member.record();
+            self.members.insert(id, member);
+            self.live_count += 1;
+            self.probe_order.insert(id, &mut self.rng);
+            self.dissemination.enqueue(update);
+            self.event(Event::Joined(record));
+            return;
+        };
+        if !supersedes(incarnation, MemberState::Alive, member.incarnation, member.state) {
+            return;
+        }
+        let previous = member.state;
+        let changed = member.address != address || member.metadata != metadata;
+        member.incarnation = incarnation;
+        member.address = address;
+        member.metadata = metadata;
+        if previous != MemberState::Alive {
+            member.state = MemberState::Alive;
+            member.state_changed_at = now;
+        }
+        let record = member.record();
+        self.suspicions.remove(&id);
+        if previous.is_tombstone() {
+            self.live_count += 1;
+            self.probe_order.insert(id, &mut self.rng);
+        }
+        self.dissemination.enqueue(update);
+        match previous {
+            MemberState::Alive if changed => self.event(Event::Updated(record)),
+            MemberState::Alive => {}
+            MemberState::Suspect | MemberState::Failed => self.event(Event::AliveAgain(record)),
+            MemberState::Left => self.event(Event::Joined(record)),
+        }
+    }
+
+    fn apply_suspect(&mut self, now: Time, id: MemberId, incarnation: Incarnation, by: MemberId) {
+        let timeouts = self.suspicion_timeouts();
+        let Some(member) = self.members.get_mut(&id) else {
+            return;
+        };
+        if member.state == MemberState::Suspect && member.incarnation == incarnation {
+            let suspicion = self.suspicions.get_mut(&id).expect("invariant: every suspect has a suspicion");
+            if suspicion.confirm(by) {
+                // Pass the confirmation on so others can count it too.
+                self.dissemination.enqueue(Update::Suspect { member: id, incarnation, by });
+            }
+            return;
+        }
+        if !supersedes(incarnation, MemberState::Suspect, member.incarnation, member.state) {
+            return;
+        }
+        member.incarnation = incarnation;
+        member.state = MemberState::Suspect;
+        member.state_changed_at = now;
+        self.suspicions.insert(id, Suspicion::new(incarnation, by, timeouts, now));
+        self.dissemination.enqueue(Update::Suspect { member: id, incarnation, by });
+        self.event(Event::Suspected { member: id, incarnation });
+    }
+
+    /// Moves a known member to `Failed` or `Left` if the claim wins. Returns
+    /// whether the state changed (a tombstone's incarnation may be raised
+    /// silently).
+    fn apply_tombstone(&mut self, now: Time, id: MemberId, incarnation: Incarnation, state: MemberState) -> bool {
+        let Some(member) = self.members.get_mut(&id) else {
+            return false;
+        };
+        if !supersedes(incarnation, state, member.incarnation, member.state) {
+            return false;
+        }
+        let previous = member.state;
+        member.incarnation = incarnation;
+        if previous == state {
+            return false;
+        }
+        member.state = state;
+        member.state_changed_at = now;
+        if previous.is_live() {
+            self.live_count -= 1;
+        }
+        self.suspicions.remove(&id);
+        true
+    }
+
+    /// News about this node. A claim that would win over our own view of
+    /// ourselves (suspect, failed or left at our incarnation or above; alive
+    /// above it, or at it with other address or metadata, e.g. from a previous
+    /// life) is refuted by moving past it.
+    fn apply_update_about_self(&mut self, update: Update) {
+        if self.left {
+            return;
+        }
+        let refute = match &update {
+            Update::Alive { incarnation, address, metadata, .. } => {
+                *incarnation > self.incarnation
+                    || (*incarnation == self.incarnation
+                        && (*address != self.config.address || *metadata != self.metadata))
+            }
+            Update::Suspect { incarnation, .. }
+            | Update::Failed { incarnation, .. }
+            | Update::Left { incarnation, .. } => *incarnation >= self.incarnation,
+        };
+        if !refute {
+            return;
+        }
+        // Incarnations from peers are at most MAX_INCARNATION (validated), so
+        // this stays within u64; saturating at the limit keeps us acceptable
+        // to peers (a peer claiming the limit itself cannot be outbid).
+        self.incarnation = update.incarnation().max(self.incarnation).next().min(MAX_INCARNATION);
+        if self.config.lifeguard {
+            self.health.apply(1);
+        }
+        self.dissemination.enqueue(self.own_alive());
+        self.event(Event::Refuted { incarnation: self.incarnation });
+    }
+
+    /// One record of a peer's full state. A push-pull state can be old, so a
+    /// `Failed` in it only makes us suspect the member (as memberlist does):
+    /// if it is alive, it refutes.
+    fn merge_record(&mut self, now: Time, from: MemberId, record: MemberRecord) {
+        let MemberRecord { id: member, address, metadata, incarnation, state } = record;
+        if member == self.config.id {
+            let update = match state {
+                MemberState::Alive => Update::Alive { member, incarnation, address, metadata },
+                MemberState::Suspect => Update::Suspect { member, incarnation, by: from },
+                MemberState::Failed => Update::Failed { member, incarnation, by: from },
+                MemberState::Left => Update::Left { member, incarnation },
+            };
+            self.apply_update_about_self(update);
+            return;
+        }
+        match state {
+            MemberState::Alive => self.apply_alive(now, member, incarnation, address, metadata),
+            MemberState::Suspect | MemberState::Failed => {
+                if !self.members.contains_key(&member) && state == MemberState::Suspect {
+                    self.apply_alive(now, member, incarnation, address, metadata);
+                }
+                self.apply_suspect(now, member, incarnation, from);
+            }
+            MemberState::Left => {
+                if self.apply_tombstone(now, member, incarnation, MemberState::Left) {
+                    self.dissemination.enqueue(Update::Left { member, incarnation });
+                    self.event(Event::Left { member, incarnation });
+                }
+            }
+        }
+    }
+
+    /// Makes room for a new member: true if there is room (after evicting
+    /// the oldest tombstone if need be).
+    fn make_room(&mut self, newcomer: MemberId) -> bool {
+        // This node counts toward the limit.
+        if self.members.len() + 1 < self.config.max_members {
+            return true;
+        }
+        let oldest = self
+            .members
+            .values()
+            .filter(|member| member.state.is_tombstone())
+            .min_by_key(|member| (member.state_changed_at, member.id))
+            .map(|member| member.id);
+        match oldest {
+            Some(id) => {
+                self.members.remove(&id);
+                self.event(Event::Forgotten { member: id });
+                true
+            }
+            None => {
+                self.event(Event::MemberLimitReached { member: newcomer });
+                false
+            }
+        }
+    }
+
+    fn forget_tombstones(&mut self, now: Time) {
+        let retention_micros = self.config.tombstone_retention_ms * 1000;
+        let expired: Vec<MemberId> = self
+            .members
+            .values()
+            .filter(|member| member.state.is_tombstone())
+            .filter(|member| now.micros_since(member.state_changed_at) >= retention_micros)
+            .map(|member| member.id)
+            .collect();
+        for member in expired {
+            self.members.remove(&member);
+            self.event(Event::Forgotten { member });
+        }
+    }
+
+    // ----- joining, anti-entropy, reconnection ---------------------------
+
+    /// While alone, ask every seed to exchange state; otherwise try one failed
+    /// member or absent seed, so that partitions heal by themselves.
+    fn contact_seeds_and_failed(&mut self, now: Time) {
+        let alone = self.live_count == 1;
+        let interval_ms = if alone { self.config.join_retry_interval_ms } else { self.config.reconnect_interval_ms };
+        // Jitter (uniform in [interval/2, 3·interval/2)) keeps nodes that
+        // started together from reconnecting in a synchronized burst.
+        let interval_micros = interval_ms * 1000;
+        let jittered_micros = interval_micros / 2 + self.rng.random_range(0..interval_micros);
+        self.next_contact_at = now.add_micros(jittered_micros);
+        let live_addresses: BTreeSet<&Address> =
+            self.members.values().filter(|member| member.state.is_live()).map(|member| &member.address).collect();
+        let mut absent_seeds: Vec<Address> = self
+            .config
+            .seeds
+            .iter()
+            .filter(|seed| **seed != self.config.address && !live_addresses.contains(seed))
+            .cloned()
+            .collect();
+        absent_seeds.sort();
+        absent_seeds.dedup();
+        let failed: Vec<(MemberId, Address)> = self
+            .members
+            .values()
+            .filter(|member| member.state == MemberState::Failed)
+            .map(|member| (member.id, member.address.clone()))
+            .collect();
+        let seeds = absent_seeds.into_iter().map(|seed| (None, seed));
+        let mut targets: Vec<(Option<MemberId>, Address)> = Vec::new();
+        let mut candidates: Vec<(Option<MemberId>, Address)> =
+            failed.into_iter().map(|(id, address)| (Some(id), address)).collect();
+        if alone {
+            targets.extend(seeds);
+        } else {
+            candidates.extend(seeds);
+        }
+        if !candidates.is_empty() {
+            let pick = self.rng.random_range(0..candidates.len());
+            targets.push(candidates.swap_remove(pick));
+        }
+        for (id, address) in targets {
+            self.send_state(id, address, true);
+        }
+    }
+
+    /// Sends this node's full state, split into as many messages as the byte
+    /// budget needs. This node's own record comes first, and only the first
+    /// message asks for a reply.
+    fn send_state(&mut self, to: Option<MemberId>, address: Address, want_reply: bool) {
+        let mut records = Vec::with_capacity(self.members.len() + 1);
+        records.push(self.local_record());
+        records.extend(self.members.values().map(Member::record));
+        let mut first = true;
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let empty = Message {
+                from: self.config.id,
+                from_address: self.config.address.clone(),
+                to,
+                body: MessageBody::PushPull { want_reply: want_reply && first, members: Vec::new() },
+                updates: Vec::new(),
+            };
+            // Room for the records list, its length prefix included.
+            let room = self.config.max_message_bytes - (wire::encoded_len(&empty) - 1);
+            let mut chunk = Vec::new();
+            let mut used = wire::length_prefix_len(0);
+            while let Some(record) = records.peek() {
+                let bytes = wire::encoded_len(record);
+                let growth = wire::length_prefix_len(chunk.len() + 1) - wire::length_prefix_len(chunk.len());
+                if used + bytes + growth > room {
+                    break;
+                }
+                used += bytes + growth;
+                chunk.push(records.next().expect("peeked"));
+            }
+            assert!(!chunk.is_empty(), "invariant: validate() guarantees one record fits in a message");
+            let body = MessageBody::PushPull { want_reply: want_reply && first, members: chunk };
+            self.send(to, address.clone(), body, Vec::new());
+            first = false;
+        }
+    }
+
+    // ----- plumbing ---------------------------------------------------------
+
+    /// Queues a message, filling what room the budget leaves with piggybacked
+    /// updates (after `first`, which always goes).
+    fn send(&mut self, to: Option<MemberId>, address: Address, body: MessageBody, first: Vec<Update>) {
+        let mut message =
+            Message { from: self.config.id, from_address: self.config.address.clone(), to, body, updates: Vec::new() };
+        let fixed = wire::encoded_len(&message) - wire::length_prefix_len(0);
+        let room = self.config.max_message_bytes.saturating_sub(fixed);
+        let limit = retransmit_limit(self.config.retransmit_multiplier, self.live_count);
+        let more = self.dissemination.select(room, &first, limit);
+        message.updates = first;
+        message.updates.extend(more);
+        debug_assert!(
+            wire::encoded_len(&message) <= self.config.max_message_bytes,
+            "invariant: every message fits the budget ({} > {})",
+            wire::encoded_len(&message),
+            self.config.max_message_bytes
+        );
+        self.actions.push_back(Action::Send { to: address, message });
+    }
+
+    fn event(&mut self, event: Event) {
+        self.actions.push_back(Action::Event(event));
+    }
+
+    fn own_alive(&self) -> Update {
+        Update::Alive {
+            member: self.config.id,
+            incarnation: self.incarnation,
+            address: self.config.address.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    fn members_in(&self, keep: impl Fn(&Member) -> bool) -> Vec<MemberId> {
+        self.members.values().filter(|member| keep(member)).map(|member| member.id).collect()
+    }
+
+    /// Internal invariants, checked after every input in debug builds.
+    fn check_invariants(&self) {
+        if cfg!(debug_assertions) {
+            let live = self.members.values().filter(|member| member.state.is_live()).count();
+            assert_eq!(self.live_count, live + 1, "invariant: live_count counts live members and this node");
+            assert!(self.members.len() < self.config.max_members, "invariant: max_members holds");
+            for (id, suspicion) in &self.suspicions {
+                let member = &self.members[id];
+                assert_eq!(member.state, MemberState::Suspect, "invariant: suspicions are of suspects");
+                assert_eq!(member.incarnation, suspicion.incarnation, "invariant: suspicions match incarnations");
+            }
+            let suspects = self.members.values().filter(|member| member.state == MemberState::Suspect).count();
+            assert_eq!(suspects, self.suspicions.len(), "invariant: every suspect has a suspicion");
+            assert!(self.relays.len() <= self.config.max_pending_relays, "invariant: max_pending_relays holds");
+            assert!(self.incarnation <= MAX_INCARNATION, "invariant: our incarnation is acceptable to peers");
+        }
+    }
+}

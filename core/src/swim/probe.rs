@@ -1,0 +1,194 @@
+//! Probe scheduling and the bookkeeping of probes in flight.
+//!
+//! [`ProbeOrder`] picks one target per protocol period, round-robin over a
+//! shuffled list of the live members, reshuffled at the start of every full
+//! pass (SWIM's "round-robin probe target selection"). Every live member is
+//! therefore probed once per pass, which bounds the time to first detection
+//! by two passes, unlike uniformly random selection. A member that joins
+//! mid-pass is inserted at a random position among those still to come.
+//!
+//! [`Probe`] is this node's own probe of the current period; [`Relay`] is a
+//! ping this node sends on behalf of another member's indirect probe.
+
+use super::member::{Address, MemberId};
+use super::message::ProbeNumber;
+use crate::types::Time;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeSet;
+
+/// The round-robin order of probe targets.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeOrder {
+    order: Vec<MemberId>,
+    /// Index of the next member to probe in `order`.
+    next: usize,
+}
+
+impl ProbeOrder {
+    /// The next target among `candidates` (the members that may be probed
+    /// now), starting a freshly shuffled pass when the current one is done.
+    /// Members of the current pass that are no longer candidates are skipped.
+    pub fn next_target(&mut self, candidates: &BTreeSet<MemberId>, rng: &mut ChaCha8Rng) -> Option<MemberId> {
+        if candidates.is_empty() {
+            return None;
+        }
+        // At most one reshuffle: a fresh pass holds only candidates.
+        for _ in 0..2 {
+            while let Some(&member) = self.order.get(self.next) {
+                self.next += 1;
+                if candidates.contains(&member) {
+                    return Some(member);
+                }
+            }
+            self.order = candidates.iter().copied().collect();
+            shuffle(&mut self.order, rng);
+            self.next = 0;
+        }
+        unreachable!("invariant: a fresh pass over a non-empty candidate set yields a target")
+    }
+
+    /// Adds a member that just joined (or came back) at a random position
+    /// among those not yet probed in this pass.
+    pub fn insert(&mut self, member: MemberId, rng: &mut ChaCha8Rng) {
+        if self.order[self.next..].contains(&member) {
+            return;
+        }
+        let at = rng.random_range(self.next..=self.order.len());
+        self.order.insert(at, member);
+    }
+
+    /// Members still to be probed in the current pass, for tests.
+    pub fn remaining(&self) -> &[MemberId] {
+        &self.order[self.next..]
+    }
+}
+
+/// Fisher–Yates shuffle driven by the node's seeded RNG.
+pub fn shuffle<T>(items: &mut [T], rng: &mut ChaCha8Rng) {
+    for last in (1..items.len()).rev() {
+        let pick = rng.random_range(0..=last);
+        items.swap(last, pick);
+    }
+}
+
+/// Up to `count` distinct members chosen uniformly from `candidates`, in a
+/// random order.
+pub fn choose_distinct(candidates: &[MemberId], count: usize, rng: &mut ChaCha8Rng) -> Vec<MemberId> {
+    let mut pool = candidates.to_vec();
+    let count = count.min(pool.len());
+    for slot in 0..count {
+        let pick = rng.random_range(slot..pool.len());
+        pool.swap(slot, pick);
+    }
+    pool.truncate(count);
+    pool
+}
+
+/// Where this node's probe of the current protocol period stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbePhase {
+    /// The ping is out; at `deadline` ask helpers to probe indirectly.
+    Direct { deadline: Time },
+    /// Ping-reqs are out; the verdict comes at the end of the period.
+    Indirect,
+}
+
+/// This node's probe of the current protocol period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub number: ProbeNumber,
+    pub target: MemberId,
+    pub phase: ProbePhase,
+    /// The helpers asked to probe indirectly; acks and nacks are accepted
+    /// from them and from the target only.
+    pub helpers: Vec<MemberId>,
+    /// Helpers that promised (and sent) a nack.
+    pub nacks: BTreeSet<MemberId>,
+    /// Whether the helpers were asked for nacks (Lifeguard).
+    pub nacks_expected: bool,
+    pub acked: bool,
+}
+
+impl Probe {
+    /// How many promised nacks never came (Lifeguard's evidence of local
+    /// trouble), or `None` if no nacks were promised.
+    pub fn missed_nacks(&self) -> Option<usize> {
+        if !self.nacks_expected || self.helpers.is_empty() {
+            return None;
+        }
+        Some(self.helpers.len() - self.nacks.len())
+    }
+}
+
+/// A ping this node sends for another member's indirect probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relay {
+    /// The member that asked, and where to answer it.
+    pub origin: MemberId,
+    pub origin_address: Address,
+    /// The number the origin used in its ping-req.
+    pub origin_probe: ProbeNumber,
+    /// The member pinged on the origin's behalf; only its ack counts.
+    pub target: MemberId,
+    /// When to give up (and nack, if asked).
+    pub deadline: Time,
+    pub want_nack: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::NodeId;
+    use rand::SeedableRng;
+
+    fn members(ids: impl IntoIterator<Item = u64>) -> BTreeSet<MemberId> {
+        ids.into_iter().map(NodeId).collect()
+    }
+
+    #[test]
+    fn every_member_is_probed_once_per_pass() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let candidates = members(1..=9);
+        let mut order = ProbeOrder::default();
+        let mut passes = Vec::new();
+        for _ in 0..4 {
+            let pass: Vec<_> = (0..9).map(|_| order.next_target(&candidates, &mut rng).unwrap()).collect();
+            assert_eq!(pass.iter().copied().collect::<BTreeSet<_>>(), candidates);
+            passes.push(pass);
+        }
+        assert!(passes.windows(2).any(|pair| pair[0] != pair[1]), "passes are reshuffled");
+    }
+
+    #[test]
+    fn members_that_are_gone_are_skipped_and_newcomers_are_probed_this_pass() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut candidates = members(1..=4);
+        let mut order = ProbeOrder::default();
+        let first = order.next_target(&candidates, &mut rng).unwrap();
+        let gone = order.remaining()[0];
+        candidates.remove(&gone);
+        candidates.insert(NodeId(9));
+        order.insert(NodeId(9), &mut rng);
+        let rest: BTreeSet<_> = (0..3).map(|_| order.next_target(&candidates, &mut rng).unwrap()).collect();
+        assert!(!rest.contains(&gone));
+        assert!(rest.contains(&NodeId(9)));
+        assert!(!rest.contains(&first));
+    }
+
+    #[test]
+    fn no_candidates_means_no_target() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(ProbeOrder::default().next_target(&BTreeSet::new(), &mut rng), None);
+    }
+
+    #[test]
+    fn choose_distinct_picks_without_repetition() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let pool: Vec<_> = (1..=10).map(NodeId).collect();
+        let chosen = choose_distinct(&pool, 4, &mut rng);
+        assert_eq!(chosen.len(), 4);
+        assert_eq!(chosen.iter().collect::<BTreeSet<_>>().len(), 4);
+        assert_eq!(choose_distinct(&pool[..2], 4, &mut rng).len(), 2);
+    }
+}

@@ -1,0 +1,311 @@
+//! One SWIM node driven by hand: the test plays every peer, so each message
+//! the node sends and each answer it gets is under the test's control.
+
+use chorus_core::swim::{
+    Action, Address, Config, Event, Incarnation, MemberRecord, MemberState, Message, MessageBody, Metadata,
+    ProbeNumber, SwimNode, Update,
+};
+use chorus_core::types::{NodeId, Time};
+
+fn address(id: u64) -> Address {
+    Address(format!("node-{id}").into_bytes())
+}
+
+fn config(lifeguard: bool) -> Config {
+    let mut config = Config::new(NodeId(1), address(1));
+    config.lifeguard = lifeguard;
+    config.rng_seed = 42;
+    config
+}
+
+/// Node 1, told by node 2 (through a push-pull) that `peers` are alive.
+fn node_knowing(peers: &[u64], config: Config) -> SwimNode {
+    let mut node = SwimNode::new(config, Time::ZERO).unwrap();
+    let members = peers
+        .iter()
+        .map(|&id| MemberRecord {
+            id: NodeId(id),
+            address: address(id),
+            metadata: Metadata::default(),
+            incarnation: Incarnation(0),
+            state: MemberState::Alive,
+        })
+        .collect();
+    let body = MessageBody::PushPull { want_reply: false, members };
+    node.handle_message(Time::ZERO, message(2, body, vec![])).unwrap();
+    drain(&mut node);
+    node
+}
+
+fn message(from: u64, body: MessageBody, updates: Vec<Update>) -> Message {
+    Message { from: NodeId(from), from_address: address(from), to: Some(NodeId(1)), body, updates }
+}
+
+fn drain(node: &mut SwimNode) -> Vec<Action> {
+    std::iter::from_fn(|| node.poll_action()).collect()
+}
+
+fn sends(actions: &[Action]) -> Vec<(u64, Message)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Send { to, message } => {
+                let id = std::str::from_utf8(&to.0).unwrap().strip_prefix("node-").unwrap().parse().unwrap();
+                Some((id, message.clone()))
+            }
+            Action::Event(_) => None,
+        })
+        .collect()
+}
+
+/// Fires the node's timers until it sends a message matching `wanted`;
+/// returns the time and the message.
+fn next_send(node: &mut SwimNode, wanted: impl Fn(u64, &Message) -> bool) -> (Time, u64, Message) {
+    for _ in 0..1_000 {
+        let now = node.poll_timeout();
+        node.handle_timeout(now);
+        if let Some((to, message)) = sends(&drain(node)).into_iter().find(|(to, message)| wanted(*to, message)) {
+            return (now, to, message);
+        }
+    }
+    panic!("the node never sent the expected message");
+}
+
+fn is_ping(message: &Message) -> Option<ProbeNumber> {
+    match message.body {
+        MessageBody::Ping { probe } => Some(probe),
+        _ => None,
+    }
+}
+
+fn suspect(member: u64, by: u64) -> Update {
+    Update::Suspect { member: NodeId(member), incarnation: Incarnation(0), by: NodeId(by) }
+}
+
+#[test]
+fn handle_timeout_before_the_deadline_is_a_no_op() {
+    let mut node = node_knowing(&[2, 3], config(true));
+    let (now, _, _) = next_send(&mut node, |_, message| is_ping(message).is_some());
+    let deadline = node.poll_timeout();
+    assert!(deadline > now);
+    node.handle_timeout(Time::from_micros(deadline.as_micros() - 1));
+    assert!(drain(&mut node).is_empty());
+    assert_eq!(node.poll_timeout(), deadline);
+}
+
+#[test]
+fn lifeguard_suspicion_timeout_shrinks_with_independent_confirmations() {
+    let mut node = node_knowing(&[2, 3, 4, 5, 6], config(true));
+    let start = Time::from_millis(100);
+    node.handle_message(start, message(2, MessageBody::Gossip, vec![suspect(6, 2)])).unwrap();
+    let timeouts = node.suspicion(NodeId(6)).unwrap().timeouts();
+    assert_eq!(timeouts.expected_confirmations, 3);
+    assert_eq!(timeouts.max_micros, 6 * timeouts.min_micros);
+    let mut deadlines = vec![node.suspicion(NodeId(6)).unwrap().deadline()];
+    assert_eq!(deadlines[0], start.add_micros(timeouts.max_micros), "with no confirmation: the maximum");
+    for by in [3, 3, 4, 5, 4] {
+        node.handle_message(start, message(by, MessageBody::Gossip, vec![suspect(6, by)])).unwrap();
+        deadlines.push(node.suspicion(NodeId(6)).unwrap().deadline());
+    }
+    assert!(deadlines[1] < deadlines[0], "the first confirmation shortens the timeout");
+    assert_eq!(deadlines[2], deadlines[1], "a repeated confirmation is not independent");
+    assert!(deadlines[3] < deadlines[2]);
+    assert_eq!(deadlines[4], start.add_micros(timeouts.min_micros), "K confirmations reach the minimum");
+    assert_eq!(deadlines[5], deadlines[4], "never below the minimum");
+    drain(&mut node);
+
+    node.handle_timeout(deadlines[4]);
+    let events: Vec<_> = drain(&mut node)
+        .into_iter()
+        .filter_map(|action| match action {
+            Action::Event(event) => Some(event),
+            Action::Send { .. } => None,
+        })
+        .collect();
+    assert!(events.contains(&Event::Failed { member: NodeId(6), incarnation: Incarnation(0) }));
+}
+
+#[test]
+fn without_lifeguard_the_suspicion_timeout_is_fixed() {
+    let mut node = node_knowing(&[2, 3, 4, 5, 6], config(false));
+    let start = Time::from_millis(100);
+    node.handle_message(start, message(2, MessageBody::Gossip, vec![suspect(6, 2)])).unwrap();
+    let first = node.suspicion(NodeId(6)).unwrap().deadline();
+    let timeouts = node.suspicion(NodeId(6)).unwrap().timeouts();
+    assert_eq!(first, start.add_micros(timeouts.min_micros));
+    node.handle_message(start, message(3, MessageBody::Gossip, vec![suspect(6, 3)])).unwrap();
+    assert_eq!(node.suspicion(NodeId(6)).unwrap().deadline(), first);
+}
+
+/// Drives node 1 for `periods` protocol periods, acking every ping so that
+/// suspicions can only end by timing out; returns every ping it sent.
+fn pings_with_acks(node: &mut SwimNode, periods: usize) -> Vec<(u64, Message)> {
+    let mut pings = Vec::new();
+    for _ in 0..periods {
+        let (now, to, ping) = next_send(node, |_, message| is_ping(message).is_some());
+        let probe = is_ping(&ping).unwrap();
+        node.handle_message(now, message(to, MessageBody::Ack { probe }, vec![])).unwrap();
+        drain(node);
+        pings.push((to, ping));
+    }
+    pings
+}
+
+/// A long suspicion timeout, and each update piggybacked only once.
+fn buddy_config(lifeguard: bool) -> Config {
+    let mut config = config(lifeguard);
+    config.suspicion_multiplier = 20;
+    config.retransmit_multiplier = 1;
+    config
+}
+
+fn carries_suspicion_of(message: &Message, member: u64) -> bool {
+    message.updates.iter().any(|update| matches!(update, Update::Suspect { member: m, .. } if *m == NodeId(member)))
+}
+
+#[test]
+fn the_buddy_system_puts_the_suspicion_on_every_ping_to_the_suspect() {
+    let mut node = node_knowing(&[2, 3], buddy_config(true));
+    node.handle_message(Time::ZERO, message(3, MessageBody::Gossip, vec![suspect(2, 3)])).unwrap();
+    drain(&mut node);
+    let pings = pings_with_acks(&mut node, 12);
+    assert_eq!(node.member(NodeId(2)).unwrap().state, MemberState::Suspect, "still suspect: acks do not refute");
+    let to_suspect: Vec<_> = pings.iter().filter(|(to, _)| *to == 2).collect();
+    assert!(to_suspect.len() >= 4);
+    for (_, ping) in &to_suspect {
+        assert!(
+            matches!(ping.updates.first(), Some(Update::Suspect { member, .. }) if *member == NodeId(2)),
+            "every ping to the suspect leads with its suspicion"
+        );
+    }
+    let to_others_with_it = pings.iter().filter(|(to, ping)| *to == 3 && carries_suspicion_of(ping, 2)).count();
+    assert!(to_others_with_it <= 1, "ordinary piggybacking sent it once");
+}
+
+#[test]
+fn without_lifeguard_pings_to_a_suspect_carry_the_suspicion_only_while_it_is_gossiped() {
+    let mut node = node_knowing(&[2, 3], buddy_config(false));
+    node.handle_message(Time::ZERO, message(3, MessageBody::Gossip, vec![suspect(2, 3)])).unwrap();
+    drain(&mut node);
+    let pings = pings_with_acks(&mut node, 12);
+    assert_eq!(node.member(NodeId(2)).unwrap().state, MemberState::Suspect);
+    assert!(pings.iter().filter(|(to, _)| *to == 2).count() >= 4);
+    let carrying = pings.iter().filter(|(_, ping)| carries_suspicion_of(ping, 2)).count();
+    assert!(carrying <= 1, "the suspicion went out once, like any other update: {carrying}");
+}
+
+/// Fires the node's timers until one step sends a message matching
+/// `wanted`; returns the time and everything sent in that step.
+fn step_until(node: &mut SwimNode, wanted: impl Fn(&Message) -> bool) -> (Time, Vec<(u64, Message)>) {
+    for _ in 0..1_000 {
+        let now = node.poll_timeout();
+        node.handle_timeout(now);
+        let out = sends(&drain(node));
+        if out.iter().any(|(_, message)| wanted(message)) {
+            return (now, out);
+        }
+    }
+    panic!("the node never sent the expected message");
+}
+
+fn is_ping_req(message: &Message) -> bool {
+    matches!(message.body, MessageBody::PingReq { .. })
+}
+
+#[test]
+fn missed_nacks_raise_local_health_but_received_nacks_do_not() {
+    let mut node = node_knowing(&[2, 3, 4, 5], config(true));
+
+    // Probe 1: the target is silent, but every helper nacks: the problem is
+    // the target's, not ours.
+    let (_, target, ping) = next_send(&mut node, |_, message| is_ping(message).is_some());
+    let probe = is_ping(&ping).unwrap();
+    let (now, ping_reqs) = step_until(&mut node, is_ping_req);
+    assert_eq!(ping_reqs.len(), 3, "indirect_checks helpers");
+    for (helper, _) in &ping_reqs {
+        node.handle_message(now, message(*helper, MessageBody::Nack { probe }, vec![])).unwrap();
+    }
+    drain(&mut node);
+    next_send(&mut node, |_, message| is_ping(message).is_some());
+    assert_eq!(node.local_health(), 0, "every promised nack came");
+    assert_eq!(node.member(NodeId(target)).unwrap().state, MemberState::Suspect, "the silent target is suspected");
+
+    // Probe 2: silence all around, helpers included: we are the likely problem.
+    let (_, ping_reqs) = step_until(&mut node, is_ping_req);
+    let helpers = ping_reqs.iter().filter(|(_, message)| is_ping_req(message)).count() as u32;
+    assert!(helpers >= 1);
+    let (_, third_target, third_ping) = next_send(&mut node, |_, message| is_ping(message).is_some());
+    assert_eq!(node.local_health(), helpers, "one point per missed nack");
+    assert_eq!(node.probe_interval_micros(), u64::from(helpers + 1) * config(true).probe_interval_ms * 1000);
+    assert_eq!(node.probe_timeout_micros(), u64::from(helpers + 1) * config(true).probe_timeout_ms * 1000);
+
+    // Probe 3: answered. Success lowers the score by one.
+    let probe = is_ping(&third_ping).unwrap();
+    node.handle_message(node.poll_timeout(), message(third_target, MessageBody::Ack { probe }, vec![])).unwrap();
+    next_send(&mut node, |_, message| is_ping(message).is_some());
+    assert_eq!(node.local_health(), helpers - 1);
+}
+
+#[test]
+fn local_health_grows_by_one_per_unanswered_probe_without_helpers_and_saturates() {
+    let mut config = config(true);
+    config.suspicion_multiplier = 64; // keep the silent member suspect, not failed
+    let max = config.local_health_max;
+    let mut node = node_knowing(&[2], config);
+    next_send(&mut node, |_, message| is_ping(message).is_some());
+    for expected in 1..=max + 2 {
+        next_send(&mut node, |_, message| is_ping(message).is_some());
+        assert_eq!(node.local_health(), expected.min(max));
+    }
+    assert_eq!(node.member(NodeId(2)).unwrap().state, MemberState::Suspect);
+}
+
+#[test]
+fn without_lifeguard_local_health_stays_zero() {
+    let mut config = config(false);
+    config.suspicion_multiplier = 64;
+    let mut node = node_knowing(&[2, 3, 4], config);
+    let (_, _, ping_req) = next_send(&mut node, |_, message| is_ping_req(message));
+    assert!(matches!(ping_req.body, MessageBody::PingReq { want_nack: false, .. }), "no nacks asked for");
+    for _ in 0..6 {
+        next_send(&mut node, |_, message| is_ping(message).is_some());
+        assert_eq!(node.local_health(), 0, "silent probes do not count against this node");
+    }
+}
+
+#[test]
+fn a_helper_relays_the_targets_ack_or_nacks_when_it_stays_silent() {
+    let mut node = node_knowing(&[2, 3, 4], config(true));
+    let now = Time::from_millis(10);
+    let ping_req = |probe| MessageBody::PingReq {
+        probe: ProbeNumber(probe),
+        target: NodeId(3),
+        target_address: address(3),
+        want_nack: true,
+    };
+    node.handle_message(now, message(2, ping_req(77), vec![])).unwrap();
+    let out = sends(&drain(&mut node));
+    let (to, ping) = out.iter().find(|(_, message)| is_ping(message).is_some()).unwrap();
+    assert_eq!(*to, 3);
+    let relay_probe = is_ping(ping).unwrap();
+    node.handle_message(now, message(3, MessageBody::Ack { probe: relay_probe }, vec![])).unwrap();
+    let out = sends(&drain(&mut node));
+    assert!(out.iter().any(|(to, message)| *to == 2 && message.body == MessageBody::Ack { probe: ProbeNumber(77) }));
+
+    node.handle_message(now, message(2, ping_req(78), vec![])).unwrap();
+    drain(&mut node);
+    let (_, to, nack) = next_send(&mut node, |_, message| matches!(message.body, MessageBody::Nack { .. }));
+    assert_eq!((to, nack.body), (2, MessageBody::Nack { probe: ProbeNumber(78) }));
+}
+
+#[test]
+fn an_ack_from_someone_other_than_the_target_or_a_helper_does_not_count() {
+    let mut node = node_knowing(&[2, 3, 4], config(true));
+    let (now, target, ping) = next_send(&mut node, |_, message| is_ping(message).is_some());
+    let probe = is_ping(&ping).unwrap();
+    let impostor = (2..=4).find(|id| *id != target).unwrap();
+    node.handle_message(now, message(impostor, MessageBody::Ack { probe }, vec![])).unwrap();
+    let out = sends(&drain(&mut node));
+    assert!(out.is_empty());
+    next_send(&mut node, |_, message| matches!(message.body, MessageBody::PingReq { .. }));
+}
