@@ -183,9 +183,9 @@ impl FaultProfile {
             mean_interval_ms: rng.random_range(300..=3_000),
             mean_duration_ms: rng.random_range(50..=2_000),
         });
-        let pauses = rng.random_bool(0.4).then(|| Recurrence {
-            mean_interval_ms: rng.random_range(500..=4_000),
-            mean_duration_ms: rng.random_range(50..=1_500),
+        let pauses = rng.random_bool(0.5).then(|| Recurrence {
+            mean_interval_ms: rng.random_range(300..=3_000),
+            mean_duration_ms: rng.random_range(100..=1_000),
         });
         let drift_ppm_max = if rng.random_bool(0.5) { rng.random_range(0..=MAX_DRIFT_PPM) } else { 0 };
         let disk_latency_min_us = rng.random_range(10..=1_000);

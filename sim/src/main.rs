@@ -12,6 +12,15 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `println!` that tolerates a closed pipe (`chorus-sim ... | head`): output
+/// that nobody reads is not an error worth a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Largest cluster the simulator accepts.
 const MAX_NODES: usize = 64;
 
@@ -211,7 +220,7 @@ fn print_json(summary: &RunSummary) {
         "ops_unknown": unknown,
         "combined_hash": summary.combined_hash(),
     });
-    println!("{json}");
+    say!("{json}");
 }
 
 fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>) {
@@ -220,7 +229,7 @@ fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>
     let events = summary.events();
     let sim_s = summary.sim_micros() as f64 / 1e6;
     let failed_seeds = summary.failed();
-    println!(
+    say!(
         "seeds:          {} ({}..{}), {} nodes, bug: {}",
         summary.outcomes.len(),
         seeds.start,
@@ -228,24 +237,24 @@ fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>
         cluster.nodes,
         cluster.bug.as_deref().unwrap_or("none")
     );
-    println!("failures:       {}", failed_seeds.len());
-    println!("events:         {events}");
-    println!("simulated time: {sim_s:.1} s");
-    println!("wall time:      {wall_s:.2} s on {} threads", summary.threads);
-    println!(
+    say!("failures:       {}", failed_seeds.len());
+    say!("events:         {events}");
+    say!("simulated time: {sim_s:.1} s");
+    say!("wall time:      {wall_s:.2} s on {} threads", summary.threads);
+    say!(
         "events/s:       {:.0} ({:.0} per thread)",
         events as f64 / wall_s,
         events as f64 / wall_s / summary.threads as f64
     );
-    println!("sim s / wall s: {:.0}", sim_s / wall_s);
-    println!("client ops:     {ok} ok, {failed} failed, {unknown} unknown");
-    println!("combined-hash:  {}", summary.combined_hash());
+    say!("sim s / wall s: {:.0}", sim_s / wall_s);
+    say!("client ops:     {ok} ok, {failed} failed, {unknown} unknown");
+    say!("combined-hash:  {}", summary.combined_hash());
     for outcome in summary.outcomes.iter().filter(|outcome| !outcome.failures.is_empty()).take(20) {
-        println!("FAIL seed {}: {}", outcome.seed, outcome.failures[0]);
-        println!("  replay: {}", replay_command(outcome.seed, cluster));
+        say!("FAIL seed {}: {}", outcome.seed, outcome.failures[0]);
+        say!("  replay: {}", replay_command(outcome.seed, cluster));
     }
     if failed_seeds.len() > 20 {
-        println!("... and {} more failing seeds", failed_seeds.len() - 20);
+        say!("... and {} more failing seeds", failed_seeds.len() - 20);
     }
 }
 
@@ -258,32 +267,35 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
     match &args.trace {
         Some(path) => std::fs::write(path, &text)
             .map_err(|error| UsageError(format!("cannot write trace file {}: {error}", path.display())))?,
-        None => print!("{text}"),
+        None => {
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(text.as_bytes());
+        }
     }
     if let Some(path) = &args.history {
         std::fs::write(path, history::write_edn(&report.history))
             .map_err(|error| UsageError(format!("cannot write history file {}: {error}", path.display())))?;
     }
-    println!("seed:           {}", report.seed);
-    println!("profile:        {}", report.profile);
-    println!("events:         {}", report.events);
-    println!("simulated time: {:.3} s", report.sim_micros as f64 / 1e6);
-    println!("client ops:     {} ok, {} failed, {} unknown", report.ops_ok, report.ops_failed, report.ops_unknown);
+    say!("seed:           {}", report.seed);
+    say!("profile:        {}", report.profile);
+    say!("events:         {}", report.events);
+    say!("simulated time: {:.3} s", report.sim_micros as f64 / 1e6);
+    say!("client ops:     {} ok, {} failed, {} unknown", report.ops_ok, report.ops_failed, report.ops_unknown);
     if report.passed() {
-        println!("verdict:        PASS");
+        say!("verdict:        PASS");
     } else {
-        println!("verdict:        FAIL");
+        say!("verdict:        FAIL");
         for failure in &report.failures {
-            println!("  {failure}");
+            say!("  {failure}");
         }
     }
-    println!("trace-hash: {}", hex(&report.trace_hash));
+    say!("trace-hash: {}", hex(&report.trace_hash));
     Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn bugs() -> ExitCode {
     for bug in Bug::ALL {
-        println!("{}\t{}", bug.name(), bug.description());
+        say!("{}\t{}", bug.name(), bug.description());
     }
     ExitCode::SUCCESS
 }
@@ -301,20 +313,20 @@ fn check_history(args: CheckHistoryArgs) -> Result<ExitCode, UsageError> {
     }
     match linearizability::check(&parsed, &SearchLimits::default()) {
         Verdict::Linearizable => {
-            println!("linearizable");
+            say!("linearizable");
             Ok(ExitCode::SUCCESS)
         }
         Verdict::NotLinearizable { key, explanation } => {
-            println!("not linearizable");
+            say!("not linearizable");
             if let Some(key) = key {
-                println!("key: {key}");
+                say!("key: {key}");
             }
-            println!("{explanation}");
+            say!("{explanation}");
             Ok(ExitCode::from(1))
         }
         Verdict::Unknown { key, reason } => {
-            println!("unknown");
-            println!("the search gave up{}: {reason}", key.map(|key| format!(" on key {key}")).unwrap_or_default());
+            say!("unknown");
+            say!("the search gave up{}: {reason}", key.map(|key| format!(" on key {key}")).unwrap_or_default());
             Ok(ExitCode::from(3))
         }
     }
@@ -331,7 +343,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(UsageError(message)) => {
-            eprintln!("error: {message}");
+            esay!("error: {message}");
             ExitCode::from(2)
         }
     }

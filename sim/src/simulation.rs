@@ -784,8 +784,25 @@ impl Simulation {
             return;
         }
         self.nodes[node].paused = false;
-        let stash = std::mem::take(&mut self.nodes[node].stash);
-        for event in stash {
+        // A process waking from a freeze finds input waiting on many
+        // connections and reads them in whatever order its poll loop picks:
+        // each source stays in order, the sources interleave at random.
+        let mut sources: BTreeMap<(u8, u64), std::collections::VecDeque<SimEvent>> = BTreeMap::new();
+        for event in std::mem::take(&mut self.nodes[node].stash) {
+            let source = match &event {
+                SimEvent::Deliver { message, .. } => (0, message.from.0),
+                SimEvent::ToNode { client, .. } => (1, *client as u64),
+                _ => (2, 0),
+            };
+            sources.entry(source).or_default().push_back(event);
+        }
+        let mut queues: Vec<_> = sources.into_values().collect();
+        while !queues.is_empty() {
+            let pick = self.rng.random_range(0..queues.len());
+            let event = queues[pick].pop_front().expect("empty queues are removed");
+            if queues[pick].is_empty() {
+                queues.swap_remove(pick);
+            }
             self.handle(event);
         }
         let local = self.nodes[node].clock.local(self.now);

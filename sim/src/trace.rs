@@ -83,8 +83,8 @@ pub fn hex(bytes: &[u8]) -> String {
 /// that matter.
 pub fn message_words(message: &Message) -> [u64; 7] {
     let (kind, a, b, c) = match &message.body {
-        MessageBody::RequestVote { pre_vote, last_log_index, last_log_term } => {
-            (1 + *pre_vote as u64, last_log_index.0, last_log_term.0, 0)
+        MessageBody::RequestVote { pre_vote, last_log_index, last_log_term, transfer } => {
+            (1 + *pre_vote as u64, last_log_index.0, last_log_term.0, *transfer as u64)
         }
         MessageBody::RequestVoteResponse { pre_vote, granted } => (3 + *pre_vote as u64, *granted as u64, 0, 0),
         MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
@@ -94,8 +94,9 @@ pub fn message_words(message: &Message) -> [u64; 7] {
         MessageBody::AppendEntriesResponse(AppendResponse::Rejected { rejected_prev_index, hint }) => {
             (7, rejected_prev_index.0, hint.first_index.0, hint.conflict_term.map_or(0, |term| term.0 + 1))
         }
-        MessageBody::Heartbeat { commit } => (8, commit.0, 0, 0),
-        MessageBody::HeartbeatResponse => (9, 0, 0, 0),
+        MessageBody::Heartbeat { commit, read_context } => (8, commit.0, *read_context, 0),
+        MessageBody::HeartbeatResponse { read_context } => (9, *read_context, 0, 0),
+        MessageBody::TimeoutNow => (10, 0, 0, 0),
     };
     [kind, message.from.0, message.to.0, message.term.0, a, b, c]
 }
@@ -124,8 +125,9 @@ pub fn describe_message(message: &Message) -> String {
             hint.conflict_term.map(|term| term.0),
             hint.first_index
         ),
-        MessageBody::Heartbeat { commit } => format!("commit={commit}"),
-        MessageBody::HeartbeatResponse => String::new(),
+        MessageBody::Heartbeat { commit, read_context } => format!("commit={commit} round={read_context}"),
+        MessageBody::HeartbeatResponse { read_context } => format!("round={read_context}"),
+        MessageBody::TimeoutNow => String::new(),
     };
     format!("{} -> {} {} {} {}", message.from, message.to, message.body.kind(), message.term, detail)
 }

@@ -18,6 +18,9 @@ pub const ATTEMPT_TIMEOUT_US: u64 = 400_000;
 pub const OPERATION_GIVE_UP_US: u64 = 4_000_000;
 /// Pause between a client's operations (uniform up to this).
 pub const THINK_TIME_MAX_US: u64 = 40_000;
+/// Share of operations that start at a random node rather than at the node
+/// that answered the client last.
+pub const RANDOM_TARGET_PERCENT: u32 = 30;
 /// Pause before retrying when no node knows a leader.
 pub const NO_LEADER_BACKOFF_US: u64 = 50_000;
 
@@ -169,7 +172,13 @@ impl Workload {
                 let expected = if rng.random_bool(0.8) { seen } else { Some(rng.random_range(1..=self.next_value)) };
                 OpKind::Cas { expected, new: self.next_value }
             };
+            let nodes = self.nodes;
             let client = &mut self.clients[client_index];
+            // Like clients behind a load balancer, some operations start at a
+            // random node (and follow its redirect) instead of the last leader.
+            if rng.random_range(0..100) < RANDOM_TARGET_PERCENT {
+                client.target = rng.random_range(0..nodes);
+            }
             client.sequence += 1;
             client.op = Some(InFlight { kind, key, invoke_at: now, sequence: client.sequence, ambiguous: false });
         }
