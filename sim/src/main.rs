@@ -343,7 +343,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(UsageError(message)) => {
-            esay!("error: {message}");
+            eprintln!("error: {message}");
             ExitCode::from(2)
         }
     }
