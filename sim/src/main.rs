@@ -180,6 +180,10 @@ fn run(args: RunArgs) -> Result<ExitCode, UsageError> {
         );
         bar
     };
+    // A panic inside a seed is a broken invariant: `run_one` catches it and
+    // reports it as that seed's failure (with the replay command), so the
+    // default hook's backtrace on stderr would only be noise here.
+    std::panic::set_hook(Box::new(|_| {}));
     let failures = std::sync::atomic::AtomicU64::new(0);
     let summary = run_many(&options, &|outcome| {
         if !outcome.failures.is_empty() {
