@@ -875,7 +875,12 @@ pub fn parse_jepsen_log(text: &str) -> Result<History, HistoryError> {
             Edn::Keyword(k) if k == "cas" => FnKind::Cas,
             other => return Err(HistoryError::UnknownFunction { line, found: other.to_string() }),
         };
-        let value = if value_text.is_empty() { Edn::Nil } else { read_one("value", value_text)? };
+        let value = match (value_text.is_empty(), ty) {
+            (true, _) => Edn::Nil,
+            // The value of a :fail/:info line is not used (it may be an error text).
+            (false, EventType::Fail | EventType::Info) => read_one("value", value_text).unwrap_or(Edn::Nil),
+            (false, _) => read_one("value", value_text)?,
+        };
         b.push(Line { line, process, ty, f: fk, key: None, value, time: line as u64, has_error: false })?;
     }
     Ok(History { initial: Value::Nil, operations: b.finish() })
@@ -1061,11 +1066,13 @@ pub fn parse_auto(text: &str) -> Result<History, HistoryError> {
 /// The `initial` that [`parse_edn`] infers for these operations when there is
 /// no header, and whether it would rewrite reads of `nil` (to `""`).
 fn inferred_initial(ops: &[Operation]) -> (Value, bool) {
-    let string_mode = ops.iter().any(|op| match (&op.function, &op.outcome) {
-        (Function::Append(_), _) => true,
-        (Function::Write(Value::Str(_)), _) => true,
-        (Function::Read, Outcome::Ok { read: Some(Value::Str(_)) }) => true,
-        _ => false,
+    let string_mode = ops.iter().any(|op| {
+        matches!(
+            (&op.function, &op.outcome),
+            (Function::Append(_), _)
+                | (Function::Write(Value::Str(_)), _)
+                | (Function::Read, Outcome::Ok { read: Some(Value::Str(_)) })
+        )
     });
     if string_mode {
         let rewrites = ops
@@ -1296,6 +1303,14 @@ INFO  jepsen.util - 7\t:fail\t:write\t0
         assert_eq!(h.operations.len(), 1);
         assert_eq!(h.operations[0].invoke_at, 4);
         assert_eq!(h.operations[0].complete_at, Some(5));
+    }
+
+    #[test]
+    fn etcd_log_ignores_unparseable_info_values() {
+        let text = "INFO  jepsen.util - 0\t:invoke\t:write\t1\nINFO  jepsen.util - 0\t:info\t:write\tindeterminate: read timed out (x\n";
+        let h = parse_jepsen_log(text).unwrap();
+        assert_eq!(h.operations.len(), 1);
+        assert_eq!(h.operations[0].outcome, Outcome::Unknown);
     }
 
     #[test]

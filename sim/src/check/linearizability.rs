@@ -476,7 +476,7 @@ impl<'h> Search<'h> {
             pos[i] = p;
         }
         let mut def_bits = vec![0u64; def.len().div_ceil(64)];
-        if def.len() % 64 != 0 {
+        if !def.len().is_multiple_of(64) {
             // Padding bits count as set, so a full word is always !0.
             *def_bits.last_mut().expect("non-empty") |= !0u64 << (def.len() % 64);
         }
