@@ -51,7 +51,7 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::{Entry, MessageBody, Payload};
+    use crate::raft::{AppendResponse, ConflictHint, Entry, MessageBody, Payload};
     use crate::types::{LogIndex, NodeId, Term};
     use proptest::prelude::*;
 
@@ -73,6 +73,38 @@ mod tests {
     fn messages_round_trip() {
         let bytes = encode_message(&sample()).unwrap();
         assert_eq!(decode_message(&bytes).unwrap(), sample());
+    }
+
+    #[test]
+    fn every_message_kind_round_trips() {
+        let bodies = [
+            MessageBody::RequestVote {
+                pre_vote: false,
+                last_log_index: LogIndex(9),
+                last_log_term: Term(2),
+                transfer: true,
+            },
+            MessageBody::RequestVote {
+                pre_vote: true,
+                last_log_index: LogIndex(0),
+                last_log_term: Term(0),
+                transfer: false,
+            },
+            MessageBody::RequestVoteResponse { pre_vote: true, granted: true },
+            MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index: LogIndex(7) }),
+            MessageBody::AppendEntriesResponse(AppendResponse::Rejected {
+                rejected_prev_index: LogIndex(7),
+                hint: ConflictHint { conflict_term: Some(Term(1)), first_index: LogIndex(3) },
+            }),
+            MessageBody::Heartbeat { commit: LogIndex(4), read_context: u64::MAX },
+            MessageBody::HeartbeatResponse { read_context: 17 },
+            MessageBody::TimeoutNow,
+        ];
+        for body in bodies {
+            let message = Message { from: NodeId(1), to: NodeId(2), term: Term(3), body };
+            let bytes = encode_message(&message).unwrap();
+            assert_eq!(decode_message(&bytes).unwrap(), message);
+        }
     }
 
     #[test]

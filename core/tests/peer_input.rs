@@ -45,7 +45,12 @@ fn a_maximal_term_from_a_peer_is_ignored_and_elections_still_work() {
     let mut node = node();
     node.handle_message(
         Time::ZERO,
-        Message { from: NodeId(2), to: NodeId(1), term: Term(u64::MAX), body: MessageBody::HeartbeatResponse },
+        Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(u64::MAX),
+            body: MessageBody::HeartbeatResponse { read_context: 0 },
+        },
     );
     assert_eq!(violations(&drain(&mut node)), 1);
     assert_eq!(node.term(), Term(0), "the node did not adopt the absurd term");
@@ -59,7 +64,12 @@ fn the_largest_accepted_term_can_still_be_campaigned_past() {
     let mut node = node();
     node.handle_message(
         Time::ZERO,
-        Message { from: NodeId(2), to: NodeId(1), term: MAX_TERM, body: MessageBody::HeartbeatResponse },
+        Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: MAX_TERM,
+            body: MessageBody::HeartbeatResponse { read_context: 0 },
+        },
     );
     drain(&mut node);
     assert_eq!(node.term(), MAX_TERM);
@@ -68,4 +78,55 @@ fn the_largest_accepted_term_can_still_be_campaigned_past() {
         node.handle_timeout(deadline);
         drain(&mut node);
     }
+}
+
+/// Node 1 of three, made leader of term 1 by hand-fed votes from node 2.
+fn leader() -> RaftNode<KvStore> {
+    let mut node = node();
+    let deadline = node.poll_timeout();
+    node.handle_timeout(deadline);
+    let vote = |pre_vote| Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(1),
+        body: MessageBody::RequestVoteResponse { pre_vote, granted: true },
+    };
+    node.handle_message(deadline, vote(true));
+    node.handle_message(deadline, vote(false));
+    drain(&mut node);
+    assert_eq!(node.role(), chorus_core::raft::Role::Leader);
+    node
+}
+
+#[test]
+fn a_pre_vote_request_claiming_a_leadership_transfer_is_a_violation() {
+    let mut node = node();
+    let body = MessageBody::RequestVote {
+        pre_vote: true,
+        last_log_index: LogIndex(0),
+        last_log_term: Term(0),
+        transfer: true,
+    };
+    node.handle_message(Time::ZERO, Message { from: NodeId(2), to: NodeId(1), term: Term(1), body });
+    assert_eq!(violations(&drain(&mut node)), 1);
+    assert_eq!(node.term(), Term(0));
+}
+
+#[test]
+fn a_heartbeat_response_to_a_round_never_sent_is_a_violation() {
+    let mut node = leader();
+    let body = MessageBody::HeartbeatResponse { read_context: u64::MAX };
+    node.handle_message(node.poll_timeout(), Message { from: NodeId(2), to: NodeId(1), term: Term(1), body });
+    assert_eq!(violations(&drain(&mut node)), 1);
+    assert_eq!(node.role(), chorus_core::raft::Role::Leader);
+}
+
+#[test]
+fn timeout_now_sent_to_a_leader_is_a_violation() {
+    let mut node = leader();
+    let message = Message { from: NodeId(2), to: NodeId(1), term: Term(1), body: MessageBody::TimeoutNow };
+    node.handle_message(node.poll_timeout(), message);
+    assert_eq!(violations(&drain(&mut node)), 1);
+    assert_eq!(node.role(), chorus_core::raft::Role::Leader);
+    assert_eq!(node.term(), Term(1));
 }

@@ -803,6 +803,11 @@ enum Step {
         node: u64,
         value: u8,
     },
+    /// Ask a node to hand leadership to another (refusals are ignored).
+    Transfer {
+        node: u64,
+        target: u64,
+    },
 }
 
 fn step_strategy() -> impl Strategy<Value = Step> {
@@ -817,7 +822,8 @@ fn step_strategy() -> impl Strategy<Value = Step> {
         8 => node.clone().prop_map(Step::Sync),
         1 => node.clone().prop_map(Step::Crash),
         3 => node.clone().prop_map(Step::Restart),
-        4 => (node, any::<u8>()).prop_map(|(node, value)| Step::Propose { node, value }),
+        4 => (node.clone(), any::<u8>()).prop_map(|(node, value)| Step::Propose { node, value }),
+        1 => (node.clone(), node).prop_map(|(node, target)| Step::Transfer { node, target }),
     ]
 }
 
@@ -872,6 +878,10 @@ fn run_step(cluster: &mut Cluster, step: &Step, proposals: &mut Proposals) {
             propose_unique(cluster, member(node), &format!("k{}", value % 4), proposals);
         }
         Step::Propose { .. } => {}
+        Step::Transfer { node, target } if cluster.is_up(member(node)) => {
+            let _ = cluster.transfer_leadership(member(node), member(target));
+        }
+        Step::Transfer { .. } => {}
     }
 }
 
@@ -1102,4 +1112,341 @@ fn random_faults_sweep_finds_nothing_across_sizes_and_configurations() {
             panic!("{size} nodes with {knobs:?}: case {case}: {problem}");
         }
     }
+}
+
+// ----- Reads without log writes (Raft thesis §6.4) ---------------------------------
+
+fn is_heartbeat_message(message: &chorus_core::raft::Message) -> bool {
+    matches!(message.body, MessageBody::Heartbeat { .. })
+}
+
+fn is_heartbeat_response_message(message: &chorus_core::raft::Message) -> bool {
+    matches!(message.body, MessageBody::HeartbeatResponse { .. })
+}
+
+fn heartbeats_sent(cluster: &Cluster, from: NodeId) -> usize {
+    cluster.sent().iter().filter(|message| message.from == from && is_heartbeat_message(message)).count()
+}
+
+/// A three-node cluster led by N1 with `k` = `v` committed everywhere.
+fn cluster_with_committed_value(configure: impl Fn(&mut Config)) -> Cluster {
+    let mut cluster = Cluster::with_config(3, configure);
+    cluster.elect(N1);
+    cluster.propose(N1, 1, put("k", "v"));
+    cluster.stabilize();
+    assert_eq!(ok_response(&cluster.answer(N1, 1).unwrap()), KvResponse::Done);
+    cluster
+}
+
+fn value(bytes: &str) -> KvResponse {
+    KvResponse::Value(Some(bytes.as_bytes().to_vec()))
+}
+
+#[test]
+fn read_index_read_waits_for_a_heartbeat_quorum() {
+    let mut cluster = cluster_with_committed_value(|_| {});
+    let last_index = cluster.node(N1).last_index();
+    let heartbeats_before = heartbeats_sent(&cluster, N1);
+
+    cluster.read(N1, 10, get("k"));
+    assert_eq!(heartbeats_sent(&cluster, N1) - heartbeats_before, 2, "a round: one heartbeat per follower");
+    assert_eq!(cluster.answer(N1, 10), None, "no answer before the round is answered");
+
+    // The followers get the heartbeats, but their answers are still on the wire.
+    cluster.deliver_where(is_heartbeat_message);
+    assert_eq!(cluster.answer(N1, 10), None);
+    assert_eq!(cluster.in_flight().iter().filter(|message| is_heartbeat_response_message(message)).count(), 2);
+
+    // One answer plus the leader itself is a quorum of three.
+    let first = cluster.in_flight().iter().position(is_heartbeat_response_message).unwrap();
+    cluster.deliver_at(first);
+    assert_eq!(ok_response(&cluster.answer(N1, 10).unwrap()), value("v"));
+    assert_eq!(cluster.node(N1).last_index(), last_index, "reads append nothing to the log");
+    assert_eq!(cluster.node(N1).pending_read_count(), 0);
+    cluster.stabilize();
+    cluster.assert_safe();
+}
+
+#[test]
+fn reads_that_arrive_while_a_round_is_out_share_the_next_round() {
+    let mut cluster = cluster_with_committed_value(|_| {});
+    cluster.read(N1, 10, get("k"));
+    let heartbeats_before = heartbeats_sent(&cluster, N1);
+    for request in 11..14 {
+        cluster.read(N1, request, get("k"));
+    }
+    assert_eq!(heartbeats_sent(&cluster, N1), heartbeats_before, "the later reads wait for the next round");
+
+    // The first round confirms only the first read (answers to a round sent
+    // before a read arrived prove nothing about the time after it); then
+    // one more round goes out for all three later reads.
+    cluster.deliver_where(is_heartbeat_message);
+    cluster.deliver_where(is_heartbeat_response_message);
+    assert_eq!(ok_response(&cluster.answer(N1, 10).unwrap()), value("v"));
+    assert_eq!(cluster.answer(N1, 11), None);
+    assert_eq!(heartbeats_sent(&cluster, N1) - heartbeats_before, 2, "one round for three reads");
+    cluster.deliver_where(is_heartbeat_message);
+    cluster.deliver_where(is_heartbeat_response_message);
+    for request in 11..14 {
+        assert_eq!(ok_response(&cluster.answer(N1, request).unwrap()), value("v"));
+    }
+    assert_eq!(heartbeats_sent(&cluster, N1) - heartbeats_before, 2, "no round without a waiting read");
+}
+
+#[test]
+fn a_new_leader_serves_no_read_until_it_commits_in_its_term() {
+    let mut cluster = cluster_with_committed_value(|_| {});
+    // N2 wins term 2, but no acknowledgement of its no-op reaches it.
+    cluster.set_drop_rule(|message| message.to == N2 && matches!(message.body, MessageBody::AppendEntriesResponse(_)));
+    cluster.elect(N2);
+    let noop_index = cluster.node(N2).last_index();
+    assert!(cluster.node(N2).commit_index() < noop_index, "the new leader has committed nothing of its own");
+
+    cluster.read(N2, 10, get("k"));
+    cluster.deliver_all();
+    assert_eq!(cluster.answer(N2, 10), None, "leadership is confirmed, but the read index is not known yet");
+    assert_eq!(cluster.node(N2).pending_read_count(), 1);
+
+    // Once its no-op commits, the read is answered with the committed value.
+    cluster.clear_drop_rule();
+    cluster.tick(N2, HEARTBEAT_INTERVAL_MS);
+    cluster.stabilize();
+    assert!(cluster.node(N2).commit_index() >= noop_index);
+    assert_eq!(ok_response(&cluster.answer(N2, 10).unwrap()), value("v"));
+    cluster.assert_safe();
+}
+
+/// N1 leads with `k` = `v1`, is cut off, and N2 commits `k` = `v2` in a
+/// later term; N1 still believes it leads. Then N1 is asked to read `k`.
+fn partitioned_leader_read(bug: Option<Bug>) -> Cluster {
+    let mut cluster = Cluster::with_config(3, |config| config.injected_bug = bug);
+    cluster.elect(N1);
+    cluster.propose(N1, 1, put("k", "v1"));
+    cluster.stabilize();
+    cluster.isolate(N1);
+    cluster.elect(N2);
+    cluster.propose(N2, 2, put("k", "v2"));
+    cluster.stabilize();
+    assert_eq!(cluster.node(N1).role(), Role::Leader, "N1 has heard nothing yet");
+    cluster.read(N1, 10, get("k"));
+    cluster.deliver_all();
+    cluster
+}
+
+#[test]
+fn a_partitioned_leader_cannot_answer_read_index_reads() {
+    let mut cluster = partitioned_leader_read(None);
+    assert_eq!(cluster.answer(N1, 10), None);
+    // Its heartbeat rounds go unanswered until check-quorum deposes it.
+    for _ in 0..2 {
+        cluster.tick(N1, HEARTBEAT_INTERVAL_MS);
+        cluster.deliver_all();
+        assert_eq!(cluster.answer(N1, 10), None, "no quorum ever confirms the partitioned leader");
+    }
+    cluster.tick(N1, ELECTION_TIMEOUT_MS);
+    assert_eq!(cluster.node(N1).role(), Role::Follower);
+    assert_eq!(cluster.answer(N1, 10), Some(ClientResult::Dropped(DropReason::LeadershipLost)));
+
+    // The client asks the real leader instead and sees the newer value.
+    cluster.heal();
+    cluster.read(N2, 11, get("k"));
+    cluster.stabilize();
+    assert_eq!(ok_response(&cluster.answer(N2, 11).unwrap()), value("v2"));
+    cluster.assert_safe();
+}
+
+#[test]
+fn stale_leader_read_bug_answers_a_partitioned_leaders_read_with_a_stale_value() {
+    let cluster = partitioned_leader_read(Some(Bug::StaleLeaderRead));
+    assert_eq!(
+        ok_response(&cluster.answer(N1, 10).expect("answered without a heartbeat round")),
+        value("v1"),
+        "the deposed leader answers from its own, stale, state"
+    );
+    assert_eq!(cluster.kv_get(N2, "k").as_deref(), Some("v2"), "while v2 is already committed");
+}
+
+#[test]
+fn reads_beyond_max_pending_reads_are_dropped_as_overloaded() {
+    let mut cluster = cluster_with_committed_value(|config| config.max_pending_reads = 2);
+    for request in 10..13 {
+        cluster.read(N1, request, get("k"));
+    }
+    assert_eq!(cluster.answer(N1, 12), Some(ClientResult::Dropped(DropReason::Overloaded)));
+    cluster.stabilize();
+    assert_eq!(ok_response(&cluster.answer(N1, 10).unwrap()), value("v"));
+    assert_eq!(ok_response(&cluster.answer(N1, 11).unwrap()), value("v"));
+}
+
+#[test]
+fn lease_read_is_served_without_a_round_trip_and_stops_when_the_lease_expires() {
+    use chorus_core::raft::ReadMode;
+    let drift_ppm = 100_000; // 10 %: a 150 ms election timeout gives a 135 ms lease
+    let mut cluster = cluster_with_committed_value(|config| {
+        config.read_mode = ReadMode::Lease;
+        config.max_clock_drift_ppm = drift_ppm;
+    });
+    // A heartbeat round answered by everyone starts the lease.
+    cluster.tick(N1, HEARTBEAT_INTERVAL_MS);
+    cluster.deliver_all();
+    let heartbeats_before = heartbeats_sent(&cluster, N1);
+    cluster.read(N1, 10, get("k"));
+    assert_eq!(ok_response(&cluster.answer(N1, 10).expect("answered at once")), value("v"));
+    assert_eq!(heartbeats_sent(&cluster, N1), heartbeats_before, "no round trip");
+
+    // Cut off, N1 keeps answering only while the lease runs; the drift
+    // allowance ends it before a full election timeout.
+    cluster.isolate(N1);
+    cluster.skip_clock(N1, 130);
+    cluster.read(N1, 11, get("k"));
+    assert_eq!(ok_response(&cluster.answer(N1, 11).expect("still within the lease")), value("v"));
+    cluster.skip_clock(N1, 10); // 140 ms: within the election timeout, past the shortened lease
+    cluster.read(N1, 12, get("k"));
+    assert_eq!(cluster.answer(N1, 12), None, "the lease has run out; a heartbeat round is needed");
+    assert_eq!(heartbeats_sent(&cluster, N1), heartbeats_before + 2, "the read sent a round");
+    cluster.deliver_all();
+    assert_eq!(cluster.answer(N1, 12), None, "and the round goes unanswered");
+}
+
+#[test]
+fn lease_reads_require_check_quorum() {
+    use chorus_core::raft::{ConfigError, ReadMode};
+    let mut config = Config::new(N1, vec![N1, N2, N3]);
+    config.read_mode = ReadMode::Lease;
+    config.check_quorum = false;
+    assert_eq!(config.validate(), Err(ConfigError::LeaseWithoutCheckQuorum));
+    config.check_quorum = true;
+    assert_eq!(config.validate(), Ok(()));
+    config.max_clock_drift_ppm = 1_000_000;
+    assert_eq!(config.validate(), Err(ConfigError::DriftTooLarge(1_000_000)));
+}
+
+// ----- Leadership transfer ---------------------------------------------------------
+
+fn is_timeout_now(message: &chorus_core::raft::Message) -> bool {
+    matches!(message.body, MessageBody::TimeoutNow)
+}
+
+#[test]
+fn leader_transfer_to_a_caught_up_follower_elects_it_immediately() {
+    let mut cluster = cluster_with_committed_value(|_| {});
+    let term = cluster.node(N1).term();
+    cluster.transfer_leadership(N1, N2).expect("N1 leads and N2 is a voter");
+    assert_eq!(cluster.node(N1).transfer_target(), Some(N2));
+    assert!(cluster.in_flight().iter().any(|message| message.to == N2 && is_timeout_now(message)));
+
+    // No clock moves: N3 is well within its check-quorum lease, yet votes for
+    // N2 because the leader itself asked for the election.
+    cluster.stabilize();
+    assert_eq!(cluster.node(N2).role(), Role::Leader);
+    assert_eq!(cluster.node(N2).term(), term.next());
+    assert_eq!(cluster.node(N1).role(), Role::Follower);
+    assert_eq!(cluster.node(N1).transfer_target(), None);
+    assert!(
+        !cluster.sent().iter().any(
+            |message| matches!(message.body, MessageBody::RequestVote { pre_vote: true, .. }) && message.from == N2
+        ),
+        "the target skips pre-vote"
+    );
+    cluster.propose(N2, 2, put("k", "w"));
+    cluster.stabilize();
+    assert_eq!(ok_response(&cluster.answer(N2, 2).unwrap()), KvResponse::Done);
+    cluster.assert_safe();
+}
+
+#[test]
+fn without_the_transfer_flag_a_vote_request_inside_the_lease_is_ignored() {
+    // The control for the test above: N2 campaigning on its own (no
+    // TimeoutNow) cannot win while the others hear from N1.
+    let mut cluster = cluster_with_committed_value(|config| config.pre_vote = false);
+    cluster.fire_timeout(N2);
+    cluster.stabilize();
+    assert_eq!(cluster.node(N1).role(), Role::Leader);
+    assert_ne!(cluster.node(N2).role(), Role::Leader);
+}
+
+#[test]
+fn leader_transfer_to_a_lagging_follower_first_catches_it_up() {
+    let mut cluster = cluster_with_committed_value(|_| {});
+    cluster.cut(N1, N3);
+    for request in 2..6 {
+        cluster.propose(N1, request, put("k", &format!("v{request}")));
+    }
+    cluster.stabilize();
+    let last_index = cluster.node(N1).last_index();
+    assert!(cluster.node(N3).last_index() < last_index, "N3 lags");
+    cluster.heal();
+
+    cluster.transfer_leadership(N1, N3).expect("N3 is a voter");
+    assert!(!cluster.in_flight().iter().any(is_timeout_now), "not before N3 holds the whole log");
+    cluster.stabilize();
+
+    let timeout_now = cluster.sent().iter().position(is_timeout_now).expect("sent once N3 caught up");
+    let caught_up = cluster
+        .sent()
+        .iter()
+        .position(|message| {
+            message.from == N3
+                && message.body
+                    == MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index: last_index })
+        })
+        .expect("N3 acknowledged the whole log");
+    assert!(caught_up < timeout_now);
+    assert_eq!(cluster.node(N3).role(), Role::Leader);
+    assert_eq!(cluster.kv_get(N3, "k").as_deref(), Some("v5"));
+    cluster.assert_safe();
+}
+
+#[test]
+fn transfer_is_abandoned_after_an_election_timeout() {
+    let mut cluster = cluster_with_committed_value(|_| {});
+    cluster.set_drop_rule(is_timeout_now);
+    cluster.transfer_leadership(N1, N2).unwrap();
+    cluster.advance(ELECTION_TIMEOUT_MS - 1);
+    assert_eq!(cluster.node(N1).transfer_target(), Some(N2), "still trying");
+    cluster.propose(N1, 2, put("k", "w"));
+    assert_eq!(cluster.answer(N1, 2), Some(ClientResult::NotLeader { leader_hint: N2 }));
+
+    cluster.advance(1);
+    assert_eq!(cluster.node(N1).role(), Role::Leader);
+    assert_eq!(cluster.node(N1).transfer_target(), None, "abandoned");
+    cluster.propose(N1, 3, put("k", "w"));
+    cluster.stabilize();
+    assert_eq!(ok_response(&cluster.answer(N1, 3).unwrap()), KvResponse::Done);
+    assert_eq!(cluster.node(N2).role(), Role::Follower);
+}
+
+#[test]
+fn proposals_during_transfer_are_refused() {
+    let mut cluster = cluster_with_committed_value(|_| {});
+    cluster.isolate(N3); // N3 cannot catch up, so the transfer stays in progress
+    cluster.propose(N1, 2, put("k", "v2"));
+    cluster.stabilize();
+    cluster.transfer_leadership(N1, N3).unwrap();
+    let last_index = cluster.node(N1).last_index();
+
+    cluster.propose(N1, 3, put("k", "v3"));
+    assert_eq!(
+        cluster.answer(N1, 3),
+        Some(ClientResult::NotLeader { leader_hint: N3 }),
+        "refused, pointing at the expected next leader"
+    );
+    assert_eq!(cluster.node(N1).last_index(), last_index, "nothing appended");
+    // Reads have no effect and are still served.
+    cluster.read(N1, 4, get("k"));
+    cluster.stabilize();
+    assert_eq!(ok_response(&cluster.answer(N1, 4).unwrap()), value("v2"));
+}
+
+#[test]
+fn transfer_requests_that_cannot_succeed_are_refused_and_change_nothing() {
+    use chorus_core::raft::TransferError;
+    let mut cluster = cluster_with_committed_value(|_| {});
+    assert_eq!(cluster.transfer_leadership(N2, N3), Err(TransferError::NotLeader));
+    assert_eq!(cluster.transfer_leadership(N1, N1), Err(TransferError::ToSelf));
+    assert_eq!(cluster.transfer_leadership(N1, N4), Err(TransferError::NotVoter(N4)));
+    assert_eq!(cluster.node(N1).transfer_target(), None);
+    cluster.propose(N1, 2, put("k", "w"));
+    cluster.stabilize();
+    assert_eq!(ok_response(&cluster.answer(N1, 2).unwrap()), KvResponse::Done);
 }

@@ -65,6 +65,7 @@ enum FuzzBody {
         pre_vote: bool,
         last_log_index: FuzzIndex,
         last_log_term: FuzzTerm,
+        transfer: bool,
     },
     RequestVoteResponse {
         pre_vote: bool,
@@ -86,8 +87,12 @@ enum FuzzBody {
     },
     Heartbeat {
         commit: FuzzIndex,
+        read_context: u64,
     },
-    HeartbeatResponse,
+    HeartbeatResponse {
+        read_context: u64,
+    },
+    TimeoutNow,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -202,10 +207,11 @@ impl Harness {
         let to = fuzz.misaddressed.map_or(SELF, |to| NodeId(u64::from(to % 5)));
         let term = self.term(fuzz.term);
         let body = match fuzz.body {
-            FuzzBody::RequestVote { pre_vote, last_log_index, last_log_term } => MessageBody::RequestVote {
+            FuzzBody::RequestVote { pre_vote, last_log_index, last_log_term, transfer } => MessageBody::RequestVote {
                 pre_vote,
                 last_log_index: self.index(last_log_index),
                 last_log_term: self.term(last_log_term),
+                transfer,
             },
             FuzzBody::RequestVoteResponse { pre_vote, granted } => {
                 MessageBody::RequestVoteResponse { pre_vote, granted }
@@ -251,8 +257,11 @@ impl Harness {
                     },
                 })
             }
-            FuzzBody::Heartbeat { commit } => MessageBody::Heartbeat { commit: self.index(commit) },
-            FuzzBody::HeartbeatResponse => MessageBody::HeartbeatResponse,
+            FuzzBody::Heartbeat { commit, read_context } => {
+                MessageBody::Heartbeat { commit: self.index(commit), read_context }
+            }
+            FuzzBody::HeartbeatResponse { read_context } => MessageBody::HeartbeatResponse { read_context },
+            FuzzBody::TimeoutNow => MessageBody::TimeoutNow,
         };
         Message { from, to, term, body }
     }

@@ -280,20 +280,25 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
         std::fs::write(path, history::write_edn(&report.history))
             .map_err(|error| UsageError(format!("cannot write history file {}: {error}", path.display())))?;
     }
-    say!("seed:           {}", report.seed);
+    say!("seed:           {}", report.outcome.seed);
     say!("profile:        {}", report.profile);
-    say!("events:         {}", report.events);
-    say!("simulated time: {:.3} s", report.sim_micros as f64 / 1e6);
-    say!("client ops:     {} ok, {} failed, {} unknown", report.ops_ok, report.ops_failed, report.ops_unknown);
+    say!("events:         {}", report.outcome.events);
+    say!("simulated time: {:.3} s", report.outcome.sim_micros as f64 / 1e6);
+    say!(
+        "client ops:     {} ok, {} failed, {} unknown",
+        report.outcome.ops_ok,
+        report.outcome.ops_failed,
+        report.outcome.ops_unknown
+    );
     if report.passed() {
         say!("verdict:        PASS");
     } else {
         say!("verdict:        FAIL");
-        for failure in &report.failures {
+        for failure in &report.outcome.failures {
             say!("  {failure}");
         }
     }
-    say!("trace-hash: {}", hex(&report.trace_hash));
+    say!("trace-hash: {}", hex(&report.outcome.trace_hash));
     Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 

@@ -5,6 +5,7 @@
 //! count. The combined hash folds per-seed trace hashes in seed order.
 
 use crate::scenario::Scenario;
+pub use crate::simulation::SeedOutcome;
 use crate::simulation::{run_seed, SimOptions};
 use crate::trace::hex;
 use chorus_core::raft::Bug;
@@ -22,19 +23,6 @@ pub struct RunOptions {
     pub bug: Option<Bug>,
     pub scenario: Option<Scenario>,
     pub threads: usize,
-}
-
-/// One seed's outcome, without its trace or history.
-#[derive(Clone, Debug)]
-pub struct SeedOutcome {
-    pub seed: u64,
-    pub trace_hash: [u8; 32],
-    pub failures: Vec<String>,
-    pub events: u64,
-    pub sim_micros: u64,
-    pub ops_ok: u64,
-    pub ops_failed: u64,
-    pub ops_unknown: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -93,16 +81,7 @@ pub fn run_one(seed: u64, options: &RunOptions) -> SeedOutcome {
         liveness_bound_us: crate::simulation::LIVENESS_BOUND_US,
     };
     match catch_unwind(AssertUnwindSafe(|| run_seed(sim_options))) {
-        Ok(report) => SeedOutcome {
-            seed,
-            trace_hash: report.trace_hash,
-            failures: report.failures,
-            events: report.events,
-            sim_micros: report.sim_micros,
-            ops_ok: report.ops_ok,
-            ops_failed: report.ops_failed,
-            ops_unknown: report.ops_unknown,
-        },
+        Ok(report) => report.outcome,
         Err(payload) => {
             let message = format!("panic: {}", panic_message(payload.as_ref()));
             SeedOutcome {

@@ -80,12 +80,11 @@ impl SimOptions {
     }
 }
 
-/// What one run found.
-#[derive(Clone, Debug)]
-pub struct SimReport {
+/// One run's outcome, without its trace text or history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedOutcome {
     pub seed: u64,
     pub trace_hash: [u8; 32],
-    pub trace_text: Option<String>,
     /// Empty when the seed passed.
     pub failures: Vec<String>,
     pub events: u64,
@@ -93,13 +92,26 @@ pub struct SimReport {
     pub ops_ok: u64,
     pub ops_failed: u64,
     pub ops_unknown: u64,
+}
+
+impl SeedOutcome {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// What one run found.
+#[derive(Clone, Debug)]
+pub struct SimReport {
+    pub outcome: SeedOutcome,
+    pub trace_text: Option<String>,
     pub history: History,
     pub profile: String,
 }
 
 impl SimReport {
     pub fn passed(&self) -> bool {
-        self.failures.is_empty()
+        self.outcome.passed()
     }
 }
 
@@ -345,15 +357,17 @@ impl Simulation {
         let seed = self.options.seed;
         let (trace_hash, trace_text) = self.trace.finish();
         SimReport {
-            seed,
-            trace_hash,
+            outcome: SeedOutcome {
+                seed,
+                trace_hash,
+                failures,
+                events,
+                sim_micros,
+                ops_ok: counts.ok,
+                ops_failed: counts.failed,
+                ops_unknown: counts.unknown,
+            },
             trace_text,
-            failures,
-            events,
-            sim_micros,
-            ops_ok: counts.ok,
-            ops_failed: counts.failed,
-            ops_unknown: counts.unknown,
             history,
             profile,
         }

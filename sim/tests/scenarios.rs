@@ -26,8 +26,8 @@ fn every_named_scenario_passes_on_twenty_seeds() {
     for (name, scenario) in all {
         for seed in 0..20 {
             let report = run_seed(SimOptions { scenario: Some(scenario.clone()), ..SimOptions::new(seed) });
-            assert!(report.passed(), "{name} seed {seed}: {:?}", report.failures);
-            assert!(report.ops_ok > 50, "{name} seed {seed}: the workload barely ran");
+            assert!(report.passed(), "{name} seed {seed}: {:?}", report.outcome.failures);
+            assert!(report.outcome.ops_ok > 50, "{name} seed {seed}: the workload barely ran");
         }
     }
 }
@@ -36,7 +36,7 @@ fn every_named_scenario_passes_on_twenty_seeds() {
 fn an_isolated_leader_is_replaced_and_steps_down() {
     let (_, scenario) = scenarios().into_iter().find(|(name, _)| name == "partitioned-leader-rejoins.toml").unwrap();
     let report = run_seed(SimOptions { scenario: Some(scenario), keep_trace_text: true, ..SimOptions::new(1) });
-    assert!(report.passed(), "{:?}", report.failures);
+    assert!(report.passed(), "{:?}", report.outcome.failures);
     let trace = report.trace_text.unwrap();
     let isolation = trace.find("FAULT isolate the leader").expect("the leader was isolated");
     let after = &trace[isolation..];

@@ -44,11 +44,11 @@ fn every_injected_bug_is_caught_within_the_seed_budget() {
 fn the_same_seed_replays_byte_for_byte() {
     let first = run_seed(SimOptions::new(7));
     let second = run_seed(SimOptions { keep_trace_text: true, ..SimOptions::new(7) });
-    assert_eq!(first.trace_hash, second.trace_hash, "keeping the text must not change the run");
-    assert_eq!(first.events, second.events);
+    assert_eq!(first.outcome.trace_hash, second.outcome.trace_hash, "keeping the text must not change the run");
+    assert_eq!(first.outcome.events, second.outcome.events);
     assert_eq!(first.history, second.history);
     let other = run_seed(SimOptions::new(8));
-    assert_ne!(first.trace_hash, other.trace_hash, "different seeds should differ");
+    assert_ne!(first.outcome.trace_hash, other.outcome.trace_hash, "different seeds should differ");
 }
 
 #[test]
@@ -68,8 +68,8 @@ fn a_failing_seed_replays_to_the_same_failure() {
         keep_trace_text: true,
         ..SimOptions::new(failing.seed)
     });
-    assert_eq!(replay.trace_hash, failing.trace_hash);
-    assert_eq!(replay.failures, failing.failures);
+    assert_eq!(replay.outcome.trace_hash, failing.trace_hash);
+    assert_eq!(replay.outcome.failures, failing.failures);
     let text = replay.trace_text.unwrap();
     assert!(text.contains("verdict FAIL"), "the trace ends with the verdict");
 }
@@ -96,7 +96,7 @@ fn a_scenario_schedule_runs_instead_of_random_faults() {
     "#;
     let scenario = Scenario::parse(text, 5).unwrap();
     let report = run_seed(SimOptions { scenario: Some(scenario), keep_trace_text: true, ..SimOptions::new(3) });
-    assert!(report.passed(), "{:?}", report.failures);
+    assert!(report.passed(), "{:?}", report.outcome.failures);
     let trace = report.trace_text.unwrap();
     for expected in
         ["FAULT partition {n1,n2}|{n3,n4,n5}", "FAULT heal network", "FAULT crash the leader", "FAULT restart all"]
@@ -112,8 +112,8 @@ fn the_liveness_checker_fires_when_recovery_takes_longer_than_its_bound() {
     // a millisecond of healing: the liveness checker must say so.
     let report = run_seed(SimOptions { liveness_bound_us: 1_000, ..SimOptions::new(5) });
     assert!(
-        report.failures.iter().any(|failure| failure.starts_with("liveness:")),
+        report.outcome.failures.iter().any(|failure| failure.starts_with("liveness:")),
         "expected a liveness failure, got {:?}",
-        report.failures
+        report.outcome.failures
     );
 }

@@ -35,12 +35,41 @@ pub struct Config {
     /// persistence. Beyond it the oldest held message is discarded (Raft
     /// tolerates message loss; memory must stay bounded).
     pub max_held_messages: usize,
+    /// How a leader confirms it is still the leader before answering a read.
+    pub read_mode: ReadMode,
+    /// Most reads a leader holds while they wait for leadership confirmation
+    /// and apply; beyond it new reads are dropped (`Overloaded`).
+    pub max_pending_reads: usize,
+    /// Largest rate difference between any two nodes' clocks, in parts per
+    /// million, that [`ReadMode::Lease`] must tolerate: the lease is shortened
+    /// by this fraction of the election timeout. Must be below 1 000 000.
+    pub max_clock_drift_ppm: u64,
     /// Most bytes in one client command or query.
     pub max_command_bytes: usize,
     /// Seed of this node's private RNG (election jitter).
     pub rng_seed: u64,
     /// A deliberate protocol bug, for simulation only. `None` in production.
     pub injected_bug: Option<Bug>,
+}
+
+/// How a leader makes sure a read is linearizable (Raft thesis §6.4). Reads
+/// never append to the log in either mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Record the commit index, confirm leadership with a heartbeat round that
+    /// a quorum answers, then answer once that index is applied. Safe under
+    /// any clock behaviour.
+    ReadIndex,
+    /// Like `ReadIndex`, but skip the heartbeat round while a quorum answered
+    /// a heartbeat sent within the last `election_timeout_ms` (shortened by
+    /// `max_clock_drift_ppm`): check-quorum followers will not vote for anyone
+    /// else in that window. Relies on bounded clock drift; needs
+    /// `check_quorum`. Not sound if a follower restarts within the lease (a
+    /// restarted node has no memory of its leader and votes at once) or if a
+    /// leadership transfer's `TimeoutNow` is delayed by more than two
+    /// election timeouts; leases are suspended during a transfer and for two
+    /// election timeouts after a `TimeoutNow`.
+    Lease,
 }
 
 /// Why a [`Config`] was rejected. Nothing is built when validation fails.
@@ -56,6 +85,10 @@ pub enum ConfigError {
     BadTimeouts { heartbeat: u64, election: u64 },
     #[error("{name} must be at least 1")]
     ZeroLimit { name: &'static str },
+    #[error("read_mode Lease needs check_quorum: without it followers may vote while the lease runs")]
+    LeaseWithoutCheckQuorum,
+    #[error("max_clock_drift_ppm ({0}) must be below 1000000")]
+    DriftTooLarge(u64),
 }
 
 impl Config {
@@ -73,6 +106,9 @@ impl Config {
             max_inflight_appends: 8,
             max_pending_requests: 4096,
             max_held_messages: 4096,
+            read_mode: ReadMode::ReadIndex,
+            max_pending_reads: 4096,
+            max_clock_drift_ppm: 50_000,
             max_command_bytes: 64 * 1024,
             rng_seed: id.0,
             injected_bug: None,
@@ -104,12 +140,26 @@ impl Config {
             ("max_pending_requests", self.max_pending_requests),
             ("max_held_messages", self.max_held_messages),
             ("max_command_bytes", self.max_command_bytes),
+            ("max_pending_reads", self.max_pending_reads),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit { name });
             }
         }
+        if self.read_mode == ReadMode::Lease && !self.check_quorum {
+            return Err(ConfigError::LeaseWithoutCheckQuorum);
+        }
+        if self.max_clock_drift_ppm >= 1_000_000 {
+            return Err(ConfigError::DriftTooLarge(self.max_clock_drift_ppm));
+        }
         Ok(())
+    }
+
+    /// How long a lease lasts after the heartbeat round that grants it was
+    /// sent, in microseconds: the election timeout less the drift allowance.
+    pub(crate) fn lease_duration_us(&self) -> u64 {
+        let election_us = self.election_timeout_ms * 1000;
+        election_us - election_us * self.max_clock_drift_ppm / 1_000_000
     }
 
     pub(crate) fn bug(&self, bug: Bug) -> bool {

@@ -20,7 +20,9 @@ pub enum Payload {
     /// A state-machine command, opaque to Raft.
     Command(Vec<u8>),
     /// A read-only query ordered through the log: applying it changes nothing
-    /// and answers the query against the state at that index.
+    /// and answers the query against the state at that index. Nodes no longer
+    /// append these (reads use ReadIndex, see `RaftNode::read`), but still
+    /// apply any a log holds.
     Read(Vec<u8>),
 }
 
@@ -50,8 +52,11 @@ pub struct Message {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MessageBody {
     /// Ask for a vote (or, with `pre_vote`, ask whether a vote would be granted
-    /// without disturbing anyone's term).
-    RequestVote { pre_vote: bool, last_log_index: LogIndex, last_log_term: Term },
+    /// without disturbing anyone's term). `transfer` is set when the candidate
+    /// campaigns because the leader told it to ([`MessageBody::TimeoutNow`]):
+    /// voters then ignore their check-quorum lease, since the leader itself
+    /// asked for the election. Never set together with `pre_vote`.
+    RequestVote { pre_vote: bool, last_log_index: LogIndex, last_log_term: Term, transfer: bool },
     /// The answer to a [`MessageBody::RequestVote`].
     RequestVoteResponse { pre_vote: bool, granted: bool },
     /// Replicate `entries`, which follow the entry at `prev_log_index`.
@@ -59,10 +64,16 @@ pub enum MessageBody {
     /// The answer to an [`MessageBody::AppendEntries`].
     AppendEntriesResponse(AppendResponse),
     /// Leader liveness and commit propagation. `commit` is already capped at
-    /// what the leader knows the follower holds.
-    Heartbeat { commit: LogIndex },
-    /// The answer to a [`MessageBody::Heartbeat`].
-    HeartbeatResponse,
+    /// what the leader knows the follower holds. `read_context` numbers the
+    /// leader's heartbeat round; a quorum echoing it proves the leader was
+    /// still the leader after the round was sent (ReadIndex reads).
+    Heartbeat { commit: LogIndex, read_context: u64 },
+    /// The answer to a [`MessageBody::Heartbeat`], echoing its `read_context`
+    /// (0 when answering a heartbeat of a stale term).
+    HeartbeatResponse { read_context: u64 },
+    /// Leadership transfer: the leader has brought the recipient's log up to
+    /// date and asks it to campaign at once, skipping pre-vote.
+    TimeoutNow,
 }
 
 /// The answer to an append.
@@ -98,7 +109,8 @@ impl MessageBody {
             MessageBody::AppendEntries { .. } => "Append",
             MessageBody::AppendEntriesResponse(_) => "AppendResp",
             MessageBody::Heartbeat { .. } => "Heartbeat",
-            MessageBody::HeartbeatResponse => "HeartbeatResp",
+            MessageBody::HeartbeatResponse { .. } => "HeartbeatResp",
+            MessageBody::TimeoutNow => "TimeoutNow",
         }
     }
 }

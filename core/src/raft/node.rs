@@ -1,10 +1,12 @@
 //! The Raft node: one sans-IO state machine per member.
 
 use super::bug::Bug;
-use super::config::{Config, ConfigError};
+use super::config::{Config, ConfigError, ReadMode};
 use super::log::RaftLog;
 use super::message::{AppendResponse, ConflictHint, Entry, Message, MessageBody, Payload};
 use super::progress::{Progress, ReplicationState};
+use super::read::{PendingRead, ReadQueue};
+use super::transfer::{Transfer, TransferError};
 use crate::state_machine::StateMachine;
 use crate::types::{LogIndex, NodeId, RequestId, Term, Time, MAX_LOG_INDEX, MAX_TERM};
 use rand::{Rng, SeedableRng};
@@ -61,7 +63,9 @@ pub enum ClientResult {
     /// Committed and applied; the state machine's answer.
     Ok(Vec<u8>),
     /// This node is not the leader; `leader_hint` is the leader it knows of.
-    /// The request was not appended anywhere.
+    /// The request was not appended anywhere. A leader that is transferring
+    /// leadership also refuses proposals this way, with the transfer target
+    /// (the expected next leader) as the hint.
     NotLeader { leader_hint: NodeId },
     /// This node knows of no leader (an election is under way). The request
     /// was not appended anywhere.
@@ -74,13 +78,15 @@ pub enum ClientResult {
 /// Why a request was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DropReason {
-    /// Too many requests awaiting commit (`max_pending_requests`); not appended.
+    /// Too many requests awaiting commit (`max_pending_requests`), or too many
+    /// reads held (`max_pending_reads`); not appended.
     Overloaded,
     /// Larger than `max_command_bytes`; not appended.
     TooLarge,
     /// The node stopped being leader after appending the request. It may still
     /// commit under the next leader: retry in the same client session to learn
-    /// the outcome.
+    /// the outcome. For a read (which is never appended) it only means "ask
+    /// again".
     LeadershipLost,
 }
 
@@ -159,8 +165,8 @@ impl Dirty {
 ///
 /// Inputs: [`handle_message`](Self::handle_message),
 /// [`handle_timeout`](Self::handle_timeout), [`propose`](Self::propose),
-/// [`read`](Self::read), [`handle_persisted`](Self::handle_persisted). Each
-/// takes the driver's `now`.
+/// [`read`](Self::read), [`transfer_leadership`](Self::transfer_leadership),
+/// [`handle_persisted`](Self::handle_persisted). Each takes the driver's `now`.
 ///
 /// Outputs: after any input, drain [`poll_action`](Self::poll_action) until it
 /// returns `None`, performing actions in that order, then arm a timer for
@@ -189,6 +195,16 @@ pub struct RaftNode<S> {
     progress: BTreeMap<NodeId, Progress>,
     /// Client requests appended by this leader, by log index.
     pending_requests: BTreeMap<LogIndex, (RequestId, Term)>,
+    /// Reads waiting for leadership confirmation and apply (leader only).
+    reads: ReadQueue,
+    /// Number of the last heartbeat round sent. Grows across terms, so an
+    /// answer can never be mistaken for one to a later round.
+    read_context: u64,
+    /// A leadership transfer in progress (leader only).
+    transfer: Option<Transfer>,
+    /// No lease reads before this time: a `TimeoutNow` we sent lets its
+    /// target win votes despite the followers' leases.
+    lease_suspended_until: Time,
 
     election_deadline: Time,
     heartbeat_deadline: Time,
@@ -266,6 +282,10 @@ impl<S: StateMachine> RaftNode<S> {
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
             pending_requests: BTreeMap::new(),
+            reads: ReadQueue::default(),
+            read_context: 0,
+            transfer: None,
+            lease_suspended_until: now,
             election_deadline: now,
             heartbeat_deadline: now,
             check_quorum_deadline: now,
@@ -330,6 +350,14 @@ impl<S: StateMachine> RaftNode<S> {
     pub fn held_message_count(&self) -> usize {
         self.held.len()
     }
+    /// Reads this leader holds (waiting for confirmation or apply).
+    pub fn pending_read_count(&self) -> usize {
+        self.reads.len()
+    }
+    /// The target of the leadership transfer in progress, if any.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer.map(|transfer| transfer.target)
+    }
 
     // ----- outputs --------------------------------------------------------
 
@@ -341,8 +369,16 @@ impl<S: StateMachine> RaftNode<S> {
     /// When the node next needs [`handle_timeout`](Self::handle_timeout).
     pub fn poll_timeout(&self) -> Time {
         match self.role {
-            Role::Leader if self.config.check_quorum => self.heartbeat_deadline.min(self.check_quorum_deadline),
-            Role::Leader => self.heartbeat_deadline,
+            Role::Leader => {
+                let mut deadline = self.heartbeat_deadline;
+                if self.config.check_quorum {
+                    deadline = deadline.min(self.check_quorum_deadline);
+                }
+                if let Some(transfer) = self.transfer {
+                    deadline = deadline.min(transfer.deadline);
+                }
+                deadline
+            }
             _ => self.election_deadline,
         }
     }
@@ -356,14 +392,18 @@ impl<S: StateMachine> RaftNode<S> {
         self.finish_input();
     }
 
-    /// Lets time pass: fires any expired election, heartbeat or check-quorum
-    /// deadline.
+    /// Lets time pass: fires any expired election, heartbeat, check-quorum or
+    /// leadership-transfer deadline.
     pub fn handle_timeout(&mut self, now: Time) {
         match self.role {
             Role::Leader => {
+                if self.transfer.is_some_and(|transfer| now >= transfer.deadline) {
+                    // The target did not take over within an election
+                    // timeout: take writes again.
+                    self.transfer = None;
+                }
                 if now >= self.heartbeat_deadline {
-                    self.heartbeat_deadline = now.add_millis(self.config.heartbeat_interval_ms);
-                    self.broadcast_heartbeat();
+                    self.broadcast_heartbeat(now);
                 }
                 if self.config.check_quorum && now >= self.check_quorum_deadline {
                     self.check_quorum(now);
@@ -374,7 +414,7 @@ impl<S: StateMachine> RaftNode<S> {
                     if self.config.pre_vote {
                         self.become_pre_candidate(now);
                     } else {
-                        self.become_candidate(now);
+                        self.become_candidate(now, false);
                     }
                 }
             }
@@ -390,17 +430,47 @@ impl<S: StateMachine> RaftNode<S> {
         self.finish_input();
     }
 
-    /// Asks a linearizable read-only query. It is ordered through the log, so
-    /// it is answered only by a leader that is still the leader when the
-    /// query's position commits.
+    /// Asks a linearizable read-only query, without writing to the log (Raft
+    /// thesis §6.4). The leader takes its commit index as the read index
+    /// (once it has committed an entry of its own term), confirms it is still
+    /// the leader (a heartbeat round sent after the read arrived and answered
+    /// by a quorum, or with [`ReadMode::Lease`] a lease still running), and
+    /// answers from the state machine once the read index is applied. Reads
+    /// that arrive together share one heartbeat round. A leader that steps
+    /// down answers held reads `Dropped(LeadershipLost)`: they had no effect,
+    /// so the client simply asks again.
     pub fn read(&mut self, now: Time, request: RequestId, query: Vec<u8>) {
-        if self.role == Role::Leader && self.config.bug(Bug::StaleLeaderRead) {
-            let answer = self.state_machine.query(&query);
-            self.respond(request, ClientResult::Ok(answer));
-        } else {
-            self.accept_request(now, request, Payload::Read(query));
+        self.accept_read(now, request, query);
+        self.finish_input();
+    }
+
+    /// Hands leadership to `target`: from now on proposals are refused with
+    /// `NotLeader { leader_hint: target }`, the target's log is brought up to
+    /// date, and then it is sent [`MessageBody::TimeoutNow`] so that it
+    /// campaigns at once. If this node still leads one election timeout
+    /// later, the transfer is abandoned and proposals are accepted again.
+    /// A transfer to a new target replaces one in progress (its deadline
+    /// restarts); asking again for the same target changes nothing.
+    pub fn transfer_leadership(&mut self, now: Time, target: NodeId) -> Result<(), TransferError> {
+        if self.role != Role::Leader {
+            return Err(TransferError::NotLeader);
+        }
+        if target == self.id() {
+            return Err(TransferError::ToSelf);
+        }
+        if !self.is_voter(target) {
+            return Err(TransferError::NotVoter(target));
+        }
+        if self.transfer.is_none_or(|transfer| transfer.target != target) {
+            let deadline = now.add_millis(self.config.election_timeout_ms);
+            self.transfer = Some(Transfer { target, deadline, timeout_now_sent: false });
+            // Even an empty append helps: a target that lost in-flight
+            // entries rejects it, which restarts probing from its match point.
+            self.send_append(target, true);
+            self.maybe_send_timeout_now(now);
         }
         self.finish_input();
+        Ok(())
     }
 
     /// The driver made every write up to and including `id` durable.
@@ -438,7 +508,8 @@ impl<S: StateMachine> RaftNode<S> {
         let from = message.from;
         if message.term > self.term {
             match &message.body {
-                MessageBody::RequestVote { .. } if self.in_lease(now) => return,
+                // A candidate the leader told to campaign may interrupt the lease.
+                MessageBody::RequestVote { transfer: false, .. } if self.in_lease(now) => return,
                 MessageBody::RequestVote { pre_vote: true, .. } => {}
                 MessageBody::RequestVoteResponse { pre_vote: true, granted: true } => {}
                 MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
@@ -450,7 +521,7 @@ impl<S: StateMachine> RaftNode<S> {
             match message.body {
                 // A stale leader learns our term from the answer and steps down.
                 MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
-                    self.send(from, MessageBody::HeartbeatResponse);
+                    self.send(from, MessageBody::HeartbeatResponse { read_context: 0 });
                 }
                 MessageBody::RequestVote { pre_vote: true, .. } => {
                     self.send(from, MessageBody::RequestVoteResponse { pre_vote: true, granted: false });
@@ -461,7 +532,7 @@ impl<S: StateMachine> RaftNode<S> {
         }
 
         match message.body {
-            MessageBody::RequestVote { pre_vote, last_log_index, last_log_term } => {
+            MessageBody::RequestVote { pre_vote, last_log_index, last_log_term, .. } => {
                 self.handle_vote_request(now, from, message.term, pre_vote, last_log_index, last_log_term)
             }
             MessageBody::RequestVoteResponse { pre_vote, granted } => {
@@ -476,9 +547,10 @@ impl<S: StateMachine> RaftNode<S> {
             MessageBody::AppendEntriesResponse(response) => {
                 if self.role == Role::Leader {
                     self.handle_append_response(from, response);
+                    self.maybe_send_timeout_now(now);
                 }
             }
-            MessageBody::Heartbeat { commit } => {
+            MessageBody::Heartbeat { commit, read_context } => {
                 if !self.accept_leader(now, from) {
                     return;
                 }
@@ -487,13 +559,25 @@ impl<S: StateMachine> RaftNode<S> {
                 if commit > self.commit {
                     self.commit = commit;
                 }
-                self.send(from, MessageBody::HeartbeatResponse);
+                self.send(from, MessageBody::HeartbeatResponse { read_context });
             }
-            MessageBody::HeartbeatResponse => {
-                if self.role == Role::Leader {
-                    self.handle_heartbeat_response(from);
+            MessageBody::HeartbeatResponse { read_context } => {
+                if self.role != Role::Leader {
+                    return;
                 }
+                if read_context > self.read_context {
+                    self.violation(format!("{from} answered heartbeat round {read_context}, which was never sent"));
+                    return;
+                }
+                self.handle_heartbeat_response(now, from, read_context);
+                self.maybe_send_timeout_now(now);
             }
+            MessageBody::TimeoutNow => match self.role {
+                Role::Leader => self.violation(format!("{from} told the leader of term {} to campaign", self.term)),
+                // Whoever sent it led our term and chose us; campaign at once,
+                // without pre-vote, and ask voters to ignore their leases.
+                _ => self.become_candidate(now, true),
+            },
         }
     }
 
@@ -553,7 +637,7 @@ impl<S: StateMachine> RaftNode<S> {
         let no = self.votes.len() - yes;
         if yes >= quorum {
             if pre_vote {
-                self.become_candidate(now);
+                self.become_candidate(now, false);
             } else {
                 self.become_leader(now);
             }
@@ -675,13 +759,20 @@ impl<S: StateMachine> RaftNode<S> {
         }
     }
 
-    fn handle_heartbeat_response(&mut self, from: NodeId) {
+    fn handle_heartbeat_response(&mut self, now: Time, from: NodeId, read_context: u64) {
         let last_index = self.log.last_index();
         let limit = self.config.max_inflight_appends;
         let Some(progress) = self.progress.get_mut(&from) else {
             return;
         };
         progress.recently_active = true;
+        if read_context > progress.read_context_acked {
+            progress.read_context_acked = read_context;
+            self.confirm_reads(now);
+        }
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
         if progress.match_index < last_index {
             match progress.state {
                 ReplicationState::Probe => progress.probe_sent = false,
@@ -700,6 +791,10 @@ impl<S: StateMachine> RaftNode<S> {
     // ----- leader ----------------------------------------------------------
 
     fn accept_request(&mut self, _now: Time, request: RequestId, payload: Payload) {
+        if let Some(transfer) = self.transfer {
+            self.respond(request, ClientResult::NotLeader { leader_hint: transfer.target });
+            return;
+        }
         if self.role != Role::Leader {
             let result = match self.leader {
                 Some(leader_hint) if leader_hint != self.id() => ClientResult::NotLeader { leader_hint },
@@ -756,13 +851,156 @@ impl<S: StateMachine> RaftNode<S> {
         self.send(to, body);
     }
 
-    fn broadcast_heartbeat(&mut self) {
+    /// Sends a new heartbeat round (a fresh `read_context`) and restarts the
+    /// heartbeat timer.
+    fn broadcast_heartbeat(&mut self, now: Time) {
+        self.heartbeat_deadline = now.add_millis(self.config.heartbeat_interval_ms);
+        self.read_context += 1;
+        let read_context = self.read_context;
+        self.reads.round_sent(read_context, now);
         let peers: Vec<(NodeId, LogIndex)> =
             self.progress.iter().map(|(peer, progress)| (*peer, progress.match_index)).collect();
         for (peer, match_index) in peers {
             let commit = self.commit.min(match_index);
-            self.send(peer, MessageBody::Heartbeat { commit });
+            self.send(peer, MessageBody::Heartbeat { commit, read_context });
         }
+        // A single-node cluster is its own quorum.
+        self.confirm_reads(now);
+    }
+
+    // ----- reads -------------------------------------------------------------
+
+    fn accept_read(&mut self, now: Time, request: RequestId, query: Vec<u8>) {
+        if self.role != Role::Leader {
+            let result = match self.leader {
+                Some(leader_hint) if leader_hint != self.id() => ClientResult::NotLeader { leader_hint },
+                _ => ClientResult::NoLeader,
+            };
+            self.respond(request, result);
+            return;
+        }
+        if query.len() > self.config.max_command_bytes {
+            self.respond(request, ClientResult::Dropped(DropReason::TooLarge));
+            return;
+        }
+        if self.reads.len() >= self.config.max_pending_reads {
+            self.respond(request, ClientResult::Dropped(DropReason::Overloaded));
+            return;
+        }
+        let read_index = self.committed_in_term().then_some(self.commit);
+        // Only a round sent after the read arrived can confirm it.
+        let context = self.read_context + 1;
+        self.reads.reads.push_back(PendingRead { request, query, read_index, context, confirmed: false });
+        self.confirm_reads(now);
+    }
+
+    fn committed_in_term(&self) -> bool {
+        self.log.term(self.commit) == Some(self.term)
+    }
+
+    /// The latest heartbeat round a quorum (this node included) has answered.
+    fn confirmed_context(&self) -> u64 {
+        let mut acked: Vec<u64> = self
+            .voters
+            .iter()
+            .map(|voter| {
+                if *voter == self.config.id {
+                    self.read_context
+                } else {
+                    self.progress.get(voter).map_or(0, |progress| progress.read_context_acked)
+                }
+            })
+            .collect();
+        acked.sort_unstable_by(|a, b| b.cmp(a));
+        acked[self.quorum() - 1]
+    }
+
+    /// With [`ReadMode::Lease`]: has a quorum answered a round sent recently
+    /// enough that no other leader can have been elected since?
+    fn lease_valid(&self, now: Time) -> bool {
+        if self.config.read_mode != ReadMode::Lease || self.transfer.is_some() || now < self.lease_suspended_until {
+            return false;
+        }
+        // Per voter, when the latest round it answered was sent (`None`
+        // sorts last: no lease from that voter).
+        let mut granted_at: Vec<Option<Time>> = self
+            .voters
+            .iter()
+            .map(|voter| {
+                if *voter == self.config.id {
+                    Some(now)
+                } else {
+                    self.progress.get(voter).and_then(|progress| self.reads.sent_at(progress.read_context_acked))
+                }
+            })
+            .collect();
+        granted_at.sort_unstable_by(|a, b| b.cmp(a));
+        granted_at[self.quorum() - 1].is_some_and(|start| now.micros_since(start) < self.config.lease_duration_us())
+    }
+
+    /// Marks reads confirmed by the rounds a quorum answered (or the lease),
+    /// and sends the round that unconfirmed reads wait for. Batching: while a
+    /// round is out for earlier reads, later ones wait for the next round
+    /// (sent when that one is confirmed, or at the next heartbeat) instead of
+    /// each sending their own.
+    fn confirm_reads(&mut self, now: Time) {
+        let confirmed_context = self.confirmed_context();
+        let lease = self.lease_valid(now);
+        for read in self.reads.reads.iter_mut() {
+            read.confirmed |= read.context <= confirmed_context || lease;
+        }
+        if self.reads.waiting_after(self.read_context) && !self.reads.waiting_on(self.read_context) {
+            self.broadcast_heartbeat(now);
+        }
+    }
+
+    /// Answers every confirmed read whose read index is applied.
+    fn serve_reads(&mut self) {
+        if self.role != Role::Leader || self.reads.is_empty() {
+            return;
+        }
+        if self.committed_in_term() {
+            for read in self.reads.reads.iter_mut() {
+                read.read_index.get_or_insert(self.commit);
+            }
+        }
+        let mut waiting = std::collections::VecDeque::new();
+        for read in std::mem::take(&mut self.reads.reads) {
+            // Leadership is confirmed for a read once a round (or the lease)
+            // proved it after the read arrived, and the leader has committed
+            // an entry of its term, so its commit index covers every earlier
+            // leader's. The one place this is checked; the bug skips it.
+            let leadership_confirmed = read.confirmed && read.read_index.is_some();
+            let ready = leadership_confirmed || self.config.bug(Bug::StaleLeaderRead);
+            if ready && read.read_index.is_none_or(|read_index| read_index <= self.applied) {
+                let answer = self.state_machine.query(&read.query);
+                self.respond(read.request, ClientResult::Ok(answer));
+            } else {
+                waiting.push_back(read);
+            }
+        }
+        self.reads.reads = waiting;
+    }
+
+    // ----- leadership transfer --------------------------------------------------
+
+    /// Sends `TimeoutNow` once the transfer target holds our whole log.
+    fn maybe_send_timeout_now(&mut self, now: Time) {
+        let Some(transfer) = self.transfer else {
+            return;
+        };
+        if transfer.timeout_now_sent || self.role != Role::Leader {
+            return;
+        }
+        let caught_up =
+            self.progress.get(&transfer.target).is_some_and(|progress| progress.match_index == self.log.last_index());
+        if !caught_up {
+            return;
+        }
+        self.transfer = Some(Transfer { timeout_now_sent: true, ..transfer });
+        // The target may now win votes that bypass our followers' leases.
+        self.lease_suspended_until = now.add_millis(2 * self.config.election_timeout_ms);
+        self.send(transfer.target, MessageBody::TimeoutNow);
     }
 
     fn check_quorum(&mut self, now: Time) {
@@ -813,6 +1051,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.leader = leader;
         self.votes.clear();
         self.progress.clear();
+        self.transfer = None;
         self.drop_pending_requests();
         self.reset_election_deadline(now);
         if changed || self.dirty.hard_state {
@@ -828,13 +1067,14 @@ impl<S: StateMachine> RaftNode<S> {
         self.reset_election_deadline(now);
         self.event(Event::RoleChanged { role: Role::PreCandidate, term: self.term });
         if self.quorum() == 1 {
-            self.become_candidate(now);
+            self.become_candidate(now, false);
             return;
         }
-        self.request_votes(true);
+        self.request_votes(true, false);
     }
 
-    fn become_candidate(&mut self, now: Time) {
+    /// `transfer`: campaigning because the leader sent `TimeoutNow`.
+    fn become_candidate(&mut self, now: Time, transfer: bool) {
         self.term = self.term.next();
         self.voted_for = Some(self.id());
         self.dirty.hard_state = true;
@@ -848,15 +1088,16 @@ impl<S: StateMachine> RaftNode<S> {
             self.become_leader(now);
             return;
         }
-        self.request_votes(false);
+        self.request_votes(false, transfer);
     }
 
-    fn request_votes(&mut self, pre_vote: bool) {
+    fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
         let term = if pre_vote { self.term.next() } else { self.term };
         let body = MessageBody::RequestVote {
             pre_vote,
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
+            transfer,
         };
         for peer in self.voters.clone() {
             if peer != self.id() {
@@ -869,6 +1110,8 @@ impl<S: StateMachine> RaftNode<S> {
         self.role = Role::Leader;
         self.leader = Some(self.id());
         self.votes.clear();
+        self.transfer = None;
+        debug_assert!(self.reads.is_empty(), "reads are dropped whenever a leader steps down");
         let next = self.log.last_index().next();
         self.progress = self
             .voters
@@ -889,6 +1132,9 @@ impl<S: StateMachine> RaftNode<S> {
     fn drop_pending_requests(&mut self) {
         for (_, (request, _)) in std::mem::take(&mut self.pending_requests) {
             self.respond(request, ClientResult::Dropped(DropReason::LeadershipLost));
+        }
+        for read in self.reads.clear() {
+            self.respond(read.request, ClientResult::Dropped(DropReason::LeadershipLost));
         }
     }
 
@@ -951,7 +1197,10 @@ impl<S: StateMachine> RaftNode<S> {
         // A leader's appends and heartbeats depend only on its term, which was
         // durable before it could win; everything else waits for the disk.
         let durable = !(self.role == Role::Leader
-            && matches!(body, MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. }));
+            && matches!(
+                body,
+                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } | MessageBody::TimeoutNow
+            ));
         self.send_with_term(to, self.term, body, durable);
     }
 
@@ -984,6 +1233,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// write.
     fn finish_input(&mut self) {
         self.apply_committed();
+        self.serve_reads();
         self.flush();
     }
 
@@ -1047,9 +1297,14 @@ fn validate_message(message: &Message) -> Result<(), String> {
         MessageBody::AppendEntriesResponse(AppendResponse::Rejected { rejected_prev_index, hint }) => {
             &[*rejected_prev_index, hint.first_index]
         }
-        MessageBody::Heartbeat { commit } => &[*commit],
-        MessageBody::RequestVoteResponse { .. } | MessageBody::HeartbeatResponse => &[],
+        MessageBody::Heartbeat { commit, .. } => &[*commit],
+        MessageBody::RequestVoteResponse { .. } | MessageBody::HeartbeatResponse { .. } | MessageBody::TimeoutNow => {
+            &[]
+        }
     };
+    if let MessageBody::RequestVote { pre_vote: true, transfer: true, .. } = message.body {
+        return Err("a pre-vote request claims to come from a leadership transfer".into());
+    }
     if let Some(index) = indexes.iter().find(|index| **index > MAX_LOG_INDEX) {
         return Err(format!("index {index} is beyond the limit {MAX_LOG_INDEX}"));
     }

@@ -27,6 +27,8 @@ pub struct Progress {
     inflight: VecDeque<LogIndex>,
     /// Heard from since the last check-quorum round.
     pub recently_active: bool,
+    /// Highest heartbeat round (`read_context`) the follower has answered.
+    pub read_context_acked: u64,
 }
 
 impl Progress {
@@ -38,6 +40,7 @@ impl Progress {
             probe_sent: false,
             inflight: VecDeque::new(),
             recently_active: false,
+            read_context_acked: 0,
         }
     }
 

@@ -27,7 +27,7 @@
 use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvResponse, KvStore, SessionRef};
 use chorus_core::raft::{
     Action, ClientResult, Config, Entry, Event, HardState, Message, MessageBody, Payload, PersistRequest, RaftNode,
-    Role,
+    Role, TransferError,
 };
 use chorus_core::types::{LogIndex, NodeId, RequestId, Term, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -448,6 +448,15 @@ impl Cluster {
         self.drain(id);
     }
 
+    /// Asks node `id` to hand leadership to `target`.
+    pub fn transfer_leadership(&mut self, id: NodeId, target: NodeId) -> Result<(), TransferError> {
+        let member = self.member_mut(id);
+        let now = member.now;
+        let result = member.node.as_mut().unwrap_or_else(|| panic!("{id} is down")).transfer_leadership(now, target);
+        self.drain(id);
+        result
+    }
+
     /// Asks node `id` a read-only query as client request `request`.
     pub fn read(&mut self, id: NodeId, request: u64, query: Vec<u8>) {
         let member = self.member_mut(id);
@@ -746,6 +755,14 @@ pub fn append_entries(message: &Message) -> &[Entry] {
         MessageBody::AppendEntries { entries, .. } => entries,
         _ => &[],
     }
+}
+
+pub fn is_heartbeat(message: &Message) -> bool {
+    matches!(message.body, MessageBody::Heartbeat { .. })
+}
+
+pub fn is_heartbeat_response(message: &Message) -> bool {
+    matches!(message.body, MessageBody::HeartbeatResponse { .. })
 }
 
 pub fn is_vote_response(message: &Message) -> bool {
