@@ -795,26 +795,34 @@ impl<S: StateMachine> RaftNode<S> {
             self.respond(request, ClientResult::NotLeader { leader_hint: transfer.target });
             return;
         }
-        if self.role != Role::Leader {
-            let result = match self.leader {
-                Some(leader_hint) if leader_hint != self.id() => ClientResult::NotLeader { leader_hint },
-                _ => ClientResult::NoLeader,
-            };
-            self.respond(request, result);
-            return;
-        }
-        if payload.len_bytes() > self.config.max_command_bytes {
-            self.respond(request, ClientResult::Dropped(DropReason::TooLarge));
-            return;
-        }
-        if self.pending_requests.len() >= self.config.max_pending_requests {
-            self.respond(request, ClientResult::Dropped(DropReason::Overloaded));
+        let queued = self.pending_requests.len();
+        if !self.admit(request, payload.len_bytes(), queued, self.config.max_pending_requests) {
             return;
         }
         let index = self.log.last_index().next();
         self.append(Entry { index, term: self.term, payload });
         self.pending_requests.insert(index, (request, self.term));
         self.broadcast_append(false);
+    }
+
+    /// Admission of a client request: only a leader takes requests, within
+    /// the size limit and while its queue (`queued` of `limit`) has room.
+    /// Otherwise answers the client and returns false.
+    fn admit(&mut self, request: RequestId, size_bytes: usize, queued: usize, limit: usize) -> bool {
+        let refusal = if self.role != Role::Leader {
+            match self.leader {
+                Some(leader_hint) if leader_hint != self.id() => ClientResult::NotLeader { leader_hint },
+                _ => ClientResult::NoLeader,
+            }
+        } else if size_bytes > self.config.max_command_bytes {
+            ClientResult::Dropped(DropReason::TooLarge)
+        } else if queued >= limit {
+            ClientResult::Dropped(DropReason::Overloaded)
+        } else {
+            return true;
+        };
+        self.respond(request, refusal);
+        false
     }
 
     fn broadcast_append(&mut self, even_if_empty: bool) {
@@ -871,20 +879,7 @@ impl<S: StateMachine> RaftNode<S> {
     // ----- reads -------------------------------------------------------------
 
     fn accept_read(&mut self, now: Time, request: RequestId, query: Vec<u8>) {
-        if self.role != Role::Leader {
-            let result = match self.leader {
-                Some(leader_hint) if leader_hint != self.id() => ClientResult::NotLeader { leader_hint },
-                _ => ClientResult::NoLeader,
-            };
-            self.respond(request, result);
-            return;
-        }
-        if query.len() > self.config.max_command_bytes {
-            self.respond(request, ClientResult::Dropped(DropReason::TooLarge));
-            return;
-        }
-        if self.reads.len() >= self.config.max_pending_reads {
-            self.respond(request, ClientResult::Dropped(DropReason::Overloaded));
+        if !self.admit(request, query.len(), self.reads.len(), self.config.max_pending_reads) {
             return;
         }
         let read_index = self.committed_in_term().then_some(self.commit);
