@@ -6,7 +6,7 @@
 mod harness;
 
 use chorus_core::kv::KvResponse;
-use chorus_core::raft::{AppendResponse, Bug, ClientResult, Config, DropReason, MessageBody, Payload, Role};
+use chorus_core::raft::{AppendResponse, Bug, ClientResult, Config, DropReason, Event, MessageBody, Payload, Role};
 use chorus_core::types::{LogIndex, NodeId, Term};
 use harness::{
     append_entries, cas, cas_in_session, get, hard_state, is_append, is_vote_response, log_with_terms, ok_response,
@@ -1410,6 +1410,11 @@ fn transfer_is_abandoned_after_an_election_timeout() {
     cluster.advance(1);
     assert_eq!(cluster.node(N1).role(), Role::Leader);
     assert_eq!(cluster.node(N1).transfer_target(), None, "abandoned");
+    let term = cluster.node(N1).term();
+    assert_eq!(
+        cluster.member(N1).other_events,
+        vec![Event::TransferStarted { target: N2, term }, Event::TransferAbandoned { target: N2, term }]
+    );
     cluster.propose(N1, 3, put("k", "w"));
     cluster.stabilize();
     assert_eq!(ok_response(&cluster.answer(N1, 3).unwrap()), KvResponse::Done);

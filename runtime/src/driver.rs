@@ -269,5 +269,11 @@ fn log_event(node: NodeId, event: &Event) {
         Event::Violation { description } => {
             tracing::warn!(%node, %description, "protocol violation ignored")
         }
+        Event::TransferStarted { target, term } => {
+            tracing::info!(%node, %target, %term, "leadership transfer started")
+        }
+        Event::TransferAbandoned { target, term } => {
+            tracing::info!(%node, %target, %term, "leadership transfer abandoned")
+        }
     }
 }

@@ -580,6 +580,16 @@ impl Simulation {
                         .record(self.now, &[22, node as u64], || format!("{} VIOLATION {description}", node_id(node)));
                     self.checker.on_node_violation(node, &description);
                 }
+                Action::Event(Event::TransferStarted { target, term }) => {
+                    self.trace.record(self.now, &[23, node as u64, target.0, term.0], || {
+                        format!("{} starts handing leadership of {term} to {target}", node_id(node))
+                    });
+                }
+                Action::Event(Event::TransferAbandoned { target, term }) => {
+                    self.trace.record(self.now, &[24, node as u64, target.0, term.0], || {
+                        format!("{} abandons the transfer of {term} to {target}", node_id(node))
+                    });
+                }
             }
         }
         let Some(raft) = self.nodes[node].raft.as_ref() else {

@@ -105,6 +105,12 @@ pub enum Event {
     /// A peer broke the protocol (or the cluster's safety is already broken).
     /// The offending input was ignored; nothing of the node's state changed.
     Violation { description: String },
+    /// This leader started handing leadership to `target`; it refuses
+    /// proposals until the transfer ends.
+    TransferStarted { target: NodeId, term: Term },
+    /// The target did not take over within an election timeout; this leader
+    /// takes proposals again.
+    TransferAbandoned { target: NodeId, term: Term },
 }
 
 /// One thing the driver must do. See [`RaftNode`] for the drain order.
@@ -397,10 +403,11 @@ impl<S: StateMachine> RaftNode<S> {
     pub fn handle_timeout(&mut self, now: Time) {
         match self.role {
             Role::Leader => {
-                if self.transfer.is_some_and(|transfer| now >= transfer.deadline) {
+                if let Some(transfer) = self.transfer.filter(|transfer| now >= transfer.deadline) {
                     // The target did not take over within an election
                     // timeout: take writes again.
                     self.transfer = None;
+                    self.event(Event::TransferAbandoned { target: transfer.target, term: self.term });
                 }
                 if now >= self.heartbeat_deadline {
                     self.broadcast_heartbeat(now);
@@ -464,6 +471,7 @@ impl<S: StateMachine> RaftNode<S> {
         if self.transfer.is_none_or(|transfer| transfer.target != target) {
             let deadline = now.add_millis(self.config.election_timeout_ms);
             self.transfer = Some(Transfer { target, deadline, timeout_now_sent: false });
+            self.event(Event::TransferStarted { target, term: self.term });
             // Even an empty append helps: a target that lost in-flight
             // entries rejects it, which restarts probing from its match point.
             self.send_append(target, true);

@@ -113,6 +113,8 @@ pub struct Member {
     pub violations: Vec<String>,
     /// Every role change the node reported, in order, across restarts.
     pub role_changes: Vec<(Role, Term)>,
+    /// Every other event (leadership transfers), in order, across restarts.
+    pub other_events: Vec<Event>,
     /// Id of the last write drained from the current incarnation.
     last_persist_id: u64,
 }
@@ -186,6 +188,7 @@ impl Cluster {
                     responses: Vec::new(),
                     violations: Vec::new(),
                     role_changes: Vec::new(),
+                    other_events: Vec::new(),
                     last_persist_id: 0,
                 },
             );
@@ -409,6 +412,7 @@ impl Cluster {
                     Action::Event(Event::Violation { description }) => {
                         member.violations.push(description);
                     }
+                    Action::Event(event) => member.other_events.push(event),
                 }
             }
             let sync_now = member.sync_mode == SyncMode::Immediate && !member.disk.unsynced.is_empty();
