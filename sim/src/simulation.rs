@@ -523,10 +523,7 @@ impl Simulation {
     /// Performs a node's actions, runs the safety checks, re-arms its timer.
     fn drain(&mut self, node: usize) {
         let mut roles = Vec::new();
-        loop {
-            let Some(action) = self.nodes[node].raft.as_mut().and_then(RaftNode::poll_action) else {
-                break;
-            };
+        while let Some(action) = self.nodes[node].raft.as_mut().and_then(RaftNode::poll_action) {
             match action {
                 Action::Send(message) => self.send(node, message),
                 Action::Persist(write) => {
