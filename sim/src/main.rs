@@ -207,7 +207,13 @@ fn print_json(summary: &RunSummary) {
         .outcomes
         .iter()
         .filter(|outcome| !outcome.failures.is_empty())
-        .map(|outcome| serde_json::json!({ "seed": outcome.seed, "failure": outcome.failures[0] }))
+        .map(|outcome| {
+            serde_json::json!({
+                "seed": outcome.seed,
+                "failure": outcome.failures[0],
+                "trace_hash": hex(&outcome.trace_hash),
+            })
+        })
         .collect();
     let wall_ms = summary.wall_micros / 1000;
     let json = serde_json::json!({
@@ -223,6 +229,11 @@ fn print_json(summary: &RunSummary) {
         "ops_failed": failed,
         "ops_unknown": unknown,
         "combined_hash": summary.combined_hash(),
+        "trace_hashes": summary
+            .outcomes
+            .iter()
+            .map(|outcome| serde_json::json!([outcome.seed, hex(&outcome.trace_hash)]))
+            .collect::<Vec<_>>(),
     });
     say!("{json}");
 }
@@ -255,6 +266,7 @@ fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>
     say!("combined-hash:  {}", summary.combined_hash());
     for outcome in summary.outcomes.iter().filter(|outcome| !outcome.failures.is_empty()).take(20) {
         say!("FAIL seed {}: {}", outcome.seed, outcome.failures[0]);
+        say!("  trace-hash: {}", hex(&outcome.trace_hash));
         say!("  replay: {}", replay_command(outcome.seed, cluster));
     }
     if failed_seeds.len() > 20 {

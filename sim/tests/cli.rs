@@ -95,6 +95,15 @@ fn a_failing_run_exits_1_and_prints_the_replay_command() {
     let text = stdout(&output);
     assert!(text.contains("replay: chorus-sim replay --seed "), "{text}");
     assert!(text.contains("--bug ack-before-commit"), "{text}");
+
+    // The printed replay command reproduces the run exactly: same trace hash.
+    let seed = text.lines().find_map(|line| line.strip_prefix("FAIL seed ")).unwrap().split(':').next().unwrap();
+    let run_hash = text.lines().find_map(|line| line.trim().strip_prefix("trace-hash: ")).unwrap();
+    let replay = chorus_sim(&["replay", "--seed", seed, "--bug", "ack-before-commit"]);
+    assert_eq!(replay.status.code(), Some(1));
+    let replay_text = stdout(&replay);
+    let replay_hash = replay_text.lines().find_map(|line| line.strip_prefix("trace-hash: ")).unwrap();
+    assert_eq!(replay_hash, run_hash);
 }
 
 #[test]
