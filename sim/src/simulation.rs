@@ -416,10 +416,9 @@ impl Simulation {
                     return;
                 }
                 // The disk works while the process is frozen; the process
-                // learns of it when it runs again.
-                if !self.nodes[node].disk.sync_through(id) && !self.nodes[node].paused {
-                    return;
-                }
+                // learns of it when it runs again (the stashed event syncs
+                // nothing more then, but must still reach the node).
+                self.nodes[node].disk.sync_through(id);
                 if self.stash_if_paused(node, SimEvent::DiskSynced { node, incarnation, id }) {
                     return;
                 }
