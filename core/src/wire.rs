@@ -6,46 +6,76 @@ use crate::raft::Message;
 /// Largest encoded message accepted or produced, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Why bytes from a peer were not a message. Nothing is delivered.
+/// Why bytes could not be encoded within, or decoded as, a message. Nothing
+/// is delivered. Shared by every protocol's wire format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    #[error("message of {0} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")]
-    TooLarge(usize),
+    #[error("message of {bytes} bytes exceeds the {limit}-byte limit")]
+    TooLarge { bytes: usize, limit: usize },
     #[error("malformed message: {0}")]
     Malformed(String),
     #[error("{0} trailing bytes after the message")]
     TrailingBytes(usize),
 }
 
-fn codec() -> bincode::config::Configuration<
+/// The crate's bincode configuration, with `CEILING` as bincode's own
+/// allocation limit: a huge length prefix is an error before any allocation.
+fn codec<const CEILING: usize>() -> bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Varint,
-    bincode::config::Limit<MAX_MESSAGE_BYTES>,
+    bincode::config::Limit<CEILING>,
 > {
-    bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>()
+    bincode::config::standard().with_limit::<CEILING>()
 }
 
-/// Encodes a message.
-pub fn encode_message(message: &Message) -> Result<Vec<u8>, WireError> {
-    let bytes =
-        bincode::serde::encode_to_vec(message, codec()).map_err(|error| WireError::Malformed(error.to_string()))?;
-    if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(WireError::TooLarge(bytes.len()));
+/// Encodes `value` in at most `limit` bytes (itself capped at `CEILING`).
+pub(crate) fn encode_bounded<T: serde::Serialize, const CEILING: usize>(
+    value: &T,
+    limit: usize,
+) -> Result<Vec<u8>, WireError> {
+    let limit = limit.min(CEILING);
+    let bytes = bincode::serde::encode_to_vec(value, codec::<CEILING>())
+        .map_err(|error| WireError::Malformed(error.to_string()))?;
+    if bytes.len() > limit {
+        return Err(WireError::TooLarge { bytes: bytes.len(), limit });
     }
     Ok(bytes)
 }
 
-/// Decodes one message that must fill `bytes` exactly.
-pub fn decode_message(bytes: &[u8]) -> Result<Message, WireError> {
-    if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(WireError::TooLarge(bytes.len()));
+/// Decodes one value that must fill `bytes` exactly and be at most `limit`
+/// bytes long (itself capped at `CEILING`). Never panics.
+pub(crate) fn decode_bounded<T: serde::de::DeserializeOwned, const CEILING: usize>(
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, WireError> {
+    let limit = limit.min(CEILING);
+    if bytes.len() > limit {
+        return Err(WireError::TooLarge { bytes: bytes.len(), limit });
     }
-    let (message, used): (Message, usize) =
-        bincode::serde::decode_from_slice(bytes, codec()).map_err(|error| WireError::Malformed(error.to_string()))?;
+    let (value, used): (T, usize) = bincode::serde::decode_from_slice(bytes, codec::<CEILING>())
+        .map_err(|error| WireError::Malformed(error.to_string()))?;
     if used != bytes.len() {
         return Err(WireError::TrailingBytes(bytes.len() - used));
     }
-    Ok(message)
+    Ok(value)
+}
+
+/// The exact number of bytes `value` takes in the wire format.
+pub(crate) fn encoded_len_bounded<T: serde::Serialize + ?Sized, const CEILING: usize>(value: &T) -> usize {
+    let mut counter = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut counter, codec::<CEILING>())
+        .expect("invariant: counting bytes cannot fail, and our types always serialize");
+    counter.bytes_written
+}
+
+/// Encodes a Raft message.
+pub fn encode_message(message: &Message) -> Result<Vec<u8>, WireError> {
+    encode_bounded::<_, MAX_MESSAGE_BYTES>(message, MAX_MESSAGE_BYTES)
+}
+
+/// Decodes one Raft message that must fill `bytes` exactly.
+pub fn decode_message(bytes: &[u8]) -> Result<Message, WireError> {
+    decode_bounded::<_, MAX_MESSAGE_BYTES>(bytes, MAX_MESSAGE_BYTES)
 }
 
 #[cfg(test)]

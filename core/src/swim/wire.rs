@@ -15,61 +15,24 @@ use serde::Serialize;
 /// IPv4. No configuration can exceed it.
 pub const MAX_DATAGRAM_BYTES: usize = 65_507;
 
-/// Why a message could not be encoded or decoded. Nothing is delivered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WireError {
-    #[error("message of {bytes} bytes exceeds the {limit}-byte limit")]
-    TooLarge { bytes: usize, limit: usize },
-    #[error("malformed message: {0}")]
-    Malformed(String),
-    #[error("{0} trailing bytes after the message")]
-    TrailingBytes(usize),
-}
-
-fn codec() -> bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<MAX_DATAGRAM_BYTES>,
-> {
-    bincode::config::standard().with_limit::<MAX_DATAGRAM_BYTES>()
-}
+pub use crate::wire::WireError;
 
 /// Encodes a message of at most `limit` bytes (capped at
 /// [`MAX_DATAGRAM_BYTES`]).
 pub fn encode(message: &Message, limit: usize) -> Result<Vec<u8>, WireError> {
-    let limit = limit.min(MAX_DATAGRAM_BYTES);
-    let bytes =
-        bincode::serde::encode_to_vec(message, codec()).map_err(|error| WireError::Malformed(error.to_string()))?;
-    if bytes.len() > limit {
-        return Err(WireError::TooLarge { bytes: bytes.len(), limit });
-    }
-    Ok(bytes)
+    crate::wire::encode_bounded::<_, MAX_DATAGRAM_BYTES>(message, limit)
 }
 
 /// Decodes one message that must fill `bytes` exactly and be at most `limit`
 /// bytes long (capped at [`MAX_DATAGRAM_BYTES`]). Only the encoding is checked
 /// here; the node checks the content against its limits.
 pub fn decode(bytes: &[u8], limit: usize) -> Result<Message, WireError> {
-    let limit = limit.min(MAX_DATAGRAM_BYTES);
-    if bytes.len() > limit {
-        return Err(WireError::TooLarge { bytes: bytes.len(), limit });
-    }
-    // bincode's own limit makes a huge length prefix an error before any
-    // allocation happens.
-    let (message, used): (Message, usize) =
-        bincode::serde::decode_from_slice(bytes, codec()).map_err(|error| WireError::Malformed(error.to_string()))?;
-    if used != bytes.len() {
-        return Err(WireError::TrailingBytes(bytes.len() - used));
-    }
-    Ok(message)
+    crate::wire::decode_bounded::<_, MAX_DATAGRAM_BYTES>(bytes, limit)
 }
 
 /// The exact number of bytes `value` takes in the wire format.
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
-    let mut counter = bincode::enc::write::SizeWriter::default();
-    bincode::serde::encode_into_writer(value, &mut counter, codec())
-        .expect("invariant: counting bytes cannot fail, and our types always serialize");
-    counter.bytes_written
+    crate::wire::encoded_len_bounded::<_, MAX_DATAGRAM_BYTES>(value)
 }
 
 /// Bytes of the length prefix bincode writes before a sequence of `len`
