@@ -81,7 +81,7 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::{AppendResponse, ConflictHint, Entry, MessageBody, Payload};
+    use crate::raft::{AppendResponse, ConflictHint, DiskId, Entry, MessageBody, Payload};
     use crate::types::{LogIndex, NodeId, Term};
     use proptest::prelude::*;
 
@@ -90,6 +90,7 @@ mod tests {
             from: NodeId(1),
             to: NodeId(2),
             term: Term(3),
+            disk: DiskId(7),
             body: MessageBody::AppendEntries {
                 prev_log_index: LogIndex(4),
                 prev_log_term: Term(2),
@@ -131,7 +132,7 @@ mod tests {
             MessageBody::TimeoutNow,
         ];
         for body in bodies {
-            let message = Message { from: NodeId(1), to: NodeId(2), term: Term(3), body };
+            let message = Message { from: NodeId(1), to: NodeId(2), term: Term(3), disk: DiskId(7), body };
             let bytes = encode_message(&message).unwrap();
             assert_eq!(decode_message(&bytes).unwrap(), message);
         }

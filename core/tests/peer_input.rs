@@ -3,7 +3,7 @@
 //! `cargo test` keeps them fixed.
 
 use chorus_core::kv::KvStore;
-use chorus_core::raft::{Action, Config, Event, Message, MessageBody, RaftNode};
+use chorus_core::raft::{Action, Config, DiskId, Event, Message, MessageBody, RaftNode};
 use chorus_core::types::{LogIndex, NodeId, Term, Time, MAX_TERM};
 
 fn node() -> RaftNode<KvStore> {
@@ -28,6 +28,7 @@ fn an_append_with_a_maximal_previous_index_is_rejected_as_a_violation() {
             from: NodeId(2),
             to: NodeId(1),
             term: Term(0),
+            disk: DiskId::BOOTSTRAP,
             body: MessageBody::AppendEntries {
                 prev_log_index: LogIndex(u64::MAX),
                 prev_log_term: Term(0),
@@ -49,6 +50,7 @@ fn a_maximal_term_from_a_peer_is_ignored_and_elections_still_work() {
             from: NodeId(2),
             to: NodeId(1),
             term: Term(u64::MAX),
+            disk: DiskId::BOOTSTRAP,
             body: MessageBody::HeartbeatResponse { read_context: 0 },
         },
     );
@@ -68,6 +70,7 @@ fn the_largest_accepted_term_can_still_be_campaigned_past() {
             from: NodeId(2),
             to: NodeId(1),
             term: MAX_TERM,
+            disk: DiskId::BOOTSTRAP,
             body: MessageBody::HeartbeatResponse { read_context: 0 },
         },
     );
@@ -89,6 +92,7 @@ fn leader() -> RaftNode<KvStore> {
         from: NodeId(2),
         to: NodeId(1),
         term: Term(1),
+        disk: DiskId::BOOTSTRAP,
         body: MessageBody::RequestVoteResponse { pre_vote, granted: true },
     };
     node.handle_message(deadline, vote(true));
@@ -107,7 +111,7 @@ fn a_pre_vote_request_claiming_a_leadership_transfer_is_a_violation() {
         last_log_term: Term(0),
         transfer: true,
     };
-    node.handle_message(Time::ZERO, Message { from: NodeId(2), to: NodeId(1), term: Term(1), body });
+    node.handle_message(Time::ZERO, Message { from: NodeId(2), to: NodeId(1), term: Term(1), disk: DiskId::BOOTSTRAP, body });
     assert_eq!(violations(&drain(&mut node)), 1);
     assert_eq!(node.term(), Term(0));
 }
@@ -116,7 +120,7 @@ fn a_pre_vote_request_claiming_a_leadership_transfer_is_a_violation() {
 fn a_heartbeat_response_to_a_round_never_sent_is_a_violation() {
     let mut node = leader();
     let body = MessageBody::HeartbeatResponse { read_context: u64::MAX };
-    node.handle_message(node.poll_timeout(), Message { from: NodeId(2), to: NodeId(1), term: Term(1), body });
+    node.handle_message(node.poll_timeout(), Message { from: NodeId(2), to: NodeId(1), term: Term(1), disk: DiskId::BOOTSTRAP, body });
     assert_eq!(violations(&drain(&mut node)), 1);
     assert_eq!(node.role(), chorus_core::raft::Role::Leader);
 }
@@ -124,7 +128,7 @@ fn a_heartbeat_response_to_a_round_never_sent_is_a_violation() {
 #[test]
 fn timeout_now_sent_to_a_leader_is_a_violation() {
     let mut node = leader();
-    let message = Message { from: NodeId(2), to: NodeId(1), term: Term(1), body: MessageBody::TimeoutNow };
+    let message = Message { from: NodeId(2), to: NodeId(1), term: Term(1), disk: DiskId::BOOTSTRAP, body: MessageBody::TimeoutNow };
     node.handle_message(node.poll_timeout(), message);
     assert_eq!(violations(&drain(&mut node)), 1);
     assert_eq!(node.role(), chorus_core::raft::Role::Leader);

@@ -21,7 +21,9 @@
 use crate::storage::{Recovered, Storage, StorageError};
 use crate::transport::Transport;
 use chorus_core::kv::{KvCommand, KvQuery, KvStore};
-use chorus_core::raft::{Action, ClientResult, Config, Event, Message, PersistRequest, RaftNode, RestartError, Role};
+use chorus_core::raft::{
+    Action, ClientResult, Config, DurableState, Event, Message, PersistRequest, RaftNode, RestartError, Role,
+};
 use chorus_core::types::{LogIndex, NodeId, RequestId, Term, Time};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -144,7 +146,9 @@ impl Driver {
         inbox: mpsc::Receiver<Message>,
     ) -> Result<(Driver, DriverHandle), DriverError> {
         let epoch = Instant::now();
-        let node = RaftNode::restart(config, recovered.hard_state, recovered.entries, KvStore::default(), Time::ZERO)?;
+        let stored =
+            DurableState { hard_state: recovered.hard_state, snapshot: recovered.snapshot, entries: recovered.entries };
+        let node = RaftNode::restart(config, stored, KvStore::default(), Time::ZERO)?;
         let (status, status_receiver) = watch::channel(status_of(&node));
         let (request_sender, requests) = mpsc::channel(CLIENT_QUEUE_CAPACITY);
         let driver = Driver {
@@ -274,6 +278,12 @@ fn log_event(node: NodeId, event: &Event) {
         }
         Event::TransferAbandoned { target, term } => {
             tracing::info!(%node, %target, %term, "leadership transfer abandoned")
+        }
+        Event::MembershipChanged { index, membership } => {
+            tracing::info!(%node, %index, %membership, "configuration changed")
+        }
+        Event::SnapshotInstalled { index, term } => {
+            tracing::info!(%node, %index, %term, "snapshot installed")
         }
     }
 }

@@ -30,7 +30,7 @@
 //! compacted), and opening reads it whole into memory. Snapshots and log
 //! compaction belong here once the core supports them.
 
-use chorus_core::raft::{Entry, HardState, PersistRequest};
+use chorus_core::raft::{Entry, HardState, PersistRequest, Snapshot};
 use chorus_core::types::LogIndex;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -55,6 +55,8 @@ const CHECKSUM: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 /// writes within one run of the node).
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Record {
+    snapshot: Option<Snapshot>,
+    discard_upto: Option<LogIndex>,
     truncate_from: Option<LogIndex>,
     entries: Vec<Entry>,
     hard_state: HardState,
@@ -130,7 +132,9 @@ pub struct Storage {
 pub struct Recovered {
     /// The hard state of the last record (the default when the store is new).
     pub hard_state: HardState,
-    /// The stored log, dense from index 1.
+    /// The latest stored snapshot.
+    pub snapshot: Option<Snapshot>,
+    /// The stored log, dense (from index 1, or within the snapshot).
     pub entries: Vec<Entry>,
     /// Bytes of torn tail that were discarded (0 after a clean shutdown).
     pub discarded_tail_bytes: u64,
@@ -210,6 +214,8 @@ impl Storage {
 /// Encodes one framed record.
 fn encode_record(request: &PersistRequest) -> Result<Vec<u8>, StorageError> {
     let record = Record {
+        snapshot: request.snapshot.clone(),
+        discard_upto: request.discard_upto,
         truncate_from: request.truncate_from,
         entries: request.entries.clone(),
         hard_state: request.hard_state,
@@ -279,16 +285,30 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Recovered, u64), StorageError> {
 
 /// Applies one replayed record to the recovered state.
 fn apply(recovered: &mut Recovered, record: Record) -> Result<(), String> {
+    if let Some(snapshot) = record.snapshot {
+        recovered.snapshot = Some(snapshot);
+    }
+    let snapshot_end = recovered.snapshot.as_ref().map_or(LogIndex::ZERO, |snapshot| snapshot.meta.index);
     let log = &mut recovered.entries;
-    if let Some(from) = record.truncate_from {
-        let last = log.len() as u64;
-        if from.0 == 0 || from.0 > last + 1 {
-            return Err(format!("truncation from {from} in a log ending at i{last}"));
+    if let Some(upto) = record.discard_upto {
+        if upto > snapshot_end {
+            return Err(format!("discarding entries up to {upto}, past the snapshot's end {snapshot_end}"));
         }
-        log.truncate((from.0 - 1) as usize);
+        log.retain(|entry| entry.index > upto);
+    }
+    if let Some(from) = record.truncate_from {
+        let next = log.last().map_or(snapshot_end.next(), |entry| entry.index.next());
+        if from.0 == 0 || from > next {
+            return Err(format!("truncation from {from} in a log ending at {}", next.prev()));
+        }
+        log.retain(|entry| entry.index < from);
     }
     for entry in record.entries {
-        let expected = LogIndex(log.len() as u64 + 1);
+        let expected = match log.last() {
+            Some(last) => last.index.next(),
+            None if snapshot_end > LogIndex::ZERO => snapshot_end.next(),
+            None => LogIndex(1),
+        };
         if entry.index != expected {
             return Err(format!("entry {} where {expected} was expected", entry.index));
         }
@@ -332,9 +352,11 @@ mod tests {
     fn request(id: u64, truncate_from: Option<u64>, entries: Vec<Entry>, term: u64) -> PersistRequest {
         PersistRequest {
             id: PersistId(id),
+            snapshot: None,
+            discard_upto: None,
             truncate_from: truncate_from.map(LogIndex),
             entries,
-            hard_state: HardState { term: Term(term), voted_for: Some(NodeId(1)), commit: LogIndex(0) },
+            hard_state: HardState { term: Term(term), voted_for: Some(NodeId(1)), commit: LogIndex(0), ..HardState::default() },
         }
     }
 

@@ -1,12 +1,18 @@
 //! The simulated disk of one node: what is durable, and the writes the node
-//! issued that are not yet synced. A crash loses every unsynced write.
+//! issued that are not yet synced. A crash loses every unsynced write; a wipe
+//! loses everything.
 
-use chorus_core::raft::{Entry, HardState, PersistId, PersistRequest};
+use chorus_core::raft::{
+    DiskId, DurableState, Entry, HardState, Membership, Payload, PersistId, PersistRequest, Snapshot,
+};
+use chorus_core::{LogIndex, NodeId, Term};
 use std::collections::VecDeque;
 
 #[derive(Default)]
 pub struct Disk {
     pub hard_state: HardState,
+    pub snapshot: Option<Snapshot>,
+    /// Stored entries, dense; they start at index 1 or within the snapshot.
     pub entries: Vec<Entry>,
     unsynced: VecDeque<PersistRequest>,
     /// Writes complete in order: no write completes before this time.
@@ -26,26 +32,86 @@ impl Disk {
         let mut synced = false;
         while self.unsynced.front().is_some_and(|write| write.id <= id) {
             let write = self.unsynced.pop_front().expect("front exists");
-            if let Some(from) = write.truncate_from {
-                self.entries.truncate(from.0.saturating_sub(1) as usize);
-            }
-            for entry in write.entries {
-                assert_eq!(
-                    entry.index.0,
-                    self.entries.len() as u64 + 1,
-                    "the node asked for a write that leaves a hole in its log"
-                );
-                self.entries.push(entry);
-            }
-            self.hard_state = write.hard_state;
+            self.apply(write);
             synced = true;
         }
         synced
+    }
+
+    /// One write, in the order [`PersistRequest`] specifies.
+    fn apply(&mut self, write: PersistRequest) {
+        if let Some(snapshot) = write.snapshot {
+            self.snapshot = Some(snapshot);
+        }
+        if let Some(upto) = write.discard_upto {
+            self.entries.retain(|entry| entry.index > upto);
+        }
+        if let Some(from) = write.truncate_from {
+            self.entries.retain(|entry| entry.index < from);
+        }
+        for entry in write.entries {
+            assert_eq!(entry.index, self.next_index(), "the node asked for a write that leaves a hole in its log");
+            self.entries.push(entry);
+        }
+        self.hard_state = write.hard_state;
+    }
+
+    fn next_index(&self) -> LogIndex {
+        match (self.entries.last(), &self.snapshot) {
+            (Some(entry), _) => entry.index.next(),
+            (None, Some(snapshot)) => snapshot.meta.index.next(),
+            (None, None) => LogIndex(1),
+        }
+    }
+
+    /// The end of the durable log: what the node would campaign or vote with
+    /// after a crash.
+    pub fn last(&self) -> (Term, LogIndex) {
+        match (self.entries.last(), &self.snapshot) {
+            (Some(entry), _) => (entry.term, entry.index),
+            (None, Some(snapshot)) => (snapshot.meta.term, snapshot.meta.index),
+            (None, None) => (Term::ZERO, LogIndex::ZERO),
+        }
+    }
+
+    /// The term the durable log holds at `index`, if it holds it (a snapshot
+    /// covers every index up to its own).
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        if let Some(entry) = self.entries.iter().find(|entry| entry.index == index) {
+            return Some(entry.term);
+        }
+        self.snapshot.as_ref().filter(|snapshot| snapshot.meta.index >= index).map(|snapshot| snapshot.meta.term)
+    }
+
+    /// The configuration a restart from this disk would be in: the latest
+    /// stored configuration entry, else the snapshot's, else the bootstrap
+    /// one (for a bootstrap disk) or none.
+    pub fn membership(&self, bootstrap_voters: &[NodeId]) -> Membership {
+        let latest = self.entries.iter().rev().find_map(|entry| match &entry.payload {
+            Payload::Config(membership) => Some(membership.clone()),
+            _ => None,
+        });
+        match (latest, &self.snapshot) {
+            (Some(membership), _) => membership,
+            (None, Some(snapshot)) => snapshot.meta.membership.clone(),
+            (None, None) if self.hard_state.disk == DiskId::BOOTSTRAP => Membership::bootstrap(bootstrap_voters),
+            (None, None) => Membership::default(),
+        }
+    }
+
+    /// What a restart reads back.
+    pub fn durable_state(&self) -> DurableState {
+        DurableState { hard_state: self.hard_state, snapshot: self.snapshot.clone(), entries: self.entries.clone() }
     }
 
     /// The process died: unsynced writes are gone.
     pub fn crash(&mut self, now_us: u64) {
         self.unsynced.clear();
         self.last_completion_us = now_us;
+    }
+
+    /// The disk is lost (replaced by an empty one).
+    pub fn wipe(&mut self, now_us: u64) {
+        *self = Disk { last_completion_us: now_us, ..Disk::default() };
     }
 }

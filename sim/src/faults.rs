@@ -61,6 +61,11 @@ pub enum FaultAction {
     SetLoss {
         loss_ppm: u32,
     },
+    /// Kill the process and lose its disk; a restart then rejoins with an
+    /// empty disk under a new disk id.
+    Wipe {
+        node: NodeRef,
+    },
 }
 
 impl fmt::Display for NodeRef {
@@ -101,6 +106,7 @@ impl fmt::Display for FaultAction {
             FaultAction::SetLoss { loss_ppm } => {
                 write!(f, "set loss {:.2}%", *loss_ppm as f64 / 10_000.0)
             }
+            FaultAction::Wipe { node } => write!(f, "wipe {node} (crash and lose its disk)"),
         }
     }
 }
@@ -142,6 +148,27 @@ pub struct FaultProfile {
     /// Raft knob varied by the swarm: small values split replication into
     /// many messages (and expose figure-8 style interleavings).
     pub max_entries_per_append: usize,
+    /// Disk loss: a node crashes, its disk is replaced by an empty one, and
+    /// it restarts after the duration under a new disk id.
+    pub wipes: Option<Recurrence>,
+    /// Mean interval between the operator's membership changes and
+    /// leadership transfers; `None` keeps the configuration fixed.
+    pub churn_interval_ms: Option<u64>,
+    /// Nodes outside the initial configuration, which the operator adds as
+    /// learners, promotes, and swaps in for voters.
+    pub spares: usize,
+    /// Snapshot every this many applied entries (0: never); tiny values make
+    /// snapshots and installs constant.
+    pub snapshot_every_entries: u64,
+    /// Log entries kept behind a snapshot for slow followers.
+    pub max_retained_entries: u64,
+    /// Snapshot chunk size: small values split installs into many chunks.
+    pub snapshot_chunk_bytes: usize,
+    /// Serve linearizable reads from a leader lease instead of a heartbeat
+    /// round each (Raft thesis §6.4.1).
+    pub lease_reads: bool,
+    /// Followers forward proposals to the leader.
+    pub forward_proposals: bool,
 }
 
 impl FaultProfile {
@@ -158,6 +185,14 @@ impl FaultProfile {
             crash_in_write_ppm: 0,
             isolate_new_leader_ppm: 0,
             max_entries_per_append: 64,
+            wipes: None,
+            churn_interval_ms: None,
+            spares: 0,
+            snapshot_every_entries: 0,
+            max_retained_entries: 1_000,
+            snapshot_chunk_bytes: 256 * 1024,
+            lease_reads: false,
+            forward_proposals: false,
         }
     }
 
@@ -193,6 +228,17 @@ impl FaultProfile {
         let crash_in_write_ppm = if rng.random_bool(0.5) { rng.random_range(100..=5_000) } else { 0 };
         let isolate_new_leader_ppm = if rng.random_bool(0.4) { rng.random_range(PPM / 10..=PPM * 6 / 10) } else { 0 };
         let max_entries_per_append = [1, 2, 4, 64][rng.random_range(0..4)];
+        let wipes = rng.random_bool(0.3).then(|| Recurrence {
+            mean_interval_ms: rng.random_range(1_000..=5_000),
+            mean_duration_ms: rng.random_range(50..=1_000),
+        });
+        let churn_interval_ms = rng.random_bool(0.5).then(|| rng.random_range(100..=1_500));
+        let spares = if churn_interval_ms.is_some() { rng.random_range(0..=2) } else { 0 };
+        let snapshot_every_entries = [0, 2, 5, 20, 100][rng.random_range(0..5)];
+        let max_retained_entries = [0, 1, 10, 1_000][rng.random_range(0..4)];
+        let snapshot_chunk_bytes = [16, 64, 256 * 1024][rng.random_range(0..3)];
+        let lease_reads = rng.random_bool(0.3);
+        let forward_proposals = rng.random_bool(0.5);
         FaultProfile {
             network,
             partitions,
@@ -204,6 +250,14 @@ impl FaultProfile {
             crash_in_write_ppm,
             isolate_new_leader_ppm,
             max_entries_per_append,
+            wipes,
+            churn_interval_ms,
+            spares,
+            snapshot_every_entries,
+            max_retained_entries,
+            snapshot_chunk_bytes,
+            lease_reads,
+            forward_proposals,
         }
     }
 }
@@ -237,6 +291,18 @@ impl fmt::Display for FaultProfile {
             self.disk_latency_min_us,
             self.disk_latency_max_us,
             self.max_entries_per_append,
+        )?;
+        write!(
+            f,
+            "; wipes {}; churn {}; {} spares; snapshot every {} entries (keep {}, {}-byte chunks); {} reads; forwarding {}",
+            recurrence(self.wipes),
+            self.churn_interval_ms.map_or("off".to_string(), |ms| format!("every ~{ms}ms")),
+            self.spares,
+            self.snapshot_every_entries,
+            self.max_retained_entries,
+            self.snapshot_chunk_bytes,
+            if self.lease_reads { "lease" } else { "read-index" },
+            if self.forward_proposals { "on" } else { "off" },
         )
     }
 }

@@ -15,7 +15,7 @@
 //! no hash-map iteration order reaches behaviour.
 
 use crate::check::linearizability::{self, SearchLimits, Verdict};
-use crate::check::safety::SafetyChecker;
+use crate::check::safety::{ElectionView, SafetyChecker};
 use crate::clock::DriftClock;
 use crate::disk::Disk;
 use crate::faults::{FaultAction, FaultProfile, NodeRef, Recurrence};
@@ -25,7 +25,10 @@ use crate::scenario::Scenario;
 use crate::trace::{describe_message, describe_result, message_words, Trace};
 use crate::workload::{ClientRequest, ClientStep, Workload, ATTEMPT_TIMEOUT_US};
 use chorus_core::kv::KvStore;
-use chorus_core::raft::{Action, Bug, ClientResult, Config, Event, Message, PersistId, RaftNode, Role};
+use chorus_core::raft::{
+    Action, Bug, ClientResult, Config, DiskId, Event, MembershipChange, Message, PersistId, RaftNode, ReadMode, Role,
+    SnapshotPolicy,
+};
 use chorus_core::{NodeId, RequestId, Time};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -120,6 +123,15 @@ enum RecurringFault {
     Partition,
     Crash,
     Pause,
+    Wipe,
+}
+
+/// Who a node's client request came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RequestOwner {
+    Client { client: usize, attempt: u64 },
+    /// The simulated operator's membership changes.
+    Operator,
 }
 
 enum SimEvent {
@@ -132,6 +144,8 @@ enum SimEvent {
     ClientNext { client: usize },
     Fault(FaultAction),
     Recurring(RecurringFault),
+    /// The operator's next membership change or leadership transfer.
+    Churn,
     EndFaultPhase,
     LivenessDeadline,
 }
@@ -163,6 +177,12 @@ impl Ord for Scheduled {
 struct SimNode {
     raft: Option<RaftNode<KvStore>>,
     disk: Disk,
+    /// The identity of the disk the node runs on (new after each wipe).
+    disk_id: DiskId,
+    /// The disk was wiped while the node was down: it rejoins empty.
+    wiped: bool,
+    /// Whether the node counted itself a voter when it last ran.
+    votes: bool,
     clock: DriftClock,
     incarnation: u64,
     timer_token: u64,
@@ -170,7 +190,7 @@ struct SimNode {
     paused: bool,
     stash: Vec<SimEvent>,
     /// Client requests this incarnation is working on.
-    requests: BTreeMap<u64, (usize, u64)>,
+    requests: BTreeMap<u64, RequestOwner>,
     next_request: u64,
 }
 
@@ -208,8 +228,9 @@ impl Simulation {
             scenario.duration_ms.map_or(FAULT_PHASE_US.max(scenario.last_event_ms() * 1000 + 1_000_000), |ms| ms * 1000)
         });
         let voters: Vec<NodeId> = (0..options.nodes).map(node_id).collect();
-        let mut nodes = Vec::with_capacity(options.nodes);
-        for index in 0..options.nodes {
+        let total = options.nodes + profile.spares;
+        let mut nodes = Vec::with_capacity(total);
+        for index in 0..total {
             let drift = if profile.drift_ppm_max > 0 {
                 rng.random_range(-profile.drift_ppm_max..=profile.drift_ppm_max)
             } else {
@@ -217,11 +238,21 @@ impl Simulation {
             };
             let clock = DriftClock::new(rng.random_range(0..1_000_000_000), drift);
             let config = Self::raft_config(&options, &profile, &voters, index, &mut rng);
-            let raft = RaftNode::new(config, KvStore::default(), clock.local(0))
-                .expect("invariant: the simulator builds valid configurations");
+            // The initial voters bootstrap the cluster; spares join empty.
+            let (raft, disk_id) = if index < options.nodes {
+                let raft = RaftNode::new(config, KvStore::default(), clock.local(0));
+                (raft.expect("invariant: the simulator builds valid configurations"), DiskId::BOOTSTRAP)
+            } else {
+                let disk_id = DiskId(rng.random_range(1..u64::MAX));
+                let raft = RaftNode::join(config, disk_id, KvStore::default(), clock.local(0));
+                (raft.expect("invariant: the simulator builds valid configurations"), disk_id)
+            };
             nodes.push(SimNode {
+                votes: raft.is_voter(),
                 raft: Some(raft),
                 disk: Disk::default(),
+                disk_id,
+                wiped: false,
                 clock,
                 incarnation: 0,
                 timer_token: 0,
@@ -232,11 +263,11 @@ impl Simulation {
                 next_request: 0,
             });
         }
-        let workload = Workload::new(DEFAULT_CLIENTS, options.nodes, DEFAULT_KEYS, fault_phase_us + WORKLOAD_TAIL_US);
+        let workload = Workload::new(DEFAULT_CLIENTS, total, DEFAULT_KEYS, fault_phase_us + WORKLOAD_TAIL_US);
         let mut simulation = Simulation {
-            network: Network::new(options.nodes, profile.network),
+            network: Network::new(total, profile.network),
             random_faults: !scenario_only,
-            checker: SafetyChecker::new(options.nodes),
+            checker: SafetyChecker::new(total),
             trace: Trace::new(options.keep_trace_text, TRACE_TEXT_LIMIT_BYTES),
             profile,
             options,
@@ -268,6 +299,16 @@ impl Simulation {
         config.election_timeout_ms = ELECTION_TIMEOUT_MS;
         config.heartbeat_interval_ms = HEARTBEAT_INTERVAL_MS;
         config.max_entries_per_append = profile.max_entries_per_append;
+        config.snapshot_policy = SnapshotPolicy { entries: profile.snapshot_every_entries, bytes: 0 };
+        config.max_retained_entries = profile.max_retained_entries;
+        config.snapshot_chunk_bytes = profile.snapshot_chunk_bytes;
+        config.forward_proposals = profile.forward_proposals;
+        if profile.lease_reads {
+            config.read_mode = ReadMode::Lease;
+            // Any two simulated clocks differ in rate by at most twice the
+            // largest drift.
+            config.max_clock_drift_ppm = 2 * crate::clock::MAX_DRIFT_PPM as u64;
+        }
         config.rng_seed = rng.random();
         config.injected_bug = options.bug;
         config
@@ -288,12 +329,17 @@ impl Simulation {
                 (RecurringFault::Partition, profile.partitions),
                 (RecurringFault::Crash, profile.crashes),
                 (RecurringFault::Pause, profile.pauses),
+                (RecurringFault::Wipe, profile.wipes),
             ] {
                 if let Some(recurrence) = recurrence {
                     let delay = Recurrence::draw(&mut self.rng, recurrence.mean_interval_ms);
                     self.schedule(delay, SimEvent::Recurring(kind));
                 }
             }
+        }
+        if let Some(interval_ms) = profile.churn_interval_ms {
+            let delay = Recurrence::draw(&mut self.rng, interval_ms);
+            self.schedule(delay, SimEvent::Churn);
         }
         if let Some(scenario) = self.options.scenario.clone() {
             for (at_ms, action) in scenario.events {
@@ -441,7 +487,7 @@ impl Simulation {
                 };
                 sim_node.next_request += 1;
                 let request_id = sim_node.next_request;
-                sim_node.requests.insert(request_id, (client, attempt));
+                sim_node.requests.insert(request_id, RequestOwner::Client { client, attempt });
                 let local = sim_node.clock.local(self.now);
                 let is_read = matches!(request, ClientRequest::Read(_));
                 self.trace.record(self.now, &[14, node as u64, client as u64, attempt, is_read as u64], || {
@@ -486,6 +532,7 @@ impl Simulation {
                 self.apply_fault(action)
             }
             SimEvent::Recurring(kind) => self.recurring_fault(kind),
+            SimEvent::Churn => self.churn(),
             SimEvent::EndFaultPhase => self.heal_everything(),
             SimEvent::LivenessDeadline => self.check_liveness_deadline(),
         }
@@ -527,21 +574,26 @@ impl Simulation {
                 Action::Send(message) => self.send(node, message),
                 Action::Persist(write) => {
                     let raft = self.nodes[node].raft.as_ref().expect("node is running");
-                    let prev_term = write
-                        .entries
-                        .first()
-                        .and_then(|first| raft.entry(first.index.prev()).map(|entry| entry.term))
-                        .unwrap_or_default();
-                    self.checker.on_persist(node, &write, prev_term);
+                    if let Some(prev_term) = write.entries.first().and_then(|first| raft.term_at(first.index.prev())) {
+                        self.checker.on_persist(node, &write, prev_term);
+                    }
                     let id = write.id;
                     let latency =
                         self.rng.random_range(self.profile.disk_latency_min_us..=self.profile.disk_latency_max_us);
                     let incarnation = self.nodes[node].incarnation;
-                    self.trace.record(self.now, &[20, node as u64, id.0, write.entries.len() as u64], || {
+                    let snapshot_index = write.snapshot.as_ref().map_or(0, |snapshot| snapshot.meta.index.0);
+                    let words = [20, node as u64, id.0, write.entries.len() as u64, snapshot_index];
+                    self.trace.record(self.now, &words, || {
                         format!(
-                            "{} write {}: {} entries{} hard state {:?}",
+                            "{} write {}: {}{}{} entries{} hard state {:?}",
                             node_id(node),
                             id.0,
+                            write
+                                .snapshot
+                                .as_ref()
+                                .map(|snapshot| format!("snapshot upto {}, ", snapshot.meta.index))
+                                .unwrap_or_default(),
+                            write.discard_upto.map(|upto| format!("discard upto {upto}, ")).unwrap_or_default(),
                             write.entries.len(),
                             write
                                 .truncate_from
@@ -555,8 +607,16 @@ impl Simulation {
                     self.maybe_crash_in_write(node, done_at);
                 }
                 Action::Respond { request, result } => {
-                    let Some((client, attempt)) = self.nodes[node].requests.remove(&request.0) else {
-                        panic!("{} answered request {} it never received", node_id(node), request.0);
+                    let owner = self.nodes[node].requests.remove(&request.0);
+                    let (client, attempt) = match owner {
+                        Some(RequestOwner::Client { client, attempt }) => (client, attempt),
+                        Some(RequestOwner::Operator) => {
+                            self.trace.record(self.now, &[25, node as u64, request.0], || {
+                                format!("{} membership change {}: {}", node_id(node), request.0, describe_result(&result))
+                            });
+                            continue;
+                        }
+                        None => panic!("{} answered request {} it never received", node_id(node), request.0),
                     };
                     if let Fate::Arrives { first_us, .. } = self.network.route_unpartitioned(&mut self.rng) {
                         self.schedule(first_us, SimEvent::ToClient { client, attempt, result });
@@ -586,7 +646,20 @@ impl Simulation {
                         format!("{} abandons the transfer of {term} to {target}", node_id(node))
                     });
                 }
+                Action::Event(Event::MembershipChanged { index, membership }) => {
+                    self.trace.record(self.now, &[26, node as u64, index.0], || {
+                        format!("{} configuration at {index}: {membership}", node_id(node))
+                    });
+                }
+                Action::Event(Event::SnapshotInstalled { index, term }) => {
+                    self.trace.record(self.now, &[27, node as u64, index.0, term.0], || {
+                        format!("{} installed the snapshot ending at {index}/{term}", node_id(node))
+                    });
+                }
             }
+        }
+        if let Some(raft) = self.nodes[node].raft.as_ref() {
+            self.nodes[node].votes = raft.is_voter();
         }
         let Some(raft) = self.nodes[node].raft.as_ref() else {
             return;
@@ -611,29 +684,41 @@ impl Simulation {
     /// The newest committed entry must be safe from every possible election.
     fn check_commit_protected(&mut self) {
         let index = chorus_core::LogIndex(self.checker.committed_len() as u64);
-        let disk_view = |disk: &Disk| {
-            let last = disk
-                .entries
-                .last()
-                .map_or((chorus_core::Term::ZERO, chorus_core::LogIndex::ZERO), |entry| (entry.term, entry.index));
-            let held = disk.entries.get(index.0 as usize - 1).map(|entry| entry.term);
-            (last, held)
-        };
-        let mut candidates = Vec::with_capacity(self.nodes.len());
-        let mut durable = Vec::with_capacity(self.nodes.len());
-        for sim_node in &self.nodes {
-            let (disk_last, disk_held) = disk_view(&sim_node.disk);
-            durable.push(disk_last);
-            candidates.push(match sim_node.raft.as_ref() {
-                Some(raft) => {
-                    let last = raft.last_index();
-                    let last_term = raft.entry(last).map_or(chorus_core::Term::ZERO, |entry| entry.term);
-                    (last_term, last, raft.entry(index).map(|entry| entry.term))
-                }
-                None => (disk_last.0, disk_last.1, disk_held),
-            });
-        }
-        self.checker.check_commit_protected(index, &candidates, &durable);
+        let committed_term = self.checker.committed_term(index);
+        let initial_voters: Vec<NodeId> = (0..self.options.nodes).map(node_id).collect();
+        let views: Vec<ElectionView> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(position, sim_node)| {
+                let durable_last = sim_node.disk.last();
+                let (last, holds, membership) = match sim_node.raft.as_ref() {
+                    Some(raft) => {
+                        let covered = raft.snapshot().is_some_and(|snapshot| snapshot.meta.index >= index);
+                        let holds = covered || raft.term_at(index) == committed_term;
+                        ((raft.last_term(), raft.last_index()), holds, raft.membership().clone())
+                    }
+                    None if sim_node.wiped || sim_node.disk.hard_state.disk != sim_node.disk_id => return None,
+                    None => {
+                        // A crashed node campaigns with what its disk holds.
+                        let disk = &sim_node.disk;
+                        let covered = disk.snapshot.as_ref().is_some_and(|snapshot| snapshot.meta.index >= index);
+                        let holds = covered || disk.term_at(index) == committed_term;
+                        (durable_last, holds, disk.membership(&initial_voters))
+                    }
+                };
+                Some(ElectionView {
+                    id: node_id(position),
+                    disk: sim_node.disk_id,
+                    votes: sim_node.votes,
+                    membership,
+                    last,
+                    holds,
+                    durable_last,
+                })
+            })
+            .collect();
+        self.checker.check_commit_protected(index, &views);
     }
 
     /// The leader-isolation fault: cut a new leader off soon after it wins,
@@ -761,6 +846,11 @@ impl Simulation {
                 }
             }
             FaultAction::SetLoss { loss_ppm } => self.network.params.loss_ppm = loss_ppm,
+            FaultAction::Wipe { node } => {
+                for index in self.resolve(&node) {
+                    self.wipe(index);
+                }
+            }
         }
     }
 
@@ -783,20 +873,74 @@ impl Simulation {
         if self.nodes[node].raft.is_some() {
             return;
         }
-        let voters: Vec<NodeId> = (0..self.nodes.len()).map(node_id).collect();
+        let voters: Vec<NodeId> = (0..self.options.nodes).map(node_id).collect();
         let config = Self::raft_config(&self.options, &self.profile, &voters, node, &mut self.rng);
+        if self.nodes[node].wiped {
+            self.nodes[node].wiped = false;
+            self.nodes[node].disk_id = DiskId(self.rng.random_range(1..u64::MAX));
+        }
         let sim_node = &mut self.nodes[node];
         let local = sim_node.clock.local(self.now);
         let hard_state = sim_node.disk.hard_state;
-        let entries = sim_node.disk.entries.clone();
-        let raft = RaftNode::restart(config, hard_state, entries, KvStore::default(), local)
-            .unwrap_or_else(|error| panic!("{} cannot restart from its own disk: {error}", node_id(node)));
-        self.trace.record(self.now, &[31, node as u64, hard_state.term.0, hard_state.commit.0], || {
-            format!("{} restarts from disk: {:?}, {} entries", node_id(node), hard_state, sim_node.disk.entries.len())
+        // A node whose disk never recorded its identity (new, wiped, or
+        // crashed before its first write synced) joins with an empty disk.
+        let joins = sim_node.disk_id != DiskId::BOOTSTRAP && hard_state.disk != sim_node.disk_id;
+        let raft = if joins {
+            RaftNode::join(config, sim_node.disk_id, KvStore::default(), local)
+                .unwrap_or_else(|error| panic!("{} cannot join: {error}", node_id(node)))
+        } else {
+            RaftNode::restart(config, sim_node.disk.durable_state(), KvStore::default(), local)
+                .unwrap_or_else(|error| panic!("{} cannot restart from its own disk: {error}", node_id(node)))
+        };
+        let disk_id = sim_node.disk_id;
+        self.trace.record(self.now, &[31, node as u64, hard_state.term.0, hard_state.commit.0, disk_id.0], || {
+            if joins {
+                format!("{} rejoins with an empty disk ({disk_id})", node_id(node))
+            } else {
+                format!(
+                    "{} restarts from disk: {:?}, {} entries, snapshot {:?}",
+                    node_id(node),
+                    hard_state,
+                    sim_node.disk.entries.len(),
+                    sim_node.disk.snapshot.as_ref().map(|snapshot| snapshot.meta.index)
+                )
+            }
         });
         sim_node.raft = Some(raft);
+        if joins {
+            self.checker.on_wipe(node);
+        }
         self.checker.on_restart(node, self.nodes[node].raft.as_ref().expect("just set"));
-        self.arm_timer(node);
+        self.drain(node);
+    }
+
+    /// Crashes the node and replaces its disk with an empty one. At most one
+    /// voter at a time may be without its recorded disk (more would be data
+    /// loss, which no consensus protocol survives), and never in a cluster
+    /// of fewer than three voters.
+    fn wipe(&mut self, node: usize) {
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let leader_raft = self.nodes[leader].raft.as_ref().expect("leaders run");
+        let membership = leader_raft.committed_membership().clone();
+        let latest = leader_raft.membership().clone();
+        let stale_voters = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(position, sim_node)| {
+                let id = node_id(*position);
+                [&membership, &latest].iter().any(|config| config.is_voter(id) && !config.is_voter_on(id, sim_node.disk_id))
+                    || sim_node.wiped
+            })
+            .count();
+        if stale_voters > 0 || membership.voters.len() < 3 || membership.is_joint() || latest != membership {
+            return;
+        }
+        self.crash(node);
+        self.nodes[node].disk.wipe(self.now);
+        self.nodes[node].wiped = true;
     }
 
     fn resume(&mut self, node: usize) {
@@ -876,6 +1020,11 @@ impl Simulation {
                 let node = NodeRef::Index(self.rng.random_range(0..nodes));
                 (recurrence, FaultAction::Pause { node: node.clone() }, FaultAction::Resume { node })
             }
+            RecurringFault::Wipe => {
+                let recurrence = self.profile.wipes.expect("scheduled only when on");
+                let node = NodeRef::Index(self.rng.random_range(0..nodes));
+                (recurrence, FaultAction::Wipe { node: node.clone() }, FaultAction::Restart { node })
+            }
         };
         self.apply_fault(action);
         let duration = Recurrence::draw(&mut self.rng, recurrence.mean_duration_ms);
@@ -883,6 +1032,79 @@ impl Simulation {
         // The next one strikes only after this one ends.
         let next = duration + Recurrence::draw(&mut self.rng, recurrence.mean_interval_ms);
         self.schedule(next, SimEvent::Recurring(kind));
+    }
+
+    /// The operator: one membership change or leadership transfer, chosen
+    /// from what the leader knows. Nodes that lost their disk get their new
+    /// disk recorded first; after healing that is all the operator does.
+    fn churn(&mut self) {
+        if let Some(interval_ms) = self.profile.churn_interval_ms {
+            let delay = Recurrence::draw(&mut self.rng, interval_ms);
+            self.schedule(delay, SimEvent::Churn);
+        }
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let raft = self.nodes[leader].raft.as_ref().expect("leaders run");
+        let membership = raft.membership().clone();
+        // A voter whose disk was lost is renewed first (once its new disk
+        // has caught up); nothing else changes meanwhile.
+        let stale = membership.voters.iter().find(|(id, disk)| self.nodes[id.0 as usize - 1].disk_id != **disk);
+        let renew = stale.map(|(id, _)| *id);
+        let initial = self.options.nodes;
+        let all: Vec<NodeId> = (0..self.nodes.len()).map(node_id).collect();
+        let outsiders: Vec<NodeId> = all.iter().copied().filter(|id| !membership.members().contains(id)).collect();
+        let learners: Vec<NodeId> = membership.learners.iter().copied().collect();
+        let voters: Vec<NodeId> = membership.voters.keys().copied().collect();
+        let pick = |rng: &mut ChaCha8Rng, list: &[NodeId]| list[rng.random_range(0..list.len())];
+        let change = if let Some(node) = renew {
+            Some(MembershipChange::RenewDisk(node))
+        } else if self.healed_at.is_some() {
+            None
+        } else {
+            match self.rng.random_range(0..6) {
+                0 if !outsiders.is_empty() => Some(MembershipChange::AddLearner(pick(&mut self.rng, &outsiders))),
+                1 if !learners.is_empty() => Some(MembershipChange::Promote(pick(&mut self.rng, &learners))),
+                // Keep the voter count within one of the initial size (and
+                // never below one).
+                2 if voters.len() + 1 > initial.max(2) => {
+                    Some(MembershipChange::Remove(pick(&mut self.rng, &voters)))
+                }
+                3 if !learners.is_empty() => Some(MembershipChange::Replace {
+                    remove: pick(&mut self.rng, &voters),
+                    add: pick(&mut self.rng, &learners),
+                }),
+                4 if !learners.is_empty() => Some(MembershipChange::Remove(pick(&mut self.rng, &learners))),
+                _ => {
+                    let target = pick(&mut self.rng, &voters);
+                    let local = self.nodes[leader].clock.local(self.now);
+                    let raft = self.nodes[leader].raft.as_mut().expect("leaders run");
+                    let result = raft.transfer_leadership(local, target);
+                    self.trace.record(self.now, &[34, leader as u64, target.0], || {
+                        format!("operator: transfer leadership from {} to {target}: {result:?}", node_id(leader))
+                    });
+                    self.drain(leader);
+                    None
+                }
+            }
+        };
+        let Some(change) = change else {
+            return;
+        };
+        let sim_node = &mut self.nodes[leader];
+        sim_node.next_request += 1;
+        let request = sim_node.next_request;
+        sim_node.requests.insert(request, RequestOwner::Operator);
+        let local = sim_node.clock.local(self.now);
+        let raft = sim_node.raft.as_mut().expect("leaders run");
+        let result = raft.change_membership(local, RequestId(request), change.clone());
+        if result.is_err() {
+            sim_node.requests.remove(&request);
+        }
+        self.trace.record(self.now, &[33, leader as u64, request], || {
+            format!("operator asks {}: {change:?}: {result:?}", node_id(leader))
+        });
+        self.drain(leader);
     }
 
     fn heal_everything(&mut self) {

@@ -4,7 +4,7 @@
 //! The hash covers a compact binary record of each step, not the text, so
 //! `run` (hash only) and `replay` (hash and text) agree byte for byte.
 
-use chorus_core::raft::{AppendResponse, ClientResult, Message, MessageBody};
+use chorus_core::raft::{ForwardOutcome, AppendResponse, ClientResult, Message, MessageBody};
 use std::fmt::Write as _;
 
 /// Bytes buffered before they are fed to the hasher.
@@ -97,8 +97,19 @@ pub fn message_words(message: &Message) -> [u64; 7] {
         MessageBody::Heartbeat { commit, read_context } => (8, commit.0, *read_context, 0),
         MessageBody::HeartbeatResponse { read_context } => (9, *read_context, 0, 0),
         MessageBody::TimeoutNow => (10, 0, 0, 0),
+        MessageBody::InstallSnapshot { meta, offset, total_bytes, chunk } => {
+            (11, meta.index.0, *offset ^ ((chunk.len() as u64) << 40), *total_bytes)
+        }
+        MessageBody::SnapshotChunkResponse { index, received } => (12, index.0, *received, 0),
+        MessageBody::Forward { id, command } => (13, *id, command.len() as u64, 0),
+        MessageBody::ForwardResponse { id, outcome } => match outcome {
+            ForwardOutcome::Placed { index, term } => (14, *id, index.0, term.0),
+            ForwardOutcome::NotLeader => (15, *id, 0, 0),
+            ForwardOutcome::Overloaded => (15, *id, 1, 0),
+            ForwardOutcome::TooLarge => (15, *id, 2, 0),
+        },
     };
-    [kind, message.from.0, message.to.0, message.term.0, a, b, c]
+    [kind, message.from.0, message.to.0, message.term.0 ^ (message.disk.0 << 48), a, b, c]
 }
 
 pub fn describe_message(message: &Message) -> String {
@@ -128,6 +139,18 @@ pub fn describe_message(message: &Message) -> String {
         MessageBody::Heartbeat { commit, read_context } => format!("commit={commit} round={read_context}"),
         MessageBody::HeartbeatResponse { read_context } => format!("round={read_context}"),
         MessageBody::TimeoutNow => String::new(),
+        MessageBody::InstallSnapshot { meta, offset, total_bytes, chunk } => format!(
+            "upto={}/{} bytes {}..{} of {} ({})",
+            meta.index,
+            meta.term,
+            offset,
+            offset + chunk.len() as u64,
+            total_bytes,
+            meta.membership
+        ),
+        MessageBody::SnapshotChunkResponse { index, received } => format!("upto={index} received={received}"),
+        MessageBody::Forward { id, command } => format!("id={id} {} bytes", command.len()),
+        MessageBody::ForwardResponse { id, outcome } => format!("id={id} {outcome:?}"),
     };
     format!("{} -> {} {} {} {}", message.from, message.to, message.body.kind(), message.term, detail)
 }

@@ -26,17 +26,40 @@ pub enum Bug {
     /// Serve reads from the leader's local state without confirming it is
     /// still the leader.
     StaleLeaderRead,
+    /// Change the voter set in one step instead of through a joint
+    /// configuration, so old and new majorities may not overlap.
+    NoJointConsensus,
+    /// Count learners' acknowledgements toward the commit quorum (sized by
+    /// the voters).
+    LearnerCountedInQuorum,
+    /// A node that lost its disk votes and counts as the voter it was.
+    WipedNodeVotes,
+    /// Install a snapshot from the leader even over a log that already holds
+    /// (and has applied) more than the snapshot.
+    SnapshotOverNewerLog,
+    /// Answer a ReadIndex read before the new leader has committed an entry
+    /// of its own term (its commit index may lag its predecessor's).
+    ReadBeforeTermCommit,
+    /// Lease reads without check-quorum's promise: followers vote for a new
+    /// leader even while the old leader's lease runs.
+    LeaseWithoutCheckQuorum,
 }
 
 impl Bug {
     /// Every bug, in the order `chorus-sim bugs` lists them.
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 12] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ReplyBeforePersist,
         Bug::AppendWithoutPrevCheck,
         Bug::AckBeforeCommit,
         Bug::StaleLeaderRead,
+        Bug::NoJointConsensus,
+        Bug::LearnerCountedInQuorum,
+        Bug::WipedNodeVotes,
+        Bug::SnapshotOverNewerLog,
+        Bug::ReadBeforeTermCommit,
+        Bug::LeaseWithoutCheckQuorum,
     ];
 
     /// The name used on the command line.
@@ -48,6 +71,12 @@ impl Bug {
             Bug::AppendWithoutPrevCheck => "append-without-prev-check",
             Bug::AckBeforeCommit => "ack-before-commit",
             Bug::StaleLeaderRead => "stale-leader-read",
+            Bug::NoJointConsensus => "no-joint-consensus",
+            Bug::LearnerCountedInQuorum => "learner-counted-in-quorum",
+            Bug::WipedNodeVotes => "wiped-node-votes",
+            Bug::SnapshotOverNewerLog => "snapshot-over-newer-log",
+            Bug::ReadBeforeTermCommit => "read-before-term-commit",
+            Bug::LeaseWithoutCheckQuorum => "lease-without-check-quorum",
         }
     }
 
@@ -60,6 +89,12 @@ impl Bug {
             Bug::AppendWithoutPrevCheck => "a follower appends entries without the previous-entry check",
             Bug::AckBeforeCommit => "a client write is applied and acknowledged before commit",
             Bug::StaleLeaderRead => "a read is served by a leader that may already be deposed",
+            Bug::NoJointConsensus => "voter-set changes take effect in one step, without a joint configuration",
+            Bug::LearnerCountedInQuorum => "learners' acknowledgements count toward the commit quorum",
+            Bug::WipedNodeVotes => "a node that lost its disk votes as the voter it was",
+            Bug::SnapshotOverNewerLog => "a follower installs a snapshot over a log that holds more than it",
+            Bug::ReadBeforeTermCommit => "a new leader answers reads before committing an entry of its term",
+            Bug::LeaseWithoutCheckQuorum => "lease reads while followers vote despite the leader's lease",
         }
     }
 

@@ -46,10 +46,44 @@ pub struct Config {
     pub max_clock_drift_ppm: u64,
     /// Most bytes in one client command or query.
     pub max_command_bytes: usize,
+    /// Most payload bytes in one append message (at least one entry is
+    /// always sent, so an entry larger than this still goes out alone).
+    pub max_append_bytes: usize,
+    /// Most payload bytes in flight to one follower in appends not yet
+    /// acknowledged.
+    pub max_inflight_bytes: usize,
+    /// When to take a snapshot and compact the log.
+    pub snapshot_policy: SnapshotPolicy,
+    /// Entries kept in the log before the latest snapshot, so that a follower
+    /// slightly behind catches up by log instead of by snapshot. Bounds the
+    /// log together with the snapshot policy.
+    pub max_retained_entries: u64,
+    /// Bytes per snapshot chunk sent to a follower.
+    pub snapshot_chunk_bytes: usize,
+    /// Largest snapshot a follower accepts from a leader (the buffer it is
+    /// assembled in is bounded by this).
+    pub max_snapshot_bytes: u64,
+    /// A follower forwards client proposals to the leader it knows of instead
+    /// of refusing them with `NotLeader`.
+    pub forward_proposals: bool,
+    /// Most forwarded proposals a follower holds while waiting for the
+    /// leader to answer; beyond it new ones are refused (`Overloaded`).
+    pub max_forwarded_proposals: usize,
     /// Seed of this node's private RNG (election jitter).
     pub rng_seed: u64,
     /// A deliberate protocol bug, for simulation only. `None` in production.
     pub injected_bug: Option<Bug>,
+}
+
+/// When a node snapshots its state machine and compacts its log: as soon as
+/// either threshold is reached by what was applied since the last snapshot. A
+/// threshold of 0 disables that criterion; both 0 disables snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Entries applied since the last snapshot.
+    pub entries: u64,
+    /// Payload bytes applied since the last snapshot.
+    pub bytes: u64,
 }
 
 /// How a leader makes sure a read is linearizable (Raft thesis §6.4). Reads
@@ -87,6 +121,8 @@ pub enum ConfigError {
     ZeroLimit { name: &'static str },
     #[error("read_mode Lease needs check_quorum: without it followers may vote while the lease runs")]
     LeaseWithoutCheckQuorum,
+    #[error("max_append_bytes ({append}) must not exceed max_inflight_bytes ({inflight})")]
+    AppendAboveInflight { append: usize, inflight: usize },
     #[error("max_clock_drift_ppm ({0}) must be below 1000000")]
     DriftTooLarge(u64),
 }
@@ -110,13 +146,23 @@ impl Config {
             max_pending_reads: 4096,
             max_clock_drift_ppm: 50_000,
             max_command_bytes: 64 * 1024,
+            max_append_bytes: 1024 * 1024,
+            max_inflight_bytes: 8 * 1024 * 1024,
+            snapshot_policy: SnapshotPolicy { entries: 10_000, bytes: 64 * 1024 * 1024 },
+            max_retained_entries: 1_000,
+            snapshot_chunk_bytes: 256 * 1024,
+            max_snapshot_bytes: 1024 * 1024 * 1024,
+            forward_proposals: true,
+            max_forwarded_proposals: 4096,
             rng_seed: id.0,
             injected_bug: None,
         }
     }
 
-    /// Checks every field; see [`ConfigError`].
+    /// Checks every field for a node that bootstraps a new cluster with
+    /// `voters`; see [`ConfigError`].
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_limits()?;
         if self.voters.is_empty() {
             return Err(ConfigError::NoVoters);
         }
@@ -128,6 +174,13 @@ impl Config {
         if !self.voters.contains(&self.id) {
             return Err(ConfigError::SelfNotVoter(self.id));
         }
+        Ok(())
+    }
+
+    /// Checks every field except `voters`, which only a bootstrapping node
+    /// uses (a joining or restarting node learns the configuration from its
+    /// log).
+    pub fn validate_limits(&self) -> Result<(), ConfigError> {
         if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms >= self.election_timeout_ms {
             return Err(ConfigError::BadTimeouts {
                 heartbeat: self.heartbeat_interval_ms,
@@ -141,10 +194,20 @@ impl Config {
             ("max_held_messages", self.max_held_messages),
             ("max_command_bytes", self.max_command_bytes),
             ("max_pending_reads", self.max_pending_reads),
+            ("max_append_bytes", self.max_append_bytes),
+            ("max_inflight_bytes", self.max_inflight_bytes),
+            ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
+            ("max_forwarded_proposals", self.max_forwarded_proposals),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit { name });
             }
+        }
+        if self.max_append_bytes > self.max_inflight_bytes {
+            return Err(ConfigError::AppendAboveInflight {
+                append: self.max_append_bytes,
+                inflight: self.max_inflight_bytes,
+            });
         }
         if self.read_mode == ReadMode::Lease && !self.check_quorum {
             return Err(ConfigError::LeaseWithoutCheckQuorum);

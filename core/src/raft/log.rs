@@ -3,54 +3,88 @@
 use super::message::Entry;
 use crate::types::{LogIndex, Term};
 
-/// The node's view of its log. Entries are dense from index 1.
+/// The node's view of its log: entries `offset + 1 ..= last`, dense. Entries
+/// at or before `offset` were compacted into a snapshot.
 ///
 /// `persisted` is the highest index known to be on the driver's disk *and*
 /// still part of this log: a truncation lowers it at once, an acknowledged
 /// write raises it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RaftLog {
+    /// Index of the last compacted entry (0 when nothing was compacted).
+    offset: LogIndex,
+    /// Term of the entry at `offset`, when known (it is when `offset` is a
+    /// snapshot's index; a log restored with a retained prefix before its
+    /// snapshot does not know it, and treats `offset` as compacted).
+    offset_term: Option<Term>,
     entries: Vec<Entry>,
     persisted: LogIndex,
 }
 
+impl Default for RaftLog {
+    /// An empty log from index 1.
+    fn default() -> RaftLog {
+        RaftLog::restored(LogIndex::ZERO, None, Vec::new())
+    }
+}
+
 impl RaftLog {
-    /// A log restored from disk: every entry is durable.
-    pub fn restored(entries: Vec<Entry>) -> RaftLog {
-        let persisted = LogIndex(entries.len() as u64);
-        RaftLog { entries, persisted }
+    /// A log restored from disk: every entry is durable. `entries` follow
+    /// `offset` densely.
+    pub fn restored(offset: LogIndex, offset_term: Option<Term>, entries: Vec<Entry>) -> RaftLog {
+        let persisted = LogIndex(offset.0 + entries.len() as u64);
+        let offset_term = if offset == LogIndex::ZERO { Some(Term::ZERO) } else { offset_term };
+        RaftLog { offset, offset_term, entries, persisted }
+    }
+
+    /// The first index still held (one past the compacted prefix).
+    pub fn first_index(&self) -> LogIndex {
+        self.offset.next()
+    }
+
+    /// The last compacted index.
+    pub fn offset(&self) -> LogIndex {
+        self.offset
     }
 
     pub fn last_index(&self) -> LogIndex {
-        LogIndex(self.entries.len() as u64)
+        LogIndex(self.offset.0 + self.entries.len() as u64)
     }
 
     pub fn last_term(&self) -> Term {
-        self.entries.last().map_or(Term::ZERO, |entry| entry.term)
+        match self.entries.last() {
+            Some(entry) => entry.term,
+            None => self.offset_term.expect("invariant: an empty log knows the term of its offset"),
+        }
     }
 
-    /// The term of the entry at `index`; `Term(0)` for index 0, `None` past
-    /// the end.
+    /// The term of the entry at `index`: `Term(0)` for index 0, `None` past
+    /// the end or inside the compacted prefix (except at a known offset).
     pub fn term(&self, index: LogIndex) -> Option<Term> {
-        if index == LogIndex::ZERO {
-            return Some(Term::ZERO);
+        if index == self.offset {
+            return self.offset_term;
         }
         self.entry(index).map(|entry| entry.term)
     }
 
+    /// Is `index` inside the compacted prefix (its term is unknown here)?
+    pub fn is_compacted(&self, index: LogIndex) -> bool {
+        index < self.offset || (index == self.offset && self.offset_term.is_none())
+    }
+
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
-        let position = index.0.checked_sub(1)?;
+        let position = index.0.checked_sub(self.offset.0 + 1)?;
         self.entries.get(usize::try_from(position).ok()?)
     }
 
-    /// Entries `from..=to`, clamped to the log.
+    /// Entries `from..=to`, clamped to what the log holds.
     pub fn slice(&self, from: LogIndex, to: LogIndex) -> &[Entry] {
-        let start = (from.0.max(1) - 1) as usize;
-        let end = (to.0 as usize).min(self.entries.len());
+        let start = from.0.max(self.offset.0 + 1) - self.offset.0 - 1;
+        let end = to.0.saturating_sub(self.offset.0).min(self.entries.len() as u64);
         if start >= end {
             return &[];
         }
-        &self.entries[start..end]
+        &self.entries[start as usize..end as usize]
     }
 
     /// Is a log ending at `(last_index, last_term)` at least as up to date as
@@ -60,11 +94,12 @@ impl RaftLog {
     }
 
     /// The first index of the run of entries with the same term as the entry
-    /// at `index` (for conflict hints). `index` must be in the log.
+    /// at `index` (for conflict hints), not looking into the compacted prefix.
+    /// `index` must have a known term.
     pub fn first_index_of_term_at(&self, index: LogIndex) -> LogIndex {
         let term = self.term(index).expect("first_index_of_term_at: index is in the log");
         let mut first = index;
-        while first.0 > 1 && self.term(first.prev()) == Some(term) {
+        while first > self.first_index() && self.term(first.prev()) == Some(term) {
             first = first.prev();
         }
         first
@@ -73,8 +108,12 @@ impl RaftLog {
     /// The last index holding an entry of `term`, if any (searching backwards;
     /// terms are non-decreasing along the log).
     pub fn last_index_of_term(&self, term: Term) -> Option<LogIndex> {
-        let position = self.entries.iter().rposition(|entry| entry.term <= term)?;
-        (self.entries[position].term == term).then_some(LogIndex(position as u64 + 1))
+        match self.entries.iter().rposition(|entry| entry.term <= term) {
+            Some(position) => {
+                (self.entries[position].term == term).then_some(LogIndex(self.offset.0 + position as u64 + 1))
+            }
+            None => (self.offset_term == Some(term)).then_some(self.offset),
+        }
     }
 
     /// Appends an entry; it must follow the last one.
@@ -86,9 +125,29 @@ impl RaftLog {
 
     /// Removes every entry at `index` and after.
     pub fn truncate_from(&mut self, index: LogIndex) {
-        assert!(index.0 >= 1, "entry 0 cannot be truncated");
-        self.entries.truncate((index.0 - 1) as usize);
+        assert!(index > self.offset, "compacted entries cannot be truncated");
+        self.entries.truncate((index.0 - self.offset.0 - 1) as usize);
         self.persisted = self.persisted.min(index.prev());
+    }
+
+    /// Drops the entries up to and including `upto`, which must be held, and
+    /// remembers its term.
+    pub fn compact(&mut self, upto: LogIndex) {
+        if upto <= self.offset {
+            return;
+        }
+        let term = self.term(upto).expect("invariant: compaction stays within the log");
+        self.entries.drain(..(upto.0 - self.offset.0) as usize);
+        self.offset = upto;
+        self.offset_term = Some(term);
+    }
+
+    /// Replaces the whole log by a snapshot's end point `(index, term)`.
+    pub fn reset(&mut self, index: LogIndex, term: Term) {
+        self.entries.clear();
+        self.offset = index;
+        self.offset_term = Some(term);
+        self.persisted = self.persisted.min(index);
     }
 
     pub fn persisted(&self) -> LogIndex {
@@ -101,6 +160,11 @@ impl RaftLog {
         let index = index.min(self.last_index());
         self.persisted = self.persisted.max(index);
     }
+
+    /// Entries held, in order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
 }
 
 #[cfg(test)]
@@ -109,7 +173,7 @@ mod tests {
     use crate::raft::message::Payload;
 
     fn log_with_terms(terms: &[u64]) -> RaftLog {
-        let mut log = RaftLog::default();
+        let mut log = RaftLog::restored(LogIndex::ZERO, None, Vec::new());
         for (position, term) in terms.iter().enumerate() {
             log.push(Entry { index: LogIndex(position as u64 + 1), term: Term(*term), payload: Payload::Noop });
         }
@@ -142,5 +206,20 @@ mod tests {
         log.truncate_from(LogIndex(2));
         assert_eq!(log.persisted(), LogIndex(1));
         assert_eq!(log.slice(LogIndex(1), LogIndex(9)).len(), 1);
+    }
+
+    #[test]
+    fn compaction_keeps_the_term_of_the_last_compacted_entry() {
+        let mut log = log_with_terms(&[1, 1, 2, 3]);
+        log.compact(LogIndex(2));
+        assert_eq!(log.first_index(), LogIndex(3));
+        assert_eq!(log.term(LogIndex(2)), Some(Term(1)));
+        assert_eq!(log.term(LogIndex(1)), None);
+        assert!(log.is_compacted(LogIndex(1)));
+        assert_eq!(log.slice(LogIndex(1), LogIndex(9)).len(), 2);
+        assert_eq!(log.entry(LogIndex(4)).map(|entry| entry.term), Some(Term(3)));
+        log.reset(LogIndex(10), Term(4));
+        assert_eq!((log.last_index(), log.last_term()), (LogIndex(10), Term(4)));
+        assert!(log.slice(LogIndex(1), LogIndex(10)).is_empty());
     }
 }

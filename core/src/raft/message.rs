@@ -1,5 +1,6 @@
 //! What Raft nodes say to each other, and what the log holds.
 
+use super::membership::{DiskId, Membership};
 use crate::types::{LogIndex, NodeId, Term};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,9 @@ pub enum Payload {
     /// append these (reads use ReadIndex, see `RaftNode::read`), but still
     /// apply any a log holds.
     Read(Vec<u8>),
+    /// A new cluster configuration. It takes effect on each node as soon as
+    /// the node appends it (see [`super::membership`]).
+    Config(Membership),
 }
 
 impl Payload {
@@ -32,6 +36,7 @@ impl Payload {
         match self {
             Payload::Noop => 0,
             Payload::Command(bytes) | Payload::Read(bytes) => bytes.len(),
+            Payload::Config(membership) => 16 * membership.members().len(),
         }
     }
 }
@@ -45,6 +50,9 @@ pub struct Message {
     /// term the candidate *would* campaign in, and a granted pre-vote response
     /// echoes it.
     pub term: Term,
+    /// The sender's disk: acknowledgements count toward a quorum only from the
+    /// disk the configuration records for the sender.
+    pub disk: DiskId,
     pub body: MessageBody,
 }
 
@@ -74,6 +82,48 @@ pub enum MessageBody {
     /// Leadership transfer: the leader has brought the recipient's log up to
     /// date and asks it to campaign at once, skipping pre-vote.
     TimeoutNow,
+    /// One chunk of the leader's snapshot, for a follower whose next entry
+    /// was compacted. Chunks are accepted in order; `offset` is where `chunk`
+    /// starts in the snapshot's `total_bytes`.
+    InstallSnapshot { meta: SnapshotMeta, offset: u64, total_bytes: u64, chunk: Vec<u8> },
+    /// How many bytes of the snapshot ending at `index` the follower holds
+    /// (it expects the chunk at `received` next). Installation itself is
+    /// answered with an [`AppendResponse::Accepted`].
+    SnapshotChunkResponse { index: LogIndex, received: u64 },
+    /// A follower forwards a client's proposal to the leader; `id` is the
+    /// follower's own number for it.
+    Forward { id: u64, command: Vec<u8> },
+    /// The leader's answer to a [`MessageBody::Forward`].
+    ForwardResponse { id: u64, outcome: ForwardOutcome },
+}
+
+/// What the leader did with a forwarded proposal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardOutcome {
+    /// Appended at `index` in `term`; it takes effect if that entry commits.
+    Placed { index: LogIndex, term: Term },
+    /// Not appended: the recipient is not the leader (or is handing over).
+    NotLeader,
+    /// Not appended: the leader's queue is full.
+    Overloaded,
+    /// Not appended: larger than the leader's `max_command_bytes`.
+    TooLarge,
+}
+
+/// What a snapshot covers: the state after applying every entry up to
+/// `index` (whose term is `term`), and the configuration in force there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub index: LogIndex,
+    pub term: Term,
+    pub membership: Membership,
+}
+
+/// A state-machine snapshot and what it covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub meta: SnapshotMeta,
+    pub data: Vec<u8>,
 }
 
 /// The answer to an append.
@@ -111,6 +161,10 @@ impl MessageBody {
             MessageBody::Heartbeat { .. } => "Heartbeat",
             MessageBody::HeartbeatResponse { .. } => "HeartbeatResp",
             MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::InstallSnapshot { .. } => "Snapshot",
+            MessageBody::SnapshotChunkResponse { .. } => "SnapshotResp",
+            MessageBody::Forward { .. } => "Forward",
+            MessageBody::ForwardResponse { .. } => "ForwardResp",
         }
     }
 }

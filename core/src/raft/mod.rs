@@ -5,11 +5,13 @@
 //! leader's view of each follower), [`message`] (what nodes say to each
 //! other), [`config`] (every knob and limit), [`bug`] (deliberate bugs for the
 //! simulator), [`read`] (linearizable reads without log writes), [`transfer`]
-//! (leadership transfer).
+//! (leadership transfer), [`membership`] (configurations, joint consensus,
+//! disks).
 
 pub mod bug;
 pub mod config;
 pub mod log;
+pub mod membership;
 pub mod message;
 pub mod node;
 pub mod progress;
@@ -18,9 +20,13 @@ pub mod transfer;
 
 pub use bug::Bug;
 pub use config::{Config, ConfigError, ReadMode};
-pub use message::{AppendResponse, ConflictHint, Entry, Message, MessageBody, Payload};
+pub use config::SnapshotPolicy;
+pub use membership::{ChangeError, DiskId, Membership, MembershipChange, MembershipError, MAX_MEMBERS};
+pub use message::{
+    AppendResponse, ConflictHint, Entry, ForwardOutcome, Message, MessageBody, Payload, Snapshot, SnapshotMeta,
+};
 pub use node::{
-    Action, ClientResult, DropReason, Event, HardState, PersistId, PersistRequest, RaftNode, RestartError, Role,
-    MAX_ENTRIES_PER_MESSAGE,
+    Action, ClientResult, DropReason, DurableState, Event, HardState, PersistId, PersistRequest, RaftNode,
+    RestartError, Role, FORWARD_TIMEOUT_ELECTIONS, MAX_ENTRIES_PER_MESSAGE,
 };
 pub use transfer::TransferError;

@@ -3,7 +3,10 @@
 use super::bug::Bug;
 use super::config::{Config, ConfigError, ReadMode};
 use super::log::RaftLog;
-use super::message::{AppendResponse, ConflictHint, Entry, Message, MessageBody, Payload};
+use super::membership::{ChangeError, DiskId, Membership, MembershipChange, VoteTally};
+use super::message::{
+    AppendResponse, ConflictHint, Entry, ForwardOutcome, Message, MessageBody, Payload, Snapshot, SnapshotMeta,
+};
 use super::progress::{Progress, ReplicationState};
 use super::read::{PendingRead, ReadQueue};
 use super::transfer::{Transfer, TransferError};
@@ -18,6 +21,11 @@ use std::collections::{BTreeMap, VecDeque};
 /// says: a bound on the work one message can cause.
 pub const MAX_ENTRIES_PER_MESSAGE: usize = 65_536;
 
+/// A forwarded proposal not answered by the leader within this many election
+/// timeouts (or, once placed, not applied here within them) is answered
+/// `Dropped(LeadershipLost)`: its outcome is unknown.
+pub const FORWARD_TIMEOUT_ELECTIONS: u64 = 10;
+
 /// The role a node plays in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -28,13 +36,26 @@ pub enum Role {
     Leader,
 }
 
-/// What must survive a crash: the term, the vote, and how far the node knows
-/// the log to be committed.
+/// What must survive a crash: the term, the vote, how far the node knows the
+/// log to be committed, and which disk this is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HardState {
     pub term: Term,
     pub voted_for: Option<NodeId>,
     pub commit: LogIndex,
+    /// The identity of this disk (see [`DiskId`]).
+    pub disk: DiskId,
+}
+
+/// Everything a node's disk holds, as handed to [`RaftNode::restart`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DurableState {
+    pub hard_state: HardState,
+    /// The latest durable snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// The stored log entries, dense. Without a snapshot they start at index
+    /// 1; with one they start at or before the snapshot's index plus one.
+    pub entries: Vec<Entry>,
 }
 
 /// Identifies one write the node asked the driver to make durable. Ids grow by
@@ -44,10 +65,17 @@ pub struct PersistId(pub u64);
 
 /// A write the driver must make durable, then acknowledge with
 /// [`RaftNode::handle_persisted`]. Writes must be performed in the order they
-/// are emitted; acknowledging a write acknowledges every earlier one.
+/// are emitted; acknowledging a write acknowledges every earlier one. Within
+/// one write, the steps go in field order: store the snapshot, discard the
+/// log prefix, truncate, append, store the hard state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PersistRequest {
     pub id: PersistId,
+    /// When set, store this snapshot, replacing the previous one.
+    pub snapshot: Option<Snapshot>,
+    /// When set, remove every stored entry at this index or before (they are
+    /// covered by the stored snapshot).
+    pub discard_upto: Option<LogIndex>,
     /// When set, remove every stored entry at this index or later, first.
     pub truncate_from: Option<LogIndex>,
     /// Entries to append (after the truncation); they extend the stored log
@@ -111,6 +139,11 @@ pub enum Event {
     /// The target did not take over within an election timeout; this leader
     /// takes proposals again.
     TransferAbandoned { target: NodeId, term: Term },
+    /// The configuration in force on this node changed: an entry at `index`
+    /// was appended (or a truncation or snapshot brought back an older one).
+    MembershipChanged { index: LogIndex, membership: Membership },
+    /// This node installed a snapshot received from the leader.
+    SnapshotInstalled { index: LogIndex, term: Term },
 }
 
 /// One thing the driver must do. See [`RaftNode`] for the drain order.
@@ -143,6 +176,14 @@ pub enum RestartError {
     TermTooLarge(Term),
     #[error("stored commit index {commit} is past the end of the stored log ({last})")]
     CommitPastLog { commit: LogIndex, last: LogIndex },
+    #[error("stored log starts at index {first}, but the stored snapshot ends at {snapshot} (a gap)")]
+    LogGapAfterSnapshot { first: LogIndex, snapshot: LogIndex },
+    #[error("stored entry {index} has term {found}, but the stored snapshot says term {expected}")]
+    SnapshotTermMismatch { index: LogIndex, found: Term, expected: Term },
+    #[error("the state machine rejected the stored snapshot: {0}")]
+    SnapshotRejected(String),
+    #[error("stored snapshot configuration is invalid: {0}")]
+    SnapshotMembership(#[from] super::membership::MembershipError),
 }
 
 struct PendingWrite {
@@ -157,14 +198,38 @@ struct PendingWrite {
 #[derive(Default)]
 struct Dirty {
     hard_state: bool,
+    snapshot: Option<Snapshot>,
+    discard_upto: Option<LogIndex>,
     truncate_from: Option<LogIndex>,
     append_from: Option<LogIndex>,
 }
 
 impl Dirty {
     fn any(&self) -> bool {
-        self.hard_state || self.truncate_from.is_some() || self.append_from.is_some()
+        self.hard_state
+            || self.snapshot.is_some()
+            || self.discard_upto.is_some()
+            || self.truncate_from.is_some()
+            || self.append_from.is_some()
     }
+}
+
+/// A snapshot being received from the leader, chunk by chunk.
+struct IncomingSnapshot {
+    meta: SnapshotMeta,
+    total_bytes: u64,
+    /// The leader sending it, and its term.
+    source: (NodeId, Term),
+    data: Vec<u8>,
+}
+
+/// A proposal this follower forwarded to the leader.
+struct Forwarded {
+    request: RequestId,
+    /// Where the leader appended it, once it said so.
+    placed: Option<(LogIndex, Term)>,
+    /// Give up (outcome unknown) if the leader has not placed it by then.
+    deadline: Time,
 }
 
 /// A Raft node as a pure state machine.
@@ -185,9 +250,31 @@ impl Dirty {
 /// `handle_timeout` early is a harmless no-op.
 pub struct RaftNode<S> {
     config: Config,
-    voters: Vec<NodeId>,
+    /// This node's disk.
+    disk: DiskId,
     rng: ChaCha8Rng,
     state_machine: S,
+    /// The latest input's time.
+    now: Time,
+
+    /// The configuration in force: the latest in the log, else `base_membership`.
+    membership: Membership,
+    /// The configuration in force at the log's offset (from the snapshot, or
+    /// the bootstrap configuration).
+    base_membership: Membership,
+    /// Configuration entries held in the log, in index order.
+    config_entries: Vec<(LogIndex, Membership)>,
+    /// The latest snapshot (durable, or part of a pending write).
+    snapshot: Option<Snapshot>,
+    /// A snapshot being received from the leader.
+    incoming_snapshot: Option<IncomingSnapshot>,
+    /// Payload bytes applied since the latest snapshot.
+    bytes_since_snapshot: u64,
+    /// Proposals forwarded to the leader, by forward id.
+    forwarded: BTreeMap<u64, Forwarded>,
+    /// Forwarded proposals the leader placed, by log index.
+    forward_placed: BTreeMap<LogIndex, u64>,
+    next_forward_id: u64,
 
     term: Term,
     voted_for: Option<NodeId>,
@@ -227,25 +314,49 @@ pub struct RaftNode<S> {
 }
 
 impl<S: StateMachine> RaftNode<S> {
-    /// A brand-new member with an empty disk.
+    /// A member of a new cluster, bootstrapped with `config.voters` as the
+    /// first configuration, on an empty disk. Every initial member must be
+    /// created this way exactly once, with the same voters; never use it for
+    /// a node that lost its disk (see [`RaftNode::join`]).
     pub fn new(config: Config, state_machine: S, now: Time) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Self::build(config, state_machine, HardState::default(), RaftLog::default(), now))
+        let membership = Membership::bootstrap(&config.voters);
+        Ok(Self::build(config, state_machine, HardState::default(), RaftLog::default(), membership, None, now))
     }
 
-    /// A member restarting from what its disk holds. Committed entries are
-    /// replayed into the (fresh) state machine.
-    pub fn restart(
-        config: Config,
-        hard_state: HardState,
-        entries: Vec<Entry>,
-        state_machine: S,
-        now: Time,
-    ) -> Result<Self, RestartError> {
-        config.validate()?;
+    /// A node with an empty disk joining an existing cluster: a new member
+    /// to be added as a learner, or a former member whose disk was lost or
+    /// replaced by an older copy. `disk` must be a fresh id never used by any
+    /// disk of this node (a random 64-bit value will do). The node learns the
+    /// configuration from the leader; it never votes or counts toward a
+    /// quorum until a configuration records it as a voter on this disk
+    /// ([`MembershipChange::Promote`] or [`MembershipChange::RenewDisk`]).
+    /// `config.voters` is ignored.
+    pub fn join(config: Config, disk: DiskId, state_machine: S, now: Time) -> Result<Self, ConfigError> {
+        config.validate_limits()?;
+        let hard_state = HardState { disk, ..HardState::default() };
+        let mut node =
+            Self::build(config, state_machine, hard_state, RaftLog::default(), Membership::default(), None, now);
+        // The disk id must be durable before the node says anything.
+        node.dirty.hard_state = true;
+        node.flush();
+        Ok(node)
+    }
+
+    /// A member restarting from what its disk holds. The snapshot is restored
+    /// and committed entries after it are replayed into the (fresh) state
+    /// machine.
+    pub fn restart(config: Config, stored: DurableState, mut state_machine: S, now: Time) -> Result<Self, RestartError> {
+        config.validate_limits()?;
+        let DurableState { hard_state, snapshot, entries } = stored;
+        let first = entries.first().map_or(LogIndex(1), |entry| entry.index);
+        let snapshot_end = snapshot.as_ref().map_or(LogIndex::ZERO, |snapshot| snapshot.meta.index);
+        if first > snapshot_end.next() {
+            return Err(RestartError::LogGapAfterSnapshot { first, snapshot: snapshot_end });
+        }
         let mut previous_term = Term::ZERO;
         for (position, entry) in entries.iter().enumerate() {
-            let expected = LogIndex(position as u64 + 1);
+            let expected = LogIndex(first.0 + position as u64);
             if entry.index != expected {
                 return Err(RestartError::SparseLog { position, found: entry.index, expected });
             }
@@ -260,24 +371,71 @@ impl<S: StateMachine> RaftNode<S> {
         if previous_term > hard_state.term {
             return Err(RestartError::LogAheadOfTerm { log_term: previous_term, hard_term: hard_state.term });
         }
-        let last = LogIndex(entries.len() as u64);
+        let last = LogIndex(first.0 - 1 + entries.len() as u64).max(snapshot_end);
         if hard_state.commit > last {
             return Err(RestartError::CommitPastLog { commit: hard_state.commit, last });
         }
-        let mut node = Self::build(config, state_machine, hard_state, RaftLog::restored(entries), now);
+        let (base_membership, log) = match &snapshot {
+            Some(snapshot) => {
+                let meta = &snapshot.meta;
+                snapshot.meta.membership.validate()?;
+                if let Some(entry) = entries.iter().find(|entry| entry.index == meta.index) {
+                    if entry.term != meta.term {
+                        return Err(RestartError::SnapshotTermMismatch {
+                            index: meta.index,
+                            found: entry.term,
+                            expected: meta.term,
+                        });
+                    }
+                }
+                if meta.term > hard_state.term {
+                    return Err(RestartError::LogAheadOfTerm { log_term: meta.term, hard_term: hard_state.term });
+                }
+                state_machine.restore(&snapshot.data).map_err(|error| RestartError::SnapshotRejected(error.0))?;
+                // Entries kept before the snapshot were only for slow
+                // followers; after a restart they are served by snapshot.
+                let kept: Vec<Entry> = entries.into_iter().filter(|entry| entry.index > meta.index).collect();
+                (meta.membership.clone(), RaftLog::restored(meta.index, Some(meta.term), kept))
+            }
+            None if hard_state.disk == DiskId::BOOTSTRAP => {
+                (Membership::bootstrap(&config.voters), RaftLog::restored(LogIndex::ZERO, None, entries))
+            }
+            None => (Membership::default(), RaftLog::restored(LogIndex::ZERO, None, entries)),
+        };
+        let mut node = Self::build(config, state_machine, hard_state, log, base_membership, snapshot, now);
+        if let Some(snapshot) = &node.snapshot {
+            node.applied = snapshot.meta.index;
+            node.commit = node.commit.max(snapshot.meta.index);
+        }
         node.apply_committed();
         Ok(node)
     }
 
-    fn build(config: Config, state_machine: S, hard_state: HardState, log: RaftLog, now: Time) -> Self {
-        let mut voters = config.voters.clone();
-        voters.sort();
+    fn build(
+        config: Config,
+        state_machine: S,
+        hard_state: HardState,
+        log: RaftLog,
+        base_membership: Membership,
+        snapshot: Option<Snapshot>,
+        now: Time,
+    ) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
         let mut node = RaftNode {
             config,
-            voters,
+            disk: hard_state.disk,
             rng,
             state_machine,
+            now,
+            membership: base_membership.clone(),
+            base_membership,
+            config_entries: Vec::new(),
+            snapshot,
+            incoming_snapshot: None,
+            bytes_since_snapshot: 0,
+            forwarded: BTreeMap::new(),
+            forward_placed: BTreeMap::new(),
+            next_forward_id: 1,
             term: hard_state.term,
             voted_for: hard_state.voted_for,
             log,
@@ -304,6 +462,18 @@ impl<S: StateMachine> RaftNode<S> {
             held: VecDeque::new(),
             actions: VecDeque::new(),
         };
+        node.config_entries = node
+            .log
+            .entries()
+            .iter()
+            .filter_map(|entry| match &entry.payload {
+                Payload::Config(membership) => Some((entry.index, membership.clone())),
+                _ => None,
+            })
+            .collect();
+        if let Some((_, latest)) = node.config_entries.last() {
+            node.membership = latest.clone();
+        }
         node.reset_election_deadline(now);
         node
     }
@@ -345,6 +515,15 @@ impl<S: StateMachine> RaftNode<S> {
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
         self.log.entry(index)
     }
+    /// The term of the entry at `index`, if the log still knows it (entries
+    /// compacted into the snapshot are forgotten, except the last one).
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        self.log.term(index)
+    }
+    /// The term of the last log entry (or of the snapshot's end).
+    pub fn last_term(&self) -> Term {
+        self.log.last_term()
+    }
     /// The hard state as of the last acknowledged write.
     pub fn durable_hard_state(&self) -> HardState {
         self.durable_hard_state
@@ -364,6 +543,38 @@ impl<S: StateMachine> RaftNode<S> {
     pub fn transfer_target(&self) -> Option<NodeId> {
         self.transfer.map(|transfer| transfer.target)
     }
+    /// This node's disk.
+    pub fn disk(&self) -> DiskId {
+        self.disk
+    }
+    /// The configuration in force on this node (the latest it has appended).
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+    /// The latest configuration known to be committed on this node.
+    pub fn committed_membership(&self) -> &Membership {
+        self.membership_at(self.commit)
+    }
+    /// Does this node vote (is it a voter on its current disk)?
+    pub fn is_voter(&self) -> bool {
+        self.self_votes()
+    }
+    /// The latest snapshot this node holds.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+    /// The first log index still held (earlier entries were compacted).
+    pub fn first_index(&self) -> LogIndex {
+        self.log.first_index()
+    }
+    /// The leader's view of `peer`'s match index (leader only).
+    pub fn match_index(&self, peer: NodeId) -> Option<LogIndex> {
+        self.progress.get(&peer).map(|progress| progress.match_index)
+    }
+    /// The disk `peer` last answered this leader from (leader only).
+    pub fn peer_disk(&self, peer: NodeId) -> Option<DiskId> {
+        self.progress.get(&peer).and_then(|progress| progress.disk)
+    }
 
     // ----- outputs --------------------------------------------------------
 
@@ -374,7 +585,8 @@ impl<S: StateMachine> RaftNode<S> {
 
     /// When the node next needs [`handle_timeout`](Self::handle_timeout).
     pub fn poll_timeout(&self) -> Time {
-        match self.role {
+        let forwarded = self.forwarded.values().map(|forwarded| forwarded.deadline).min();
+        let role_deadline = match self.role {
             Role::Leader => {
                 let mut deadline = self.heartbeat_deadline;
                 if self.config.check_quorum {
@@ -386,7 +598,8 @@ impl<S: StateMachine> RaftNode<S> {
                 deadline
             }
             _ => self.election_deadline,
-        }
+        };
+        forwarded.map_or(role_deadline, |deadline| deadline.min(role_deadline))
     }
 
     // ----- inputs ---------------------------------------------------------
@@ -394,6 +607,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// Handles a message from a peer. Malformed or misaddressed input is
     /// ignored (with an [`Event::Violation`] when it breaks the protocol).
     pub fn handle_message(&mut self, now: Time, message: Message) {
+        self.now = now;
         self.step(now, message);
         self.finish_input();
     }
@@ -401,6 +615,8 @@ impl<S: StateMachine> RaftNode<S> {
     /// Lets time pass: fires any expired election, heartbeat, check-quorum or
     /// leadership-transfer deadline.
     pub fn handle_timeout(&mut self, now: Time) {
+        self.now = now;
+        self.expire_forwarded(now);
         match self.role {
             Role::Leader => {
                 if let Some(transfer) = self.transfer.filter(|transfer| now >= transfer.deadline) {
@@ -417,7 +633,11 @@ impl<S: StateMachine> RaftNode<S> {
                 }
             }
             _ => {
-                if now >= self.election_deadline {
+                if now >= self.election_deadline && !self.self_votes() {
+                    // Learners, removed members and nodes that lost their
+                    // disk never campaign.
+                    self.reset_election_deadline(now);
+                } else if now >= self.election_deadline {
                     if self.config.pre_vote {
                         self.become_pre_candidate(now);
                     } else {
@@ -432,9 +652,38 @@ impl<S: StateMachine> RaftNode<S> {
     /// Proposes a state-machine command. The answer comes as an
     /// [`Action::Respond`] for `request`, once the command is applied (or at
     /// once if this node cannot take it).
+    ///
+    /// On a follower that knows the leader, with
+    /// [`Config::forward_proposals`], the command is forwarded to the leader
+    /// and answered here once this node applies it.
     pub fn propose(&mut self, now: Time, request: RequestId, command: Vec<u8>) {
-        self.accept_request(now, request, Payload::Command(command));
+        self.now = now;
+        if self.role != Role::Leader && self.config.forward_proposals && self.leader.is_some() {
+            self.forward_proposal(now, request, command);
+        } else {
+            self.accept_request(now, request, Payload::Command(command));
+        }
         self.finish_input();
+    }
+
+    /// Asks the leader to change the configuration. The change is appended
+    /// at once (and takes effect on each node when appended); `request` is
+    /// answered `Ok(empty)` once it is applied. Changes of the voter set go
+    /// through a joint configuration that the leader leaves by itself once it
+    /// commits; only one change may be in flight, so the next is refused with
+    /// [`ChangeError::ChangeInFlight`] until the previous one (including the
+    /// leave step) is committed. A leader that removes itself steps down once
+    /// the configuration without it is committed.
+    pub fn change_membership(
+        &mut self,
+        now: Time,
+        request: RequestId,
+        change: MembershipChange,
+    ) -> Result<(), ChangeError> {
+        self.now = now;
+        let result = self.start_membership_change(request, change);
+        self.finish_input();
+        result
     }
 
     /// Asks a linearizable read-only query, without writing to the log (Raft
@@ -447,6 +696,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// down answers held reads `Dropped(LeadershipLost)`: they had no effect,
     /// so the client simply asks again.
     pub fn read(&mut self, now: Time, request: RequestId, query: Vec<u8>) {
+        self.now = now;
         self.accept_read(now, request, query);
         self.finish_input();
     }
@@ -459,13 +709,14 @@ impl<S: StateMachine> RaftNode<S> {
     /// A transfer to a new target replaces one in progress (its deadline
     /// restarts); asking again for the same target changes nothing.
     pub fn transfer_leadership(&mut self, now: Time, target: NodeId) -> Result<(), TransferError> {
+        self.now = now;
         if self.role != Role::Leader {
             return Err(TransferError::NotLeader);
         }
         if target == self.id() {
             return Err(TransferError::ToSelf);
         }
-        if !self.is_voter(target) {
+        if !self.membership.voters.contains_key(&target) {
             return Err(TransferError::NotVoter(target));
         }
         if self.transfer.is_none_or(|transfer| transfer.target != target) {
@@ -483,7 +734,8 @@ impl<S: StateMachine> RaftNode<S> {
 
     /// The driver made every write up to and including `id` durable.
     /// Acknowledgements of writes the node never issued are ignored.
-    pub fn handle_persisted(&mut self, _now: Time, id: PersistId) {
+    pub fn handle_persisted(&mut self, now: Time, id: PersistId) {
+        self.now = now;
         if id.0 <= self.acked_persist_id || id.0 >= self.next_persist_id {
             return;
         }
@@ -506,7 +758,7 @@ impl<S: StateMachine> RaftNode<S> {
     // ----- message handling ----------------------------------------------
 
     fn step(&mut self, now: Time, message: Message) {
-        if message.to != self.id() || message.from == self.id() || !self.is_voter(message.from) {
+        if message.to != self.id() || message.from == self.id() {
             return;
         }
         if let Err(problem) = validate_message(&message) {
@@ -534,9 +786,20 @@ impl<S: StateMachine> RaftNode<S> {
                 MessageBody::RequestVote { pre_vote: true, .. } => {
                     self.send(from, MessageBody::RequestVoteResponse { pre_vote: true, granted: false });
                 }
+                MessageBody::InstallSnapshot { .. } => {
+                    self.send(from, MessageBody::HeartbeatResponse { read_context: 0 });
+                }
+                MessageBody::Forward { id, .. } => {
+                    self.send(from, MessageBody::ForwardResponse { id, outcome: ForwardOutcome::NotLeader });
+                }
                 _ => {}
             }
             return;
+        }
+        if self.role == Role::Leader {
+            if let Some(progress) = self.progress.get_mut(&from) {
+                progress.observe_disk(message.disk);
+            }
         }
 
         match message.body {
@@ -544,7 +807,9 @@ impl<S: StateMachine> RaftNode<S> {
                 self.handle_vote_request(now, from, message.term, pre_vote, last_log_index, last_log_term)
             }
             MessageBody::RequestVoteResponse { pre_vote, granted } => {
-                self.handle_vote_response(now, from, message.term, pre_vote, granted)
+                // Only a voter on the disk the configuration records counts.
+                let counts = self.membership.is_voter_on(from, message.disk);
+                self.handle_vote_response(now, from, message.term, pre_vote, granted && counts)
             }
             MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
                 if !self.accept_leader(now, from) {
@@ -584,8 +849,22 @@ impl<S: StateMachine> RaftNode<S> {
                 Role::Leader => self.violation(format!("{from} told the leader of term {} to campaign", self.term)),
                 // Whoever sent it led our term and chose us; campaign at once,
                 // without pre-vote, and ask voters to ignore their leases.
-                _ => self.become_candidate(now, true),
+                _ if self.self_votes() => self.become_candidate(now, true),
+                _ => {}
             },
+            MessageBody::InstallSnapshot { meta, offset, total_bytes, chunk } => {
+                if !self.accept_leader(now, from) {
+                    return;
+                }
+                self.handle_snapshot_chunk(from, meta, offset, total_bytes, chunk);
+            }
+            MessageBody::SnapshotChunkResponse { index, received } => {
+                if self.role == Role::Leader {
+                    self.handle_snapshot_chunk_response(from, index, received);
+                }
+            }
+            MessageBody::Forward { id, command } => self.handle_forward(from, id, command),
+            MessageBody::ForwardResponse { id, outcome } => self.handle_forward_response(id, outcome),
         }
     }
 
@@ -613,7 +892,11 @@ impl<S: StateMachine> RaftNode<S> {
         last_log_term: Term,
     ) {
         let log_ok = self.config.bug(Bug::VoteWithoutLogCheck) || self.log.is_up_to_date(last_log_index, last_log_term);
-        let granted = if pre_vote {
+        let granted = if !self.self_votes() {
+            // A learner, a removed member or a node that lost its disk has no
+            // say: its log may lack what its former self promised to keep.
+            false
+        } else if pre_vote {
             term > self.term && log_ok
         } else {
             let free = self.voted_for == Some(from) || (self.voted_for.is_none() && self.leader.is_none());
@@ -640,17 +923,11 @@ impl<S: StateMachine> RaftNode<S> {
             return;
         }
         self.votes.insert(from, granted);
-        let quorum = self.quorum();
-        let yes = self.votes.values().filter(|granted| **granted).count();
-        let no = self.votes.len() - yes;
-        if yes >= quorum {
-            if pre_vote {
-                self.become_candidate(now, false);
-            } else {
-                self.become_leader(now);
-            }
-        } else if no >= quorum {
-            self.become_follower(now, self.term, None);
+        match self.membership.tally(&self.votes) {
+            VoteTally::Won if pre_vote => self.become_candidate(now, false),
+            VoteTally::Won => self.become_leader(now),
+            VoteTally::Lost => self.become_follower(now, self.term, None),
+            VoteTally::Pending => {}
         }
     }
 
@@ -738,8 +1015,12 @@ impl<S: StateMachine> RaftNode<S> {
                     return;
                 }
                 if progress.acknowledge(match_index) {
-                    if progress.state == ReplicationState::Probe {
-                        progress.become_replicate();
+                    match progress.state {
+                        ReplicationState::Probe => progress.become_replicate(),
+                        ReplicationState::Snapshot { index } if progress.match_index >= index => {
+                            progress.become_replicate()
+                        }
+                        _ => {}
                     }
                     self.maybe_commit();
                 }
@@ -748,6 +1029,9 @@ impl<S: StateMachine> RaftNode<S> {
             AppendResponse::Rejected { rejected_prev_index, hint } => {
                 if rejected_prev_index <= progress.match_index || rejected_prev_index > last_index {
                     return; // stale
+                }
+                if matches!(progress.state, ReplicationState::Snapshot { .. }) {
+                    return; // an answer to an append sent before the snapshot
                 }
                 if progress.state == ReplicationState::Probe && rejected_prev_index != progress.next_index.prev() {
                     return; // an answer to an older probe
@@ -769,7 +1053,7 @@ impl<S: StateMachine> RaftNode<S> {
 
     fn handle_heartbeat_response(&mut self, now: Time, from: NodeId, read_context: u64) {
         let last_index = self.log.last_index();
-        let limit = self.config.max_inflight_appends;
+        let (count_limit, bytes_limit) = (self.config.max_inflight_appends, self.config.max_inflight_bytes);
         let Some(progress) = self.progress.get_mut(&from) else {
             return;
         };
@@ -783,9 +1067,12 @@ impl<S: StateMachine> RaftNode<S> {
         };
         if progress.match_index < last_index {
             match progress.state {
-                ReplicationState::Probe => progress.probe_sent = false,
+                // A lost probe or snapshot chunk is sent again.
+                ReplicationState::Probe | ReplicationState::Snapshot { .. } => progress.probe_sent = false,
                 // Appends were lost: fall back to probing from the match point.
-                ReplicationState::Replicate if progress.inflight_full(limit) => progress.become_probe(),
+                ReplicationState::Replicate if progress.inflight_full(count_limit, bytes_limit) => {
+                    progress.become_probe()
+                }
                 ReplicationState::Replicate => {}
             }
             // Even with nothing new to send: in Replicate an empty append at
@@ -847,24 +1134,96 @@ impl<S: StateMachine> RaftNode<S> {
         };
         match progress.state {
             ReplicationState::Probe if progress.probe_sent => return,
-            ReplicationState::Replicate if progress.inflight_full(self.config.max_inflight_appends) => return,
+            ReplicationState::Replicate
+                if progress.inflight_full(self.config.max_inflight_appends, self.config.max_inflight_bytes) =>
+            {
+                return
+            }
+            ReplicationState::Snapshot { .. } => return self.send_snapshot_chunk(to),
             _ => {}
         }
         let next = progress.next_index.min(last_index.next());
         let prev_log_index = next.prev();
-        let prev_log_term =
-            self.log.term(prev_log_index).expect("invariant: a leader's next_index never passes its last index + 1");
+        // A node that joined with an empty disk does not know the bootstrap
+        // configuration (it is in no entry): it starts from a snapshot, which
+        // carries the configuration in force.
+        let joining = next == LogIndex(1) && progress.disk.is_some_and(|disk| disk != DiskId::BOOTSTRAP);
+        let prev_log_term = self.log.term(prev_log_index).filter(|_| !joining);
+        let Some(prev_log_term) = prev_log_term else {
+            // The follower needs entries we compacted (or a snapshot to
+            // start from): send the snapshot.
+            if self.snapshot.is_none() {
+                if self.applied == LogIndex::ZERO {
+                    return; // nothing to snapshot yet; the next heartbeat answer retries
+                }
+                self.take_snapshot(false);
+            }
+            let progress = self.progress.get_mut(&to).expect("checked above");
+            let index = self.snapshot.as_ref().expect("a snapshot was just ensured").meta.index;
+            progress.become_snapshot(index);
+            return self.send_snapshot_chunk(to);
+        };
+        let progress = self.progress.get_mut(&to).expect("checked above");
         let upto = LogIndex(next.0 + self.config.max_entries_per_append as u64 - 1);
-        let entries = self.log.slice(next, upto).to_vec();
+        let mut bytes = 0;
+        let entries: Vec<Entry> = self
+            .log
+            .slice(next, upto)
+            .iter()
+            .take_while(|entry| {
+                let fits = bytes == 0 || bytes + entry.payload.len_bytes() <= self.config.max_append_bytes;
+                bytes += entry.payload.len_bytes().max(1);
+                fits
+            })
+            .cloned()
+            .collect();
         if entries.is_empty() && progress.state == ReplicationState::Replicate && !even_if_empty {
             return;
         }
         let last_sent = LogIndex(prev_log_index.0 + entries.len() as u64);
         if !entries.is_empty() || progress.state == ReplicationState::Probe {
-            progress.sent_entries(last_sent);
+            let bytes = entries.iter().map(|entry| entry.payload.len_bytes()).sum();
+            progress.sent_entries(last_sent, bytes);
         }
         let body = MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit: self.commit };
         self.send(to, body);
+    }
+
+    /// Sends the follower the next chunk of our latest snapshot (restarting
+    /// from its first byte if the snapshot changed since the last chunk).
+    fn send_snapshot_chunk(&mut self, to: NodeId) {
+        let snapshot = self.snapshot.as_ref().expect("invariant: Snapshot state needs a snapshot");
+        let Some(progress) = self.progress.get_mut(&to) else {
+            return;
+        };
+        if progress.state != (ReplicationState::Snapshot { index: snapshot.meta.index }) {
+            progress.become_snapshot(snapshot.meta.index);
+        }
+        if progress.probe_sent {
+            return;
+        }
+        let total_bytes = snapshot.data.len() as u64;
+        let offset = progress.snapshot_received.min(total_bytes);
+        let end = (offset + self.config.snapshot_chunk_bytes as u64).min(total_bytes);
+        let chunk = snapshot.data[offset as usize..end as usize].to_vec();
+        progress.probe_sent = true;
+        let body = MessageBody::InstallSnapshot { meta: snapshot.meta.clone(), offset, total_bytes, chunk };
+        self.send(to, body);
+    }
+
+    fn handle_snapshot_chunk_response(&mut self, from: NodeId, index: LogIndex, received: u64) {
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        progress.recently_active = true;
+        if progress.state != (ReplicationState::Snapshot { index }) {
+            return; // about a snapshot we no longer send
+        }
+        // Fewer bytes than before means the follower restarted and lost the
+        // chunks: start over from where it is.
+        progress.snapshot_received = received;
+        progress.probe_sent = false;
+        self.send_snapshot_chunk(from);
     }
 
     /// Sends a new heartbeat round (a fresh `read_context`) and restarts the
@@ -897,25 +1256,15 @@ impl<S: StateMachine> RaftNode<S> {
         self.confirm_reads(now);
     }
 
+    /// Has this leader committed an entry of its term (so its commit index
+    /// covers every earlier leader's)? The one place reads check it.
     fn committed_in_term(&self) -> bool {
-        self.log.term(self.commit) == Some(self.term)
+        self.config.bug(Bug::ReadBeforeTermCommit) || self.log.term(self.commit) == Some(self.term)
     }
 
     /// The latest heartbeat round a quorum (this node included) has answered.
     fn confirmed_context(&self) -> u64 {
-        let mut acked: Vec<u64> = self
-            .voters
-            .iter()
-            .map(|voter| {
-                if *voter == self.config.id {
-                    self.read_context
-                } else {
-                    self.progress.get(voter).map_or(0, |progress| progress.read_context_acked)
-                }
-            })
-            .collect();
-        acked.sort_unstable_by(|a, b| b.cmp(a));
-        acked[self.quorum() - 1]
+        self.quorum_value(self.read_context, |progress| progress.read_context_acked)
     }
 
     /// With [`ReadMode::Lease`]: has a quorum answered a round sent recently
@@ -924,21 +1273,26 @@ impl<S: StateMachine> RaftNode<S> {
         if self.config.read_mode != ReadMode::Lease || self.transfer.is_some() || now < self.lease_suspended_until {
             return false;
         }
-        // Per voter, when the latest round it answered was sent (`None`
-        // sorts last: no lease from that voter).
-        let mut granted_at: Vec<Option<Time>> = self
-            .voters
-            .iter()
-            .map(|voter| {
-                if *voter == self.config.id {
-                    Some(now)
-                } else {
-                    self.progress.get(voter).and_then(|progress| self.reads.sent_at(progress.read_context_acked))
-                }
-            })
-            .collect();
-        granted_at.sort_unstable_by(|a, b| b.cmp(a));
-        granted_at[self.quorum() - 1].is_some_and(|start| now.micros_since(start) < self.config.lease_duration_us())
+        // Per voter, one plus when the latest round it answered was sent (0:
+        // no lease from that voter).
+        let granted_at = self.quorum_value(now.as_micros() + 1, |progress| {
+            self.reads.sent_at(progress.read_context_acked).map_or(0, |sent| sent.as_micros() + 1)
+        });
+        granted_at > 0 && now.as_micros() - (granted_at - 1) < self.config.lease_duration_us()
+    }
+
+    /// The value a quorum of voters has reached (see
+    /// [`Membership::quorum_value`]): `own` for this node, `value` of its
+    /// progress for a peer. Only answers from the disk the configuration
+    /// records count.
+    fn quorum_value(&self, own: u64, value: impl Fn(&Progress) -> u64) -> u64 {
+        self.membership.quorum_value(|node, disk| {
+            if node == self.id() {
+                if disk == self.disk { own } else { 0 }
+            } else {
+                self.progress.get(&node).filter(|progress| progress.disk == Some(disk)).map_or(0, &value)
+            }
+        })
     }
 
     /// Marks reads confirmed by the rounds a quorum answered (or the lease),
@@ -1008,36 +1362,63 @@ impl<S: StateMachine> RaftNode<S> {
 
     fn check_quorum(&mut self, now: Time) {
         self.check_quorum_deadline = now.add_millis(self.config.election_timeout_ms);
-        let active = 1 + self.progress.values().filter(|progress| progress.recently_active).count();
+        let active = self.quorum_value(1, |progress| u64::from(progress.recently_active)) == 1;
         for progress in self.progress.values_mut() {
             progress.recently_active = false;
         }
-        if active < self.quorum() {
+        if !active {
             self.become_follower(now, self.term, None);
         }
     }
 
     fn maybe_commit(&mut self) {
-        let mut matched: Vec<LogIndex> = self
-            .voters
-            .iter()
-            .map(|voter| {
-                if *voter == self.config.id {
-                    self.log.persisted()
-                } else {
-                    self.progress.get(voter).map_or(LogIndex::ZERO, |progress| progress.match_index)
-                }
-            })
-            .collect();
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matched[self.quorum() - 1];
+        let own = self.log.persisted().0;
+        let candidate = if self.config.bug(Bug::LearnerCountedInQuorum) && !self.membership.is_joint() {
+            // Learners' acknowledgements count as if they were votes, while
+            // the majority is still sized by the voters alone.
+            let mut matched: Vec<u64> = self
+                .membership
+                .members()
+                .iter()
+                .map(|node| match self.progress.get(node) {
+                    Some(progress) => progress.match_index.0,
+                    None if *node == self.id() => own,
+                    None => 0,
+                })
+                .collect();
+            matched.sort_unstable_by(|a, b| b.cmp(a));
+            LogIndex(matched[self.membership.voters.len() / 2])
+        } else {
+            LogIndex(self.quorum_value(own, |progress| progress.match_index.0))
+        };
         if candidate <= self.commit {
             return;
         }
         let current_term = self.log.term(candidate) == Some(self.term);
         if current_term || self.config.bug(Bug::CommitOldTerm) {
             self.commit = candidate;
-            self.broadcast_append(true);
+            self.after_commit();
+            if self.role == Role::Leader {
+                self.broadcast_append(true);
+            }
+        }
+    }
+
+    /// What a leader does when a configuration entry commits: leave a joint
+    /// configuration, or step down if it is no longer a voter.
+    fn after_commit(&mut self) {
+        let latest_index = self.config_entries.last().map_or(LogIndex::ZERO, |(index, _)| *index);
+        if latest_index > self.commit {
+            return;
+        }
+        if self.membership.is_joint() {
+            let mut leave = self.membership.clone();
+            leave.outgoing.clear();
+            let index = self.log.last_index().next();
+            self.append(Entry { index, term: self.term, payload: Payload::Config(leave) });
+        } else if !self.self_votes() {
+            let now = self.now;
+            self.become_follower(now, self.term, None);
         }
     }
 
@@ -1069,7 +1450,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.votes.insert(self.id(), true);
         self.reset_election_deadline(now);
         self.event(Event::RoleChanged { role: Role::PreCandidate, term: self.term });
-        if self.quorum() == 1 {
+        if self.membership.tally(&self.votes) == VoteTally::Won {
             self.become_candidate(now, false);
             return;
         }
@@ -1087,7 +1468,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.votes.insert(self.id(), true);
         self.reset_election_deadline(now);
         self.event(Event::RoleChanged { role: Role::Candidate, term: self.term });
-        if self.quorum() == 1 {
+        if self.membership.tally(&self.votes) == VoteTally::Won {
             self.become_leader(now);
             return;
         }
@@ -1102,7 +1483,9 @@ impl<S: StateMachine> RaftNode<S> {
             last_log_term: self.log.last_term(),
             transfer,
         };
-        for peer in self.voters.clone() {
+        let voters: Vec<NodeId> =
+            self.membership.voters.keys().chain(self.membership.outgoing.keys()).copied().collect();
+        for peer in voters {
             if peer != self.id() {
                 self.send_with_term(peer, term, body.clone(), true);
             }
@@ -1115,13 +1498,8 @@ impl<S: StateMachine> RaftNode<S> {
         self.votes.clear();
         self.transfer = None;
         debug_assert!(self.reads.is_empty(), "reads are dropped whenever a leader steps down");
-        let next = self.log.last_index().next();
-        self.progress = self
-            .voters
-            .iter()
-            .filter(|voter| **voter != self.config.id)
-            .map(|voter| (*voter, Progress::new(next)))
-            .collect();
+        self.progress.clear();
+        self.sync_progress();
         self.heartbeat_deadline = now.add_millis(self.config.heartbeat_interval_ms);
         self.check_quorum_deadline = now.add_millis(self.config.election_timeout_ms);
         self.event(Event::RoleChanged { role: Role::Leader, term: self.term });
@@ -1143,12 +1521,49 @@ impl<S: StateMachine> RaftNode<S> {
 
     // ----- helpers ---------------------------------------------------------
 
-    fn is_voter(&self, node: NodeId) -> bool {
-        self.voters.binary_search(&node).is_ok()
+    /// Is this node a voter, on this disk, in the configuration in force?
+    fn self_votes(&self) -> bool {
+        if self.config.bug(Bug::WipedNodeVotes) {
+            return self.membership.is_voter(self.id());
+        }
+        self.membership.is_voter_on(self.id(), self.disk)
     }
 
-    fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
+    /// The configuration in force at `index`.
+    fn membership_at(&self, index: LogIndex) -> &Membership {
+        match self.config_entries.iter().rev().find(|(at, _)| *at <= index) {
+            Some((_, membership)) => membership,
+            None => &self.base_membership,
+        }
+    }
+
+    /// Installs the configuration in force after a change of the log, and
+    /// (on a leader) starts or stops replicating to members accordingly.
+    fn refresh_membership(&mut self) {
+        let (index, latest) = match self.config_entries.last() {
+            Some((index, membership)) => (*index, membership.clone()),
+            None => (self.log.offset(), self.base_membership.clone()),
+        };
+        if latest == self.membership {
+            return;
+        }
+        self.membership = latest.clone();
+        self.event(Event::MembershipChanged { index, membership: latest });
+        if self.role == Role::Leader {
+            self.sync_progress();
+        }
+    }
+
+    /// A leader tracks progress for exactly the other members.
+    fn sync_progress(&mut self) {
+        let members = self.membership.members();
+        self.progress.retain(|node, _| members.contains(node));
+        let next = self.log.last_index().next();
+        for member in members {
+            if member != self.id() {
+                self.progress.entry(member).or_insert_with(|| Progress::new(next));
+            }
+        }
     }
 
     /// With check-quorum, a node that recently heard from a live leader (or is
@@ -1159,6 +1574,7 @@ impl<S: StateMachine> RaftNode<S> {
         }
         match self.role {
             Role::Leader => true,
+            _ if self.config.bug(Bug::LeaseWithoutCheckQuorum) => false,
             _ => match (self.leader, self.last_leader_contact) {
                 (Some(_), Some(contact)) => now.micros_since(contact) < self.config.election_timeout_ms * 1000,
                 _ => false,
@@ -1174,15 +1590,26 @@ impl<S: StateMachine> RaftNode<S> {
 
     fn append(&mut self, entry: Entry) {
         let index = entry.index;
+        let membership = match &entry.payload {
+            Payload::Config(membership) => Some(membership.clone()),
+            _ => None,
+        };
         self.log.push(entry);
         if self.dirty.append_from.is_none() {
             self.dirty.append_from = Some(index);
+        }
+        if let Some(membership) = membership {
+            // A configuration takes effect as soon as it is appended.
+            self.config_entries.push((index, membership));
+            self.refresh_membership();
         }
     }
 
     fn truncate_from(&mut self, index: LogIndex) {
         assert!(index > self.commit, "invariant: committed entries are never truncated");
         self.log.truncate_from(index);
+        self.config_entries.retain(|(at, _)| *at < index);
+        self.refresh_membership();
         for write in self.pending_writes.iter_mut() {
             write.durable_upto = write.durable_upto.min(index.prev());
         }
@@ -1193,7 +1620,7 @@ impl<S: StateMachine> RaftNode<S> {
     }
 
     fn hard_state(&self) -> HardState {
-        HardState { term: self.term, voted_for: self.voted_for, commit: self.commit }
+        HardState { term: self.term, voted_for: self.voted_for, commit: self.commit, disk: self.disk }
     }
 
     fn send(&mut self, to: NodeId, body: MessageBody) {
@@ -1208,7 +1635,7 @@ impl<S: StateMachine> RaftNode<S> {
     }
 
     fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody, needs_durability: bool) {
-        let message = Message { from: self.id(), to, term, body };
+        let message = Message { from: self.id(), to, term, disk: self.disk, body };
         let barrier = if self.dirty.any() { self.next_persist_id } else { self.next_persist_id - 1 };
         if !needs_durability || barrier <= self.acked_persist_id {
             self.actions.push_back(Action::Send(message));
@@ -1234,7 +1661,12 @@ impl<S: StateMachine> RaftNode<S> {
 
     /// Applies what is committed, then turns this input's changes into one
     /// write.
+    ///
+    /// Snapshots are taken before applying, so entries applied by one input
+    /// stay in the log at least until the next (observers such as the
+    /// simulator's checkers see every applied entry).
     fn finish_input(&mut self) {
+        self.maybe_snapshot();
         self.apply_committed();
         self.serve_reads();
         self.flush();
@@ -1249,14 +1681,21 @@ impl<S: StateMachine> RaftNode<S> {
         while self.applied < apply_upto {
             let index = self.applied.next();
             let entry = self.log.entry(index).expect("invariant: committed entries are in the log");
+            self.bytes_since_snapshot += entry.payload.len_bytes() as u64;
             let answer = match &entry.payload {
                 Payload::Noop => None,
                 Payload::Command(command) => Some(self.state_machine.apply(index, command)),
                 Payload::Read(query) => Some(self.state_machine.query(query)),
+                Payload::Config(_) => Some(Vec::new()),
             };
             let entry_term = entry.term;
             self.applied = index;
-            if let Some((request, term)) = self.pending_requests.remove(&index) {
+            let waiting = self.pending_requests.remove(&index).or_else(|| {
+                let id = self.forward_placed.remove(&index)?;
+                let forwarded = self.forwarded.remove(&id)?;
+                Some((forwarded.request, forwarded.placed?.1))
+            });
+            if let Some((request, term)) = waiting {
                 let result = match answer {
                     Some(answer) if term == entry_term => ClientResult::Ok(answer),
                     _ => ClientResult::Dropped(DropReason::LeadershipLost),
@@ -1284,7 +1723,324 @@ impl<S: StateMachine> RaftNode<S> {
         self.next_persist_id += 1;
         let hard_state = self.hard_state();
         self.pending_writes.push_back(PendingWrite { id, durable_upto: self.log.last_index(), hard_state });
-        self.actions.push_back(Action::Persist(PersistRequest { id, truncate_from, entries, hard_state }));
+        let request = PersistRequest {
+            id,
+            snapshot: dirty.snapshot,
+            discard_upto: dirty.discard_upto,
+            truncate_from,
+            entries,
+            hard_state,
+        };
+        self.actions.push_back(Action::Persist(request));
+    }
+
+    // ----- snapshots ---------------------------------------------------------
+
+    /// Takes a snapshot of the state machine when the policy says so, and
+    /// compacts the log up to `max_retained_entries` before it.
+    fn maybe_snapshot(&mut self) {
+        let policy = self.config.snapshot_policy;
+        let snapshot_index = self.snapshot.as_ref().map_or(LogIndex::ZERO, |snapshot| snapshot.meta.index);
+        let entries_since = self.applied.0.saturating_sub(snapshot_index.0);
+        let due = (policy.entries > 0 && entries_since >= policy.entries)
+            || (policy.bytes > 0 && self.bytes_since_snapshot >= policy.bytes);
+        if !due || self.applied <= snapshot_index {
+            return;
+        }
+        self.take_snapshot(true);
+    }
+
+    /// Snapshots the state machine at the applied index and, with `compact`,
+    /// discards the log up to `max_retained_entries` before it.
+    fn take_snapshot(&mut self, compact: bool) {
+        let index = self.applied;
+        let term = self.log.term(index).expect("invariant: applied entries past the snapshot are in the log");
+        let meta = SnapshotMeta { index, term, membership: self.membership_at(index).clone() };
+        let snapshot = Snapshot { meta, data: self.state_machine.snapshot() };
+        let discard_upto = LogIndex(index.0.saturating_sub(self.config.max_retained_entries));
+        if compact && discard_upto > self.log.offset() {
+            self.compact_log(discard_upto);
+            self.dirty.discard_upto = Some(discard_upto);
+        }
+        self.bytes_since_snapshot = 0;
+        self.dirty.snapshot = Some(snapshot.clone());
+        self.snapshot = Some(snapshot);
+    }
+
+    /// Drops log entries up to `upto`, remembering the configuration in force
+    /// there.
+    fn compact_log(&mut self, upto: LogIndex) {
+        self.base_membership = self.membership_at(upto).clone();
+        self.config_entries.retain(|(at, _)| *at > upto);
+        self.log.compact(upto);
+    }
+
+    /// One chunk of the leader's snapshot.
+    fn handle_snapshot_chunk(
+        &mut self,
+        from: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        total_bytes: u64,
+        chunk: Vec<u8>,
+    ) {
+        let index = meta.index;
+        if index <= self.commit && !self.config.bug(Bug::SnapshotOverNewerLog) {
+            // We already hold everything it covers.
+            let match_index = self.commit;
+            self.send(from, MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }));
+            return;
+        }
+        if total_bytes > self.config.max_snapshot_bytes {
+            self.violation(format!(
+                "{from} sent a snapshot of {total_bytes} bytes, more than max_snapshot_bytes {}",
+                self.config.max_snapshot_bytes
+            ));
+            return;
+        }
+        // Chunks fit together only if they come from one leader's term (two
+        // nodes' snapshots of one index need not be byte-identical).
+        let source = (from, self.term);
+        let same = |incoming: &IncomingSnapshot| {
+            incoming.meta == meta && incoming.total_bytes == total_bytes && incoming.source == source
+        };
+        if offset == 0 && !self.incoming_snapshot.as_ref().is_some_and(same) {
+            // The first chunk of a new snapshot replaces any other.
+            let meta = meta.clone();
+            self.incoming_snapshot = Some(IncomingSnapshot { meta, total_bytes, source, data: Vec::new() });
+        }
+        let incoming = self.incoming_snapshot.as_mut().filter(|incoming| same(incoming));
+        let Some(incoming) = incoming else {
+            // A chunk of a snapshot we are not receiving: start over.
+            self.send(from, MessageBody::SnapshotChunkResponse { index, received: 0 });
+            return;
+        };
+        if offset == incoming.data.len() as u64 {
+            incoming.data.extend_from_slice(&chunk);
+        }
+        let received = incoming.data.len() as u64;
+        if received < total_bytes {
+            self.send(from, MessageBody::SnapshotChunkResponse { index, received });
+            return;
+        }
+        let incoming = self.incoming_snapshot.take().expect("checked above");
+        self.install_snapshot(from, Snapshot { meta: incoming.meta, data: incoming.data });
+    }
+
+    fn install_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
+        let meta = snapshot.meta.clone();
+        if let Err(error) = self.state_machine.restore(&snapshot.data) {
+            self.violation(format!("{from} sent a snapshot at {} the state machine rejected: {error}", meta.index));
+            return;
+        }
+        if self.log.term(meta.index) == Some(meta.term) && !self.config.bug(Bug::SnapshotOverNewerLog) {
+            // Our log continues the snapshot: keep what follows it.
+            self.compact_log(meta.index);
+            self.base_membership = meta.membership.clone();
+        } else {
+            self.log.reset(meta.index, meta.term);
+            self.config_entries.clear();
+            self.base_membership = meta.membership.clone();
+            self.dirty.truncate_from = Some(meta.index.next());
+            self.dirty.append_from = None;
+            let persisted = self.log.persisted();
+            for write in self.pending_writes.iter_mut() {
+                write.durable_upto = write.durable_upto.min(persisted);
+            }
+        }
+        self.dirty.discard_upto = Some(meta.index);
+        self.commit = self.commit.max(meta.index);
+        self.applied = meta.index;
+        self.bytes_since_snapshot = 0;
+        self.refresh_membership();
+        self.event(Event::SnapshotInstalled { index: meta.index, term: meta.term });
+        self.dirty.snapshot = Some(snapshot.clone());
+        self.snapshot = Some(snapshot);
+        let match_index = meta.index;
+        self.send(from, MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }));
+    }
+
+    // ----- membership changes ---------------------------------------------------
+
+    fn start_membership_change(&mut self, request: RequestId, change: MembershipChange) -> Result<(), ChangeError> {
+        if self.role != Role::Leader {
+            return Err(ChangeError::NotLeader);
+        }
+        let latest_index = self.config_entries.last().map_or(LogIndex::ZERO, |(index, _)| *index);
+        if self.membership.is_joint() || latest_index > self.commit {
+            return Err(ChangeError::ChangeInFlight);
+        }
+        let current = self.membership.clone();
+        let mut next = current.clone();
+        // A learner is ready to vote once it holds everything committed, on
+        // a disk we know.
+        let caught_up = |node: NodeId| -> Result<DiskId, ChangeError> {
+            let progress = self.progress.get(&node).ok_or(ChangeError::NotMember(node))?;
+            match progress.disk {
+                Some(disk) if progress.match_index >= self.commit => Ok(disk),
+                _ => Err(ChangeError::NotCaughtUp(node)),
+            }
+        };
+        let voters_change = match change {
+            MembershipChange::AddLearner(node) => {
+                if current.members().contains(&node) || node == self.id() {
+                    return Err(ChangeError::AlreadyMember(node));
+                }
+                next.learners.insert(node);
+                false
+            }
+            MembershipChange::Promote(node) => {
+                if !current.is_learner(node) {
+                    return Err(ChangeError::NotLearner(node));
+                }
+                let disk = caught_up(node)?;
+                next.learners.remove(&node);
+                next.voters.insert(node, disk);
+                true
+            }
+            MembershipChange::Remove(node) => {
+                if current.is_learner(node) {
+                    next.learners.remove(&node);
+                    false
+                } else if current.voters.contains_key(&node) {
+                    next.voters.remove(&node);
+                    true
+                } else {
+                    return Err(ChangeError::NotMember(node));
+                }
+            }
+            MembershipChange::Replace { remove, add } => {
+                if !current.voters.contains_key(&remove) {
+                    return Err(ChangeError::NotVoter(remove));
+                }
+                if !current.is_learner(add) {
+                    return Err(ChangeError::NotLearner(add));
+                }
+                let disk = caught_up(add)?;
+                next.voters.remove(&remove);
+                next.learners.remove(&add);
+                next.voters.insert(add, disk);
+                true
+            }
+            MembershipChange::RenewDisk(node) => {
+                let Some(recorded) = current.voters.get(&node).copied() else {
+                    return Err(ChangeError::NotVoter(node));
+                };
+                let disk = if node == self.id() { self.disk } else { caught_up(node)? };
+                if disk == recorded {
+                    return Err(ChangeError::DiskCurrent(node));
+                }
+                next.voters.insert(node, disk);
+                true
+            }
+        };
+        next.validate()?;
+        // Refuse a voter set that could not commit anything right now (as
+        // etcd's strict reconfiguration check does): a majority of the new
+        // voters must be caught up on the disk the configuration records.
+        // Otherwise the change could never commit, and with it blocked no
+        // repair (such as renewing a lost disk) could follow.
+        let healthy = next.quorum_value(|node, disk| {
+            let caught_up = if node == self.id() {
+                disk == self.disk
+            } else {
+                self.progress
+                    .get(&node)
+                    .is_some_and(|progress| progress.disk == Some(disk) && progress.match_index >= self.commit)
+            };
+            u64::from(caught_up)
+        });
+        if voters_change && healthy == 0 {
+            return Err(ChangeError::WouldLoseQuorum);
+        }
+        if voters_change && !self.config.bug(Bug::NoJointConsensus) {
+            next.outgoing = current.voters.clone();
+        }
+        let index = self.log.last_index().next();
+        self.append(Entry { index, term: self.term, payload: Payload::Config(next) });
+        self.pending_requests.insert(index, (request, self.term));
+        self.broadcast_append(false);
+        self.maybe_commit();
+        Ok(())
+    }
+
+    // ----- proposal forwarding ---------------------------------------------------
+
+    fn forward_proposal(&mut self, now: Time, request: RequestId, command: Vec<u8>) {
+        let leader = self.leader.expect("forwarding needs a known leader");
+        if command.len() > self.config.max_command_bytes {
+            return self.respond(request, ClientResult::Dropped(DropReason::TooLarge));
+        }
+        if self.forwarded.len() >= self.config.max_forwarded_proposals {
+            return self.respond(request, ClientResult::Dropped(DropReason::Overloaded));
+        }
+        let id = self.next_forward_id;
+        self.next_forward_id += 1;
+        let deadline = now.add_millis(self.config.election_timeout_ms * FORWARD_TIMEOUT_ELECTIONS);
+        self.forwarded.insert(id, Forwarded { request, placed: None, deadline });
+        self.send_with_term(leader, self.term, MessageBody::Forward { id, command }, false);
+    }
+
+    /// A leader appends a forwarded proposal like its own, but the answer is
+    /// where it was placed: the follower answers its client when it applies
+    /// that entry.
+    fn handle_forward(&mut self, from: NodeId, id: u64, command: Vec<u8>) {
+        let outcome = if self.role != Role::Leader || self.transfer.is_some() {
+            ForwardOutcome::NotLeader
+        } else if command.len() > self.config.max_command_bytes {
+            ForwardOutcome::TooLarge
+        } else if self.pending_requests.len() >= self.config.max_pending_requests {
+            ForwardOutcome::Overloaded
+        } else {
+            let index = self.log.last_index().next();
+            self.append(Entry { index, term: self.term, payload: Payload::Command(command) });
+            self.broadcast_append(false);
+            ForwardOutcome::Placed { index, term: self.term }
+        };
+        self.send(from, MessageBody::ForwardResponse { id, outcome });
+    }
+
+    fn handle_forward_response(&mut self, id: u64, outcome: ForwardOutcome) {
+        let Some(forwarded) = self.forwarded.get_mut(&id) else {
+            return; // already answered (timed out) or a duplicate
+        };
+        if forwarded.placed.is_some() {
+            return;
+        }
+        let refusal = match outcome {
+            ForwardOutcome::Placed { index, term } => {
+                if index <= self.applied {
+                    // Applied before we knew where it went: the outcome is
+                    // whatever that entry was, which we can no longer tell.
+                    let request = forwarded.request;
+                    self.forwarded.remove(&id);
+                    return self.respond(request, ClientResult::Dropped(DropReason::LeadershipLost));
+                }
+                forwarded.placed = Some((index, term));
+                self.forward_placed.insert(index, id);
+                return;
+            }
+            ForwardOutcome::NotLeader => ClientResult::NoLeader,
+            ForwardOutcome::Overloaded => ClientResult::Dropped(DropReason::Overloaded),
+            ForwardOutcome::TooLarge => ClientResult::Dropped(DropReason::TooLarge),
+        };
+        let request = forwarded.request;
+        self.forwarded.remove(&id);
+        self.respond(request, refusal);
+    }
+
+    /// Gives up on forwarded proposals the leader has not answered in time;
+    /// their outcome is unknown.
+    fn expire_forwarded(&mut self, now: Time) {
+        let expired: Vec<u64> =
+            self.forwarded.iter().filter(|(_, forwarded)| now >= forwarded.deadline).map(|(id, _)| *id).collect();
+        for id in expired {
+            let forwarded = self.forwarded.remove(&id).expect("listed above");
+            if let Some((index, _)) = forwarded.placed {
+                self.forward_placed.remove(&index);
+            }
+            self.respond(forwarded.request, ClientResult::Dropped(DropReason::LeadershipLost));
+        }
     }
 }
 
@@ -1301,10 +2057,27 @@ fn validate_message(message: &Message) -> Result<(), String> {
             &[*rejected_prev_index, hint.first_index]
         }
         MessageBody::Heartbeat { commit, .. } => &[*commit],
-        MessageBody::RequestVoteResponse { .. } | MessageBody::HeartbeatResponse { .. } | MessageBody::TimeoutNow => {
-            &[]
-        }
+        MessageBody::InstallSnapshot { meta, .. } => &[meta.index],
+        MessageBody::SnapshotChunkResponse { index, .. } => &[*index],
+        MessageBody::ForwardResponse { outcome: ForwardOutcome::Placed { index, .. }, .. } => &[*index],
+        MessageBody::RequestVoteResponse { .. }
+        | MessageBody::HeartbeatResponse { .. }
+        | MessageBody::TimeoutNow
+        | MessageBody::Forward { .. }
+        | MessageBody::ForwardResponse { .. } => &[],
     };
+    if let MessageBody::InstallSnapshot { meta, offset, total_bytes, chunk } = &message.body {
+        if meta.term > message.term {
+            return Err(format!("snapshot term {} is after the message term {}", meta.term, message.term));
+        }
+        if meta.index == LogIndex::ZERO {
+            return Err("a snapshot ends at index 0".into());
+        }
+        if offset.checked_add(chunk.len() as u64).is_none_or(|end| end > *total_bytes) {
+            return Err(format!("a chunk at {offset} of {} bytes overruns the snapshot's {total_bytes}", chunk.len()));
+        }
+        meta.membership.validate().map_err(|error| format!("snapshot configuration: {error}"))?;
+    }
     if let MessageBody::RequestVote { pre_vote: true, transfer: true, .. } = message.body {
         return Err("a pre-vote request claims to come from a leadership transfer".into());
     }
@@ -1326,6 +2099,9 @@ fn validate_message(message: &Message) -> Result<(), String> {
             }
             if entry.term < previous_term || entry.term > message.term {
                 return Err(format!("entry {} has out-of-order term {}", entry.index, entry.term));
+            }
+            if let Payload::Config(membership) = &entry.payload {
+                membership.validate().map_err(|error| format!("entry {} configuration: {error}", entry.index))?;
             }
             expected_index = expected_index.next();
             previous_term = entry.term;

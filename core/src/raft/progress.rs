@@ -1,5 +1,6 @@
 //! The leader's view of each follower's replication progress.
 
+use super::membership::DiskId;
 use crate::types::LogIndex;
 use std::collections::VecDeque;
 
@@ -10,6 +11,9 @@ pub enum ReplicationState {
     Probe,
     /// The follower is known to match: pipeline appends optimistically.
     Replicate,
+    /// The follower needs entries the leader compacted: send it the snapshot
+    /// ending at `index`, one chunk at a time.
+    Snapshot { index: LogIndex },
 }
 
 /// Progress of one follower, kept by the leader.
@@ -20,15 +24,22 @@ pub struct Progress {
     /// Next index to send.
     pub next_index: LogIndex,
     pub state: ReplicationState,
-    /// In [`ReplicationState::Probe`], an append is outstanding; wait for its
-    /// answer or the next heartbeat before probing again.
+    /// In [`ReplicationState::Probe`], an append is outstanding; in
+    /// [`ReplicationState::Snapshot`], a chunk is. Wait for its answer or the
+    /// next heartbeat answer before sending another.
     pub probe_sent: bool,
-    /// Last index carried by each in-flight append (Replicate state only).
-    inflight: VecDeque<LogIndex>,
+    /// Last index and payload bytes of each in-flight append (Replicate only).
+    inflight: VecDeque<(LogIndex, usize)>,
+    inflight_bytes: usize,
+    /// Snapshot bytes the follower confirmed holding (Snapshot state only).
+    pub snapshot_received: u64,
     /// Heard from since the last check-quorum round.
     pub recently_active: bool,
     /// Highest heartbeat round (`read_context`) the follower has answered.
     pub read_context_acked: u64,
+    /// The disk the follower last answered from; its answers count toward a
+    /// quorum only if the configuration records this disk for it.
+    pub disk: Option<DiskId>,
 }
 
 impl Progress {
@@ -39,23 +50,47 @@ impl Progress {
             state: ReplicationState::Probe,
             probe_sent: false,
             inflight: VecDeque::new(),
+            inflight_bytes: 0,
+            snapshot_received: 0,
             recently_active: false,
             read_context_acked: 0,
+            disk: None,
         }
     }
 
     pub fn become_probe(&mut self) {
         self.state = ReplicationState::Probe;
         self.next_index = self.match_index.next();
-        self.probe_sent = false;
-        self.inflight.clear();
+        self.reset_inflight();
     }
 
     pub fn become_replicate(&mut self) {
         self.state = ReplicationState::Replicate;
         self.next_index = self.match_index.next();
+        self.reset_inflight();
+    }
+
+    pub fn become_snapshot(&mut self, index: LogIndex) {
+        self.state = ReplicationState::Snapshot { index };
+        self.snapshot_received = 0;
+        self.reset_inflight();
+    }
+
+    fn reset_inflight(&mut self) {
         self.probe_sent = false;
         self.inflight.clear();
+        self.inflight_bytes = 0;
+    }
+
+    /// The follower answered from `disk`. A different disk than before means
+    /// it lost its state: everything known about it is void.
+    pub fn observe_disk(&mut self, disk: DiskId) {
+        if self.disk.is_some_and(|known| known != disk) {
+            self.match_index = LogIndex::ZERO;
+            self.read_context_acked = 0;
+            self.become_probe();
+        }
+        self.disk = Some(disk);
     }
 
     /// Records an acknowledged match. Returns false if it was stale.
@@ -69,23 +104,27 @@ impl Progress {
         self.match_index = self.match_index.max(match_index);
         self.next_index = self.next_index.max(self.match_index.next());
         self.probe_sent = false;
-        while self.inflight.front().is_some_and(|last| *last <= self.match_index) {
-            self.inflight.pop_front();
+        while self.inflight.front().is_some_and(|(last, _)| *last <= self.match_index) {
+            let (_, bytes) = self.inflight.pop_front().expect("front exists");
+            self.inflight_bytes -= bytes;
         }
         true
     }
 
-    pub fn inflight_full(&self, limit: usize) -> bool {
-        self.inflight.len() >= limit
+    /// Are `count_limit` appends or `bytes_limit` bytes already in flight?
+    pub fn inflight_full(&self, count_limit: usize, bytes_limit: usize) -> bool {
+        self.inflight.len() >= count_limit || self.inflight_bytes >= bytes_limit
     }
 
-    /// Records a sent append whose last entry is `last`.
-    pub fn sent_entries(&mut self, last: LogIndex) {
+    /// Records a sent append whose last entry is `last`, carrying `bytes` of
+    /// payload.
+    pub fn sent_entries(&mut self, last: LogIndex, bytes: usize) {
         match self.state {
-            ReplicationState::Probe => self.probe_sent = true,
+            ReplicationState::Probe | ReplicationState::Snapshot { .. } => self.probe_sent = true,
             ReplicationState::Replicate => {
                 self.next_index = last.next();
-                self.inflight.push_back(last);
+                self.inflight.push_back((last, bytes));
+                self.inflight_bytes += bytes;
             }
         }
     }

@@ -26,8 +26,8 @@
 
 use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvResponse, KvStore, SessionRef};
 use chorus_core::raft::{
-    Action, ClientResult, Config, Entry, Event, HardState, Message, MessageBody, Payload, PersistRequest, RaftNode,
-    Role, TransferError,
+    Action, ClientResult, Config, DiskId, DurableState, Entry, Event, HardState, Message, MessageBody, Payload,
+    PersistRequest, RaftNode, Role, Snapshot, TransferError,
 };
 use chorus_core::types::{LogIndex, NodeId, RequestId, Term, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -62,7 +62,9 @@ pub enum SyncMode {
 pub struct Disk {
     /// The durable hard state.
     pub hard_state: HardState,
-    /// The durable log, dense from index 1.
+    /// The durable snapshot.
+    pub snapshot: Option<Snapshot>,
+    /// The durable log, dense (from index 1, or within the snapshot).
     pub entries: Vec<Entry>,
     /// Writes handed to the disk but not yet synced: a crash loses them.
     pub unsynced: VecDeque<PersistRequest>,
@@ -71,25 +73,36 @@ pub struct Disk {
 impl Disk {
     /// A disk that already holds `hard_state` and `entries`.
     pub fn holding(hard_state: HardState, entries: Vec<Entry>) -> Disk {
-        Disk { hard_state, entries, unsynced: VecDeque::new() }
+        Disk { hard_state, snapshot: None, entries, unsynced: VecDeque::new() }
     }
 
     /// Makes one write durable, in the order the node specified.
     fn apply(&mut self, write: &PersistRequest) {
+        if let Some(snapshot) = &write.snapshot {
+            self.snapshot = Some(snapshot.clone());
+        }
+        if let Some(upto) = write.discard_upto {
+            self.entries.retain(|entry| entry.index > upto);
+        }
         if let Some(from) = write.truncate_from {
             assert!(from.0 >= 1, "a write truncates from index 0");
-            self.entries.truncate((from.0 - 1) as usize);
+            self.entries.retain(|entry| entry.index < from);
         }
         for entry in &write.entries {
-            assert_eq!(
-                entry.index.0,
-                self.entries.len() as u64 + 1,
-                "write {:?} does not extend the stored log densely",
-                write.id
-            );
+            let expected = match (self.entries.last(), &self.snapshot) {
+                (Some(last), _) => last.index.next(),
+                (None, Some(snapshot)) => snapshot.meta.index.next(),
+                (None, None) => LogIndex(1),
+            };
+            assert_eq!(entry.index, expected, "write {:?} does not extend the stored log densely", write.id);
             self.entries.push(entry.clone());
         }
         self.hard_state = write.hard_state;
+    }
+
+    /// What a restart reads back.
+    pub fn durable_state(&self) -> DurableState {
+        DurableState { hard_state: self.hard_state, snapshot: self.snapshot.clone(), entries: self.entries.clone() }
     }
 
     /// The terms of the stored entries, in order.
@@ -144,6 +157,9 @@ pub fn node_ids(size: u64) -> Vec<NodeId> {
 fn base_config(id: NodeId, voters: &[NodeId]) -> Config {
     let mut config = Config::new(id, voters.to_vec());
     config.rng_seed = SEED_BASE + id.0;
+    // Scenario tests expect followers to refuse proposals; forwarding has its
+    // own tests.
+    config.forward_proposals = false;
     config
 }
 
@@ -169,14 +185,8 @@ impl Cluster {
         for (id, disk) in ids.iter().zip(disks) {
             let mut config = base_config(*id, &ids);
             configure(&mut config);
-            let node = RaftNode::restart(
-                config.clone(),
-                disk.hard_state,
-                disk.entries.clone(),
-                KvStore::default(),
-                Time::ZERO,
-            )
-            .expect("the hand-built disk state is valid");
+            let node = RaftNode::restart(config.clone(), disk.durable_state(), KvStore::default(), Time::ZERO)
+                .expect("the hand-built disk state is valid");
             members.insert(
                 *id,
                 Member {
@@ -733,14 +743,8 @@ impl Cluster {
     pub fn restart(&mut self, id: NodeId) {
         let member = self.member_mut(id);
         assert!(member.node.is_none(), "{id} is already running");
-        let node = RaftNode::restart(
-            member.config.clone(),
-            member.disk.hard_state,
-            member.disk.entries.clone(),
-            KvStore::default(),
-            member.now,
-        )
-        .unwrap_or_else(|error| panic!("{id} cannot restart from its own disk: {error}"));
+        let node = RaftNode::restart(member.config.clone(), member.disk.durable_state(), KvStore::default(), member.now)
+            .unwrap_or_else(|error| panic!("{id} cannot restart from its own disk: {error}"));
         member.node = Some(node);
         member.last_persist_id = 0;
         self.drain(id);
@@ -828,5 +832,5 @@ pub fn log_with_terms(terms: &[u64]) -> Vec<Entry> {
 
 /// A hand-built hard state.
 pub fn hard_state(term: u64, voted_for: Option<u64>, commit: u64) -> HardState {
-    HardState { term: Term(term), voted_for: voted_for.map(NodeId), commit: LogIndex(commit) }
+    HardState { term: Term(term), voted_for: voted_for.map(NodeId), commit: LogIndex(commit), disk: DiskId::BOOTSTRAP }
 }

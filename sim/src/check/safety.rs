@@ -9,9 +9,14 @@
 //! - Durability across restarts: a restarted node's term is at least every term
 //!   it ever sent, its commit index at least what it had made durable, and it
 //!   never grants votes to two candidates in one term.
+//! - Snapshots: two snapshots of one index hold the same state, and a node's
+//!   applied index never goes back (a snapshot never rolls a node back).
+//! - Membership: a commit must be safe from every election any node could win
+//!   under the configuration it holds, counting only voters on the disk their
+//!   configuration records; a node that lost its disk starts a new identity.
 //! - Nodes' own protocol-violation reports (peer input they rejected as unsafe).
 
-use chorus_core::raft::{Entry, Message, MessageBody, Payload, PersistRequest, RaftNode, Role};
+use chorus_core::raft::{DiskId, Entry, Membership, Message, MessageBody, Payload, PersistRequest, RaftNode, Role};
 use chorus_core::{LogIndex, NodeId, StateMachine, Term};
 use std::collections::{BTreeMap, HashMap};
 
@@ -45,7 +50,28 @@ pub struct SafetyChecker {
     /// applied[i]: payload applied at index i + 1 by the first node to apply it.
     applied: Vec<u64>,
     nodes: Vec<NodeWatch>,
+    /// Hash of the state in the first snapshot seen at each index.
+    snapshots: BTreeMap<LogIndex, (usize, u64)>,
     pub violations: Vec<String>,
+}
+
+/// How one node could take part in an election, for
+/// [`SafetyChecker::check_commit_protected`].
+#[derive(Clone, Debug)]
+pub struct ElectionView {
+    pub id: NodeId,
+    /// Its current disk.
+    pub disk: DiskId,
+    /// It considers itself a voter (running), or did when it last ran.
+    pub votes: bool,
+    /// The configuration it would count votes with.
+    pub membership: Membership,
+    /// The end of the log it would campaign with.
+    pub last: (Term, LogIndex),
+    /// It holds the committed entry in question (or a snapshot covering it).
+    pub holds: bool,
+    /// The end of its durable log: what it votes with after a crash.
+    pub durable_last: (Term, LogIndex),
 }
 
 /// FNV-1a over the payload: cheap, deterministic, good enough to tell
@@ -55,7 +81,12 @@ pub fn payload_hash(payload: &Payload) -> u64 {
         Payload::Noop => (0, &[]),
         Payload::Command(bytes) => (1, bytes),
         Payload::Read(bytes) => (2, bytes),
+        Payload::Config(membership) => return fnv(4, format!("{membership:?}").as_bytes()),
     };
+    fnv(tag, bytes)
+}
+
+fn fnv(tag: u8, bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ tag as u64;
     for byte in bytes {
         hash ^= *byte as u64;
@@ -92,41 +123,49 @@ impl SafetyChecker {
 
     /// The election rule must protect every committed entry: a node whose log
     /// lacks the entry at `index` must not be able to collect a quorum of
-    /// votes by log comparison alone (terms and earlier votes aside, which a
-    /// candidate can always outwait). `nodes[i]` gives node i's log as a
-    /// candidate would present it (last term, last index, and the term it
-    /// holds at `index`), and `durable_last[i]` the end of node i's log on disk
-    /// — what it would vote with after a crash, its most permissive state.
-    /// This catches a commit that is unsafe before any node exploits it.
-    pub fn check_commit_protected(
-        &mut self,
-        index: LogIndex,
-        nodes: &[(Term, LogIndex, Option<Term>)],
-        durable_last: &[(Term, LogIndex)],
-    ) {
+    /// votes — in the configuration it holds — by log comparison alone (terms
+    /// and earlier votes aside, which a candidate can always outwait). Voters
+    /// vote with their durable log (their most permissive state, after a
+    /// crash), and only count on the disk their configuration records. This
+    /// catches a commit that is unsafe before any node exploits it.
+    pub fn check_commit_protected(&mut self, index: LogIndex, nodes: &[ElectionView]) {
         let Some(committed_term) = self.committed_term(index) else { return };
-        let quorum = nodes.len() / 2 + 1;
-        for (candidate, (last_term, last_index, held)) in nodes.iter().enumerate() {
-            if *held == Some(committed_term) {
+        for candidate in nodes {
+            if candidate.holds || !candidate.votes || candidate.membership.voters.is_empty() {
                 continue;
             }
-            let voters: Vec<usize> = durable_last
+            let granting: Vec<&ElectionView> = nodes
                 .iter()
-                .enumerate()
-                .filter(|(voter, durable)| *voter != candidate && **durable <= (*last_term, *last_index))
-                .map(|(voter, _)| voter)
+                .filter(|voter| {
+                    voter.id != candidate.id
+                        && voter.votes
+                        && candidate.membership.is_voter_on(voter.id, voter.disk)
+                        && voter.durable_last <= candidate.last
+                })
                 .collect();
-            if voters.len() + 1 >= quorum {
-                let names: Vec<String> = voters.iter().map(|voter| format!("n{}", voter + 1)).collect();
+            let wins = candidate.membership.is_quorum(|node, disk| {
+                (node == candidate.id && disk == candidate.disk)
+                    || granting.iter().any(|voter| voter.id == node && voter.disk == disk)
+            });
+            if wins {
+                let names: Vec<String> = granting.iter().map(|voter| voter.id.to_string()).collect();
+                let (last_term, last_index) = candidate.last;
                 self.fail(format!(
-                    "committed entry {index} (term {committed_term}) is unprotected: n{} lacks it yet its log \
-                     (last {last_index}/{last_term}) would win votes from {}",
-                    candidate + 1,
-                    names.join(", ")
+                    "committed entry {index} (term {committed_term}) is unprotected: {} lacks it yet its log \
+                     (last {last_index}/{last_term}) would win votes from {} under {}",
+                    candidate.id,
+                    names.join(", "),
+                    candidate.membership
                 ));
                 return;
             }
         }
+    }
+
+    /// The node lost its disk: it comes back as a new voter identity, with no
+    /// promises to keep.
+    pub fn on_wipe(&mut self, node: usize) {
+        self.nodes[node] = NodeWatch::default();
     }
 
     /// The commit index the checker last saw on `node`.
@@ -217,7 +256,32 @@ impl SafetyChecker {
 
         let applied = raft.applied_index();
         let applied_seen = self.nodes[node].applied_seen;
+        if applied < applied_seen {
+            self.fail(format!("n{} applied index went back from {} to {}", node + 1, applied_seen, applied));
+        }
+        if let Some(snapshot) = raft.snapshot() {
+            let hash = fnv(9, &snapshot.data);
+            match self.snapshots.get(&snapshot.meta.index) {
+                Some((other, known)) if *known != hash => {
+                    let other = *other;
+                    self.fail(format!(
+                        "state machine safety: n{} and n{} hold different snapshots at index {}",
+                        node + 1,
+                        other + 1,
+                        snapshot.meta.index
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.snapshots.insert(snapshot.meta.index, (node, hash));
+                }
+            }
+        }
+        let snapshot_index = raft.snapshot().map_or(LogIndex::ZERO, |snapshot| snapshot.meta.index);
         for index in applied_seen.0 + 1..=applied.0 {
+            if LogIndex(index) <= snapshot_index && raft.entry(LogIndex(index)).is_none() {
+                continue; // installed by snapshot (checked as a whole above)
+            }
             let Some(entry) = raft.entry(LogIndex(index)) else {
                 self.fail(format!("n{} applied index {index} which is not in its log", node + 1));
                 break;
@@ -239,10 +303,36 @@ impl SafetyChecker {
     }
 
     fn check_committed<S: StateMachine>(&mut self, node: usize, raft: &RaftNode<S>, from: LogIndex, to: LogIndex) {
+        let snapshot = raft.snapshot().map(|snapshot| (snapshot.meta.index, snapshot.meta.term));
         for index in from.0..=to.0 {
             let Some(entry) = raft.entry(LogIndex(index)) else {
-                self.fail(format!("n{} committed index {index} past the end of its log", node + 1));
-                return;
+                match snapshot {
+                    Some((snapshot_index, snapshot_term)) if LogIndex(index) <= snapshot_index => {
+                        // Compacted: only the snapshot's own end can be checked.
+                        if LogIndex(index) == snapshot_index
+                            && self.committed_term(snapshot_index).is_some_and(|term| term != snapshot_term)
+                        {
+                            self.fail(format!(
+                                "committed entry changed: n{} holds a snapshot ending at {index} in term {snapshot_term}, \
+                                 but another term was committed there",
+                                node + 1
+                            ));
+                            return;
+                        }
+                        if index as usize > self.committed.len() {
+                            self.fail(format!(
+                                "n{} committed index {index} through a snapshot before any node committed it",
+                                node + 1
+                            ));
+                            return;
+                        }
+                        continue;
+                    }
+                    _ => {
+                        self.fail(format!("n{} committed index {index} past the end of its log", node + 1));
+                        return;
+                    }
+                }
             };
             let identity = (entry.term, payload_hash(&entry.payload));
             let position = index as usize - 1;
@@ -288,9 +378,11 @@ impl SafetyChecker {
                 continue;
             }
             let index = LogIndex(position as u64 + 1);
-            let holds = raft
-                .entry(index)
-                .is_some_and(|entry| entry.term == *committed_term && payload_hash(&entry.payload) == *hash);
+            let covered = raft.snapshot().is_some_and(|snapshot| snapshot.meta.index >= index);
+            let holds = covered
+                || raft
+                    .entry(index)
+                    .is_some_and(|entry| entry.term == *committed_term && payload_hash(&entry.payload) == *hash);
             if !holds {
                 let description = format!(
                     "leader completeness: n{} became leader of term {} without committed entry {} (term {})",
@@ -327,7 +419,7 @@ impl SafetyChecker {
         // The restarted log must still agree with everything committed that it holds.
         let restored_commit = raft.commit_index();
         self.nodes[node].commit_seen = LogIndex::ZERO;
-        self.check_committed(node, raft, LogIndex(1), restored_commit);
+        self.check_committed(node, raft, raft.first_index(), restored_commit);
         self.nodes[node].commit_seen = restored_commit;
         self.nodes[node].applied_seen = LogIndex::ZERO;
         self.after_step(node, raft);

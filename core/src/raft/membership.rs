@@ -1,0 +1,266 @@
+//! Cluster membership: who votes, who only learns, and joint consensus.
+//!
+//! A configuration takes effect on a node as soon as its entry is in the
+//! node's log (appended, not committed), and is reverted if that entry is
+//! truncated (Raft thesis §4.1). Changes of the voter set go through a joint
+//! configuration, in which every decision (election, commit) needs a majority
+//! of the old voters *and* a majority of the new ones (thesis §4.3); the leader
+//! leaves the joint configuration by itself once it is committed.
+//!
+//! Each voter is recorded with the [`DiskId`] of the disk it voted and
+//! acknowledged from. A node whose disk was lost restarts with a new disk id;
+//! it no longer matches the configuration, so it neither votes nor counts
+//! toward a quorum until a membership change records its new disk.
+
+use crate::types::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Most members (voters, outgoing voters and learners together) in one
+/// configuration. Bounds the work of every quorum computation and the size of
+/// a configuration entry.
+pub const MAX_MEMBERS: usize = 64;
+
+/// Identifies one incarnation of a node's disk. The members of a bootstrapped
+/// cluster start on [`DiskId::BOOTSTRAP`]; a node that lost its disk must
+/// rejoin with a fresh, never reused id (see [`RaftNode::join`](super::RaftNode::join)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DiskId(pub u64);
+
+impl DiskId {
+    /// The disk every member of the initial configuration starts with.
+    pub const BOOTSTRAP: DiskId = DiskId(0);
+}
+
+impl fmt::Display for DiskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "disk-{:x}", self.0)
+    }
+}
+
+/// One configuration of the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Membership {
+    /// The (incoming) voters and the disk each votes from.
+    pub voters: BTreeMap<NodeId, DiskId>,
+    /// During a joint configuration, the outgoing voters; empty otherwise.
+    pub outgoing: BTreeMap<NodeId, DiskId>,
+    /// Members that receive the log but never vote or count toward a quorum.
+    pub learners: BTreeSet<NodeId>,
+}
+
+/// How an election stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoteTally {
+    Won,
+    Lost,
+    Pending,
+}
+
+/// Why a membership could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    #[error("the configuration has no voters")]
+    NoVoters,
+    #[error("node {0} is both a voter and a learner")]
+    VoterAndLearner(NodeId),
+    #[error("the configuration has {count} members, more than the limit {MAX_MEMBERS}")]
+    TooManyMembers { count: usize },
+}
+
+impl Membership {
+    /// The configuration a cluster is bootstrapped with.
+    pub fn bootstrap(voters: &[NodeId]) -> Membership {
+        Membership {
+            voters: voters.iter().map(|voter| (*voter, DiskId::BOOTSTRAP)).collect(),
+            outgoing: BTreeMap::new(),
+            learners: BTreeSet::new(),
+        }
+    }
+
+    pub fn is_joint(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    /// Is `node`, on `disk`, a voter in either half of the configuration?
+    pub fn is_voter_on(&self, node: NodeId, disk: DiskId) -> bool {
+        self.voters.get(&node) == Some(&disk) || self.outgoing.get(&node) == Some(&disk)
+    }
+
+    /// Is `node` a voter (on whatever disk) in either half?
+    pub fn is_voter(&self, node: NodeId) -> bool {
+        self.voters.contains_key(&node) || self.outgoing.contains_key(&node)
+    }
+
+    pub fn is_learner(&self, node: NodeId) -> bool {
+        self.learners.contains(&node)
+    }
+
+    /// Every member the leader replicates to, in id order.
+    pub fn members(&self) -> BTreeSet<NodeId> {
+        self.voters.keys().chain(self.outgoing.keys()).chain(self.learners.iter()).copied().collect()
+    }
+
+    /// Checks the shape of a configuration (peer-supplied or requested).
+    pub fn validate(&self) -> Result<(), MembershipError> {
+        if self.voters.is_empty() {
+            return Err(MembershipError::NoVoters);
+        }
+        if let Some(node) = self.learners.iter().find(|node| self.is_voter(**node)) {
+            return Err(MembershipError::VoterAndLearner(*node));
+        }
+        let count = self.members().len();
+        if count > MAX_MEMBERS {
+            return Err(MembershipError::TooManyMembers { count });
+        }
+        Ok(())
+    }
+
+    /// The highest value a quorum has reached: for each voter set, the value
+    /// that a majority of it has at least, then the smaller of the two sets'
+    /// values. `value(node, disk)` is what that voter has reached; a voter
+    /// whose disk does not match must report 0.
+    pub fn quorum_value(&self, value: impl Fn(NodeId, DiskId) -> u64) -> u64 {
+        let majority_value = |set: &BTreeMap<NodeId, DiskId>| -> u64 {
+            let mut values: Vec<u64> = set.iter().map(|(node, disk)| value(*node, *disk)).collect();
+            values.sort_unstable_by(|a, b| b.cmp(a));
+            values[set.len() / 2]
+        };
+        assert!(!self.voters.is_empty(), "invariant: an active configuration has voters");
+        let incoming = majority_value(&self.voters);
+        if self.outgoing.is_empty() {
+            incoming
+        } else {
+            incoming.min(majority_value(&self.outgoing))
+        }
+    }
+
+    /// Does the set of `nodes` hold a majority of every voter set?
+    pub fn is_quorum(&self, contains: impl Fn(NodeId, DiskId) -> bool) -> bool {
+        self.quorum_value(|node, disk| u64::from(contains(node, disk))) == 1
+    }
+
+    /// Tallies an election: `votes` maps voters to their answer.
+    pub fn tally(&self, votes: &BTreeMap<NodeId, bool>) -> VoteTally {
+        let count = |set: &BTreeMap<NodeId, DiskId>, wanted: bool| {
+            set.keys().filter(|node| votes.get(node) == Some(&wanted)).count()
+        };
+        let majority = |set: &BTreeMap<NodeId, DiskId>| set.len() / 2 + 1;
+        let sets: Vec<&BTreeMap<NodeId, DiskId>> =
+            if self.outgoing.is_empty() { vec![&self.voters] } else { vec![&self.voters, &self.outgoing] };
+        if sets.iter().all(|set| count(set, true) >= majority(set)) {
+            VoteTally::Won
+        } else if sets.iter().any(|set| count(set, false) >= majority(set)) {
+            VoteTally::Lost
+        } else {
+            VoteTally::Pending
+        }
+    }
+}
+
+impl fmt::Display for Membership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |set: &mut dyn Iterator<Item = NodeId>| set.map(|node| node.to_string()).collect::<Vec<_>>().join(",");
+        write!(f, "voters [{}]", list(&mut self.voters.keys().copied()))?;
+        if self.is_joint() {
+            write!(f, " joint with [{}]", list(&mut self.outgoing.keys().copied()))?;
+        }
+        if !self.learners.is_empty() {
+            write!(f, " learners [{}]", list(&mut self.learners.iter().copied()))?;
+        }
+        Ok(())
+    }
+}
+
+/// A membership change a client asks the leader for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Start replicating to `node` as a learner.
+    AddLearner(NodeId),
+    /// Make a caught-up learner a voter (through a joint configuration).
+    Promote(NodeId),
+    /// Remove a voter or learner (a voter through a joint configuration).
+    Remove(NodeId),
+    /// Atomically replace voter `remove` by learner `add` in one joint step.
+    Replace { remove: NodeId, add: NodeId },
+    /// Record the current disk of `node`, a voter that rejoined after losing
+    /// its disk and has caught up (through a joint configuration).
+    RenewDisk(NodeId),
+}
+
+/// Why the leader refused a membership change. Nothing was appended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("this node is not the leader")]
+    NotLeader,
+    #[error("a membership change is already in flight (only one at a time)")]
+    ChangeInFlight,
+    #[error("node {0} is already a member")]
+    AlreadyMember(NodeId),
+    #[error("node {0} is not a learner")]
+    NotLearner(NodeId),
+    #[error("node {0} is not a member")]
+    NotMember(NodeId),
+    #[error("node {0} is not a voter")]
+    NotVoter(NodeId),
+    #[error("node {0} has not caught up with the leader's log")]
+    NotCaughtUp(NodeId),
+    #[error("node {0} already votes from its current disk")]
+    DiskCurrent(NodeId),
+    #[error("a majority of the new voters is not caught up on its recorded disk: the change could not commit")]
+    WouldLoseQuorum,
+    #[error("the resulting configuration is invalid: {0}")]
+    Invalid(#[from] MembershipError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[u64]) -> Vec<NodeId> {
+        list.iter().map(|id| NodeId(*id)).collect()
+    }
+
+    #[test]
+    fn quorum_value_needs_both_halves_of_a_joint_configuration() {
+        let mut membership = Membership::bootstrap(&ids(&[1, 2, 3]));
+        membership.outgoing = membership.voters.clone();
+        membership.voters = Membership::bootstrap(&ids(&[3, 4, 5])).voters;
+        // 1, 2 and 3 at 10: the old majority has 10, the new only has node 3.
+        let value = |node: NodeId, _| if node.0 <= 3 { 10 } else { 2 };
+        assert_eq!(membership.quorum_value(value), 2);
+        let value = |node: NodeId, _| if node.0 != 5 { 10 } else { 2 };
+        assert_eq!(membership.quorum_value(value), 10);
+    }
+
+    #[test]
+    fn a_voter_on_another_disk_does_not_count() {
+        let membership = Membership::bootstrap(&ids(&[1, 2, 3]));
+        let value = |node: NodeId, disk: DiskId| if node.0 == 1 || disk != DiskId::BOOTSTRAP { 0 } else { 7 };
+        assert_eq!(membership.quorum_value(value), 7);
+        assert!(!membership.is_voter_on(NodeId(2), DiskId(9)));
+    }
+
+    #[test]
+    fn tally_is_lost_when_either_half_refuses() {
+        let mut membership = Membership::bootstrap(&ids(&[1, 2, 3]));
+        membership.outgoing = Membership::bootstrap(&ids(&[1, 4, 5])).voters;
+        let votes: BTreeMap<NodeId, bool> = [(1, true), (2, true), (4, false), (5, false)]
+            .into_iter()
+            .map(|(node, granted)| (NodeId(node), granted))
+            .collect();
+        assert_eq!(membership.tally(&votes), VoteTally::Lost);
+        let votes: BTreeMap<NodeId, bool> =
+            [(1, true), (2, true), (4, true)].into_iter().map(|(node, granted)| (NodeId(node), granted)).collect();
+        assert_eq!(membership.tally(&votes), VoteTally::Won);
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let mut membership = Membership::bootstrap(&ids(&[1]));
+        membership.learners.insert(NodeId(1));
+        assert_eq!(membership.validate(), Err(MembershipError::VoterAndLearner(NodeId(1))));
+        assert_eq!(Membership::default().validate(), Err(MembershipError::NoVoters));
+    }
+}
