@@ -108,6 +108,8 @@ pub fn message_words(message: &Message) -> [u64; 7] {
             ForwardOutcome::Overloaded => (15, *id, 1, 0),
             ForwardOutcome::TooLarge => (15, *id, 2, 0),
         },
+        MessageBody::ReadIndex { id, allow_lease } => (16, *id, *allow_lease as u64, 0),
+        MessageBody::ReadIndexResponse { id, index } => (17, *id, index.map_or(0, |index| index.0 + 1), 0),
     };
     [kind, message.from.0, message.to.0, message.term.0 ^ (message.disk.0 << 48), a, b, c]
 }
@@ -151,6 +153,8 @@ pub fn describe_message(message: &Message) -> String {
         MessageBody::SnapshotChunkResponse { index, received } => format!("upto={index} received={received}"),
         MessageBody::Forward { id, command } => format!("id={id} {} bytes", command.len()),
         MessageBody::ForwardResponse { id, outcome } => format!("id={id} {outcome:?}"),
+        MessageBody::ReadIndex { id, allow_lease } => format!("id={id} lease={allow_lease}"),
+        MessageBody::ReadIndexResponse { id, index } => format!("id={id} index={index:?}"),
     };
     format!("{} -> {} {} {} {}", message.from, message.to, message.body.kind(), message.term, detail)
 }

@@ -32,7 +32,8 @@ pub enum Bug {
     /// Count learners' acknowledgements toward the commit quorum (sized by
     /// the voters).
     LearnerCountedInQuorum,
-    /// A node that lost its disk votes and counts as the voter it was.
+    /// A node that lost its disk votes and acknowledges as the voter it was
+    /// (it claims the disk the configuration records for it).
     WipedNodeVotes,
     /// Install a snapshot from the leader even over a log that already holds
     /// (and has applied) more than the snapshot.
@@ -91,7 +92,7 @@ impl Bug {
             Bug::StaleLeaderRead => "a read is served by a leader that may already be deposed",
             Bug::NoJointConsensus => "voter-set changes take effect in one step, without a joint configuration",
             Bug::LearnerCountedInQuorum => "learners' acknowledgements count toward the commit quorum",
-            Bug::WipedNodeVotes => "a node that lost its disk votes as the voter it was",
+            Bug::WipedNodeVotes => "a node that lost its disk votes and acknowledges as the voter it was",
             Bug::SnapshotOverNewerLog => "a follower installs a snapshot over a log that holds more than it",
             Bug::ReadBeforeTermCommit => "a new leader answers reads before committing an entry of its term",
             Bug::LeaseWithoutCheckQuorum => "lease reads while followers vote despite the leader's lease",

@@ -66,6 +66,9 @@ pub struct Config {
     /// A follower forwards client proposals to the leader it knows of instead
     /// of refusing them with `NotLeader`.
     pub forward_proposals: bool,
+    /// Followers serve linearizable reads by asking the leader for a read
+    /// index, instead of refusing them with `NotLeader`.
+    pub follower_reads: bool,
     /// Most forwarded proposals a follower holds while waiting for the
     /// leader to answer; beyond it new ones are refused (`Overloaded`).
     pub max_forwarded_proposals: usize,
@@ -153,6 +156,7 @@ impl Config {
             snapshot_chunk_bytes: 256 * 1024,
             max_snapshot_bytes: 1024 * 1024 * 1024,
             forward_proposals: true,
+            follower_reads: true,
             max_forwarded_proposals: 4096,
             rng_seed: id.0,
             injected_bug: None,

@@ -95,6 +95,12 @@ pub enum MessageBody {
     Forward { id: u64, command: Vec<u8> },
     /// The leader's answer to a [`MessageBody::Forward`].
     ForwardResponse { id: u64, outcome: ForwardOutcome },
+    /// A follower asks the leader for a read index (follower reads);
+    /// `allow_lease` lets a lease confirm it.
+    ReadIndex { id: u64, allow_lease: bool },
+    /// The read index once the leader confirmed its leadership; `None` if it
+    /// could not (not the leader, overloaded, or stepped down).
+    ReadIndexResponse { id: u64, index: Option<LogIndex> },
 }
 
 /// What the leader did with a forwarded proposal.
@@ -165,6 +171,8 @@ impl MessageBody {
             MessageBody::SnapshotChunkResponse { .. } => "SnapshotResp",
             MessageBody::Forward { .. } => "Forward",
             MessageBody::ForwardResponse { .. } => "ForwardResp",
+            MessageBody::ReadIndex { .. } => "ReadIndex",
+            MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
         }
     }
 }

@@ -29,4 +29,5 @@ pub use node::{
     Action, ClientResult, DropReason, DurableState, Event, HardState, PersistId, PersistRequest, RaftNode,
     RestartError, Role, FORWARD_TIMEOUT_ELECTIONS, MAX_ENTRIES_PER_MESSAGE,
 };
+pub use read::ReadConsistency;
 pub use transfer::TransferError;

@@ -8,7 +8,7 @@ use super::message::{
     AppendResponse, ConflictHint, Entry, ForwardOutcome, Message, MessageBody, Payload, Snapshot, SnapshotMeta,
 };
 use super::progress::{Progress, ReplicationState};
-use super::read::{PendingRead, ReadQueue};
+use super::read::{LocalRead, PendingRead, ReadConsistency, ReadOrigin, ReadQueue};
 use super::transfer::{Transfer, TransferError};
 use crate::state_machine::StateMachine;
 use crate::types::{LogIndex, NodeId, RequestId, Term, Time, MAX_LOG_INDEX, MAX_TERM};
@@ -272,6 +272,9 @@ pub struct RaftNode<S> {
     bytes_since_snapshot: u64,
     /// Proposals forwarded to the leader, by forward id.
     forwarded: BTreeMap<u64, Forwarded>,
+    /// Reads this node answers from its own state (session, stale, and
+    /// follower reads), by id.
+    local_reads: BTreeMap<u64, LocalRead>,
     /// Forwarded proposals the leader placed, by log index.
     forward_placed: BTreeMap<LogIndex, u64>,
     next_forward_id: u64,
@@ -435,6 +438,7 @@ impl<S: StateMachine> RaftNode<S> {
             bytes_since_snapshot: 0,
             forwarded: BTreeMap::new(),
             forward_placed: BTreeMap::new(),
+            local_reads: BTreeMap::new(),
             next_forward_id: 1,
             term: hard_state.term,
             voted_for: hard_state.voted_for,
@@ -585,7 +589,12 @@ impl<S: StateMachine> RaftNode<S> {
 
     /// When the node next needs [`handle_timeout`](Self::handle_timeout).
     pub fn poll_timeout(&self) -> Time {
-        let forwarded = self.forwarded.values().map(|forwarded| forwarded.deadline).min();
+        let forwarded = self
+            .forwarded
+            .values()
+            .map(|forwarded| forwarded.deadline)
+            .chain(self.local_reads.values().map(|read| read.deadline))
+            .min();
         let role_deadline = match self.role {
             Role::Leader => {
                 let mut deadline = self.heartbeat_deadline;
@@ -696,8 +705,28 @@ impl<S: StateMachine> RaftNode<S> {
     /// down answers held reads `Dropped(LeadershipLost)`: they had no effect,
     /// so the client simply asks again.
     pub fn read(&mut self, now: Time, request: RequestId, query: Vec<u8>) {
+        let consistency = match self.config.read_mode {
+            ReadMode::ReadIndex => ReadConsistency::Linearizable,
+            ReadMode::Lease => ReadConsistency::Lease,
+        };
+        self.read_with(now, request, query, consistency);
+    }
+
+    /// Asks a read-only query at the chosen [`ReadConsistency`]. A follower
+    /// serves linearizable and lease reads by asking the leader for a read
+    /// index (with [`Config::follower_reads`]; otherwise it refuses them as
+    /// `NotLeader`), serves session reads once it has applied the session's
+    /// index, and stale reads at once. A read held longer than
+    /// [`FORWARD_TIMEOUT_ELECTIONS`] election timeouts is answered
+    /// `Dropped(LeadershipLost)`: it had no effect; ask again.
+    ///
+    /// Session tokens: after draining the actions of any input, the node's
+    /// [`applied_index`](Self::applied_index) is at least the index of the
+    /// state behind every answer drained, so a client may keep the highest
+    /// such value as `after` for its next session read.
+    pub fn read_with(&mut self, now: Time, request: RequestId, query: Vec<u8>, consistency: ReadConsistency) {
         self.now = now;
-        self.accept_read(now, request, query);
+        self.accept_read(now, request, query, consistency);
         self.finish_input();
     }
 
@@ -792,6 +821,9 @@ impl<S: StateMachine> RaftNode<S> {
                 MessageBody::Forward { id, .. } => {
                     self.send(from, MessageBody::ForwardResponse { id, outcome: ForwardOutcome::NotLeader });
                 }
+                MessageBody::ReadIndex { id, .. } => {
+                    self.send(from, MessageBody::ReadIndexResponse { id, index: None });
+                }
                 _ => {}
             }
             return;
@@ -864,6 +896,8 @@ impl<S: StateMachine> RaftNode<S> {
                 }
             }
             MessageBody::Forward { id, command } => self.handle_forward(from, id, command),
+            MessageBody::ReadIndex { id, allow_lease } => self.handle_read_index(from, id, allow_lease),
+            MessageBody::ReadIndexResponse { id, index } => self.handle_read_index_response(id, index),
             MessageBody::ForwardResponse { id, outcome } => self.handle_forward_response(id, outcome),
         }
     }
@@ -1245,15 +1279,118 @@ impl<S: StateMachine> RaftNode<S> {
 
     // ----- reads -------------------------------------------------------------
 
-    fn accept_read(&mut self, now: Time, request: RequestId, query: Vec<u8>) {
-        if !self.admit(request, query.len(), self.reads.len(), self.config.max_pending_reads) {
-            return;
+    fn accept_read(&mut self, now: Time, request: RequestId, query: Vec<u8>, consistency: ReadConsistency) {
+        let allow_lease = consistency == ReadConsistency::Lease;
+        match consistency {
+            ReadConsistency::Linearizable | ReadConsistency::Lease if self.role == Role::Leader => {
+                if !self.admit(request, query.len(), self.reads.len(), self.config.max_pending_reads) {
+                    return;
+                }
+                self.hold_read(now, ReadOrigin::Local { request, query }, allow_lease);
+            }
+            ReadConsistency::Linearizable | ReadConsistency::Lease => {
+                let Some(leader) = self.leader.filter(|_| self.config.follower_reads) else {
+                    // Refuses, naming the leader if known.
+                    self.admit(request, query.len(), 0, 1);
+                    return;
+                };
+                if !self.admit_local_read(request, query.len()) {
+                    return;
+                }
+                let id = self.next_forward_id;
+                self.next_forward_id += 1;
+                self.hold_local_read(now, id, request, query, None);
+                self.send_with_term(leader, self.term, MessageBody::ReadIndex { id, allow_lease }, false);
+            }
+            ReadConsistency::Session { after } => {
+                if self.admit_local_read(request, query.len()) {
+                    let id = self.next_forward_id;
+                    self.next_forward_id += 1;
+                    self.hold_local_read(now, id, request, query, Some(after));
+                }
+            }
+            ReadConsistency::Stale => {
+                if self.admit_local_read(request, query.len()) {
+                    let answer = self.state_machine.query(&query);
+                    self.respond(request, ClientResult::Ok(answer));
+                }
+            }
         }
+    }
+
+    /// Admission of a read a node answers itself (any role).
+    fn admit_local_read(&mut self, request: RequestId, size_bytes: usize) -> bool {
+        let refusal = if size_bytes > self.config.max_command_bytes {
+            ClientResult::Dropped(DropReason::TooLarge)
+        } else if self.local_reads.len() >= self.config.max_pending_reads {
+            ClientResult::Dropped(DropReason::Overloaded)
+        } else {
+            return true;
+        };
+        self.respond(request, refusal);
+        false
+    }
+
+    fn hold_local_read(&mut self, now: Time, id: u64, request: RequestId, query: Vec<u8>, ready_at: Option<LogIndex>) {
+        let deadline = now.add_millis(self.config.election_timeout_ms * FORWARD_TIMEOUT_ELECTIONS);
+        self.local_reads.insert(id, LocalRead { request, query, ready_at, deadline });
+    }
+
+    /// A leader holds a read until its leadership is confirmed after the
+    /// read arrived.
+    fn hold_read(&mut self, now: Time, origin: ReadOrigin, allow_lease: bool) {
         let read_index = self.committed_in_term().then_some(self.commit);
         // Only a round sent after the read arrived can confirm it.
         let context = self.read_context + 1;
-        self.reads.reads.push_back(PendingRead { request, query, read_index, context, confirmed: false });
+        self.reads.reads.push_back(PendingRead { origin, allow_lease, read_index, context, confirmed: false });
         self.confirm_reads(now);
+    }
+
+    /// A follower asks for a read index.
+    fn handle_read_index(&mut self, from: NodeId, id: u64, allow_lease: bool) {
+        if self.role != Role::Leader || self.reads.len() >= self.config.max_pending_reads {
+            self.send(from, MessageBody::ReadIndexResponse { id, index: None });
+            return;
+        }
+        let now = self.now;
+        self.hold_read(now, ReadOrigin::Remote { from, id }, allow_lease);
+    }
+
+    fn handle_read_index_response(&mut self, id: u64, index: Option<LogIndex>) {
+        let Some(read) = self.local_reads.get_mut(&id) else {
+            return;
+        };
+        if read.ready_at.is_some() {
+            return; // a duplicate
+        }
+        match index {
+            Some(index) => read.ready_at = Some(index),
+            None => {
+                let read = self.local_reads.remove(&id).expect("found above");
+                self.respond(read.request, ClientResult::Dropped(DropReason::LeadershipLost));
+            }
+        }
+    }
+
+    /// Answers the reads this node serves from its own state once it has
+    /// applied what they wait for, and gives up on those past their deadline.
+    fn serve_local_reads(&mut self) {
+        let now = self.now;
+        let done: Vec<u64> = self
+            .local_reads
+            .iter()
+            .filter(|(_, read)| read.ready_at.is_some_and(|index| index <= self.applied) || now >= read.deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            let read = self.local_reads.remove(&id).expect("listed above");
+            if read.ready_at.is_some_and(|index| index <= self.applied) {
+                let answer = self.state_machine.query(&read.query);
+                self.respond(read.request, ClientResult::Ok(answer));
+            } else {
+                self.respond(read.request, ClientResult::Dropped(DropReason::LeadershipLost));
+            }
+        }
     }
 
     /// Has this leader committed an entry of its term (so its commit index
@@ -1270,7 +1407,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// With [`ReadMode::Lease`]: has a quorum answered a round sent recently
     /// enough that no other leader can have been elected since?
     fn lease_valid(&self, now: Time) -> bool {
-        if self.config.read_mode != ReadMode::Lease || self.transfer.is_some() || now < self.lease_suspended_until {
+        if !self.config.check_quorum || self.transfer.is_some() || now < self.lease_suspended_until {
             return false;
         }
         // Per voter, one plus when the latest round it answered was sent (0:
@@ -1304,7 +1441,7 @@ impl<S: StateMachine> RaftNode<S> {
         let confirmed_context = self.confirmed_context();
         let lease = self.lease_valid(now);
         for read in self.reads.reads.iter_mut() {
-            read.confirmed |= read.context <= confirmed_context || lease;
+            read.confirmed |= read.context <= confirmed_context || (lease && read.allow_lease);
         }
         if self.reads.waiting_after(self.read_context) && !self.reads.waiting_on(self.read_context) {
             self.broadcast_heartbeat(now);
@@ -1329,11 +1466,20 @@ impl<S: StateMachine> RaftNode<S> {
             // leader's. The one place this is checked; the bug skips it.
             let leadership_confirmed = read.confirmed && read.read_index.is_some();
             let ready = leadership_confirmed || self.config.bug(Bug::StaleLeaderRead);
-            if ready && read.read_index.is_none_or(|read_index| read_index <= self.applied) {
-                let answer = self.state_machine.query(&read.query);
-                self.respond(read.request, ClientResult::Ok(answer));
-            } else {
-                waiting.push_back(read);
+            match &read.origin {
+                // A follower waits for the index itself.
+                ReadOrigin::Remote { from, id } if ready => {
+                    let index = Some(read.read_index.unwrap_or(self.commit));
+                    let (from, id) = (*from, *id);
+                    self.send(from, MessageBody::ReadIndexResponse { id, index });
+                }
+                ReadOrigin::Local { request, query }
+                    if ready && read.read_index.is_none_or(|read_index| read_index <= self.applied) =>
+                {
+                    let answer = self.state_machine.query(query);
+                    self.respond(*request, ClientResult::Ok(answer));
+                }
+                _ => waiting.push_back(read),
             }
         }
         self.reads.reads = waiting;
@@ -1515,7 +1661,12 @@ impl<S: StateMachine> RaftNode<S> {
             self.respond(request, ClientResult::Dropped(DropReason::LeadershipLost));
         }
         for read in self.reads.clear() {
-            self.respond(read.request, ClientResult::Dropped(DropReason::LeadershipLost));
+            match read.origin {
+                ReadOrigin::Local { request, .. } => {
+                    self.respond(request, ClientResult::Dropped(DropReason::LeadershipLost))
+                }
+                ReadOrigin::Remote { from, id } => self.send(from, MessageBody::ReadIndexResponse { id, index: None }),
+            }
         }
     }
 
@@ -1635,7 +1786,12 @@ impl<S: StateMachine> RaftNode<S> {
     }
 
     fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody, needs_durability: bool) {
-        let message = Message { from: self.id(), to, term, disk: self.disk, body };
+        // The bug: a node that lost its disk speaks as the disk it lost.
+        let disk = match self.membership.voters.get(&self.id()) {
+            Some(recorded) if self.config.bug(Bug::WipedNodeVotes) => *recorded,
+            _ => self.disk,
+        };
+        let message = Message { from: self.id(), to, term, disk, body };
         let barrier = if self.dirty.any() { self.next_persist_id } else { self.next_persist_id - 1 };
         if !needs_durability || barrier <= self.acked_persist_id {
             self.actions.push_back(Action::Send(message));
@@ -1669,6 +1825,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.maybe_snapshot();
         self.apply_committed();
         self.serve_reads();
+        self.serve_local_reads();
         self.flush();
     }
 
@@ -1849,7 +2006,7 @@ impl<S: StateMachine> RaftNode<S> {
             }
         }
         self.dirty.discard_upto = Some(meta.index);
-        self.commit = self.commit.max(meta.index);
+        self.commit = if self.config.bug(Bug::SnapshotOverNewerLog) { meta.index } else { self.commit.max(meta.index) };
         self.applied = meta.index;
         self.bytes_since_snapshot = 0;
         self.refresh_membership();
@@ -2060,11 +2217,14 @@ fn validate_message(message: &Message) -> Result<(), String> {
         MessageBody::InstallSnapshot { meta, .. } => &[meta.index],
         MessageBody::SnapshotChunkResponse { index, .. } => &[*index],
         MessageBody::ForwardResponse { outcome: ForwardOutcome::Placed { index, .. }, .. } => &[*index],
+        MessageBody::ReadIndexResponse { index: Some(index), .. } => &[*index],
         MessageBody::RequestVoteResponse { .. }
         | MessageBody::HeartbeatResponse { .. }
         | MessageBody::TimeoutNow
         | MessageBody::Forward { .. }
-        | MessageBody::ForwardResponse { .. } => &[],
+        | MessageBody::ForwardResponse { .. }
+        | MessageBody::ReadIndex { .. }
+        | MessageBody::ReadIndexResponse { .. } => &[],
     };
     if let MessageBody::InstallSnapshot { meta, offset, total_bytes, chunk } = &message.body {
         if meta.term > message.term {

@@ -2,18 +2,48 @@
 //! queue of reads waiting for leadership confirmation and apply, and the send
 //! times of its recent heartbeat rounds (for leases).
 
-use crate::types::{LogIndex, RequestId, Time};
+use crate::types::{LogIndex, NodeId, RequestId, Time};
 use std::collections::VecDeque;
 
 /// Most heartbeat rounds whose send time a leader remembers. An answer to an
 /// older round still counts for ReadIndex, but grants no lease.
 pub const MAX_TRACKED_ROUNDS: usize = 64;
 
+/// How a client chooses, per read, between freshness and cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// Linearizable through ReadIndex: the leader confirms its leadership
+    /// with a heartbeat round answered by a quorum. A follower asks the
+    /// leader for the read index, then answers from its own state.
+    Linearizable,
+    /// Linearizable through a leader lease when one is running (needs
+    /// check-quorum and bounded clock drift, see [`ReadMode::Lease`](super::ReadMode::Lease)),
+    /// else as `Linearizable`.
+    Lease,
+    /// Read-your-writes and monotonic reads: any node answers once it has
+    /// applied `after`, the highest index the client has seen (the node's
+    /// applied index when it answered the client's previous request).
+    Session { after: LogIndex },
+    /// Whatever this node has applied, at once: possibly stale, never a
+    /// value that was not committed.
+    Stale,
+}
+
+/// Who a read held by the leader is for.
+#[derive(Clone, Debug)]
+pub enum ReadOrigin {
+    /// A client of this node.
+    Local { request: RequestId, query: Vec<u8> },
+    /// A follower's ReadIndex request `id`: the answer is the read index.
+    Remote { from: NodeId, id: u64 },
+}
+
 /// One read held by the leader.
 #[derive(Clone, Debug)]
 pub struct PendingRead {
-    pub request: RequestId,
-    pub query: Vec<u8>,
+    pub origin: ReadOrigin,
+    /// A leader lease may confirm it (instead of a heartbeat round).
+    pub allow_lease: bool,
     /// The commit index the answer must reflect. `None` until the leader has
     /// committed an entry of its own term: before that its commit index may
     /// lag what earlier leaders committed.
@@ -23,6 +53,17 @@ pub struct PendingRead {
     pub context: u64,
     /// Leadership is confirmed for this read (by a round or a lease).
     pub confirmed: bool,
+}
+
+/// A read a node answers from its own state once it has applied `ready_at`.
+#[derive(Clone, Debug)]
+pub struct LocalRead {
+    pub request: RequestId,
+    pub query: Vec<u8>,
+    /// The index to wait for; `None` while the leader's read index is awaited.
+    pub ready_at: Option<LogIndex>,
+    /// Give up (the client asks again) if not answered by then.
+    pub deadline: Time,
 }
 
 /// The leader's reads and heartbeat rounds. Cleared on every role change.

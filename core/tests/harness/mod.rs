@@ -26,8 +26,8 @@
 
 use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvResponse, KvStore, SessionRef};
 use chorus_core::raft::{
-    Action, ClientResult, Config, DiskId, DurableState, Entry, Event, HardState, Message, MessageBody, Payload,
-    PersistRequest, RaftNode, Role, Snapshot, TransferError,
+    Action, ChangeError, ClientResult, Config, DiskId, DurableState, Entry, Event, HardState, MembershipChange,
+    Message, MessageBody, Payload, PersistRequest, RaftNode, ReadConsistency, Role, Snapshot, TransferError,
 };
 use chorus_core::types::{LogIndex, NodeId, RequestId, Term, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -160,6 +160,7 @@ fn base_config(id: NodeId, voters: &[NodeId]) -> Config {
     // Scenario tests expect followers to refuse proposals; forwarding has its
     // own tests.
     config.forward_proposals = false;
+    config.follower_reads = false;
     config
 }
 
@@ -359,7 +360,7 @@ impl Cluster {
         let Some(node) = self.members.get(&id).and_then(|member| member.node.as_ref()) else {
             return;
         };
-        for index in 1..=node.commit_index().0 {
+        for index in node.first_index().0..=node.commit_index().0 {
             let index = LogIndex(index);
             let Some(entry) = node.entry(index) else {
                 self.safety_violations
@@ -479,7 +480,16 @@ impl Cluster {
         self.drain(id);
     }
 
-    /// Advances node `id`'s clock by `ms` and lets it handle the timeout.
+    /// Asks node `id` a read-only query at the given consistency.
+    pub fn read_with(&mut self, id: NodeId, request: u64, query: Vec<u8>, consistency: ReadConsistency) {
+        let member = self.member_mut(id);
+        let now = member.now;
+        let node = member.node.as_mut().unwrap_or_else(|| panic!("{id} is down"));
+        node.read_with(now, RequestId(request), query, consistency);
+        self.drain(id);
+    }
+
+        /// Advances node `id`'s clock by `ms` and lets it handle the timeout.
     pub fn tick(&mut self, id: NodeId, ms: u64) {
         let member = self.member_mut(id);
         member.now = member.now.add_millis(ms);
@@ -635,6 +645,11 @@ impl Cluster {
         }
     }
 
+    /// Puts `message` on the wire, as a network replaying an old message would.
+    pub fn inject(&mut self, message: Message) {
+        self.in_flight.push_back(message);
+    }
+
     /// Delivers messages until none are in flight. Writes of members in
     /// [`SyncMode::Manual`] stay unsynced.
     pub fn deliver_all(&mut self) {
@@ -737,6 +752,57 @@ impl Cluster {
         let member = self.member_mut(id);
         member.node = None;
         member.disk.unsynced.clear();
+    }
+
+    /// Adds member `id` with an empty disk `disk`, started with
+    /// `RaftNode::join` (it is in no configuration until one adds it).
+    pub fn add_joining(&mut self, id: NodeId, disk: DiskId, configure: impl Fn(&mut Config)) {
+        assert!(!self.members.contains_key(&id), "{id} already exists");
+        let mut config = base_config(id, &[]);
+        configure(&mut config);
+        let now = self.members.values().map(|member| member.now).max().unwrap_or(Time::ZERO);
+        let node = RaftNode::join(config.clone(), disk, KvStore::default(), now).expect("a valid config");
+        let member = Member {
+            config,
+            node: Some(node),
+            disk: Disk::default(),
+            sync_mode: SyncMode::Immediate,
+            now,
+            responses: Vec::new(),
+            violations: Vec::new(),
+            role_changes: Vec::new(),
+            other_events: Vec::new(),
+            last_persist_id: 0,
+        };
+        self.members.insert(id, member);
+        self.drain(id);
+    }
+
+    /// Crashes `id`, loses its disk, and starts it again with an empty disk
+    /// under the new identity `disk` (`RaftNode::join`).
+    pub fn wipe_and_rejoin(&mut self, id: NodeId, disk: DiskId) {
+        self.crash(id);
+        let member = self.member_mut(id);
+        member.disk = Disk::default();
+        let node = RaftNode::join(member.config.clone(), disk, KvStore::default(), member.now).expect("a valid config");
+        member.node = Some(node);
+        member.last_persist_id = 0;
+        self.drain(id);
+    }
+
+    /// Asks node `id` for a membership change as client request `request`.
+    pub fn change_membership(
+        &mut self,
+        id: NodeId,
+        request: u64,
+        change: MembershipChange,
+    ) -> Result<(), ChangeError> {
+        let member = self.member_mut(id);
+        let now = member.now;
+        let node = member.node.as_mut().unwrap_or_else(|| panic!("{id} is down"));
+        let result = node.change_membership(now, RequestId(request), change);
+        self.drain(id);
+        result
     }
 
     /// Restarts a crashed `id` from its disk with a fresh `KvStore`.
