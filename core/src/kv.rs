@@ -46,6 +46,35 @@ pub struct KvCommand {
     pub op: KvOp,
 }
 
+/// A [`KvCommand`] decoded in place: keys and values borrow from the
+/// command's bytes, so applying a put to an existing key copies the value
+/// into the stored one instead of allocating a key and a value. Its serde
+/// layout mirrors `KvCommand` field for field and variant for variant
+/// (`borrowed_decoding_matches_owned_decoding` checks it).
+#[derive(Deserialize)]
+struct KvCommandRef<'a> {
+    session: Option<SessionRef>,
+    #[serde(borrow)]
+    op: KvOpRef<'a>,
+}
+
+#[derive(Deserialize)]
+enum KvOpRef<'a> {
+    Put {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Delete {
+        key: &'a [u8],
+    },
+    Cas {
+        key: &'a [u8],
+        #[serde(borrow)]
+        expected: Option<&'a [u8]>,
+        new: &'a [u8],
+    },
+}
+
 /// A read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvQuery {
@@ -97,7 +126,16 @@ fn codec() -> bincode::config::Configuration {
 
 /// Encodes a value with the crate's bincode configuration.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(value, codec()).expect("invariant: in-memory values always encode")
+    // `bincode::serde::encode_to_vec` grows its buffer from empty, which
+    // takes four allocations for a small command; counting the bytes first
+    // takes one.
+    let mut counter = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut counter, codec())
+        .expect("invariant: in-memory values always encode");
+    let mut bytes = Vec::with_capacity(counter.bytes_written);
+    bincode::serde::encode_into_std_write(value, &mut bytes, codec())
+        .expect("invariant: in-memory values always encode, and writing to a Vec cannot fail");
+    bytes
 }
 
 pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
@@ -106,6 +144,18 @@ pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, St
         return Err(format!("{} trailing bytes", bytes.len() - used));
     }
     Ok(value)
+}
+
+/// Decodes a command without copying its keys and values.
+fn decode_command(bytes: &[u8]) -> Result<KvCommandRef<'_>, String> {
+    let decoded: Result<(KvCommandRef<'_>, usize), _> = bincode::serde::borrow_decode_from_slice(bytes, codec());
+    match decoded {
+        Ok((command, used)) if used == bytes.len() => Ok(command),
+        // Malformed: answer with the owned decoder's error, as the store
+        // always has.
+        Ok((_, used)) => Err(format!("{} trailing bytes", bytes.len() - used)),
+        Err(error) => Err(decode::<KvCommand>(bytes).err().unwrap_or_else(|| error.to_string())),
+    }
 }
 
 impl KvCommand {
@@ -160,24 +210,40 @@ impl KvStore {
         self.data.is_empty()
     }
 
-    fn execute(&mut self, op: KvOp) -> KvResponse {
+    fn execute(&mut self, op: KvOpRef<'_>) -> KvResponse {
         match op {
-            KvOp::Put { key, value } => {
-                self.data.insert(key, value);
+            KvOpRef::Put { key, value } => {
+                self.put(key, value);
                 KvResponse::Done
             }
-            KvOp::Delete { key } => {
-                self.data.remove(&key);
+            KvOpRef::Delete { key } => {
+                self.data.remove(key);
                 KvResponse::Done
             }
-            KvOp::Cas { key, expected, new } => {
-                let current = self.data.get(&key).cloned();
-                if current == expected {
-                    self.data.insert(key, new);
+            KvOpRef::Cas { key, expected, new } => {
+                let current = self.data.get(key).cloned();
+                if current.as_deref() == expected {
+                    self.put(key, new);
                     KvResponse::Cas { applied: true, current }
                 } else {
                     KvResponse::Cas { applied: false, current }
                 }
+            }
+        }
+    }
+
+    /// Stores `value` under `key`, reusing the old value's buffer when it is
+    /// not much larger than the new value (so a key that once held a large
+    /// value does not keep its memory).
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        match self.data.get_mut(key) {
+            Some(stored) if stored.capacity() <= 2 * value.len() + 64 => {
+                stored.clear();
+                stored.extend_from_slice(value);
+            }
+            Some(stored) => *stored = value.to_vec(),
+            None => {
+                self.data.insert(key.to_vec(), value.to_vec());
             }
         }
     }
@@ -200,7 +266,7 @@ impl KvStore {
 
 impl StateMachine for KvStore {
     fn apply(&mut self, index: LogIndex, command: &[u8]) -> Vec<u8> {
-        let command: KvCommand = match decode(command) {
+        let command = match decode_command(command) {
             Ok(command) => command,
             Err(error) => return KvResponse::Malformed(error).encode(),
         };
@@ -309,6 +375,84 @@ mod tests {
         store.apply(LogIndex(3), &put(3, 1, "c", "1"));
         assert_eq!(store.sessions.len(), 2);
         assert!(!store.sessions.contains_key(&1));
+    }
+
+    fn owned_op(op: KvOpRef<'_>) -> KvOp {
+        match op {
+            KvOpRef::Put { key, value } => KvOp::Put { key: key.to_vec(), value: value.to_vec() },
+            KvOpRef::Delete { key } => KvOp::Delete { key: key.to_vec() },
+            KvOpRef::Cas { key, expected, new } => {
+                KvOp::Cas { key: key.to_vec(), expected: expected.map(<[u8]>::to_vec), new: new.to_vec() }
+            }
+        }
+    }
+
+    /// The borrowed decoding used by `apply` accepts exactly what the owned
+    /// one does and reads the same command, and malformed input gets the
+    /// owned decoder's error.
+    fn assert_decodings_agree(bytes: &[u8]) {
+        match (decode_command(bytes), decode::<KvCommand>(bytes)) {
+            (Ok(borrowed), Ok(owned)) => {
+                assert_eq!(KvCommand { session: borrowed.session, op: owned_op(borrowed.op) }, owned)
+            }
+            (Err(borrowed), Err(owned)) => assert_eq!(borrowed, owned),
+            (borrowed, owned) => {
+                panic!("decodings disagree on {bytes:?}: borrowed ok {}, owned {owned:?}", borrowed.is_ok())
+            }
+        }
+    }
+
+    #[test]
+    fn borrowed_decoding_matches_owned_decoding() {
+        let long = vec![7u8; 300];
+        let ops = [
+            KvOp::Put { key: b"k".to_vec(), value: b"v".to_vec() },
+            KvOp::Put { key: Vec::new(), value: long.clone() },
+            KvOp::Delete { key: long.clone() },
+            KvOp::Cas { key: b"k".to_vec(), expected: None, new: b"n".to_vec() },
+            KvOp::Cas { key: b"k".to_vec(), expected: Some(long), new: Vec::new() },
+        ];
+        for session in [None, Some(SessionRef { client: 3, sequence: u64::MAX })] {
+            for op in &ops {
+                let bytes = KvCommand { session, op: op.clone() }.encode();
+                assert_decodings_agree(&bytes);
+                let mut trailing = bytes.clone();
+                trailing.push(0);
+                assert_decodings_agree(&trailing);
+                for end in 0..bytes.len() {
+                    assert_decodings_agree(&bytes[..end]);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn borrowed_decoding_matches_owned_decoding_on_any_bytes(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)
+        ) {
+            assert_decodings_agree(&bytes);
+        }
+    }
+
+    #[test]
+    fn encoding_is_bincode_standard() {
+        let command = KvCommand {
+            session: Some(SessionRef { client: 300, sequence: 1 }),
+            op: KvOp::Cas { key: b"key".to_vec(), expected: Some(b"old".to_vec()), new: b"new".to_vec() },
+        };
+        assert_eq!(command.encode(), bincode::serde::encode_to_vec(&command, codec()).unwrap());
+    }
+
+    #[test]
+    fn overwriting_a_key_keeps_only_the_new_value() {
+        let mut store = KvStore::default();
+        store.apply(LogIndex(1), &put(1, 1, "k", &"x".repeat(1000)));
+        store.apply(LogIndex(2), &put(1, 2, "k", "short"));
+        assert_eq!(get(&store, "k"), KvResponse::Value(Some(b"short".to_vec())));
+        assert!(store.data[&b"k".to_vec()].capacity() < 1000, "a large old value's buffer is not kept");
+        store.apply(LogIndex(3), &put(1, 3, "k", "other"));
+        assert_eq!(get(&store, "k"), KvResponse::Value(Some(b"other".to_vec())));
     }
 
     #[test]
