@@ -162,6 +162,11 @@ impl KvCommand {
     pub fn encode(&self) -> Vec<u8> {
         encode(self)
     }
+    /// Decodes a command (what [`KvStore`] applies); an error names the
+    /// problem.
+    pub fn decode(bytes: &[u8]) -> Result<KvCommand, String> {
+        decode(bytes)
+    }
 }
 
 impl KvQuery {

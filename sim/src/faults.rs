@@ -40,6 +40,12 @@ pub enum FaultAction {
         senders: Vec<usize>,
         receivers: Vec<NodeRef>,
     },
+    /// Cut the link between two nodes, both ways; each still reaches the
+    /// others (a partial partition).
+    CutLink {
+        a: NodeRef,
+        b: NodeRef,
+    },
     /// Restore full connectivity.
     Heal,
     /// Kill the process: volatile state and unsynced writes are lost.
@@ -65,6 +71,20 @@ pub enum FaultAction {
     /// empty disk under a new disk id.
     Wipe {
         node: NodeRef,
+    },
+    /// Add message reordering: this share of messages is delayed by up to
+    /// `max_delay_us` more.
+    SetReorder {
+        reorder_ppm: u32,
+        max_delay_us: u64,
+    },
+    /// The operator asks the leader for a membership change (`Promote`,
+    /// `Replace` and `RenewDisk` wait until the leader knows the node's
+    /// disk).
+    Change(chorus_core::raft::MembershipChange),
+    /// The operator asks the leader to hand leadership to `to`.
+    Transfer {
+        to: NodeRef,
     },
 }
 
@@ -98,6 +118,7 @@ impl fmt::Display for FaultAction {
                 let receivers: Vec<String> = receivers.iter().map(ToString::to_string).collect();
                 write!(f, "one-way cut {} -/-> {}", group_names(std::slice::from_ref(senders)), receivers.join(","))
             }
+            FaultAction::CutLink { a, b } => write!(f, "cut link {a} <-> {b}"),
             FaultAction::Heal => f.write_str("heal network"),
             FaultAction::Crash { node } => write!(f, "crash {node}"),
             FaultAction::Restart { node } => write!(f, "restart {node}"),
@@ -107,6 +128,11 @@ impl fmt::Display for FaultAction {
                 write!(f, "set loss {:.2}%", *loss_ppm as f64 / 10_000.0)
             }
             FaultAction::Wipe { node } => write!(f, "wipe {node} (crash and lose its disk)"),
+            FaultAction::SetReorder { reorder_ppm, max_delay_us } => {
+                write!(f, "reorder {:.2}% by up to {}us", *reorder_ppm as f64 / 10_000.0, max_delay_us)
+            }
+            FaultAction::Change(change) => write!(f, "operator: {change:?}"),
+            FaultAction::Transfer { to } => write!(f, "operator: transfer leadership to {to}"),
         }
     }
 }
@@ -169,6 +195,8 @@ pub struct FaultProfile {
     pub lease_reads: bool,
     /// Followers forward proposals to the leader.
     pub forward_proposals: bool,
+    /// Followers serve linearizable reads through the leader's read index.
+    pub follower_reads: bool,
 }
 
 impl FaultProfile {
@@ -193,6 +221,7 @@ impl FaultProfile {
             snapshot_chunk_bytes: 256 * 1024,
             lease_reads: false,
             forward_proposals: false,
+            follower_reads: false,
         }
     }
 
@@ -239,6 +268,7 @@ impl FaultProfile {
         let snapshot_chunk_bytes = [16, 64, 256 * 1024][rng.random_range(0..3)];
         let lease_reads = rng.random_bool(0.3);
         let forward_proposals = rng.random_bool(0.5);
+        let follower_reads = rng.random_bool(0.7);
         FaultProfile {
             network,
             partitions,
@@ -258,6 +288,7 @@ impl FaultProfile {
             snapshot_chunk_bytes,
             lease_reads,
             forward_proposals,
+            follower_reads,
         }
     }
 }
@@ -294,7 +325,7 @@ impl fmt::Display for FaultProfile {
         )?;
         write!(
             f,
-            "; wipes {}; churn {}; {} spares; snapshot every {} entries (keep {}, {}-byte chunks); {} reads; forwarding {}",
+            "; wipes {}; churn {}; {} spares; snapshot every {} entries (keep {}, {}-byte chunks); {} reads; forwarding {}; follower reads {}",
             recurrence(self.wipes),
             self.churn_interval_ms.map_or("off".to_string(), |ms| format!("every ~{ms}ms")),
             self.spares,
@@ -303,6 +334,7 @@ impl fmt::Display for FaultProfile {
             self.snapshot_chunk_bytes,
             if self.lease_reads { "lease" } else { "read-index" },
             if self.forward_proposals { "on" } else { "off" },
+            if self.follower_reads { "on" } else { "off" },
         )
     }
 }

@@ -8,7 +8,8 @@
 //! [`disk`], [`clock`], [`faults`] (fault kinds and swarm profiles),
 //! [`scenario`] (timed fault schedules from TOML), [`workload`] (clients),
 //! [`check`] (safety and linearizability), [`history`] (Jepsen histories),
-//! [`trace`], [`runner`] (many seeds in parallel, summaries).
+//! [`trace`], [`runner`] (many seeds in parallel, summaries), [`swim`] (the
+//! SWIM membership simulation, `--system swim`).
 
 pub mod check;
 pub mod clock;
@@ -19,6 +20,7 @@ pub mod network;
 pub mod runner;
 pub mod scenario;
 pub mod simulation;
+pub mod swim;
 pub mod trace;
 pub mod workload;
 

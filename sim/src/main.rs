@@ -6,6 +6,7 @@ use chorus_sim::history;
 use chorus_sim::runner::{run_many, RunOptions, RunSummary};
 use chorus_sim::scenario::Scenario;
 use chorus_sim::simulation::{run_seed, SimOptions};
+use chorus_sim::swim;
 use chorus_sim::trace::hex;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ops::Range;
@@ -38,14 +39,43 @@ enum Command {
     /// Re-run one seed and print its trace, verdict and trace hash.
     Replay(ReplayArgs),
     /// List the injectable protocol bugs (name, then description).
-    Bugs,
+    Bugs(BugsArgs),
     /// Check a Jepsen history for linearizability.
     CheckHistory(CheckHistoryArgs),
 }
 
+/// Which protocol a run simulates.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum System {
+    /// Raft consensus with a key-value workload (the default).
+    Raft,
+    /// SWIM membership and failure detection with Lifeguard.
+    Swim,
+}
+
+/// SWIM's Lifeguard extensions.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Lifeguard {
+    On,
+    Off,
+    /// Run every seed twice, with and without Lifeguard, and print both
+    /// side by side (`run` only).
+    Compare,
+}
+
+#[derive(Args)]
+struct BugsArgs {
+    /// Whose bugs to list.
+    #[arg(long, value_enum, default_value_t = System::Raft)]
+    system: System,
+}
+
 #[derive(Args, Clone)]
 struct ClusterArgs {
-    /// Number of Raft nodes.
+    /// Which protocol to simulate.
+    #[arg(long, value_enum, default_value_t = System::Raft)]
+    system: System,
+    /// Number of nodes (Raft: 1 to 64; SWIM: 1 to 10000).
     #[arg(long, default_value_t = 5)]
     nodes: usize,
     /// Inject a protocol bug (see `chorus-sim bugs`).
@@ -55,6 +85,16 @@ struct ClusterArgs {
     /// on top of) the seed's random faults.
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
+    /// SWIM only: Lifeguard on (default), off, or compare.
+    #[arg(long, value_enum)]
+    lifeguard: Option<Lifeguard>,
+    /// SWIM only: the fault mix: swarm (default), crashes, slow, partition
+    /// or none.
+    #[arg(long, value_name = "MIX")]
+    faults: Option<String>,
+    /// SWIM only: length of the fault phase in milliseconds (default 30000).
+    #[arg(long, value_name = "MS")]
+    fault_ms: Option<u64>,
 }
 
 #[derive(Args)]
@@ -122,6 +162,13 @@ fn parse_seeds(text: &str) -> Result<Range<u64>, UsageError> {
 }
 
 fn parse_cluster(args: &ClusterArgs) -> Result<(usize, Option<Bug>, Option<Scenario>), UsageError> {
+    for (given, flag) in
+        [(args.lifeguard.is_some(), "--lifeguard"), (args.faults.is_some(), "--faults"), (args.fault_ms.is_some(), "--fault-ms")]
+    {
+        if given {
+            return Err(UsageError(format!("{flag} applies to --system swim only")));
+        }
+    }
     if args.nodes == 0 || args.nodes > MAX_NODES {
         return Err(UsageError(format!("--nodes {}: must be between 1 and {MAX_NODES}", args.nodes)));
     }
@@ -162,6 +209,9 @@ fn replay_command(seed: u64, cluster: &ClusterArgs) -> String {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode, UsageError> {
+    if args.cluster.system == System::Swim {
+        return swim_run(args);
+    }
     let seeds = parse_seeds(&args.seeds)?;
     let (nodes, bug, scenario) = parse_cluster(&args.cluster)?;
     let threads = match args.threads {
@@ -275,6 +325,9 @@ fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>
 }
 
 fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
+    if args.cluster.system == System::Swim {
+        return swim_replay(args);
+    }
     let (nodes, bug, scenario) = parse_cluster(&args.cluster)?;
     let options =
         SimOptions { seed: args.seed, nodes, bug, scenario, keep_trace_text: true, ..SimOptions::new(args.seed) };
@@ -314,11 +367,157 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
     Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn bugs() -> ExitCode {
-    for bug in Bug::ALL {
-        say!("{}\t{}", bug.name(), bug.description());
+fn bugs(args: BugsArgs) -> ExitCode {
+    match args.system {
+        System::Raft => {
+            for bug in Bug::ALL {
+                say!("{}\t{}", bug.name(), bug.description());
+            }
+        }
+        System::Swim => {
+            for bug in swim::Bug::ALL {
+                say!("{}\t{}", bug.name(), bug.description());
+            }
+        }
     }
     ExitCode::SUCCESS
+}
+
+/// The SWIM options of `run` and `replay`, and the Lifeguard mode.
+fn parse_swim(args: &ClusterArgs, seeds: Range<u64>, threads: usize) -> Result<(swim::runner::SwimRunOptions, Lifeguard), UsageError> {
+    if args.nodes == 0 || args.nodes > swim::MAX_NODES {
+        return Err(UsageError(format!("--nodes {}: must be between 1 and {} with --system swim", args.nodes, swim::MAX_NODES)));
+    }
+    if args.scenario.is_some() {
+        return Err(UsageError(
+            "--scenario applies to --system raft only; SWIM faults come from --faults (swarm, crashes, slow, partition, none)".into(),
+        ));
+    }
+    let bug = match &args.bug {
+        None => None,
+        Some(name) => Some(swim::Bug::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = swim::Bug::ALL.iter().map(|bug| bug.name()).collect();
+            let raft = if Bug::from_name(name).is_some() { " (that is a Raft bug)" } else { "" };
+            UsageError(format!("--bug {name:?}: no such SWIM bug{raft}; known SWIM bugs: {}", names.join(", ")))
+        })?),
+    };
+    let faults = match &args.faults {
+        None => swim::FaultMix::Swarm,
+        Some(name) => swim::FaultMix::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = swim::FaultMix::ALL.iter().map(|mix| mix.name()).collect();
+            UsageError(format!("--faults {name:?}: no such fault mix; known mixes: {}", names.join(", ")))
+        })?,
+    };
+    let fault_phase_us = match args.fault_ms {
+        None => swim::world::FAULT_PHASE_US,
+        Some(ms) if (1_000..=3_600_000).contains(&ms) => ms * 1000,
+        Some(ms) => return Err(UsageError(format!("--fault-ms {ms}: must be between 1000 and 3600000"))),
+    };
+    let mode = args.lifeguard.unwrap_or(Lifeguard::On);
+    let options = swim::runner::SwimRunOptions {
+        seeds,
+        nodes: args.nodes,
+        bug,
+        lifeguard: mode != Lifeguard::Off,
+        faults,
+        fault_phase_us,
+        threads,
+    };
+    Ok((options, mode))
+}
+
+fn swim_run(args: RunArgs) -> Result<ExitCode, UsageError> {
+    let seeds = parse_seeds(&args.seeds)?;
+    let threads = match args.threads {
+        Some(0) => return Err(UsageError("--threads 0: need at least one thread".into())),
+        Some(threads) => threads,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let (options, mode) = parse_swim(&args.cluster, seeds.clone(), threads)?;
+    let runs: Vec<bool> = if mode == Lifeguard::Compare { vec![true, false] } else { vec![options.lifeguard] };
+    let bar = if args.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new((seeds.end - seeds.start) * runs.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {msg} [{elapsed_precise}, eta {eta}]")
+                .expect("the template is valid"),
+        );
+        bar
+    };
+    std::panic::set_hook(Box::new(|_| {}));
+    let failures = std::sync::atomic::AtomicU64::new(0);
+    let summaries: Vec<swim::runner::SwimRunSummary> = runs
+        .iter()
+        .map(|&lifeguard| {
+            let options = swim::runner::SwimRunOptions { lifeguard, ..options.clone() };
+            swim::runner::run_many(&options, &|outcome| {
+                if !outcome.passed() {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                bar.set_message(format!("{} failed", failures.load(std::sync::atomic::Ordering::Relaxed)));
+                bar.inc(1);
+            })
+        })
+        .collect();
+    bar.finish_and_clear();
+    let passed = summaries.iter().all(|summary| summary.failed().is_empty());
+    if let [on, off] = summaries.as_slice() {
+        if args.json {
+            say!("{}", swim::report::compare_json(on, off, &options));
+        } else {
+            print!("{}", swim::report::compare_text(on, off, &options));
+        }
+    } else if args.json {
+        say!("{}", swim::report::json(&summaries[0], &options));
+    } else {
+        print!("{}", swim::report::text(&summaries[0], &options));
+    }
+    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn swim_replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
+    let (options, mode) = parse_swim(&args.cluster, args.seed..args.seed.saturating_add(1), 1)?;
+    if mode == Lifeguard::Compare {
+        return Err(UsageError("--lifeguard compare applies to run only; replay one side with on or off".into()));
+    }
+    if args.history.is_some() {
+        return Err(UsageError("--history applies to --system raft only (SWIM has no client history)".into()));
+    }
+    let report = swim::run_seed(swim::SwimOptions { keep_trace_text: true, ..options.seed(args.seed) });
+    let text = report.trace_text.clone().unwrap_or_default();
+    match &args.trace {
+        Some(path) => std::fs::write(path, &text)
+            .map_err(|error| UsageError(format!("cannot write trace file {}: {error}", path.display())))?,
+        None => {
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(text.as_bytes());
+        }
+    }
+    let outcome = &report.outcome;
+    let metrics = swim::Summary::of([&outcome.metrics]);
+    say!("seed:           {}", outcome.seed);
+    say!("profile:        {}", report.profile);
+    say!("events:         {}", outcome.events);
+    say!("simulated time: {:.3} s", outcome.sim_micros as f64 / 1e6);
+    say!(
+        "metrics:        {} crashes timed (first declaration p50 {} periods), {} false positives ({} excused), {} msgs per member per period",
+        metrics.crashes_measured,
+        metrics.detect_first_p50,
+        metrics.false_positives,
+        metrics.false_positives_excused,
+        metrics.msgs_per_member_period
+    );
+    if report.passed() {
+        say!("verdict:        PASS");
+    } else {
+        say!("verdict:        FAIL");
+        for failure in &outcome.failures {
+            say!("  {failure}");
+        }
+    }
+    say!("trace-hash: {}", hex(&outcome.trace_hash));
+    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn check_history(args: CheckHistoryArgs) -> Result<ExitCode, UsageError> {
@@ -358,7 +557,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay(args),
-        Command::Bugs => Ok(bugs()),
+        Command::Bugs(args) => Ok(bugs(args)),
         Command::CheckHistory(args) => check_history(args),
     };
     match result {

@@ -22,9 +22,18 @@
 //! ```
 //!
 //! Actions: `partition` (groups), `isolate` (node), `one-way` (from, to:
-//! messages from `from` to `to` are dropped), `heal`, `crash`, `restart`,
-//! `pause`, `resume` (node), `loss` (percent). Nodes are numbered from 1; a
-//! `node` may also be `"leader"` or `"all"`, and `to` may contain `"leader"`.
+//! messages from `from` to `to` are dropped), `cut-link` (node, peer: both
+//! directions), `heal`, `crash`, `restart`, `pause`, `resume`, `wipe` (node:
+//! crash and lose the disk; `restart` rejoins it empty), `loss` (percent),
+//! `reorder` (percent, max_delay_ms). Operator actions: `add-learner`,
+//! `promote`, `remove`, `renew-disk` (node), `replace` (node, with: the
+//! learner that takes its place), `transfer` (node: the new leader). Nodes
+//! are numbered from 1; a `node` may also be `"leader"` or `"all"` (faults
+//! only), and `to` may contain `"leader"`.
+//!
+//! Cluster knobs (optional): `spares` (nodes outside the initial
+//! configuration, numbered after the voters), `snapshot_every_entries`,
+//! `max_retained_entries`, `snapshot_chunk_bytes`, `max_entries_per_append`.
 
 use crate::faults::{FaultAction, NodeRef};
 use serde::Deserialize;
@@ -34,10 +43,24 @@ pub const MAX_SCENARIO_DURATION_MS: u64 = 3_600_000;
 /// Most events in one scenario file.
 pub const MAX_SCENARIO_EVENTS: usize = 10_000;
 
+/// Most spare nodes a scenario may ask for.
+pub const MAX_SCENARIO_SPARES: usize = 8;
+
+/// Cluster knobs a scenario sets (each overrides the seed's profile).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScenarioKnobs {
+    pub spares: Option<usize>,
+    pub snapshot_every_entries: Option<u64>,
+    pub max_retained_entries: Option<u64>,
+    pub snapshot_chunk_bytes: Option<usize>,
+    pub max_entries_per_append: Option<usize>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
     pub duration_ms: Option<u64>,
     pub random_faults: bool,
+    pub knobs: ScenarioKnobs,
     /// Sorted by time (stable for equal times: file order).
     pub events: Vec<(u64, FaultAction)>,
 }
@@ -59,6 +82,11 @@ struct RawScenario {
     duration_ms: Option<u64>,
     #[serde(default)]
     random_faults: bool,
+    spares: Option<usize>,
+    snapshot_every_entries: Option<u64>,
+    max_retained_entries: Option<u64>,
+    snapshot_chunk_bytes: Option<usize>,
+    max_entries_per_append: Option<usize>,
     #[serde(default)]
     events: Vec<RawEvent>,
 }
@@ -73,6 +101,9 @@ struct RawEvent {
     from: Option<Vec<i64>>,
     to: Option<Vec<toml::Value>>,
     percent: Option<f64>,
+    peer: Option<toml::Value>,
+    with: Option<i64>,
+    max_delay_ms: Option<u64>,
 }
 
 impl Scenario {
@@ -91,6 +122,29 @@ impl Scenario {
                 )));
             }
         }
+        if raw.spares.is_some_and(|spares| spares > MAX_SCENARIO_SPARES) {
+            return Err(ScenarioError::Other(format!(
+                "spares must be at most {MAX_SCENARIO_SPARES}, got {}",
+                raw.spares.unwrap_or_default()
+            )));
+        }
+        for (name, value) in [
+            ("snapshot_chunk_bytes", raw.snapshot_chunk_bytes),
+            ("max_entries_per_append", raw.max_entries_per_append),
+        ] {
+            if value == Some(0) {
+                return Err(ScenarioError::Other(format!("{name} must be at least 1")));
+            }
+        }
+        let knobs = ScenarioKnobs {
+            spares: raw.spares,
+            snapshot_every_entries: raw.snapshot_every_entries,
+            max_retained_entries: raw.max_retained_entries,
+            snapshot_chunk_bytes: raw.snapshot_chunk_bytes,
+            max_entries_per_append: raw.max_entries_per_append,
+        };
+        // Spare nodes are numbered after the voters.
+        let nodes = nodes + knobs.spares.unwrap_or(0);
         if raw.events.len() > MAX_SCENARIO_EVENTS {
             return Err(ScenarioError::Other(format!(
                 "{} events, more than the limit of {MAX_SCENARIO_EVENTS}",
@@ -115,7 +169,7 @@ impl Scenario {
                 )));
             }
         }
-        Ok(Scenario { duration_ms: raw.duration_ms, random_faults: raw.random_faults, events })
+        Ok(Scenario { duration_ms: raw.duration_ms, random_faults: raw.random_faults, knobs, events })
     }
 }
 
@@ -199,6 +253,42 @@ fn parse_event(event: RawEvent, nodes: usize) -> Result<FaultAction, String> {
             unexpected("node", event.node.is_some())?;
             Ok(FaultAction::Heal)
         }
+        "cut-link" => {
+            let peer = event.peer.as_ref().ok_or("action \"cut-link\" needs `peer` (the other end)")?;
+            Ok(FaultAction::CutLink { a: require_node()?, b: node_ref(peer, nodes)? })
+        }
+        "wipe" => Ok(FaultAction::Wipe { node: require_node()? }),
+        "reorder" => {
+            let percent = event.percent.ok_or("action \"reorder\" needs `percent` (0 to 100)")?;
+            if !(0.0..=100.0).contains(&percent) {
+                return Err(format!("percent must be between 0 and 100, got {percent}"));
+            }
+            let max_delay_ms = event.max_delay_ms.ok_or("action \"reorder\" needs `max_delay_ms`")?;
+            if max_delay_ms > 60_000 {
+                return Err(format!("max_delay_ms must be at most 60000, got {max_delay_ms}"));
+            }
+            Ok(FaultAction::SetReorder { reorder_ppm: (percent * 10_000.0).round() as u32, max_delay_us: max_delay_ms * 1000 })
+        }
+        "add-learner" | "promote" | "remove" | "renew-disk" | "replace" | "transfer" => {
+            let node = match require_node()? {
+                NodeRef::Index(index) => chorus_core::NodeId(index as u64 + 1),
+                _ if action == "transfer" => return Ok(FaultAction::Transfer { to: require_node()? }),
+                other => return Err(format!("action \"{action}\" needs a numbered node, not {other}")),
+            };
+            use chorus_core::raft::MembershipChange;
+            Ok(match action {
+                "add-learner" => FaultAction::Change(MembershipChange::AddLearner(node)),
+                "promote" => FaultAction::Change(MembershipChange::Promote(node)),
+                "remove" => FaultAction::Change(MembershipChange::Remove(node)),
+                "renew-disk" => FaultAction::Change(MembershipChange::RenewDisk(node)),
+                "transfer" => FaultAction::Transfer { to: NodeRef::Index(node.0 as usize - 1) },
+                _ => {
+                    let with = event.with.ok_or("action \"replace\" needs `with` (the learner taking the place)")?;
+                    let add = chorus_core::NodeId(node_number(with, nodes)? as u64 + 1);
+                    FaultAction::Change(MembershipChange::Replace { remove: node, add })
+                }
+            })
+        }
         "crash" => Ok(FaultAction::Crash { node: require_node()? }),
         "restart" => Ok(FaultAction::Restart { node: require_node()? }),
         "pause" => Ok(FaultAction::Pause { node: require_node()? }),
@@ -211,7 +301,8 @@ fn parse_event(event: RawEvent, nodes: usize) -> Result<FaultAction, String> {
             Ok(FaultAction::SetLoss { loss_ppm: (percent * 10_000.0).round() as u32 })
         }
         other => Err(format!(
-            "unknown action \"{other}\" (expected partition, isolate, one-way, heal, crash, restart, pause, resume or loss)"
+            "unknown action \"{other}\" (expected partition, isolate, one-way, cut-link, heal, crash, restart, pause, \
+             resume, wipe, loss, reorder, add-learner, promote, remove, replace, renew-disk or transfer)"
         )),
     }
 }

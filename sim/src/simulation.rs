@@ -15,6 +15,7 @@
 //! no hash-map iteration order reaches behaviour.
 
 use crate::check::linearizability::{self, SearchLimits, Verdict};
+use crate::check::reads::ReferenceKv;
 use crate::check::safety::{ElectionView, SafetyChecker};
 use crate::clock::DriftClock;
 use crate::disk::Disk;
@@ -53,6 +54,9 @@ pub const DEFAULT_KEYS: usize = 3;
 /// Raft timing used in simulation.
 pub const ELECTION_TIMEOUT_MS: u64 = 150;
 pub const HEARTBEAT_INTERVAL_MS: u64 = 40;
+/// The operator retries a scheduled membership change the leader refused
+/// after this long.
+pub const OPERATOR_RETRY_US: u64 = 100_000;
 /// Most bytes of readable trace kept by a replay.
 pub const TRACE_TEXT_LIMIT_BYTES: usize = 256 * 1024 * 1024;
 
@@ -139,7 +143,7 @@ enum SimEvent {
     Timer { node: usize, token: u64 },
     DiskSynced { node: usize, incarnation: u64, id: PersistId },
     ToNode { node: usize, client: usize, attempt: u64, request: ClientRequest },
-    ToClient { client: usize, attempt: u64, result: ClientResult },
+    ToClient { client: usize, attempt: u64, result: ClientResult, served_at: chorus_core::LogIndex },
     ClientTimeout { client: usize, attempt: u64 },
     ClientNext { client: usize },
     Fault(FaultAction),
@@ -206,6 +210,8 @@ pub struct Simulation {
     nodes: Vec<SimNode>,
     workload: Workload,
     checker: SafetyChecker,
+    reference: ReferenceKv,
+    read_failure: Option<String>,
     trace: Trace,
     events: u64,
     healed_at: Option<u64>,
@@ -223,7 +229,14 @@ impl Simulation {
         assert!(options.nodes >= 1, "a cluster needs at least one node");
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
         let scenario_only = options.scenario.as_ref().is_some_and(|scenario| !scenario.random_faults);
-        let profile = if scenario_only { FaultProfile::quiet() } else { FaultProfile::draw(&mut rng) };
+        let mut profile = if scenario_only { FaultProfile::quiet() } else { FaultProfile::draw(&mut rng) };
+        if let Some(knobs) = options.scenario.as_ref().map(|scenario| &scenario.knobs) {
+            profile.spares = knobs.spares.unwrap_or(profile.spares);
+            profile.snapshot_every_entries = knobs.snapshot_every_entries.unwrap_or(profile.snapshot_every_entries);
+            profile.max_retained_entries = knobs.max_retained_entries.unwrap_or(profile.max_retained_entries);
+            profile.snapshot_chunk_bytes = knobs.snapshot_chunk_bytes.unwrap_or(profile.snapshot_chunk_bytes);
+            profile.max_entries_per_append = knobs.max_entries_per_append.unwrap_or(profile.max_entries_per_append);
+        }
         let fault_phase_us = options.scenario.as_ref().map_or(FAULT_PHASE_US, |scenario| {
             scenario.duration_ms.map_or(FAULT_PHASE_US.max(scenario.last_event_ms() * 1000 + 1_000_000), |ms| ms * 1000)
         });
@@ -268,6 +281,8 @@ impl Simulation {
             network: Network::new(total, profile.network),
             random_faults: !scenario_only,
             checker: SafetyChecker::new(total),
+            reference: ReferenceKv::default(),
+            read_failure: None,
             trace: Trace::new(options.keep_trace_text, TRACE_TEXT_LIMIT_BYTES),
             profile,
             options,
@@ -303,6 +318,7 @@ impl Simulation {
         config.max_retained_entries = profile.max_retained_entries;
         config.snapshot_chunk_bytes = profile.snapshot_chunk_bytes;
         config.forward_proposals = profile.forward_proposals;
+        config.follower_reads = profile.follower_reads;
         if profile.lease_reads {
             config.read_mode = ReadMode::Lease;
             // Any two simulated clocks differ in rate by at most twice the
@@ -371,11 +387,12 @@ impl Simulation {
                 break;
             }
             self.handle(scheduled.event);
-            if !self.checker.ok() || self.finished || self.liveness_failure.is_some() {
+            if !self.checker.ok() || self.finished || self.liveness_failure.is_some() || self.read_failure.is_some() {
                 break;
             }
         }
         failures.extend(self.checker.violations.iter().cloned());
+        failures.extend(self.read_failure.take());
         if let Some(failure) = self.liveness_failure.take() {
             failures.push(failure);
         }
@@ -489,7 +506,7 @@ impl Simulation {
                 let request_id = sim_node.next_request;
                 sim_node.requests.insert(request_id, RequestOwner::Client { client, attempt });
                 let local = sim_node.clock.local(self.now);
-                let is_read = matches!(request, ClientRequest::Read(_));
+                let is_read = matches!(request, ClientRequest::Read(..));
                 self.trace.record(self.now, &[14, node as u64, client as u64, attempt, is_read as u64], || {
                     format!(
                         "client c{client} -> {} {} (attempt {attempt})",
@@ -499,15 +516,23 @@ impl Simulation {
                 });
                 match request {
                     ClientRequest::Propose(command) => raft.propose(local, RequestId(request_id), command),
-                    ClientRequest::Read(query) => raft.read(local, RequestId(request_id), query),
+                    ClientRequest::Read(query, consistency) => {
+                        raft.read_with(local, RequestId(request_id), query, consistency)
+                    }
                 }
                 self.drain(node);
             }
-            SimEvent::ToClient { client, attempt, result } => {
-                self.trace.record(self.now, &[15, client as u64, attempt], || {
-                    format!("client c{client} <- {} (attempt {attempt})", describe_result(&result))
+            SimEvent::ToClient { client, attempt, result, served_at } => {
+                self.trace.record(self.now, &[15, client as u64, attempt, served_at.0], || {
+                    format!("client c{client} <- {} (attempt {attempt}, at {served_at})", describe_result(&result))
                 });
-                let step = self.workload.on_result(client, attempt, &result, self.now, &mut self.rng);
+                let weak_before = self.workload.weak_reads.len();
+                let step = self.workload.on_result(client, attempt, &result, served_at, self.now, &mut self.rng);
+                if let Some(read) = self.workload.weak_reads.get(weak_before) {
+                    if let Err(problem) = self.reference.check(read, crate::workload::decode_value) {
+                        self.read_failure.get_or_insert(problem);
+                    }
+                }
                 self.client_step(client, step);
             }
             SimEvent::ClientTimeout { client, attempt } => {
@@ -618,8 +643,9 @@ impl Simulation {
                         }
                         None => panic!("{} answered request {} it never received", node_id(node), request.0),
                     };
+                    let served_at = self.nodes[node].raft.as_ref().map_or(chorus_core::LogIndex::ZERO, |raft| raft.applied_index());
                     if let Fate::Arrives { first_us, .. } = self.network.route_unpartitioned(&mut self.rng) {
-                        self.schedule(first_us, SimEvent::ToClient { client, attempt, result });
+                        self.schedule(first_us, SimEvent::ToClient { client, attempt, result, served_at });
                     }
                 }
                 Action::Event(Event::RoleChanged { role, term }) => {
@@ -671,6 +697,15 @@ impl Simulation {
         let committed_before = self.checker.committed_len();
         self.checker.after_step(node, raft);
         if self.checker.committed_len() > committed_before {
+            // Replay what this node just committed into the reference store
+            // (compaction waits an input, so the entries are still held).
+            for index in self.reference.replayed().0 + 1..=self.checker.committed_len() as u64 {
+                let index = chorus_core::LogIndex(index);
+                let Some(entry) = raft.entry(index) else {
+                    break; // the checker already reported how this node committed it
+                };
+                self.reference.apply(index, &entry.payload);
+            }
             self.check_commit_protected();
         }
         let raft = self.nodes[node].raft.as_ref().expect("still running");
@@ -822,6 +857,14 @@ impl Simulation {
                 let receivers: Vec<usize> = receivers.iter().flat_map(|node| self.resolve(node)).collect();
                 self.network.block_one_way(&senders, &receivers);
             }
+            FaultAction::CutLink { a, b } => {
+                for a in self.resolve(&a) {
+                    for b in self.resolve(&b) {
+                        self.network.block_one_way(&[a], &[b]);
+                        self.network.block_one_way(&[b], &[a]);
+                    }
+                }
+            }
             FaultAction::Heal => self.network.heal(),
             FaultAction::Crash { node } => {
                 for index in self.resolve(&node) {
@@ -849,6 +892,28 @@ impl Simulation {
             FaultAction::Wipe { node } => {
                 for index in self.resolve(&node) {
                     self.wipe(index);
+                }
+            }
+            FaultAction::SetReorder { reorder_ppm, max_delay_us } => {
+                self.network.params.reorder_ppm = reorder_ppm;
+                self.network.params.reorder_delay_max_us = max_delay_us;
+            }
+            FaultAction::Change(change) => {
+                if !self.operator_change(change.clone()) {
+                    // Not possible yet (no leader, or the node is not caught
+                    // up): the operator tries again shortly.
+                    self.schedule(OPERATOR_RETRY_US, SimEvent::Fault(FaultAction::Change(change)));
+                }
+            }
+            FaultAction::Transfer { to } => {
+                if let (Some(leader), Some(target)) = (self.leader(), self.resolve(&to).first().copied()) {
+                    let local = self.nodes[leader].clock.local(self.now);
+                    let raft = self.nodes[leader].raft.as_mut().expect("leaders run");
+                    let result = raft.transfer_leadership(local, node_id(target));
+                    self.trace.record(self.now, &[34, leader as u64, target as u64], || {
+                        format!("operator: transfer leadership from {} to {}: {result:?}", node_id(leader), node_id(target))
+                    });
+                    self.drain(leader);
                 }
             }
         }
@@ -986,7 +1051,7 @@ impl Simulation {
         let (recurrence, action, undo) = match kind {
             RecurringFault::Partition => {
                 let recurrence = self.profile.partitions.expect("scheduled only when on");
-                let action = match self.rng.random_range(0..3) {
+                let action = match self.rng.random_range(0..4) {
                     0 => {
                         let mut order: Vec<usize> = (0..nodes).collect();
                         for i in (1..order.len()).rev() {
@@ -997,6 +1062,9 @@ impl Simulation {
                         FaultAction::Partition { groups: vec![left.to_vec(), right.to_vec()] }
                     }
                     1 => FaultAction::Isolate { node: NodeRef::Index(self.rng.random_range(0..nodes)) },
+                    // A node that cannot reach the leader but reaches the
+                    // others: the case check-quorum's vote lease exists for.
+                    2 => FaultAction::CutLink { a: NodeRef::Leader, b: NodeRef::Index(self.rng.random_range(0..nodes)) },
                     _ => {
                         let sender = self.rng.random_range(0..nodes);
                         let receivers = (0..nodes).filter(|node| *node != sender).map(NodeRef::Index).collect();
@@ -1088,8 +1156,16 @@ impl Simulation {
                 }
             }
         };
-        let Some(change) = change else {
-            return;
+        if let Some(change) = change {
+            self.operator_change(change);
+        }
+    }
+
+    /// Asks the leader for `change`; false if there is no leader or it
+    /// refused.
+    fn operator_change(&mut self, change: MembershipChange) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
         };
         let sim_node = &mut self.nodes[leader];
         sim_node.next_request += 1;
@@ -1105,6 +1181,7 @@ impl Simulation {
             format!("operator asks {}: {change:?}: {result:?}", node_id(leader))
         });
         self.drain(leader);
+        result.is_ok()
     }
 
     fn heal_everything(&mut self) {

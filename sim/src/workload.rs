@@ -8,7 +8,8 @@
 
 use crate::history::{Function, Operation, Outcome, Value};
 use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvResponse, SessionRef};
-use chorus_core::raft::ClientResult;
+use chorus_core::raft::{ClientResult, ReadConsistency};
+use chorus_core::LogIndex;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -28,12 +29,35 @@ pub const NO_LEADER_BACKOFF_US: u64 = 50_000;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientRequest {
     Propose(Vec<u8>),
-    Read(Vec<u8>),
+    Read(Vec<u8>, ReadConsistency),
+}
+
+/// Which consistency a get asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadLevel {
+    Linearizable,
+    Lease,
+    Session,
+    Stale,
+}
+
+/// A session or stale read that completed: checked against the committed
+/// history instead of for linearizability.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WeakRead {
+    pub client: usize,
+    pub key: String,
+    pub value: Option<i64>,
+    pub level: ReadLevel,
+    /// The answering node's applied index: the state the answer reflects.
+    pub served_at: LogIndex,
+    /// The client's session index when it sent the read.
+    pub session: LogIndex,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum OpKind {
-    Get,
+    Get(ReadLevel),
     Put(i64),
     Cas { expected: Option<i64>, new: i64 },
 }
@@ -59,6 +83,9 @@ struct Client {
     target: usize,
     /// Last value this client saw per key, to aim compare-and-sets.
     last_seen: Vec<Option<i64>>,
+    /// The highest applied index behind any answer this client got: its
+    /// session token.
+    session_index: LogIndex,
 }
 
 /// What the simulation should do next for a client.
@@ -93,6 +120,8 @@ pub struct Workload {
     /// Clients give up on operations only before this time (the fault phase).
     pub give_up_before_us: u64,
     pub history: Vec<Operation>,
+    /// Completed session and stale reads.
+    pub weak_reads: Vec<WeakRead>,
     pub counts: OpCounts,
 }
 
@@ -104,7 +133,8 @@ fn encode_value(value: i64) -> Vec<u8> {
     value.to_le_bytes().to_vec()
 }
 
-fn decode_value(bytes: &[u8]) -> Option<i64> {
+/// A value as the workload stores it.
+pub fn decode_value(bytes: &[u8]) -> Option<i64> {
     Some(i64::from_le_bytes(bytes.try_into().ok()?))
 }
 
@@ -123,6 +153,7 @@ impl Workload {
                 attempt: 0,
                 target: index % nodes,
                 last_seen: vec![None; keys],
+                session_index: LogIndex::ZERO,
             })
             .collect::<Vec<_>>();
         let next_process = clients.len() as u64;
@@ -135,6 +166,7 @@ impl Workload {
             stop_at_us,
             give_up_before_us: u64::MAX,
             history: Vec::new(),
+            weak_reads: Vec::new(),
             counts: OpCounts::default(),
         }
     }
@@ -162,7 +194,12 @@ impl Workload {
             let key = rng.random_range(0..keys);
             let roll = rng.random_range(0..100);
             let kind = if roll < 40 {
-                OpKind::Get
+                OpKind::Get(match rng.random_range(0..100) {
+                    0..40 => ReadLevel::Linearizable,
+                    40..60 => ReadLevel::Lease,
+                    60..85 => ReadLevel::Session,
+                    _ => ReadLevel::Stale,
+                })
             } else if roll < 75 {
                 self.next_value += 1;
                 OpKind::Put(self.next_value)
@@ -192,7 +229,15 @@ impl Workload {
         let key = key_name(op.key).into_bytes();
         let session = Some(SessionRef { client: client.session, sequence: op.sequence });
         let request = match op.kind {
-            OpKind::Get => ClientRequest::Read(KvQuery::Get { key }.encode()),
+            OpKind::Get(level) => {
+                let consistency = match level {
+                    ReadLevel::Linearizable => ReadConsistency::Linearizable,
+                    ReadLevel::Lease => ReadConsistency::Lease,
+                    ReadLevel::Session => ReadConsistency::Session { after: client.session_index },
+                    ReadLevel::Stale => ReadConsistency::Stale,
+                };
+                ClientRequest::Read(KvQuery::Get { key }.encode(), consistency)
+            }
             OpKind::Put(value) => ClientRequest::Propose(
                 KvCommand { session, op: KvOp::Put { key, value: encode_value(value) } }.encode(),
             ),
@@ -208,11 +253,13 @@ impl Workload {
     }
 
     /// A node answered attempt `attempt` of the client's current operation.
+    /// `served_at` is the answering node's applied index after it answered.
     pub fn on_result(
         &mut self,
         client_index: usize,
         attempt: u64,
         result: &ClientResult,
+        served_at: LogIndex,
         now: u64,
         rng: &mut ChaCha8Rng,
     ) -> ClientStep {
@@ -223,7 +270,7 @@ impl Workload {
         }
         match result {
             ClientResult::Ok(bytes) => match KvResponse::decode(bytes) {
-                Ok(response) => self.complete(client_index, response, now, rng),
+                Ok(response) => self.complete(client_index, response, served_at, now, rng),
                 Err(error) => panic!("the KV store answered with undecodable bytes: {error}"),
             },
             ClientResult::NotLeader { leader_hint } => {
@@ -263,7 +310,7 @@ impl Workload {
         if now < self.give_up_before_us && now.saturating_sub(op.invoke_at) >= OPERATION_GIVE_UP_US {
             let op = client.op.take().expect("checked");
             client.attempt += 1; // late answers to the abandoned op are ignored
-            let writes = !matches!(op.kind, OpKind::Get);
+            let writes = !matches!(op.kind, OpKind::Get(_));
             if op.ambiguous && writes {
                 self.counts.unknown += 1;
                 let process = client.process;
@@ -293,12 +340,35 @@ impl Workload {
         }
     }
 
-    fn complete(&mut self, client_index: usize, response: KvResponse, now: u64, rng: &mut ChaCha8Rng) -> ClientStep {
+    fn complete(
+        &mut self,
+        client_index: usize,
+        response: KvResponse,
+        served_at: LogIndex,
+        now: u64,
+        rng: &mut ChaCha8Rng,
+    ) -> ClientStep {
         let client = &mut self.clients[client_index];
         let op = client.op.take().expect("complete needs an operation");
         client.attempt += 1;
+        let session_before = client.session_index;
+        client.session_index = client.session_index.max(served_at);
         let outcome = match (op.kind, response) {
-            (OpKind::Get, KvResponse::Value(value)) => {
+            (OpKind::Get(level @ (ReadLevel::Session | ReadLevel::Stale)), KvResponse::Value(value)) => {
+                let value = value.as_deref().and_then(decode_value);
+                client.last_seen[op.key] = value;
+                self.counts.ok += 1;
+                self.weak_reads.push(WeakRead {
+                    client: client_index,
+                    key: key_name(op.key),
+                    value,
+                    level,
+                    served_at,
+                    session: session_before,
+                });
+                return ClientStep::Wait { delay_us: rng.random_range(0..=THINK_TIME_MAX_US) };
+            }
+            (OpKind::Get(_), KvResponse::Value(value)) => {
                 let value = value.as_deref().and_then(decode_value);
                 client.last_seen[op.key] = value;
                 Outcome::Ok { read: Some(history_value(value)) }
@@ -338,7 +408,7 @@ impl Workload {
             let client = &mut self.clients[index];
             if let Some(op) = client.op.take() {
                 self.counts.unknown += 1;
-                if !matches!(op.kind, OpKind::Get) {
+                if !matches!(op.kind, OpKind::Get(_)) {
                     self.history.push(Operation {
                         process: client.process,
                         key: Some(key_name(op.key)),
@@ -355,7 +425,7 @@ impl Workload {
 
 fn function_of(kind: OpKind) -> Function {
     match kind {
-        OpKind::Get => Function::Read,
+        OpKind::Get(_) => Function::Read,
         OpKind::Put(value) => Function::Write(Value::Int(value)),
         OpKind::Cas { expected, new } => Function::Cas { expected: history_value(expected), new: Value::Int(new) },
     }

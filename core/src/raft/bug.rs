@@ -44,11 +44,17 @@ pub enum Bug {
     /// Lease reads without check-quorum's promise: followers vote for a new
     /// leader even while the old leader's lease runs.
     LeaseWithoutCheckQuorum,
+    /// A follower answers a linearizable read from its own state without
+    /// asking the leader for a read index.
+    FollowerReadWithoutReadIndex,
+    /// A session read is answered at once, without waiting for the node to
+    /// apply the session's index.
+    SessionReadIgnoresIndex,
 }
 
 impl Bug {
     /// Every bug, in the order `chorus-sim bugs` lists them.
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 14] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ReplyBeforePersist,
@@ -61,6 +67,8 @@ impl Bug {
         Bug::SnapshotOverNewerLog,
         Bug::ReadBeforeTermCommit,
         Bug::LeaseWithoutCheckQuorum,
+        Bug::FollowerReadWithoutReadIndex,
+        Bug::SessionReadIgnoresIndex,
     ];
 
     /// The name used on the command line.
@@ -78,6 +86,8 @@ impl Bug {
             Bug::SnapshotOverNewerLog => "snapshot-over-newer-log",
             Bug::ReadBeforeTermCommit => "read-before-term-commit",
             Bug::LeaseWithoutCheckQuorum => "lease-without-check-quorum",
+            Bug::FollowerReadWithoutReadIndex => "follower-read-without-read-index",
+            Bug::SessionReadIgnoresIndex => "session-read-ignores-index",
         }
     }
 
@@ -96,6 +106,8 @@ impl Bug {
             Bug::SnapshotOverNewerLog => "a follower installs a snapshot over a log that holds more than it",
             Bug::ReadBeforeTermCommit => "a new leader answers reads before committing an entry of its term",
             Bug::LeaseWithoutCheckQuorum => "lease reads while followers vote despite the leader's lease",
+            Bug::FollowerReadWithoutReadIndex => "a follower answers linearizable reads without the leader's read index",
+            Bug::SessionReadIgnoresIndex => "a session read does not wait for the session's index",
         }
     }
 

@@ -1299,10 +1299,14 @@ impl<S: StateMachine> RaftNode<S> {
                 }
                 let id = self.next_forward_id;
                 self.next_forward_id += 1;
+                if self.config.bug(Bug::FollowerReadWithoutReadIndex) {
+                    return self.hold_local_read(now, id, request, query, Some(LogIndex::ZERO));
+                }
                 self.hold_local_read(now, id, request, query, None);
                 self.send_with_term(leader, self.term, MessageBody::ReadIndex { id, allow_lease }, false);
             }
             ReadConsistency::Session { after } => {
+                let after = if self.config.bug(Bug::SessionReadIgnoresIndex) { LogIndex::ZERO } else { after };
                 if self.admit_local_read(request, query.len()) {
                     let id = self.next_forward_id;
                     self.next_forward_id += 1;

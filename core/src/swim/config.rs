@@ -1,6 +1,7 @@
 //! Static configuration of one SWIM node: identity, timings, Lifeguard and
 //! every limit.
 
+use super::bug::Bug;
 use super::member::{Address, Incarnation, MemberId, MemberRecord, MemberState, Metadata, MAX_INCARNATION};
 use super::message::{Message, MessageBody, ProbeNumber, Update};
 use super::wire::{self, MAX_DATAGRAM_BYTES};
@@ -65,7 +66,10 @@ pub struct Config {
     pub local_health_max: u32,
     /// λ: each update is piggybacked `λ · ⌈log10(n + 1)⌉` times.
     pub retransmit_multiplier: u32,
-    /// Interval of push-pull anti-entropy with one random live member.
+    /// Interval of push-pull anti-entropy with one random live member, in
+    /// clusters of up to 32 live members. Larger clusters stretch it as
+    /// memberlist does, by `⌈log2(n) − log2(32)⌉ + 1`, so that the cost of
+    /// full-state exchanges (which grow with `n`) stays bounded per member.
     pub push_pull_interval_ms: u64,
     /// Mean interval of attempts to reach one failed member (or an absent
     /// seed), so that a cluster split by a long partition heals by itself.
@@ -98,6 +102,10 @@ pub struct Config {
     /// Most indirect probes this node runs at once for others; further
     /// ping-reqs are ignored.
     pub max_pending_relays: usize,
+
+    /// A deliberate protocol bug, for proving the simulator's checkers.
+    /// Always `None` outside such tests.
+    pub injected_bug: Option<Bug>,
 }
 
 /// Why a [`Config`] was rejected. Nothing is built when validation fails.
@@ -164,6 +172,7 @@ impl Config {
             max_metadata_bytes: 256,
             max_dissemination_queue: 4_096,
             max_pending_relays: 256,
+            injected_bug: None,
         }
     }
 
@@ -276,6 +285,25 @@ impl Config {
             .expect("invariant: the array is not empty")
     }
 
+    /// Whether `bug` is injected.
+    pub(crate) fn has_bug(&self, bug: Bug) -> bool {
+        self.injected_bug == Some(bug)
+    }
+
+    /// The push-pull interval for a cluster of `live_members` (see
+    /// [`Config::push_pull_interval_ms`]).
+    pub fn push_pull_interval_micros(&self, live_members: usize) -> u64 {
+        const UNSCALED_MEMBERS: usize = 32;
+        let base = self.push_pull_interval_ms * 1000;
+        if live_members <= UNSCALED_MEMBERS {
+            return base;
+        }
+        // ⌈log2(n) − 5⌉ + 1, in integers: ⌈log2(n / 32)⌉ + 1.
+        let ratio_ceiling = live_members.div_ceil(UNSCALED_MEMBERS);
+        let multiplier = u64::from(ratio_ceiling.next_power_of_two().trailing_zeros()) + 1;
+        base.saturating_mul(multiplier)
+    }
+
     pub(crate) fn probe_interval_micros(&self) -> u64 {
         self.probe_interval_ms * 1000
     }
@@ -325,6 +353,17 @@ mod tests {
             updates: vec![update.clone(), update],
         };
         assert!(wire::encoded_len(&ping) <= config.max_message_bytes);
+    }
+
+    #[test]
+    fn push_pull_stretches_with_log_of_the_cluster_size() {
+        let config = config();
+        assert_eq!(config.push_pull_interval_micros(1), 30_000_000);
+        assert_eq!(config.push_pull_interval_micros(32), 30_000_000);
+        assert_eq!(config.push_pull_interval_micros(33), 60_000_000);
+        assert_eq!(config.push_pull_interval_micros(64), 60_000_000);
+        assert_eq!(config.push_pull_interval_micros(1_000), 180_000_000);
+        assert_eq!(config.push_pull_interval_micros(10_000), 300_000_000);
     }
 
     #[test]

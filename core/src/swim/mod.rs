@@ -18,7 +18,8 @@
 //! Files follow concepts: [`node`] (the state machine, its inputs, outputs and
 //! errors), [`member`] (identity, state and incarnation precedence),
 //! [`message`] (what nodes say, and what a node rejects), [`wire`] (encoding with a size limit),
-//! [`probe`] (probe order and probes in flight), [`suspicion`] (Lifeguard's
+//! [`probe`] (probe order and probes in flight), [`bug`] (deliberate bugs the
+//! simulator must catch), [`suspicion`] (Lifeguard's
 //! suspicion timer), [`health`] (Lifeguard's local health multiplier),
 //! [`dissemination`] (the piggyback queue), [`config`] (every knob and limit).
 //!
@@ -68,6 +69,7 @@
 //!   measured with the same encoder the driver uses.
 //! - Every collection is bounded by a named limit in [`Config`].
 
+pub mod bug;
 pub mod config;
 pub mod dissemination;
 pub mod health;
@@ -78,6 +80,7 @@ pub mod probe;
 pub mod suspicion;
 pub mod wire;
 
+pub use bug::Bug;
 pub use config::{Config, ConfigError};
 pub use member::{Address, Incarnation, Member, MemberId, MemberRecord, MemberState, Metadata, MAX_INCARNATION};
 pub use message::{Message, MessageBody, MessageError, ProbeNumber, Update};

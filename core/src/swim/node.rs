@@ -1,5 +1,6 @@
 //! The SWIM node: one sans-IO state machine per member.
 
+use super::bug::Bug;
 use super::config::{Config, ConfigError};
 use super::dissemination::{retransmit_limit, Dissemination};
 use super::health::LocalHealth;
@@ -108,6 +109,9 @@ pub struct SwimNode {
     next_probe_at: Time,
     next_push_pull_at: Time,
     next_contact_at: Time,
+    /// No tombstone expires before this (`None`: no tombstones). Keeps the
+    /// per-period work independent of the cluster size.
+    next_forget_at: Option<Time>,
 
     actions: VecDeque<Action>,
 }
@@ -138,6 +142,7 @@ impl SwimNode {
             next_probe_at,
             next_push_pull_at,
             next_contact_at: now,
+            next_forget_at: None,
             actions: VecDeque::new(),
             rng,
             config,
@@ -232,8 +237,10 @@ impl SwimNode {
         for relay in self.relays.values() {
             deadline = deadline.min(relay.deadline);
         }
-        for suspicion in self.suspicions.values() {
-            deadline = deadline.min(suspicion.deadline());
+        if !self.config.has_bug(Bug::SuspicionNeverExpires) {
+            for suspicion in self.suspicions.values() {
+                deadline = deadline.min(suspicion.deadline());
+            }
         }
         deadline
     }
@@ -298,7 +305,7 @@ impl SwimNode {
         self.expire_relays(now);
         self.expire_suspicions(now);
         if !self.left && now >= self.next_push_pull_at {
-            self.next_push_pull_at = now.add_millis(self.config.push_pull_interval_ms);
+            self.next_push_pull_at = now.add_micros(self.config.push_pull_interval_micros(self.live_count));
             let alive = self.members_in(|member| member.state == MemberState::Alive);
             if let Some(&peer) = choose_distinct(&alive, 1, &mut self.rng).first() {
                 let address = self.members[&peer].address.clone();
@@ -361,16 +368,21 @@ impl SwimNode {
         if self.left {
             return;
         }
-        let candidates: BTreeSet<MemberId> =
-            self.members.values().filter(|member| member.state.is_live()).map(|member| member.id).collect();
-        let Some(target) = self.probe_order.next_target(&candidates, &mut self.rng) else {
+        let members = &self.members;
+        let Some(target) = self.probe_order.next_target_where(
+            |id| members.get(&id).is_some_and(|member| member.state.is_live()),
+            || members.values().filter(|member| member.state.is_live()).map(|member| member.id).collect(),
+            &mut self.rng,
+        ) else {
             return;
         };
         let number = self.new_probe_number();
         let deadline = now.add_micros(self.probe_timeout_micros());
+        let target_incarnation = self.members[&target].incarnation;
         self.probe = Some(Probe {
             number,
             target,
+            target_incarnation,
             phase: ProbePhase::Direct { deadline },
             helpers: Vec::new(),
             nacks: BTreeSet::new(),
@@ -434,7 +446,7 @@ impl SwimNode {
         let Some(member) = self.members.get(&probe.target) else {
             return;
         };
-        if member.state.is_live() {
+        if member.state.is_live() && member.incarnation == probe.target_incarnation {
             let update = Update::Suspect { member: member.id, incarnation: member.incarnation, by: self.config.id };
             self.apply_update(now, update);
         }
@@ -521,6 +533,9 @@ impl SwimNode {
     }
 
     fn expire_suspicions(&mut self, now: Time) {
+        if self.config.has_bug(Bug::SuspicionNeverExpires) {
+            return;
+        }
         let expired: Vec<MemberId> = self
             .suspicions
             .iter()
@@ -552,7 +567,9 @@ impl SwimNode {
             Update::Suspect { member, incarnation, by } => self.apply_suspect(now, member, incarnation, by),
             Update::Failed { member, incarnation, by } => {
                 if self.apply_tombstone(now, member, incarnation, MemberState::Failed) {
-                    self.dissemination.enqueue(Update::Failed { member, incarnation, by });
+                    if !self.config.has_bug(Bug::FailedNeverGossiped) {
+                        self.dissemination.enqueue(Update::Failed { member, incarnation, by });
+                    }
                     self.event(Event::Failed { member, incarnation });
                 }
             }
@@ -581,7 +598,7 @@ impl SwimNode {
             self.event(Event::Joined(record));
             return;
         };
-        if !supersedes(incarnation, MemberState::Alive, member.incarnation, member.state) {
+        if !wins(&self.config, incarnation, MemberState::Alive, member.incarnation, member.state) {
             return;
         }
         let previous = member.state;
@@ -621,7 +638,7 @@ impl SwimNode {
             }
             return;
         }
-        if !supersedes(incarnation, MemberState::Suspect, member.incarnation, member.state) {
+        if !wins(&self.config, incarnation, MemberState::Suspect, member.incarnation, member.state) {
             return;
         }
         member.incarnation = incarnation;
@@ -639,7 +656,7 @@ impl SwimNode {
         let Some(member) = self.members.get_mut(&id) else {
             return false;
         };
-        if !supersedes(incarnation, state, member.incarnation, member.state) {
+        if !wins(&self.config, incarnation, state, member.incarnation, member.state) {
             return false;
         }
         let previous = member.state;
@@ -649,6 +666,8 @@ impl SwimNode {
         }
         member.state = state;
         member.state_changed_at = now;
+        let forget_at = now.add_millis(self.config.tombstone_retention_ms);
+        self.next_forget_at = Some(self.next_forget_at.map_or(forget_at, |at| at.min(forget_at)));
         if previous.is_live() {
             self.live_count -= 1;
         }
@@ -675,6 +694,9 @@ impl SwimNode {
             | Update::Left { incarnation, .. } => *incarnation >= self.incarnation,
         };
         if !refute {
+            return;
+        }
+        if self.config.has_bug(Bug::RefutationIgnored) && !matches!(update, Update::Alive { .. }) {
             return;
         }
         // Incarnations from peers are at most MAX_INCARNATION (validated), so
@@ -747,6 +769,9 @@ impl SwimNode {
     }
 
     fn forget_tombstones(&mut self, now: Time) {
+        if self.next_forget_at.is_none_or(|at| now < at) {
+            return;
+        }
         let retention_micros = self.config.tombstone_retention_ms * 1000;
         let expired: Vec<MemberId> = self
             .members
@@ -759,6 +784,12 @@ impl SwimNode {
             self.members.remove(&member);
             self.event(Event::Forgotten { member });
         }
+        self.next_forget_at = self
+            .members
+            .values()
+            .filter(|member| member.state.is_tombstone())
+            .map(|member| member.state_changed_at.add_micros(retention_micros))
+            .min();
     }
 
     // ----- joining, anti-entropy, reconnection ---------------------------
@@ -814,7 +845,13 @@ impl SwimNode {
     fn send_state(&mut self, to: Option<MemberId>, address: Address, want_reply: bool) {
         let mut records = Vec::with_capacity(self.members.len() + 1);
         records.push(self.local_record());
-        records.extend(self.members.values().map(Member::record));
+        let hide_failed = self.config.has_bug(Bug::FailedNeverGossiped);
+        records.extend(
+            self.members
+                .values()
+                .filter(|member| !(hide_failed && member.state == MemberState::Failed))
+                .map(Member::record),
+        );
         let mut first = true;
         let mut records = records.into_iter().peekable();
         while records.peek().is_some() {
@@ -901,4 +938,19 @@ impl SwimNode {
             assert!(self.incarnation <= MAX_INCARNATION, "invariant: our incarnation is acceptable to peers");
         }
     }
+}
+
+/// [`supersedes`], unless [`Bug::LowerIncarnationAccepted`] is injected: then
+/// a claim of another state at a lower incarnation wins too.
+fn wins(
+    config: &Config,
+    new_incarnation: Incarnation,
+    new_state: MemberState,
+    old_incarnation: Incarnation,
+    old_state: MemberState,
+) -> bool {
+    supersedes(new_incarnation, new_state, old_incarnation, old_state)
+        || (config.has_bug(Bug::LowerIncarnationAccepted)
+            && new_incarnation < old_incarnation
+            && new_state != old_state)
 }

@@ -1,0 +1,1092 @@
+//! One seed's SWIM run: `SwimNode`s, a lossy partitionable network, drifting
+//! clocks, crashes, pauses and slow members, driven by a discrete-event loop
+//! in virtual time.
+//!
+//! The run has three phases:
+//!
+//! 1. **Join wave.** Members 1..=3 are the seeds and start at time zero; the
+//!    others start at random moments of the first second and join through
+//!    the seeds. Every member must see every member alive within
+//!    [`JOIN_BOUND_US`].
+//! 2. **Fault phase.** Faults strike from the seed's profile while the
+//!    online checkers watch every event.
+//! 3. **Settle phase.** Everything heals: partitions lift, the network stops
+//!    losing messages, paused members resume, slow members catch up, and
+//!    crashed members due to restart do. Within [`SwimWorld::settle_bound_us`]
+//!    (derived from the configuration) every running member must see exactly
+//!    the running members as live, and every crashed member as failed.
+//!
+//! Messages travel as values (the receiver gets what was sent, as after a
+//! lossless decode); each is measured with the wire encoder when sent, which
+//! is what the byte budget and the load metrics use.
+//!
+//! Determinism: one ChaCha8 stream seeded by the seed draws every random
+//! choice of the world; each node's RNG seed is derived from the run's seed,
+//! its id and its life; simultaneous events run in scheduling order.
+
+use super::checkers::{time, Checkers};
+use super::metrics::SeedMetrics;
+use super::profile::{SwimProfile, DELAY_MIN_US, HEAVY_LOSS_PPM};
+use super::{SwimOptions, SwimReport, SwimSeedOutcome};
+use crate::clock::DriftClock;
+use crate::network::PPM;
+use crate::trace::Trace;
+use chorus_core::swim::{
+    wire, Action, Address, Config, Event, Incarnation, MemberState, Message, MessageBody, SuspicionTimeouts, SwimNode,
+    Update,
+};
+use chorus_core::{NodeId, Time};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, BinaryHeap};
+
+/// Members that are seeds (the first ones).
+pub const SEED_MEMBERS: usize = 3;
+/// Non-seed members start at random moments within this window.
+pub const JOIN_WINDOW_US: u64 = 1_000_000;
+/// Every member must see every member alive this long after the last start.
+pub const JOIN_BOUND_US: u64 = 120_000_000;
+/// Default length of the fault phase.
+pub const FAULT_PHASE_US: u64 = 30_000_000;
+/// Inputs held for a paused member; beyond it they are dropped (a socket
+/// buffer overflowing).
+pub const PAUSED_STASH_LIMIT: usize = 10_000;
+/// Hard cap on events in one run; reaching it fails the seed.
+pub const MAX_EVENTS_PER_RUN: u64 = 2_000_000_000;
+/// Most bytes of readable trace kept by a replay.
+pub const TRACE_TEXT_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+enum SimEvent {
+    Start { node: usize },
+    Deliver { from: usize, to: usize, bytes: usize, message: Message, lagged: bool },
+    Timer { node: usize, token: u64 },
+    Crash,
+    Restart { node: usize, life: u32 },
+    Pause,
+    Resume { node: usize, life: u32 },
+    Partition,
+    HealPartition { epoch: u64 },
+    Check,
+    StartFaults,
+    Heal,
+}
+
+struct Scheduled {
+    at: u64,
+    sequence: u64,
+    event: SimEvent,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.sequence) == (other.at, other.sequence)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.sequence).cmp(&(self.at, self.sequence))
+    }
+}
+
+struct SimNode {
+    swim: Option<SwimNode>,
+    clock: DriftClock,
+    /// Lives so far (a restart starts a new one).
+    life: u32,
+    /// The lowest incarnation of the current life: a failure declaration at
+    /// a lower incarnation is about an earlier life, which did crash.
+    life_floor: Incarnation,
+    /// The highest incarnation this member ever held, in any life.
+    issued: Incarnation,
+    timer_token: u64,
+    timer_at: Option<u64>,
+    paused: bool,
+    stash: Vec<(usize, usize, Message)>,
+    /// Inbound processing lag of a slow member (0: not slow).
+    slow_lag_us: u64,
+    /// Partition group; members of different groups cannot talk.
+    group: u32,
+    /// Wrong failure declarations by or about this member are excused until
+    /// then (it was paused or slow).
+    excused_until: u64,
+    /// Will restart at the latest when the world heals.
+    restart_pending: bool,
+}
+
+/// A crash whose detection is being timed.
+struct Detection {
+    node: usize,
+    life: u32,
+    crashed_at: u64,
+    suspect_at: Option<u64>,
+    first_at: Option<u64>,
+    all_at: Option<u64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Join,
+    Faults,
+    Settle,
+    Done,
+}
+
+pub struct SwimWorld {
+    options: SwimOptions,
+    profile: SwimProfile,
+    now: u64,
+    sequence: u64,
+    queue: BinaryHeap<Scheduled>,
+    rng: ChaCha8Rng,
+    nodes: Vec<SimNode>,
+    loss_ppm: u32,
+    partition_epoch: u64,
+    partitioned: bool,
+    partitions_seen: bool,
+    /// Wrong failure declarations about anyone are excused until then (a
+    /// partition or heavy loss).
+    excused_all_until: u64,
+    /// Suspicions `(member id, incarnation)` that some member raised on its
+    /// own while excused (paused, slow, partitioned, heavy loss): failure
+    /// declarations that follow from them are excused too.
+    excused_suspicions: BTreeSet<(u64, Incarnation)>,
+    checkers: Checkers,
+    metrics: SeedMetrics,
+    detections: Vec<Detection>,
+    trace: Trace,
+    events: u64,
+    phase: Phase,
+    last_start_at: u64,
+    join_converged_at: Option<u64>,
+    faults_started_at: u64,
+    heal_at: Option<u64>,
+    check_interval_us: u64,
+    /// A template configuration (timings, limits, Lifeguard, bug).
+    template: Config,
+    /// Inside `handle_timeout` of this node: its failure and suspicion
+    /// events are its own declarations.
+    in_timeout: bool,
+    /// The message-size checker's limit: the nodes' budget.
+    checked_budget_bytes: usize,
+}
+
+fn node_id(index: usize) -> NodeId {
+    NodeId(index as u64 + 1)
+}
+
+fn address_of(index: usize) -> Address {
+    Address(format!("n{}", index + 1).into_bytes())
+}
+
+/// The node index an address made by [`address_of`] names.
+fn index_of(address: &Address) -> Option<usize> {
+    let text = std::str::from_utf8(&address.0).ok()?;
+    let id: usize = text.strip_prefix('n')?.parse().ok()?;
+    id.checked_sub(1)
+}
+
+/// A well-mixed 64-bit value (splitmix64's finaliser), for deriving node RNG
+/// seeds from the run's seed.
+fn mix(mut value: u64) -> u64 {
+    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    value ^ (value >> 31)
+}
+
+fn body_kind(body: &MessageBody) -> u64 {
+    match body {
+        MessageBody::Ping { .. } => 1,
+        MessageBody::Ack { .. } => 2,
+        MessageBody::PingReq { .. } => 3,
+        MessageBody::Nack { .. } => 4,
+        MessageBody::Gossip => 5,
+        MessageBody::PushPull { want_reply: true, .. } => 6,
+        MessageBody::PushPull { want_reply: false, .. } => 7,
+    }
+}
+
+fn body_number(body: &MessageBody) -> u64 {
+    match body {
+        MessageBody::Ping { probe } | MessageBody::Ack { probe } | MessageBody::Nack { probe } => probe.0,
+        MessageBody::PingReq { probe, target, .. } => probe.0 ^ (target.0 << 40),
+        MessageBody::Gossip => 0,
+        MessageBody::PushPull { members, .. } => members.len() as u64,
+    }
+}
+
+fn describe(from: usize, to: usize, message: &Message, bytes: usize) -> String {
+    let detail = match &message.body {
+        MessageBody::Ping { probe } | MessageBody::Ack { probe } | MessageBody::Nack { probe } => {
+            format!("#{}", probe.0)
+        }
+        MessageBody::PingReq { probe, target, .. } => format!("#{} target {target}", probe.0),
+        MessageBody::Gossip => String::new(),
+        MessageBody::PushPull { members, .. } => format!("{} records", members.len()),
+    };
+    let mut text = format!("n{} -> n{} {} {detail} ({bytes} B", from + 1, to + 1, message.body.kind());
+    if !message.updates.is_empty() {
+        let updates: Vec<String> = message.updates.iter().take(4).map(describe_update).collect();
+        text.push_str(&format!(", {} updates: {}", message.updates.len(), updates.join(" ")));
+        if message.updates.len() > 4 {
+            text.push_str(" ...");
+        }
+    }
+    text.push(')');
+    text
+}
+
+fn describe_update(update: &Update) -> String {
+    match update {
+        Update::Alive { member, incarnation, .. } => format!("alive({member},{incarnation})"),
+        Update::Suspect { member, incarnation, by } => format!("suspect({member},{incarnation},by {by})"),
+        Update::Failed { member, incarnation, by } => format!("failed({member},{incarnation},by {by})"),
+        Update::Left { member, incarnation } => format!("left({member},{incarnation})"),
+    }
+}
+
+fn event_words(event: &Event) -> (u64, u64, u64) {
+    match event {
+        Event::Joined(record) => (1, record.id.0, record.incarnation.0),
+        Event::Updated(record) => (2, record.id.0, record.incarnation.0),
+        Event::Suspected { member, incarnation } => (3, member.0, incarnation.0),
+        Event::AliveAgain(record) => (4, record.id.0, record.incarnation.0),
+        Event::Failed { member, incarnation } => (5, member.0, incarnation.0),
+        Event::Left { member, incarnation } => (6, member.0, incarnation.0),
+        Event::Forgotten { member } => (7, member.0, 0),
+        Event::Refuted { incarnation } => (8, 0, incarnation.0),
+        Event::MemberLimitReached { member } => (9, member.0, 0),
+    }
+}
+
+fn describe_event(event: &Event) -> String {
+    match event {
+        Event::Joined(record) => format!("Joined {} {}", record.id, record.incarnation),
+        Event::Updated(record) => format!("Updated {} {}", record.id, record.incarnation),
+        Event::Suspected { member, incarnation } => format!("Suspected {member} {incarnation}"),
+        Event::AliveAgain(record) => format!("AliveAgain {} {}", record.id, record.incarnation),
+        Event::Failed { member, incarnation } => format!("Failed {member} {incarnation}"),
+        Event::Left { member, incarnation } => format!("Left {member} {incarnation}"),
+        Event::Forgotten { member } => format!("Forgotten {member}"),
+        Event::Refuted { incarnation } => format!("Refuted, now {incarnation}"),
+        Event::MemberLimitReached { member } => format!("MemberLimitReached {member}"),
+    }
+}
+
+impl SwimWorld {
+    pub fn new(options: SwimOptions) -> SwimWorld {
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        let profile = SwimProfile::draw(options.faults, options.nodes, &mut rng);
+        let mut template = Config::new(NodeId(1), address_of(0));
+        template.lifeguard = options.lifeguard;
+        template.injected_bug = options.bug;
+        template.max_members = template.max_members.max(2 * options.nodes + 16);
+        template.seeds = (0..options.nodes.min(SEED_MEMBERS)).map(address_of).collect();
+        let nodes = (0..options.nodes)
+            .map(|_| {
+                let drift = if profile.drift_ppm > 0 { rng.random_range(-profile.drift_ppm..=profile.drift_ppm) } else { 0 };
+                SimNode {
+                    swim: None,
+                    clock: DriftClock::new(rng.random_range(0..1_000_000), drift),
+                    life: 0,
+                    life_floor: Incarnation::ZERO,
+                    issued: Incarnation::ZERO,
+                    timer_token: 0,
+                    timer_at: None,
+                    paused: false,
+                    stash: Vec::new(),
+                    slow_lag_us: 0,
+                    group: 0,
+                    excused_until: 0,
+                    restart_pending: false,
+                }
+            })
+            .collect();
+        let check_interval_us = if options.nodes <= 1_000 {
+            template.probe_interval_ms * 100
+        } else {
+            template.probe_interval_ms * 1000
+        };
+        let metrics = SeedMetrics { probe_interval_us: template.probe_interval_ms * 1000, ..SeedMetrics::default() };
+        SwimWorld {
+            trace: Trace::new(options.keep_trace_text, TRACE_TEXT_LIMIT_BYTES),
+            checkers: Checkers::new(options.nodes),
+            options,
+            profile,
+            now: 0,
+            sequence: 0,
+            queue: BinaryHeap::new(),
+            rng,
+            nodes,
+            loss_ppm: 0,
+            partition_epoch: 0,
+            partitioned: false,
+            partitions_seen: false,
+            excused_all_until: 0,
+            excused_suspicions: BTreeSet::new(),
+            metrics,
+            detections: Vec::new(),
+            events: 0,
+            phase: Phase::Join,
+            last_start_at: 0,
+            join_converged_at: None,
+            faults_started_at: 0,
+            heal_at: None,
+            check_interval_us,
+            checked_budget_bytes: template.max_message_bytes,
+            template,
+            in_timeout: false,
+        }
+    }
+
+    pub fn profile(&self) -> &SwimProfile {
+        &self.profile
+    }
+
+    /// Replaces the seed's drawn profile (for tests that need one fault
+    /// kind alone).
+    pub fn with_profile(mut self, profile: SwimProfile) -> SwimWorld {
+        self.profile = profile;
+        self
+    }
+
+    /// Checks messages against `bytes` instead of the nodes' own budget
+    /// (for proving that the message-size checker fires).
+    pub fn with_checked_budget(mut self, bytes: usize) -> SwimWorld {
+        self.checked_budget_bytes = bytes;
+        self
+    }
+
+    /// The longest suspicion timeout of this cluster: Lifeguard's β times
+    /// the classic `α · log10(n) · interval`, or the classic one alone.
+    pub fn max_suspicion_us(&self) -> u64 {
+        let config = &self.template;
+        let base = SuspicionTimeouts::base_micros(
+            config.suspicion_multiplier,
+            self.options.nodes,
+            config.probe_interval_ms * 1000,
+        );
+        if config.lifeguard {
+            base * u64::from(config.suspicion_max_multiplier)
+        } else {
+            base
+        }
+    }
+
+    /// How long after a member stops being paused or slow (or a partition
+    /// or heavy loss ends) wrong failure declarations it caused may still
+    /// happen: a suspicion started then can run the longest suspicion
+    /// timeout, after probes stretched by the local health multiplier.
+    pub fn excuse_window_us(&self) -> u64 {
+        let interval = self.template.probe_interval_ms * 1000;
+        self.max_suspicion_us() + (2 * (u64::from(self.template.local_health_max) + 1) + 10) * interval
+    }
+
+    /// After healing, every running member must see exactly the running
+    /// members as live (and so every crashed one as failed) within this
+    /// bound: three reconnection intervals (a failed member is retried every
+    /// half to one and a half of them), the longest suspicion timeout (for a
+    /// suspicion raised just before healing), two probe periods at the
+    /// highest local health multiplier and twenty plain periods for gossip.
+    pub fn settle_bound_us(&self) -> u64 {
+        let config = &self.template;
+        let interval = config.probe_interval_ms * 1000;
+        3 * config.reconnect_interval_ms * 1000
+            + self.max_suspicion_us()
+            + (2 * (u64::from(config.local_health_max) + 1) + 20) * interval
+    }
+
+    fn schedule_at(&mut self, at: u64, event: SimEvent) {
+        self.sequence += 1;
+        self.queue.push(Scheduled { at, sequence: self.sequence, event });
+    }
+
+    fn schedule(&mut self, delay_us: u64, event: SimEvent) {
+        self.schedule_at(self.now + delay_us, event);
+    }
+
+    fn record(&mut self, words: &[u64], text: impl FnOnce() -> String) {
+        self.trace.record(self.now, words, text);
+    }
+
+    pub fn run(mut self) -> SwimReport {
+        let start = format!("start: {} members, profile: {}", self.options.nodes, self.profile);
+        let profile = self.profile.to_string();
+        self.record(&[0, self.options.seed, self.options.nodes as u64], || start);
+        for node in 0..self.options.nodes {
+            let at = if node < SEED_MEMBERS { 0 } else { self.rng.random_range(0..JOIN_WINDOW_US) };
+            self.last_start_at = self.last_start_at.max(at);
+            self.schedule_at(at, SimEvent::Start { node });
+        }
+        self.schedule_at(self.check_interval_us, SimEvent::Check);
+        while self.phase != Phase::Done {
+            let Some(Scheduled { at, event, .. }) = self.queue.pop() else {
+                break;
+            };
+            debug_assert!(at >= self.now, "invariant: time never goes backwards");
+            self.now = at;
+            self.events += 1;
+            if self.events >= MAX_EVENTS_PER_RUN {
+                self.checkers.fail(format!("the run exceeded {MAX_EVENTS_PER_RUN} events"));
+                break;
+            }
+            self.handle(event);
+        }
+        let verdict = if self.checkers.failed() { "FAIL" } else { "PASS" };
+        let first = self.checkers.failures().first().cloned().unwrap_or_default();
+        self.record(&[99, self.checkers.failed() as u64], || format!("verdict {verdict} {first}"));
+        let (trace_hash, trace_text) = std::mem::replace(&mut self.trace, Trace::new(false, 0)).finish();
+        SwimReport {
+            outcome: SwimSeedOutcome {
+                seed: self.options.seed,
+                trace_hash,
+                failures: self.checkers.failures().to_vec(),
+                events: self.events,
+                sim_micros: self.now,
+                metrics: self.metrics,
+            },
+            trace_text,
+            profile,
+        }
+    }
+
+    fn handle(&mut self, event: SimEvent) {
+        match event {
+            SimEvent::Start { node } => {
+                self.record(&[10, node as u64], || format!("start n{}", node + 1));
+                self.start_node(node);
+            }
+            SimEvent::Deliver { from, to, bytes, message, lagged } => self.deliver(from, to, bytes, message, lagged),
+            SimEvent::Timer { node, token } => {
+                let sim_node = &self.nodes[node];
+                if sim_node.timer_token != token || sim_node.paused || sim_node.swim.is_none() {
+                    return;
+                }
+                self.nodes[node].timer_at = None;
+                self.record(&[3, node as u64], || format!("timeout n{}", node + 1));
+                self.in_timeout = true;
+                self.with_node(node, |swim, now| swim.handle_timeout(now));
+                self.in_timeout = false;
+            }
+            SimEvent::Check => self.check(),
+            SimEvent::StartFaults => self.start_faults(),
+            SimEvent::Heal => self.heal(),
+            SimEvent::Crash => {
+                self.crash_random();
+                if let Some(mean) = self.profile.crash_every_ms {
+                    self.recur(mean, SimEvent::Crash);
+                }
+            }
+            SimEvent::Restart { node, life } => {
+                if self.nodes[node].life == life && self.nodes[node].swim.is_none() {
+                    self.restart(node);
+                }
+            }
+            SimEvent::Pause => {
+                self.pause_random();
+                if let Some(mean) = self.profile.pause_every_ms {
+                    self.recur(mean, SimEvent::Pause);
+                }
+            }
+            SimEvent::Resume { node, life } => {
+                if self.nodes[node].life == life {
+                    self.resume(node);
+                }
+            }
+            SimEvent::Partition => {
+                self.partition_random();
+                if let Some(mean) = self.profile.partition_every_ms {
+                    self.recur(mean, SimEvent::Partition);
+                }
+            }
+            SimEvent::HealPartition { epoch } => {
+                if epoch == self.partition_epoch && self.partitioned {
+                    self.heal_partition();
+                }
+            }
+        }
+    }
+
+    /// Schedules the next occurrence of a recurring fault, drawn around its
+    /// mean, if it still falls inside the fault phase.
+    fn recur(&mut self, mean_ms: u64, event: SimEvent) {
+        let delay = mean_ms * 1000 / 2 + self.rng.random_range(0..=mean_ms * 1000);
+        if self.phase == Phase::Faults && self.now + delay < self.faults_started_at + self.options.fault_phase_us {
+            self.schedule(delay, event);
+        }
+    }
+
+    // ----- nodes ------------------------------------------------------------
+
+    fn config_of(&self, node: usize) -> Config {
+        let mut config = self.template.clone();
+        config.id = node_id(node);
+        config.address = address_of(node);
+        config.initial_incarnation = self.nodes[node].life_floor;
+        config.rng_seed = mix(self.options.seed ^ mix((node as u64) << 20 ^ u64::from(self.nodes[node].life)));
+        config
+    }
+
+    fn start_node(&mut self, node: usize) {
+        let config = self.config_of(node);
+        let local = self.nodes[node].clock.local(self.now);
+        let swim = SwimNode::new(config, local).expect("invariant: the simulator builds valid configurations");
+        self.nodes[node].swim = Some(swim);
+        self.drain(node);
+        self.arm_timer(node);
+    }
+
+    /// Runs one input on a running node, then performs its actions and arms
+    /// its timer.
+    fn with_node<R>(&mut self, node: usize, input: impl FnOnce(&mut SwimNode, Time) -> R) -> R {
+        let local = self.nodes[node].clock.local(self.now);
+        let swim = self.nodes[node].swim.as_mut().expect("invariant: inputs go to running nodes only");
+        let result = input(swim, local);
+        let incarnation = swim.incarnation();
+        let sim_node = &mut self.nodes[node];
+        if incarnation < sim_node.issued {
+            let message = format!("incarnation: n{} went back to {incarnation} at {}", node + 1, time(self.now));
+            self.checkers.fail(message);
+        }
+        sim_node.issued = sim_node.issued.max(incarnation);
+        self.drain(node);
+        self.arm_timer(node);
+        result
+    }
+
+    fn drain(&mut self, node: usize) {
+        loop {
+            let Some(action) = self.nodes[node].swim.as_mut().and_then(SwimNode::poll_action) else {
+                break;
+            };
+            match action {
+                Action::Send { to, message } => self.send(node, &to, message),
+                Action::Event(event) => self.observe(node, event),
+            }
+        }
+    }
+
+    fn arm_timer(&mut self, node: usize) {
+        let sim_node = &mut self.nodes[node];
+        let Some(swim) = &sim_node.swim else {
+            return;
+        };
+        if sim_node.paused {
+            sim_node.timer_at = None;
+            return;
+        }
+        let at = sim_node.clock.true_time_of(swim.poll_timeout(), self.now);
+        if sim_node.timer_at == Some(at) {
+            return;
+        }
+        sim_node.timer_token += 1;
+        sim_node.timer_at = Some(at);
+        let token = sim_node.timer_token;
+        self.schedule_at(at, SimEvent::Timer { node, token });
+    }
+
+    fn send(&mut self, from: usize, to: &Address, message: Message) {
+        let bytes = wire::encoded_len(&message);
+        let budget = self.checked_budget_bytes;
+        if bytes > budget {
+            self.checkers.fail(format!(
+                "message size: n{} sent a {} of {bytes} bytes at {}, over its budget of {budget}",
+                from + 1,
+                message.body.kind(),
+                time(self.now)
+            ));
+        }
+        let Some(to) = index_of(to).filter(|&index| index < self.nodes.len()) else {
+            self.checkers.fail(format!("n{} sent to an address no member has: {to}", from + 1));
+            return;
+        };
+        if self.phase == Phase::Faults {
+            self.metrics.messages += 1;
+            self.metrics.bytes += bytes as u64;
+            if matches!(message.body, MessageBody::PushPull { .. }) {
+                self.metrics.push_pull_messages += 1;
+                self.metrics.push_pull_bytes += bytes as u64;
+            }
+        }
+        let kind = body_kind(&message.body);
+        if self.nodes[from].group != self.nodes[to].group {
+            self.record(&[2, from as u64, to as u64, kind, 0], || {
+                format!("blocked {}", describe(from, to, &message, bytes))
+            });
+            return;
+        }
+        if self.loss_ppm > 0 && self.rng.random_range(0..PPM) < self.loss_ppm {
+            self.record(&[2, from as u64, to as u64, kind, 1], || format!("lost {}", describe(from, to, &message, bytes)));
+            return;
+        }
+        let delay = self.rng.random_range(DELAY_MIN_US..=self.profile.delay_max_us.max(DELAY_MIN_US));
+        self.schedule(delay, SimEvent::Deliver { from, to, bytes, message, lagged: false });
+    }
+
+    fn deliver(&mut self, from: usize, to: usize, bytes: usize, message: Message, lagged: bool) {
+        let kind = body_kind(&message.body);
+        let sim_node = &self.nodes[to];
+        if sim_node.swim.is_none() {
+            self.record(&[4, from as u64, to as u64, kind, 0], || {
+                format!("dropped (n{} is down) {}", to + 1, describe(from, to, &message, bytes))
+            });
+            return;
+        }
+        if self.nodes[from].group != sim_node.group {
+            self.record(&[4, from as u64, to as u64, kind, 1], || {
+                format!("cut in flight {}", describe(from, to, &message, bytes))
+            });
+            return;
+        }
+        if sim_node.paused {
+            if sim_node.stash.len() < PAUSED_STASH_LIMIT {
+                self.nodes[to].stash.push((from, bytes, message));
+            }
+            return;
+        }
+        if sim_node.slow_lag_us > 0 && !lagged {
+            let lag = sim_node.slow_lag_us;
+            self.schedule(lag, SimEvent::Deliver { from, to, bytes, message, lagged: true });
+            return;
+        }
+        self.record(&[1, from as u64, to as u64, kind, body_number(&message.body), message.updates.len() as u64], || {
+            format!("deliver {}", describe(from, to, &message, bytes))
+        });
+        let result = self.with_node(to, |swim, now| swim.handle_message(now, message));
+        if let Err(error) = result {
+            self.checkers.fail(format!("n{} rejected a message from n{} at {}: {error}", to + 1, from + 1, time(self.now)));
+        }
+    }
+
+    fn observe(&mut self, observer: usize, event: Event) {
+        let (kind, member, incarnation) = event_words(&event);
+        self.record(&[5, observer as u64, kind, member, incarnation], || {
+            format!("n{}: {}", observer + 1, describe_event(&event))
+        });
+        let nodes = &self.nodes;
+        self.checkers.observe(self.now, observer, &event, |member| {
+            (member.0 as usize).checked_sub(1).and_then(|index| nodes.get(index)).map_or(Incarnation::ZERO, |node| node.issued)
+        });
+        match event {
+            Event::Suspected { member, incarnation } => {
+                let victim = member.0 as usize - 1;
+                if self.in_timeout && self.is_current_life(victim, incarnation) {
+                    self.metrics.false_suspicions += 1;
+                    if self.everyone_excused() || self.excused(observer) || self.excused(victim) {
+                        self.excused_suspicions.insert((member.0, incarnation));
+                    }
+                }
+                for detection in &mut self.detections {
+                    if detection.node == victim && detection.suspect_at.is_none() {
+                        detection.suspect_at = Some(self.now);
+                    }
+                }
+            }
+            Event::Failed { member, incarnation } => {
+                let victim = member.0 as usize - 1;
+                if self.in_timeout && self.is_current_life(victim, incarnation) {
+                    self.false_positive(observer, victim, incarnation);
+                }
+                for detection in &mut self.detections {
+                    if detection.node == victim && detection.first_at.is_none() {
+                        detection.first_at = Some(self.now);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Is `node` running, at an incarnation its current life may hold?
+    fn is_current_life(&self, node: usize, incarnation: Incarnation) -> bool {
+        let sim_node = &self.nodes[node];
+        sim_node.swim.is_some() && incarnation >= sim_node.life_floor
+    }
+
+    fn excused(&self, node: usize) -> bool {
+        let sim_node = &self.nodes[node];
+        sim_node.paused || sim_node.slow_lag_us > 0 || self.now < sim_node.excused_until
+    }
+
+    /// A partition or heavy loss, now or recently.
+    fn everyone_excused(&self) -> bool {
+        self.partitioned || self.loss_ppm >= HEAVY_LOSS_PPM || self.now < self.excused_all_until
+    }
+
+    /// The accuracy checker: `declarer` declared the running `victim` failed.
+    fn false_positive(&mut self, declarer: usize, victim: usize, incarnation: Incarnation) {
+        self.metrics.false_positives += 1;
+        if !self.excused(victim) {
+            self.metrics.false_positives_healthy += 1;
+        }
+        if self.everyone_excused()
+            || self.excused(declarer)
+            || self.excused(victim)
+            || self.excused_suspicions.contains(&(node_id(victim).0, incarnation))
+        {
+            self.metrics.false_positives_excused += 1;
+            return;
+        }
+        self.checkers.fail(format!(
+            "accuracy: n{} declared n{} failed at {incarnation} at {}, yet n{} is running and neither it, nor n{}, nor any member that suspected it was paused, slow, partitioned or behind heavy loss",
+            declarer + 1,
+            victim + 1,
+            time(self.now),
+            victim + 1,
+            declarer + 1
+        ));
+    }
+
+    // ----- faults -----------------------------------------------------------
+
+    fn start_faults(&mut self) {
+        self.phase = Phase::Faults;
+        self.faults_started_at = self.now;
+        self.record(&[20], || "FAULT phase starts".to_string());
+        self.loss_ppm = self.profile.loss_ppm;
+        if self.profile.slow_members > 0 {
+            let mut candidates: Vec<usize> = (0..self.nodes.len()).collect();
+            for slot in 0..self.profile.slow_members.min(candidates.len()) {
+                let pick = self.rng.random_range(slot..candidates.len());
+                candidates.swap(slot, pick);
+                let node = candidates[slot];
+                let lag = self.rng.random_range(100..=self.profile.slow_lag_max_ms.max(100)) * 1000;
+                self.nodes[node].slow_lag_us = lag;
+                self.record(&[21, node as u64, lag], || format!("FAULT n{} is slow: inbound lag {lag} us", node + 1));
+            }
+        }
+        if self.profile.split_halves {
+            let nodes = self.nodes.len();
+            let half = self.choose(nodes / 2);
+            self.apply_partition(&half);
+        }
+        for (mean, event) in [
+            (self.profile.crash_every_ms, SimEvent::Crash),
+            (self.profile.pause_every_ms, SimEvent::Pause),
+            (self.profile.partition_every_ms, SimEvent::Partition),
+        ] {
+            if let Some(mean) = mean {
+                self.recur(mean, event);
+            }
+        }
+        self.schedule(self.options.fault_phase_us, SimEvent::Heal);
+    }
+
+    /// `count` distinct node indexes, uniformly.
+    fn choose(&mut self, count: usize) -> Vec<usize> {
+        let mut pool: Vec<usize> = (0..self.nodes.len()).collect();
+        let count = count.min(pool.len());
+        for slot in 0..count {
+            let pick = self.rng.random_range(slot..pool.len());
+            pool.swap(slot, pick);
+        }
+        pool.truncate(count);
+        pool.sort_unstable();
+        pool
+    }
+
+    fn random_running(&mut self) -> Option<usize> {
+        let running: Vec<usize> =
+            (0..self.nodes.len()).filter(|&node| self.nodes[node].swim.is_some() && !self.nodes[node].paused).collect();
+        (!running.is_empty()).then(|| running[self.rng.random_range(0..running.len())])
+    }
+
+    fn crash_random(&mut self) {
+        let down = self.nodes.iter().filter(|node| node.swim.is_none()).count();
+        if (down + 1) * 3 > self.nodes.len() {
+            return;
+        }
+        let Some(node) = self.random_running() else {
+            return;
+        };
+        self.crash(node);
+        if self.rng.random_range(0..PPM) < self.profile.restart_ppm {
+            let delay = self.rng.random_range(1_000_000..=10_000_000);
+            let life = self.nodes[node].life;
+            self.nodes[node].restart_pending = true;
+            self.schedule(delay, SimEvent::Restart { node, life });
+        }
+    }
+
+    fn crash(&mut self, node: usize) {
+        self.record(&[22, node as u64], || format!("FAULT crash n{}", node + 1));
+        let sim_node = &mut self.nodes[node];
+        sim_node.swim = None;
+        sim_node.paused = false;
+        sim_node.stash.clear();
+        sim_node.timer_token += 1;
+        sim_node.timer_at = None;
+        let life = sim_node.life;
+        self.detections.push(Detection {
+            node,
+            life,
+            crashed_at: self.now,
+            suspect_at: None,
+            first_at: None,
+            all_at: None,
+        });
+    }
+
+    /// Restarts a crashed member with the same identity. It persisted its
+    /// incarnation, so it starts one above the highest it ever held.
+    fn restart(&mut self, node: usize) {
+        self.record(&[23, node as u64], || format!("FAULT restart n{}", node + 1));
+        let sim_node = &mut self.nodes[node];
+        sim_node.life += 1;
+        sim_node.life_floor = sim_node.issued.next();
+        sim_node.issued = sim_node.life_floor;
+        sim_node.restart_pending = false;
+        self.checkers.forget_observer(node);
+        self.start_node(node);
+    }
+
+    fn pause_random(&mut self) {
+        let Some(node) = self.random_running() else {
+            return;
+        };
+        let duration = self.rng.random_range(500_000..=12_000_000);
+        self.record(&[24, node as u64, duration], || format!("FAULT pause n{} for {duration} us", node + 1));
+        let sim_node = &mut self.nodes[node];
+        sim_node.paused = true;
+        sim_node.timer_token += 1;
+        sim_node.timer_at = None;
+        let life = sim_node.life;
+        self.schedule(duration, SimEvent::Resume { node, life });
+    }
+
+    /// A paused member resumes: it handles what arrived meanwhile, in order,
+    /// and then its timers fire, late.
+    fn resume(&mut self, node: usize) {
+        if !self.nodes[node].paused || self.nodes[node].swim.is_none() {
+            return;
+        }
+        self.record(&[25, node as u64], || format!("FAULT resume n{}", node + 1));
+        self.nodes[node].paused = false;
+        self.nodes[node].excused_until = self.now + self.excuse_window_us();
+        let stash = std::mem::take(&mut self.nodes[node].stash);
+        for (from, bytes, message) in stash {
+            if self.nodes[node].swim.is_none() {
+                break;
+            }
+            self.deliver(from, node, bytes, message, true);
+        }
+        if self.nodes[node].swim.is_some() {
+            self.in_timeout = true;
+            self.with_node(node, |swim, now| swim.handle_timeout(now));
+            self.in_timeout = false;
+        }
+    }
+
+    fn partition_random(&mut self) {
+        if self.partitioned {
+            return;
+        }
+        let nodes = self.nodes.len();
+        let minority = if self.rng.random_bool(0.5) { 1 } else { self.rng.random_range(1..=(nodes / 2).max(1)) };
+        let side = self.choose(minority);
+        self.apply_partition(&side);
+        let duration = self.rng.random_range(1_000_000..=30_000_000);
+        let epoch = self.partition_epoch;
+        self.schedule(duration, SimEvent::HealPartition { epoch });
+    }
+
+    fn apply_partition(&mut self, side: &[usize]) {
+        if side.is_empty() || side.len() == self.nodes.len() {
+            return;
+        }
+        self.partition_epoch += 1;
+        self.partitioned = true;
+        self.partitions_seen = true;
+        for &node in side {
+            self.nodes[node].group = 1;
+        }
+        let shown: Vec<String> = side.iter().take(20).map(|node| format!("n{}", node + 1)).collect();
+        self.record(&[26, side.len() as u64, side[0] as u64], || {
+            format!("FAULT partition {{{}{}}} from the rest", shown.join(","), if side.len() > 20 { ",..." } else { "" })
+        });
+    }
+
+    fn heal_partition(&mut self) {
+        self.record(&[27], || "FAULT heal partition".to_string());
+        for node in &mut self.nodes {
+            node.group = 0;
+        }
+        self.partitioned = false;
+        self.excused_all_until = self.now + self.excuse_window_us();
+    }
+
+    /// The end of the fault phase: everything heals.
+    fn heal(&mut self) {
+        self.record(&[28], || "FAULT heal everything".to_string());
+        if self.partitioned {
+            self.heal_partition();
+        }
+        if self.loss_ppm >= HEAVY_LOSS_PPM {
+            self.excused_all_until = self.now + self.excuse_window_us();
+        }
+        self.loss_ppm = 0;
+        let excuse = self.now + self.excuse_window_us();
+        for node in 0..self.nodes.len() {
+            if self.nodes[node].slow_lag_us > 0 {
+                self.nodes[node].slow_lag_us = 0;
+                self.nodes[node].excused_until = excuse;
+            }
+            if self.nodes[node].paused {
+                self.resume(node);
+            }
+            if self.nodes[node].swim.is_none() && self.nodes[node].restart_pending {
+                self.restart(node);
+            }
+        }
+        self.phase = Phase::Settle;
+        self.heal_at = Some(self.now);
+    }
+
+    // ----- periodic checks --------------------------------------------------
+
+    fn check(&mut self) {
+        self.schedule(self.check_interval_us, SimEvent::Check);
+        match self.phase {
+            Phase::Join => self.check_join(),
+            Phase::Faults => {
+                let running = self.nodes.iter().filter(|node| node.swim.is_some()).count() as u64;
+                self.metrics.member_periods_milli +=
+                    running * self.check_interval_us * 1000 / (self.template.probe_interval_ms * 1000);
+                self.check_detections();
+            }
+            Phase::Settle => {
+                self.check_detections();
+                self.check_settled();
+            }
+            Phase::Done => {}
+        }
+    }
+
+    fn check_join(&mut self) {
+        let nodes = self.nodes.len();
+        if self.now < self.last_start_at {
+            return;
+        }
+        let agreeing =
+            self.nodes.iter().filter(|node| node.swim.as_ref().is_some_and(|swim| swim.live_member_count() == nodes)).count();
+        let since = self.now - self.last_start_at;
+        if self.metrics.converge_join_9999_us.is_none() && agreeing * 10_000 >= nodes * 9_999 {
+            self.metrics.converge_join_9999_us = Some(since);
+        }
+        if agreeing == nodes {
+            self.metrics.converge_join_us = Some(since);
+            self.join_converged_at = Some(self.now);
+            self.record(&[30, since], || format!("CHECK join wave converged {since} us after the last start"));
+            self.schedule(0, SimEvent::StartFaults);
+            self.phase = Phase::Faults;
+            self.faults_started_at = self.now;
+        } else if since > JOIN_BOUND_US {
+            self.checkers.fail(format!(
+                "convergence: after the join wave only {agreeing} of {nodes} members saw everyone alive within {} s",
+                JOIN_BOUND_US / 1_000_000
+            ));
+            self.phase = Phase::Done;
+        }
+    }
+
+    /// Times detections: first suspicion and declaration come from events;
+    /// "all" is when no running member sees the crashed one as live.
+    fn check_detections(&mut self) {
+        let mut detections = std::mem::take(&mut self.detections);
+        detections.retain_mut(|detection| {
+            let node = &self.nodes[detection.node];
+            if node.life != detection.life {
+                // Restarted before everyone noticed: not a clean sample.
+                return false;
+            }
+            if detection.first_at.is_none() {
+                return true;
+            }
+            let id = node_id(detection.node);
+            let everyone = self.nodes.iter().all(|observer| {
+                observer.swim.as_ref().is_none_or(|swim| swim.member(id).is_none_or(|member| !member.state.is_live()))
+            });
+            if !everyone {
+                return true;
+            }
+            detection.all_at = Some(self.now);
+            let crashed_at = detection.crashed_at;
+            self.metrics.detect_suspect_us.push(detection.suspect_at.unwrap_or(self.now) - crashed_at);
+            self.metrics.detect_first_us.push(detection.first_at.unwrap_or(self.now) - crashed_at);
+            self.metrics.detect_all_us.push(self.now - crashed_at);
+            false
+        });
+        self.detections = detections;
+    }
+
+    /// After healing: does every running member see exactly the running
+    /// members as live?
+    fn check_settled(&mut self) {
+        let heal_at = self.heal_at.expect("invariant: the settle phase starts at healing");
+        let running: Vec<bool> = self.nodes.iter().map(|node| node.swim.is_some()).collect();
+        let running_count = running.iter().filter(|running| **running).count();
+        let sees_truth = |swim: &SwimNode| {
+            swim.live_member_count() == running_count
+                && swim.members().all(|member| member.state.is_live() == running[member.id.0 as usize - 1])
+        };
+        let disagreeing: Vec<usize> = (0..self.nodes.len())
+            .filter(|&node| self.nodes[node].swim.as_ref().is_some_and(|swim| !sees_truth(swim)))
+            .collect();
+        if disagreeing.is_empty() {
+            let since = self.now - heal_at;
+            if self.partitions_seen {
+                self.metrics.converge_heal_us = Some(since);
+            }
+            self.record(&[31, since], || format!("CHECK every running member agrees, {since} us after healing"));
+            self.phase = Phase::Done;
+            return;
+        }
+        if self.now - heal_at <= self.settle_bound_us() {
+            return;
+        }
+        let bound_s = self.settle_bound_us() as f64 / 1e6;
+        let crashed: Vec<usize> = (0..self.nodes.len()).filter(|&node| !running[node]).collect();
+        for &down in &crashed {
+            let id = node_id(down);
+            let seen_live_by: Vec<usize> = (0..self.nodes.len())
+                .filter(|&observer| {
+                    self.nodes[observer].swim.as_ref().is_some_and(|swim| swim.member(id).is_some_and(|m| m.state.is_live()))
+                })
+                .collect();
+            if let Some(&observer) = seen_live_by.first() {
+                let state = self.nodes[observer].swim.as_ref().and_then(|swim| swim.member(id)).map(|m| m.state);
+                self.checkers.fail(format!(
+                    "completeness: crashed n{} is still {:?} at n{} (and {} other running members) {bound_s:.0} s after healing",
+                    down + 1,
+                    state.unwrap_or(MemberState::Alive),
+                    observer + 1,
+                    seen_live_by.len() - 1
+                ));
+            }
+        }
+        let node = disagreeing[0];
+        let swim = self.nodes[node].swim.as_ref().expect("filtered on running");
+        let wrong: Vec<String> = swim
+            .members()
+            .filter(|member| member.state.is_live() != running[member.id.0 as usize - 1])
+            .take(5)
+            .map(|member| format!("{} {:?} {}", member.id, member.state, member.incarnation))
+            .collect();
+        self.checkers.fail(format!(
+            "convergence: {} running members still disagree with the running set {bound_s:.0} s after healing; n{} sees {} live of {running_count} (e.g. {})",
+            disagreeing.len(),
+            node + 1,
+            swim.live_member_count(),
+            wrong.join(", ")
+        ));
+        self.phase = Phase::Done;
+    }
+}
