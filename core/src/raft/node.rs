@@ -275,6 +275,8 @@ pub struct RaftNode<S> {
     /// Reads this node answers from its own state (session, stale, and
     /// follower reads), by id.
     local_reads: BTreeMap<u64, LocalRead>,
+    /// Proposals were appended since the last replication and write.
+    batch_open: bool,
     /// Forwarded proposals the leader placed, by log index.
     forward_placed: BTreeMap<LogIndex, u64>,
     next_forward_id: u64,
@@ -438,6 +440,7 @@ impl<S: StateMachine> RaftNode<S> {
             bytes_since_snapshot: 0,
             forwarded: BTreeMap::new(),
             forward_placed: BTreeMap::new(),
+            batch_open: false,
             local_reads: BTreeMap::new(),
             next_forward_id: 1,
             term: hard_state.term,
@@ -583,7 +586,13 @@ impl<S: StateMachine> RaftNode<S> {
     // ----- outputs --------------------------------------------------------
 
     /// The next action to perform, in order.
+    ///
+    /// Proposals are batched: those made before the driver polls are
+    /// replicated in one append per follower and made durable in one write.
     pub fn poll_action(&mut self) -> Option<Action> {
+        if self.batch_open {
+            self.finish_input();
+        }
         self.actions.pop_front()
     }
 
@@ -672,7 +681,11 @@ impl<S: StateMachine> RaftNode<S> {
         } else {
             self.accept_request(now, request, Payload::Command(command));
         }
-        self.finish_input();
+        if !self.batch_open {
+            self.finish_input();
+        } else if self.config.bug(Bug::AckBeforeCommit) {
+            self.apply_committed();
+        }
     }
 
     /// Asks the leader to change the configuration. The change is appended
@@ -1131,7 +1144,9 @@ impl<S: StateMachine> RaftNode<S> {
         let index = self.log.last_index().next();
         self.append(Entry { index, term: self.term, payload });
         self.pending_requests.insert(index, (request, self.term));
-        self.broadcast_append(false);
+        // Replication and the write wait until the driver polls, so that
+        // proposals made back to back go out as one append and one write.
+        self.batch_open = true;
     }
 
     /// Admission of a client request: only a leader takes requests, within
@@ -1826,6 +1841,10 @@ impl<S: StateMachine> RaftNode<S> {
     /// stay in the log at least until the next (observers such as the
     /// simulator's checkers see every applied entry).
     fn finish_input(&mut self) {
+        if self.batch_open {
+            self.batch_open = false;
+            self.broadcast_append(false);
+        }
         self.maybe_snapshot();
         self.apply_committed();
         self.serve_reads();
