@@ -164,6 +164,10 @@ pub struct FaultProfile {
     pub drift_ppm_max: i64,
     pub disk_latency_min_us: u64,
     pub disk_latency_max_us: u64,
+    /// Chance, per write, of a disk stall (an fsync that takes 50-300 ms):
+    /// it widens the windows in which a node acts before its state is
+    /// durable or committed.
+    pub disk_stall_ppm: u32,
     /// Chance, per write a node submits to its disk, that the node crashes
     /// before that write syncs (at a random moment of the write's latency).
     /// This aims crashes at the windows where durability bugs live.
@@ -210,6 +214,7 @@ impl FaultProfile {
             drift_ppm_max: 0,
             disk_latency_min_us: 100,
             disk_latency_max_us: 1_000,
+            disk_stall_ppm: 0,
             crash_in_write_ppm: 0,
             isolate_new_leader_ppm: 0,
             max_entries_per_append: 64,
@@ -254,6 +259,7 @@ impl FaultProfile {
         let drift_ppm_max = if rng.random_bool(0.5) { rng.random_range(0..=MAX_DRIFT_PPM) } else { 0 };
         let disk_latency_min_us = rng.random_range(10..=1_000);
         let disk_latency_max_us = disk_latency_min_us + rng.random_range(0..=20_000);
+        let disk_stall_ppm = if rng.random_bool(0.3) { rng.random_range(1_000..=50_000) } else { 0 };
         let crash_in_write_ppm = if rng.random_bool(0.5) { rng.random_range(100..=5_000) } else { 0 };
         let isolate_new_leader_ppm = if rng.random_bool(0.4) { rng.random_range(PPM / 10..=PPM * 6 / 10) } else { 0 };
         let max_entries_per_append = [1, 2, 4, 64][rng.random_range(0..4)];
@@ -277,6 +283,7 @@ impl FaultProfile {
             drift_ppm_max,
             disk_latency_min_us,
             disk_latency_max_us,
+            disk_stall_ppm,
             crash_in_write_ppm,
             isolate_new_leader_ppm,
             max_entries_per_append,
@@ -325,7 +332,8 @@ impl fmt::Display for FaultProfile {
         )?;
         write!(
             f,
-            "; wipes {}; churn {}; {} spares; snapshot every {} entries (keep {}, {}-byte chunks); {} reads; forwarding {}; follower reads {}",
+            "; disk stalls {:.2}%; wipes {}; churn {}; {} spares; snapshot every {} entries (keep {}, {}-byte chunks); {} reads; forwarding {}; follower reads {}",
+            self.disk_stall_ppm as f64 / 10_000.0,
             recurrence(self.wipes),
             self.churn_interval_ms.map_or("off".to_string(), |ms| format!("every ~{ms}ms")),
             self.spares,

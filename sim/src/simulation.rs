@@ -603,8 +603,12 @@ impl Simulation {
                         self.checker.on_persist(node, &write, prev_term);
                     }
                     let id = write.id;
-                    let latency =
+                    let mut latency =
                         self.rng.random_range(self.profile.disk_latency_min_us..=self.profile.disk_latency_max_us);
+                    let stall_ppm = self.profile.disk_stall_ppm;
+                    if stall_ppm > 0 && self.healed_at.is_none() && self.rng.random_range(0..crate::network::PPM) < stall_ppm {
+                        latency += self.rng.random_range(50_000..=300_000);
+                    }
                     let incarnation = self.nodes[node].incarnation;
                     let snapshot_index = write.snapshot.as_ref().map_or(0, |snapshot| snapshot.meta.index.0);
                     let words = [20, node as u64, id.0, write.entries.len() as u64, snapshot_index];
@@ -784,6 +788,7 @@ impl Simulation {
 
     fn send(&mut self, from: usize, message: Message) {
         self.checker.on_send(from, &message);
+        self.checker.on_send_disk(from, message.disk, self.nodes[from].disk_id);
         let to = message.to.0 as usize - 1;
         let fate = self.network.route(&mut self.rng, from, to);
         let words = message_words(&message);

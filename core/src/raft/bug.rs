@@ -41,9 +41,6 @@ pub enum Bug {
     /// Answer a ReadIndex read before the new leader has committed an entry
     /// of its own term (its commit index may lag its predecessor's).
     ReadBeforeTermCommit,
-    /// Lease reads without check-quorum's promise: followers vote for a new
-    /// leader even while the old leader's lease runs.
-    LeaseWithoutCheckQuorum,
     /// A follower answers a linearizable read from its own state without
     /// asking the leader for a read index.
     FollowerReadWithoutReadIndex,
@@ -54,7 +51,7 @@ pub enum Bug {
 
 impl Bug {
     /// Every bug, in the order `chorus-sim bugs` lists them.
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 13] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ReplyBeforePersist,
@@ -66,7 +63,6 @@ impl Bug {
         Bug::WipedNodeVotes,
         Bug::SnapshotOverNewerLog,
         Bug::ReadBeforeTermCommit,
-        Bug::LeaseWithoutCheckQuorum,
         Bug::FollowerReadWithoutReadIndex,
         Bug::SessionReadIgnoresIndex,
     ];
@@ -85,7 +81,6 @@ impl Bug {
             Bug::WipedNodeVotes => "wiped-node-votes",
             Bug::SnapshotOverNewerLog => "snapshot-over-newer-log",
             Bug::ReadBeforeTermCommit => "read-before-term-commit",
-            Bug::LeaseWithoutCheckQuorum => "lease-without-check-quorum",
             Bug::FollowerReadWithoutReadIndex => "follower-read-without-read-index",
             Bug::SessionReadIgnoresIndex => "session-read-ignores-index",
         }
@@ -105,7 +100,6 @@ impl Bug {
             Bug::WipedNodeVotes => "a node that lost its disk votes and acknowledges as the voter it was",
             Bug::SnapshotOverNewerLog => "a follower installs a snapshot over a log that holds more than it",
             Bug::ReadBeforeTermCommit => "a new leader answers reads before committing an entry of its term",
-            Bug::LeaseWithoutCheckQuorum => "lease reads while followers vote despite the leader's lease",
             Bug::FollowerReadWithoutReadIndex => "a follower answers linearizable reads without the leader's read index",
             Bug::SessionReadIgnoresIndex => "a session read does not wait for the session's index",
         }

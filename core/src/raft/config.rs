@@ -141,7 +141,7 @@ impl Config {
             heartbeat_interval_ms: 50,
             pre_vote: true,
             check_quorum: true,
-            max_entries_per_append: 64,
+            max_entries_per_append: 1024,
             max_inflight_appends: 8,
             max_pending_requests: 4096,
             max_held_messages: 4096,

@@ -1744,7 +1744,6 @@ impl<S: StateMachine> RaftNode<S> {
         }
         match self.role {
             Role::Leader => true,
-            _ if self.config.bug(Bug::LeaseWithoutCheckQuorum) => false,
             _ => match (self.leader, self.last_leader_contact) {
                 (Some(_), Some(contact)) => now.micros_since(contact) < self.config.election_timeout_ms * 1000,
                 _ => false,

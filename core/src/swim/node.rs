@@ -112,6 +112,9 @@ pub struct SwimNode {
     /// No tombstone expires before this (`None`: no tombstones). Keeps the
     /// per-period work independent of the cluster size.
     next_forget_at: Option<Time>,
+    /// While alone, joining through a stranger that talks to us is allowed
+    /// again from this time (once per `join_retry_interval_ms`).
+    next_stranger_join_at: Time,
 
     actions: VecDeque<Action>,
 }
@@ -143,6 +146,7 @@ impl SwimNode {
             next_push_pull_at,
             next_contact_at: now,
             next_forget_at: None,
+            next_stranger_join_at: now,
             actions: VecDeque::new(),
             rng,
             config,
@@ -260,6 +264,18 @@ impl SwimNode {
         let Message { from, from_address, to: _, body, updates } = message;
         for update in updates {
             self.apply_update(now, update);
+        }
+        // Alone, we join through whoever talks to us: after a restart with
+        // every seed down, the members probing us are the only way back.
+        let wants_state = matches!(body, MessageBody::PushPull { .. });
+        if self.live_count == 1
+            && !self.left
+            && !wants_state
+            && now >= self.next_stranger_join_at
+            && !self.members.contains_key(&from)
+        {
+            self.next_stranger_join_at = now.add_millis(self.config.join_retry_interval_ms);
+            self.send_state(Some(from), from_address.clone(), true);
         }
         match body {
             MessageBody::Ping { probe } => {

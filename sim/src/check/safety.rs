@@ -178,6 +178,17 @@ impl SafetyChecker {
         self.fail(format!("n{} reported a protocol violation: {description}", node + 1));
     }
 
+    /// Disk identity: a node speaks only for the disk it runs on.
+    pub fn on_send_disk(&mut self, node: usize, presented: DiskId, actual: DiskId) {
+        if presented != actual {
+            self.fail(format!(
+                "disk identity: n{} sent a message as {presented} while running on {actual} (a node that lost its \
+                 disk claims its old identity)",
+                node + 1
+            ));
+        }
+    }
+
     pub fn on_send(&mut self, node: usize, message: &Message) {
         let watch = &mut self.nodes[node];
         // Pre-vote traffic carries a prospective term the sender has not

@@ -53,7 +53,7 @@ pub const FAULT_PHASE_US: u64 = 30_000_000;
 /// buffer overflowing).
 pub const PAUSED_STASH_LIMIT: usize = 10_000;
 /// Hard cap on events in one run; reaching it fails the seed.
-pub const MAX_EVENTS_PER_RUN: u64 = 2_000_000_000;
+pub const MAX_EVENTS_PER_RUN: u64 = 200_000_000;
 /// Most bytes of readable trace kept by a replay.
 pub const TRACE_TEXT_LIMIT_BYTES: usize = 256 * 1024 * 1024;
 
