@@ -154,10 +154,39 @@ enum SimEvent {
     LivenessDeadline,
 }
 
+/// A queue entry: the event itself waits in the slab at `slot`, so that the
+/// heap moves only these few words.
 struct Scheduled {
     at: u64,
     sequence: u64,
-    event: SimEvent,
+    slot: u32,
+}
+
+/// Storage for scheduled events, reusing freed slots.
+#[derive(Default)]
+struct EventSlab {
+    slots: Vec<Option<SimEvent>>,
+    free: Vec<u32>,
+}
+
+impl EventSlab {
+    fn insert(&mut self, event: SimEvent) -> u32 {
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(event);
+                slot
+            }
+            None => {
+                self.slots.push(Some(event));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 events are ever pending")
+            }
+        }
+    }
+
+    fn take(&mut self, slot: u32) -> SimEvent {
+        self.free.push(slot);
+        self.slots[slot as usize].take().expect("invariant: a queued slot holds its event")
+    }
 }
 
 impl PartialEq for Scheduled {
@@ -205,6 +234,7 @@ pub struct Simulation {
     now: u64,
     sequence: u64,
     queue: BinaryHeap<Scheduled>,
+    slab: EventSlab,
     rng: ChaCha8Rng,
     network: Network,
     nodes: Vec<SimNode>,
@@ -289,6 +319,7 @@ impl Simulation {
             now: 0,
             sequence: 0,
             queue: BinaryHeap::new(),
+            slab: EventSlab::default(),
             rng,
             nodes,
             workload,
@@ -367,12 +398,14 @@ impl Simulation {
 
     fn schedule(&mut self, delay_us: u64, event: SimEvent) {
         self.sequence += 1;
-        self.queue.push(Scheduled { at: self.now + delay_us, sequence: self.sequence, event });
+        let slot = self.slab.insert(event);
+        self.queue.push(Scheduled { at: self.now + delay_us, sequence: self.sequence, slot });
     }
 
     fn schedule_at(&mut self, at: u64, event: SimEvent) {
         self.sequence += 1;
-        self.queue.push(Scheduled { at: at.max(self.now), sequence: self.sequence, event });
+        let slot = self.slab.insert(event);
+        self.queue.push(Scheduled { at: at.max(self.now), sequence: self.sequence, slot });
     }
 
     /// Runs to completion and checks the history.
@@ -386,7 +419,8 @@ impl Simulation {
                 failures.push(format!("event limit: more than {MAX_EVENTS_PER_RUN} events"));
                 break;
             }
-            self.handle(scheduled.event);
+            let event = self.slab.take(scheduled.slot);
+            self.handle(event);
             if !self.checker.ok() || self.finished || self.liveness_failure.is_some() || self.read_failure.is_some() {
                 break;
             }
