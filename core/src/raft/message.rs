@@ -85,7 +85,7 @@ pub enum MessageBody {
     /// One chunk of the leader's snapshot, for a follower whose next entry
     /// was compacted. Chunks are accepted in order; `offset` is where `chunk`
     /// starts in the snapshot's `total_bytes`.
-    InstallSnapshot { meta: SnapshotMeta, offset: u64, total_bytes: u64, chunk: Vec<u8> },
+    InstallSnapshot { meta: Box<SnapshotMeta>, offset: u64, total_bytes: u64, chunk: Vec<u8> },
     /// How many bytes of the snapshot ending at `index` the follower holds
     /// (it expects the chunk at `received` next). Installation itself is
     /// answered with an [`AppendResponse::Accepted`].

@@ -901,7 +901,7 @@ impl<S: StateMachine> RaftNode<S> {
                 if !self.accept_leader(now, from) {
                     return;
                 }
-                self.handle_snapshot_chunk(from, meta, offset, total_bytes, chunk);
+                self.handle_snapshot_chunk(from, *meta, offset, total_bytes, chunk);
             }
             MessageBody::SnapshotChunkResponse { index, received } => {
                 if self.role == Role::Leader {
@@ -1256,7 +1256,8 @@ impl<S: StateMachine> RaftNode<S> {
         let end = (offset + self.config.snapshot_chunk_bytes as u64).min(total_bytes);
         let chunk = snapshot.data[offset as usize..end as usize].to_vec();
         progress.probe_sent = true;
-        let body = MessageBody::InstallSnapshot { meta: snapshot.meta.clone(), offset, total_bytes, chunk };
+        let meta = Box::new(snapshot.meta.clone());
+        let body = MessageBody::InstallSnapshot { meta, offset, total_bytes, chunk };
         self.send(to, body);
     }
 
