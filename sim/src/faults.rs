@@ -175,6 +175,10 @@ pub struct FaultProfile {
     /// Chance, per election won, that the new leader is isolated within a
     /// few milliseconds (before it can replicate its first entries).
     pub isolate_new_leader_ppm: u32,
+    /// Chance, per commit advance on a leader, that the leader is isolated
+    /// within a millisecond: its followers may not learn what it just
+    /// committed (and acknowledged) before a new leader takes over.
+    pub isolate_after_commit_ppm: u32,
     /// Raft knob varied by the swarm: small values split replication into
     /// many messages (and expose figure-8 style interleavings).
     pub max_entries_per_append: usize,
@@ -217,6 +221,7 @@ impl FaultProfile {
             disk_stall_ppm: 0,
             crash_in_write_ppm: 0,
             isolate_new_leader_ppm: 0,
+            isolate_after_commit_ppm: 0,
             max_entries_per_append: 64,
             wipes: None,
             churn_interval_ms: None,
@@ -262,6 +267,7 @@ impl FaultProfile {
         let disk_stall_ppm = if rng.random_bool(0.3) { rng.random_range(1_000..=50_000) } else { 0 };
         let crash_in_write_ppm = if rng.random_bool(0.5) { rng.random_range(100..=5_000) } else { 0 };
         let isolate_new_leader_ppm = if rng.random_bool(0.4) { rng.random_range(PPM / 10..=PPM * 6 / 10) } else { 0 };
+        let isolate_after_commit_ppm = if rng.random_bool(0.3) { rng.random_range(PPM / 200..=PPM / 20) } else { 0 };
         let max_entries_per_append = [1, 2, 4, 64][rng.random_range(0..4)];
         let wipes = rng.random_bool(0.3).then(|| Recurrence {
             mean_interval_ms: rng.random_range(1_000..=5_000),
@@ -286,6 +292,7 @@ impl FaultProfile {
             disk_stall_ppm,
             crash_in_write_ppm,
             isolate_new_leader_ppm,
+            isolate_after_commit_ppm,
             max_entries_per_append,
             wipes,
             churn_interval_ms,
@@ -319,11 +326,12 @@ impl fmt::Display for FaultProfile {
         };
         write!(
             f,
-            "; partitions {}; crashes {}; crash-in-write {:.2}%; isolate-new-leader {:.0}%; pauses {}; drift ±{}ppm; disk {}-{}us; max {} entries/append",
+            "; partitions {}; crashes {}; crash-in-write {:.2}%; isolate-new-leader {:.0}%; isolate-after-commit {:.1}%; pauses {}; drift ±{}ppm; disk {}-{}us; max {} entries/append",
             recurrence(self.partitions),
             recurrence(self.crashes),
             self.crash_in_write_ppm as f64 / 10_000.0,
             self.isolate_new_leader_ppm as f64 / 10_000.0,
+            self.isolate_after_commit_ppm as f64 / 10_000.0,
             recurrence(self.pauses),
             self.drift_ppm_max,
             self.disk_latency_min_us,

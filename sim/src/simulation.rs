@@ -747,9 +747,13 @@ impl Simulation {
             self.check_commit_protected();
         }
         let raft = self.nodes[node].raft.as_ref().expect("still running");
-        if self.healed_at.is_some() && raft.role() == Role::Leader && raft.commit_index() > commit_before {
+        let leader_committed = raft.role() == Role::Leader && raft.commit_index() > commit_before;
+        if self.healed_at.is_some() && leader_committed {
             self.leader_progress_after_heal = true;
             self.check_finished();
+        }
+        if leader_committed {
+            self.maybe_isolate_after_commit(node);
         }
         self.arm_timer(node);
     }
@@ -804,6 +808,20 @@ impl Simulation {
         }
         let delay = self.rng.random_range(0..=5_000);
         let duration = self.rng.random_range(50_000..=1_500_000);
+        self.schedule(delay, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
+        self.schedule(delay + duration, SimEvent::Fault(FaultAction::Heal));
+    }
+
+    /// The isolate-after-commit fault: cut a leader off just after it
+    /// committed (and acknowledged) entries its followers may not know are
+    /// committed yet.
+    fn maybe_isolate_after_commit(&mut self, node: usize) {
+        let rate = self.profile.isolate_after_commit_ppm;
+        if rate == 0 || self.healed_at.is_some() || self.rng.random_range(0..crate::network::PPM) >= rate {
+            return;
+        }
+        let delay = self.rng.random_range(0..=1_000);
+        let duration = self.rng.random_range(200_000..=1_500_000);
         self.schedule(delay, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
         self.schedule(delay + duration, SimEvent::Fault(FaultAction::Heal));
     }
