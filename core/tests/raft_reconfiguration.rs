@@ -5,8 +5,7 @@
 mod harness;
 
 use chorus_core::raft::{
-    Bug, ChangeError, ClientResult, DiskId, Event, MembershipChange, MessageBody, ReadConsistency, Role,
-    SnapshotPolicy,
+    Bug, ChangeError, ClientResult, DiskId, Event, MembershipChange, MessageBody, ReadConsistency, Role, SnapshotPolicy,
 };
 use chorus_core::types::{LogIndex, NodeId};
 use harness::{put, Cluster};
@@ -193,10 +192,7 @@ fn a_learner_catches_up_and_is_promoted_through_a_joint_configuration() {
     assert!(cluster.node(N4).membership().is_learner(N4));
     assert!(!cluster.node(N4).is_voter());
     same_state(&cluster, N1, N4);
-    assert_eq!(
-        cluster.change_membership(N1, 101, MembershipChange::Promote(N2)),
-        Err(ChangeError::NotLearner(N2))
-    );
+    assert_eq!(cluster.change_membership(N1, 101, MembershipChange::Promote(N2)), Err(ChangeError::NotLearner(N2)));
     cluster.change_membership(N1, 102, MembershipChange::Promote(N4)).expect("a caught-up learner");
     assert!(cluster.node(N1).membership().is_joint(), "a voter change starts joint");
     assert_eq!(
@@ -289,7 +285,11 @@ fn a_wiped_voter_neither_votes_nor_counts_until_its_new_disk_is_recorded() {
         cluster.propose(N1, 10, put("k", "v"));
         cluster.advance(100);
         let committed = matches!(cluster.answer(N1, 10), Some(ClientResult::Ok(_)));
-        assert_eq!(committed, bug.is_some(), "bug {bug:?}: only a forgetful disk posing as its old self completes a quorum");
+        assert_eq!(
+            committed,
+            bug.is_some(),
+            "bug {bug:?}: only a forgetful disk posing as its old self completes a quorum"
+        );
         cluster.heal();
         cluster.advance(300);
         if bug.is_none() {
@@ -321,10 +321,7 @@ fn a_follower_forwards_proposals_and_answers_once_it_applies_them() {
     cluster.cut_one_way(N2, N1);
     cluster.propose(N2, 2, put("k", "lost"));
     cluster.advance(10 * 150 * 2 + 10);
-    assert_eq!(
-        cluster.answer(N2, 2),
-        Some(ClientResult::Dropped(chorus_core::raft::DropReason::LeadershipLost))
-    );
+    assert_eq!(cluster.answer(N2, 2), Some(ClientResult::Dropped(chorus_core::raft::DropReason::LeadershipLost)));
 }
 
 #[test]

@@ -13,8 +13,8 @@
 use arbitrary::Arbitrary;
 use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvStore, SessionRef};
 use chorus_core::raft::{
-    Action, AppendResponse, Config, ConflictHint, Entry, HardState, Message, MessageBody, Payload, PersistId,
-    PersistRequest, RaftNode, Role,
+    Action, AppendResponse, Config, ConflictHint, DiskId, DurableState, Entry, HardState, Membership, Message,
+    MessageBody, Payload, PersistId, PersistRequest, RaftNode, Role, Snapshot, SnapshotMeta, SnapshotPolicy,
 };
 use chorus_core::types::{LogIndex, NodeId, RequestId, Term, Time};
 use libfuzzer_sys::fuzz_target;
@@ -93,6 +93,30 @@ enum FuzzBody {
         read_context: u64,
     },
     TimeoutNow,
+    InstallSnapshot {
+        index: FuzzIndex,
+        term: FuzzTerm,
+        offset: u64,
+        total_bytes: u64,
+        chunk: Vec<u8>,
+        voters: Vec<u8>,
+    },
+    SnapshotChunkResponse {
+        index: FuzzIndex,
+        received: u64,
+    },
+    ReadIndex {
+        id: u64,
+        allow_lease: bool,
+    },
+    ReadIndexResponse {
+        id: u64,
+        index: Option<FuzzIndex>,
+    },
+    Forward {
+        id: u64,
+        command: Vec<u8>,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -103,6 +127,9 @@ struct FuzzMessage {
     /// Usually the node itself; sometimes misaddressed.
     misaddressed: Option<u8>,
     term: FuzzTerm,
+    /// 0 is the bootstrap disk; anything else a disk the configuration does
+    /// not record.
+    disk: u8,
     body: FuzzBody,
 }
 
@@ -151,6 +178,7 @@ struct Harness {
     /// Highest persist id seen in this incarnation.
     last_persist_id: u64,
     disk_hard_state: HardState,
+    disk_snapshot: Option<Snapshot>,
     disk_entries: Vec<Entry>,
     next_request: u64,
     open_requests: BTreeSet<u64>,
@@ -161,6 +189,10 @@ struct Harness {
 fn config() -> Config {
     let mut config = Config::new(SELF, vec![NodeId(1), NodeId(2), NodeId(3)]);
     config.rng_seed = 7;
+    // Snapshots and compaction happen often, as do chunked installs.
+    config.snapshot_policy = SnapshotPolicy { entries: 4, bytes: 0 };
+    config.max_retained_entries = 2;
+    config.snapshot_chunk_bytes = 8;
     config
 }
 
@@ -173,6 +205,7 @@ impl Harness {
             outstanding: Vec::new(),
             last_persist_id: 0,
             disk_hard_state: HardState::default(),
+            disk_snapshot: None,
             disk_entries: Vec::new(),
             next_request: 1,
             open_requests: BTreeSet::new(),
@@ -262,8 +295,29 @@ impl Harness {
             }
             FuzzBody::HeartbeatResponse { read_context } => MessageBody::HeartbeatResponse { read_context },
             FuzzBody::TimeoutNow => MessageBody::TimeoutNow,
+            FuzzBody::InstallSnapshot { index, term: snapshot_term, offset, total_bytes, chunk, voters } => {
+                let voters: Vec<NodeId> = voters.iter().take(8).map(|voter| NodeId(u64::from(voter % 6))).collect();
+                MessageBody::InstallSnapshot {
+                    meta: Box::new(SnapshotMeta {
+                        index: self.index(index),
+                        term: self.term(snapshot_term),
+                        membership: Membership::bootstrap(&voters),
+                    }),
+                    offset,
+                    total_bytes,
+                    chunk,
+                }
+            }
+            FuzzBody::SnapshotChunkResponse { index, received } => {
+                MessageBody::SnapshotChunkResponse { index: self.index(index), received }
+            }
+            FuzzBody::ReadIndex { id, allow_lease } => MessageBody::ReadIndex { id, allow_lease },
+            FuzzBody::ReadIndexResponse { id, index } => {
+                MessageBody::ReadIndexResponse { id, index: index.map(|index| self.index(index)) }
+            }
+            FuzzBody::Forward { id, command } => MessageBody::Forward { id, command },
         };
-        Message { from, to, term, body }
+        Message { from, to, term, disk: DiskId(u64::from(fuzz.disk % 3)), body }
     }
 
     fn request_id(&mut self) -> RequestId {
@@ -324,7 +378,7 @@ impl Harness {
                 let id = self.outstanding[position].id;
                 // The disk holds every write up to and including this one.
                 for write in self.outstanding.drain(..=position) {
-                    apply_write(&mut self.disk_hard_state, &mut self.disk_entries, &write);
+                    apply_write(&mut self.disk_hard_state, &mut self.disk_snapshot, &mut self.disk_entries, &write);
                 }
                 self.node.handle_persisted(self.now, id);
             }
@@ -344,14 +398,13 @@ impl Harness {
                     durable, self.disk_hard_state,
                     "the node's durable hard state matches what was acknowledged"
                 );
-                self.node = RaftNode::restart(
-                    config(),
-                    self.disk_hard_state,
-                    self.disk_entries.clone(),
-                    KvStore::default(),
-                    self.now,
-                )
-                .expect("a node restarts from what it made durable");
+                let stored = DurableState {
+                    hard_state: self.disk_hard_state,
+                    snapshot: self.disk_snapshot.clone(),
+                    entries: self.disk_entries.clone(),
+                };
+                self.node = RaftNode::restart(config(), stored, KvStore::default(), self.now)
+                    .expect("a node restarts from what it made durable");
                 self.outstanding.clear();
                 self.last_persist_id = 0;
                 self.open_requests.clear();
@@ -419,14 +472,28 @@ impl Harness {
 }
 
 /// What a driver's disk does with one write.
-fn apply_write(hard_state: &mut HardState, entries: &mut Vec<Entry>, write: &PersistRequest) {
+fn apply_write(
+    hard_state: &mut HardState,
+    snapshot: &mut Option<Snapshot>,
+    entries: &mut Vec<Entry>,
+    write: &PersistRequest,
+) {
+    if let Some(new) = &write.snapshot {
+        *snapshot = Some(new.clone());
+    }
+    if let Some(upto) = write.discard_upto {
+        entries.retain(|entry| entry.index > upto);
+    }
+    let first = snapshot.as_ref().map_or(LogIndex(1), |snapshot| snapshot.meta.index.next());
     if let Some(from) = write.truncate_from {
         assert!(from.0 >= 1, "truncation from index 0");
-        assert!(from.0 <= entries.len() as u64 + 1, "truncation past the end of the stored log");
-        entries.truncate((from.0 - 1) as usize);
+        let next = entries.last().map_or(first, |entry| entry.index.next());
+        assert!(from <= next, "truncation past the end of the stored log");
+        entries.retain(|entry| entry.index < from);
     }
     for entry in &write.entries {
-        assert_eq!(entry.index.0, entries.len() as u64 + 1, "persisted entries extend the stored log densely");
+        let next = entries.last().map_or(first, |entry| entry.index.next());
+        assert_eq!(entry.index, next, "persisted entries extend the stored log densely");
         entries.push(entry.clone());
     }
     *hard_state = write.hard_state;

@@ -356,7 +356,12 @@ mod tests {
             discard_upto: None,
             truncate_from: truncate_from.map(LogIndex),
             entries,
-            hard_state: HardState { term: Term(term), voted_for: Some(NodeId(1)), commit: LogIndex(0), ..HardState::default() },
+            hard_state: HardState {
+                term: Term(term),
+                voted_for: Some(NodeId(1)),
+                commit: LogIndex(0),
+                ..HardState::default()
+            },
         }
     }
 

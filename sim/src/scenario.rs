@@ -128,10 +128,9 @@ impl Scenario {
                 raw.spares.unwrap_or_default()
             )));
         }
-        for (name, value) in [
-            ("snapshot_chunk_bytes", raw.snapshot_chunk_bytes),
-            ("max_entries_per_append", raw.max_entries_per_append),
-        ] {
+        for (name, value) in
+            [("snapshot_chunk_bytes", raw.snapshot_chunk_bytes), ("max_entries_per_append", raw.max_entries_per_append)]
+        {
             if value == Some(0) {
                 return Err(ScenarioError::Other(format!("{name} must be at least 1")));
             }
@@ -267,7 +266,10 @@ fn parse_event(event: RawEvent, nodes: usize) -> Result<FaultAction, String> {
             if max_delay_ms > 60_000 {
                 return Err(format!("max_delay_ms must be at most 60000, got {max_delay_ms}"));
             }
-            Ok(FaultAction::SetReorder { reorder_ppm: (percent * 10_000.0).round() as u32, max_delay_us: max_delay_ms * 1000 })
+            Ok(FaultAction::SetReorder {
+                reorder_ppm: (percent * 10_000.0).round() as u32,
+                max_delay_us: max_delay_ms * 1000,
+            })
         }
         "add-learner" | "promote" | "remove" | "renew-disk" | "replace" | "transfer" => {
             let node = match require_node()? {

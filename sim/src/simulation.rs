@@ -133,19 +133,47 @@ enum RecurringFault {
 /// Who a node's client request came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RequestOwner {
-    Client { client: usize, attempt: u64 },
+    Client {
+        client: usize,
+        attempt: u64,
+    },
     /// The simulated operator's membership changes.
     Operator,
 }
 
 enum SimEvent {
-    Deliver { to: usize, message: Message },
-    Timer { node: usize, token: u64 },
-    DiskSynced { node: usize, incarnation: u64, id: PersistId },
-    ToNode { node: usize, client: usize, attempt: u64, request: ClientRequest },
-    ToClient { client: usize, attempt: u64, result: ClientResult, served_at: chorus_core::LogIndex },
-    ClientTimeout { client: usize, attempt: u64 },
-    ClientNext { client: usize },
+    Deliver {
+        to: usize,
+        message: Message,
+    },
+    Timer {
+        node: usize,
+        token: u64,
+    },
+    DiskSynced {
+        node: usize,
+        incarnation: u64,
+        id: PersistId,
+    },
+    ToNode {
+        node: usize,
+        client: usize,
+        attempt: u64,
+        request: ClientRequest,
+    },
+    ToClient {
+        client: usize,
+        attempt: u64,
+        result: ClientResult,
+        served_at: chorus_core::LogIndex,
+    },
+    ClientTimeout {
+        client: usize,
+        attempt: u64,
+    },
+    ClientNext {
+        client: usize,
+    },
     Fault(FaultAction),
     Recurring(RecurringFault),
     /// The operator's next membership change or leadership transfer.
@@ -640,7 +668,10 @@ impl Simulation {
                     let mut latency =
                         self.rng.random_range(self.profile.disk_latency_min_us..=self.profile.disk_latency_max_us);
                     let stall_ppm = self.profile.disk_stall_ppm;
-                    if stall_ppm > 0 && self.healed_at.is_none() && self.rng.random_range(0..crate::network::PPM) < stall_ppm {
+                    if stall_ppm > 0
+                        && self.healed_at.is_none()
+                        && self.rng.random_range(0..crate::network::PPM) < stall_ppm
+                    {
                         latency += self.rng.random_range(50_000..=300_000);
                     }
                     let incarnation = self.nodes[node].incarnation;
@@ -675,13 +706,19 @@ impl Simulation {
                         Some(RequestOwner::Client { client, attempt }) => (client, attempt),
                         Some(RequestOwner::Operator) => {
                             self.trace.record(self.now, &[25, node as u64, request.0], || {
-                                format!("{} membership change {}: {}", node_id(node), request.0, describe_result(&result))
+                                format!(
+                                    "{} membership change {}: {}",
+                                    node_id(node),
+                                    request.0,
+                                    describe_result(&result)
+                                )
                             });
                             continue;
                         }
                         None => panic!("{} answered request {} it never received", node_id(node), request.0),
                     };
-                    let served_at = self.nodes[node].raft.as_ref().map_or(chorus_core::LogIndex::ZERO, |raft| raft.applied_index());
+                    let served_at =
+                        self.nodes[node].raft.as_ref().map_or(chorus_core::LogIndex::ZERO, |raft| raft.applied_index());
                     if let Fate::Arrives { first_us, .. } = self.network.route_unpartitioned(&mut self.rng) {
                         self.schedule(first_us, SimEvent::ToClient { client, attempt, result, served_at });
                     }
@@ -968,7 +1005,11 @@ impl Simulation {
                     let raft = self.nodes[leader].raft.as_mut().expect("leaders run");
                     let result = raft.transfer_leadership(local, node_id(target));
                     self.trace.record(self.now, &[34, leader as u64, target as u64], || {
-                        format!("operator: transfer leadership from {} to {}: {result:?}", node_id(leader), node_id(target))
+                        format!(
+                            "operator: transfer leadership from {} to {}: {result:?}",
+                            node_id(leader),
+                            node_id(target)
+                        )
                     });
                     self.drain(leader);
                 }
@@ -1053,7 +1094,9 @@ impl Simulation {
             .enumerate()
             .filter(|(position, sim_node)| {
                 let id = node_id(*position);
-                [&membership, &latest].iter().any(|config| config.is_voter(id) && !config.is_voter_on(id, sim_node.disk_id))
+                [&membership, &latest]
+                    .iter()
+                    .any(|config| config.is_voter(id) && !config.is_voter_on(id, sim_node.disk_id))
                     || sim_node.wiped
             })
             .count();
@@ -1121,7 +1164,9 @@ impl Simulation {
                     1 => FaultAction::Isolate { node: NodeRef::Index(self.rng.random_range(0..nodes)) },
                     // A node that cannot reach the leader but reaches the
                     // others: the case check-quorum's vote lease exists for.
-                    2 => FaultAction::CutLink { a: NodeRef::Leader, b: NodeRef::Index(self.rng.random_range(0..nodes)) },
+                    2 => {
+                        FaultAction::CutLink { a: NodeRef::Leader, b: NodeRef::Index(self.rng.random_range(0..nodes)) }
+                    }
                     _ => {
                         let sender = self.rng.random_range(0..nodes);
                         let receivers = (0..nodes).filter(|node| *node != sender).map(NodeRef::Index).collect();
@@ -1192,9 +1237,7 @@ impl Simulation {
                 1 if !learners.is_empty() => Some(MembershipChange::Promote(pick(&mut self.rng, &learners))),
                 // Keep the voter count within one of the initial size (and
                 // never below one).
-                2 if voters.len() + 1 > initial.max(2) => {
-                    Some(MembershipChange::Remove(pick(&mut self.rng, &voters)))
-                }
+                2 if voters.len() + 1 > initial.max(2) => Some(MembershipChange::Remove(pick(&mut self.rng, &voters))),
                 3 if !learners.is_empty() => Some(MembershipChange::Replace {
                     remove: pick(&mut self.rng, &voters),
                     add: pick(&mut self.rng, &learners),

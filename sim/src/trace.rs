@@ -4,7 +4,7 @@
 //! The hash covers a compact binary record of each step, not the text, so
 //! `run` (hash only) and `replay` (hash and text) agree byte for byte.
 
-use chorus_core::raft::{ForwardOutcome, AppendResponse, ClientResult, Message, MessageBody};
+use chorus_core::raft::{AppendResponse, ClientResult, ForwardOutcome, Message, MessageBody};
 use std::fmt::Write as _;
 
 /// Bytes buffered before they are fed to the hasher.

@@ -75,7 +75,10 @@ fn the_leader_replaced_through_joint_consensus_steps_down() {
         assert!(after.contains("joint with [n1,"), "seed {seed}: the change goes through a joint configuration");
         let final_config = "configuration at";
         assert!(
-            after.lines().filter(|line| line.contains(final_config)).any(|line| !line.contains("n1") && !line.contains("joint")),
+            after
+                .lines()
+                .filter(|line| line.contains(final_config))
+                .any(|line| !line.contains("n1") && !line.contains("joint")),
             "seed {seed}: a configuration without n1 is reached"
         );
         assert!(

@@ -100,7 +100,9 @@ impl Bug {
             Bug::WipedNodeVotes => "a node that lost its disk votes and acknowledges as the voter it was",
             Bug::SnapshotOverNewerLog => "a follower installs a snapshot over a log that holds more than it",
             Bug::ReadBeforeTermCommit => "a new leader answers reads before committing an entry of its term",
-            Bug::FollowerReadWithoutReadIndex => "a follower answers linearizable reads without the leader's read index",
+            Bug::FollowerReadWithoutReadIndex => {
+                "a follower answers linearizable reads without the leader's read index"
+            }
             Bug::SessionReadIgnoresIndex => "a session read does not wait for the session's index",
         }
     }

@@ -161,7 +161,8 @@ impl Membership {
 
 impl fmt::Display for Membership {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |set: &mut dyn Iterator<Item = NodeId>| set.map(|node| node.to_string()).collect::<Vec<_>>().join(",");
+        let list =
+            |set: &mut dyn Iterator<Item = NodeId>| set.map(|node| node.to_string()).collect::<Vec<_>>().join(",");
         write!(f, "voters [{}]", list(&mut self.voters.keys().copied()))?;
         if self.is_joint() {
             write!(f, " joint with [{}]", list(&mut self.outgoing.keys().copied()))?;

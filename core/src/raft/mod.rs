@@ -19,8 +19,8 @@ pub mod read;
 pub mod transfer;
 
 pub use bug::Bug;
-pub use config::{Config, ConfigError, ReadMode};
 pub use config::SnapshotPolicy;
+pub use config::{Config, ConfigError, ReadMode};
 pub use membership::{ChangeError, DiskId, Membership, MembershipChange, MembershipError, MAX_MEMBERS};
 pub use message::{
     AppendResponse, ConflictHint, Entry, ForwardOutcome, Message, MessageBody, Payload, Snapshot, SnapshotMeta,

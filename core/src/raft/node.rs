@@ -351,7 +351,12 @@ impl<S: StateMachine> RaftNode<S> {
     /// A member restarting from what its disk holds. The snapshot is restored
     /// and committed entries after it are replayed into the (fresh) state
     /// machine.
-    pub fn restart(config: Config, stored: DurableState, mut state_machine: S, now: Time) -> Result<Self, RestartError> {
+    pub fn restart(
+        config: Config,
+        stored: DurableState,
+        mut state_machine: S,
+        now: Time,
+    ) -> Result<Self, RestartError> {
         config.validate_limits()?;
         let DurableState { hard_state, snapshot, entries } = stored;
         let first = entries.first().map_or(LogIndex(1), |entry| entry.index);
@@ -1445,7 +1450,11 @@ impl<S: StateMachine> RaftNode<S> {
     fn quorum_value(&self, own: u64, value: impl Fn(&Progress) -> u64) -> u64 {
         self.membership.quorum_value(|node, disk| {
             if node == self.id() {
-                if disk == self.disk { own } else { 0 }
+                if disk == self.disk {
+                    own
+                } else {
+                    0
+                }
             } else {
                 self.progress.get(&node).filter(|progress| progress.disk == Some(disk)).map_or(0, &value)
             }

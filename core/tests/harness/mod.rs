@@ -489,7 +489,7 @@ impl Cluster {
         self.drain(id);
     }
 
-        /// Advances node `id`'s clock by `ms` and lets it handle the timeout.
+    /// Advances node `id`'s clock by `ms` and lets it handle the timeout.
     pub fn tick(&mut self, id: NodeId, ms: u64) {
         let member = self.member_mut(id);
         member.now = member.now.add_millis(ms);
@@ -791,12 +791,7 @@ impl Cluster {
     }
 
     /// Asks node `id` for a membership change as client request `request`.
-    pub fn change_membership(
-        &mut self,
-        id: NodeId,
-        request: u64,
-        change: MembershipChange,
-    ) -> Result<(), ChangeError> {
+    pub fn change_membership(&mut self, id: NodeId, request: u64, change: MembershipChange) -> Result<(), ChangeError> {
         let member = self.member_mut(id);
         let now = member.now;
         let node = member.node.as_mut().unwrap_or_else(|| panic!("{id} is down"));
@@ -809,8 +804,9 @@ impl Cluster {
     pub fn restart(&mut self, id: NodeId) {
         let member = self.member_mut(id);
         assert!(member.node.is_none(), "{id} is already running");
-        let node = RaftNode::restart(member.config.clone(), member.disk.durable_state(), KvStore::default(), member.now)
-            .unwrap_or_else(|error| panic!("{id} cannot restart from its own disk: {error}"));
+        let node =
+            RaftNode::restart(member.config.clone(), member.disk.durable_state(), KvStore::default(), member.now)
+                .unwrap_or_else(|error| panic!("{id} cannot restart from its own disk: {error}"));
         member.node = Some(node);
         member.last_persist_id = 0;
         self.drain(id);
