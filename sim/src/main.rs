@@ -162,9 +162,11 @@ fn parse_seeds(text: &str) -> Result<Range<u64>, UsageError> {
 }
 
 fn parse_cluster(args: &ClusterArgs) -> Result<(usize, Option<Bug>, Option<Scenario>), UsageError> {
-    for (given, flag) in
-        [(args.lifeguard.is_some(), "--lifeguard"), (args.faults.is_some(), "--faults"), (args.fault_ms.is_some(), "--fault-ms")]
-    {
+    for (given, flag) in [
+        (args.lifeguard.is_some(), "--lifeguard"),
+        (args.faults.is_some(), "--faults"),
+        (args.fault_ms.is_some(), "--fault-ms"),
+    ] {
         if given {
             return Err(UsageError(format!("{flag} applies to --system swim only")));
         }
@@ -384,9 +386,17 @@ fn bugs(args: BugsArgs) -> ExitCode {
 }
 
 /// The SWIM options of `run` and `replay`, and the Lifeguard mode.
-fn parse_swim(args: &ClusterArgs, seeds: Range<u64>, threads: usize) -> Result<(swim::runner::SwimRunOptions, Lifeguard), UsageError> {
+fn parse_swim(
+    args: &ClusterArgs,
+    seeds: Range<u64>,
+    threads: usize,
+) -> Result<(swim::runner::SwimRunOptions, Lifeguard), UsageError> {
     if args.nodes == 0 || args.nodes > swim::MAX_NODES {
-        return Err(UsageError(format!("--nodes {}: must be between 1 and {} with --system swim", args.nodes, swim::MAX_NODES)));
+        return Err(UsageError(format!(
+            "--nodes {}: must be between 1 and {} with --system swim",
+            args.nodes,
+            swim::MAX_NODES
+        )));
     }
     if args.scenario.is_some() {
         return Err(UsageError(

@@ -107,12 +107,9 @@ impl SwimProfile {
             FaultMix::None => quiet,
             FaultMix::Partition => SwimProfile { split_halves: true, ..quiet },
             FaultMix::Crashes => SwimProfile { crash_every_ms: Some(4_000 / scale.min(40)), ..quiet },
-            FaultMix::Slow => SwimProfile {
-                loss_ppm: 100_000,
-                slow_members: (nodes / 20).max(1),
-                slow_lag_max_ms: 10_000,
-                ..quiet
-            },
+            FaultMix::Slow => {
+                SwimProfile { loss_ppm: 100_000, slow_members: (nodes / 20).max(1), slow_lag_max_ms: 10_000, ..quiet }
+            }
             FaultMix::Swarm => {
                 let on = |rng: &mut ChaCha8Rng| rng.random_bool(0.5);
                 let loss_ppm = if on(rng) {

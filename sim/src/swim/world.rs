@@ -292,7 +292,8 @@ impl SwimWorld {
         template.seeds = (0..options.nodes.min(SEED_MEMBERS)).map(address_of).collect();
         let nodes = (0..options.nodes)
             .map(|_| {
-                let drift = if profile.drift_ppm > 0 { rng.random_range(-profile.drift_ppm..=profile.drift_ppm) } else { 0 };
+                let drift =
+                    if profile.drift_ppm > 0 { rng.random_range(-profile.drift_ppm..=profile.drift_ppm) } else { 0 };
                 SimNode {
                     swim: None,
                     clock: DriftClock::new(rng.random_range(0..1_000_000), drift),
@@ -310,11 +311,8 @@ impl SwimWorld {
                 }
             })
             .collect();
-        let check_interval_us = if options.nodes <= 1_000 {
-            template.probe_interval_ms * 100
-        } else {
-            template.probe_interval_ms * 1000
-        };
+        let check_interval_us =
+            if options.nodes <= 1_000 { template.probe_interval_ms * 100 } else { template.probe_interval_ms * 1000 };
         let metrics = SeedMetrics { probe_interval_us: template.probe_interval_ms * 1000, ..SeedMetrics::default() };
         SwimWorld {
             trace: Trace::new(options.keep_trace_text, TRACE_TEXT_LIMIT_BYTES),
@@ -563,10 +561,7 @@ impl SwimWorld {
     }
 
     fn drain(&mut self, node: usize) {
-        loop {
-            let Some(action) = self.nodes[node].swim.as_mut().and_then(SwimNode::poll_action) else {
-                break;
-            };
+        while let Some(action) = self.nodes[node].swim.as_mut().and_then(SwimNode::poll_action) {
             match action {
                 Action::Send { to, message } => self.send(node, &to, message),
                 Action::Event(event) => self.observe(node, event),
@@ -624,7 +619,9 @@ impl SwimWorld {
             return;
         }
         if self.loss_ppm > 0 && self.rng.random_range(0..PPM) < self.loss_ppm {
-            self.record(&[2, from as u64, to as u64, kind, 1], || format!("lost {}", describe(from, to, &message, bytes)));
+            self.record(&[2, from as u64, to as u64, kind, 1], || {
+                format!("lost {}", describe(from, to, &message, bytes))
+            });
             return;
         }
         let delay = self.rng.random_range(DELAY_MIN_US..=self.profile.delay_max_us.max(DELAY_MIN_US));
@@ -657,12 +654,18 @@ impl SwimWorld {
             self.schedule(lag, SimEvent::Deliver { from, to, bytes, message, lagged: true });
             return;
         }
-        self.record(&[1, from as u64, to as u64, kind, body_number(&message.body), message.updates.len() as u64], || {
-            format!("deliver {}", describe(from, to, &message, bytes))
-        });
+        self.record(
+            &[1, from as u64, to as u64, kind, body_number(&message.body), message.updates.len() as u64],
+            || format!("deliver {}", describe(from, to, &message, bytes)),
+        );
         let result = self.with_node(to, |swim, now| swim.handle_message(now, message));
         if let Err(error) = result {
-            self.checkers.fail(format!("n{} rejected a message from n{} at {}: {error}", to + 1, from + 1, time(self.now)));
+            self.checkers.fail(format!(
+                "n{} rejected a message from n{} at {}: {error}",
+                to + 1,
+                from + 1,
+                time(self.now)
+            ));
         }
     }
 
@@ -673,7 +676,10 @@ impl SwimWorld {
         });
         let nodes = &self.nodes;
         self.checkers.observe(self.now, observer, &event, |member| {
-            (member.0 as usize).checked_sub(1).and_then(|index| nodes.get(index)).map_or(Incarnation::ZERO, |node| node.issued)
+            (member.0 as usize)
+                .checked_sub(1)
+                .and_then(|index| nodes.get(index))
+                .map_or(Incarnation::ZERO, |node| node.issued)
         });
         match event {
             Event::Suspected { member, incarnation } => {
@@ -910,7 +916,11 @@ impl SwimWorld {
         }
         let shown: Vec<String> = side.iter().take(20).map(|node| format!("n{}", node + 1)).collect();
         self.record(&[26, side.len() as u64, side[0] as u64], || {
-            format!("FAULT partition {{{}{}}} from the rest", shown.join(","), if side.len() > 20 { ",..." } else { "" })
+            format!(
+                "FAULT partition {{{}{}}} from the rest",
+                shown.join(","),
+                if side.len() > 20 { ",..." } else { "" }
+            )
         });
     }
 
@@ -975,8 +985,11 @@ impl SwimWorld {
         if self.now < self.last_start_at {
             return;
         }
-        let agreeing =
-            self.nodes.iter().filter(|node| node.swim.as_ref().is_some_and(|swim| swim.live_member_count() == nodes)).count();
+        let agreeing = self
+            .nodes
+            .iter()
+            .filter(|node| node.swim.as_ref().is_some_and(|swim| swim.live_member_count() == nodes))
+            .count();
         let since = self.now - self.last_start_at;
         if self.metrics.converge_join_9999_us.is_none() && agreeing * 10_000 >= nodes * 9_999 {
             self.metrics.converge_join_9999_us = Some(since);
@@ -1058,7 +1071,10 @@ impl SwimWorld {
             let id = node_id(down);
             let seen_live_by: Vec<usize> = (0..self.nodes.len())
                 .filter(|&observer| {
-                    self.nodes[observer].swim.as_ref().is_some_and(|swim| swim.member(id).is_some_and(|m| m.state.is_live()))
+                    self.nodes[observer]
+                        .swim
+                        .as_ref()
+                        .is_some_and(|swim| swim.member(id).is_some_and(|m| m.state.is_live()))
                 })
                 .collect();
             if let Some(&observer) = seen_live_by.first() {
