@@ -412,3 +412,36 @@ fn a_follower_read_without_a_reachable_leader_is_given_up() {
     cluster.advance(10 * 150 * 2 + 10);
     assert_eq!(cluster.answer(N3, 10), Some(ClientResult::Dropped(chorus_core::raft::DropReason::LeadershipLost)));
 }
+
+#[test]
+fn forwards_and_read_index_requests_wait_until_the_term_they_carry_is_durable() {
+    // Found by the simulator: a follower forwarded a proposal in a term it had
+    // not yet persisted, crashed, and restarted in the older term.
+    let mut cluster = Cluster::with_config(3, |config| {
+        config.forward_proposals = true;
+        config.follower_reads = true;
+    });
+    cluster.elect(N1);
+    cluster.isolate(N2);
+    cluster.transfer_leadership(N1, N3).expect("n3 is a voter");
+    cluster.stabilize();
+    assert_eq!(cluster.leader(), Some(N3));
+    cluster.set_sync_mode(N2, harness::SyncMode::Manual);
+    cluster.heal();
+    cluster.advance(60); // n3's heartbeat teaches n2 the new term, unpersisted
+    let term = cluster.node(N2).term();
+    assert!(cluster.node(N2).durable_hard_state().term < term, "n2 has not persisted {term} yet");
+    assert_eq!(cluster.node(N2).leader(), Some(N3));
+    let sent_before = cluster.sent().len();
+    cluster.propose(N2, 1, put("k", "v"));
+    cluster.read_with(N2, 2, harness::get("k"), ReadConsistency::Linearizable);
+    cluster.deliver_all();
+    let early = cluster.sent()[sent_before..].iter().any(|message| {
+        message.from == N2 && matches!(message.body, MessageBody::Forward { .. } | MessageBody::ReadIndex { .. })
+    });
+    assert!(!early, "nothing leaves n2 in a term its disk does not hold");
+    cluster.sync(N2);
+    cluster.stabilize();
+    assert!(matches!(cluster.answer(N2, 1), Some(ClientResult::Ok(_))));
+    assert!(matches!(cluster.answer(N2, 2), Some(ClientResult::Ok(_))));
+}

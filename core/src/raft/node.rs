@@ -1324,7 +1324,9 @@ impl<S: StateMachine> RaftNode<S> {
                     return self.hold_local_read(now, id, request, query, Some(LogIndex::ZERO));
                 }
                 self.hold_local_read(now, id, request, query, None);
-                self.send_with_term(leader, self.term, MessageBody::ReadIndex { id, allow_lease }, false);
+                // Like every message, it carries our term, which must be durable
+                // first (a restarted node never speaks in a term it forgot).
+                self.send(leader, MessageBody::ReadIndex { id, allow_lease });
             }
             ReadConsistency::Session { after } => {
                 let after = if self.config.bug(Bug::SessionReadIgnoresIndex) { LogIndex::ZERO } else { after };
@@ -2167,7 +2169,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.next_forward_id += 1;
         let deadline = now.add_millis(self.config.election_timeout_ms * FORWARD_TIMEOUT_ELECTIONS);
         self.forwarded.insert(id, Forwarded { request, placed: None, deadline });
-        self.send_with_term(leader, self.term, MessageBody::Forward { id, command }, false);
+        self.send(leader, MessageBody::Forward { id, command });
     }
 
     /// A leader appends a forwarded proposal like its own, but the answer is
