@@ -275,7 +275,7 @@ fn a_wiped_voter_neither_votes_nor_counts_until_its_new_disk_is_recorded() {
         cluster.elect(N1);
         write_keys(&mut cluster, N1, 1, 3);
         cluster.wipe_and_rejoin(N3, DiskId(33));
-        assert_eq!(cluster.node(N3).is_voter(), false, "no configuration yet");
+        assert!(!cluster.node(N3).is_voter(), "no configuration yet");
         cluster.advance(300);
         // It learned the configuration, which lists it on its old disk.
         assert!(cluster.node(N3).membership().is_voter(N3));

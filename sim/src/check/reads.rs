@@ -15,6 +15,9 @@ use chorus_core::raft::Payload;
 use chorus_core::{LogIndex, StateMachine};
 use std::collections::BTreeMap;
 
+/// One key's committed changes: (index, value after it), in index order.
+type KeyHistory = Vec<(LogIndex, Option<Vec<u8>>)>;
+
 /// The committed log replayed into a reference store.
 #[derive(Default)]
 pub struct ReferenceKv {
@@ -22,7 +25,7 @@ pub struct ReferenceKv {
     /// Index of the last replayed entry.
     replayed: LogIndex,
     /// Per key, each committed change: (index, value after it).
-    changes: BTreeMap<Vec<u8>, Vec<(LogIndex, Option<Vec<u8>>)>>,
+    changes: BTreeMap<Vec<u8>, KeyHistory>,
 }
 
 impl ReferenceKv {
