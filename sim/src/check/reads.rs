@@ -92,3 +92,48 @@ impl ReferenceKv {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus_core::kv::{KvCommand, KvOp};
+
+    fn put(key: &str, value: i64) -> Payload {
+        let op = KvOp::Put { key: key.as_bytes().to_vec(), value: value.to_le_bytes().to_vec() };
+        Payload::Command(KvCommand { session: None, op }.encode())
+    }
+
+    fn decode(bytes: &[u8]) -> Option<i64> {
+        Some(i64::from_le_bytes(bytes.try_into().ok()?))
+    }
+
+    fn read(level: ReadLevel, value: Option<i64>, served_at: u64, session: u64) -> WeakRead {
+        WeakRead {
+            client: 1,
+            key: "k".into(),
+            value,
+            level,
+            served_at: LogIndex(served_at),
+            session: LogIndex(session),
+        }
+    }
+
+    #[test]
+    fn weak_reads_must_match_the_committed_value_at_their_index_and_the_session() {
+        let mut reference = ReferenceKv::default();
+        reference.apply(LogIndex(1), &Payload::Noop);
+        reference.apply(LogIndex(2), &put("k", 10));
+        reference.apply(LogIndex(3), &put("other", 5));
+        reference.apply(LogIndex(4), &put("k", 20));
+        assert_eq!(reference.value_at(b"k", LogIndex(1)), None);
+        assert_eq!(reference.value_at(b"k", LogIndex(3)).and_then(decode), Some(10));
+        assert!(reference.check(&read(ReadLevel::Stale, None, 1, 0), decode).is_ok());
+        assert!(reference.check(&read(ReadLevel::Stale, Some(10), 3, 0), decode).is_ok());
+        assert!(reference.check(&read(ReadLevel::Session, Some(20), 4, 4), decode).is_ok());
+        // An invented or mis-indexed value, a read behind the session, and a
+        // state that was never committed are all caught.
+        assert!(reference.check(&read(ReadLevel::Stale, Some(20), 3, 0), decode).is_err());
+        assert!(reference.check(&read(ReadLevel::Session, Some(10), 3, 4), decode).is_err());
+        assert!(reference.check(&read(ReadLevel::Stale, Some(20), 9, 0), decode).is_err());
+    }
+}
