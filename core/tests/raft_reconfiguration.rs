@@ -445,3 +445,33 @@ fn forwards_and_read_index_requests_wait_until_the_term_they_carry_is_durable() 
     assert!(matches!(cluster.answer(N2, 1), Some(ClientResult::Ok(_))));
     assert!(matches!(cluster.answer(N2, 2), Some(ClientResult::Ok(_))));
 }
+
+#[test]
+fn a_learner_answers_votes_since_it_may_be_promoted_without_knowing_yet() {
+    // Found by the simulator: a learner promoted in a joint configuration it
+    // had not received refused to vote, and no leader of the joint
+    // configuration could ever be elected to tell it.
+    let mut cluster = Cluster::new(3);
+    cluster.elect(N1);
+    cluster.add_joining(N4, DiskId(44), |_| {});
+    cluster.change_membership(N1, 100, MembershipChange::AddLearner(N4)).expect("a new learner");
+    cluster.advance(300);
+    let node = cluster.node(N2);
+    let (last_log_index, last_log_term, term) = (node.last_index(), node.last_term(), node.term());
+    let vote = chorus_core::raft::Message {
+        from: N2,
+        to: N4,
+        term: chorus_core::types::Term(term.0 + 5),
+        disk: DiskId::BOOTSTRAP,
+        body: MessageBody::RequestVote { pre_vote: false, last_log_index, last_log_term, transfer: false },
+    };
+    let sent_before = cluster.sent().len();
+    cluster.skip_clock(N4, 1_000); // its leader lease has lapsed
+    cluster.inject(vote);
+    cluster.deliver_where(|message| message.to == N4);
+    let granted = cluster.sent()[sent_before..].iter().any(|message| {
+        message.from == N4 && matches!(message.body, MessageBody::RequestVoteResponse { granted: true, .. })
+    });
+    assert!(granted, "the learner grants the vote; only the candidate's configuration decides whether it counts");
+    assert!(!cluster.node(N4).is_voter(), "and it still does not campaign");
+}

@@ -1219,7 +1219,10 @@ impl Simulation {
         let membership = raft.membership().clone();
         // A voter whose disk was lost is renewed first (once its new disk
         // has caught up); nothing else changes meanwhile.
-        let stale = membership.voters.iter().find(|(id, disk)| self.nodes[id.0 as usize - 1].disk_id != **disk);
+        let stale = membership.voters.iter().find(|(id, disk)| {
+            let sim_node = &self.nodes[id.0 as usize - 1];
+            sim_node.disk_id != **disk || sim_node.wiped
+        });
         let renew = stale.map(|(id, _)| *id);
         let initial = self.options.nodes;
         let all: Vec<NodeId> = (0..self.nodes.len()).map(node_id).collect();
@@ -1228,7 +1231,8 @@ impl Simulation {
         let voters: Vec<NodeId> = membership.voters.keys().copied().collect();
         let pick = |rng: &mut ChaCha8Rng, list: &[NodeId]| list[rng.random_range(0..list.len())];
         let change = if let Some(node) = renew {
-            Some(MembershipChange::RenewDisk(node))
+            // A voter whose disk is lost and not yet back stays as it is.
+            (!self.nodes[node.0 as usize - 1].wiped).then_some(MembershipChange::RenewDisk(node))
         } else if self.healed_at.is_some() {
             None
         } else {

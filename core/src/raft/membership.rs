@@ -209,7 +209,10 @@ pub enum ChangeError {
     NotCaughtUp(NodeId),
     #[error("node {0} already votes from its current disk")]
     DiskCurrent(NodeId),
-    #[error("a majority of the new voters is not caught up on its recorded disk: the change could not commit")]
+    #[error(
+        "a majority of the new voters is not caught up on its recorded disk and recently heard from: the change \
+         could not commit"
+    )]
     WouldLoseQuorum,
     #[error("the resulting configuration is invalid: {0}")]
     Invalid(#[from] MembershipError),

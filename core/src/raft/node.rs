@@ -849,6 +849,7 @@ impl<S: StateMachine> RaftNode<S> {
         if self.role == Role::Leader {
             if let Some(progress) = self.progress.get_mut(&from) {
                 progress.observe_disk(message.disk);
+                progress.last_heard = Some(now);
             }
         }
 
@@ -944,11 +945,13 @@ impl<S: StateMachine> RaftNode<S> {
         last_log_term: Term,
     ) {
         let log_ok = self.config.bug(Bug::VoteWithoutLogCheck) || self.log.is_up_to_date(last_log_index, last_log_term);
-        let granted = if !self.self_votes() {
-            // A learner, a removed member or a node that lost its disk has no
-            // say: its log may lack what its former self promised to keep.
-            false
-        } else if pre_vote {
+        // Any node answers, even one that does not know itself a voter: it
+        // may have been promoted in a configuration it has not seen yet (and
+        // could otherwise deadlock the election that would tell it). The
+        // candidate counts the vote only from a voter on the disk its
+        // configuration records, so a learner, a removed member or a node
+        // that lost its disk never decides an election.
+        let granted = if pre_vote {
             term > self.term && log_ok
         } else {
             let free = self.voted_for == Some(from) || (self.voted_for.is_none() && self.leader.is_none());
@@ -2128,16 +2131,21 @@ impl<S: StateMachine> RaftNode<S> {
         next.validate()?;
         // Refuse a voter set that could not commit anything right now (as
         // etcd's strict reconfiguration check does): a majority of the new
-        // voters must be caught up on the disk the configuration records.
-        // Otherwise the change could never commit, and with it blocked no
-        // repair (such as renewing a lost disk) could follow.
+        // voters must be caught up on the disk the configuration records and
+        // heard from within an election timeout. Otherwise the change could
+        // never commit, and with it blocked no repair (such as renewing a
+        // lost disk) could follow.
+        let now = self.now;
+        let window_us = self.config.election_timeout_ms * 1000;
         let healthy = next.quorum_value(|node, disk| {
             let caught_up = if node == self.id() {
                 disk == self.disk
             } else {
-                self.progress
-                    .get(&node)
-                    .is_some_and(|progress| progress.disk == Some(disk) && progress.match_index >= self.commit)
+                self.progress.get(&node).is_some_and(|progress| {
+                    progress.disk == Some(disk)
+                        && progress.match_index >= self.commit
+                        && progress.last_heard.is_some_and(|heard| now.micros_since(heard) < window_us)
+                })
             };
             u64::from(caught_up)
         });

@@ -1,7 +1,7 @@
 //! The leader's view of each follower's replication progress.
 
 use super::membership::DiskId;
-use crate::types::LogIndex;
+use crate::types::{LogIndex, Time};
 use std::collections::VecDeque;
 
 /// How the leader is currently replicating to one follower.
@@ -40,6 +40,8 @@ pub struct Progress {
     /// The disk the follower last answered from; its answers count toward a
     /// quorum only if the configuration records this disk for it.
     pub disk: Option<DiskId>,
+    /// When the leader last heard from the follower (any message).
+    pub last_heard: Option<Time>,
 }
 
 impl Progress {
@@ -55,6 +57,7 @@ impl Progress {
             recently_active: false,
             read_context_acked: 0,
             disk: None,
+            last_heard: None,
         }
     }
 

@@ -62,7 +62,9 @@ pub struct ElectionView {
     pub id: NodeId,
     /// Its current disk.
     pub disk: DiskId,
-    /// It considers itself a voter (running), or did when it last ran.
+    /// It considers itself a voter (running), or did when it last ran: it
+    /// may campaign. (Any node may grant a vote; the candidate counts it by
+    /// its configuration.)
     pub votes: bool,
     /// The configuration it would count votes with.
     pub membership: Membership,
@@ -138,7 +140,6 @@ impl SafetyChecker {
                 .iter()
                 .filter(|voter| {
                     voter.id != candidate.id
-                        && voter.votes
                         && candidate.membership.is_voter_on(voter.id, voter.disk)
                         && voter.durable_last <= candidate.last
                 })
