@@ -31,16 +31,21 @@ impl DriftClock {
 
     /// The node's reading at true time `true_micros`.
     pub fn local(&self, true_micros: u64) -> Time {
-        let skew = (true_micros as i128 * self.drift_ppm as i128).div_euclid(1_000_000);
-        let local = self.offset_micros as i128 + true_micros as i128 + skew;
+        // i64 suffices: |drift| <= 5e4 and runs last far less than 1.8e14 µs.
+        let true_micros = i64::try_from(true_micros).expect("simulated time fits in i64");
+        let skew = (true_micros * self.drift_ppm).div_euclid(1_000_000);
+        let local = self.offset_micros as i64 + true_micros + skew;
         Time::from_micros(local.max(0) as u64)
     }
 
     /// The earliest true time at which the node's clock reads `deadline` or
     /// later (never before `not_before`).
     pub fn true_time_of(&self, deadline: Time, not_before: u64) -> u64 {
-        let target = deadline.as_micros() as i128 - self.offset_micros as i128;
-        let mut guess = (target * 1_000_000).div_euclid(1_000_000 + self.drift_ppm as i128).max(0) as u64;
+        let target = deadline.as_micros() as i64 - self.offset_micros as i64;
+        if self.drift_ppm == 0 {
+            return (target.max(0) as u64).max(not_before);
+        }
+        let mut guess = (target * 1_000_000).div_euclid(1_000_000 + self.drift_ppm).max(0) as u64;
         // The inverse is exact up to rounding; settle it with a few steps.
         while self.local(guess) < deadline {
             guess += 1;

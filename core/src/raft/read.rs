@@ -95,7 +95,9 @@ impl ReadQueue {
 
     /// When round `context` was sent, if it is still remembered.
     pub fn sent_at(&self, context: u64) -> Option<Time> {
-        self.rounds.iter().find(|(round, _)| *round == context).map(|(_, at)| *at)
+        // Rounds are numbered upward, so the queue is sorted.
+        let position = self.rounds.binary_search_by_key(&context, |(round, _)| *round).ok()?;
+        Some(self.rounds[position].1)
     }
 
     /// Does a read wait on round `context` without being confirmed yet?

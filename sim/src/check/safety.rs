@@ -32,6 +32,8 @@ struct EntryIdentity {
 #[derive(Default, Clone)]
 struct NodeWatch {
     commit_seen: LogIndex,
+    /// The index of the snapshot last checked on this node.
+    snapshot_seen: Option<LogIndex>,
     applied_seen: LogIndex,
     max_term_sent: Term,
     durable_commit: LogIndex,
@@ -271,7 +273,9 @@ impl SafetyChecker {
         if applied < applied_seen {
             self.fail(format!("n{} applied index went back from {} to {}", node + 1, applied_seen, applied));
         }
-        if let Some(snapshot) = raft.snapshot() {
+        let snapshot = raft.snapshot().filter(|snapshot| Some(snapshot.meta.index) != self.nodes[node].snapshot_seen);
+        if let Some(snapshot) = snapshot {
+            self.nodes[node].snapshot_seen = Some(snapshot.meta.index);
             let hash = fnv(9, &snapshot.data);
             match self.snapshots.get(&snapshot.meta.index) {
                 Some((other, known)) if *known != hash => {
