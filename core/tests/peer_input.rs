@@ -111,7 +111,10 @@ fn a_pre_vote_request_claiming_a_leadership_transfer_is_a_violation() {
         last_log_term: Term(0),
         transfer: true,
     };
-    node.handle_message(Time::ZERO, Message { from: NodeId(2), to: NodeId(1), term: Term(1), disk: DiskId::BOOTSTRAP, body });
+    node.handle_message(
+        Time::ZERO,
+        Message { from: NodeId(2), to: NodeId(1), term: Term(1), disk: DiskId::BOOTSTRAP, body },
+    );
     assert_eq!(violations(&drain(&mut node)), 1);
     assert_eq!(node.term(), Term(0));
 }
@@ -120,7 +123,10 @@ fn a_pre_vote_request_claiming_a_leadership_transfer_is_a_violation() {
 fn a_heartbeat_response_to_a_round_never_sent_is_a_violation() {
     let mut node = leader();
     let body = MessageBody::HeartbeatResponse { read_context: u64::MAX };
-    node.handle_message(node.poll_timeout(), Message { from: NodeId(2), to: NodeId(1), term: Term(1), disk: DiskId::BOOTSTRAP, body });
+    node.handle_message(
+        node.poll_timeout(),
+        Message { from: NodeId(2), to: NodeId(1), term: Term(1), disk: DiskId::BOOTSTRAP, body },
+    );
     assert_eq!(violations(&drain(&mut node)), 1);
     assert_eq!(node.role(), chorus_core::raft::Role::Leader);
 }
@@ -128,7 +134,13 @@ fn a_heartbeat_response_to_a_round_never_sent_is_a_violation() {
 #[test]
 fn timeout_now_sent_to_a_leader_is_a_violation() {
     let mut node = leader();
-    let message = Message { from: NodeId(2), to: NodeId(1), term: Term(1), disk: DiskId::BOOTSTRAP, body: MessageBody::TimeoutNow };
+    let message = Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(1),
+        disk: DiskId::BOOTSTRAP,
+        body: MessageBody::TimeoutNow,
+    };
     node.handle_message(node.poll_timeout(), message);
     assert_eq!(violations(&drain(&mut node)), 1);
     assert_eq!(node.role(), chorus_core::raft::Role::Leader);
