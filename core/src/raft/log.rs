@@ -67,11 +67,6 @@ impl RaftLog {
         self.entry(index).map(|entry| entry.term)
     }
 
-    /// Is `index` inside the compacted prefix (its term is unknown here)?
-    pub fn is_compacted(&self, index: LogIndex) -> bool {
-        index < self.offset || (index == self.offset && self.offset_term.is_none())
-    }
-
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
         let position = index.0.checked_sub(self.offset.0 + 1)?;
         self.entries.get(usize::try_from(position).ok()?)
@@ -215,7 +210,6 @@ mod tests {
         assert_eq!(log.first_index(), LogIndex(3));
         assert_eq!(log.term(LogIndex(2)), Some(Term(1)));
         assert_eq!(log.term(LogIndex(1)), None);
-        assert!(log.is_compacted(LogIndex(1)));
         assert_eq!(log.slice(LogIndex(1), LogIndex(9)).len(), 2);
         assert_eq!(log.entry(LogIndex(4)).map(|entry| entry.term), Some(Term(3)));
         log.reset(LogIndex(10), Term(4));
