@@ -914,8 +914,14 @@ impl<S: StateMachine> RaftNode<S> {
                     self.handle_snapshot_chunk_response(from, index, received);
                 }
             }
-            MessageBody::Forward { id, command } => self.handle_forward(from, id, command),
-            MessageBody::ReadIndex { id, allow_lease } => self.handle_read_index(from, id, allow_lease),
+            // Only members may use the leader's queues.
+            MessageBody::Forward { id, command } if self.membership.members().contains(&from) => {
+                self.handle_forward(from, id, command)
+            }
+            MessageBody::ReadIndex { id, allow_lease } if self.membership.members().contains(&from) => {
+                self.handle_read_index(from, id, allow_lease)
+            }
+            MessageBody::Forward { .. } | MessageBody::ReadIndex { .. } => {}
             MessageBody::ReadIndexResponse { id, index } => self.handle_read_index_response(id, index),
             MessageBody::ForwardResponse { id, outcome } => self.handle_forward_response(id, outcome),
         }
