@@ -8,7 +8,7 @@ use chorus_core::swim::{
 use chorus_core::types::{NodeId, Time};
 
 fn address(id: u64) -> Address {
-    Address(format!("node-{id}").into_bytes())
+    Address::new(format!("node-{id}").into_bytes())
 }
 
 fn config(bug: Option<Bug>) -> Config {

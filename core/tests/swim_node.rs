@@ -8,7 +8,7 @@ use chorus_core::swim::{
 use chorus_core::types::{NodeId, Time};
 
 fn address(id: u64) -> Address {
-    Address(format!("node-{id}").into_bytes())
+    Address::new(format!("node-{id}").into_bytes())
 }
 
 fn config(lifeguard: bool) -> Config {
@@ -50,7 +50,7 @@ fn sends(actions: &[Action]) -> Vec<(u64, Message)> {
         .iter()
         .filter_map(|action| match action {
             Action::Send { to, message } => {
-                let id = std::str::from_utf8(&to.0).unwrap().strip_prefix("node-").unwrap().parse().unwrap();
+                let id = std::str::from_utf8(to.as_bytes()).unwrap().strip_prefix("node-").unwrap().parse().unwrap();
                 Some((id, message.clone()))
             }
             Action::Event(_) => None,
@@ -308,4 +308,78 @@ fn an_ack_from_someone_other_than_the_target_or_a_helper_does_not_count() {
     let out = sends(&drain(&mut node));
     assert!(out.is_empty());
     next_send(&mut node, |_, message| matches!(message.body, MessageBody::PingReq { .. }));
+}
+
+fn gossip_sends(actions: &[Action]) -> Vec<(u64, Message)> {
+    sends(actions).into_iter().filter(|(_, message)| message.body == MessageBody::Gossip).collect()
+}
+
+#[test]
+fn gossip_rounds_send_waiting_news_to_fanout_distinct_alive_members() {
+    let config = config(true);
+    let (fanout, interval_micros) = (config.gossip_fanout, config.gossip_interval_ms * 1000);
+    let mut node = node_knowing(&(2..=20).collect::<Vec<_>>(), config);
+    assert!(node.pending_updates() > 0, "the new members are news to spread");
+    let mut rounds: Vec<(Time, Vec<(u64, Message)>)> = Vec::new();
+    for _ in 0..200 {
+        let now = node.poll_timeout();
+        node.handle_timeout(now);
+        let gossip = gossip_sends(&drain(&mut node));
+        if !gossip.is_empty() {
+            rounds.push((now, gossip));
+        }
+        if rounds.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(rounds.len(), 2, "gossip rounds happen while news waits");
+    for (_, gossip) in &rounds {
+        let targets: std::collections::BTreeSet<u64> = gossip.iter().map(|(to, _)| *to).collect();
+        assert_eq!(targets.len(), gossip.len(), "distinct targets");
+        assert!(gossip.len() <= fanout);
+        assert!(targets.iter().all(|to| (2..=20).contains(to)));
+        assert!(gossip.iter().all(|(_, message)| !message.updates.is_empty()), "never an empty gossip message");
+    }
+    assert_eq!(rounds[1].0.micros_since(rounds[0].0), interval_micros, "one round per gossip interval");
+}
+
+#[test]
+fn without_gossip_fanout_news_rides_on_probes_only() {
+    let mut config = config(true);
+    config.gossip_fanout = 0;
+    let mut node = node_knowing(&(2..=20).collect::<Vec<_>>(), config);
+    for _ in 0..50 {
+        let now = node.poll_timeout();
+        node.handle_timeout(now);
+        assert!(gossip_sends(&drain(&mut node)).is_empty());
+    }
+}
+
+#[test]
+fn a_node_with_no_news_sends_no_gossip() {
+    let mut node = node_knowing(&[2, 3, 4], config(true));
+    // Answer every ping so that nothing new happens; the join news drains.
+    let (mut gossip_after_drain, mut quiet_steps) = (0, 0);
+    for _ in 0..400 {
+        let quiet = node.pending_updates() == 0;
+        let now = node.poll_timeout();
+        node.handle_timeout(now);
+        let actions = drain(&mut node);
+        if quiet && node.pending_updates() == 0 {
+            quiet_steps += 1;
+            gossip_after_drain += gossip_sends(&actions).len();
+        }
+        for (to, message) in sends(&actions) {
+            if let MessageBody::Ping { probe } = message.body {
+                node.handle_message(now, message_to_ack(to, probe)).unwrap();
+                drain(&mut node);
+            }
+        }
+    }
+    assert!(quiet_steps > 100, "the join news was spread and dropped ({quiet_steps} quiet steps)");
+    assert_eq!(gossip_after_drain, 0);
+}
+
+fn message_to_ack(from: u64, probe: ProbeNumber) -> Message {
+    message(from, MessageBody::Ack { probe }, vec![])
 }

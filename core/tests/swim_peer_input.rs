@@ -10,7 +10,7 @@ use chorus_core::types::{NodeId, Time};
 use proptest::prelude::*;
 
 fn address(id: u64) -> Address {
-    Address(format!("node-{id}").into_bytes())
+    Address::new(format!("node-{id}").into_bytes())
 }
 
 fn record(id: u64) -> MemberRecord {
@@ -93,13 +93,13 @@ fn oversized_metadata_and_addresses_are_rejected() {
         member: NodeId(9),
         incarnation: Incarnation(0),
         address: address(9),
-        metadata: Metadata(vec![0; limit + 1]),
+        metadata: Metadata::new(vec![0; limit + 1]),
     };
     assert_rejected(&mut node, message(2, MessageBody::Gossip, vec![update]), |error| {
         matches!(error, MessageError::MetadataTooLarge { .. })
     });
     let mut long = message(2, MessageBody::Ping { probe: ProbeNumber(1) }, vec![]);
-    long.from_address = Address(vec![b'x'; node.config().max_address_bytes + 1]);
+    long.from_address = Address::new(vec![b'x'; node.config().max_address_bytes + 1]);
     assert_rejected(&mut node, long, |error| matches!(error, MessageError::AddressTooLong { .. }));
 }
 
@@ -168,12 +168,12 @@ fn incarnation() -> impl Strategy<Value = Incarnation> {
 fn address_bytes() -> impl Strategy<Value = Address> {
     prop_oneof![
         4 => (1u64..=7).prop_map(address),
-        1 => proptest::collection::vec(any::<u8>(), 0..140).prop_map(Address),
+        1 => proptest::collection::vec(any::<u8>(), 0..140).prop_map(Address::new),
     ]
 }
 
 fn metadata() -> impl Strategy<Value = Metadata> {
-    prop_oneof![4 => Just(Metadata::default()), 1 => proptest::collection::vec(any::<u8>(), 0..300).prop_map(Metadata)]
+    prop_oneof![4 => Just(Metadata::default()), 1 => proptest::collection::vec(any::<u8>(), 0..300).prop_map(Metadata::new)]
 }
 
 fn state() -> impl Strategy<Value = MemberState> {

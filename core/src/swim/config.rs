@@ -66,6 +66,16 @@ pub struct Config {
     pub local_health_max: u32,
     /// λ: each update is piggybacked `λ · ⌈log10(n + 1)⌉` times.
     pub retransmit_multiplier: u32,
+    /// Interval of gossip rounds (memberlist's `GossipInterval`): every
+    /// round, while updates wait in the piggyback queue, this node sends them
+    /// to `gossip_fanout` random alive members in messages of their own.
+    /// Piggybacking on probes alone carries about two messages' worth of
+    /// news per period; a burst of news (a join wave) needs more bandwidth.
+    pub gossip_interval_ms: u64,
+    /// Members sent a gossip message per gossip round (memberlist's
+    /// `GossipNodes`). Zero disables gossip rounds: news then rides on
+    /// probes and acks only, as in the SWIM paper.
+    pub gossip_fanout: usize,
     /// Interval of push-pull anti-entropy with one random live member, in
     /// clusters of up to 32 live members. Larger clusters stretch it as
     /// memberlist does, by `⌈log2(n) − log2(32)⌉ + 1`, so that the cost of
@@ -143,7 +153,8 @@ pub const MAX_MULTIPLIER: u32 = 64;
 impl Config {
     /// A configuration with memberlist's LAN timings (1 s probe interval,
     /// 500 ms probe timeout, 3 indirect checks, α = 4, β = 6, K = 3, λ = 4),
-    /// Lifeguard on, and a 1,400-byte message budget.
+    /// gossip rounds of 3 members every 200 ms, Lifeguard on, and a
+    /// 1,400-byte message budget.
     pub fn new(id: MemberId, address: Address) -> Config {
         Config {
             id,
@@ -161,6 +172,8 @@ impl Config {
             suspicion_confirmations: 3,
             local_health_max: 8,
             retransmit_multiplier: 4,
+            gossip_interval_ms: 200,
+            gossip_fanout: 3,
             push_pull_interval_ms: 30_000,
             reconnect_interval_ms: 10_000,
             join_retry_interval_ms: 1_000,
@@ -180,6 +193,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, value) in [
             ("probe_interval_ms", self.probe_interval_ms),
+            ("gossip_interval_ms", self.gossip_interval_ms),
             ("push_pull_interval_ms", self.push_pull_interval_ms),
             ("reconnect_interval_ms", self.reconnect_interval_ms),
             ("join_retry_interval_ms", self.join_retry_interval_ms),
@@ -198,6 +212,7 @@ impl Config {
         }
         for (name, value) in [
             ("probe_interval_ms", self.probe_interval_ms),
+            ("gossip_interval_ms", self.gossip_interval_ms),
             ("push_pull_interval_ms", self.push_pull_interval_ms),
             ("reconnect_interval_ms", self.reconnect_interval_ms),
             ("join_retry_interval_ms", self.join_retry_interval_ms),
@@ -258,8 +273,8 @@ impl Config {
     /// fits in some message.
     pub fn largest_single_item_message_bytes(&self) -> usize {
         let id = crate::types::NodeId(u64::MAX);
-        let address = Address(vec![0xff; self.max_address_bytes]);
-        let metadata = Metadata(vec![0xff; self.max_metadata_bytes]);
+        let address = Address::new(vec![0xff; self.max_address_bytes]);
+        let metadata = Metadata::new(vec![0xff; self.max_metadata_bytes]);
         let incarnation = MAX_INCARNATION;
         let header = |body: MessageBody, updates: Vec<Update>| Message {
             from: id,
@@ -324,7 +339,7 @@ mod tests {
     use crate::types::NodeId;
 
     fn config() -> Config {
-        Config::new(NodeId(1), Address(b"10.0.0.1:7946".to_vec()))
+        Config::new(NodeId(1), Address::new(b"10.0.0.1:7946".to_vec()))
     }
 
     #[test]
@@ -338,12 +353,12 @@ mod tests {
         // of the largest size.
         let config = config();
         let id = NodeId(u64::MAX);
-        let address = Address(vec![0xff; config.max_address_bytes]);
+        let address = Address::new(vec![0xff; config.max_address_bytes]);
         let update = Update::Alive {
             member: id,
             incarnation: MAX_INCARNATION,
             address: address.clone(),
-            metadata: Metadata(vec![0xff; config.max_metadata_bytes]),
+            metadata: Metadata::new(vec![0xff; config.max_metadata_bytes]),
         };
         let ping = Message {
             from: id,
@@ -377,11 +392,11 @@ mod tests {
         assert_eq!(bad.validate(), Err(ConfigError::Zero { name: "max_members" }));
 
         let mut bad = config();
-        bad.metadata = Metadata(vec![0; bad.max_metadata_bytes + 1]);
+        bad.metadata = Metadata::new(vec![0; bad.max_metadata_bytes + 1]);
         assert!(matches!(bad.validate(), Err(ConfigError::MetadataTooLarge { .. })));
 
         let mut bad = config();
-        bad.address = Address(vec![0; bad.max_address_bytes + 1]);
+        bad.address = Address::new(vec![0; bad.max_address_bytes + 1]);
         assert!(matches!(bad.validate(), Err(ConfigError::AddressTooLong { .. })));
 
         let mut bad = config();

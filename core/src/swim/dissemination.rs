@@ -1,6 +1,8 @@
 //! The piggyback queue: membership updates waiting to be spread.
 //!
-//! SWIM spreads news epidemically by piggybacking it on protocol messages.
+//! SWIM spreads news epidemically by piggybacking it on protocol messages,
+//! and, while news waits, on gossip rounds of their own (memberlist's
+//! `GossipInterval`; see [`Config::gossip_fanout`](super::Config::gossip_fanout)).
 //! Each update is sent about `λ · log10(n)` times (λ =
 //! [`retransmit_multiplier`](super::Config::retransmit_multiplier), `n` the
 //! cluster size, computed when the update is sent, as in memberlist), after
@@ -138,8 +140,8 @@ mod tests {
         Update::Alive {
             member: NodeId(member),
             incarnation: Incarnation(incarnation),
-            address: Address(vec![0; 8]),
-            metadata: Metadata(vec![]),
+            address: Address::new(vec![0; 8]),
+            metadata: Metadata::new(vec![]),
         }
     }
 

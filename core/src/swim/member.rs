@@ -20,6 +20,7 @@
 use crate::types::{NodeId, Time};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// Identity of a cluster member, stable across restarts. The same identity
 /// Raft uses, so the layers above can map one to the other without a table.
@@ -54,17 +55,76 @@ impl fmt::Display for Incarnation {
     }
 }
 
+/// Immutable bytes behind a reference count, for addresses and metadata.
+///
+/// Every member record, piggybacked update and push-pull record that names a
+/// member carries its address and metadata, and every node keeps one of each
+/// per known member: with `n` members that is `n²` copies. Cloning shares the
+/// buffer instead (a thin pointer, 8 bytes), so a driver that moves messages
+/// as values (the simulator) keeps one buffer per member in all. The wire
+/// format is the plain byte sequence, exactly as a `Vec<u8>` encodes.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SharedBytes(Arc<Vec<u8>>);
+
+impl SharedBytes {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> SharedBytes {
+        SharedBytes(Arc::new(bytes.into()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SharedBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_bytes(), f)
+    }
+}
+
+impl Serialize for SharedBytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // A sequence of u8, the same encoding as `Vec<u8>`.
+        self.as_bytes().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<SharedBytes, D::Error> {
+        Vec::<u8>::deserialize(deserializer).map(SharedBytes::new)
+    }
+}
+
 /// Where a member can be reached. Opaque to SWIM (a socket address, a QUIC
 /// endpoint name, a simulator id): the driver gives it meaning. Bounded by
-/// [`Config::max_address_bytes`](super::Config::max_address_bytes).
+/// [`Config::max_address_bytes`](super::Config::max_address_bytes). Clones
+/// share one buffer ([`SharedBytes`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Address(pub Vec<u8>);
+pub struct Address(pub SharedBytes);
+
+impl Address {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Address {
+        Address(SharedBytes::new(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match std::str::from_utf8(&self.0) {
+        match std::str::from_utf8(self.as_bytes()) {
             Ok(text) => write!(f, "{text}"),
-            Err(_) => self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}")),
+            Err(_) => self.as_bytes().iter().try_for_each(|byte| write!(f, "{byte:02x}")),
         }
     }
 }
@@ -74,9 +134,20 @@ impl fmt::Display for Address {
 /// Metadata is versioned by the member's [`Incarnation`]: changing it raises
 /// the incarnation, so the newest metadata wins by the same precedence rules
 /// as liveness. Bounded by
-/// [`Config::max_metadata_bytes`](super::Config::max_metadata_bytes).
+/// [`Config::max_metadata_bytes`](super::Config::max_metadata_bytes). Clones
+/// share one buffer ([`SharedBytes`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Metadata(pub Vec<u8>);
+pub struct Metadata(pub SharedBytes);
+
+impl Metadata {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Metadata {
+        Metadata(SharedBytes::new(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
 
 /// What we believe about a member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -172,6 +243,21 @@ mod tests {
     use MemberState::*;
 
     const ALL: [MemberState; 4] = [Alive, Suspect, Failed, Left];
+
+    #[test]
+    fn shared_bytes_encode_exactly_as_a_byte_vector_and_clones_share_one_buffer() {
+        let limit = crate::swim::wire::MAX_DATAGRAM_BYTES;
+        for bytes in [Vec::new(), b"10.0.0.1:7946".to_vec(), vec![0xff; 300]] {
+            let address = Address::new(bytes.clone());
+            let as_vector = crate::wire::encode_bounded::<_, 65_507>(&bytes, limit).unwrap();
+            assert_eq!(crate::wire::encode_bounded::<_, 65_507>(&address, limit).unwrap(), as_vector);
+            let decoded: Address = crate::wire::decode_bounded::<_, 65_507>(&as_vector, limit).unwrap();
+            assert_eq!(decoded, address);
+        }
+        let metadata = Metadata::new(b"zone=a".to_vec());
+        let copy = metadata.clone();
+        assert_eq!(copy.as_bytes().as_ptr(), metadata.as_bytes().as_ptr());
+    }
 
     #[test]
     fn a_lower_incarnation_never_wins() {

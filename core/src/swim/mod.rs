@@ -6,7 +6,8 @@
 //! direct ping goes unanswered, suspects members that stay silent, and
 //! declares them failed when the suspicion times out unless they refute by
 //! raising their [`Incarnation`]. Membership news rides piggybacked on every
-//! message within a hard byte budget; joins, periodic anti-entropy and
+//! message within a hard byte budget, and goes out in gossip rounds to a few
+//! random members while it waits; joins, periodic anti-entropy and
 //! reconnection to failed members use full-state push-pull exchanges.
 //!
 //! Lifeguard ([`Config::lifeguard`]) adds three things: a local health
@@ -32,8 +33,8 @@
 //! use chorus_core::swim::{Action, Address, Config, SwimNode};
 //! use chorus_core::types::{NodeId, Time};
 //!
-//! let mut config = Config::new(NodeId(2), Address(b"10.0.0.2:7946".to_vec()));
-//! config.seeds = vec![Address(b"10.0.0.1:7946".to_vec())];
+//! let mut config = Config::new(NodeId(2), Address::new(b"10.0.0.2:7946".to_vec()));
+//! config.seeds = vec![Address::new(b"10.0.0.1:7946".to_vec())];
 //! let mut now = Time::ZERO;
 //! let mut node = SwimNode::new(config, now).unwrap();
 //! let mut datagrams_out = Vec::new();
@@ -56,7 +57,7 @@
 //!     }
 //! }
 //! // Alone, the node keeps asking its seed to let it join.
-//! assert!(datagrams_out.iter().all(|(to, _)| to.0 == b"10.0.0.1:7946"));
+//! assert!(datagrams_out.iter().all(|(to, _)| to.as_bytes() == b"10.0.0.1:7946"));
 //! ```
 //!
 //! # Architecture invariants
@@ -82,7 +83,9 @@ pub mod wire;
 
 pub use bug::Bug;
 pub use config::{Config, ConfigError};
-pub use member::{Address, Incarnation, Member, MemberId, MemberRecord, MemberState, Metadata, MAX_INCARNATION};
+pub use member::{
+    Address, Incarnation, Member, MemberId, MemberRecord, MemberState, Metadata, SharedBytes, MAX_INCARNATION,
+};
 pub use message::{Message, MessageBody, MessageError, ProbeNumber, Update};
 pub use node::{Action, Event, MetadataError, SwimNode};
 pub use suspicion::{Suspicion, SuspicionTimeouts};

@@ -83,8 +83,8 @@ pub enum MetadataError {
 ///
 /// One timer covers everything: the protocol period (probe a new target,
 /// judge the previous one), the direct-probe timeout (ask helpers), indirect
-/// probes run for others (relay or nack), suspicion timeouts, push-pull
-/// anti-entropy, and join/reconnect attempts.
+/// probes run for others (relay or nack), suspicion timeouts, gossip rounds
+/// (while updates wait), push-pull anti-entropy, and join/reconnect attempts.
 pub struct SwimNode {
     config: Config,
     rng: ChaCha8Rng,
@@ -108,6 +108,8 @@ pub struct SwimNode {
 
     next_probe_at: Time,
     next_push_pull_at: Time,
+    /// The next gossip round (only acted on while updates wait).
+    next_gossip_at: Time,
     next_contact_at: Time,
     /// No tombstone expires before this (`None`: no tombstones). Keeps the
     /// per-period work independent of the cluster size.
@@ -129,6 +131,7 @@ impl SwimNode {
         // probe and exchange state in lockstep.
         let next_probe_at = now.add_micros(rng.random_range(0..config.probe_interval_micros()));
         let next_push_pull_at = now.add_micros(rng.random_range(0..config.push_pull_interval_ms * 1000));
+        let next_gossip_at = now.add_micros(rng.random_range(0..config.gossip_interval_ms * 1000));
         let mut node = SwimNode {
             incarnation: config.initial_incarnation,
             metadata: config.metadata.clone(),
@@ -144,6 +147,7 @@ impl SwimNode {
             next_probe_number: 0,
             next_probe_at,
             next_push_pull_at,
+            next_gossip_at,
             next_contact_at: now,
             next_forget_at: None,
             next_stranger_join_at: now,
@@ -238,6 +242,9 @@ impl SwimNode {
         if !self.left {
             deadline = deadline.min(self.next_push_pull_at).min(self.next_contact_at);
         }
+        if self.config.gossip_fanout > 0 && !self.dissemination.is_empty() {
+            deadline = deadline.min(self.next_gossip_at);
+        }
         for relay in self.relays.values() {
             deadline = deadline.min(relay.deadline);
         }
@@ -320,6 +327,9 @@ impl SwimNode {
         }
         self.expire_relays(now);
         self.expire_suspicions(now);
+        if now >= self.next_gossip_at {
+            self.gossip_round(now);
+        }
         if !self.left && now >= self.next_push_pull_at {
             self.next_push_pull_at = now.add_micros(self.config.push_pull_interval_micros(self.live_count));
             let alive = self.members_in(|member| member.state == MemberState::Alive);
@@ -366,6 +376,33 @@ impl SwimNode {
         self.dissemination.enqueue(Update::Left { member: self.config.id, incarnation: self.incarnation });
         let live = self.members_in(|member| member.state.is_live());
         for peer in choose_distinct(&live, self.config.leave_fanout, &mut self.rng) {
+            let address = self.members[&peer].address.clone();
+            self.send(Some(peer), address, MessageBody::Gossip, Vec::new());
+        }
+    }
+
+    /// A gossip round (memberlist's `gossip`): while updates wait, send them
+    /// to `gossip_fanout` random alive members in `Gossip` messages, each
+    /// filled to the budget. Without waiting updates nothing is sent, so a
+    /// quiet cluster pays nothing for it. Rounds keep their phase: a round
+    /// that comes while the queue is empty is skipped, not delayed.
+    fn gossip_round(&mut self, now: Time) {
+        let interval_micros = self.config.gossip_interval_ms * 1000;
+        let behind = now.micros_since(self.next_gossip_at) / interval_micros;
+        self.next_gossip_at = self.next_gossip_at.add_micros((behind + 1) * interval_micros);
+        if self.config.gossip_fanout == 0 || self.dissemination.is_empty() {
+            return;
+        }
+        let members = &self.members;
+        let peers = self.probe_order.sample_where(
+            self.config.gossip_fanout,
+            |id| members.get(&id).is_some_and(|member| member.state == MemberState::Alive),
+            &mut self.rng,
+        );
+        for peer in peers {
+            if self.dissemination.is_empty() {
+                break;
+            }
             let address = self.members[&peer].address.clone();
             self.send(Some(peer), address, MessageBody::Gossip, Vec::new());
         }
@@ -657,9 +694,16 @@ impl SwimNode {
         if !wins(&self.config, incarnation, MemberState::Suspect, member.incarnation, member.state) {
             return;
         }
+        // Only an injected bug (a lower-incarnation claim winning) lets a
+        // suspicion reopen a tombstone; keep the bookkeeping true even then.
+        let reopened = member.state.is_tombstone();
         member.incarnation = incarnation;
         member.state = MemberState::Suspect;
         member.state_changed_at = now;
+        if reopened {
+            self.live_count += 1;
+            self.probe_order.insert(id, &mut self.rng);
+        }
         self.suspicions.insert(id, Suspicion::new(incarnation, by, timeouts, now));
         self.dissemination.enqueue(Update::Suspect { member: id, incarnation, by });
         self.event(Event::Suspected { member: id, incarnation });

@@ -70,6 +70,28 @@ impl ProbeOrder {
         self.order.insert(at, member);
     }
 
+    /// Up to `count` distinct members of the current pass (probed or not)
+    /// for which `keep` holds, drawn uniformly with at most `4 · count + 4`
+    /// draws: constant work whatever the cluster size, unlike building the
+    /// candidate list. May return fewer when most of the pass no longer
+    /// qualifies (members that left or failed since the pass started).
+    pub fn sample_where(&self, count: usize, keep: impl Fn(MemberId) -> bool, rng: &mut ChaCha8Rng) -> Vec<MemberId> {
+        let mut chosen: Vec<MemberId> = Vec::with_capacity(count);
+        if self.order.is_empty() {
+            return chosen;
+        }
+        for _ in 0..4 * count + 4 {
+            if chosen.len() >= count {
+                break;
+            }
+            let member = self.order[rng.random_range(0..self.order.len())];
+            if !chosen.contains(&member) && keep(member) {
+                chosen.push(member);
+            }
+        }
+        chosen
+    }
+
     /// Members still to be probed in the current pass, for tests.
     pub fn remaining(&self) -> &[MemberId] {
         &self.order[self.next..]

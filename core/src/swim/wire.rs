@@ -57,15 +57,15 @@ mod tests {
     fn sample(updates: usize) -> Message {
         Message {
             from: NodeId(1),
-            from_address: Address(b"10.0.0.1:7946".to_vec()),
+            from_address: Address::new(b"10.0.0.1:7946".to_vec()),
             to: Some(NodeId(2)),
             body: MessageBody::Ping { probe: ProbeNumber(7) },
             updates: (0..updates)
                 .map(|n| Update::Alive {
                     member: NodeId(n as u64),
                     incarnation: Incarnation(3),
-                    address: Address(vec![1; 6]),
-                    metadata: Metadata(vec![2; 4]),
+                    address: Address::new(vec![1; 6]),
+                    metadata: Metadata::new(vec![2; 4]),
                 })
                 .collect(),
         }

@@ -42,12 +42,12 @@ pub const MAX_STEPS_PER_RUN: usize = 5_000_000;
 
 /// The address of node `id`.
 pub fn address(id: u64) -> Address {
-    Address(format!("node-{id}").into_bytes())
+    Address::new(format!("node-{id}").into_bytes())
 }
 
 /// The node id behind an address made by [`address`].
 pub fn id_of(address: &Address) -> u64 {
-    std::str::from_utf8(&address.0)
+    std::str::from_utf8(address.as_bytes())
         .ok()
         .and_then(|text| text.strip_prefix("node-"))
         .and_then(|id| id.parse().ok())

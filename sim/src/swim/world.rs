@@ -184,12 +184,12 @@ fn node_id(index: usize) -> NodeId {
 }
 
 fn address_of(index: usize) -> Address {
-    Address(format!("n{}", index + 1).into_bytes())
+    Address::new(format!("n{}", index + 1).into_bytes())
 }
 
 /// The node index an address made by [`address_of`] names.
 fn index_of(address: &Address) -> Option<usize> {
-    let text = std::str::from_utf8(&address.0).ok()?;
+    let text = std::str::from_utf8(address.as_bytes()).ok()?;
     let id: usize = text.strip_prefix('n')?.parse().ok()?;
     id.checked_sub(1)
 }
@@ -1002,8 +1002,20 @@ impl SwimWorld {
             self.phase = Phase::Faults;
             self.faults_started_at = self.now;
         } else if since > JOIN_BOUND_US {
+            let example = self
+                .nodes
+                .iter()
+                .enumerate()
+                .find_map(|(index, node)| {
+                    let swim = node.swim.as_ref().filter(|swim| swim.live_member_count() != nodes)?;
+                    let missing = (0..nodes).find(|&other| {
+                        other != index && swim.member(node_id(other)).is_none_or(|member| !member.state.is_live())
+                    })?;
+                    Some(format!(" (n{} does not see n{} alive)", index + 1, missing + 1))
+                })
+                .unwrap_or_default();
             self.checkers.fail(format!(
-                "convergence: after the join wave only {agreeing} of {nodes} members saw everyone alive within {} s",
+                "convergence: after the join wave only {agreeing} of {nodes} members saw everyone alive within {} s{example}",
                 JOIN_BOUND_US / 1_000_000
             ));
             self.phase = Phase::Done;
