@@ -50,16 +50,23 @@ impl RunSummary {
     /// Hash of every seed's trace hash, in seed order: identical for any
     /// thread count.
     pub fn combined_hash(&self) -> String {
-        let mut hasher = blake3::Hasher::new();
-        for outcome in &self.outcomes {
-            hasher.update(&outcome.seed.to_le_bytes());
-            hasher.update(&outcome.trace_hash);
-        }
-        hex(hasher.finalize().as_bytes())
+        combined_hash(self.outcomes.iter().map(|outcome| (outcome.seed, &outcome.trace_hash)))
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// Hash of `(seed, trace hash)` pairs in the given (seed) order; shared by the
+/// Raft and SWIM runners.
+pub(crate) fn combined_hash<'a>(seeds: impl Iterator<Item = (u64, &'a [u8; 32])>) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for (seed, trace_hash) in seeds {
+        hasher.update(&seed.to_le_bytes());
+        hasher.update(trace_hash);
+    }
+    hex(hasher.finalize().as_bytes())
+}
+
+/// The text of a caught panic; shared by the Raft and SWIM runners.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
         (*message).to_string()
     } else if let Some(message) = payload.downcast_ref::<String>() {

@@ -6,7 +6,6 @@
 
 use super::metrics::Summary;
 use super::{run_seed, Bug, FaultMix, SwimOptions, SwimSeedOutcome};
-use crate::trace::hex;
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,22 +62,7 @@ impl SwimRunSummary {
     /// Hash of every seed's trace hash, in seed order: identical for any
     /// thread count.
     pub fn combined_hash(&self) -> String {
-        let mut hasher = blake3::Hasher::new();
-        for outcome in &self.outcomes {
-            hasher.update(&outcome.seed.to_le_bytes());
-            hasher.update(&outcome.trace_hash);
-        }
-        hex(hasher.finalize().as_bytes())
-    }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_string()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "unknown panic payload".to_string()
+        crate::runner::combined_hash(self.outcomes.iter().map(|outcome| (outcome.seed, &outcome.trace_hash)))
     }
 }
 
@@ -88,7 +72,7 @@ pub fn run_one(seed: u64, options: &SwimRunOptions) -> SwimSeedOutcome {
     match catch_unwind(AssertUnwindSafe(|| run_seed(options.seed(seed)))) {
         Ok(report) => report.outcome,
         Err(payload) => {
-            let message = format!("panic: {}", panic_message(payload.as_ref()));
+            let message = format!("panic: {}", crate::runner::panic_message(payload.as_ref()));
             SwimSeedOutcome {
                 seed,
                 trace_hash: *blake3::hash(message.as_bytes()).as_bytes(),
