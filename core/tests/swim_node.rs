@@ -316,10 +316,12 @@ fn gossip_sends(actions: &[Action]) -> Vec<(u64, Message)> {
 
 #[test]
 fn gossip_rounds_send_waiting_news_to_fanout_distinct_alive_members() {
-    let config = config(true);
+    let mut config = config(true);
+    // memberlist's behaviour: gossip whenever anything waits.
+    config.gossip_backlog_bytes = 0;
     let (fanout, interval_micros) = (config.gossip_fanout, config.gossip_interval_ms * 1000);
     let mut node = node_knowing(&(2..=20).collect::<Vec<_>>(), config);
-    assert!(node.pending_updates() > 0, "the new members are news to spread");
+    assert!(node.pending_updates() > 0, "node 2 and this node itself are news to spread");
     let mut rounds: Vec<(Time, Vec<(u64, Message)>)> = Vec::new();
     for _ in 0..200 {
         let now = node.poll_timeout();
@@ -341,6 +343,57 @@ fn gossip_rounds_send_waiting_news_to_fanout_distinct_alive_members() {
         assert!(gossip.iter().all(|(_, message)| !message.updates.is_empty()), "never an empty gossip message");
     }
     assert_eq!(rounds[1].0.micros_since(rounds[0].0), interval_micros, "one round per gossip interval");
+}
+
+fn alive(id: u64) -> Update {
+    Update::Alive {
+        member: NodeId(id),
+        incarnation: Incarnation(0),
+        address: address(id),
+        metadata: Metadata::default(),
+    }
+}
+
+/// Runs `node` through `steps` timeouts, answering no ping, and counts the
+/// gossip messages it sends.
+fn gossip_messages_over(node: &mut SwimNode, steps: usize) -> usize {
+    (0..steps)
+        .map(|_| {
+            let now = node.poll_timeout();
+            node.handle_timeout(now);
+            gossip_sends(&drain(node)).len()
+        })
+        .sum()
+}
+
+#[test]
+fn a_trickle_of_news_rides_on_probes_and_only_a_backlog_opens_gossip_rounds() {
+    let config = config(true);
+    let backlog = config.gossip_backlog_bytes;
+    let mut node = node_knowing(&(2..=20).collect::<Vec<_>>(), config.clone());
+    assert_eq!(gossip_messages_over(&mut node, 30), 0, "two updates are no backlog");
+
+    let mut node = node_knowing(&(2..=20).collect::<Vec<_>>(), config);
+    // A hundred and twenty newcomers, announced by node 3 in three messages.
+    for batch in [100..140, 140..180, 180..220] {
+        let updates = batch.map(alive).collect();
+        node.handle_message(Time::ZERO, message(3, MessageBody::Gossip, updates)).unwrap();
+    }
+    drain(&mut node);
+    assert!(chorus_core::swim::wire::encoded_len(&(100..220).map(alive).collect::<Vec<_>>()) > backlog);
+    assert!(gossip_messages_over(&mut node, 10) > 0, "a backlog is gossiped");
+}
+
+#[test]
+fn records_relayed_by_push_pull_are_spread_only_once_gossip_repeats_them() {
+    let mut node = node_knowing(&(2..=20).collect::<Vec<_>>(), config(true));
+    // This node's own alive, and node 2's (the sender's own record).
+    assert_eq!(node.pending_updates(), 2, "the relayed records are repair, not news");
+    node.handle_message(Time::ZERO, message(3, MessageBody::Gossip, vec![alive(5)])).unwrap();
+    assert_eq!(node.pending_updates(), 3, "gossip about member 5 makes this node spread it too");
+    assert!(drain(&mut node).iter().all(|action| !matches!(action, Action::Event(_))), "no news for the layers above");
+    node.handle_message(Time::ZERO, message(4, MessageBody::Gossip, vec![alive(5)])).unwrap();
+    assert_eq!(node.pending_updates(), 3);
 }
 
 #[test]

@@ -101,7 +101,7 @@ fn a_failing_swim_run_exits_1_and_prints_the_replay_command() {
         "--nodes",
         "20",
         "--seeds",
-        "0..2",
+        "0..8",
         "--bug",
         "suspicion-never-expires",
     ]);

@@ -67,15 +67,23 @@ pub struct Config {
     /// λ: each update is piggybacked `λ · ⌈log10(n + 1)⌉` times.
     pub retransmit_multiplier: u32,
     /// Interval of gossip rounds (memberlist's `GossipInterval`): every
-    /// round, while updates wait in the piggyback queue, this node sends them
-    /// to `gossip_fanout` random alive members in messages of their own.
-    /// Piggybacking on probes alone carries about two messages' worth of
-    /// news per period; a burst of news (a join wave) needs more bandwidth.
+    /// round, while more than `gossip_backlog_bytes` of updates wait in the
+    /// piggyback queue, this node sends them to `gossip_fanout` random alive
+    /// members in messages of their own. Piggybacking on probes alone
+    /// carries about two messages' worth of news per period; a burst of
+    /// news (a join wave) needs more bandwidth.
     pub gossip_interval_ms: u64,
     /// Members sent a gossip message per gossip round (memberlist's
     /// `GossipNodes`). Zero disables gossip rounds: news then rides on
     /// probes and acks only, as in the SWIM paper.
     pub gossip_fanout: usize,
+    /// Gossip rounds run only while the piggyback queue holds more than this
+    /// many encoded bytes of updates: a backlog that piggybacking cannot
+    /// carry soon. The default (one datagram's worth) keeps the message load
+    /// at SWIM's two messages per member per period under a steady trickle
+    /// of news (a crash, a refutation), and opens the valve for bursts. Zero
+    /// gossips whenever anything waits, as memberlist does.
+    pub gossip_backlog_bytes: usize,
     /// Interval of push-pull anti-entropy with one random live member, in
     /// clusters of up to 32 live members. Larger clusters stretch it as
     /// memberlist does, by `⌈log2(n) − log2(32)⌉ + 1`, so that the cost of
@@ -174,6 +182,7 @@ impl Config {
             retransmit_multiplier: 4,
             gossip_interval_ms: 200,
             gossip_fanout: 3,
+            gossip_backlog_bytes: 1_400,
             push_pull_interval_ms: 30_000,
             reconnect_interval_ms: 10_000,
             join_retry_interval_ms: 1_000,

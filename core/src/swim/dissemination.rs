@@ -20,7 +20,7 @@ use super::member::MemberId;
 use super::message::Update;
 use super::wire;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug)]
 struct Entry {
@@ -38,16 +38,20 @@ type Priority = (u32, Reverse<u64>, MemberId);
 #[derive(Clone, Debug)]
 pub struct Dissemination {
     entries: BTreeMap<MemberId, Entry>,
-    by_priority: BTreeSet<Priority>,
+    /// The same updates in sending order, each with its encoded size, so
+    /// that choosing what fits never looks into `entries`.
+    by_priority: BTreeMap<Priority, usize>,
     next_sequence: u64,
     capacity: usize,
+    /// Sum of the encoded sizes of the queued updates.
+    bytes: usize,
 }
 
 impl Dissemination {
     /// An empty queue holding at most `capacity` updates.
     pub fn new(capacity: usize) -> Dissemination {
         assert!(capacity > 0, "invariant: validated configs have a non-zero queue capacity");
-        Dissemination { entries: BTreeMap::new(), by_priority: BTreeSet::new(), next_sequence: 0, capacity }
+        Dissemination { entries: BTreeMap::new(), by_priority: BTreeMap::new(), next_sequence: 0, capacity, bytes: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -58,19 +62,27 @@ impl Dissemination {
         self.entries.is_empty()
     }
 
+    /// Encoded bytes of every queued update: the backlog.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Queues `update`, replacing any queued update about the same member.
     pub fn enqueue(&mut self, update: Update) {
         let member = update.member();
         if let Some(old) = self.entries.remove(&member) {
             self.by_priority.remove(&(old.transmits, Reverse(old.sequence), member));
+            self.bytes -= old.encoded_bytes;
         } else if self.entries.len() >= self.capacity {
-            let evicted = self.by_priority.pop_last().expect("invariant: a full queue has entries");
+            let (evicted, bytes) = self.by_priority.pop_last().expect("invariant: a full queue has entries");
             self.entries.remove(&evicted.2);
+            self.bytes -= bytes;
         }
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let encoded_bytes = wire::encoded_len(&update);
-        self.by_priority.insert((0, Reverse(sequence), member));
+        self.by_priority.insert((0, Reverse(sequence), member), encoded_bytes);
+        self.bytes += encoded_bytes;
         self.entries.insert(member, Entry { update, transmits: 0, sequence, encoded_bytes });
         debug_assert_eq!(self.entries.len(), self.by_priority.len());
     }
@@ -88,16 +100,23 @@ impl Dissemination {
     pub fn select(&mut self, room_bytes: usize, already: &[Update], retransmit_limit: u32) -> Vec<Update> {
         let mut used = already.iter().map(wire::encoded_len).sum::<usize>() + wire::length_prefix_len(already.len());
         let mut picked: Vec<Priority> = Vec::new();
-        for key in &self.by_priority {
-            let entry = &self.entries[&key.2];
+        let mut misfits = 0;
+        for (key, &encoded_bytes) in &self.by_priority {
             if already.iter().any(|update| update.member() == key.2) {
                 continue;
             }
             let count = already.len() + picked.len() + 1;
             let prefix_growth = wire::length_prefix_len(count) - wire::length_prefix_len(count - 1);
-            if used + entry.encoded_bytes + prefix_growth <= room_bytes {
-                used += entry.encoded_bytes + prefix_growth;
+            if used + encoded_bytes + prefix_growth <= room_bytes {
+                used += encoded_bytes + prefix_growth;
                 picked.push(*key);
+            } else {
+                // Past a few updates that do not fit, the message is as good
+                // as full: stop rather than scan the whole queue.
+                misfits += 1;
+                if misfits >= MAX_MISFITS {
+                    break;
+                }
             }
             if room_bytes.saturating_sub(used) < MIN_UPDATE_BYTES {
                 break;
@@ -110,15 +129,21 @@ impl Dissemination {
             entry.transmits += 1;
             updates.push(entry.update.clone());
             if entry.transmits >= retransmit_limit {
+                self.bytes -= entry.encoded_bytes;
                 self.entries.remove(&key.2);
             } else {
-                self.by_priority.insert((entry.transmits, key.1, key.2));
+                self.by_priority.insert((entry.transmits, key.1, key.2), entry.encoded_bytes);
             }
         }
         debug_assert_eq!(self.entries.len(), self.by_priority.len());
         updates
     }
 }
+
+/// How many queued updates too large for the room left one selection skips
+/// before it stops looking: bounds the work per message whatever the queue
+/// length, at the price of a few bytes of room left unused.
+const MAX_MISFITS: usize = 8;
 
 /// The smallest possible encoded update (a `Left` with one-byte varints).
 const MIN_UPDATE_BYTES: usize = 3;
@@ -210,6 +235,20 @@ mod tests {
         assert_eq!(queue.len(), 2);
         assert!(queue.get(NodeId(1)).is_none());
         assert!(queue.get(NodeId(3)).is_some());
+    }
+
+    #[test]
+    fn the_backlog_counts_the_encoded_bytes_of_what_waits() {
+        let mut queue = Dissemination::new(2);
+        let one = wire::encoded_len(&alive(1, 0));
+        queue.enqueue(alive(1, 0));
+        queue.enqueue(alive(1, 1));
+        assert_eq!(queue.bytes(), one);
+        queue.enqueue(alive(2, 0));
+        queue.enqueue(alive(3, 0));
+        assert_eq!(queue.bytes(), 2 * one, "an eviction gives its bytes back");
+        queue.select(1000, &[], 1);
+        assert_eq!(queue.bytes(), 0);
     }
 
     #[test]

@@ -212,6 +212,12 @@ pub struct Member {
     /// When `state` last changed (in the local clock); tombstones are
     /// forgotten `tombstone_retention_ms` after this.
     pub state_changed_at: Time,
+    /// Whether this node has queued news of the member's current state for
+    /// dissemination. False while the state is known only from a push-pull
+    /// exchange (which is repair, not news): the first gossip that repeats
+    /// it makes this node spread it too, so that nodes that already knew do
+    /// not stop an epidemic.
+    pub(crate) spreading: bool,
 }
 
 impl Member {

@@ -242,7 +242,7 @@ impl SwimNode {
         if !self.left {
             deadline = deadline.min(self.next_push_pull_at).min(self.next_contact_at);
         }
-        if self.config.gossip_fanout > 0 && !self.dissemination.is_empty() {
+        if self.gossip_backlog() {
             deadline = deadline.min(self.next_gossip_at);
         }
         for relay in self.relays.values() {
@@ -381,16 +381,25 @@ impl SwimNode {
         }
     }
 
-    /// A gossip round (memberlist's `gossip`): while updates wait, send them
-    /// to `gossip_fanout` random alive members in `Gossip` messages, each
-    /// filled to the budget. Without waiting updates nothing is sent, so a
-    /// quiet cluster pays nothing for it. Rounds keep their phase: a round
-    /// that comes while the queue is empty is skipped, not delayed.
+    /// Whether more news waits than piggybacking can carry soon (see
+    /// [`Config::gossip_backlog_bytes`]).
+    fn gossip_backlog(&self) -> bool {
+        self.config.gossip_fanout > 0
+            && !self.dissemination.is_empty()
+            && self.dissemination.bytes() > self.config.gossip_backlog_bytes
+    }
+
+    /// A gossip round (memberlist's `gossip`): while a backlog of updates
+    /// waits, send them to `gossip_fanout` random alive members in `Gossip`
+    /// messages, each filled to the budget. Without a backlog nothing is
+    /// sent: a trickle of news rides on probes and acks at no cost in
+    /// messages. Rounds keep their phase: a round that comes without a
+    /// backlog is skipped, not delayed.
     fn gossip_round(&mut self, now: Time) {
         let interval_micros = self.config.gossip_interval_ms * 1000;
         let behind = now.micros_since(self.next_gossip_at) / interval_micros;
         self.next_gossip_at = self.next_gossip_at.add_micros((behind + 1) * interval_micros);
-        if self.config.gossip_fanout == 0 || self.dissemination.is_empty() {
+        if !self.gossip_backlog() {
             return;
         }
         let members = &self.members;
@@ -468,8 +477,14 @@ impl SwimNode {
             self.probe.as_mut().expect("checked above").phase = ProbePhase::Indirect;
             return;
         };
-        let alive = self.members_in(|member| member.state == MemberState::Alive && member.id != target);
-        let helpers = choose_distinct(&alive, self.config.indirect_checks, &mut self.rng);
+        let members = &self.members;
+        let is_helper = |id: MemberId| id != target && members.get(&id).is_some_and(|m| m.state == MemberState::Alive);
+        let helpers = if self.live_count <= EXACT_SAMPLING_MAX_MEMBERS {
+            let alive: Vec<MemberId> = members.keys().copied().filter(|&id| is_helper(id)).collect();
+            choose_distinct(&alive, self.config.indirect_checks, &mut self.rng)
+        } else {
+            self.probe_order.sample_where(self.config.indirect_checks, is_helper, &mut self.rng)
+        };
         let want_nack = self.config.lifeguard;
         for &helper in &helpers {
             let address = self.members[&helper].address.clone();
@@ -615,7 +630,7 @@ impl SwimNode {
         }
         match update {
             Update::Alive { member, incarnation, address, metadata } => {
-                self.apply_alive(now, member, incarnation, address, metadata)
+                self.apply_alive(now, member, incarnation, address, metadata, Spread::Gossip)
             }
             Update::Suspect { member, incarnation, by } => self.apply_suspect(now, member, incarnation, by),
             Update::Failed { member, incarnation, by } => {
@@ -635,23 +650,46 @@ impl SwimNode {
         }
     }
 
-    fn apply_alive(&mut self, now: Time, id: MemberId, incarnation: Incarnation, address: Address, metadata: Metadata) {
-        let update = Update::Alive { member: id, incarnation, address: address.clone(), metadata: metadata.clone() };
+    fn apply_alive(
+        &mut self,
+        now: Time,
+        id: MemberId,
+        incarnation: Incarnation,
+        address: Address,
+        metadata: Metadata,
+        spread: Spread,
+    ) {
         let Some(member) = self.members.get_mut(&id) else {
             if !self.make_room(id) {
                 return;
             }
-            let member =
-                Member { id, address, metadata, incarnation, state: MemberState::Alive, state_changed_at: now };
+            let spreading = spread == Spread::Gossip;
+            let member = Member {
+                id,
+                address,
+                metadata,
+                incarnation,
+                state: MemberState::Alive,
+                state_changed_at: now,
+                spreading,
+            };
             let record = member.record();
             self.members.insert(id, member);
             self.live_count += 1;
-            self.probe_order.insert(id, &mut self.rng);
-            self.dissemination.enqueue(update);
+            self.probe_order.insert(id, self.config.max_members, &mut self.rng);
+            if spreading {
+                self.dissemination.enqueue(alive_update(&record));
+            }
             self.event(Event::Joined(record));
             return;
         };
         if !wins(&self.config, incarnation, MemberState::Alive, member.incarnation, member.state) {
+            let repeated = member.state == MemberState::Alive && member.incarnation == incarnation;
+            if repeated && spread == Spread::Gossip && !member.spreading {
+                member.spreading = true;
+                let update = alive_update(&member.record());
+                self.dissemination.enqueue(update);
+            }
             return;
         }
         let previous = member.state;
@@ -663,13 +701,19 @@ impl SwimNode {
             member.state = MemberState::Alive;
             member.state_changed_at = now;
         }
+        // A member coming back from suspicion or failure is news wherever we
+        // heard it: it ends suspicions elsewhere and heals partitions.
+        member.spreading = spread == Spread::Gossip || previous != MemberState::Alive;
+        let spreading = member.spreading;
         let record = member.record();
         self.suspicions.remove(&id);
         if previous.is_tombstone() {
             self.live_count += 1;
-            self.probe_order.insert(id, &mut self.rng);
+            self.probe_order.insert(id, self.config.max_members, &mut self.rng);
         }
-        self.dissemination.enqueue(update);
+        if spreading {
+            self.dissemination.enqueue(alive_update(&record));
+        }
         match previous {
             MemberState::Alive if changed => self.event(Event::Updated(record)),
             MemberState::Alive => {}
@@ -700,9 +744,10 @@ impl SwimNode {
         member.incarnation = incarnation;
         member.state = MemberState::Suspect;
         member.state_changed_at = now;
+        member.spreading = true;
         if reopened {
             self.live_count += 1;
-            self.probe_order.insert(id, &mut self.rng);
+            self.probe_order.insert(id, self.config.max_members, &mut self.rng);
         }
         self.suspicions.insert(id, Suspicion::new(incarnation, by, timeouts, now));
         self.dissemination.enqueue(Update::Suspect { member: id, incarnation, by });
@@ -726,6 +771,7 @@ impl SwimNode {
         }
         member.state = state;
         member.state_changed_at = now;
+        member.spreading = true;
         let forget_at = now.add_millis(self.config.tombstone_retention_ms);
         self.next_forget_at = Some(self.next_forget_at.map_or(forget_at, |at| at.min(forget_at)));
         if previous.is_live() {
@@ -786,10 +832,15 @@ impl SwimNode {
             return;
         }
         match state {
-            MemberState::Alive => self.apply_alive(now, member, incarnation, address, metadata),
+            // Only the sender's own record is first-hand news worth
+            // spreading; what it merely relays about others is repair.
+            MemberState::Alive => {
+                let spread = if member == from { Spread::Gossip } else { Spread::Quiet };
+                self.apply_alive(now, member, incarnation, address, metadata, spread)
+            }
             MemberState::Suspect | MemberState::Failed => {
                 if !self.members.contains_key(&member) && state == MemberState::Suspect {
-                    self.apply_alive(now, member, incarnation, address, metadata);
+                    self.apply_alive(now, member, incarnation, address, metadata, Spread::Quiet);
                 }
                 self.apply_suspect(now, member, incarnation, from);
             }
@@ -997,6 +1048,32 @@ impl SwimNode {
             assert!(self.relays.len() <= self.config.max_pending_relays, "invariant: max_pending_relays holds");
             assert!(self.incarnation <= MAX_INCARNATION, "invariant: our incarnation is acceptable to peers");
         }
+    }
+}
+
+/// Up to this many live members, indirect-probe helpers are drawn from the
+/// exact list of alive members; above it, by sampling the probe order in
+/// constant time (which may, rarely, find fewer than `indirect_checks`).
+const EXACT_SAMPLING_MAX_MEMBERS: usize = 64;
+
+/// Whether news that changed our view is queued for dissemination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spread {
+    /// First-hand or epidemic news: spread it.
+    Gossip,
+    /// A third party's record relayed by a push-pull exchange: anti-entropy
+    /// repairs one node's view, and re-announcing every record a joiner
+    /// receives would flood the cluster with what it already knows. Only a
+    /// member coming back from suspicion or failure is spread anyway.
+    Quiet,
+}
+
+fn alive_update(record: &MemberRecord) -> Update {
+    Update::Alive {
+        member: record.id,
+        incarnation: record.incarnation,
+        address: record.address.clone(),
+        metadata: record.metadata.clone(),
     }
 }
 

@@ -61,13 +61,22 @@ impl ProbeOrder {
     }
 
     /// Adds a member that just joined (or came back) at a random position
-    /// among those not yet probed in this pass.
-    pub fn insert(&mut self, member: MemberId, rng: &mut ChaCha8Rng) {
-        if self.order[self.next..].contains(&member) {
+    /// among those not yet probed in this pass, in constant time (the member
+    /// it displaces moves to the end, as in memberlist). A member that went
+    /// away and came back within one pass may appear twice and then be
+    /// probed twice. So that flapping news cannot grow the pass without
+    /// bound, a pass holding `limit` members still to probe is dropped, and
+    /// the next target starts a fresh one.
+    pub fn insert(&mut self, member: MemberId, limit: usize, rng: &mut ChaCha8Rng) {
+        if self.order.len() - self.next >= limit {
+            self.order.clear();
+            self.next = 0;
             return;
         }
         let at = rng.random_range(self.next..=self.order.len());
-        self.order.insert(at, member);
+        self.order.push(member);
+        let last = self.order.len() - 1;
+        self.order.swap(at, last);
     }
 
     /// Up to `count` distinct members of the current pass (probed or not)
@@ -207,11 +216,32 @@ mod tests {
         let gone = order.remaining()[0];
         candidates.remove(&gone);
         candidates.insert(NodeId(9));
-        order.insert(NodeId(9), &mut rng);
+        order.insert(NodeId(9), 100, &mut rng);
         let rest: BTreeSet<_> = (0..3).map(|_| order.next_target(&candidates, &mut rng).unwrap()).collect();
         assert!(!rest.contains(&gone));
         assert!(rest.contains(&NodeId(9)));
         assert!(!rest.contains(&first));
+    }
+
+    #[test]
+    fn flapping_members_cannot_grow_a_pass_past_the_limit() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let candidates = members(1..=4);
+        let mut order = ProbeOrder::default();
+        order.next_target(&candidates, &mut rng).unwrap();
+        for _ in 0..1000 {
+            order.insert(NodeId(2), 8, &mut rng);
+            assert!(order.remaining().len() <= 8);
+        }
+        // A dropped pass starts afresh with every candidate exactly once.
+        let mut order = ProbeOrder::default();
+        for _ in 0..8 {
+            order.insert(NodeId(2), 8, &mut rng);
+        }
+        order.insert(NodeId(2), 8, &mut rng);
+        assert!(order.remaining().is_empty());
+        let pass: Vec<_> = (0..4).map(|_| order.next_target(&candidates, &mut rng).unwrap()).collect();
+        assert_eq!(pass.iter().copied().collect::<BTreeSet<_>>(), candidates);
     }
 
     #[test]
