@@ -17,6 +17,7 @@ pub mod disk;
 pub mod faults;
 pub mod history;
 pub mod network;
+pub mod queue;
 pub mod runner;
 pub mod scenario;
 pub mod simulation;

@@ -65,8 +65,8 @@ pub(crate) fn combined_hash<'a>(seeds: impl Iterator<Item = (u64, &'a [u8; 32])>
     hex(hasher.finalize().as_bytes())
 }
 
-/// The text of a caught panic; shared by the Raft and SWIM runners.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// The text of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
         (*message).to_string()
     } else if let Some(message) = payload.downcast_ref::<String>() {
@@ -76,8 +76,47 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs one seed, turning a panic (a broken internal invariant) into a
-/// failure of that seed.
+/// Runs one seed's `run`, turning a panic (a broken internal invariant) into
+/// `Err("panic: ...")`; shared by the Raft and SWIM runners.
+pub(crate) fn catch_panic<R>(run: impl FnOnce() -> R) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(run)).map_err(|payload| format!("panic: {}", panic_message(payload.as_ref())))
+}
+
+/// Runs `run` for every seed of `seeds` on `threads` worker threads, which
+/// take seeds from a shared counter; `on_done` is called (from the workers)
+/// after each. Returns the outcomes in seed order and the wall time in
+/// microseconds. Each seed runs alone on one thread, so outcomes do not
+/// depend on the thread count. Shared by the Raft and SWIM runners.
+pub(crate) fn run_seeds<O: Send>(
+    seeds: Range<u64>,
+    threads: usize,
+    run: impl Fn(u64) -> O + Sync,
+    on_done: &(dyn Fn(&O) + Sync),
+) -> (Vec<O>, u64) {
+    let started = Instant::now();
+    let count = seeds.end.saturating_sub(seeds.start);
+    let next = AtomicU64::new(0);
+    let results: Mutex<Vec<(u64, O)>> = Mutex::new(Vec::with_capacity(count as usize));
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| loop {
+                let position = next.fetch_add(1, Ordering::Relaxed);
+                if position >= count {
+                    break;
+                }
+                let seed = seeds.start + position;
+                let outcome = run(seed);
+                on_done(&outcome);
+                results.lock().expect("no worker panics while holding the lock").push((seed, outcome));
+            });
+        }
+    });
+    let mut outcomes = results.into_inner().expect("workers are done");
+    outcomes.sort_by_key(|(seed, _)| *seed);
+    (outcomes.into_iter().map(|(_, outcome)| outcome).collect(), started.elapsed().as_micros() as u64)
+}
+
+/// Runs one seed; a panic (a broken internal invariant) fails that seed.
 pub fn run_one(seed: u64, options: &RunOptions) -> SeedOutcome {
     let sim_options = SimOptions {
         seed,
@@ -87,45 +126,24 @@ pub fn run_one(seed: u64, options: &RunOptions) -> SeedOutcome {
         keep_trace_text: false,
         liveness_bound_us: crate::simulation::LIVENESS_BOUND_US,
     };
-    match catch_unwind(AssertUnwindSafe(|| run_seed(sim_options))) {
+    match catch_panic(|| run_seed(sim_options)) {
         Ok(report) => report.outcome,
-        Err(payload) => {
-            let message = format!("panic: {}", panic_message(payload.as_ref()));
-            SeedOutcome {
-                seed,
-                trace_hash: *blake3::hash(message.as_bytes()).as_bytes(),
-                failures: vec![message],
-                events: 0,
-                sim_micros: 0,
-                ops_ok: 0,
-                ops_failed: 0,
-                ops_unknown: 0,
-            }
-        }
+        Err(message) => SeedOutcome {
+            seed,
+            trace_hash: *blake3::hash(message.as_bytes()).as_bytes(),
+            failures: vec![message],
+            events: 0,
+            sim_micros: 0,
+            ops_ok: 0,
+            ops_failed: 0,
+            ops_unknown: 0,
+        },
     }
 }
 
 /// Runs every seed; `on_done` is called (from worker threads) after each.
 pub fn run_many(options: &RunOptions, on_done: &(dyn Fn(&SeedOutcome) + Sync)) -> RunSummary {
-    let started = Instant::now();
-    let count = options.seeds.end.saturating_sub(options.seeds.start);
-    let next = AtomicU64::new(0);
-    let results: Mutex<Vec<SeedOutcome>> = Mutex::new(Vec::with_capacity(count as usize));
     let threads = options.threads.max(1);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let position = next.fetch_add(1, Ordering::Relaxed);
-                if position >= count {
-                    break;
-                }
-                let outcome = run_one(options.seeds.start + position, options);
-                on_done(&outcome);
-                results.lock().expect("no worker panics while holding the lock").push(outcome);
-            });
-        }
-    });
-    let mut outcomes = results.into_inner().expect("workers are done");
-    outcomes.sort_by_key(|outcome| outcome.seed);
-    RunSummary { outcomes, wall_micros: started.elapsed().as_micros() as u64, threads }
+    let (outcomes, wall_micros) = run_seeds(options.seeds.clone(), threads, |seed| run_one(seed, options), on_done);
+    RunSummary { outcomes, wall_micros, threads }
 }

@@ -22,6 +22,7 @@ use crate::disk::Disk;
 use crate::faults::{FaultAction, FaultProfile, NodeRef, Recurrence};
 use crate::history::{History, Value};
 use crate::network::{Fate, Network, NetworkParams};
+use crate::queue::EventQueue;
 use crate::scenario::Scenario;
 use crate::trace::{describe_message, describe_result, message_words, Trace};
 use crate::workload::{ClientRequest, ClientStep, Workload, ATTEMPT_TIMEOUT_US};
@@ -33,8 +34,7 @@ use chorus_core::raft::{
 use chorus_core::{NodeId, RequestId, Time};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 
 /// Default length of the fault phase.
 pub const FAULT_PHASE_US: u64 = 10_000_000;
@@ -182,59 +182,6 @@ enum SimEvent {
     LivenessDeadline,
 }
 
-/// A queue entry: the event itself waits in the slab at `slot`, so that the
-/// heap moves only these few words.
-struct Scheduled {
-    at: u64,
-    sequence: u64,
-    slot: u32,
-}
-
-/// Storage for scheduled events, reusing freed slots.
-#[derive(Default)]
-struct EventSlab {
-    slots: Vec<Option<SimEvent>>,
-    free: Vec<u32>,
-}
-
-impl EventSlab {
-    fn insert(&mut self, event: SimEvent) -> u32 {
-        match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = Some(event);
-                slot
-            }
-            None => {
-                self.slots.push(Some(event));
-                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 events are ever pending")
-            }
-        }
-    }
-
-    fn take(&mut self, slot: u32) -> SimEvent {
-        self.free.push(slot);
-        self.slots[slot as usize].take().expect("invariant: a queued slot holds its event")
-    }
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.sequence) == (other.at, other.sequence)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    // Reversed: BinaryHeap is a max-heap and we want the earliest first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.sequence).cmp(&(self.at, self.sequence))
-    }
-}
-
 struct SimNode {
     raft: Option<RaftNode<KvStore>>,
     disk: Disk,
@@ -260,9 +207,7 @@ pub struct Simulation {
     profile: FaultProfile,
     random_faults: bool,
     now: u64,
-    sequence: u64,
-    queue: BinaryHeap<Scheduled>,
-    slab: EventSlab,
+    queue: EventQueue<SimEvent>,
     rng: ChaCha8Rng,
     network: Network,
     nodes: Vec<SimNode>,
@@ -345,9 +290,7 @@ impl Simulation {
             profile,
             options,
             now: 0,
-            sequence: 0,
-            queue: BinaryHeap::new(),
-            slab: EventSlab::default(),
+            queue: EventQueue::default(),
             rng,
             nodes,
             workload,
@@ -425,29 +368,24 @@ impl Simulation {
     }
 
     fn schedule(&mut self, delay_us: u64, event: SimEvent) {
-        self.sequence += 1;
-        let slot = self.slab.insert(event);
-        self.queue.push(Scheduled { at: self.now + delay_us, sequence: self.sequence, slot });
+        self.queue.schedule_at(self.now + delay_us, event);
     }
 
     fn schedule_at(&mut self, at: u64, event: SimEvent) {
-        self.sequence += 1;
-        let slot = self.slab.insert(event);
-        self.queue.push(Scheduled { at: at.max(self.now), sequence: self.sequence, slot });
+        self.queue.schedule_at(at.max(self.now), event);
     }
 
     /// Runs to completion and checks the history.
     pub fn run(mut self) -> SimReport {
         let mut failures = Vec::new();
-        while let Some(scheduled) = self.queue.pop() {
-            debug_assert!(scheduled.at >= self.now, "time never goes backwards");
-            self.now = scheduled.at;
+        while let Some((at, event)) = self.queue.pop() {
+            debug_assert!(at >= self.now, "time never goes backwards");
+            self.now = at;
             self.events += 1;
             if self.events > MAX_EVENTS_PER_RUN {
                 failures.push(format!("event limit: more than {MAX_EVENTS_PER_RUN} events"));
                 break;
             }
-            let event = self.slab.take(scheduled.slot);
             self.handle(event);
             if !self.checker.ok() || self.finished || self.liveness_failure.is_some() || self.read_failure.is_some() {
                 break;

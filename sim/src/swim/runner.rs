@@ -1,16 +1,11 @@
 //! Many SWIM seeds on many threads, and what they add up to.
 //!
-//! Seeds are handed to worker threads from a shared counter; each seed runs
-//! alone on one thread, so results do not depend on the thread count. The
-//! combined hash folds per-seed trace hashes in seed order.
+//! Seeds run on worker threads through [`crate::runner::run_seeds`], as
+//! Raft's do; the combined hash folds per-seed trace hashes in seed order.
 
 use super::metrics::Summary;
 use super::{run_seed, Bug, FaultMix, SwimOptions, SwimSeedOutcome};
 use std::ops::Range;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Instant;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -66,46 +61,25 @@ impl SwimRunSummary {
     }
 }
 
-/// Runs one seed, turning a panic (a broken internal invariant) into a
-/// failure of that seed.
+/// Runs one seed; a panic (a broken internal invariant) fails that seed.
 pub fn run_one(seed: u64, options: &SwimRunOptions) -> SwimSeedOutcome {
-    match catch_unwind(AssertUnwindSafe(|| run_seed(options.seed(seed)))) {
+    match crate::runner::catch_panic(|| run_seed(options.seed(seed))) {
         Ok(report) => report.outcome,
-        Err(payload) => {
-            let message = format!("panic: {}", crate::runner::panic_message(payload.as_ref()));
-            SwimSeedOutcome {
-                seed,
-                trace_hash: *blake3::hash(message.as_bytes()).as_bytes(),
-                failures: vec![message],
-                events: 0,
-                sim_micros: 0,
-                metrics: Default::default(),
-            }
-        }
+        Err(message) => SwimSeedOutcome {
+            seed,
+            trace_hash: *blake3::hash(message.as_bytes()).as_bytes(),
+            failures: vec![message],
+            events: 0,
+            sim_micros: 0,
+            metrics: Default::default(),
+        },
     }
 }
 
 /// Runs every seed; `on_done` is called (from worker threads) after each.
 pub fn run_many(options: &SwimRunOptions, on_done: &(dyn Fn(&SwimSeedOutcome) + Sync)) -> SwimRunSummary {
-    let started = Instant::now();
-    let count = options.seeds.end.saturating_sub(options.seeds.start);
-    let next = AtomicU64::new(0);
-    let results: Mutex<Vec<SwimSeedOutcome>> = Mutex::new(Vec::new());
     let threads = options.threads.max(1);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let position = next.fetch_add(1, Ordering::Relaxed);
-                if position >= count {
-                    break;
-                }
-                let outcome = run_one(options.seeds.start + position, options);
-                on_done(&outcome);
-                results.lock().expect("no worker panics while holding the lock").push(outcome);
-            });
-        }
-    });
-    let mut outcomes = results.into_inner().expect("workers are done");
-    outcomes.sort_by_key(|outcome| outcome.seed);
-    SwimRunSummary { outcomes, wall_micros: started.elapsed().as_micros() as u64, threads }
+    let (outcomes, wall_micros) =
+        crate::runner::run_seeds(options.seeds.clone(), threads, |seed| run_one(seed, options), on_done);
+    SwimRunSummary { outcomes, wall_micros, threads }
 }

@@ -30,6 +30,7 @@ use super::profile::{SwimProfile, DELAY_MIN_US, HEAVY_LOSS_PPM};
 use super::{SwimOptions, SwimReport, SwimSeedOutcome};
 use crate::clock::DriftClock;
 use crate::network::PPM;
+use crate::queue::EventQueue;
 use crate::trace::Trace;
 use chorus_core::swim::{
     wire, Action, Address, Config, Event, Incarnation, MemberState, Message, MessageBody, SuspicionTimeouts, SwimNode,
@@ -38,8 +39,7 @@ use chorus_core::swim::{
 use chorus_core::{NodeId, Time};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::BTreeSet;
 
 /// Members that are seeds (the first ones).
 pub const SEED_MEMBERS: usize = 3;
@@ -71,30 +71,6 @@ enum SimEvent {
     Check,
     StartFaults,
     Heal,
-}
-
-struct Scheduled {
-    at: u64,
-    sequence: u64,
-    event: SimEvent,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.sequence) == (other.at, other.sequence)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    // Reversed: BinaryHeap is a max-heap and we want the earliest first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.sequence).cmp(&(self.at, self.sequence))
-    }
 }
 
 struct SimNode {
@@ -144,8 +120,7 @@ pub struct SwimWorld {
     options: SwimOptions,
     profile: SwimProfile,
     now: u64,
-    sequence: u64,
-    queue: BinaryHeap<Scheduled>,
+    queue: EventQueue<SimEvent>,
     rng: ChaCha8Rng,
     nodes: Vec<SimNode>,
     loss_ppm: u32,
@@ -320,8 +295,7 @@ impl SwimWorld {
             options,
             profile,
             now: 0,
-            sequence: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
             rng,
             nodes,
             loss_ppm: 0,
@@ -403,8 +377,7 @@ impl SwimWorld {
     }
 
     fn schedule_at(&mut self, at: u64, event: SimEvent) {
-        self.sequence += 1;
-        self.queue.push(Scheduled { at, sequence: self.sequence, event });
+        self.queue.schedule_at(at, event);
     }
 
     fn schedule(&mut self, delay_us: u64, event: SimEvent) {
@@ -426,7 +399,7 @@ impl SwimWorld {
         }
         self.schedule_at(self.check_interval_us, SimEvent::Check);
         while self.phase != Phase::Done {
-            let Some(Scheduled { at, event, .. }) = self.queue.pop() else {
+            let Some((at, event)) = self.queue.pop() else {
                 break;
             };
             debug_assert!(at >= self.now, "invariant: time never goes backwards");
