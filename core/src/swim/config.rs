@@ -116,10 +116,10 @@ pub struct Config {
     /// Most bytes of a member's metadata.
     pub max_metadata_bytes: usize,
     /// Most updates waiting to be piggybacked (at most one per member). When
-    /// full, the most-transmitted, oldest update is evicted. At the gossip
-    /// rate a full default queue takes about half a minute to drain, so what
-    /// a longer queue would hold is old news that the members who heard it
-    /// are spreading too, and push-pull repairs whatever is left.
+    /// full, the most-transmitted, oldest update is evicted: the members who
+    /// heard it are spreading it too, and push-pull repairs whatever is
+    /// lost. At the gossip rate a full default queue takes about two minutes
+    /// to drain.
     pub max_dissemination_queue: usize,
     /// Most indirect probes this node runs at once for others; further
     /// ping-reqs are ignored.
@@ -196,7 +196,7 @@ impl Config {
             max_message_bytes: 1_400,
             max_address_bytes: 128,
             max_metadata_bytes: 256,
-            max_dissemination_queue: 1_024,
+            max_dissemination_queue: 4_096,
             max_pending_relays: 256,
             injected_bug: None,
         }

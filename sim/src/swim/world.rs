@@ -7,7 +7,7 @@
 //! 1. **Join wave.** Members 1..=3 are the seeds and start at time zero; the
 //!    others start at random moments of the first second and join through
 //!    the seeds. Every member must see every member alive within
-//!    [`JOIN_BOUND_US`].
+//!    [`SwimWorld::join_bound_us`].
 //! 2. **Fault phase.** Faults strike from the seed's profile while the
 //!    online checkers watch every event.
 //! 3. **Settle phase.** Everything heals: partitions lift, the network stops
@@ -45,7 +45,9 @@ use std::collections::BTreeSet;
 pub const SEED_MEMBERS: usize = 3;
 /// Non-seed members start at random moments within this window.
 pub const JOIN_WINDOW_US: u64 = 1_000_000;
-/// Every member must see every member alive this long after the last start.
+/// Every member must see every member alive this long after the last start,
+/// or within three push-pull intervals if that is longer (see
+/// [`SwimWorld::join_bound_us`]).
 pub const JOIN_BOUND_US: u64 = 120_000_000;
 /// Default length of the fault phase.
 pub const FAULT_PHASE_US: u64 = 30_000_000;
@@ -368,6 +370,16 @@ impl SwimWorld {
     /// half to one and a half of them), the longest suspicion timeout (for a
     /// suspicion raised just before healing), two probe periods at the
     /// highest local health multiplier and twenty plain periods for gossip.
+    /// How long after the last start the join wave may take to converge.
+    /// Gossip carries a few hundred updates per member per second, so in a
+    /// cluster of thousands the news of thousands of joins overflows the
+    /// piggyback queues and push-pull anti-entropy delivers the rest. Its
+    /// interval grows with log2(n), hence three intervals (15 minutes at
+    /// 10,000 members) when that is longer than [`JOIN_BOUND_US`].
+    pub fn join_bound_us(&self) -> u64 {
+        JOIN_BOUND_US.max(3 * self.template.push_pull_interval_micros(self.options.nodes))
+    }
+
     pub fn settle_bound_us(&self) -> u64 {
         let config = &self.template;
         let interval = config.probe_interval_ms * 1000;
@@ -974,7 +986,7 @@ impl SwimWorld {
             self.schedule(0, SimEvent::StartFaults);
             self.phase = Phase::Faults;
             self.faults_started_at = self.now;
-        } else if since > JOIN_BOUND_US {
+        } else if since > self.join_bound_us() {
             let example = self
                 .nodes
                 .iter()
@@ -989,7 +1001,7 @@ impl SwimWorld {
                 .unwrap_or_default();
             self.checkers.fail(format!(
                 "convergence: after the join wave only {agreeing} of {nodes} members saw everyone alive within {} s{example}",
-                JOIN_BOUND_US / 1_000_000
+                self.join_bound_us() / 1_000_000
             ));
             self.phase = Phase::Done;
         }
