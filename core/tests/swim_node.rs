@@ -385,6 +385,36 @@ fn a_trickle_of_news_rides_on_probes_and_only_a_backlog_opens_gossip_rounds() {
 }
 
 #[test]
+fn a_refutation_goes_out_in_one_gossip_round_whatever_the_backlog() {
+    let config = config(true);
+    let interval_micros = config.gossip_interval_ms * 1000;
+    let mut node = node_knowing(&(2..=20).collect::<Vec<_>>(), config);
+    assert_eq!(gossip_messages_over(&mut node, 30), 0, "no backlog, no gossip");
+    let now = node.poll_timeout();
+    let suspicion = Update::Suspect { member: NodeId(1), incarnation: node.incarnation(), by: NodeId(7) };
+    node.handle_message(now, message(7, MessageBody::Gossip, vec![suspicion])).unwrap();
+    drain(&mut node);
+    let refuted = node.incarnation();
+    assert!(refuted > Incarnation(0));
+    let mut rounds = Vec::new();
+    for _ in 0..60 {
+        let at = node.poll_timeout();
+        node.handle_timeout(at);
+        let gossip = gossip_sends(&drain(&mut node));
+        if !gossip.is_empty() {
+            rounds.push((at, gossip));
+        }
+    }
+    assert_eq!(rounds.len(), 1, "one round for the refutation, then quiet again");
+    let (at, gossip) = &rounds[0];
+    assert!(at.micros_since(now) <= interval_micros, "within one gossip interval");
+    for (_, message) in gossip {
+        assert!(message.updates.iter().any(|update| matches!(update,
+            Update::Alive { member: NodeId(1), incarnation, .. } if *incarnation == refuted)));
+    }
+}
+
+#[test]
 fn records_relayed_by_push_pull_are_spread_only_once_gossip_repeats_them() {
     let mut node = node_knowing(&(2..=20).collect::<Vec<_>>(), config(true));
     // This node's own alive, and node 2's (the sender's own record).

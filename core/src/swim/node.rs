@@ -117,6 +117,11 @@ pub struct SwimNode {
     /// While alone, joining through a stranger that talks to us is allowed
     /// again from this time (once per `join_retry_interval_ms`).
     next_stranger_join_at: Time,
+    /// This node refuted and has not yet gossiped it: the next gossip round
+    /// goes out whatever the backlog, so that members counting down a
+    /// suspicion of us hear the refutation within one gossip interval
+    /// rather than a few probe periods.
+    refutation_unsent: bool,
 
     actions: VecDeque<Action>,
 }
@@ -151,6 +156,7 @@ impl SwimNode {
             next_contact_at: now,
             next_forget_at: None,
             next_stranger_join_at: now,
+            refutation_unsent: false,
             actions: VecDeque::new(),
             rng,
             config,
@@ -386,7 +392,7 @@ impl SwimNode {
     fn gossip_backlog(&self) -> bool {
         self.config.gossip_fanout > 0
             && !self.dissemination.is_empty()
-            && self.dissemination.bytes() > self.config.gossip_backlog_bytes
+            && (self.refutation_unsent || self.dissemination.bytes() > self.config.gossip_backlog_bytes)
     }
 
     /// A gossip round (memberlist's `gossip`): while a backlog of updates
@@ -402,6 +408,7 @@ impl SwimNode {
         if !self.gossip_backlog() {
             return;
         }
+        self.refutation_unsent = false;
         let members = &self.members;
         let peers = self.probe_order.sample_where(
             self.config.gossip_fanout,
@@ -813,6 +820,7 @@ impl SwimNode {
             self.health.apply(1);
         }
         self.dissemination.enqueue(self.own_alive());
+        self.refutation_unsent = true;
         self.event(Event::Refuted { incarnation: self.incarnation });
     }
 
