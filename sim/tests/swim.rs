@@ -205,3 +205,18 @@ fn a_join_wave_through_three_seeds_converges_within_a_few_seconds() {
     let converged_us = report.outcome.metrics.converge_join_us.expect("the join wave converged");
     assert!(converged_us <= 5_000_000, "{converged_us} us");
 }
+
+#[test]
+fn lifeguard_declares_healthy_members_failed_at_least_twenty_times_less_often() {
+    // 10% loss and slow members, the same seeds (so the same worlds) with and
+    // without Lifeguard: the target, on a smaller cluster.
+    let healthy_false_positives = |lifeguard| {
+        let run = SwimRunOptions { lifeguard, faults: FaultMix::Slow, ..options(0..12, None, 2) };
+        let summary = run_many(&run, &|_| {});
+        assert!(summary.failed().is_empty(), "lifeguard {lifeguard}: {:?}", summary.failed());
+        summary.metrics().false_positives_healthy
+    };
+    let (with, without) = (healthy_false_positives(true), healthy_false_positives(false));
+    assert!(without >= 100, "classic SWIM should struggle here: {without}");
+    assert!(without >= 20 * with.max(1), "Lifeguard {with} against classic {without}");
+}
