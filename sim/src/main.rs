@@ -95,6 +95,11 @@ struct ClusterArgs {
     /// SWIM only: length of the fault phase in milliseconds (default 30000).
     #[arg(long, value_name = "MS")]
     fault_ms: Option<u64>,
+    /// SWIM only: report each seed's phase, simulated time and events on
+    /// standard error every 10 simulated seconds (for large clusters, whose
+    /// seeds take minutes).
+    #[arg(long)]
+    progress: bool,
 }
 
 #[derive(Args)]
@@ -166,6 +171,7 @@ fn parse_cluster(args: &ClusterArgs) -> Result<(usize, Option<Bug>, Option<Scena
         (args.lifeguard.is_some(), "--lifeguard"),
         (args.faults.is_some(), "--faults"),
         (args.fault_ms.is_some(), "--fault-ms"),
+        (args.progress, "--progress"),
     ] {
         if given {
             return Err(UsageError(format!("{flag} applies to --system swim only")));
@@ -432,6 +438,7 @@ fn parse_swim(
         faults,
         fault_phase_us,
         threads,
+        progress: args.progress,
     };
     Ok((options, mode))
 }

@@ -19,6 +19,7 @@ fn options(seeds: std::ops::Range<u64>, bug: Option<Bug>, threads: usize) -> Swi
         faults: FaultMix::Swarm,
         fault_phase_us: chorus_sim::swim::world::FAULT_PHASE_US,
         threads,
+        progress: false,
     }
 }
 

@@ -32,7 +32,7 @@ fn bugs_lists_swim_bugs_with_system_swim_and_raft_bugs_by_default() {
 
 #[test]
 fn bad_swim_usage_exits_2_with_a_message_naming_the_problem() {
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["run", "--system", "swim", "--lifeguard", "maybe"], "invalid value 'maybe' for '--lifeguard"),
         (
             &["run", "--system", "swim", "--bug", "no-such"],
@@ -44,6 +44,7 @@ fn bad_swim_usage_exits_2_with_a_message_naming_the_problem() {
         (&["run", "--system", "swim", "--nodes", "10001"], "must be between 1 and 10000"),
         (&["run", "--system", "swim", "--faults", "most"], "--faults \"most\": no such fault mix"),
         (&["run", "--lifeguard", "off"], "--lifeguard applies to --system swim only"),
+        (&["run", "--progress"], "--progress applies to --system swim only"),
         (&["replay", "--system", "swim", "--seed", "1", "--lifeguard", "compare"], "applies to run only"),
     ];
     for (args, expected) in cases {
@@ -130,4 +131,19 @@ fn lifeguard_compare_runs_both_on_the_same_seeds() {
     let text = stdout(&chorus_sim(&args));
     assert!(text.contains("== lifeguard on ==") && text.contains("== lifeguard off =="), "{text}");
     assert!(text.contains("fewer with lifeguard"), "{text}");
+}
+
+#[test]
+fn progress_reports_phases_and_simulated_time_on_stderr_without_changing_the_run() {
+    let args = ["run", "--system", "swim", "--nodes", "10", "--seeds", "0..1", "--faults", "none", "--json"];
+    let quiet = chorus_sim(&args);
+    let loud = chorus_sim(&[&args[..], &["--progress"]].concat());
+    assert_eq!(loud.status.code(), Some(0));
+    let hash =
+        |output: &Output| serde_json::from_str::<serde_json::Value>(&stdout(output)).unwrap()["combined_hash"].clone();
+    assert_eq!(hash(&quiet), hash(&loud), "progress reports never touch the run");
+    let text = stderr(&loud);
+    // Ten members join within seconds; the 30 s fault phase follows.
+    assert!(text.starts_with("seed 0: Faults phase, 10 s simulated, "), "{text}");
+    assert!(text.contains("seed 0: Faults phase, 30 s simulated, "), "{text}");
 }

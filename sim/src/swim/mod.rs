@@ -40,6 +40,10 @@ pub struct SwimOptions {
     pub fault_phase_us: u64,
     /// Keep a readable trace (replay); the hash is always computed.
     pub keep_trace_text: bool,
+    /// Report the phase, simulated time and events on standard error every
+    /// [`world::PROGRESS_EVERY_US`] of simulated time. Does not touch the
+    /// trace.
+    pub progress: bool,
 }
 
 impl SwimOptions {
@@ -52,6 +56,7 @@ impl SwimOptions {
             faults: FaultMix::Swarm,
             fault_phase_us: world::FAULT_PHASE_US,
             keep_trace_text: false,
+            progress: false,
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct SwimRunOptions {
     pub faults: FaultMix,
     pub fault_phase_us: u64,
     pub threads: usize,
+    /// Report each seed's progress on standard error.
+    pub progress: bool,
 }
 
 impl SwimRunOptions {
@@ -30,6 +32,7 @@ impl SwimRunOptions {
             faults: self.faults,
             fault_phase_us: self.fault_phase_us,
             keep_trace_text: false,
+            progress: self.progress,
         }
     }
 }

@@ -54,6 +54,9 @@ pub const FAULT_PHASE_US: u64 = 30_000_000;
 /// Inputs held for a paused member; beyond it they are dropped (a socket
 /// buffer overflowing).
 pub const PAUSED_STASH_LIMIT: usize = 10_000;
+/// With [`SwimOptions::progress`], a progress line every this much simulated
+/// time.
+pub const PROGRESS_EVERY_US: u64 = 10_000_000;
 /// Hard cap on events in one run; reaching it fails the seed.
 pub const MAX_EVENTS_PER_RUN: u64 = 200_000_000;
 /// Most bytes of readable trace kept by a replay.
@@ -410,12 +413,23 @@ impl SwimWorld {
             self.schedule_at(at, SimEvent::Start { node });
         }
         self.schedule_at(self.check_interval_us, SimEvent::Check);
+        let mut next_progress_us = PROGRESS_EVERY_US;
         while self.phase != Phase::Done {
             let Some((at, event)) = self.queue.pop() else {
                 break;
             };
             debug_assert!(at >= self.now, "invariant: time never goes backwards");
             self.now = at;
+            if self.options.progress && self.now >= next_progress_us {
+                next_progress_us = (self.now / PROGRESS_EVERY_US + 1) * PROGRESS_EVERY_US;
+                eprintln!(
+                    "seed {}: {:?} phase, {} s simulated, {} events",
+                    self.options.seed,
+                    self.phase,
+                    self.now / 1_000_000,
+                    self.events
+                );
+            }
             self.events += 1;
             if self.events >= MAX_EVENTS_PER_RUN {
                 self.checkers.fail(format!("the run exceeded {MAX_EVENTS_PER_RUN} events"));
