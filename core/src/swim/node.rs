@@ -923,23 +923,27 @@ impl SwimNode {
         let interval_micros = interval_ms * 1000;
         let jittered_micros = interval_micros / 2 + self.rng.random_range(0..interval_micros);
         self.next_contact_at = now.add_micros(jittered_micros);
-        let live_addresses: BTreeSet<&Address> =
-            self.members.values().filter(|member| member.state.is_live()).map(|member| &member.address).collect();
-        let mut absent_seeds: Vec<Address> = self
-            .config
-            .seeds
-            .iter()
-            .filter(|seed| **seed != self.config.address && !live_addresses.contains(seed))
-            .cloned()
-            .collect();
+        // One pass over the members, comparing each live one with the few
+        // seeds (building a set of every live address cost O(n log n)).
+        let mut absent_seeds: Vec<Address> =
+            self.config.seeds.iter().filter(|seed| **seed != self.config.address).cloned().collect();
         absent_seeds.sort();
         absent_seeds.dedup();
-        let failed: Vec<(MemberId, Address)> = self
-            .members
-            .values()
-            .filter(|member| member.state == MemberState::Failed)
-            .map(|member| (member.id, member.address.clone()))
-            .collect();
+        let mut present = vec![false; absent_seeds.len()];
+        let mut failed: Vec<(MemberId, Address)> = Vec::new();
+        // `next_forget_at` is set exactly while tombstones exist.
+        let any_tombstone = self.next_forget_at.is_some();
+        for member in self.members.values() {
+            if member.state.is_live() {
+                if let Some(seed) = absent_seeds.iter().position(|seed| *seed == member.address) {
+                    present[seed] = true;
+                }
+            } else if any_tombstone && member.state == MemberState::Failed {
+                failed.push((member.id, member.address.clone()));
+            }
+        }
+        let mut present = present.into_iter();
+        absent_seeds.retain(|_| !present.next().expect("one flag per seed"));
         let seeds = absent_seeds.into_iter().map(|seed| (None, seed));
         let mut targets: Vec<(Option<MemberId>, Address)> = Vec::new();
         let mut candidates: Vec<(Option<MemberId>, Address)> =
@@ -1055,6 +1059,8 @@ impl SwimNode {
             assert_eq!(suspects, self.suspicions.len(), "invariant: every suspect has a suspicion");
             assert!(self.relays.len() <= self.config.max_pending_relays, "invariant: max_pending_relays holds");
             assert!(self.incarnation <= MAX_INCARNATION, "invariant: our incarnation is acceptable to peers");
+            let tombstones = self.members.values().any(|member| member.state.is_tombstone());
+            assert!(!tombstones || self.next_forget_at.is_some(), "invariant: tombstones have a forget deadline");
         }
     }
 }
