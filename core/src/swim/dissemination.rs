@@ -1,8 +1,8 @@
 //! The piggyback queue: membership updates waiting to be spread.
 //!
 //! SWIM spreads news epidemically by piggybacking it on protocol messages,
-//! and, while news waits, on gossip rounds of their own (memberlist's
-//! `GossipInterval`; see [`Config::gossip_fanout`](super::Config::gossip_fanout)).
+//! and, while a backlog waits, on gossip rounds of their own (memberlist's
+//! `GossipInterval`; see [`Config::gossip_backlog_bytes`](super::Config::gossip_backlog_bytes)).
 //! Each update is sent about `λ · log10(n)` times (λ =
 //! [`retransmit_multiplier`](super::Config::retransmit_multiplier), `n` the
 //! cluster size, computed when the update is sent, as in memberlist), after
@@ -12,7 +12,10 @@
 //! The queue holds at most one update per member: news about a member
 //! replaces older news about it. When a message has room, updates go out
 //! least-transmitted first and, among equals, newest first, as many as fit in
-//! the byte budget (measured with the real encoder). The queue is bounded by
+//! the byte budget (measured with the real encoder; the search stops after a
+//! few updates that do not fit, so its cost does not grow with the queue).
+//! [`bytes`](Dissemination::bytes) is the backlog that opens gossip rounds.
+//! The queue is bounded by
 //! [`max_dissemination_queue`](super::Config::max_dissemination_queue); when
 //! full, the most-transmitted, oldest update is evicted.
 
