@@ -22,7 +22,6 @@
 use super::member::MemberId;
 use super::message::Update;
 use super::wire;
-use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug)]
@@ -34,16 +33,22 @@ struct Entry {
     encoded_bytes: usize,
 }
 
-/// Priority key: fewest transmits first, then newest first.
-type Priority = (u32, Reverse<u64>, MemberId);
+/// Priority key: fewest transmits first, then newest first. Sequences are
+/// unique, so `(transmits, u64::MAX − sequence)` packed in one integer orders
+/// the queue with a single comparison.
+type Priority = u128;
+
+fn priority(transmits: u32, sequence: u64) -> Priority {
+    (u128::from(transmits) << 64) | u128::from(u64::MAX - sequence)
+}
 
 /// Updates waiting to be piggybacked.
 #[derive(Clone, Debug)]
 pub struct Dissemination {
     entries: BTreeMap<MemberId, Entry>,
-    /// The same updates in sending order, each with its encoded size, so
-    /// that choosing what fits never looks into `entries`.
-    by_priority: BTreeMap<Priority, usize>,
+    /// The same updates in sending order, each with its member and encoded
+    /// size, so that choosing what fits never looks into `entries`.
+    by_priority: BTreeMap<Priority, (MemberId, usize)>,
     next_sequence: u64,
     capacity: usize,
     /// Sum of the encoded sizes of the queued updates.
@@ -74,17 +79,17 @@ impl Dissemination {
     pub fn enqueue(&mut self, update: Update) {
         let member = update.member();
         if let Some(old) = self.entries.remove(&member) {
-            self.by_priority.remove(&(old.transmits, Reverse(old.sequence), member));
+            self.by_priority.remove(&priority(old.transmits, old.sequence));
             self.bytes -= old.encoded_bytes;
         } else if self.entries.len() >= self.capacity {
-            let (evicted, bytes) = self.by_priority.pop_last().expect("invariant: a full queue has entries");
-            self.entries.remove(&evicted.2);
+            let (_, (evicted, bytes)) = self.by_priority.pop_last().expect("invariant: a full queue has entries");
+            self.entries.remove(&evicted);
             self.bytes -= bytes;
         }
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let encoded_bytes = wire::encoded_len(&update);
-        self.by_priority.insert((0, Reverse(sequence), member), encoded_bytes);
+        self.by_priority.insert(priority(0, sequence), (member, encoded_bytes));
         self.bytes += encoded_bytes;
         self.entries.insert(member, Entry { update, transmits: 0, sequence, encoded_bytes });
         debug_assert_eq!(self.entries.len(), self.by_priority.len());
@@ -102,17 +107,17 @@ impl Dissemination {
     /// updates sent `retransmit_limit` times leave the queue.
     pub fn select(&mut self, room_bytes: usize, already: &[Update], retransmit_limit: u32) -> Vec<Update> {
         let mut used = already.iter().map(wire::encoded_len).sum::<usize>() + wire::length_prefix_len(already.len());
-        let mut picked: Vec<Priority> = Vec::new();
+        let mut picked: Vec<(Priority, MemberId)> = Vec::new();
         let mut misfits = 0;
-        for (key, &encoded_bytes) in &self.by_priority {
-            if already.iter().any(|update| update.member() == key.2) {
+        for (&key, &(member, encoded_bytes)) in &self.by_priority {
+            if already.iter().any(|update| update.member() == member) {
                 continue;
             }
             let count = already.len() + picked.len() + 1;
             let prefix_growth = wire::length_prefix_len(count) - wire::length_prefix_len(count - 1);
             if used + encoded_bytes + prefix_growth <= room_bytes {
                 used += encoded_bytes + prefix_growth;
-                picked.push(*key);
+                picked.push((key, member));
             } else {
                 // Past a few updates that do not fit, the message is as good
                 // as full: stop rather than scan the whole queue.
@@ -126,16 +131,16 @@ impl Dissemination {
             }
         }
         let mut updates = Vec::with_capacity(picked.len());
-        for key in picked {
+        for (key, member) in picked {
             self.by_priority.remove(&key);
-            let entry = self.entries.get_mut(&key.2).expect("invariant: priority keys mirror entries");
+            let entry = self.entries.get_mut(&member).expect("invariant: priority keys mirror entries");
             entry.transmits += 1;
             updates.push(entry.update.clone());
             if entry.transmits >= retransmit_limit {
                 self.bytes -= entry.encoded_bytes;
-                self.entries.remove(&key.2);
+                self.entries.remove(&member);
             } else {
-                self.by_priority.insert((entry.transmits, key.1, key.2), entry.encoded_bytes);
+                self.by_priority.insert(priority(entry.transmits, entry.sequence), (member, entry.encoded_bytes));
             }
         }
         debug_assert_eq!(self.entries.len(), self.by_priority.len());
