@@ -228,16 +228,7 @@ fn run(args: RunArgs) -> Result<ExitCode, UsageError> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let options = RunOptions { seeds: seeds.clone(), nodes, bug, scenario, threads };
-    let bar = if args.json {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let bar = indicatif::ProgressBar::new(seeds.end - seeds.start);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {msg} [{elapsed_precise}, eta {eta}]")
-                .expect("the template is valid"),
-        );
-        bar
-    };
+    let bar = seed_bar(args.json, seeds.end - seeds.start);
     // A panic inside a seed is a broken invariant: `run_one` catches it and
     // reports it as that seed's failure (with the replay command), so the
     // default hook's backtrace on stderr would only be noise here.
@@ -452,16 +443,7 @@ fn swim_run(args: RunArgs) -> Result<ExitCode, UsageError> {
     };
     let (options, mode) = parse_swim(&args.cluster, seeds.clone(), threads)?;
     let runs: Vec<bool> = if mode == Lifeguard::Compare { vec![true, false] } else { vec![options.lifeguard] };
-    let bar = if args.json {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let bar = indicatif::ProgressBar::new((seeds.end - seeds.start) * runs.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {msg} [{elapsed_precise}, eta {eta}]")
-                .expect("the template is valid"),
-        );
-        bar
-    };
+    let bar = seed_bar(args.json, (seeds.end - seeds.start) * runs.len() as u64);
     std::panic::set_hook(Box::new(|_| {}));
     let failures = std::sync::atomic::AtomicU64::new(0);
     let summaries: Vec<swim::runner::SwimRunSummary> = runs
@@ -567,6 +549,19 @@ fn check_history(args: CheckHistoryArgs) -> Result<ExitCode, UsageError> {
             Ok(ExitCode::from(3))
         }
     }
+}
+
+/// The progress bar of a `run`: `seeds` seeds to go, hidden with `--json`.
+fn seed_bar(json: bool, seeds: u64) -> indicatif::ProgressBar {
+    if json {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(seeds);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {msg} [{elapsed_precise}, eta {eta}]")
+            .expect("the template is valid"),
+    );
+    bar
 }
 
 fn main() -> ExitCode {
