@@ -74,6 +74,18 @@ impl Time {
 /// an accepted term can never overflow.
 pub const MAX_TERM: Term = Term(1 << 62);
 
+/// The most a single message can raise a node's term: a peer's term further
+/// ahead of the node's own is reported as a violation and ignored. Far more
+/// elections than any partition can miss (2^48), yet one message with an
+/// absurd term (a bug, a corrupt packet) cannot carry the cluster to the
+/// limit, where no election could follow and the cluster would stop for
+/// good: that takes 16,383 such messages (or 2^62 elections).
+pub const MAX_TERM_JUMP: u64 = 1 << 48;
+
+/// The highest term a node accepts from a peer or restarts into from its
+/// disk: [`MAX_TERM`] less room for [`MAX_TERM_JUMP`] elections.
+pub const MAX_PEER_TERM: Term = Term(MAX_TERM.0 - MAX_TERM_JUMP);
+
 /// The highest log index a node accepts from a peer or from disk (see
 /// [`MAX_TERM`]).
 pub const MAX_LOG_INDEX: LogIndex = LogIndex(1 << 62);

@@ -91,6 +91,7 @@ mod tests {
             to: NodeId(2),
             term: Term(3),
             disk: DiskId(7),
+            incarnation: 2,
             body: MessageBody::AppendEntries {
                 prev_log_index: LogIndex(4),
                 prev_log_term: Term(2),
@@ -132,7 +133,7 @@ mod tests {
             MessageBody::TimeoutNow,
         ];
         for body in bodies {
-            let message = Message { from: NodeId(1), to: NodeId(2), term: Term(3), disk: DiskId(7), body };
+            let message = Message { from: NodeId(1), to: NodeId(2), term: Term(3), disk: DiskId(7), incarnation: 2, body };
             let bytes = encode_message(&message).unwrap();
             assert_eq!(decode_message(&bytes).unwrap(), message);
         }

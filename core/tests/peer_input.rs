@@ -4,7 +4,7 @@
 
 use chorus_core::kv::KvStore;
 use chorus_core::raft::{Action, Config, DiskId, Event, Message, MessageBody, RaftNode};
-use chorus_core::types::{LogIndex, NodeId, Term, Time, MAX_TERM};
+use chorus_core::types::{LogIndex, NodeId, Term, Time, MAX_PEER_TERM, MAX_TERM, MAX_TERM_JUMP};
 
 fn node() -> RaftNode<KvStore> {
     let config = Config::new(NodeId(1), vec![NodeId(1), NodeId(2), NodeId(3)]);
@@ -29,6 +29,7 @@ fn an_append_with_a_maximal_previous_index_is_rejected_as_a_violation() {
             to: NodeId(1),
             term: Term(0),
             disk: DiskId::BOOTSTRAP,
+            incarnation: 1,
             body: MessageBody::AppendEntries {
                 prev_log_index: LogIndex(u64::MAX),
                 prev_log_term: Term(0),
@@ -51,6 +52,7 @@ fn a_maximal_term_from_a_peer_is_ignored_and_elections_still_work() {
             to: NodeId(1),
             term: Term(u64::MAX),
             disk: DiskId::BOOTSTRAP,
+            incarnation: 1,
             body: MessageBody::HeartbeatResponse { read_context: 0 },
         },
     );
@@ -62,20 +64,26 @@ fn a_maximal_term_from_a_peer_is_ignored_and_elections_still_work() {
 }
 
 #[test]
-fn the_largest_accepted_term_can_still_be_campaigned_past() {
+fn a_term_at_the_limit_is_a_violation_and_a_large_jump_too() {
+    let heartbeat_answer = |term| Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term,
+        disk: DiskId::BOOTSTRAP,
+        incarnation: 1,
+        body: MessageBody::HeartbeatResponse { read_context: 0 },
+    };
+    for term in [MAX_TERM, MAX_PEER_TERM, Term(MAX_TERM_JUMP + 1)] {
+        let mut node = node();
+        node.handle_message(Time::ZERO, heartbeat_answer(term));
+        assert_eq!(violations(&drain(&mut node)), 1, "term {term}");
+        assert_eq!(node.term(), Term(0), "the node did not adopt term {term}");
+    }
+    // The largest jump is accepted, and the node can still campaign past it.
     let mut node = node();
-    node.handle_message(
-        Time::ZERO,
-        Message {
-            from: NodeId(2),
-            to: NodeId(1),
-            term: MAX_TERM,
-            disk: DiskId::BOOTSTRAP,
-            body: MessageBody::HeartbeatResponse { read_context: 0 },
-        },
-    );
-    drain(&mut node);
-    assert_eq!(node.term(), MAX_TERM);
+    node.handle_message(Time::ZERO, heartbeat_answer(Term(MAX_TERM_JUMP)));
+    assert_eq!(violations(&drain(&mut node)), 0);
+    assert_eq!(node.term(), Term(MAX_TERM_JUMP));
     for _ in 0..3 {
         let deadline = node.poll_timeout();
         node.handle_timeout(deadline);
@@ -93,6 +101,7 @@ fn leader() -> RaftNode<KvStore> {
         to: NodeId(1),
         term: Term(1),
         disk: DiskId::BOOTSTRAP,
+        incarnation: 1,
         body: MessageBody::RequestVoteResponse { pre_vote, granted: true },
     };
     node.handle_message(deadline, vote(true));
@@ -113,7 +122,7 @@ fn a_pre_vote_request_claiming_a_leadership_transfer_is_a_violation() {
     };
     node.handle_message(
         Time::ZERO,
-        Message { from: NodeId(2), to: NodeId(1), term: Term(1), disk: DiskId::BOOTSTRAP, body },
+        Message { from: NodeId(2), to: NodeId(1), term: Term(1), disk: DiskId::BOOTSTRAP, incarnation: 1, body },
     );
     assert_eq!(violations(&drain(&mut node)), 1);
     assert_eq!(node.term(), Term(0));
@@ -125,7 +134,7 @@ fn a_heartbeat_response_to_a_round_never_sent_is_a_violation() {
     let body = MessageBody::HeartbeatResponse { read_context: u64::MAX };
     node.handle_message(
         node.poll_timeout(),
-        Message { from: NodeId(2), to: NodeId(1), term: Term(1), disk: DiskId::BOOTSTRAP, body },
+        Message { from: NodeId(2), to: NodeId(1), term: Term(1), disk: DiskId::BOOTSTRAP, incarnation: 1, body },
     );
     assert_eq!(violations(&drain(&mut node)), 1);
     assert_eq!(node.role(), chorus_core::raft::Role::Leader);
@@ -139,6 +148,7 @@ fn timeout_now_sent_to_a_leader_is_a_violation() {
         to: NodeId(1),
         term: Term(1),
         disk: DiskId::BOOTSTRAP,
+        incarnation: 1,
         body: MessageBody::TimeoutNow,
     };
     node.handle_message(node.poll_timeout(), message);

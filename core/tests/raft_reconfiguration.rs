@@ -463,6 +463,7 @@ fn a_learner_answers_votes_since_it_may_be_promoted_without_knowing_yet() {
         to: N4,
         term: chorus_core::types::Term(term.0 + 5),
         disk: DiskId::BOOTSTRAP,
+        incarnation: 1,
         body: MessageBody::RequestVote { pre_vote: false, last_log_index, last_log_term, transfer: false },
     };
     let sent_before = cluster.sent().len();

@@ -45,6 +45,21 @@ pub enum DriverError {
     /// The stored state was refused by the core. Nothing was started.
     #[error("cannot restart from the stored state: {0}")]
     Restart(#[from] RestartError),
+    /// Bootstrap was asked for a data directory that already holds Raft
+    /// state. Nothing was started or changed.
+    #[error(
+        "cannot bootstrap: the data directory already holds Raft state (term {term}, {entries} log entries); \
+         bootstrap only a new member's first start, and restart without it"
+    )]
+    AlreadyBootstrapped {
+        /// The stored term.
+        term: chorus_core::types::Term,
+        /// How many log entries are stored.
+        entries: usize,
+    },
+    /// The configuration was refused by the core. Nothing was started.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] chorus_core::raft::ConfigError),
     /// A write could not be made durable. The driver stopped without
     /// acknowledging it, so nothing that depended on it was sent or answered;
     /// restart the node to recover from what is on disk.
@@ -136,8 +151,10 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Builds the node from what `storage` recovered. The node's clock starts
-    /// now.
+    /// Restarts the node from what `storage` recovered. The node's clock
+    /// starts now. An empty data directory is refused
+    /// ([`RestartError::EmptyDisk`]): a member's first start is
+    /// [`Driver::bootstrap`].
     pub fn new(
         config: Config,
         storage: Storage,
@@ -145,10 +162,39 @@ impl Driver {
         transport: Transport,
         inbox: mpsc::Receiver<Message>,
     ) -> Result<(Driver, DriverHandle), DriverError> {
-        let epoch = Instant::now();
         let stored =
             DurableState { hard_state: recovered.hard_state, snapshot: recovered.snapshot, entries: recovered.entries };
         let node = RaftNode::restart(config, stored, KvStore::default(), Time::ZERO)?;
+        Ok(Self::start(node, storage, transport, inbox))
+    }
+
+    /// The first start of a member of the initial configuration
+    /// (`config.voters`), on an empty data directory. Do it once per member:
+    /// a member whose data was lost must not bootstrap again (it would come
+    /// back as a voter that forgot what it acknowledged).
+    pub fn bootstrap(
+        config: Config,
+        storage: Storage,
+        recovered: Recovered,
+        transport: Transport,
+        inbox: mpsc::Receiver<Message>,
+    ) -> Result<(Driver, DriverHandle), DriverError> {
+        let stored =
+            DurableState { hard_state: recovered.hard_state, snapshot: recovered.snapshot, entries: recovered.entries };
+        if !stored.is_empty() {
+            return Err(DriverError::AlreadyBootstrapped { term: stored.hard_state.term, entries: stored.entries.len() });
+        }
+        let node = RaftNode::new(config, KvStore::default(), Time::ZERO)?;
+        Ok(Self::start(node, storage, transport, inbox))
+    }
+
+    fn start(
+        node: RaftNode<KvStore>,
+        storage: Storage,
+        transport: Transport,
+        inbox: mpsc::Receiver<Message>,
+    ) -> (Driver, DriverHandle) {
+        let epoch = Instant::now();
         let (status, status_receiver) = watch::channel(status_of(&node));
         let (request_sender, requests) = mpsc::channel(CLIENT_QUEUE_CAPACITY);
         let driver = Driver {
@@ -163,7 +209,7 @@ impl Driver {
             status,
         };
         let handle = DriverHandle { requests: request_sender, status: status_receiver };
-        Ok((driver, handle))
+        (driver, handle)
     }
 
     /// Runs until every [`DriverHandle`] is dropped (`Ok`) or a fatal error.
@@ -284,6 +330,12 @@ fn log_event(node: NodeId, event: &Event) {
         }
         Event::SnapshotInstalled { index, term } => {
             tracing::info!(%node, %index, %term, "snapshot installed")
+        }
+        Event::FollowerLostEntries { follower, acknowledged, holds } => {
+            tracing::error!(
+                %node, %follower, %acknowledged, %holds,
+                "a follower restarted without log entries it had acknowledged: check its storage"
+            )
         }
     }
 }

@@ -3,8 +3,13 @@
 //! ```text
 //! chorus-node --id 1 --listen 127.0.0.1:7001 \
 //!     --peer 2=127.0.0.1:7002 --peer 3=127.0.0.1:7003 \
-//!     --data-dir /var/lib/chorus/1 --cert-dir /var/lib/chorus/certs
+//!     --data-dir /var/lib/chorus/1 --cert-dir /var/lib/chorus/certs --bootstrap
 //! ```
+//!
+//! `--bootstrap` is for each initial member's first start only; restart
+//! without it. A node refuses to start on an empty data directory without
+//! it, so a node whose data was deleted cannot come back as a voter that
+//! forgot what it acknowledged.
 //!
 //! On first start the node generates its TLS identity in the data directory
 //! and publishes its certificate as `node-<id>.der` in the certificate
@@ -49,6 +54,13 @@ struct Args {
     /// Directory where nodes publish their certificates (`node-<id>.der`).
     #[arg(long, value_name = "DIR")]
     cert_dir: PathBuf,
+    /// First start of a member of the initial cluster (this node and its
+    /// --peer nodes): create its Raft state in the empty data directory.
+    /// Refused if the directory already holds Raft state. Never use it for a
+    /// node whose data was lost: it would come back as a voter that forgot
+    /// what it acknowledged.
+    #[arg(long)]
+    bootstrap: bool,
 }
 
 fn parse_peer(text: &str) -> Result<(u64, SocketAddr), String> {
@@ -111,7 +123,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     voters.push(id);
     let mut config = Config::new(id, voters);
     config.rng_seed = rng_seed();
-    let (driver, handle) = Driver::new(config, storage, recovered, transport, inbox)?;
+    let (driver, handle) = if args.bootstrap {
+        Driver::bootstrap(config, storage, recovered, transport, inbox)?
+    } else {
+        Driver::new(config, storage, recovered, transport, inbox)?
+    };
     tracing::info!(%id, listen = %args.listen, "node started");
     // No client protocol yet: keep the handle so the driver runs until killed.
     let result = driver.run().await;

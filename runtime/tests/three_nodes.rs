@@ -65,7 +65,7 @@ async fn start_cluster() -> Cluster {
         let (storage, recovered) = Storage::open(&dir.0).unwrap();
         let (transport, inbox) = Transport::from_socket(id, socket, &identities[position], &peers).unwrap();
         let config = Config::new(id, ids.to_vec());
-        let (driver, handle) = Driver::new(config, storage, recovered, transport, inbox).unwrap();
+        let (driver, handle) = Driver::bootstrap(config, storage, recovered, transport, inbox).unwrap();
         tasks.push(tokio::spawn(async move {
             driver.run().await.expect("driver stops cleanly");
         }));

@@ -264,7 +264,7 @@ impl Simulation {
                 (raft.expect("invariant: the simulator builds valid configurations"), disk_id)
             };
             nodes.push(SimNode {
-                votes: raft.is_voter(),
+                votes: raft.may_campaign(),
                 raft: Some(raft),
                 disk: Disk::default(),
                 disk_id,
@@ -387,12 +387,18 @@ impl Simulation {
                 break;
             }
             self.handle(event);
-            if !self.checker.ok() || self.finished || self.liveness_failure.is_some() || self.read_failure.is_some() {
+            if !self.checker.ok()
+                || self.finished
+                || self.liveness_failure.is_some()
+                || self.read_failure.is_some()
+                || self.workload.wrong_answer.is_some()
+            {
                 break;
             }
         }
         failures.extend(self.checker.violations.iter().cloned());
         failures.extend(self.read_failure.take());
+        failures.extend(self.workload.wrong_answer.take());
         if let Some(failure) = self.liveness_failure.take() {
             failures.push(failure);
         }
@@ -685,6 +691,16 @@ impl Simulation {
                         format!("{} abandons the transfer of {term} to {target}", node_id(node))
                     });
                 }
+                Action::Event(Event::FollowerLostEntries { follower, acknowledged, holds }) => {
+                    self.trace.record(self.now, &[28, node as u64, follower.0, acknowledged.0, holds.0], || {
+                        format!(
+                            "{} sees {follower} lost entries it acknowledged (up to {acknowledged}; holds {holds})",
+                            node_id(node)
+                        )
+                    });
+                    // Simulated disks keep what they acknowledged as synced.
+                    self.checker.on_lost_entries(node, follower, acknowledged, holds);
+                }
                 Action::Event(Event::MembershipChanged { index, membership }) => {
                     self.trace.record(self.now, &[26, node as u64, index.0], || {
                         format!("{} configuration at {index}: {membership}", node_id(node))
@@ -698,7 +714,7 @@ impl Simulation {
             }
         }
         if let Some(raft) = self.nodes[node].raft.as_ref() {
-            self.nodes[node].votes = raft.is_voter();
+            self.nodes[node].votes = raft.may_campaign();
         }
         let Some(raft) = self.nodes[node].raft.as_ref() else {
             return;
@@ -986,11 +1002,17 @@ impl Simulation {
         // A node whose disk never recorded its identity (new, wiped, or
         // crashed before its first write synced) joins with an empty disk.
         let joins = sim_node.disk_id != DiskId::BOOTSTRAP && hard_state.disk != sim_node.disk_id;
+        let stored = sim_node.disk.durable_state();
         let raft = if joins {
             RaftNode::join(config, sim_node.disk_id, KvStore::default(), local)
                 .unwrap_or_else(|error| panic!("{} cannot join: {error}", node_id(node)))
+        } else if stored.is_empty() {
+            // An initial member that crashed before its bootstrap write
+            // synced: it never said anything, so it may bootstrap again.
+            RaftNode::new(config, KvStore::default(), local)
+                .unwrap_or_else(|error| panic!("{} cannot bootstrap: {error}", node_id(node)))
         } else {
-            RaftNode::restart(config, sim_node.disk.durable_state(), KvStore::default(), local)
+            RaftNode::restart(config, stored, KvStore::default(), local)
                 .unwrap_or_else(|error| panic!("{} cannot restart from its own disk: {error}", node_id(node)))
         };
         let disk_id = sim_node.disk_id;

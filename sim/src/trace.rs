@@ -4,7 +4,7 @@
 //! The hash covers a compact binary record of each step, not the text, so
 //! `run` (hash only) and `replay` (hash and text) agree byte for byte.
 
-use chorus_core::raft::{AppendResponse, ClientResult, ForwardOutcome, Message, MessageBody};
+use chorus_core::raft::{AppendResponse, ClientResult, ForwardOutcome, Message, MessageBody, RequestTag};
 use std::fmt::Write as _;
 
 /// Bytes buffered before they are fed to the hasher.
@@ -101,17 +101,25 @@ pub fn message_words(message: &Message) -> [u64; 7] {
             (11, meta.index.0, *offset ^ ((chunk.len() as u64) << 40), *total_bytes)
         }
         MessageBody::SnapshotChunkResponse { index, received } => (12, index.0, *received, 0),
-        MessageBody::Forward { id, command } => (13, *id, command.len() as u64, 0),
+        MessageBody::Forward { id, command } => (13, tag_word(id), command.len() as u64, 0),
         MessageBody::ForwardResponse { id, outcome } => match outcome {
-            ForwardOutcome::Placed { index, term } => (14, *id, index.0, term.0),
-            ForwardOutcome::NotLeader => (15, *id, 0, 0),
-            ForwardOutcome::Overloaded => (15, *id, 1, 0),
-            ForwardOutcome::TooLarge => (15, *id, 2, 0),
+            ForwardOutcome::Placed { index, term } => (14, tag_word(id), index.0, term.0),
+            ForwardOutcome::NotLeader => (15, tag_word(id), 0, 0),
+            ForwardOutcome::Overloaded => (15, tag_word(id), 1, 0),
+            ForwardOutcome::TooLarge => (15, tag_word(id), 2, 0),
         },
-        MessageBody::ReadIndex { id, allow_lease } => (16, *id, *allow_lease as u64, 0),
-        MessageBody::ReadIndexResponse { id, index } => (17, *id, index.map_or(0, |index| index.0 + 1), 0),
+        MessageBody::ReadIndex { id, allow_lease } => (16, tag_word(id), *allow_lease as u64, 0),
+        MessageBody::ReadIndexResponse { id, index } => {
+            (17, tag_word(id), index.map_or(0, |index| index.0 + 1), 0)
+        }
     };
-    [kind, message.from.0, message.to.0, message.term.0 ^ (message.disk.0 << 48), a, b, c]
+    let envelope = message.term.0 ^ (message.disk.0 << 48) ^ message.incarnation.rotate_left(32);
+    [kind, message.from.0, message.to.0, envelope, a, b, c]
+}
+
+/// One trace word for a request tag.
+fn tag_word(tag: &RequestTag) -> u64 {
+    tag.seq ^ tag.incarnation.rotate_left(40) ^ tag.disk.0.rotate_left(20)
 }
 
 pub fn describe_message(message: &Message) -> String {

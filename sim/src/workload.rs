@@ -123,6 +123,11 @@ pub struct Workload {
     /// Completed session and stale reads.
     pub weak_reads: Vec<WeakRead>,
     pub counts: OpCounts,
+    /// The first answer that cannot be the answer to the operation it was
+    /// given for (a remembered session answer handed to another request, a
+    /// request id reused, undecodable bytes): a wrong result, which the
+    /// simulation reports as a failure.
+    pub wrong_answer: Option<String>,
 }
 
 fn key_name(key: usize) -> String {
@@ -168,6 +173,7 @@ impl Workload {
             history: Vec::new(),
             weak_reads: Vec::new(),
             counts: OpCounts::default(),
+            wrong_answer: None,
         }
     }
 
@@ -271,7 +277,11 @@ impl Workload {
         match result {
             ClientResult::Ok(bytes) => match KvResponse::decode(bytes) {
                 Ok(response) => self.complete(client_index, response, served_at, now, rng),
-                Err(error) => panic!("the KV store answered with undecodable bytes: {error}"),
+                Err(error) => {
+                    let kind = client.op.as_ref().expect("checked").kind;
+                    let problem = format!("undecodable bytes ({error})");
+                    self.wrong_answer(client_index, kind, problem)
+                }
             },
             ClientResult::NotLeader { leader_hint } => {
                 let hint = leader_hint.0 as usize;
@@ -308,35 +318,54 @@ impl Workload {
         let client = &mut self.clients[client_index];
         let op = client.op.as_ref().expect("retry needs an operation");
         if now < self.give_up_before_us && now.saturating_sub(op.invoke_at) >= OPERATION_GIVE_UP_US {
-            let op = client.op.take().expect("checked");
-            client.attempt += 1; // late answers to the abandoned op are ignored
-            let writes = !matches!(op.kind, OpKind::Get(_));
-            if op.ambiguous && writes {
-                self.counts.unknown += 1;
-                let process = client.process;
-                // Like Jepsen, a client whose operation is in doubt continues
-                // as a new process.
-                client.process = self.next_process;
-                self.next_process += 1;
-                self.history.push(Operation {
-                    process,
-                    key: Some(key_name(op.key)),
-                    function: function_of(op.kind),
-                    outcome: Outcome::Unknown,
-                    invoke_at: op.invoke_at,
-                    complete_at: None,
-                });
-            } else if op.ambiguous {
-                self.counts.unknown += 1; // an unanswered read has no effect to record
-            } else {
-                self.counts.failed += 1;
-            }
+            self.give_up(client_index);
             return ClientStep::Wait { delay_us: 0 };
         }
         if delay_us == 0 {
             self.send_current(client_index)
         } else {
             ClientStep::Wait { delay_us }
+        }
+    }
+
+    /// An answer that does not fit the operation: a wrong result for a real
+    /// client. Recorded as a failure; the operation ends with an unknown
+    /// outcome (whatever happened to it, the client was not told).
+    fn wrong_answer(&mut self, client_index: usize, kind: OpKind, answer: String) -> ClientStep {
+        self.wrong_answer.get_or_insert_with(|| {
+            format!("wrong answer: client c{client_index}'s {kind:?} was answered {answer}, which does not fit it")
+        });
+        let client = &mut self.clients[client_index];
+        client.op.as_mut().expect("an operation is in flight").ambiguous = true;
+        self.give_up(client_index);
+        ClientStep::Wait { delay_us: 0 }
+    }
+
+    /// Ends the client's current operation without an answer.
+    fn give_up(&mut self, client_index: usize) {
+        let client = &mut self.clients[client_index];
+        let op = client.op.take().expect("giving up needs an operation");
+        client.attempt += 1; // late answers to the abandoned op are ignored
+        let writes = !matches!(op.kind, OpKind::Get(_));
+        if op.ambiguous && writes {
+            self.counts.unknown += 1;
+            let process = client.process;
+            // Like Jepsen, a client whose operation is in doubt continues
+            // as a new process.
+            client.process = self.next_process;
+            self.next_process += 1;
+            self.history.push(Operation {
+                process,
+                key: Some(key_name(op.key)),
+                function: function_of(op.kind),
+                outcome: Outcome::Unknown,
+                invoke_at: op.invoke_at,
+                complete_at: None,
+            });
+        } else if op.ambiguous {
+            self.counts.unknown += 1; // an unanswered read has no effect to record
+        } else {
+            self.counts.failed += 1;
         }
     }
 
@@ -348,6 +377,16 @@ impl Workload {
         now: u64,
         rng: &mut ChaCha8Rng,
     ) -> ClientStep {
+        let fits = matches!(
+            (self.clients[client_index].op.as_ref().expect("complete needs an operation").kind, &response),
+            (OpKind::Get(_), KvResponse::Value(_))
+                | (OpKind::Put(_), KvResponse::Done)
+                | (OpKind::Cas { .. }, KvResponse::Cas { .. })
+        );
+        if !fits {
+            let kind = self.clients[client_index].op.as_ref().expect("checked").kind;
+            return self.wrong_answer(client_index, kind, format!("{response:?}"));
+        }
         let client = &mut self.clients[client_index];
         let op = client.op.take().expect("complete needs an operation");
         client.attempt += 1;
@@ -386,9 +425,7 @@ impl Workload {
                     Outcome::CasMismatch
                 }
             }
-            (kind, response) => {
-                panic!("client {client_index}: answer {response:?} does not fit operation {kind:?}")
-            }
+            (kind, response) => unreachable!("checked above that {response:?} fits {kind:?}"),
         };
         self.counts.ok += 1;
         self.history.push(Operation {

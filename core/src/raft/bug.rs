@@ -47,11 +47,23 @@ pub enum Bug {
     /// A session read is answered at once, without waiting for the node to
     /// apply the session's index.
     SessionReadIgnoresIndex,
+    /// A vote from a node that is a voter on the answering disk in either
+    /// half of a joint configuration counts in both halves, even where the
+    /// other half records its old disk (seed 5591: two leaders in a term).
+    JointVoteCountsTwice,
+    /// A node campaigns only if it is a voter in its latest configuration,
+    /// even while the configuration removing it is not known committed
+    /// (seeds 2011 and 102421: no leader can ever be elected).
+    RemovedVoterNeverCampaigns,
+    /// A node numbers its forwarded proposals and read-index requests from 1
+    /// again after every restart (seed 55657: a client's compare-and-set
+    /// answered with another request's result).
+    RequestIdsReused,
 }
 
 impl Bug {
     /// Every bug, in the order `chorus-sim bugs` lists them.
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 16] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ReplyBeforePersist,
@@ -65,6 +77,9 @@ impl Bug {
         Bug::ReadBeforeTermCommit,
         Bug::FollowerReadWithoutReadIndex,
         Bug::SessionReadIgnoresIndex,
+        Bug::JointVoteCountsTwice,
+        Bug::RemovedVoterNeverCampaigns,
+        Bug::RequestIdsReused,
     ];
 
     /// The name used on the command line.
@@ -83,6 +98,9 @@ impl Bug {
             Bug::ReadBeforeTermCommit => "read-before-term-commit",
             Bug::FollowerReadWithoutReadIndex => "follower-read-without-read-index",
             Bug::SessionReadIgnoresIndex => "session-read-ignores-index",
+            Bug::JointVoteCountsTwice => "joint-vote-counts-twice",
+            Bug::RemovedVoterNeverCampaigns => "removed-voter-never-campaigns",
+            Bug::RequestIdsReused => "request-ids-reused",
         }
     }
 
@@ -104,6 +122,11 @@ impl Bug {
                 "a follower answers linearizable reads without the leader's read index"
             }
             Bug::SessionReadIgnoresIndex => "a session read does not wait for the session's index",
+            Bug::JointVoteCountsTwice => "a renewed disk's vote counts in both halves of a joint configuration",
+            Bug::RemovedVoterNeverCampaigns => {
+                "a voter removed by an uncommitted configuration never campaigns, though it may be needed"
+            }
+            Bug::RequestIdsReused => "a restarted node reuses the ids of its forwarded proposals and read-index requests",
         }
     }
 

@@ -141,10 +141,16 @@ impl Membership {
         self.quorum_value(|node, disk| u64::from(contains(node, disk))) == 1
     }
 
-    /// Tallies an election: `votes` maps voters to their answer.
-    pub fn tally(&self, votes: &BTreeMap<NodeId, bool>) -> VoteTally {
+    /// Tallies an election: `votes` maps each answering (node, disk) to its
+    /// answer. Each half of a joint configuration counts an answer only from
+    /// the disk *that half* records for the node: a voter whose disk was
+    /// renewed by a joint configuration has a say in the incoming half with
+    /// its new disk and in the outgoing half with its old one, never both
+    /// with one disk (its new disk may not have seen the votes its old disk
+    /// cast in this term).
+    pub fn tally(&self, votes: &BTreeMap<(NodeId, DiskId), bool>) -> VoteTally {
         let count = |set: &BTreeMap<NodeId, DiskId>, wanted: bool| {
-            set.keys().filter(|node| votes.get(node) == Some(&wanted)).count()
+            set.iter().filter(|(node, disk)| votes.get(&(**node, **disk)) == Some(&wanted)).count()
         };
         let majority = |set: &BTreeMap<NodeId, DiskId>| set.len() / 2 + 1;
         let sets: Vec<&BTreeMap<NodeId, DiskId>> =
@@ -161,14 +167,21 @@ impl Membership {
 
 impl fmt::Display for Membership {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list =
-            |set: &mut dyn Iterator<Item = NodeId>| set.map(|node| node.to_string()).collect::<Vec<_>>().join(",");
-        write!(f, "voters [{}]", list(&mut self.voters.keys().copied()))?;
+        // A voter on a renewed disk shows it: `n2@disk-42ad`.
+        let voters = |set: &BTreeMap<NodeId, DiskId>| {
+            let names: Vec<String> = set
+                .iter()
+                .map(|(node, disk)| if *disk == DiskId::BOOTSTRAP { node.to_string() } else { format!("{node}@{disk}") })
+                .collect();
+            names.join(",")
+        };
+        write!(f, "voters [{}]", voters(&self.voters))?;
         if self.is_joint() {
-            write!(f, " joint with [{}]", list(&mut self.outgoing.keys().copied()))?;
+            write!(f, " joint with [{}]", voters(&self.outgoing))?;
         }
         if !self.learners.is_empty() {
-            write!(f, " learners [{}]", list(&mut self.learners.iter().copied()))?;
+            let learners: Vec<String> = self.learners.iter().map(|node| node.to_string()).collect();
+            write!(f, " learners [{}]", learners.join(","))?;
         }
         Ok(())
     }
@@ -246,18 +259,36 @@ mod tests {
         assert!(!membership.is_voter_on(NodeId(2), DiskId(9)));
     }
 
+    fn ballot(answers: &[(u64, u64, bool)]) -> BTreeMap<(NodeId, DiskId), bool> {
+        answers.iter().map(|(node, disk, granted)| ((NodeId(*node), DiskId(*disk)), *granted)).collect()
+    }
+
     #[test]
     fn tally_is_lost_when_either_half_refuses() {
         let mut membership = Membership::bootstrap(&ids(&[1, 2, 3]));
         membership.outgoing = Membership::bootstrap(&ids(&[1, 4, 5])).voters;
-        let votes: BTreeMap<NodeId, bool> = [(1, true), (2, true), (4, false), (5, false)]
-            .into_iter()
-            .map(|(node, granted)| (NodeId(node), granted))
-            .collect();
+        let votes = ballot(&[(1, 0, true), (2, 0, true), (4, 0, false), (5, 0, false)]);
         assert_eq!(membership.tally(&votes), VoteTally::Lost);
-        let votes: BTreeMap<NodeId, bool> =
-            [(1, true), (2, true), (4, true)].into_iter().map(|(node, granted)| (NodeId(node), granted)).collect();
+        let votes = ballot(&[(1, 0, true), (2, 0, true), (4, 0, true)]);
         assert_eq!(membership.tally(&votes), VoteTally::Won);
+    }
+
+    /// Seed 5591 (3 nodes): a joint configuration renewing n2's disk. n2's
+    /// new disk counts in the incoming half only; the outgoing half records
+    /// the old disk, which may have voted for another candidate this term.
+    #[test]
+    fn a_renewed_disk_counts_only_in_the_half_that_records_it() {
+        let mut membership = Membership::bootstrap(&ids(&[1, 2, 3]));
+        membership.outgoing = membership.voters.clone();
+        membership.voters.insert(NodeId(2), DiskId(7));
+        // n3 votes for itself; n2 answers from its new disk; n1 refuses.
+        let votes = ballot(&[(3, 0, true), (2, 7, true), (1, 0, false)]);
+        assert_eq!(membership.tally(&votes), VoteTally::Pending, "the outgoing half has only n3");
+        let votes = ballot(&[(3, 0, true), (2, 7, true), (1, 0, true)]);
+        assert_eq!(membership.tally(&votes), VoteTally::Won);
+        // A vote from a disk neither half records counts nowhere.
+        let votes = ballot(&[(3, 0, true), (2, 9, true), (1, 9, true)]);
+        assert_eq!(membership.tally(&votes), VoteTally::Pending);
     }
 
     #[test]

@@ -53,7 +53,30 @@ pub struct Message {
     /// The sender's disk: acknowledgements count toward a quorum only from the
     /// disk the configuration records for the sender.
     pub disk: DiskId,
+    /// Which life of that disk speaks ([`HardState::incarnation`](super::HardState::incarnation)).
+    /// A leader uses it to tell an answer from a follower that restarted
+    /// from the stale answers of its earlier life.
+    pub incarnation: u64,
     pub body: MessageBody,
+}
+
+/// Names one request a follower sends the leader (a forwarded proposal or a
+/// read-index request), unique over every life of every disk of the node:
+/// the leader echoes it, and an answer whose tag is not of this node's
+/// current life (say, one sent to the node before it restarted and reused
+/// its numbers) is ignored instead of answering another client's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestTag {
+    pub disk: DiskId,
+    pub incarnation: u64,
+    /// Numbers this life's requests, from 1.
+    pub seq: u64,
+}
+
+impl std::fmt::Display for RequestTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}#{}", self.disk, self.incarnation, self.seq)
+    }
 }
 
 /// The kinds of Raft messages.
@@ -91,16 +114,16 @@ pub enum MessageBody {
     /// answered with an [`AppendResponse::Accepted`].
     SnapshotChunkResponse { index: LogIndex, received: u64 },
     /// A follower forwards a client's proposal to the leader; `id` is the
-    /// follower's own number for it.
-    Forward { id: u64, command: Vec<u8> },
-    /// The leader's answer to a [`MessageBody::Forward`].
-    ForwardResponse { id: u64, outcome: ForwardOutcome },
+    /// follower's own name for it.
+    Forward { id: RequestTag, command: Vec<u8> },
+    /// The leader's answer to a [`MessageBody::Forward`], echoing its `id`.
+    ForwardResponse { id: RequestTag, outcome: ForwardOutcome },
     /// A follower asks the leader for a read index (follower reads);
     /// `allow_lease` lets a lease confirm it.
-    ReadIndex { id: u64, allow_lease: bool },
+    ReadIndex { id: RequestTag, allow_lease: bool },
     /// The read index once the leader confirmed its leadership; `None` if it
     /// could not (not the leader, overloaded, or stepped down).
-    ReadIndexResponse { id: u64, index: Option<LogIndex> },
+    ReadIndexResponse { id: RequestTag, index: Option<LogIndex> },
 }
 
 /// What the leader did with a forwarded proposal.

@@ -23,7 +23,8 @@ pub use config::SnapshotPolicy;
 pub use config::{Config, ConfigError, ReadMode};
 pub use membership::{ChangeError, DiskId, Membership, MembershipChange, MembershipError, MAX_MEMBERS};
 pub use message::{
-    AppendResponse, ConflictHint, Entry, ForwardOutcome, Message, MessageBody, Payload, Snapshot, SnapshotMeta,
+    AppendResponse, ConflictHint, Entry, ForwardOutcome, Message, MessageBody, Payload, RequestTag, Snapshot,
+    SnapshotMeta,
 };
 pub use node::{
     Action, ClientResult, DropReason, DurableState, Event, HardState, PersistId, PersistRequest, RaftNode,

@@ -5,13 +5,14 @@ use super::config::{Config, ConfigError, ReadMode};
 use super::log::RaftLog;
 use super::membership::{ChangeError, DiskId, Membership, MembershipChange, VoteTally};
 use super::message::{
-    AppendResponse, ConflictHint, Entry, ForwardOutcome, Message, MessageBody, Payload, Snapshot, SnapshotMeta,
+    AppendResponse, ConflictHint, Entry, ForwardOutcome, Message, MessageBody, Payload, RequestTag, Snapshot,
+    SnapshotMeta,
 };
 use super::progress::{Progress, ReplicationState};
 use super::read::{LocalRead, PendingRead, ReadConsistency, ReadOrigin, ReadQueue};
 use super::transfer::{Transfer, TransferError};
 use crate::state_machine::StateMachine;
-use crate::types::{LogIndex, NodeId, RequestId, Term, Time, MAX_LOG_INDEX, MAX_TERM};
+use crate::types::{LogIndex, NodeId, RequestId, Term, Time, MAX_LOG_INDEX, MAX_PEER_TERM, MAX_TERM, MAX_TERM_JUMP};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,14 @@ pub struct HardState {
     pub commit: LogIndex,
     /// The identity of this disk (see [`DiskId`]).
     pub disk: DiskId,
+    /// How many lives of a node this disk has seen: [`RaftNode::new`] and
+    /// [`RaftNode::join`] write 1, and every [`RaftNode::restart`] writes one
+    /// more before the node says anything. Requests the node numbers carry
+    /// it (see [`RequestTag`]), so an answer meant for an earlier life is
+    /// never taken for an answer to this one; leaders use it to tell a
+    /// follower that restarted from its stale answers. 0 only on a disk no
+    /// node ever started from.
+    pub incarnation: u64,
 }
 
 /// Everything a node's disk holds, as handed to [`RaftNode::restart`].
@@ -56,6 +65,14 @@ pub struct DurableState {
     /// The stored log entries, dense. Without a snapshot they start at index
     /// 1; with one they start at or before the snapshot's index plus one.
     pub entries: Vec<Entry>,
+}
+
+impl DurableState {
+    /// Did no node ever write to this disk? (No identity, no incarnation, no
+    /// term, no log, no snapshot.)
+    pub fn is_empty(&self) -> bool {
+        self.hard_state == HardState::default() && self.snapshot.is_none() && self.entries.is_empty()
+    }
 }
 
 /// Identifies one write the node asked the driver to make durable. Ids grow by
@@ -144,6 +161,15 @@ pub enum Event {
     MembershipChanged { index: LogIndex, membership: Membership },
     /// This node installed a snapshot received from the leader.
     SnapshotInstalled { index: LogIndex, term: Term },
+    /// This leader learned that `follower`, after restarting on the same disk,
+    /// no longer holds entries it had acknowledged (up to `acknowledged`; its
+    /// log now ends at or diverges before `holds`): its disk lost writes it
+    /// had reported durable, or was restored from an older copy. The leader
+    /// stops counting the lost acknowledgements and repairs the follower
+    /// from where its log really ends. An entry committed with that
+    /// acknowledgement may already be unsafe (see the crate docs on lost
+    /// disks): investigate the follower's storage.
+    FollowerLostEntries { follower: NodeId, acknowledged: LogIndex, holds: LogIndex },
 }
 
 /// One thing the driver must do. See [`RaftNode`] for the drain order.
@@ -172,8 +198,20 @@ pub enum RestartError {
     TermsDecrease { index: LogIndex, term: Term },
     #[error("stored log ends in term {log_term}, after the stored hard-state term {hard_term}")]
     LogAheadOfTerm { log_term: Term, hard_term: Term },
-    #[error("stored term {0} is beyond the limit {MAX_TERM}")]
+    #[error(
+        "stored term {0} is beyond {MAX_PEER_TERM}, the highest a node accepts (the limit {MAX_TERM} less room for \
+         elections): the disk is corrupt"
+    )]
     TermTooLarge(Term),
+    #[error(
+        "the disk holds no Raft state (no identity, term, log or snapshot): a node never ran on it, or its files \
+         were deleted. Bootstrap with `RaftNode::new` only once, for a member of the initial configuration that \
+         never ran; a member whose state was lost must `RaftNode::join` with a fresh disk id and be renewed by the \
+         leader (`MembershipChange::RenewDisk`)"
+    )]
+    EmptyDisk,
+    #[error("stored incarnation {0} cannot be incremented: the disk is corrupt")]
+    IncarnationExhausted(u64),
     #[error("stored commit index {commit} is past the end of the stored log ({last})")]
     CommitPastLog { commit: LogIndex, last: LogIndex },
     #[error("stored log starts at index {first}, but the stored snapshot ends at {snapshot} (a gap)")]
@@ -279,7 +317,10 @@ pub struct RaftNode<S> {
     batch_open: bool,
     /// Forwarded proposals the leader placed, by log index.
     forward_placed: BTreeMap<LogIndex, u64>,
-    next_forward_id: u64,
+    /// The next `seq` of this life's [`RequestTag`]s.
+    next_request_seq: u64,
+    /// This life of this disk (see [`HardState::incarnation`]).
+    incarnation: u64,
 
     term: Term,
     voted_for: Option<NodeId>,
@@ -289,7 +330,8 @@ pub struct RaftNode<S> {
 
     role: Role,
     leader: Option<NodeId>,
-    votes: BTreeMap<NodeId, bool>,
+    /// Answers to this node's campaign, by the voter and the disk it answered from.
+    votes: BTreeMap<(NodeId, DiskId), bool>,
     progress: BTreeMap<NodeId, Progress>,
     /// Client requests appended by this leader, by log index.
     pending_requests: BTreeMap<LogIndex, (RequestId, Term)>,
@@ -326,7 +368,13 @@ impl<S: StateMachine> RaftNode<S> {
     pub fn new(config: Config, state_machine: S, now: Time) -> Result<Self, ConfigError> {
         config.validate()?;
         let membership = Membership::bootstrap(&config.voters);
-        Ok(Self::build(config, state_machine, HardState::default(), RaftLog::default(), membership, None, now))
+        let hard_state = HardState { incarnation: 1, ..HardState::default() };
+        let mut node = Self::build(config, state_machine, hard_state, RaftLog::default(), membership, None, now);
+        // The disk must record that a node started on it before the node
+        // says anything: a restart must never mistake it for an empty disk.
+        node.dirty.hard_state = true;
+        node.flush();
+        Ok(node)
     }
 
     /// A node with an empty disk joining an existing cluster: a new member
@@ -339,7 +387,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// `config.voters` is ignored.
     pub fn join(config: Config, disk: DiskId, state_machine: S, now: Time) -> Result<Self, ConfigError> {
         config.validate_limits()?;
-        let hard_state = HardState { disk, ..HardState::default() };
+        let hard_state = HardState { disk, incarnation: 1, ..HardState::default() };
         let mut node =
             Self::build(config, state_machine, hard_state, RaftLog::default(), Membership::default(), None, now);
         // The disk id must be durable before the node says anything.
@@ -350,7 +398,12 @@ impl<S: StateMachine> RaftNode<S> {
 
     /// A member restarting from what its disk holds. The snapshot is restored
     /// and committed entries after it are replayed into the (fresh) state
-    /// machine.
+    /// machine. The node's first write records its new incarnation; it says
+    /// nothing before that write is acknowledged.
+    ///
+    /// A disk that holds nothing is refused ([`RestartError::EmptyDisk`]):
+    /// coming back as a voter with an empty log would let the node vote away
+    /// entries it had acknowledged.
     pub fn restart(
         config: Config,
         stored: DurableState,
@@ -358,7 +411,14 @@ impl<S: StateMachine> RaftNode<S> {
         now: Time,
     ) -> Result<Self, RestartError> {
         config.validate_limits()?;
-        let DurableState { hard_state, snapshot, entries } = stored;
+        if stored.is_empty() {
+            return Err(RestartError::EmptyDisk);
+        }
+        let DurableState { mut hard_state, snapshot, entries } = stored;
+        hard_state.incarnation = hard_state
+            .incarnation
+            .checked_add(1)
+            .ok_or(RestartError::IncarnationExhausted(hard_state.incarnation))?;
         let first = entries.first().map_or(LogIndex(1), |entry| entry.index);
         let snapshot_end = snapshot.as_ref().map_or(LogIndex::ZERO, |snapshot| snapshot.meta.index);
         if first > snapshot_end.next() {
@@ -375,7 +435,7 @@ impl<S: StateMachine> RaftNode<S> {
             }
             previous_term = entry.term;
         }
-        if hard_state.term > MAX_TERM {
+        if hard_state.term > MAX_PEER_TERM {
             return Err(RestartError::TermTooLarge(hard_state.term));
         }
         if previous_term > hard_state.term {
@@ -418,6 +478,9 @@ impl<S: StateMachine> RaftNode<S> {
             node.commit = node.commit.max(snapshot.meta.index);
         }
         node.apply_committed();
+        // Record the new incarnation before saying anything.
+        node.dirty.hard_state = true;
+        node.flush();
         Ok(node)
     }
 
@@ -447,7 +510,8 @@ impl<S: StateMachine> RaftNode<S> {
             forward_placed: BTreeMap::new(),
             batch_open: false,
             local_reads: BTreeMap::new(),
-            next_forward_id: 1,
+            next_request_seq: 1,
+            incarnation: hard_state.incarnation,
             term: hard_state.term,
             voted_for: hard_state.voted_for,
             log,
@@ -656,9 +720,9 @@ impl<S: StateMachine> RaftNode<S> {
                 }
             }
             _ => {
-                if now >= self.election_deadline && !self.self_votes() {
-                    // Learners, removed members and nodes that lost their
-                    // disk never campaign.
+                if now >= self.election_deadline && !self.may_campaign() {
+                    // Learners, members whose removal is known committed and
+                    // nodes that lost their disk never campaign.
                     self.reset_election_deadline(now);
                 } else if now >= self.election_deadline {
                     if self.config.pre_vote {
@@ -812,6 +876,13 @@ impl<S: StateMachine> RaftNode<S> {
             self.violation(format!("malformed message from {}: {problem}", message.from));
             return;
         }
+        if message.term.0 > self.term.0.saturating_add(MAX_TERM_JUMP) {
+            self.violation(format!(
+                "message from {} jumps to term {}, more than {MAX_TERM_JUMP} past ours ({})",
+                message.from, message.term, self.term
+            ));
+            return;
+        }
         let from = message.from;
         if message.term > self.term {
             match &message.body {
@@ -846,21 +917,31 @@ impl<S: StateMachine> RaftNode<S> {
             }
             return;
         }
+        let mut restarted = false;
         if self.role == Role::Leader {
             if let Some(progress) = self.progress.get_mut(&from) {
-                progress.observe_disk(message.disk);
+                restarted = progress.observe_disk(message.disk, message.incarnation);
                 progress.last_heard = Some(now);
             }
         }
+        self.step_body(now, from, message);
+        if restarted && self.role == Role::Leader {
+            // Probe the restarted follower at once (see `Progress::observe_disk`).
+            self.send_append(from, true);
+        }
+    }
+
+    /// Handles a message in our term (after the term rules of `step`).
+    fn step_body(&mut self, now: Time, from: NodeId, message: Message) {
 
         match message.body {
             MessageBody::RequestVote { pre_vote, last_log_index, last_log_term, .. } => {
                 self.handle_vote_request(now, from, message.term, pre_vote, last_log_index, last_log_term)
             }
             MessageBody::RequestVoteResponse { pre_vote, granted } => {
-                // Only a voter on the disk the configuration records counts.
-                let counts = self.membership.is_voter_on(from, message.disk);
-                self.handle_vote_response(now, from, message.term, pre_vote, granted && counts)
+                // Each half of the configuration counts the answer only if
+                // it records the disk it came from (see `Membership::tally`).
+                self.handle_vote_response(now, (from, message.disk), message.term, pre_vote, granted)
             }
             MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
                 if !self.accept_leader(now, from) {
@@ -870,7 +951,7 @@ impl<S: StateMachine> RaftNode<S> {
             }
             MessageBody::AppendEntriesResponse(response) => {
                 if self.role == Role::Leader {
-                    self.handle_append_response(from, response);
+                    self.handle_append_response(from, message.incarnation, response);
                     self.maybe_send_timeout_now(now);
                 }
             }
@@ -900,7 +981,7 @@ impl<S: StateMachine> RaftNode<S> {
                 Role::Leader => self.violation(format!("{from} told the leader of term {} to campaign", self.term)),
                 // Whoever sent it led our term and chose us; campaign at once,
                 // without pre-vote, and ask voters to ignore their leases.
-                _ if self.self_votes() => self.become_candidate(now, true),
+                _ if self.may_campaign() => self.become_candidate(now, true),
                 _ => {}
             },
             MessageBody::InstallSnapshot { meta, offset, total_bytes, chunk } => {
@@ -974,7 +1055,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.send_with_term(from, reply_term, body, durable);
     }
 
-    fn handle_vote_response(&mut self, now: Time, from: NodeId, term: Term, pre_vote: bool, granted: bool) {
+    fn handle_vote_response(&mut self, now: Time, from: (NodeId, DiskId), term: Term, pre_vote: bool, granted: bool) {
         let expected = match (self.role, pre_vote) {
             (Role::PreCandidate, true) => granted && term == self.term.next() || !granted && term == self.term,
             (Role::Candidate, false) => term == self.term,
@@ -984,6 +1065,14 @@ impl<S: StateMachine> RaftNode<S> {
             return;
         }
         self.votes.insert(from, granted);
+        if self.config.bug(Bug::JointVoteCountsTwice) && self.membership.is_voter_on(from.0, from.1) {
+            // The old rule: a voter on this disk in either half counts in both.
+            let recorded = self.membership.voters.get(&from.0).into_iter().chain(self.membership.outgoing.get(&from.0));
+            let recorded: Vec<DiskId> = recorded.copied().collect();
+            for disk in recorded {
+                self.votes.insert((from.0, disk), granted);
+            }
+        }
         match self.membership.tally(&self.votes) {
             VoteTally::Won if pre_vote => self.become_candidate(now, false),
             VoteTally::Won => self.become_leader(now),
@@ -1063,7 +1152,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.send(from, MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }));
     }
 
-    fn handle_append_response(&mut self, from: NodeId, response: AppendResponse) {
+    fn handle_append_response(&mut self, from: NodeId, incarnation: u64, response: AppendResponse) {
         let last_index = self.log.last_index();
         let Some(progress) = self.progress.get_mut(&from) else {
             return;
@@ -1075,26 +1164,36 @@ impl<S: StateMachine> RaftNode<S> {
                     self.violation(format!("{from} acknowledged {match_index}, past our last entry {last_index}"));
                     return;
                 }
-                if progress.acknowledge(match_index) {
-                    match progress.state {
-                        ReplicationState::Probe => progress.become_replicate(),
-                        ReplicationState::Snapshot { index } if progress.match_index >= index => {
-                            progress.become_replicate()
-                        }
-                        _ => {}
+                let confirms_match = match_index >= progress.match_index;
+                let advanced = progress.acknowledge(match_index, incarnation);
+                match progress.state {
+                    // A probe answered at (or past) the match point: the logs
+                    // agree there, replicate from it. (A restarted follower
+                    // is probed at its match point, which does not advance it.)
+                    ReplicationState::Probe if confirms_match => progress.become_replicate(),
+                    ReplicationState::Snapshot { index } if progress.match_index >= index => {
+                        progress.become_replicate()
                     }
+                    _ => {}
+                }
+                if advanced {
                     self.maybe_commit();
                 }
                 self.send_append(from, false);
             }
             AppendResponse::Rejected { rejected_prev_index, hint } => {
-                if rejected_prev_index <= progress.match_index || rejected_prev_index > last_index {
+                let mut lost = None;
+                if progress.proves_lost_entries(rejected_prev_index, incarnation) {
+                    // Its disk lost what it acknowledged (restored from an
+                    // older copy, or a write it reported durable was not):
+                    // probe again from where its log really ends.
+                    lost = Some(progress.match_index);
+                    progress.forget_match(incarnation);
+                } else if rejected_prev_index <= progress.match_index || rejected_prev_index > last_index {
                     return; // stale
-                }
-                if matches!(progress.state, ReplicationState::Snapshot { .. }) {
+                } else if matches!(progress.state, ReplicationState::Snapshot { .. }) {
                     return; // an answer to an append sent before the snapshot
-                }
-                if progress.state == ReplicationState::Probe && rejected_prev_index != progress.next_index.prev() {
+                } else if progress.state == ReplicationState::Probe && rejected_prev_index != progress.next_index.prev() {
                     return; // an answer to an older probe
                 }
                 let suggested = match hint.conflict_term {
@@ -1107,6 +1206,13 @@ impl<S: StateMachine> RaftNode<S> {
                 progress.become_probe();
                 let lowest = progress.match_index.next();
                 progress.next_index = suggested.max(lowest).min(rejected_prev_index.max(lowest));
+                if let Some(acknowledged) = lost {
+                    let holds = match hint.conflict_term {
+                        None => hint.first_index.prev().min(rejected_prev_index.prev()),
+                        Some(_) => rejected_prev_index.prev(),
+                    };
+                    self.event(Event::FollowerLostEntries { follower: from, acknowledged, holds });
+                }
                 self.send_append(from, false);
             }
         }
@@ -1327,12 +1433,11 @@ impl<S: StateMachine> RaftNode<S> {
                 if !self.admit_local_read(request, query.len()) {
                     return;
                 }
-                let id = self.next_forward_id;
-                self.next_forward_id += 1;
+                let id = self.next_tag();
                 if self.config.bug(Bug::FollowerReadWithoutReadIndex) {
-                    return self.hold_local_read(now, id, request, query, Some(LogIndex::ZERO));
+                    return self.hold_local_read(now, id.seq, request, query, Some(LogIndex::ZERO));
                 }
-                self.hold_local_read(now, id, request, query, None);
+                self.hold_local_read(now, id.seq, request, query, None);
                 // Like every message, it carries our term, which must be durable
                 // first (a restarted node never speaks in a term it forgot).
                 self.send(leader, MessageBody::ReadIndex { id, allow_lease });
@@ -1340,9 +1445,8 @@ impl<S: StateMachine> RaftNode<S> {
             ReadConsistency::Session { after } => {
                 let after = if self.config.bug(Bug::SessionReadIgnoresIndex) { LogIndex::ZERO } else { after };
                 if self.admit_local_read(request, query.len()) {
-                    let id = self.next_forward_id;
-                    self.next_forward_id += 1;
-                    self.hold_local_read(now, id, request, query, Some(after));
+                    let id = self.next_tag();
+                    self.hold_local_read(now, id.seq, request, query, Some(after));
                 }
             }
             ReadConsistency::Stale => {
@@ -1383,7 +1487,7 @@ impl<S: StateMachine> RaftNode<S> {
     }
 
     /// A follower asks for a read index.
-    fn handle_read_index(&mut self, from: NodeId, id: u64, allow_lease: bool) {
+    fn handle_read_index(&mut self, from: NodeId, id: RequestTag, allow_lease: bool) {
         if self.role != Role::Leader || self.reads.len() >= self.config.max_pending_reads {
             self.send(from, MessageBody::ReadIndexResponse { id, index: None });
             return;
@@ -1392,7 +1496,10 @@ impl<S: StateMachine> RaftNode<S> {
         self.hold_read(now, ReadOrigin::Remote { from, id }, allow_lease);
     }
 
-    fn handle_read_index_response(&mut self, id: u64, index: Option<LogIndex>) {
+    fn handle_read_index_response(&mut self, tag: RequestTag, index: Option<LogIndex>) {
+        let Some(id) = self.own_seq(tag) else {
+            return; // for an earlier life of this node
+        };
         let Some(read) = self.local_reads.get_mut(&id) else {
             return;
         };
@@ -1633,7 +1740,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.role = Role::PreCandidate;
         self.leader = None;
         self.votes.clear();
-        self.votes.insert(self.id(), true);
+        self.votes.insert((self.id(), self.presented_disk()), true);
         self.reset_election_deadline(now);
         self.event(Event::RoleChanged { role: Role::PreCandidate, term: self.term });
         if self.membership.tally(&self.votes) == VoteTally::Won {
@@ -1651,7 +1758,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.role = Role::Candidate;
         self.leader = None;
         self.votes.clear();
-        self.votes.insert(self.id(), true);
+        self.votes.insert((self.id(), self.presented_disk()), true);
         self.reset_election_deadline(now);
         self.event(Event::RoleChanged { role: Role::Candidate, term: self.term });
         if self.membership.tally(&self.votes) == VoteTally::Won {
@@ -1714,10 +1821,47 @@ impl<S: StateMachine> RaftNode<S> {
 
     /// Is this node a voter, on this disk, in the configuration in force?
     fn self_votes(&self) -> bool {
+        self.votes_in(&self.membership)
+    }
+
+    fn votes_in(&self, membership: &Membership) -> bool {
         if self.config.bug(Bug::WipedNodeVotes) {
-            return self.membership.is_voter(self.id());
+            return membership.is_voter(self.id());
         }
-        self.membership.is_voter_on(self.id(), self.disk)
+        membership.is_voter_on(self.id(), self.disk)
+    }
+
+    /// May this node start an election? Yes if it is a voter (on this disk)
+    /// in the configuration in force, *or in any configuration not yet known
+    /// to be superseded by a committed one*: from the configuration in force
+    /// at its commit index to the latest it has appended (Raft thesis
+    /// §4.2.2). A leader that appended the configuration removing itself and
+    /// then lost contact is still needed: the others may hold only the joint
+    /// configuration, whose outgoing half needs its vote, and it refuses
+    /// them (its log is longer). If it never campaigned, nothing could be
+    /// elected, ever (seeds 2011 and 102421 with 3 nodes).
+    ///
+    /// Campaigning never endangers safety: a candidate counts votes by its
+    /// latest configuration only (its own vote only if it is a voter there),
+    /// so whom it asks changes nothing about who can win. It only costs
+    /// messages: a removed node that never learns its removal committed keeps
+    /// asking for pre-votes, which up-to-date voters refuse (with
+    /// check-quorum, voters with a live leader ignore them).
+    pub fn may_campaign(&self) -> bool {
+        if self.self_votes() || self.config.bug(Bug::RemovedVoterNeverCampaigns) {
+            return self.self_votes();
+        }
+        self.votes_in(self.membership_at(self.commit))
+            || self.config_entries.iter().filter(|(at, _)| *at > self.commit).any(|(_, membership)| self.votes_in(membership))
+    }
+
+    /// The disk this node speaks for in its messages: its own (the bug
+    /// `wiped-node-votes` claims the one the configuration records).
+    fn presented_disk(&self) -> DiskId {
+        match self.membership.voters.get(&self.id()) {
+            Some(recorded) if self.config.bug(Bug::WipedNodeVotes) => *recorded,
+            _ => self.disk,
+        }
     }
 
     /// The configuration in force at `index`.
@@ -1810,7 +1954,13 @@ impl<S: StateMachine> RaftNode<S> {
     }
 
     fn hard_state(&self) -> HardState {
-        HardState { term: self.term, voted_for: self.voted_for, commit: self.commit, disk: self.disk }
+        HardState {
+            term: self.term,
+            voted_for: self.voted_for,
+            commit: self.commit,
+            disk: self.disk,
+            incarnation: self.incarnation,
+        }
     }
 
     fn send(&mut self, to: NodeId, body: MessageBody) {
@@ -1825,12 +1975,8 @@ impl<S: StateMachine> RaftNode<S> {
     }
 
     fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody, needs_durability: bool) {
-        // The bug: a node that lost its disk speaks as the disk it lost.
-        let disk = match self.membership.voters.get(&self.id()) {
-            Some(recorded) if self.config.bug(Bug::WipedNodeVotes) => *recorded,
-            _ => self.disk,
-        };
-        let message = Message { from: self.id(), to, term, disk, body };
+        let message =
+            Message { from: self.id(), to, term, disk: self.presented_disk(), incarnation: self.incarnation, body };
         let barrier = if self.dirty.any() { self.next_persist_id } else { self.next_persist_id - 1 };
         if !needs_durability || barrier <= self.acked_persist_id {
             self.actions.push_back(Action::Send(message));
@@ -2171,6 +2317,21 @@ impl<S: StateMachine> RaftNode<S> {
 
     // ----- proposal forwarding ---------------------------------------------------
 
+    /// A new tag for a request this node sends the leader.
+    fn next_tag(&mut self) -> RequestTag {
+        let seq = self.next_request_seq;
+        self.next_request_seq += 1;
+        let incarnation = if self.config.bug(Bug::RequestIdsReused) { 0 } else { self.incarnation };
+        RequestTag { disk: self.disk, incarnation, seq }
+    }
+
+    /// The `seq` of a tag this life of this node made, or `None` for a tag
+    /// of another disk or an earlier life.
+    fn own_seq(&self, tag: RequestTag) -> Option<u64> {
+        let incarnation = if self.config.bug(Bug::RequestIdsReused) { 0 } else { self.incarnation };
+        (tag.disk == self.disk && tag.incarnation == incarnation).then_some(tag.seq)
+    }
+
     fn forward_proposal(&mut self, now: Time, request: RequestId, command: Vec<u8>) {
         let leader = self.leader.expect("forwarding needs a known leader");
         if command.len() > self.config.max_command_bytes {
@@ -2179,17 +2340,16 @@ impl<S: StateMachine> RaftNode<S> {
         if self.forwarded.len() >= self.config.max_forwarded_proposals {
             return self.respond(request, ClientResult::Dropped(DropReason::Overloaded));
         }
-        let id = self.next_forward_id;
-        self.next_forward_id += 1;
+        let id = self.next_tag();
         let deadline = now.add_millis(self.config.election_timeout_ms * FORWARD_TIMEOUT_ELECTIONS);
-        self.forwarded.insert(id, Forwarded { request, placed: None, deadline });
+        self.forwarded.insert(id.seq, Forwarded { request, placed: None, deadline });
         self.send(leader, MessageBody::Forward { id, command });
     }
 
     /// A leader appends a forwarded proposal like its own, but the answer is
     /// where it was placed: the follower answers its client when it applies
     /// that entry.
-    fn handle_forward(&mut self, from: NodeId, id: u64, command: Vec<u8>) {
+    fn handle_forward(&mut self, from: NodeId, id: RequestTag, command: Vec<u8>) {
         let outcome = if self.role != Role::Leader || self.transfer.is_some() {
             ForwardOutcome::NotLeader
         } else if command.len() > self.config.max_command_bytes {
@@ -2205,7 +2365,10 @@ impl<S: StateMachine> RaftNode<S> {
         self.send(from, MessageBody::ForwardResponse { id, outcome });
     }
 
-    fn handle_forward_response(&mut self, id: u64, outcome: ForwardOutcome) {
+    fn handle_forward_response(&mut self, tag: RequestTag, outcome: ForwardOutcome) {
+        let Some(id) = self.own_seq(tag) else {
+            return; // for an earlier life of this node (seed 55657)
+        };
         let Some(forwarded) = self.forwarded.get_mut(&id) else {
             return; // already answered (timed out) or a duplicate
         };
@@ -2251,8 +2414,10 @@ impl<S: StateMachine> RaftNode<S> {
 
 /// Checks what a peer cannot be trusted to get right: the shape of an append.
 fn validate_message(message: &Message) -> Result<(), String> {
-    if message.term > MAX_TERM {
-        return Err(format!("term {} is beyond the limit {MAX_TERM}", message.term));
+    if message.term > MAX_PEER_TERM {
+        // Accepting a term at the limit would leave no room for elections:
+        // one such message would stop the cluster for good.
+        return Err(format!("term {} is beyond {MAX_PEER_TERM}, the highest a node accepts", message.term));
     }
     let indexes: &[LogIndex] = match &message.body {
         MessageBody::RequestVote { last_log_index, .. } => &[*last_log_index],

@@ -40,6 +40,12 @@ pub struct Progress {
     /// The disk the follower last answered from; its answers count toward a
     /// quorum only if the configuration records this disk for it.
     pub disk: Option<DiskId>,
+    /// The latest life of that disk heard from ([`HardState::incarnation`](super::HardState::incarnation)).
+    pub incarnation: u64,
+    /// The latest life of that disk that acknowledged `match_index`. A
+    /// later life rejecting an append at or before `match_index` proves the
+    /// disk lost acknowledged entries (see [`Progress::forget_match`]).
+    pub match_incarnation: u64,
     /// When the leader last heard from the follower (any message).
     pub last_heard: Option<Time>,
 }
@@ -57,6 +63,8 @@ impl Progress {
             recently_active: false,
             read_context_acked: 0,
             disk: None,
+            incarnation: 0,
+            match_incarnation: 0,
             last_heard: None,
         }
     }
@@ -85,19 +93,60 @@ impl Progress {
         self.inflight_bytes = 0;
     }
 
-    /// The follower answered from `disk`. A different disk than before means
-    /// it lost its state: everything known about it is void.
-    pub fn observe_disk(&mut self, disk: DiskId) {
+    /// The follower answered from life `incarnation` of `disk`. A different
+    /// disk than before means it lost its state: everything known about it
+    /// is void. A later life of the same disk means it restarted: appends in
+    /// flight to its earlier life are lost, so probe again from the match
+    /// point (which also shows at once whether the disk still holds what it
+    /// acknowledged). Returns whether the follower restarted.
+    pub fn observe_disk(&mut self, disk: DiskId, incarnation: u64) -> bool {
         if self.disk.is_some_and(|known| known != disk) {
             self.match_index = LogIndex::ZERO;
             self.read_context_acked = 0;
+            self.incarnation = 0;
+            self.match_incarnation = 0;
             self.become_probe();
         }
+        let restarted = self.disk == Some(disk) && self.incarnation != 0 && incarnation > self.incarnation;
         self.disk = Some(disk);
+        self.incarnation = self.incarnation.max(incarnation);
+        if restarted {
+            match self.state {
+                ReplicationState::Replicate => self.become_probe(),
+                ReplicationState::Probe => self.probe_sent = false,
+                ReplicationState::Snapshot { .. } => {}
+            }
+        }
+        restarted
     }
 
-    /// Records an acknowledged match. Returns false if it was stale.
-    pub fn acknowledge(&mut self, match_index: LogIndex) -> bool {
+    /// Life `incarnation` of the follower's disk rejected an append at
+    /// `rejected_prev_index`. Does that prove it lost entries it had
+    /// acknowledged? Within one life an acknowledged entry stays (it was
+    /// durable, and only a leader of a later term truncates), so a rejection
+    /// at or before the match point is an answer to an older append,
+    /// reordered. From a later life than the acknowledgement's, it can only
+    /// mean the disk no longer holds what it acknowledged.
+    pub fn proves_lost_entries(&self, rejected_prev_index: LogIndex, incarnation: u64) -> bool {
+        rejected_prev_index <= self.match_index
+            && self.match_index != LogIndex::ZERO
+            && incarnation > self.match_incarnation
+    }
+
+    /// The follower lost what it acknowledged: forget the match and probe
+    /// again.
+    pub fn forget_match(&mut self, incarnation: u64) {
+        self.match_index = LogIndex::ZERO;
+        self.match_incarnation = incarnation;
+        self.become_probe();
+    }
+
+    /// Records a match acknowledged by life `incarnation` of the follower's
+    /// disk. Returns false if it was stale.
+    pub fn acknowledge(&mut self, match_index: LogIndex, incarnation: u64) -> bool {
+        if match_index >= self.match_index {
+            self.match_incarnation = self.match_incarnation.max(incarnation);
+        }
         if match_index <= self.match_index && self.match_index != LogIndex::ZERO {
             // A duplicate or reordered answer still proves the follower is
             // alive, but it moves nothing.
@@ -130,5 +179,50 @@ impl Progress {
                 self.inflight_bytes += bytes;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_later_life_rejecting_below_the_match_proves_lost_entries() {
+        let mut progress = Progress::new(LogIndex(1));
+        progress.observe_disk(DiskId(5), 2);
+        assert!(progress.acknowledge(LogIndex(10), 2));
+        // Life 2 rejecting at 7: an answer to an older append, reordered.
+        assert!(!progress.proves_lost_entries(LogIndex(7), 2));
+        // Beyond the match point: an ordinary conflict.
+        assert!(!progress.proves_lost_entries(LogIndex(11), 3));
+        // Life 3 rejecting at 7: the disk lost entries 7..=10.
+        assert!(progress.proves_lost_entries(LogIndex(7), 3));
+        progress.forget_match(3);
+        assert_eq!(progress.match_index, LogIndex::ZERO);
+        assert_eq!(progress.state, ReplicationState::Probe);
+        assert!(!progress.proves_lost_entries(LogIndex(7), 3));
+    }
+
+    #[test]
+    fn a_restarted_follower_is_probed_again_from_its_match_point() {
+        let mut progress = Progress::new(LogIndex(1));
+        assert!(!progress.observe_disk(DiskId(5), 1), "the first answer is no restart");
+        progress.acknowledge(LogIndex(10), 1);
+        progress.become_replicate();
+        progress.sent_entries(LogIndex(12), 20);
+        assert!(!progress.observe_disk(DiskId(5), 1));
+        assert!(progress.observe_disk(DiskId(5), 2));
+        assert_eq!((progress.state, progress.next_index, progress.probe_sent), (ReplicationState::Probe, LogIndex(11), false));
+        assert!(!progress.observe_disk(DiskId(5), 1), "a late answer from the earlier life changes nothing");
+    }
+
+    #[test]
+    fn a_new_disk_voids_what_the_old_one_acknowledged() {
+        let mut progress = Progress::new(LogIndex(1));
+        progress.observe_disk(DiskId(5), 4);
+        progress.acknowledge(LogIndex(10), 4);
+        assert!(!progress.observe_disk(DiskId(6), 1), "a new disk is not a restart");
+        assert_eq!(progress.match_index, LogIndex::ZERO);
+        assert_eq!((progress.incarnation, progress.match_incarnation), (1, 0));
     }
 }

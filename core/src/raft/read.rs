@@ -2,6 +2,7 @@
 //! queue of reads waiting for leadership confirmation and apply, and the send
 //! times of its recent heartbeat rounds (for leases).
 
+use super::message::RequestTag;
 use crate::types::{LogIndex, NodeId, RequestId, Time};
 use std::collections::VecDeque;
 
@@ -35,7 +36,7 @@ pub enum ReadOrigin {
     /// A client of this node.
     Local { request: RequestId, query: Vec<u8> },
     /// A follower's ReadIndex request `id`: the answer is the read index.
-    Remote { from: NodeId, id: u64 },
+    Remote { from: NodeId, id: RequestTag },
 }
 
 /// One read held by the leader.

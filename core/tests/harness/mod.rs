@@ -179,15 +179,20 @@ impl Cluster {
 
     /// One member per disk (node `i + 1` gets `disks[i]`), each started with
     /// `RaftNode::restart` from what its disk holds. An empty disk is a
-    /// brand-new member.
+    /// brand-new member, bootstrapped with `RaftNode::new`.
     pub fn from_disks(disks: Vec<Disk>, configure: impl Fn(&mut Config)) -> Cluster {
         let ids = node_ids(disks.len() as u64);
         let mut members = BTreeMap::new();
         for (id, disk) in ids.iter().zip(disks) {
             let mut config = base_config(*id, &ids);
             configure(&mut config);
-            let node = RaftNode::restart(config.clone(), disk.durable_state(), KvStore::default(), Time::ZERO)
-                .expect("the hand-built disk state is valid");
+            let stored = disk.durable_state();
+            let node = if stored.is_empty() {
+                RaftNode::new(config.clone(), KvStore::default(), Time::ZERO).expect("a valid config")
+            } else {
+                RaftNode::restart(config.clone(), stored, KvStore::default(), Time::ZERO)
+                    .expect("the hand-built disk state is valid")
+            };
             members.insert(
                 *id,
                 Member {
@@ -215,6 +220,8 @@ impl Cluster {
             safety_violations: Vec::new(),
         };
         for id in cluster.ids() {
+            // The bootstrap (or restart) write reaches each disk at once.
+            cluster.drain(id);
             cluster.observe_commit(id);
         }
         cluster
@@ -790,6 +797,13 @@ impl Cluster {
         self.drain(id);
     }
 
+    /// Crashes `id` and puts `disk` in place of its disk (say, an older copy
+    /// restored from a backup): a later [`restart`](Self::restart) reads it.
+    pub fn replace_disk(&mut self, id: NodeId, disk: Disk) {
+        self.crash(id);
+        self.member_mut(id).disk = disk;
+    }
+
     /// Asks node `id` for a membership change as client request `request`.
     pub fn change_membership(&mut self, id: NodeId, request: u64, change: MembershipChange) -> Result<(), ChangeError> {
         let member = self.member_mut(id);
@@ -804,9 +818,15 @@ impl Cluster {
     pub fn restart(&mut self, id: NodeId) {
         let member = self.member_mut(id);
         assert!(member.node.is_none(), "{id} is already running");
-        let node =
-            RaftNode::restart(member.config.clone(), member.disk.durable_state(), KvStore::default(), member.now)
-                .unwrap_or_else(|error| panic!("{id} cannot restart from its own disk: {error}"));
+        let stored = member.disk.durable_state();
+        let node = if stored.is_empty() {
+            // It crashed before its bootstrap write was synced: it never said
+            // anything, so it may bootstrap again.
+            RaftNode::new(member.config.clone(), KvStore::default(), member.now).expect("a valid config")
+        } else {
+            RaftNode::restart(member.config.clone(), stored, KvStore::default(), member.now)
+                .unwrap_or_else(|error| panic!("{id} cannot restart from its own disk: {error}"))
+        };
         member.node = Some(node);
         member.last_persist_id = 0;
         self.drain(id);
@@ -894,5 +914,11 @@ pub fn log_with_terms(terms: &[u64]) -> Vec<Entry> {
 
 /// A hand-built hard state.
 pub fn hard_state(term: u64, voted_for: Option<u64>, commit: u64) -> HardState {
-    HardState { term: Term(term), voted_for: voted_for.map(NodeId), commit: LogIndex(commit), disk: DiskId::BOOTSTRAP }
+    HardState {
+        term: Term(term),
+        voted_for: voted_for.map(NodeId),
+        commit: LogIndex(commit),
+        disk: DiskId::BOOTSTRAP,
+        incarnation: 1,
+    }
 }

@@ -1,6 +1,9 @@
 //! Raft safety, checked online as the run goes.
 //!
-//! - Election safety: at most one leader per term.
+//! - Election safety: at most one leader per term, and every leader won a
+//!   quorum of the votes sent to it, counted (as the checker, not the node,
+//!   counts them) by its configuration and each voter's recorded disk. This
+//!   catches a wrongly won election even when no second leader shows it.
 //! - Log matching: an (index, term) pair names one entry, with one
 //!   predecessor term, on every node that ever stores it.
 //! - Committed entries never change and never vanish: every commit is checked
@@ -18,7 +21,7 @@
 
 use chorus_core::raft::{DiskId, Entry, Membership, Message, MessageBody, Payload, PersistRequest, RaftNode, Role};
 use chorus_core::{LogIndex, NodeId, StateMachine, Term};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Most violations kept per run (the first is what matters).
 pub const MAX_VIOLATIONS: usize = 16;
@@ -43,6 +46,8 @@ struct NodeWatch {
 #[derive(Default)]
 pub struct SafetyChecker {
     leaders: BTreeMap<Term, NodeId>,
+    /// Votes granted, by (term, candidate): who granted them, from which disk.
+    granted: BTreeMap<(Term, NodeId), BTreeSet<(NodeId, DiskId)>>,
     identities: HashMap<(LogIndex, Term), EntryIdentity>,
     /// committed[i] describes the committed entry at index i + 1.
     committed: Vec<(Term, u64)>,
@@ -181,6 +186,17 @@ impl SafetyChecker {
         self.fail(format!("n{} reported a protocol violation: {description}", node + 1));
     }
 
+    /// A leader found a follower that restarted without entries it had
+    /// acknowledged. Simulated disks never lose synced writes, so a node
+    /// acknowledged what was not durable.
+    pub fn on_lost_entries(&mut self, node: usize, follower: NodeId, acknowledged: LogIndex, holds: LogIndex) {
+        self.fail(format!(
+            "durability: leader n{} saw {follower} restart without entries it had acknowledged (up to \
+             {acknowledged}; it holds at most {holds})",
+            node + 1
+        ));
+    }
+
     /// Disk identity: a node speaks only for the disk it runs on.
     pub fn on_send_disk(&mut self, node: usize, presented: DiskId, actual: DiskId) {
         if presented != actual {
@@ -204,6 +220,7 @@ impl SafetyChecker {
             watch.max_term_sent = watch.max_term_sent.max(message.term);
         }
         if let MessageBody::RequestVoteResponse { pre_vote: false, granted: true } = message.body {
+            self.granted.entry((message.term, message.to)).or_default().insert((message.from, message.disk));
             match watch.votes.get(&message.term) {
                 Some(earlier) if *earlier != message.to => {
                     let earlier = *earlier;
@@ -384,6 +401,26 @@ impl SafetyChecker {
             _ => {
                 self.leaders.insert(term, id);
             }
+        }
+        // Election quorum: the votes it was sent (its own included, on its
+        // own disk) form a quorum of its configuration, per half and disk.
+        let votes = self.granted.get(&(term, id));
+        let membership = raft.membership();
+        let won = membership.is_quorum(|voter, disk| {
+            (voter == id && disk == raft.disk()) || votes.is_some_and(|votes| votes.contains(&(voter, disk)))
+        });
+        if !won {
+            let granted: Vec<String> = votes
+                .into_iter()
+                .flatten()
+                .map(|(voter, disk)| if *disk == DiskId::BOOTSTRAP { voter.to_string() } else { format!("{voter}@{disk}") })
+                .collect();
+            self.fail(format!(
+                "election quorum: n{} became leader of {term} without a quorum of {membership}: votes granted by [{}]",
+                node + 1,
+                granted.join(",")
+            ));
+            return;
         }
         // Leader completeness: every entry committed in an earlier term is in
         // the new leader's log. (A node may win an election for an old term
