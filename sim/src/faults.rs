@@ -172,6 +172,11 @@ pub struct FaultProfile {
     /// before that write syncs (at a random moment of the write's latency).
     /// This aims crashes at the windows where durability bugs live.
     pub crash_in_write_ppm: u32,
+    /// Share of crashes (in percent) that are process bounces: the node is
+    /// back within 2 ms, while messages to and from its earlier life are
+    /// still in flight (where reused request ids and lost in-flight appends
+    /// show).
+    pub bounce_percent: u32,
     /// Chance, per election won, that the new leader is isolated within a
     /// few milliseconds (before it can replicate its first entries).
     pub isolate_new_leader_ppm: u32,
@@ -188,6 +193,10 @@ pub struct FaultProfile {
     /// Mean interval between the operator's membership changes and
     /// leadership transfers; `None` keeps the configuration fixed.
     pub churn_interval_ms: Option<u64>,
+    /// A leader that has just appended the configuration removing it is cut
+    /// off at once (as an operator decommissioning it would): the others may
+    /// hold only the joint configuration, which still needs its vote.
+    pub isolate_leaving_leader: bool,
     /// Nodes outside the initial configuration, which the operator adds as
     /// learners, promotes, and swaps in for voters.
     pub spares: usize,
@@ -220,11 +229,13 @@ impl FaultProfile {
             disk_latency_max_us: 1_000,
             disk_stall_ppm: 0,
             crash_in_write_ppm: 0,
+            bounce_percent: 0,
             isolate_new_leader_ppm: 0,
             isolate_after_commit_ppm: 0,
             max_entries_per_append: 64,
             wipes: None,
             churn_interval_ms: None,
+            isolate_leaving_leader: false,
             spares: 0,
             snapshot_every_entries: 0,
             max_retained_entries: 1_000,
@@ -281,6 +292,8 @@ impl FaultProfile {
         let lease_reads = rng.random_bool(0.3);
         let forward_proposals = rng.random_bool(0.5);
         let follower_reads = rng.random_bool(0.7);
+        let bounce_percent = if crashes.is_some() && rng.random_bool(0.5) { rng.random_range(20..=80) } else { 0 };
+        let isolate_leaving_leader = churn_interval_ms.is_some() && rng.random_bool(0.5);
         FaultProfile {
             network,
             partitions,
@@ -291,11 +304,13 @@ impl FaultProfile {
             disk_latency_max_us,
             disk_stall_ppm,
             crash_in_write_ppm,
+            bounce_percent,
             isolate_new_leader_ppm,
             isolate_after_commit_ppm,
             max_entries_per_append,
             wipes,
             churn_interval_ms,
+            isolate_leaving_leader,
             spares,
             snapshot_every_entries,
             max_retained_entries,
@@ -326,9 +341,10 @@ impl fmt::Display for FaultProfile {
         };
         write!(
             f,
-            "; partitions {}; crashes {}; crash-in-write {:.2}%; isolate-new-leader {:.0}%; isolate-after-commit {:.1}%; pauses {}; drift ±{}ppm; disk {}-{}us; max {} entries/append",
+            "; partitions {}; crashes {} ({}% bounces); crash-in-write {:.2}%; isolate-new-leader {:.0}%; isolate-after-commit {:.1}%; pauses {}; drift ±{}ppm; disk {}-{}us; max {} entries/append",
             recurrence(self.partitions),
             recurrence(self.crashes),
+            self.bounce_percent,
             self.crash_in_write_ppm as f64 / 10_000.0,
             self.isolate_new_leader_ppm as f64 / 10_000.0,
             self.isolate_after_commit_ppm as f64 / 10_000.0,
@@ -340,10 +356,11 @@ impl fmt::Display for FaultProfile {
         )?;
         write!(
             f,
-            "; disk stalls {:.2}%; wipes {}; churn {}; {} spares; snapshot every {} entries (keep {}, {}-byte chunks); {} reads; forwarding {}; follower reads {}",
+            "; disk stalls {:.2}%; wipes {}; churn {}{}; {} spares; snapshot every {} entries (keep {}, {}-byte chunks); {} reads; forwarding {}; follower reads {}",
             self.disk_stall_ppm as f64 / 10_000.0,
             recurrence(self.wipes),
             self.churn_interval_ms.map_or("off".to_string(), |ms| format!("every ~{ms}ms")),
+            if self.isolate_leaving_leader { " (leaving leaders isolated)" } else { "" },
             self.spares,
             self.snapshot_every_entries,
             self.max_retained_entries,

@@ -745,6 +745,7 @@ impl Simulation {
         }
         if leader_committed {
             self.maybe_isolate_after_commit(node);
+            self.maybe_isolate_leaving_leader(node);
         }
         self.arm_timer(node);
     }
@@ -817,6 +818,19 @@ impl Simulation {
         self.schedule(delay + duration, SimEvent::Fault(FaultAction::Heal));
     }
 
+    /// The isolate-leaving-leader fault: a leader that just appended the
+    /// configuration removing it is cut off at once (before the others
+    /// receive it) for 0.2 to 1.5 s.
+    fn maybe_isolate_leaving_leader(&mut self, node: usize) {
+        let leaving = self.nodes[node].raft.as_ref().is_some_and(|raft| !raft.membership().is_voter(node_id(node)));
+        if !self.profile.isolate_leaving_leader || !leaving || self.healed_at.is_some() {
+            return;
+        }
+        let duration = self.rng.random_range(200_000..=1_500_000);
+        self.schedule(0, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
+        self.schedule(duration, SimEvent::Fault(FaultAction::Heal));
+    }
+
     /// The crash-in-write fault: kill the node before its write syncs.
     fn maybe_crash_in_write(&mut self, node: usize, synced_at: u64) {
         let rate = self.profile.crash_in_write_ppm;
@@ -831,6 +845,7 @@ impl Simulation {
 
     fn send(&mut self, from: usize, message: Message) {
         self.checker.on_send(from, &message);
+        self.checker.on_send_request_tag(from, self.nodes[from].incarnation, &message);
         self.checker.on_send_disk(from, message.disk, self.nodes[from].disk_id);
         let to = message.to.0 as usize - 1;
         let fate = self.network.route(&mut self.rng, from, to);
@@ -1143,6 +1158,15 @@ impl Simulation {
             RecurringFault::Crash => {
                 let recurrence = self.profile.crashes.expect("scheduled only when on");
                 let node = NodeRef::Index(self.rng.random_range(0..nodes));
+                if self.rng.random_range(0..100) < self.profile.bounce_percent {
+                    // A process bounce: back within 2 ms.
+                    self.apply_fault(FaultAction::Crash { node: node.clone() });
+                    let downtime = self.rng.random_range(0..=2_000);
+                    self.schedule(downtime, SimEvent::Fault(FaultAction::Restart { node }));
+                    let next = downtime + Recurrence::draw(&mut self.rng, recurrence.mean_interval_ms);
+                    self.schedule(next, SimEvent::Recurring(kind));
+                    return;
+                }
                 (recurrence, FaultAction::Crash { node: node.clone() }, FaultAction::Restart { node })
             }
             RecurringFault::Pause => {
@@ -1190,6 +1214,16 @@ impl Simulation {
         let learners: Vec<NodeId> = membership.learners.iter().copied().collect();
         let voters: Vec<NodeId> = membership.voters.keys().copied().collect();
         let pick = |rng: &mut ChaCha8Rng, list: &[NodeId]| list[rng.random_range(0..list.len())];
+        // Removing or replacing the leader itself is the hard case (it must
+        // hand over through a configuration it is not in): aim at it often.
+        let leader_id = node_id(leader);
+        let pick_voter = |rng: &mut ChaCha8Rng, list: &[NodeId]| {
+            if list.contains(&leader_id) && rng.random_bool(0.4) {
+                leader_id
+            } else {
+                pick(rng, list)
+            }
+        };
         let change = if let Some(node) = renew {
             // A voter whose disk is lost and not yet back stays as it is.
             (!self.nodes[node.0 as usize - 1].wiped).then_some(MembershipChange::RenewDisk(node))
@@ -1201,9 +1235,11 @@ impl Simulation {
                 1 if !learners.is_empty() => Some(MembershipChange::Promote(pick(&mut self.rng, &learners))),
                 // Keep the voter count within one of the initial size (and
                 // never below one).
-                2 if voters.len() + 1 > initial.max(2) => Some(MembershipChange::Remove(pick(&mut self.rng, &voters))),
+                2 if voters.len() + 1 > initial.max(2) => {
+                    Some(MembershipChange::Remove(pick_voter(&mut self.rng, &voters)))
+                }
                 3 if !learners.is_empty() => Some(MembershipChange::Replace {
-                    remove: pick(&mut self.rng, &voters),
+                    remove: pick_voter(&mut self.rng, &voters),
                     add: pick(&mut self.rng, &learners),
                 }),
                 4 if !learners.is_empty() => Some(MembershipChange::Remove(pick(&mut self.rng, &learners))),

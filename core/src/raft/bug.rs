@@ -59,11 +59,14 @@ pub enum Bug {
     /// again after every restart (seed 55657: a client's compare-and-set
     /// answered with another request's result).
     RequestIdsReused,
+    /// A follower acknowledges appended entries before they are durable; a
+    /// crash then loses entries the leader counted.
+    AckAppendBeforePersist,
 }
 
 impl Bug {
     /// Every bug, in the order `chorus-sim bugs` lists them.
-    pub const ALL: [Bug; 16] = [
+    pub const ALL: [Bug; 17] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ReplyBeforePersist,
@@ -80,6 +83,7 @@ impl Bug {
         Bug::JointVoteCountsTwice,
         Bug::RemovedVoterNeverCampaigns,
         Bug::RequestIdsReused,
+        Bug::AckAppendBeforePersist,
     ];
 
     /// The name used on the command line.
@@ -101,6 +105,7 @@ impl Bug {
             Bug::JointVoteCountsTwice => "joint-vote-counts-twice",
             Bug::RemovedVoterNeverCampaigns => "removed-voter-never-campaigns",
             Bug::RequestIdsReused => "request-ids-reused",
+            Bug::AckAppendBeforePersist => "ack-append-before-persist",
         }
     }
 
@@ -127,6 +132,7 @@ impl Bug {
                 "a voter removed by an uncommitted configuration never campaigns, though it may be needed"
             }
             Bug::RequestIdsReused => "a restarted node reuses the ids of its forwarded proposals and read-index requests",
+            Bug::AckAppendBeforePersist => "a follower acknowledges appended entries before they are durable",
         }
     }
 

@@ -1149,7 +1149,9 @@ impl<S: StateMachine> RaftNode<S> {
         if new_commit > self.commit {
             self.commit = new_commit;
         }
-        self.send(from, MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }));
+        let response = MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index });
+        let durable = !self.config.bug(Bug::AckAppendBeforePersist);
+        self.send_with_term(from, self.term, response, durable);
     }
 
     fn handle_append_response(&mut self, from: NodeId, incarnation: u64, response: AppendResponse) {

@@ -17,9 +17,14 @@
 //! - Membership: a commit must be safe from every election any node could win
 //!   under the configuration it holds, counting only voters on the disk their
 //!   configuration records; a node that lost its disk starts a new identity.
+//! - Request ids: a node never reuses the tag of a forwarded proposal or a
+//!   read-index request in a later life (an answer meant for the earlier
+//!   life would be taken for the new request).
 //! - Nodes' own protocol-violation reports (peer input they rejected as unsafe).
 
-use chorus_core::raft::{DiskId, Entry, Membership, Message, MessageBody, Payload, PersistRequest, RaftNode, Role};
+use chorus_core::raft::{
+    DiskId, Entry, Membership, Message, MessageBody, Payload, PersistRequest, RaftNode, RequestTag, Role,
+};
 use chorus_core::{LogIndex, NodeId, StateMachine, Term};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -46,6 +51,9 @@ struct NodeWatch {
 #[derive(Default)]
 pub struct SafetyChecker {
     leaders: BTreeMap<Term, NodeId>,
+    /// Request tags each node sent, with the life (simulator incarnation)
+    /// that sent them.
+    request_tags: Vec<BTreeMap<RequestTag, u64>>,
     /// Votes granted, by (term, candidate): who granted them, from which disk.
     granted: BTreeMap<(Term, NodeId), BTreeSet<(NodeId, DiskId)>>,
     identities: HashMap<(LogIndex, Term), EntryIdentity>,
@@ -106,7 +114,11 @@ fn fnv(tag: u8, bytes: &[u8]) -> u64 {
 
 impl SafetyChecker {
     pub fn new(nodes: usize) -> SafetyChecker {
-        SafetyChecker { nodes: vec![NodeWatch::default(); nodes], ..SafetyChecker::default() }
+        SafetyChecker {
+            nodes: vec![NodeWatch::default(); nodes],
+            request_tags: vec![BTreeMap::new(); nodes],
+            ..SafetyChecker::default()
+        }
     }
 
     pub fn ok(&self) -> bool {
@@ -203,6 +215,22 @@ impl SafetyChecker {
             self.fail(format!(
                 "disk identity: n{} sent a message as {presented} while running on {actual} (a node that lost its \
                  disk claims its old identity)",
+                node + 1
+            ));
+        }
+    }
+
+    /// Node `node`, in its simulator life `life`, sent `message`.
+    pub fn on_send_request_tag(&mut self, node: usize, life: u64, message: &Message) {
+        let tag = match &message.body {
+            MessageBody::Forward { id, .. } | MessageBody::ReadIndex { id, .. } => *id,
+            _ => return,
+        };
+        let first = *self.request_tags[node].entry(tag).or_insert(life);
+        if first != life {
+            self.fail(format!(
+                "request ids: n{} reused request tag {tag} in a later life (first sent in life {first}, again in life \
+                 {life}): an answer meant for the earlier life would be taken for the new request",
                 node + 1
             ));
         }
