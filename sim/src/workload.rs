@@ -467,3 +467,44 @@ fn function_of(kind: OpKind) -> Function {
         OpKind::Cas { expected, new } => Function::Cas { expected: history_value(expected), new: Value::Int(new) },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Drives client 0 until its operation is a compare-and-set.
+    fn client_with_cas(workload: &mut Workload, rng: &mut ChaCha8Rng) -> u64 {
+        for now in 0..10_000 {
+            if let ClientStep::Send { attempt, request: ClientRequest::Propose(bytes), .. } =
+                workload.next(0, now, rng)
+            {
+                let command = KvCommand::decode(&bytes).expect("the workload encodes commands");
+                if matches!(command.op, KvOp::Cas { .. }) {
+                    return attempt;
+                }
+            }
+            // Finish whatever else it started, so the next call starts anew.
+            workload.clients[0].op = None;
+        }
+        panic!("no compare-and-set in 10,000 operations");
+    }
+
+    #[test]
+    fn an_answer_of_the_wrong_kind_is_a_failure_not_a_panic() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut workload = Workload::new(1, 3, 2, u64::MAX);
+        let attempt = client_with_cas(&mut workload, &mut rng);
+        let done = ClientResult::Ok(KvResponse::Done.encode());
+        let step = workload.on_result(0, attempt, &done, LogIndex(5), 20_000, &mut rng);
+        assert_eq!(step, ClientStep::Wait { delay_us: 0 });
+        let failure = workload.wrong_answer.clone().expect("the wrong answer is recorded");
+        assert!(failure.contains("Cas") && failure.contains("Done"), "{failure}");
+        assert!(workload.all_idle(), "the operation ended");
+        assert_eq!(workload.counts.unknown, 1, "its outcome is unknown");
+        let garbage = ClientResult::Ok(vec![0xff; 3]);
+        let attempt = client_with_cas(&mut workload, &mut rng);
+        workload.on_result(0, attempt, &garbage, LogIndex(6), 30_000, &mut rng);
+        assert_eq!(workload.wrong_answer, Some(failure), "the first wrong answer is kept");
+    }
+}

@@ -62,11 +62,17 @@ pub enum Bug {
     /// A follower acknowledges appended entries before they are durable; a
     /// crash then loses entries the leader counted.
     AckAppendBeforePersist,
+    /// A node that joined with an empty disk is sent, and accepts, appends
+    /// before it has installed a snapshot, so its log starts without the
+    /// configuration in force (seed 29718: a stale message made the leader
+    /// take the joiner for its old disk and send entries from index 1; the
+    /// joiner then snapshotted a configuration with no voters).
+    JoinerSkipsSnapshot,
 }
 
 impl Bug {
     /// Every bug, in the order `chorus-sim bugs` lists them.
-    pub const ALL: [Bug; 17] = [
+    pub const ALL: [Bug; 18] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ReplyBeforePersist,
@@ -84,6 +90,7 @@ impl Bug {
         Bug::RemovedVoterNeverCampaigns,
         Bug::RequestIdsReused,
         Bug::AckAppendBeforePersist,
+        Bug::JoinerSkipsSnapshot,
     ];
 
     /// The name used on the command line.
@@ -106,6 +113,7 @@ impl Bug {
             Bug::RemovedVoterNeverCampaigns => "removed-voter-never-campaigns",
             Bug::RequestIdsReused => "request-ids-reused",
             Bug::AckAppendBeforePersist => "ack-append-before-persist",
+            Bug::JoinerSkipsSnapshot => "joiner-skips-snapshot",
         }
     }
 
@@ -133,6 +141,7 @@ impl Bug {
             }
             Bug::RequestIdsReused => "a restarted node reuses the ids of its forwarded proposals and read-index requests",
             Bug::AckAppendBeforePersist => "a follower acknowledges appended entries before they are durable",
+            Bug::JoinerSkipsSnapshot => "a node that joined empty accepts appends before installing a snapshot",
         }
     }
 

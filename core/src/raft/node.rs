@@ -1089,6 +1089,18 @@ impl<S: StateMachine> RaftNode<S> {
         mut entries: Vec<Entry>,
         leader_commit: LogIndex,
     ) {
+        if self.awaits_first_snapshot() {
+            // We joined with an empty disk: the configuration our log would
+            // start from (the bootstrap one) is in no entry, so we must start
+            // from a snapshot (seed 29718, 5 nodes: a joined node took entries
+            // from index 1, then snapshotted a configuration with no voters
+            // and could not restart). Refusing makes the leader, once it
+            // knows our disk, send its snapshot (see `send_append`).
+            let hint = ConflictHint { conflict_term: None, first_index: LogIndex(1) };
+            let response = AppendResponse::Rejected { rejected_prev_index: prev_log_index, hint };
+            self.send(from, MessageBody::AppendEntriesResponse(response));
+            return;
+        }
         // Everything up to our commit index is already settled; skip it.
         if prev_log_index < self.commit {
             let settled = (self.commit.0 - prev_log_index.0) as usize;
@@ -1318,7 +1330,9 @@ impl<S: StateMachine> RaftNode<S> {
         // A node that joined with an empty disk does not know the bootstrap
         // configuration (it is in no entry): it starts from a snapshot, which
         // carries the configuration in force.
-        let joining = next == LogIndex(1) && progress.disk.is_some_and(|disk| disk != DiskId::BOOTSTRAP);
+        let joining = next == LogIndex(1)
+            && progress.disk.is_some_and(|disk| disk != DiskId::BOOTSTRAP)
+            && !self.config.bug(Bug::JoinerSkipsSnapshot);
         let prev_log_term = self.log.term(prev_log_index).filter(|_| !joining);
         let Some(prev_log_term) = prev_log_term else {
             // The follower needs entries we compacted (or a snapshot to
@@ -1866,6 +1880,13 @@ impl<S: StateMachine> RaftNode<S> {
         }
     }
 
+    /// A node that joined with an empty disk and has not installed a
+    /// snapshot yet: it knows no configuration (its base is empty). Every
+    /// joined node's log starts after a snapshot, so its offset is positive.
+    fn awaits_first_snapshot(&self) -> bool {
+        self.log.offset() == LogIndex::ZERO && self.disk != DiskId::BOOTSTRAP && !self.config.bug(Bug::JoinerSkipsSnapshot)
+    }
+
     /// The configuration in force at `index`.
     fn membership_at(&self, index: LogIndex) -> &Membership {
         match self.config_entries.iter().rev().find(|(at, _)| *at <= index) {
@@ -2104,6 +2125,9 @@ impl<S: StateMachine> RaftNode<S> {
         let index = self.applied;
         let term = self.log.term(index).expect("invariant: applied entries past the snapshot are in the log");
         let meta = SnapshotMeta { index, term, membership: self.membership_at(index).clone() };
+        if let Err(error) = meta.membership.validate() {
+            panic!("invariant: a snapshot at {index} records a valid configuration, not one where {error}");
+        }
         let snapshot = Snapshot { meta, data: self.state_machine.snapshot() };
         let discard_upto = LogIndex(index.0.saturating_sub(self.config.max_retained_entries));
         if compact && discard_upto > self.log.offset() {
