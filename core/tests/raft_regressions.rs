@@ -243,3 +243,47 @@ fn a_leader_repairs_a_follower_restored_from_an_older_copy() {
     assert_eq!(cluster.kv_get(N3, "k"), Some("v8".to_string()));
     cluster.assert_safe();
 }
+
+/// Seed 29718 (5 nodes). A node that joined with an empty disk must start
+/// from a snapshot: the bootstrap configuration is in no log entry, so a log
+/// taken from index 1 would leave it (and every snapshot it takes) without
+/// voters. A stale message had made the leader take the joiner for its old
+/// disk and send entries from index 1; the joiner must refuse them.
+#[test]
+fn a_node_that_joined_empty_refuses_appends_until_it_has_a_snapshot() {
+    for bug in [None, Some(Bug::JoinerSkipsSnapshot)] {
+        let mut cluster = Cluster::with_config(3, with_bug(bug));
+        cluster.elect(N1);
+        cluster.propose(N1, 1, put("k", "v"));
+        cluster.stabilize();
+        cluster.add_joining(NodeId(4), DiskId(44), with_bug(bug));
+        // The leader's entries from index 1, as it sends them to a bootstrap
+        // member with an empty log.
+        let entries = cluster.log(N1);
+        let leader_commit = cluster.node(N1).commit_index();
+        let term = cluster.node(N1).term();
+        cluster.inject(Message {
+            from: N1,
+            to: NodeId(4),
+            term,
+            disk: DiskId::BOOTSTRAP,
+            incarnation: 1,
+            body: MessageBody::AppendEntries {
+                prev_log_index: chorus_core::types::LogIndex(0),
+                prev_log_term: Term(0),
+                entries,
+                leader_commit,
+            },
+        });
+        cluster.deliver_next();
+        let took_entries = cluster.node(NodeId(4)).last_index() > chorus_core::types::LogIndex(0);
+        assert_eq!(took_entries, bug.is_some(), "bug {bug:?}");
+        if bug.is_none() {
+            let refused = cluster.sent().iter().rev().find(|message| message.from == NodeId(4)).expect("it answered");
+            assert!(
+                matches!(&refused.body, MessageBody::AppendEntriesResponse(chorus_core::raft::AppendResponse::Rejected { .. })),
+                "{refused:?}"
+            );
+        }
+    }
+}
