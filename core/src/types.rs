@@ -74,8 +74,10 @@ impl Time {
 /// an accepted term can never overflow.
 pub const MAX_TERM: Term = Term(1 << 62);
 
-/// The most a single message can raise a node's term: a peer's term further
-/// ahead of the node's own is reported as a violation and ignored. Far more
+/// The most a single message can raise a node's term (plus one, when the
+/// message is a `TimeoutNow` that starts an election in the term after it):
+/// a peer's term further ahead of the node's own is reported as a violation
+/// and ignored. Far more
 /// elections than any partition can miss (2^48), yet one message with an
 /// absurd term (a bug, a corrupt packet) cannot carry the cluster to the
 /// limit, where no election could follow and the cluster would stop for

@@ -33,10 +33,15 @@ const SELF: NodeId = NodeId(1);
 // raises the term by at most MAX_TERM_JUMP (plus one for an election).
 const _: () = assert!((MAX_STEPS as u64) * (MAX_TERM_JUMP + 1) < MAX_PEER_TERM.0);
 
-/// A term, relative to the node's current term or absolute.
+/// A term, relative to the node's current term, to the limits a node
+/// enforces (so their edges are reachable), or absolute.
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum FuzzTerm {
     Relative(i8),
+    /// The node's term plus `MAX_TERM_JUMP`, plus this.
+    PastJump(i8),
+    /// `MAX_PEER_TERM` plus this.
+    NearLimit(i8),
     Absolute(u64),
 }
 
@@ -258,6 +263,10 @@ impl Harness {
     fn term(&self, term: FuzzTerm) -> Term {
         match term {
             FuzzTerm::Relative(delta) => Term(self.node.term().0.saturating_add_signed(i64::from(delta))),
+            FuzzTerm::PastJump(delta) => {
+                Term(self.node.term().0.saturating_add(MAX_TERM_JUMP).saturating_add_signed(i64::from(delta)))
+            }
+            FuzzTerm::NearLimit(delta) => Term(MAX_PEER_TERM.0.saturating_add_signed(i64::from(delta))),
             FuzzTerm::Absolute(term) => Term(term),
         }
     }
@@ -354,10 +363,9 @@ impl Harness {
                 MessageBody::SnapshotChunkResponse { index: self.index(index), received }
             }
             FuzzBody::ReadIndex { id, allow_lease } => MessageBody::ReadIndex { id: self.tag(id, disk), allow_lease },
-            FuzzBody::ReadIndexResponse { id, index } => MessageBody::ReadIndexResponse {
-                id: self.tag(id, disk),
-                index: index.map(|index| self.index(index)),
-            },
+            FuzzBody::ReadIndexResponse { id, index } => {
+                MessageBody::ReadIndexResponse { id: self.tag(id, disk), index: index.map(|index| self.index(index)) }
+            }
             FuzzBody::Forward { id, command } => MessageBody::Forward { id: self.tag(id, disk), command },
         };
         Message { from, to, term, disk, incarnation: u64::from(fuzz.incarnation % 4), body }
@@ -375,13 +383,16 @@ impl Harness {
             Input::Message(fuzz) => {
                 let message = self.message(fuzz);
                 let before = self.node.term();
+                let timeout_now = message.body == MessageBody::TimeoutNow;
                 self.node.handle_message(self.now, message);
                 // One peer message never raises the term by more than
                 // MAX_TERM_JUMP (an absurd term cannot carry the node to the
-                // limit in one step).
+                // limit in one step), plus one when a TimeoutNow starts an
+                // election in the same step (as `MAX_TERM_JUMP` documents).
                 let risen = self.node.term().0 - before.0;
+                let election = u64::from(timeout_now && self.node.role() == Role::Candidate);
                 assert!(
-                    risen <= MAX_TERM_JUMP,
+                    risen <= MAX_TERM_JUMP + election,
                     "one message raised the term by {risen} (from {before} to {}), more than MAX_TERM_JUMP",
                     self.node.term()
                 );
@@ -448,15 +459,9 @@ impl Harness {
             }
             Input::Crash => {
                 let durable = self.node.durable_hard_state();
-                // Known core quirk: until this life's first write is
-                // acknowledged, `durable_hard_state()` already reports the
-                // new incarnation (`build` seeds it from the bumped hard
-                // state) though the disk still holds the previous one (or
-                // nothing). Every other field must match the disk.
-                let mut expected = self.disk_hard_state;
-                if !self.life_acknowledged {
-                    expected.incarnation = self.incarnation;
-                }
+                // Until this life's first write is acknowledged, the disk
+                // still holds the previous life's hard state (or nothing).
+                let expected = self.disk_hard_state;
                 assert_eq!(durable, expected, "the node's durable hard state matches what was acknowledged");
                 let stored = DurableState {
                     hard_state: self.disk_hard_state,
@@ -467,8 +472,8 @@ impl Harness {
                     // The bootstrap write never became durable: the node
                     // never started, as far as its disk knows. Bootstrap
                     // again (as the simulator does); restart would refuse.
-                    self.node = RaftNode::new(config(), KvStore::default(), self.now)
-                        .expect("the fuzz configuration is valid");
+                    self.node =
+                        RaftNode::new(config(), KvStore::default(), self.now).expect("the fuzz configuration is valid");
                     self.incarnation = 1;
                 } else {
                     self.incarnation = self.disk_hard_state.incarnation + 1;
@@ -529,7 +534,10 @@ impl Harness {
                 Action::Event(Event::FollowerLostEntries { follower, acknowledged, holds }) => {
                     assert_eq!(self.node.role(), Role::Leader, "only a leader tracks what followers hold");
                     assert!(follower == NodeId(2) || follower == NodeId(3), "lost entries of {follower}");
-                    assert!(holds < acknowledged, "{follower} lost nothing: holds {holds}, acknowledged {acknowledged}");
+                    assert!(
+                        holds < acknowledged,
+                        "{follower} lost nothing: holds {holds}, acknowledged {acknowledged}"
+                    );
                 }
                 Action::Event(_) => {}
             }

@@ -372,6 +372,7 @@ impl<S: StateMachine> RaftNode<S> {
         let mut node = Self::build(config, state_machine, hard_state, RaftLog::default(), membership, None, now);
         // The disk must record that a node started on it before the node
         // says anything: a restart must never mistake it for an empty disk.
+        node.durable_hard_state = HardState::default();
         node.dirty.hard_state = true;
         node.flush();
         Ok(node)
@@ -391,6 +392,7 @@ impl<S: StateMachine> RaftNode<S> {
         let mut node =
             Self::build(config, state_machine, hard_state, RaftLog::default(), Membership::default(), None, now);
         // The disk id must be durable before the node says anything.
+        node.durable_hard_state = HardState::default();
         node.dirty.hard_state = true;
         node.flush();
         Ok(node)
@@ -415,6 +417,7 @@ impl<S: StateMachine> RaftNode<S> {
             return Err(RestartError::EmptyDisk);
         }
         let DurableState { mut hard_state, snapshot, entries } = stored;
+        let stored_hard_state = hard_state;
         hard_state.incarnation = hard_state
             .incarnation
             .checked_add(1)
@@ -479,6 +482,7 @@ impl<S: StateMachine> RaftNode<S> {
         }
         node.apply_committed();
         // Record the new incarnation before saying anything.
+        node.durable_hard_state = stored_hard_state;
         node.dirty.hard_state = true;
         node.flush();
         Ok(node)
