@@ -71,6 +71,15 @@ pub enum DriverError {
     TransportClosed,
 }
 
+/// How [`Driver::new`] starts the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// From the state on disk (every start but the first).
+    Restart,
+    /// The first start of an initial member, on an empty data directory.
+    Bootstrap,
+}
+
 /// The driver stopped before answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the node's driver has stopped")]
@@ -151,11 +160,18 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Restarts the node from what `storage` recovered. The node's clock
-    /// starts now. An empty data directory is refused
-    /// ([`RestartError::EmptyDisk`]): a member's first start is
-    /// [`Driver::bootstrap`].
+    /// Starts the node from what `storage` recovered. The node's clock
+    /// starts now.
+    ///
+    /// - [`Start::Restart`]: from the stored state. An empty data directory
+    ///   is refused ([`RestartError::EmptyDisk`]).
+    /// - [`Start::Bootstrap`]: the first start of a member of the initial
+    ///   configuration (`config.voters`), on an empty data directory; refused
+    ///   if it already holds Raft state. Do it once per member: a member whose
+    ///   data was lost must not bootstrap again (it would come back as a voter
+    ///   that forgot what it acknowledged).
     pub fn new(
+        start: Start,
         config: Config,
         storage: Storage,
         recovered: Recovered,
@@ -164,27 +180,14 @@ impl Driver {
     ) -> Result<(Driver, DriverHandle), DriverError> {
         let stored =
             DurableState { hard_state: recovered.hard_state, snapshot: recovered.snapshot, entries: recovered.entries };
-        let node = RaftNode::restart(config, stored, KvStore::default(), Time::ZERO)?;
-        Ok(Self::start(node, storage, transport, inbox))
-    }
-
-    /// The first start of a member of the initial configuration
-    /// (`config.voters`), on an empty data directory. Do it once per member:
-    /// a member whose data was lost must not bootstrap again (it would come
-    /// back as a voter that forgot what it acknowledged).
-    pub fn bootstrap(
-        config: Config,
-        storage: Storage,
-        recovered: Recovered,
-        transport: Transport,
-        inbox: mpsc::Receiver<Message>,
-    ) -> Result<(Driver, DriverHandle), DriverError> {
-        let stored =
-            DurableState { hard_state: recovered.hard_state, snapshot: recovered.snapshot, entries: recovered.entries };
-        if !stored.is_empty() {
-            return Err(DriverError::AlreadyBootstrapped { term: stored.hard_state.term, entries: stored.entries.len() });
-        }
-        let node = RaftNode::new(config, KvStore::default(), Time::ZERO)?;
+        let node = match start {
+            Start::Restart => RaftNode::restart(config, stored, KvStore::default(), Time::ZERO)?,
+            Start::Bootstrap if !stored.is_empty() => {
+                let (term, entries) = (stored.hard_state.term, stored.entries.len());
+                return Err(DriverError::AlreadyBootstrapped { term, entries });
+            }
+            Start::Bootstrap => RaftNode::new(config, KvStore::default(), Time::ZERO)?,
+        };
         Ok(Self::start(node, storage, transport, inbox))
     }
 

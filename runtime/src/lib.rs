@@ -28,7 +28,7 @@
 //! ```no_run
 //! use chorus_core::raft::Config;
 //! use chorus_core::types::NodeId;
-//! use chorus_runtime::{driver::Driver, storage::Storage, transport::{Identity, Transport}};
+//! use chorus_runtime::{driver::{Driver, Start}, storage::Storage, transport::{Identity, Transport}};
 //!
 //! # async fn start(peers: Vec<chorus_runtime::transport::Peer>) -> Result<(), Box<dyn std::error::Error>> {
 //! let id = NodeId(1);
@@ -36,7 +36,7 @@
 //! let identity = Identity::generate(id)?;
 //! let (transport, inbox) = Transport::bind(id, "127.0.0.1:7001".parse()?, &identity, &peers)?;
 //! let voters = std::iter::once(id).chain(peers.iter().map(|peer| peer.id)).collect();
-//! let (driver, handle) = Driver::bootstrap(Config::new(id, voters), storage, recovered, transport, inbox)?;
+//! let (driver, handle) = Driver::new(Start::Bootstrap, Config::new(id, voters), storage, recovered, transport, inbox)?;
 //! tokio::spawn(driver.run());
 //! // `handle.propose(..)` and `handle.read(..)` submit client requests.
 //! # drop(handle);

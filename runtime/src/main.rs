@@ -21,7 +21,7 @@
 
 use chorus_core::raft::Config;
 use chorus_core::types::NodeId;
-use chorus_runtime::driver::Driver;
+use chorus_runtime::driver::{Driver, Start};
 use chorus_runtime::storage::Storage;
 use chorus_runtime::transport::{Identity, Peer, Transport};
 use clap::{CommandFactory, Parser};
@@ -123,11 +123,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     voters.push(id);
     let mut config = Config::new(id, voters);
     config.rng_seed = rng_seed();
-    let (driver, handle) = if args.bootstrap {
-        Driver::bootstrap(config, storage, recovered, transport, inbox)?
-    } else {
-        Driver::new(config, storage, recovered, transport, inbox)?
-    };
+    let start = if args.bootstrap { Start::Bootstrap } else { Start::Restart };
+    let (driver, handle) = Driver::new(start, config, storage, recovered, transport, inbox)?;
     tracing::info!(%id, listen = %args.listen, "node started");
     // No client protocol yet: keep the handle so the driver runs until killed.
     let result = driver.run().await;

@@ -4,7 +4,7 @@
 use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvResponse};
 use chorus_core::raft::{ClientResult, Config, Role};
 use chorus_core::types::NodeId;
-use chorus_runtime::driver::{Driver, DriverHandle};
+use chorus_runtime::driver::{Driver, DriverHandle, Start};
 use chorus_runtime::storage::Storage;
 use chorus_runtime::transport::{Identity, Peer, Transport};
 use std::net::UdpSocket;
@@ -65,7 +65,7 @@ async fn start_cluster() -> Cluster {
         let (storage, recovered) = Storage::open(&dir.0).unwrap();
         let (transport, inbox) = Transport::from_socket(id, socket, &identities[position], &peers).unwrap();
         let config = Config::new(id, ids.to_vec());
-        let (driver, handle) = Driver::bootstrap(config, storage, recovered, transport, inbox).unwrap();
+        let (driver, handle) = Driver::new(Start::Bootstrap, config, storage, recovered, transport, inbox).unwrap();
         tasks.push(tokio::spawn(async move {
             driver.run().await.expect("driver stops cleanly");
         }));
@@ -142,4 +142,40 @@ async fn a_put_then_a_get_through_the_leader_sees_the_value() {
     for task in cluster.tasks {
         tokio::time::timeout(OVERALL_TIMEOUT, task).await.expect("drivers stop once their handles are gone").unwrap();
     }
+}
+
+/// One node's start on `dir`, with a throwaway transport.
+fn start_on(dir: &TempDir, start: Start) -> Result<(Driver, DriverHandle), chorus_runtime::driver::DriverError> {
+    let id = NodeId(1);
+    let identity = Identity::generate(id).unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (storage, recovered) = Storage::open(&dir.0).unwrap();
+    let (transport, inbox) = Transport::from_socket(id, socket, &identity, &[]).unwrap();
+    Driver::new(start, Config::new(id, vec![id]), storage, recovered, transport, inbox)
+}
+
+/// Deleting a node's data must not bring it back as a voter with an empty
+/// log: a restart on an empty directory is refused, with what to do; and a
+/// bootstrap is refused once the directory holds Raft state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_data_directory_only_bootstraps_and_bootstrap_happens_once() {
+    let dir = TempDir::new("empty");
+    let error = start_on(&dir, Start::Restart).err().expect("an empty directory does not restart");
+    let text = error.to_string();
+    assert!(text.contains("holds no Raft state") && text.contains("join"), "{text}");
+    let (driver, handle) = start_on(&dir, Start::Bootstrap).expect("the first start bootstraps");
+    let task = tokio::spawn(driver.run());
+    // The bootstrap write reaches the disk before the node says anything.
+    tokio::time::timeout(OVERALL_TIMEOUT, async {
+        while handle.status().term.0 == 0 {
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    })
+    .await
+    .expect("the single node elects itself");
+    drop(handle);
+    task.await.unwrap().expect("the driver stops cleanly");
+    let error = start_on(&dir, Start::Bootstrap).err().expect("a second bootstrap is refused");
+    assert!(error.to_string().contains("already holds Raft state"), "{error}");
+    start_on(&dir, Start::Restart).expect("it restarts from its state");
 }
