@@ -133,7 +133,8 @@ mod tests {
             MessageBody::TimeoutNow,
         ];
         for body in bodies {
-            let message = Message { from: NodeId(1), to: NodeId(2), term: Term(3), disk: DiskId(7), incarnation: 2, body };
+            let message =
+                Message { from: NodeId(1), to: NodeId(2), term: Term(3), disk: DiskId(7), incarnation: 2, body };
             let bytes = encode_message(&message).unwrap();
             assert_eq!(decode_message(&bytes).unwrap(), message);
         }

@@ -7,8 +7,7 @@ mod harness;
 
 use chorus_core::kv::{KvResponse, KvStore};
 use chorus_core::raft::{
-    Bug, ClientResult, Config, DiskId, DurableState, Event, Message, MessageBody, Payload, RaftNode, RestartError,
-    Role,
+    Bug, ClientResult, Config, DiskId, DurableState, Event, Message, MessageBody, Payload, RaftNode, RestartError, Role,
 };
 use chorus_core::types::{NodeId, Term, Time, MAX_PEER_TERM, MAX_TERM};
 use harness::{append_entries, cas, is_heartbeat, put, Cluster};
@@ -117,7 +116,9 @@ fn a_restarted_follower_ignores_answers_meant_for_its_earlier_life() {
         let answer = cluster.answer(N2, 2);
         let fits = match &answer {
             Some(ClientResult::Ok(bytes)) => matches!(KvResponse::decode(bytes), Ok(KvResponse::Cas { .. })),
-            Some(ClientResult::Dropped(_)) | Some(ClientResult::NoLeader) | Some(ClientResult::NotLeader { .. }) => true,
+            Some(ClientResult::Dropped(_)) | Some(ClientResult::NoLeader) | Some(ClientResult::NotLeader { .. }) => {
+                true
+            }
             None => false,
         };
         match bug {
@@ -281,7 +282,10 @@ fn a_node_that_joined_empty_refuses_appends_until_it_has_a_snapshot() {
         if bug.is_none() {
             let refused = cluster.sent().iter().rev().find(|message| message.from == NodeId(4)).expect("it answered");
             assert!(
-                matches!(&refused.body, MessageBody::AppendEntriesResponse(chorus_core::raft::AppendResponse::Rejected { .. })),
+                matches!(
+                    &refused.body,
+                    MessageBody::AppendEntriesResponse(chorus_core::raft::AppendResponse::Rejected { .. })
+                ),
                 "{refused:?}"
             );
         }

@@ -109,9 +109,7 @@ pub fn message_words(message: &Message) -> [u64; 7] {
             ForwardOutcome::TooLarge => (15, tag_word(id), 2, 0),
         },
         MessageBody::ReadIndex { id, allow_lease } => (16, tag_word(id), *allow_lease as u64, 0),
-        MessageBody::ReadIndexResponse { id, index } => {
-            (17, tag_word(id), index.map_or(0, |index| index.0 + 1), 0)
-        }
+        MessageBody::ReadIndexResponse { id, index } => (17, tag_word(id), index.map_or(0, |index| index.0 + 1), 0),
     };
     let envelope = message.term.0 ^ (message.disk.0 << 48) ^ message.incarnation.rotate_left(32);
     [kind, message.from.0, message.to.0, envelope, a, b, c]

@@ -476,8 +476,7 @@ mod tests {
     /// Drives client 0 until its operation is a compare-and-set.
     fn client_with_cas(workload: &mut Workload, rng: &mut ChaCha8Rng) -> u64 {
         for now in 0..10_000 {
-            if let ClientStep::Send { attempt, request: ClientRequest::Propose(bytes), .. } =
-                workload.next(0, now, rng)
+            if let ClientStep::Send { attempt, request: ClientRequest::Propose(bytes), .. } = workload.next(0, now, rng)
             {
                 let command = KvCommand::decode(&bytes).expect("the workload encodes commands");
                 if matches!(command.op, KvOp::Cas { .. }) {

@@ -139,7 +139,9 @@ impl Bug {
             Bug::RemovedVoterNeverCampaigns => {
                 "a voter removed by an uncommitted configuration never campaigns, though it may be needed"
             }
-            Bug::RequestIdsReused => "a restarted node reuses the ids of its forwarded proposals and read-index requests",
+            Bug::RequestIdsReused => {
+                "a restarted node reuses the ids of its forwarded proposals and read-index requests"
+            }
             Bug::AckAppendBeforePersist => "a follower acknowledges appended entries before they are durable",
             Bug::JoinerSkipsSnapshot => "a node that joined empty accepts appends before installing a snapshot",
         }

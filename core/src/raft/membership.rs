@@ -171,7 +171,9 @@ impl fmt::Display for Membership {
         let voters = |set: &BTreeMap<NodeId, DiskId>| {
             let names: Vec<String> = set
                 .iter()
-                .map(|(node, disk)| if *disk == DiskId::BOOTSTRAP { node.to_string() } else { format!("{node}@{disk}") })
+                .map(
+                    |(node, disk)| if *disk == DiskId::BOOTSTRAP { node.to_string() } else { format!("{node}@{disk}") },
+                )
                 .collect();
             names.join(",")
         };

@@ -418,10 +418,8 @@ impl<S: StateMachine> RaftNode<S> {
         }
         let DurableState { mut hard_state, snapshot, entries } = stored;
         let stored_hard_state = hard_state;
-        hard_state.incarnation = hard_state
-            .incarnation
-            .checked_add(1)
-            .ok_or(RestartError::IncarnationExhausted(hard_state.incarnation))?;
+        hard_state.incarnation =
+            hard_state.incarnation.checked_add(1).ok_or(RestartError::IncarnationExhausted(hard_state.incarnation))?;
         let first = entries.first().map_or(LogIndex(1), |entry| entry.index);
         let snapshot_end = snapshot.as_ref().map_or(LogIndex::ZERO, |snapshot| snapshot.meta.index);
         if first > snapshot_end.next() {
@@ -937,7 +935,6 @@ impl<S: StateMachine> RaftNode<S> {
 
     /// Handles a message in our term (after the term rules of `step`).
     fn step_body(&mut self, now: Time, from: NodeId, message: Message) {
-
         match message.body {
             MessageBody::RequestVote { pre_vote, last_log_index, last_log_term, .. } => {
                 self.handle_vote_request(now, from, message.term, pre_vote, last_log_index, last_log_term)
@@ -1211,7 +1208,8 @@ impl<S: StateMachine> RaftNode<S> {
                     return; // stale
                 } else if matches!(progress.state, ReplicationState::Snapshot { .. }) {
                     return; // an answer to an append sent before the snapshot
-                } else if progress.state == ReplicationState::Probe && rejected_prev_index != progress.next_index.prev() {
+                } else if progress.state == ReplicationState::Probe && rejected_prev_index != progress.next_index.prev()
+                {
                     return; // an answer to an older probe
                 }
                 let suggested = match hint.conflict_term {
@@ -1872,7 +1870,11 @@ impl<S: StateMachine> RaftNode<S> {
             return self.self_votes();
         }
         self.votes_in(self.membership_at(self.commit))
-            || self.config_entries.iter().filter(|(at, _)| *at > self.commit).any(|(_, membership)| self.votes_in(membership))
+            || self
+                .config_entries
+                .iter()
+                .filter(|(at, _)| *at > self.commit)
+                .any(|(_, membership)| self.votes_in(membership))
     }
 
     /// The disk this node speaks for in its messages: its own (the bug
@@ -1888,7 +1890,9 @@ impl<S: StateMachine> RaftNode<S> {
     /// snapshot yet: it knows no configuration (its base is empty). Every
     /// joined node's log starts after a snapshot, so its offset is positive.
     fn awaits_first_snapshot(&self) -> bool {
-        self.log.offset() == LogIndex::ZERO && self.disk != DiskId::BOOTSTRAP && !self.config.bug(Bug::JoinerSkipsSnapshot)
+        self.log.offset() == LogIndex::ZERO
+            && self.disk != DiskId::BOOTSTRAP
+            && !self.config.bug(Bug::JoinerSkipsSnapshot)
     }
 
     /// The configuration in force at `index`.

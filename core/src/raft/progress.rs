@@ -212,7 +212,10 @@ mod tests {
         progress.sent_entries(LogIndex(12), 20);
         assert!(!progress.observe_disk(DiskId(5), 1));
         assert!(progress.observe_disk(DiskId(5), 2));
-        assert_eq!((progress.state, progress.next_index, progress.probe_sent), (ReplicationState::Probe, LogIndex(11), false));
+        assert_eq!(
+            (progress.state, progress.next_index, progress.probe_sent),
+            (ReplicationState::Probe, LogIndex(11), false)
+        );
         assert!(!progress.observe_disk(DiskId(5), 1), "a late answer from the earlier life changes nothing");
     }
 

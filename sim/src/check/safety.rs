@@ -441,7 +441,15 @@ impl SafetyChecker {
             let granted: Vec<String> = votes
                 .into_iter()
                 .flatten()
-                .map(|(voter, disk)| if *disk == DiskId::BOOTSTRAP { voter.to_string() } else { format!("{voter}@{disk}") })
+                .map(
+                    |(voter, disk)| {
+                        if *disk == DiskId::BOOTSTRAP {
+                            voter.to_string()
+                        } else {
+                            format!("{voter}@{disk}")
+                        }
+                    },
+                )
                 .collect();
             self.fail(format!(
                 "election quorum: n{} became leader of {term} without a quorum of {membership}: votes granted by [{}]",
