@@ -386,7 +386,14 @@ impl Simulation {
                 failures.push(format!("event limit: more than {MAX_EVENTS_PER_RUN} events"));
                 break;
             }
-            self.handle(event);
+            // A panic (a broken internal invariant, in the core or here) ends
+            // the run as a failure with its trace, so `replay` can show the
+            // steps that led to it.
+            if let Err(message) = crate::runner::catch_panic(|| self.handle(event)) {
+                self.trace.record(self.now, &[98], || format!("PANIC {message}"));
+                failures.push(message);
+                break;
+            }
             if !self.checker.ok()
                 || self.finished
                 || self.liveness_failure.is_some()

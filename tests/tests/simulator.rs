@@ -165,3 +165,24 @@ fn the_seeds_that_once_failed_pass() {
         assert!(outcome.failures.is_empty(), "seed {seed} ({nodes} nodes): {:?}", outcome.failures);
     }
 }
+
+/// A broken internal invariant (a panic) ends the seed as a failure with its
+/// trace, so `replay` shows the steps that led to it (it used to die before
+/// writing the trace).
+#[test]
+fn a_panicking_seed_still_writes_its_trace() {
+    let run = RunOptions { nodes: 5, ..options(0..1, Some(Bug::JoinerSkipsSnapshot), 1) };
+    let failing = (0..200)
+        .map(|seed| run_one(seed, &run))
+        .find(|outcome| outcome.failures.iter().any(|failure| failure.starts_with("panic:")))
+        .expect("the bug breaks an internal invariant within 200 seeds");
+    let replay = run_seed(SimOptions {
+        bug: Some(Bug::JoinerSkipsSnapshot),
+        keep_trace_text: true,
+        ..SimOptions::new(failing.seed)
+    });
+    assert_eq!(replay.outcome.trace_hash, failing.trace_hash, "run and replay agree on a panicking seed");
+    let text = replay.trace_text.expect("kept");
+    assert!(text.contains("PANIC panic: invariant"), "the trace names the panic");
+    assert!(text.trim_end().ends_with(&format!("verdict FAIL: {}", failing.failures[0])));
+}
