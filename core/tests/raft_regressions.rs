@@ -291,3 +291,46 @@ fn a_node_that_joined_empty_refuses_appends_until_it_has_a_snapshot() {
         }
     }
 }
+
+/// Seed 5591 (3 nodes). n2 lost its disk and rejoined as disk 22; the leader
+/// n1 renews it through the joint configuration `[n1,n2@22,n3] joint with
+/// [n1,n2,n3]`. Cut off from n1, n3 campaigns with that configuration and
+/// n2's new disk grants: that is a majority of the incoming half only. The
+/// outgoing half records n2's *old* disk, which may have voted for someone
+/// else in this term (in the seed it had, and two leaders of one term
+/// followed); the new disk must not count there.
+#[test]
+fn a_renewed_disk_does_not_count_in_the_half_that_records_its_old_disk() {
+    for bug in [None, Some(Bug::JointVoteCountsTwice)] {
+        let mut cluster = Cluster::with_config(3, with_bug(bug));
+        cluster.elect(N1);
+        cluster.propose(N1, 1, put("k", "v"));
+        cluster.stabilize();
+        cluster.wipe_and_rejoin(N2, DiskId(22));
+        cluster.advance(500); // n2 catches up from a snapshot or the log
+                              // The final configuration never leaves n1.
+        cluster.set_drop_rule(|message: &Message| {
+            message.from == N1
+                && append_entries(message)
+                    .iter()
+                    .any(|entry| matches!(&entry.payload, Payload::Config(membership) if !membership.is_joint()))
+        });
+        cluster.change_membership(N1, 100, chorus_core::raft::MembershipChange::RenewDisk(N2)).expect("renew n2");
+        cluster.advance(50);
+        let joint = cluster.node(N3).membership().clone();
+        assert!(joint.is_joint() && joint.voters.get(&N2) == Some(&DiskId(22)), "n3 holds the joint: {joint}");
+        cluster.isolate(N1);
+        cluster.clear_drop_rule();
+        cluster.elect_attempt(N3);
+        let n3_leads = cluster.node(N3).role() == Role::Leader;
+        assert_eq!(n3_leads, bug.is_some(), "bug {bug:?}: n3 and n2's new disk are no majority of the outgoing half");
+        if bug.is_none() {
+            cluster.heal();
+            let leader = cluster.tick_until_leader();
+            cluster.propose(leader, 2, put("k", "w"));
+            cluster.advance(300);
+            assert!(matches!(cluster.answer(leader, 2), Some(ClientResult::Ok(_))));
+            cluster.assert_safe();
+        }
+    }
+}

@@ -566,14 +566,7 @@ impl Cluster {
     /// example because `id` first had to learn a higher term).
     pub fn elect(&mut self, id: NodeId) {
         for _ in 0..MAX_ELECTION_ATTEMPTS {
-            for other in self.ids() {
-                if other != id {
-                    let lapse_ms = 2 * self.member(other).config.election_timeout_ms;
-                    self.skip_clock(other, lapse_ms);
-                }
-            }
-            self.fire_timeout(id);
-            self.stabilize();
+            self.elect_attempt(id);
             if self.node(id).role() == Role::Leader {
                 return;
             }
@@ -583,6 +576,19 @@ impl Cluster {
             self.node(id).role(),
             self.node(id).term()
         );
+    }
+
+    /// One election attempt by `id` (as in [`elect`](Self::elect), but
+    /// without retrying or insisting that it wins).
+    pub fn elect_attempt(&mut self, id: NodeId) {
+        for other in self.ids() {
+            if other != id {
+                let lapse_ms = 2 * self.member(other).config.election_timeout_ms;
+                self.skip_clock(other, lapse_ms);
+            }
+        }
+        self.fire_timeout(id);
+        self.stabilize();
     }
 
     // ----- network ------------------------------------------------------------
