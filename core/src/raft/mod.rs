@@ -6,7 +6,7 @@
 //! other), [`config`] (every knob and limit), [`bug`] (deliberate bugs for the
 //! simulator), [`read`] (linearizable reads without log writes), [`transfer`]
 //! (leadership transfer), [`membership`] (configurations, joint consensus,
-//! disks).
+//! disks), [`persist`] (what is made durable, and what a restart reads back).
 
 pub mod bug;
 pub mod config;
@@ -14,6 +14,7 @@ pub mod log;
 pub mod membership;
 pub mod message;
 pub mod node;
+pub mod persist;
 pub mod progress;
 pub mod read;
 pub mod transfer;
@@ -27,8 +28,9 @@ pub use message::{
     SnapshotMeta,
 };
 pub use node::{
-    Action, ClientResult, DropReason, DurableState, Event, HardState, PersistId, PersistRequest, RaftNode,
-    RestartError, Role, FORWARD_TIMEOUT_ELECTIONS, MAX_ENTRIES_PER_MESSAGE,
+    Action, ClientResult, DropReason, Event, RaftNode, RestartError, Role, FORWARD_TIMEOUT_ELECTIONS,
+    MAX_ENTRIES_PER_MESSAGE,
 };
+pub use persist::{DurableState, HardState, PersistId, PersistRequest};
 pub use read::ReadConsistency;
 pub use transfer::TransferError;
