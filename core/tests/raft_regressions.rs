@@ -16,6 +16,14 @@ const N1: NodeId = NodeId(1);
 const N2: NodeId = NodeId(2);
 const N3: NodeId = NodeId(3);
 
+/// Does `message` carry a configuration that is not joint (the final step
+/// of a change)?
+fn carries_final_configuration(message: &Message) -> bool {
+    append_entries(message)
+        .iter()
+        .any(|entry| matches!(&entry.payload, Payload::Config(membership) if !membership.is_joint()))
+}
+
 fn with_bug(bug: Option<Bug>) -> impl Fn(&mut Config) {
     move |config: &mut Config| config.injected_bug = bug
 }
@@ -36,12 +44,7 @@ fn a_leader_that_appended_its_own_removal_campaigns_until_the_removal_commits() 
         cluster.change_membership(N2, 100, chorus_core::raft::MembershipChange::AddLearner(N3)).expect("learner");
         cluster.advance(300);
         // Nothing carrying the final configuration leaves n2.
-        cluster.set_drop_rule(|message: &Message| {
-            message.from == N2
-                && append_entries(message)
-                    .iter()
-                    .any(|entry| matches!(&entry.payload, Payload::Config(membership) if !membership.is_joint()))
-        });
+        cluster.set_drop_rule(|message: &Message| message.from == N2 && carries_final_configuration(message));
         cluster
             .change_membership(N2, 101, chorus_core::raft::MembershipChange::Replace { remove: N2, add: N3 })
             .expect("replace");
@@ -309,12 +312,7 @@ fn a_renewed_disk_does_not_count_in_the_half_that_records_its_old_disk() {
         cluster.wipe_and_rejoin(N2, DiskId(22));
         cluster.advance(500); // n2 catches up from a snapshot or the log
                               // The final configuration never leaves n1.
-        cluster.set_drop_rule(|message: &Message| {
-            message.from == N1
-                && append_entries(message)
-                    .iter()
-                    .any(|entry| matches!(&entry.payload, Payload::Config(membership) if !membership.is_joint()))
-        });
+        cluster.set_drop_rule(|message: &Message| message.from == N1 && carries_final_configuration(message));
         cluster.change_membership(N1, 100, chorus_core::raft::MembershipChange::RenewDisk(N2)).expect("renew n2");
         cluster.advance(50);
         let joint = cluster.node(N3).membership().clone();

@@ -167,14 +167,8 @@ impl Membership {
 
 impl fmt::Display for Membership {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A voter on a renewed disk shows it: `n2@disk-42ad`.
         let voters = |set: &BTreeMap<NodeId, DiskId>| {
-            let names: Vec<String> = set
-                .iter()
-                .map(
-                    |(node, disk)| if *disk == DiskId::BOOTSTRAP { node.to_string() } else { format!("{node}@{disk}") },
-                )
-                .collect();
+            let names: Vec<String> = set.iter().map(|(node, disk)| voter_name(*node, *disk)).collect();
             names.join(",")
         };
         write!(f, "voters [{}]", voters(&self.voters))?;
@@ -186,6 +180,16 @@ impl fmt::Display for Membership {
             write!(f, " learners [{}]", learners.join(","))?;
         }
         Ok(())
+    }
+}
+
+/// How traces and errors name a voter: `n2`, or `n2@disk-42ad` on a disk
+/// other than the bootstrap one.
+pub fn voter_name(node: NodeId, disk: DiskId) -> String {
+    if disk == DiskId::BOOTSTRAP {
+        node.to_string()
+    } else {
+        format!("{node}@{disk}")
     }
 }
 

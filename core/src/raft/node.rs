@@ -1801,8 +1801,11 @@ impl<S: StateMachine> RaftNode<S> {
     /// asking for pre-votes, which up-to-date voters refuse (with
     /// check-quorum, voters with a live leader ignore them).
     pub fn may_campaign(&self) -> bool {
-        if self.self_votes() || self.config.bug(Bug::RemovedVoterNeverCampaigns) {
-            return self.self_votes();
+        if self.self_votes() {
+            return true;
+        }
+        if self.config.bug(Bug::RemovedVoterNeverCampaigns) {
+            return false;
         }
         self.votes_in(self.membership_at(self.commit))
             || self
@@ -2290,15 +2293,23 @@ impl<S: StateMachine> RaftNode<S> {
     fn next_tag(&mut self) -> RequestTag {
         let seq = self.next_request_seq;
         self.next_request_seq += 1;
-        let incarnation = if self.config.bug(Bug::RequestIdsReused) { 0 } else { self.incarnation };
-        RequestTag { disk: self.disk, incarnation, seq }
+        RequestTag { disk: self.disk, incarnation: self.tag_incarnation(), seq }
     }
 
     /// The `seq` of a tag this life of this node made, or `None` for a tag
     /// of another disk or an earlier life.
     fn own_seq(&self, tag: RequestTag) -> Option<u64> {
-        let incarnation = if self.config.bug(Bug::RequestIdsReused) { 0 } else { self.incarnation };
-        (tag.disk == self.disk && tag.incarnation == incarnation).then_some(tag.seq)
+        (tag.disk == self.disk && tag.incarnation == self.tag_incarnation()).then_some(tag.seq)
+    }
+
+    /// The incarnation this life's tags carry (the bug `request-ids-reused`
+    /// makes every life the same).
+    fn tag_incarnation(&self) -> u64 {
+        if self.config.bug(Bug::RequestIdsReused) {
+            0
+        } else {
+            self.incarnation
+        }
     }
 
     fn forward_proposal(&mut self, now: Time, request: RequestId, command: Vec<u8>) {

@@ -22,6 +22,7 @@
 //!   life would be taken for the new request).
 //! - Nodes' own protocol-violation reports (peer input they rejected as unsafe).
 
+use chorus_core::raft::membership::voter_name;
 use chorus_core::raft::{
     DiskId, Entry, Membership, Message, MessageBody, Payload, PersistRequest, RaftNode, RequestTag, Role,
 };
@@ -438,19 +439,8 @@ impl SafetyChecker {
             (voter == id && disk == raft.disk()) || votes.is_some_and(|votes| votes.contains(&(voter, disk)))
         });
         if !won {
-            let granted: Vec<String> = votes
-                .into_iter()
-                .flatten()
-                .map(
-                    |(voter, disk)| {
-                        if *disk == DiskId::BOOTSTRAP {
-                            voter.to_string()
-                        } else {
-                            format!("{voter}@{disk}")
-                        }
-                    },
-                )
-                .collect();
+            let granted: Vec<String> =
+                votes.into_iter().flatten().map(|(voter, disk)| voter_name(*voter, *disk)).collect();
             self.fail(format!(
                 "election quorum: n{} became leader of {term} without a quorum of {membership}: votes granted by [{}]",
                 node + 1,
