@@ -4,7 +4,7 @@
 //!     cargo bench -p chorus-core --bench throughput
 //!
 //! What is measured and what is not is described in `common/mod.rs` and in
-//! the README ("Benchmark: Raft throughput"). The whole cluster (three nodes,
+//! docs/measurements.md ("Benchmark: Raft throughput"). The whole cluster (three nodes,
 //! the network and the clients) runs on one thread, so commands per second is
 //! per core.
 //!
