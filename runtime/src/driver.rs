@@ -21,9 +21,7 @@
 use crate::storage::{Recovered, Storage, StorageError};
 use crate::transport::Transport;
 use chorus_core::kv::{KvCommand, KvQuery, KvStore};
-use chorus_core::raft::{
-    Action, ClientResult, Config, DurableState, Event, Message, PersistRequest, RaftNode, RestartError, Role,
-};
+use chorus_core::raft::{Action, ClientResult, Config, Event, Message, PersistRequest, RaftNode, RestartError, Role};
 use chorus_core::types::{LogIndex, NodeId, RequestId, Term, Time};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -178,8 +176,7 @@ impl Driver {
         transport: Transport,
         inbox: mpsc::Receiver<Message>,
     ) -> Result<(Driver, DriverHandle), DriverError> {
-        let stored =
-            DurableState { hard_state: recovered.hard_state, snapshot: recovered.snapshot, entries: recovered.entries };
+        let stored = recovered.state;
         let node = match start {
             Start::Restart => RaftNode::restart(config, stored, KvStore::default(), Time::ZERO)?,
             Start::Bootstrap if !stored.is_empty() => {

@@ -30,7 +30,7 @@
 //! compacted), and opening reads it whole into memory. Snapshots and log
 //! compaction belong here once the core supports them.
 
-use chorus_core::raft::{Entry, HardState, PersistRequest, Snapshot};
+use chorus_core::raft::{DurableState, Entry, HardState, PersistId, PersistRequest, Snapshot};
 use chorus_core::types::LogIndex;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -130,12 +130,10 @@ pub struct Storage {
 /// What [`Storage::open`] recovered.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Recovered {
-    /// The hard state of the last record (the default when the store is new).
-    pub hard_state: HardState,
-    /// The latest stored snapshot.
-    pub snapshot: Option<Snapshot>,
-    /// The stored log, dense (from index 1, or within the snapshot).
-    pub entries: Vec<Entry>,
+    /// What the records add up to: the hard state of the last record (the
+    /// default when the store is new), the latest stored snapshot, and the
+    /// stored log, dense (from index 1, or within the snapshot).
+    pub state: DurableState,
     /// Bytes of torn tail that were discarded (0 after a clean shutdown).
     pub discarded_tail_bytes: u64,
 }
@@ -283,39 +281,13 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Recovered, u64), StorageError> {
     Ok((recovered, offset as u64))
 }
 
-/// Applies one replayed record to the recovered state.
+/// Applies one replayed record to the recovered state, by the core's one
+/// rule for applying a write ([`DurableState::apply`]).
 fn apply(recovered: &mut Recovered, record: Record) -> Result<(), String> {
-    if let Some(snapshot) = record.snapshot {
-        recovered.snapshot = Some(snapshot);
-    }
-    let snapshot_end = recovered.snapshot.as_ref().map_or(LogIndex::ZERO, |snapshot| snapshot.meta.index);
-    let log = &mut recovered.entries;
-    if let Some(upto) = record.discard_upto {
-        if upto > snapshot_end {
-            return Err(format!("discarding entries up to {upto}, past the snapshot's end {snapshot_end}"));
-        }
-        log.retain(|entry| entry.index > upto);
-    }
-    if let Some(from) = record.truncate_from {
-        let next = log.last().map_or(snapshot_end.next(), |entry| entry.index.next());
-        if from.0 == 0 || from > next {
-            return Err(format!("truncation from {from} in a log ending at {}", next.prev()));
-        }
-        log.retain(|entry| entry.index < from);
-    }
-    for entry in record.entries {
-        let expected = match log.last() {
-            Some(last) => last.index.next(),
-            None if snapshot_end > LogIndex::ZERO => snapshot_end.next(),
-            None => LogIndex(1),
-        };
-        if entry.index != expected {
-            return Err(format!("entry {} where {expected} was expected", entry.index));
-        }
-        log.push(entry);
-    }
-    recovered.hard_state = record.hard_state;
-    Ok(())
+    let Record { snapshot, discard_upto, truncate_from, entries, hard_state } = record;
+    // Ids only order writes within one run of the node; replay needs none.
+    let write = PersistRequest { id: PersistId(0), snapshot, discard_upto, truncate_from, entries, hard_state };
+    recovered.state.apply(&write).map_err(|error| error.to_string())
 }
 
 #[cfg(test)]
@@ -378,8 +350,8 @@ mod tests {
         let dir = TempDir::new("replay");
         write_three_records(&dir.0);
         let (_, recovered) = Storage::open(&dir.0).unwrap();
-        assert_eq!(recovered.entries, vec![entry(1, 1, b"a"), entry(2, 2, b"c"), entry(3, 2, b"d")]);
-        assert_eq!(recovered.hard_state.term, Term(2));
+        assert_eq!(recovered.state.entries, vec![entry(1, 1, b"a"), entry(2, 2, b"c"), entry(3, 2, b"d")]);
+        assert_eq!(recovered.state.hard_state.term, Term(2));
         assert_eq!(recovered.discarded_tail_bytes, 0);
     }
 
@@ -395,12 +367,12 @@ mod tests {
         drop(file);
 
         let (mut storage, recovered) = Storage::open(&dir.0).unwrap();
-        assert_eq!(recovered.entries, vec![entry(1, 1, b"a"), entry(2, 2, b"c")]);
+        assert_eq!(recovered.state.entries, vec![entry(1, 1, b"a"), entry(2, 2, b"c")]);
         assert!(recovered.discarded_tail_bytes > 0);
         // Appends after recovery follow the last good record.
         storage.persist(&request(4, None, vec![entry(3, 2, b"e")], 2)).unwrap();
         let (_, recovered) = Storage::open(&dir.0).unwrap();
-        assert_eq!(recovered.entries.last(), Some(&entry(3, 2, b"e")));
+        assert_eq!(recovered.state.entries.last(), Some(&entry(3, 2, b"e")));
         assert_eq!(recovered.discarded_tail_bytes, 0);
     }
 
@@ -414,7 +386,7 @@ mod tests {
             file.write_all(&garbage).unwrap();
             drop(file);
             let (_, recovered) = Storage::open(&dir.0).unwrap();
-            assert_eq!(recovered.entries.len(), 3);
+            assert_eq!(recovered.state.entries.len(), 3);
             assert_eq!(recovered.discarded_tail_bytes, garbage.len() as u64);
         }
     }
@@ -429,7 +401,7 @@ mod tests {
         bytes[last] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         let (_, recovered) = Storage::open(&dir.0).unwrap();
-        assert_eq!(recovered.entries.len(), 2);
+        assert_eq!(recovered.state.entries.len(), 2);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! loses everything.
 
 use chorus_core::raft::{
-    DiskId, DurableState, Entry, HardState, Membership, Payload, PersistId, PersistRequest, Snapshot,
+    ApplyError, DiskId, DurableState, Entry, HardState, Membership, Payload, PersistId, PersistRequest, Snapshot,
 };
 use chorus_core::{LogIndex, NodeId, Term};
 use std::collections::VecDeque;
@@ -38,29 +38,23 @@ impl Disk {
         synced
     }
 
-    /// One write, in the order [`PersistRequest`] specifies.
+    /// One write, by the core's one rule for applying writes
+    /// ([`DurableState::apply`]). A write no correct node asks for panics,
+    /// which ends the seed as a failure with the panic in its trace.
     fn apply(&mut self, write: PersistRequest) {
-        if let Some(snapshot) = write.snapshot {
-            self.snapshot = Some(snapshot);
-        }
-        if let Some(upto) = write.discard_upto {
-            self.entries.retain(|entry| entry.index > upto);
-        }
-        if let Some(from) = write.truncate_from {
-            self.entries.retain(|entry| entry.index < from);
-        }
-        for entry in write.entries {
-            assert_eq!(entry.index, self.next_index(), "the node asked for a write that leaves a hole in its log");
-            self.entries.push(entry);
-        }
-        self.hard_state = write.hard_state;
-    }
-
-    fn next_index(&self) -> LogIndex {
-        match (self.entries.last(), &self.snapshot) {
-            (Some(entry), _) => entry.index.next(),
-            (None, Some(snapshot)) => snapshot.meta.index.next(),
-            (None, None) => LogIndex(1),
+        let mut state = DurableState {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot.take(),
+            entries: std::mem::take(&mut self.entries),
+        };
+        let result = state.apply(&write);
+        DurableState { hard_state: self.hard_state, snapshot: self.snapshot, entries: self.entries } = state;
+        match result {
+            Ok(()) => {}
+            Err(ApplyError::Hole { found, expected }) => {
+                assert_eq!(found, expected, "the node asked for a write that leaves a hole in its log")
+            }
+            Err(error) => panic!("the node asked for an impossible write: {error}"),
         }
     }
 

@@ -28,9 +28,8 @@ pub use message::{
     SnapshotMeta,
 };
 pub use node::{
-    Action, ClientResult, DropReason, Event, RaftNode, RestartError, Role, FORWARD_TIMEOUT_ELECTIONS,
-    MAX_ENTRIES_PER_MESSAGE,
+    Action, ClientResult, DropReason, Event, RaftNode, Role, FORWARD_TIMEOUT_ELECTIONS, MAX_ENTRIES_PER_MESSAGE,
 };
-pub use persist::{DurableState, HardState, PersistId, PersistRequest};
+pub use persist::{ApplyError, DurableState, HardState, PersistId, PersistRequest, RestartError};
 pub use read::ReadConsistency;
 pub use transfer::TransferError;

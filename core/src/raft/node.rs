@@ -8,12 +8,12 @@ use super::message::{
     AppendResponse, ConflictHint, Entry, ForwardOutcome, Message, MessageBody, Payload, RequestTag, Snapshot,
     SnapshotMeta,
 };
-use super::persist::{DurableState, HardState, PersistId, PersistRequest};
+use super::persist::{Durability, DurableState, HardState, PersistId, PersistRequest, RestartError};
 use super::progress::{Progress, ReplicationState};
 use super::read::{LocalRead, PendingRead, ReadConsistency, ReadOrigin, ReadQueue};
 use super::transfer::{Transfer, TransferError};
 use crate::state_machine::StateMachine;
-use crate::types::{LogIndex, NodeId, RequestId, Term, Time, MAX_LOG_INDEX, MAX_PEER_TERM, MAX_TERM, MAX_TERM_JUMP};
+use crate::types::{LogIndex, NodeId, RequestId, Term, Time, MAX_LOG_INDEX, MAX_PEER_TERM, MAX_TERM_JUMP};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
@@ -120,73 +120,6 @@ pub enum Action {
     Event(Event),
 }
 
-/// Why [`RaftNode::restart`] refused the stored state. Nothing is built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RestartError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(
-        "stored entry at position {position} has index {found}, expected {expected} (the log must be dense from 1)"
-    )]
-    SparseLog { position: usize, found: LogIndex, expected: LogIndex },
-    #[error("stored entry {index} has term {term}, lower than the entry before it")]
-    TermsDecrease { index: LogIndex, term: Term },
-    #[error("stored log ends in term {log_term}, after the stored hard-state term {hard_term}")]
-    LogAheadOfTerm { log_term: Term, hard_term: Term },
-    #[error(
-        "stored term {0} is beyond {MAX_PEER_TERM}, the highest a node accepts (the limit {MAX_TERM} less room for \
-         elections): the disk is corrupt"
-    )]
-    TermTooLarge(Term),
-    #[error(
-        "the disk holds no Raft state (no identity, term, log or snapshot): a node never ran on it, or its files \
-         were deleted. Bootstrap with `RaftNode::new` only once, for a member of the initial configuration that \
-         never ran; a member whose state was lost must `RaftNode::join` with a fresh disk id and be renewed by the \
-         leader (`MembershipChange::RenewDisk`)"
-    )]
-    EmptyDisk,
-    #[error("stored incarnation {0} cannot be incremented: the disk is corrupt")]
-    IncarnationExhausted(u64),
-    #[error("stored commit index {commit} is past the end of the stored log ({last})")]
-    CommitPastLog { commit: LogIndex, last: LogIndex },
-    #[error("stored log starts at index {first}, but the stored snapshot ends at {snapshot} (a gap)")]
-    LogGapAfterSnapshot { first: LogIndex, snapshot: LogIndex },
-    #[error("stored entry {index} has term {found}, but the stored snapshot says term {expected}")]
-    SnapshotTermMismatch { index: LogIndex, found: Term, expected: Term },
-    #[error("the state machine rejected the stored snapshot: {0}")]
-    SnapshotRejected(String),
-    #[error("stored snapshot configuration is invalid: {0}")]
-    SnapshotMembership(#[from] super::membership::MembershipError),
-}
-
-struct PendingWrite {
-    id: PersistId,
-    /// Last log index this write makes durable, lowered if a later truncation
-    /// removes part of it from the node's log.
-    durable_upto: LogIndex,
-    hard_state: HardState,
-}
-
-/// Unflushed changes made while handling one input.
-#[derive(Default)]
-struct Dirty {
-    hard_state: bool,
-    snapshot: Option<Snapshot>,
-    discard_upto: Option<LogIndex>,
-    truncate_from: Option<LogIndex>,
-    append_from: Option<LogIndex>,
-}
-
-impl Dirty {
-    fn any(&self) -> bool {
-        self.hard_state
-            || self.snapshot.is_some()
-            || self.discard_upto.is_some()
-            || self.truncate_from.is_some()
-            || self.append_from.is_some()
-    }
-}
-
 /// A snapshot being received from the leader, chunk by chunk.
 struct IncomingSnapshot {
     meta: SnapshotMeta,
@@ -286,12 +219,8 @@ pub struct RaftNode<S> {
     check_quorum_deadline: Time,
     last_leader_contact: Option<Time>,
 
-    next_persist_id: u64,
-    acked_persist_id: u64,
-    dirty: Dirty,
-    pending_writes: VecDeque<PendingWrite>,
-    durable_hard_state: HardState,
-    held: VecDeque<(u64, Message)>,
+    /// Writes issued and acknowledged, and the messages that wait for them.
+    durability: Durability,
     actions: VecDeque<Action>,
 }
 
@@ -307,9 +236,7 @@ impl<S: StateMachine> RaftNode<S> {
         let mut node = Self::build(config, state_machine, hard_state, RaftLog::default(), membership, None, now);
         // The disk must record that a node started on it before the node
         // says anything: a restart must never mistake it for an empty disk.
-        node.durable_hard_state = HardState::default();
-        node.dirty.hard_state = true;
-        node.flush();
+        node.start_life(HardState::default());
         Ok(node)
     }
 
@@ -327,9 +254,7 @@ impl<S: StateMachine> RaftNode<S> {
         let mut node =
             Self::build(config, state_machine, hard_state, RaftLog::default(), Membership::default(), None, now);
         // The disk id must be durable before the node says anything.
-        node.durable_hard_state = HardState::default();
-        node.dirty.hard_state = true;
-        node.flush();
+        node.start_life(HardState::default());
         Ok(node)
     }
 
@@ -351,52 +276,14 @@ impl<S: StateMachine> RaftNode<S> {
         if stored.is_empty() {
             return Err(RestartError::EmptyDisk);
         }
+        stored.check()?;
         let DurableState { mut hard_state, snapshot, entries } = stored;
         let stored_hard_state = hard_state;
         hard_state.incarnation =
             hard_state.incarnation.checked_add(1).ok_or(RestartError::IncarnationExhausted(hard_state.incarnation))?;
-        let first = entries.first().map_or(LogIndex(1), |entry| entry.index);
-        let snapshot_end = snapshot.as_ref().map_or(LogIndex::ZERO, |snapshot| snapshot.meta.index);
-        if first > snapshot_end.next() {
-            return Err(RestartError::LogGapAfterSnapshot { first, snapshot: snapshot_end });
-        }
-        let mut previous_term = Term::ZERO;
-        for (position, entry) in entries.iter().enumerate() {
-            let expected = LogIndex(first.0 + position as u64);
-            if entry.index != expected {
-                return Err(RestartError::SparseLog { position, found: entry.index, expected });
-            }
-            if entry.term < previous_term {
-                return Err(RestartError::TermsDecrease { index: entry.index, term: entry.term });
-            }
-            previous_term = entry.term;
-        }
-        if hard_state.term > MAX_PEER_TERM {
-            return Err(RestartError::TermTooLarge(hard_state.term));
-        }
-        if previous_term > hard_state.term {
-            return Err(RestartError::LogAheadOfTerm { log_term: previous_term, hard_term: hard_state.term });
-        }
-        let last = LogIndex(first.0 - 1 + entries.len() as u64).max(snapshot_end);
-        if hard_state.commit > last {
-            return Err(RestartError::CommitPastLog { commit: hard_state.commit, last });
-        }
         let (base_membership, log) = match &snapshot {
             Some(snapshot) => {
                 let meta = &snapshot.meta;
-                snapshot.meta.membership.validate()?;
-                if let Some(entry) = entries.iter().find(|entry| entry.index == meta.index) {
-                    if entry.term != meta.term {
-                        return Err(RestartError::SnapshotTermMismatch {
-                            index: meta.index,
-                            found: entry.term,
-                            expected: meta.term,
-                        });
-                    }
-                }
-                if meta.term > hard_state.term {
-                    return Err(RestartError::LogAheadOfTerm { log_term: meta.term, hard_term: hard_state.term });
-                }
                 state_machine.restore(&snapshot.data).map_err(|error| RestartError::SnapshotRejected(error.0))?;
                 // Entries kept before the snapshot were only for slow
                 // followers; after a restart they are served by snapshot.
@@ -415,10 +302,16 @@ impl<S: StateMachine> RaftNode<S> {
         }
         node.apply_committed();
         // Record the new incarnation before saying anything.
-        node.durable_hard_state = stored_hard_state;
-        node.dirty.hard_state = true;
-        node.flush();
+        node.start_life(stored_hard_state);
         Ok(node)
+    }
+
+    /// The first write of this life: the hard state (with the disk's identity
+    /// and this incarnation), over what the disk holds (`durable`).
+    fn start_life(&mut self, durable: HardState) {
+        self.durability = Durability::new(durable, self.config.max_held_messages);
+        self.durability.hard_state_changed();
+        self.flush();
     }
 
     fn build(
@@ -431,6 +324,7 @@ impl<S: StateMachine> RaftNode<S> {
         now: Time,
     ) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
+        let max_held = config.max_held_messages;
         let mut node = RaftNode {
             config,
             disk: hard_state.disk,
@@ -467,12 +361,7 @@ impl<S: StateMachine> RaftNode<S> {
             heartbeat_deadline: now,
             check_quorum_deadline: now,
             last_leader_contact: None,
-            next_persist_id: 1,
-            acked_persist_id: 0,
-            dirty: Dirty::default(),
-            pending_writes: VecDeque::new(),
-            durable_hard_state: hard_state,
-            held: VecDeque::new(),
+            durability: Durability::new(hard_state, max_held),
             actions: VecDeque::new(),
         };
         node.config_entries = node
@@ -539,14 +428,14 @@ impl<S: StateMachine> RaftNode<S> {
     }
     /// The hard state as of the last acknowledged write.
     pub fn durable_hard_state(&self) -> HardState {
-        self.durable_hard_state
+        self.durability.durable_hard_state()
     }
     pub fn state_machine(&self) -> &S {
         &self.state_machine
     }
     /// Messages held back until a write is acknowledged.
     pub fn held_message_count(&self) -> usize {
-        self.held.len()
+        self.durability.held_count()
     }
     /// Reads this leader holds (waiting for confirmation or apply).
     pub fn pending_read_count(&self) -> usize {
@@ -784,17 +673,10 @@ impl<S: StateMachine> RaftNode<S> {
     /// Acknowledgements of writes the node never issued are ignored.
     pub fn handle_persisted(&mut self, now: Time, id: PersistId) {
         self.now = now;
-        if id.0 <= self.acked_persist_id || id.0 >= self.next_persist_id {
+        if !self.durability.acknowledge(id, &mut self.log) {
             return;
         }
-        self.acked_persist_id = id.0;
-        while self.pending_writes.front().is_some_and(|write| write.id <= id) {
-            let write = self.pending_writes.pop_front().expect("front exists");
-            self.log.mark_persisted(write.durable_upto);
-            self.durable_hard_state = write.hard_state;
-        }
-        while self.held.front().is_some_and(|(barrier, _)| *barrier <= self.acked_persist_id) {
-            let (_, message) = self.held.pop_front().expect("front exists");
+        while let Some(message) = self.durability.release() {
             self.actions.push_back(Action::Send(message));
         }
         if self.role == Role::Leader {
@@ -982,7 +864,7 @@ impl<S: StateMachine> RaftNode<S> {
         };
         if granted && !pre_vote {
             self.voted_for = Some(from);
-            self.dirty.hard_state = true;
+            self.durability.hard_state_changed();
             self.reset_election_deadline(now);
         }
         let reply_term = if pre_vote && granted { term } else { self.term };
@@ -1674,7 +1556,7 @@ impl<S: StateMachine> RaftNode<S> {
         if term > self.term {
             self.term = term;
             self.voted_for = None;
-            self.dirty.hard_state = true;
+            self.durability.hard_state_changed();
         }
         let changed = self.role != Role::Follower;
         self.role = Role::Follower;
@@ -1684,7 +1566,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.transfer = None;
         self.drop_pending_requests();
         self.reset_election_deadline(now);
-        if changed || self.dirty.hard_state {
+        if changed || self.durability.hard_state_dirty() {
             self.event(Event::RoleChanged { role: Role::Follower, term: self.term });
         }
     }
@@ -1707,7 +1589,7 @@ impl<S: StateMachine> RaftNode<S> {
     fn become_candidate(&mut self, now: Time, transfer: bool) {
         self.term = self.term.next();
         self.voted_for = Some(self.id());
-        self.dirty.hard_state = true;
+        self.durability.hard_state_changed();
         self.role = Role::Candidate;
         self.leader = None;
         self.votes.clear();
@@ -1898,9 +1780,7 @@ impl<S: StateMachine> RaftNode<S> {
             _ => None,
         };
         self.log.push(entry);
-        if self.dirty.append_from.is_none() {
-            self.dirty.append_from = Some(index);
-        }
+        self.durability.appended(index);
         if let Some(membership) = membership {
             // A configuration takes effect as soon as it is appended.
             self.config_entries.push((index, membership));
@@ -1913,13 +1793,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.log.truncate_from(index);
         self.config_entries.retain(|(at, _)| *at < index);
         self.refresh_membership();
-        for write in self.pending_writes.iter_mut() {
-            write.durable_upto = write.durable_upto.min(index.prev());
-        }
-        self.dirty.truncate_from = Some(self.dirty.truncate_from.map_or(index, |from| from.min(index)));
-        if self.dirty.append_from.is_some_and(|from| from >= index) {
-            self.dirty.append_from = None;
-        }
+        self.durability.truncated(index);
     }
 
     fn hard_state(&self) -> HardState {
@@ -1946,15 +1820,9 @@ impl<S: StateMachine> RaftNode<S> {
     fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody, needs_durability: bool) {
         let message =
             Message { from: self.id(), to, term, disk: self.presented_disk(), incarnation: self.incarnation, body };
-        let barrier = if self.dirty.any() { self.next_persist_id } else { self.next_persist_id - 1 };
-        if !needs_durability || barrier <= self.acked_persist_id {
+        if let Some(message) = self.durability.hold_or_send(message, needs_durability) {
             self.actions.push_back(Action::Send(message));
-            return;
         }
-        if self.held.len() >= self.config.max_held_messages {
-            self.held.pop_front();
-        }
-        self.held.push_back((barrier, message));
     }
 
     fn respond(&mut self, request: RequestId, result: ClientResult) {
@@ -2021,32 +1889,9 @@ impl<S: StateMachine> RaftNode<S> {
     }
 
     fn flush(&mut self) {
-        if !self.dirty.any() {
-            return;
+        if let Some(request) = self.durability.flush(&self.log, self.hard_state()) {
+            self.actions.push_back(Action::Persist(request));
         }
-        let dirty = std::mem::take(&mut self.dirty);
-        let start = match (dirty.truncate_from, dirty.append_from) {
-            (Some(truncate), Some(append)) => Some(truncate.min(append)),
-            (truncate, append) => truncate.or(append),
-        };
-        let entries = match start {
-            Some(start) => self.log.slice(start, self.log.last_index()).to_vec(),
-            None => Vec::new(),
-        };
-        let truncate_from = dirty.truncate_from.map(|_| start.expect("truncation sets a start"));
-        let id = PersistId(self.next_persist_id);
-        self.next_persist_id += 1;
-        let hard_state = self.hard_state();
-        self.pending_writes.push_back(PendingWrite { id, durable_upto: self.log.last_index(), hard_state });
-        let request = PersistRequest {
-            id,
-            snapshot: dirty.snapshot,
-            discard_upto: dirty.discard_upto,
-            truncate_from,
-            entries,
-            hard_state,
-        };
-        self.actions.push_back(Action::Persist(request));
     }
 
     // ----- snapshots ---------------------------------------------------------
@@ -2078,10 +1923,10 @@ impl<S: StateMachine> RaftNode<S> {
         let discard_upto = LogIndex(index.0.saturating_sub(self.config.max_retained_entries));
         if compact && discard_upto > self.log.offset() {
             self.compact_log(discard_upto);
-            self.dirty.discard_upto = Some(discard_upto);
+            self.durability.discard_upto(discard_upto);
         }
         self.bytes_since_snapshot = 0;
-        self.dirty.snapshot = Some(snapshot.clone());
+        self.durability.store_snapshot(snapshot.clone());
         self.snapshot = Some(snapshot);
     }
 
@@ -2159,20 +2004,16 @@ impl<S: StateMachine> RaftNode<S> {
             self.log.reset(meta.index, meta.term);
             self.config_entries.clear();
             self.base_membership = meta.membership.clone();
-            self.dirty.truncate_from = Some(meta.index.next());
-            self.dirty.append_from = None;
             let persisted = self.log.persisted();
-            for write in self.pending_writes.iter_mut() {
-                write.durable_upto = write.durable_upto.min(persisted);
-            }
+            self.durability.reset_log(meta.index.next(), persisted);
         }
-        self.dirty.discard_upto = Some(meta.index);
+        self.durability.discard_upto(meta.index);
         self.commit = if self.config.bug(Bug::SnapshotOverNewerLog) { meta.index } else { self.commit.max(meta.index) };
         self.applied = meta.index;
         self.bytes_since_snapshot = 0;
         self.refresh_membership();
         self.event(Event::SnapshotInstalled { index: meta.index, term: meta.term });
-        self.dirty.snapshot = Some(snapshot.clone());
+        self.durability.store_snapshot(snapshot.clone());
         self.snapshot = Some(snapshot);
         let match_index = meta.index;
         self.send(from, MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }));

@@ -76,28 +76,13 @@ impl Disk {
         Disk { hard_state, snapshot: None, entries, unsynced: VecDeque::new() }
     }
 
-    /// Makes one write durable, in the order the node specified.
+    /// Makes one write durable, by the core's one rule for applying writes.
     fn apply(&mut self, write: &PersistRequest) {
-        if let Some(snapshot) = &write.snapshot {
-            self.snapshot = Some(snapshot.clone());
+        let mut state = self.durable_state();
+        if let Err(error) = state.apply(write) {
+            panic!("write {:?} cannot be applied: {error}", write.id);
         }
-        if let Some(upto) = write.discard_upto {
-            self.entries.retain(|entry| entry.index > upto);
-        }
-        if let Some(from) = write.truncate_from {
-            assert!(from.0 >= 1, "a write truncates from index 0");
-            self.entries.retain(|entry| entry.index < from);
-        }
-        for entry in &write.entries {
-            let expected = match (self.entries.last(), &self.snapshot) {
-                (Some(last), _) => last.index.next(),
-                (None, Some(snapshot)) => snapshot.meta.index.next(),
-                (None, None) => LogIndex(1),
-            };
-            assert_eq!(entry.index, expected, "write {:?} does not extend the stored log densely", write.id);
-            self.entries.push(entry.clone());
-        }
-        self.hard_state = write.hard_state;
+        DurableState { hard_state: self.hard_state, snapshot: self.snapshot, entries: self.entries } = state;
     }
 
     /// What a restart reads back.
