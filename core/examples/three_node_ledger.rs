@@ -318,8 +318,12 @@ impl LogFile {
             let Some(payload) = bytes.get(offset + 4..offset + 4 + length) else {
                 break; // cut short at the end of the file: a torn, never acknowledged write
             };
-            let (record, _): (Record, usize) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
-                .map_err(|error| format!("{}: bad record at byte {offset}: {error}", path.display()))?;
+            let (record, used): (Record, usize) =
+                bincode::serde::decode_from_slice(payload, bincode::config::standard())
+                    .map_err(|error| format!("{}: bad record at byte {offset}: {error}", path.display()))?;
+            if used != payload.len() {
+                return Err(format!("{}: record at byte {offset} has trailing bytes", path.display()));
+            }
             // The id is irrelevant to replay; the applier only reads the steps.
             let write = PersistRequest {
                 id: PersistId(0),
@@ -1006,6 +1010,10 @@ pub fn run() -> Result<Summary, String> {
     let (first_leader, first_term) = shared.leader().ok_or("no leader after act 1")?;
     shared.say(&format!("stopping {first_leader}, the leader of term {}", first_term.0));
     cluster.stop(first_leader)?;
+    // Watch the first transfer below: the client tries a follower that still
+    // believes in the stopped leader and forwards the command there, where it
+    // is lost. Nobody answers; the client's own timeout notices, and it sends
+    // the command again (same txn id) until the new leader commits it.
     // Enough transfers to cross the snapshot threshold while it is down, so
     // that the leader compacts past the stopped node's log.
     for round in 0..8u64 {
