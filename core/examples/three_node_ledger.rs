@@ -33,8 +33,7 @@
 //! `core/tests/example_three_node_ledger.rs` runs this same file as a test.
 
 use chorus_core::raft::{
-    Action, ClientResult, Config, DurableState, Entry, Event, HardState, PersistId, PersistRequest, RaftNode, Role,
-    Snapshot, SnapshotPolicy,
+    Action, ClientResult, Config, DurableState, Event, PersistId, PersistRequest, RaftNode, Role, SnapshotPolicy,
 };
 use chorus_core::types::{LogIndex, NodeId, RequestId, Term, Time};
 use chorus_core::wire::{decode_message, encode_message};
@@ -268,17 +267,6 @@ pub struct LogFile {
     file: File,
 }
 
-/// What one record holds: a `PersistRequest` without its id. Ids only order
-/// writes within one life of a node; they mean nothing after a restart.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    snapshot: Option<Snapshot>,
-    discard_upto: Option<LogIndex>,
-    truncate_from: Option<LogIndex>,
-    entries: Vec<Entry>,
-    hard_state: HardState,
-}
-
 impl LogFile {
     /// Creates the file of a brand-new node. Fails if it exists: a node that
     /// already has a disk must never be bootstrapped again (it would come
@@ -318,23 +306,15 @@ impl LogFile {
             let Some(payload) = bytes.get(offset + 4..offset + 4 + length) else {
                 break; // cut short at the end of the file: a torn, never acknowledged write
             };
-            let (record, used): (Record, usize) =
+            let (write, used): (PersistRequest, usize) =
                 bincode::serde::decode_from_slice(payload, bincode::config::standard())
                     .map_err(|error| format!("{}: bad record at byte {offset}: {error}", path.display()))?;
             if used != payload.len() {
                 return Err(format!("{}: record at byte {offset} has trailing bytes", path.display()));
             }
-            // The id is irrelevant to replay; the applier only reads the steps.
-            let write = PersistRequest {
-                id: PersistId(0),
-                snapshot: record.snapshot,
-                discard_upto: record.discard_upto,
-                truncate_from: record.truncate_from,
-                entries: record.entries,
-                hard_state: record.hard_state,
-            };
-            apply_write(&mut state, &write)
-                .map_err(|problem| format!("{}: byte {offset}: {problem}", path.display()))?;
+            // The core's one rule for applying a write (its id only ordered
+            // writes within the life that issued it; replay ignores it).
+            state.apply(&write).map_err(|problem| format!("{}: byte {offset}: {problem}", path.display()))?;
             offset += 4 + length;
             records += 1;
         }
@@ -351,14 +331,7 @@ impl LogFile {
     /// Appends one write and waits until it is on stable storage. Only after
     /// this returns may the node be told (`handle_persisted`).
     pub fn append_durably(&mut self, write: &PersistRequest) -> Result<(), String> {
-        let record = Record {
-            snapshot: write.snapshot.clone(),
-            discard_upto: write.discard_upto,
-            truncate_from: write.truncate_from,
-            entries: write.entries.clone(),
-            hard_state: write.hard_state,
-        };
-        let payload = bincode::serde::encode_to_vec(&record, bincode::config::standard())
+        let payload = bincode::serde::encode_to_vec(write, bincode::config::standard())
             .expect("invariant: entries, snapshots and hard states always encode");
         if payload.len() > MAX_RECORD_BYTES {
             return Err(format!("a record of {} bytes is over the limit", payload.len()));
@@ -379,39 +352,6 @@ fn sync_directory(path: &Path) -> Result<(), String> {
     File::open(directory)
         .and_then(|directory| directory.sync_all())
         .map_err(|error| format!("sync directory {}: {error}", directory.display()))
-}
-
-/// Applies one write to a disk's state, in the order `PersistRequest`
-/// documents: store the snapshot, discard the log prefix it covers,
-/// truncate, append, store the hard state. Used when replaying the file.
-///
-/// TODO: use DurableState::apply (the core's reference applier) once it
-/// lands; this function is its stand-in, and the only one to swap.
-fn apply_write(state: &mut DurableState, write: &PersistRequest) -> Result<(), String> {
-    // 1. A new snapshot replaces the previous one.
-    if let Some(snapshot) = &write.snapshot {
-        state.snapshot = Some(snapshot.clone());
-    }
-    let snapshot_end = state.snapshot.as_ref().map_or(LogIndex::ZERO, |snapshot| snapshot.meta.index);
-    // 2. Entries the snapshot covers are no longer needed.
-    if let Some(upto) = write.discard_upto {
-        state.entries.retain(|entry| entry.index > upto);
-    }
-    // 3. A new leader may overwrite a suffix that never committed.
-    if let Some(from) = write.truncate_from {
-        state.entries.retain(|entry| entry.index < from);
-    }
-    // 4. New entries extend the log densely.
-    for entry in &write.entries {
-        let expected = state.entries.last().map_or(snapshot_end.next(), |last| last.index.next());
-        if entry.index != expected {
-            return Err(format!("entry {} where {expected} was expected", entry.index));
-        }
-        state.entries.push(entry.clone());
-    }
-    // 5. Term, vote, commit index, disk identity, incarnation.
-    state.hard_state = write.hard_state;
-    Ok(())
 }
 
 // ===========================================================================
@@ -532,7 +472,14 @@ fn run_node(
         let wait = Duration::from_micros(deadline.micros_since(shared.now())).min(MAX_IDLE);
         match inbox.recv_timeout(wait) {
             Ok(Input::Message(bytes)) => match decode_message(&bytes) {
-                Ok(message) => node.handle_message(shared.now(), message),
+                Ok(message) => {
+                    // A message that breaks the protocol's shape or limits is
+                    // rejected whole; a real node would log it and move on.
+                    let from = message.from;
+                    if let Err(error) = node.handle_message(shared.now(), message) {
+                        shared.say(&format!("{id}: rejected a message from {from}: {error}"));
+                    }
+                }
                 // Garbage from the network is dropped, never trusted.
                 Err(error) => shared.say(&format!("{id}: dropped an undecodable message: {error}")),
             },

@@ -3,7 +3,7 @@
 //! `cargo test` keeps them fixed.
 
 use chorus_core::kv::KvStore;
-use chorus_core::raft::{Action, Config, DiskId, Event, Message, MessageBody, RaftNode};
+use chorus_core::raft::{Action, Config, DiskId, Event, Message, MessageBody, MessageError, RaftNode};
 use chorus_core::types::{LogIndex, NodeId, Term, Time, MAX_PEER_TERM, MAX_TERM, MAX_TERM_JUMP};
 
 fn node() -> RaftNode<KvStore> {
@@ -20,9 +20,9 @@ fn violations(actions: &[Action]) -> usize {
 }
 
 #[test]
-fn an_append_with_a_maximal_previous_index_is_rejected_as_a_violation() {
+fn an_append_with_a_maximal_previous_index_is_rejected_whole() {
     let mut node = node();
-    node.handle_message(
+    let result = node.handle_message(
         Time::ZERO,
         Message {
             from: NodeId(2),
@@ -38,14 +38,15 @@ fn an_append_with_a_maximal_previous_index_is_rejected_as_a_violation() {
             },
         },
     );
-    assert_eq!(violations(&drain(&mut node)), 1);
+    assert_eq!(result, Err(MessageError::IndexTooLarge { index: LogIndex(u64::MAX) }));
+    assert_eq!(violations(&drain(&mut node)), 0, "rejected input is reported once, as the error");
     assert_eq!(node.last_index(), LogIndex(0));
 }
 
 #[test]
-fn a_maximal_term_from_a_peer_is_ignored_and_elections_still_work() {
+fn a_maximal_term_from_a_peer_is_rejected_and_elections_still_work() {
     let mut node = node();
-    node.handle_message(
+    let result = node.handle_message(
         Time::ZERO,
         Message {
             from: NodeId(2),
@@ -56,7 +57,7 @@ fn a_maximal_term_from_a_peer_is_ignored_and_elections_still_work() {
             body: MessageBody::HeartbeatResponse { read_context: 0 },
         },
     );
-    assert_eq!(violations(&drain(&mut node)), 1);
+    assert_eq!(result, Err(MessageError::TermTooLarge { term: Term(u64::MAX) }));
     assert_eq!(node.term(), Term(0), "the node did not adopt the absurd term");
     let deadline = node.poll_timeout();
     node.handle_timeout(deadline);
@@ -64,7 +65,7 @@ fn a_maximal_term_from_a_peer_is_ignored_and_elections_still_work() {
 }
 
 #[test]
-fn a_term_at_the_limit_is_a_violation_and_a_large_jump_too() {
+fn a_term_at_the_limit_is_rejected_and_a_large_jump_too() {
     let heartbeat_answer = |term| Message {
         from: NodeId(2),
         to: NodeId(1),
@@ -75,13 +76,18 @@ fn a_term_at_the_limit_is_a_violation_and_a_large_jump_too() {
     };
     for term in [MAX_TERM, MAX_PEER_TERM, Term(MAX_TERM_JUMP + 1)] {
         let mut node = node();
-        node.handle_message(Time::ZERO, heartbeat_answer(term));
-        assert_eq!(violations(&drain(&mut node)), 1, "term {term}");
+        let result = node.handle_message(Time::ZERO, heartbeat_answer(term));
+        let expected = if term > MAX_PEER_TERM {
+            MessageError::TermTooLarge { term }
+        } else {
+            MessageError::TermJump { term, ours: Term(0) }
+        };
+        assert_eq!(result, Err(expected), "term {term}");
         assert_eq!(node.term(), Term(0), "the node did not adopt term {term}");
     }
     // The largest jump is accepted, and the node can still campaign past it.
     let mut node = node();
-    node.handle_message(Time::ZERO, heartbeat_answer(Term(MAX_TERM_JUMP)));
+    node.handle_message(Time::ZERO, heartbeat_answer(Term(MAX_TERM_JUMP))).unwrap();
     assert_eq!(violations(&drain(&mut node)), 0);
     assert_eq!(node.term(), Term(MAX_TERM_JUMP));
     for _ in 0..3 {
@@ -104,15 +110,15 @@ fn leader() -> RaftNode<KvStore> {
         incarnation: 1,
         body: MessageBody::RequestVoteResponse { pre_vote, granted: true },
     };
-    node.handle_message(deadline, vote(true));
-    node.handle_message(deadline, vote(false));
+    node.handle_message(deadline, vote(true)).unwrap();
+    node.handle_message(deadline, vote(false)).unwrap();
     drain(&mut node);
     assert_eq!(node.role(), chorus_core::raft::Role::Leader);
     node
 }
 
 #[test]
-fn a_pre_vote_request_claiming_a_leadership_transfer_is_a_violation() {
+fn a_pre_vote_request_claiming_a_leadership_transfer_is_rejected() {
     let mut node = node();
     let body = MessageBody::RequestVote {
         pre_vote: true,
@@ -120,11 +126,11 @@ fn a_pre_vote_request_claiming_a_leadership_transfer_is_a_violation() {
         last_log_term: Term(0),
         transfer: true,
     };
-    node.handle_message(
+    let result = node.handle_message(
         Time::ZERO,
         Message { from: NodeId(2), to: NodeId(1), term: Term(1), disk: DiskId::BOOTSTRAP, incarnation: 1, body },
     );
-    assert_eq!(violations(&drain(&mut node)), 1);
+    assert_eq!(result, Err(MessageError::PreVoteTransfer));
     assert_eq!(node.term(), Term(0));
 }
 
@@ -135,7 +141,8 @@ fn a_heartbeat_response_to_a_round_never_sent_is_a_violation() {
     node.handle_message(
         node.poll_timeout(),
         Message { from: NodeId(2), to: NodeId(1), term: Term(1), disk: DiskId::BOOTSTRAP, incarnation: 1, body },
-    );
+    )
+    .unwrap();
     assert_eq!(violations(&drain(&mut node)), 1);
     assert_eq!(node.role(), chorus_core::raft::Role::Leader);
 }
@@ -151,7 +158,7 @@ fn timeout_now_sent_to_a_leader_is_a_violation() {
         incarnation: 1,
         body: MessageBody::TimeoutNow,
     };
-    node.handle_message(node.poll_timeout(), message);
+    node.handle_message(node.poll_timeout(), message).unwrap();
     assert_eq!(violations(&drain(&mut node)), 1);
     assert_eq!(node.role(), chorus_core::raft::Role::Leader);
     assert_eq!(node.term(), Term(1));

@@ -384,7 +384,8 @@ impl Harness {
                 let message = self.message(fuzz);
                 let before = self.node.term();
                 let timeout_now = message.body == MessageBody::TimeoutNow;
-                self.node.handle_message(self.now, message);
+                // Rejected input is fine; panics and broken invariants are not.
+                let _ = self.node.handle_message(self.now, message);
                 // One peer message never raises the term by more than
                 // MAX_TERM_JUMP (an absurd term cannot carry the node to the
                 // limit in one step), plus one when a TimeoutNow starts an

@@ -220,7 +220,10 @@ impl Driver {
             tokio::select! {
                 message = self.inbox.recv() => {
                     let message = message.ok_or(DriverError::TransportClosed)?;
-                    self.node.handle_message(self.now(), message);
+                    let from = message.from;
+                    if let Err(error) = self.node.handle_message(self.now(), message) {
+                        tracing::warn!(%from, %error, "rejected a malformed message");
+                    }
                 }
                 request = self.requests.recv() => {
                     let Some(request) = request else {

@@ -473,7 +473,13 @@ impl Simulation {
                     &[11, words[0], words[1], words[2], words[3], words[4], words[5], words[6]],
                     || format!("deliver {}", describe_message(&message)),
                 );
-                raft.handle_message(local, message);
+                let from = message.from;
+                if let Err(error) = raft.handle_message(local, message) {
+                    let description = format!("malformed message from {from}: {error}");
+                    self.trace
+                        .record(self.now, &[22, to as u64], || format!("{} VIOLATION {description}", node_id(to)));
+                    self.checker.on_node_violation(to, &description);
+                }
                 self.drain(to);
             }
             SimEvent::Timer { node, token } => {

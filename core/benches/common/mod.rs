@@ -425,7 +425,7 @@ impl<S: BenchMachine> BenchCluster<S> {
                 }
             };
             let position = (message.to.0 - 1) as usize;
-            self.nodes[position].handle_message(self.now, message);
+            self.nodes[position].handle_message(self.now, message).expect("correct nodes send well-formed messages");
         }
     }
 

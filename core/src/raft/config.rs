@@ -128,6 +128,11 @@ pub enum ConfigError {
     AppendAboveInflight { append: usize, inflight: usize },
     #[error("max_clock_drift_ppm ({0}) must be below 1000000")]
     DriftTooLarge(u64),
+    #[error(
+        "injected_bug is {0:?}, but this build has no bug injection (build chorus-core with the `bug-injection` \
+         feature, as the simulator does)"
+    )]
+    BugInjectionDisabled(Bug),
 }
 
 impl Config {
@@ -185,6 +190,9 @@ impl Config {
     /// uses (a joining or restarting node learns the configuration from its
     /// log).
     pub fn validate_limits(&self) -> Result<(), ConfigError> {
+        if let Some(bug) = self.injected_bug.filter(|_| !cfg!(feature = "bug-injection")) {
+            return Err(ConfigError::BugInjectionDisabled(bug));
+        }
         if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms >= self.election_timeout_ms {
             return Err(ConfigError::BadTimeouts {
                 heartbeat: self.heartbeat_interval_ms,
@@ -229,7 +237,10 @@ impl Config {
         election_us - election_us * self.max_clock_drift_ppm / 1_000_000
     }
 
+    /// Is `bug` injected? Always false without the `bug-injection`
+    /// feature: the compiler then removes every bug's branch.
+    #[inline(always)]
     pub(crate) fn bug(&self, bug: Bug) -> bool {
-        self.injected_bug == Some(bug)
+        cfg!(feature = "bug-injection") && self.injected_bug == Some(bug)
     }
 }

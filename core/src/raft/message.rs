@@ -1,7 +1,7 @@
 //! What Raft nodes say to each other, and what the log holds.
 
-use super::membership::{DiskId, Membership};
-use crate::types::{LogIndex, NodeId, Term};
+use super::membership::{DiskId, Membership, MembershipError};
+use crate::types::{LogIndex, NodeId, Term, MAX_LOG_INDEX, MAX_PEER_TERM, MAX_TERM_JUMP};
 use serde::{Deserialize, Serialize};
 
 /// One log entry.
@@ -198,4 +198,214 @@ impl MessageBody {
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
         }
     }
+}
+
+/// Most entries accepted in one append from a peer, whatever our own config
+/// says: a bound on the work one message can cause.
+pub const MAX_ENTRIES_PER_MESSAGE: usize = 65_536;
+
+/// Why a node rejected a peer's message whole, before any of it took effect
+/// (see [`RaftNode::handle_message`](super::RaftNode::handle_message)).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// Addressed to another node.
+    #[error("addressed to {to}")]
+    Misaddressed {
+        /// The addressee.
+        to: NodeId,
+    },
+    /// Claims to come from the receiving node itself.
+    #[error("claims to come from this node")]
+    FromSelf,
+    /// A term at or near the limit: accepting it would leave no room for
+    /// elections, and one such message would stop the cluster for good.
+    #[error("term {term} is beyond {MAX_PEER_TERM}, the highest a node accepts")]
+    TermTooLarge {
+        /// The message's term.
+        term: Term,
+    },
+    /// A term further ahead of ours than any run of elections explains.
+    #[error("jumps to term {term}, more than {MAX_TERM_JUMP} past ours ({ours})")]
+    TermJump {
+        /// The message's term.
+        term: Term,
+        /// The receiver's term.
+        ours: Term,
+    },
+    /// A log index beyond the limit.
+    #[error("index {index} is beyond the limit {MAX_LOG_INDEX}")]
+    IndexTooLarge {
+        /// The offending index.
+        index: LogIndex,
+    },
+    /// More entries than one message may carry.
+    #[error("{count} entries, more than {MAX_ENTRIES_PER_MESSAGE}")]
+    TooManyEntries {
+        /// How many it carried.
+        count: usize,
+    },
+    /// An append's previous entry is of a later term than the message.
+    #[error("previous entry term {prev_term} is after the message term {term}")]
+    PreviousTermAfterMessage {
+        /// The append's `prev_log_term`.
+        prev_term: Term,
+        /// The message's term.
+        term: Term,
+    },
+    /// Entries that do not follow each other densely.
+    #[error("entry {found} where {expected} was expected")]
+    EntryOutOfPlace {
+        /// The entry's index.
+        found: LogIndex,
+        /// The index that follows the previous one.
+        expected: LogIndex,
+    },
+    /// An entry whose term goes down, or is after the message's.
+    #[error("entry {index} has out-of-order term {term}")]
+    EntryTermOutOfOrder {
+        /// The entry's index.
+        index: LogIndex,
+        /// Its term.
+        term: Term,
+    },
+    /// A configuration entry that is not a valid configuration.
+    #[error("entry {index} configuration: {error}")]
+    EntryMembership {
+        /// The entry's index.
+        index: LogIndex,
+        /// What is wrong with it.
+        error: MembershipError,
+    },
+    /// A snapshot of a later term than the message.
+    #[error("snapshot term {snapshot_term} is after the message term {term}")]
+    SnapshotTermAfterMessage {
+        /// The snapshot's term.
+        snapshot_term: Term,
+        /// The message's term.
+        term: Term,
+    },
+    /// A snapshot that covers nothing.
+    #[error("a snapshot ends at index 0")]
+    EmptySnapshot,
+    /// A snapshot chunk past the snapshot's size.
+    #[error("a chunk at {offset} of {length} bytes overruns the snapshot's {total_bytes}")]
+    ChunkOverrun {
+        /// Where the chunk starts.
+        offset: u64,
+        /// Its length.
+        length: usize,
+        /// The snapshot's size.
+        total_bytes: u64,
+    },
+    /// A snapshot whose configuration is not valid.
+    #[error("snapshot configuration: {0}")]
+    SnapshotMembership(MembershipError),
+    /// A pre-vote request marked as part of a leadership transfer.
+    #[error("a pre-vote request claims to come from a leadership transfer")]
+    PreVoteTransfer,
+}
+
+impl Message {
+    /// Checks what a peer cannot be trusted to get right, independently of
+    /// the receiver's state: the term's limit, every index's limit, the
+    /// shape of an append (dense entries with terms in order) and of a
+    /// snapshot chunk, and every configuration a message carries.
+    pub fn validate(&self) -> Result<(), MessageError> {
+        if self.term > MAX_PEER_TERM {
+            return Err(MessageError::TermTooLarge { term: self.term });
+        }
+        if let MessageBody::InstallSnapshot { meta, offset, total_bytes, chunk } = &self.body {
+            validate_chunk(self.term, meta, *offset, *total_bytes, chunk.len())?;
+        }
+        if let MessageBody::RequestVote { pre_vote: true, transfer: true, .. } = self.body {
+            return Err(MessageError::PreVoteTransfer);
+        }
+        if let Some(index) = self.body.indexes().into_iter().flatten().find(|index| *index > MAX_LOG_INDEX) {
+            return Err(MessageError::IndexTooLarge { index });
+        }
+        if let MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, .. } = &self.body {
+            validate_entries(self.term, *prev_log_index, *prev_log_term, entries)?;
+        }
+        Ok(())
+    }
+}
+
+impl MessageBody {
+    /// The log indexes a message names, whose limit the receiver checks.
+    fn indexes(&self) -> [Option<LogIndex>; 2] {
+        match self {
+            MessageBody::RequestVote { last_log_index, .. } => [Some(*last_log_index), None],
+            MessageBody::AppendEntries { prev_log_index, leader_commit, .. } => {
+                [Some(*prev_log_index), Some(*leader_commit)]
+            }
+            MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }) => [Some(*match_index), None],
+            MessageBody::AppendEntriesResponse(AppendResponse::Rejected { rejected_prev_index, hint }) => {
+                [Some(*rejected_prev_index), Some(hint.first_index)]
+            }
+            MessageBody::Heartbeat { commit, .. } => [Some(*commit), None],
+            MessageBody::InstallSnapshot { meta, .. } => [Some(meta.index), None],
+            MessageBody::SnapshotChunkResponse { index, .. } => [Some(*index), None],
+            MessageBody::ForwardResponse { outcome: ForwardOutcome::Placed { index, .. }, .. } => [Some(*index), None],
+            MessageBody::ReadIndexResponse { index: Some(index), .. } => [Some(*index), None],
+            MessageBody::RequestVoteResponse { .. }
+            | MessageBody::HeartbeatResponse { .. }
+            | MessageBody::TimeoutNow
+            | MessageBody::Forward { .. }
+            | MessageBody::ForwardResponse { .. }
+            | MessageBody::ReadIndex { .. }
+            | MessageBody::ReadIndexResponse { .. } => [None, None],
+        }
+    }
+}
+
+/// The shape of one snapshot chunk in a message of `term`.
+fn validate_chunk(
+    term: Term,
+    meta: &SnapshotMeta,
+    offset: u64,
+    total_bytes: u64,
+    length: usize,
+) -> Result<(), MessageError> {
+    if meta.term > term {
+        return Err(MessageError::SnapshotTermAfterMessage { snapshot_term: meta.term, term });
+    }
+    if meta.index == LogIndex::ZERO {
+        return Err(MessageError::EmptySnapshot);
+    }
+    if offset.checked_add(length as u64).is_none_or(|end| end > total_bytes) {
+        return Err(MessageError::ChunkOverrun { offset, length, total_bytes });
+    }
+    meta.membership.validate().map_err(MessageError::SnapshotMembership)
+}
+
+/// The shape of an append's entries in a message of `term`: dense after the
+/// previous entry, terms never decreasing and never after the message's.
+fn validate_entries(
+    term: Term,
+    prev_log_index: LogIndex,
+    prev_log_term: Term,
+    entries: &[Entry],
+) -> Result<(), MessageError> {
+    if entries.len() > MAX_ENTRIES_PER_MESSAGE {
+        return Err(MessageError::TooManyEntries { count: entries.len() });
+    }
+    if prev_log_term > term {
+        return Err(MessageError::PreviousTermAfterMessage { prev_term: prev_log_term, term });
+    }
+    let mut expected = prev_log_index.next();
+    let mut previous_term = prev_log_term;
+    for entry in entries {
+        if entry.index != expected {
+            return Err(MessageError::EntryOutOfPlace { found: entry.index, expected });
+        }
+        if entry.term < previous_term || entry.term > term {
+            return Err(MessageError::EntryTermOutOfOrder { index: entry.index, term: entry.term });
+        }
+        if let Payload::Config(membership) = &entry.payload {
+            membership.validate().map_err(|error| MessageError::EntryMembership { index: entry.index, error })?;
+        }
+        expected = expected.next();
+        previous_term = entry.term;
+    }
+    Ok(())
 }

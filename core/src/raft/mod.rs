@@ -10,6 +10,8 @@
 
 pub mod bug;
 pub mod config;
+mod election;
+mod forward;
 pub mod log;
 pub mod membership;
 pub mod message;
@@ -17,6 +19,8 @@ pub mod node;
 pub mod persist;
 pub mod progress;
 pub mod read;
+mod replication;
+mod snapshot;
 pub mod transfer;
 
 pub use bug::Bug;
@@ -24,12 +28,10 @@ pub use config::SnapshotPolicy;
 pub use config::{Config, ConfigError, ReadMode};
 pub use membership::{ChangeError, DiskId, Membership, MembershipChange, MembershipError, MAX_MEMBERS};
 pub use message::{
-    AppendResponse, ConflictHint, Entry, ForwardOutcome, Message, MessageBody, Payload, RequestTag, Snapshot,
-    SnapshotMeta,
+    AppendResponse, ConflictHint, Entry, ForwardOutcome, Message, MessageBody, MessageError, Payload, RequestTag,
+    Snapshot, SnapshotMeta, MAX_ENTRIES_PER_MESSAGE,
 };
-pub use node::{
-    Action, ClientResult, DropReason, Event, RaftNode, Role, FORWARD_TIMEOUT_ELECTIONS, MAX_ENTRIES_PER_MESSAGE,
-};
+pub use node::{Action, ClientResult, DropReason, Event, RaftNode, Role, FORWARD_TIMEOUT_ELECTIONS};
 pub use persist::{ApplyError, DurableState, HardState, PersistId, PersistRequest, RestartError};
 pub use read::ReadConsistency;
 pub use transfer::TransferError;

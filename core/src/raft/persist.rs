@@ -43,7 +43,7 @@ pub struct DurableState {
 
 /// Identifies one write the node asked the driver to make durable. Ids grow by
 /// one with each write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PersistId(pub u64);
 
 /// A write the driver must make durable, then acknowledge with
@@ -51,7 +51,7 @@ pub struct PersistId(pub u64);
 /// are emitted; acknowledging a write acknowledges every earlier one. Within
 /// one write, the steps go in field order: store the snapshot, discard the
 /// log prefix, truncate, append, store the hard state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistRequest {
     pub id: PersistId,
     /// When set, store this snapshot, replacing the previous one.

@@ -135,6 +135,11 @@ pub struct Config {
 pub enum ConfigError {
     #[error("{name} must be at least 1")]
     Zero { name: &'static str },
+    #[error(
+        "injected_bug is {0:?}, but this build has no bug injection (build chorus-core with the `bug-injection` \
+         feature, as the simulator does)"
+    )]
+    BugInjectionDisabled(Bug),
     #[error("probe_timeout_ms ({timeout}) must be at least 2 and below probe_interval_ms ({interval})")]
     BadProbeTimeout { timeout: u64, interval: u64 },
     #[error("{name} ({value} ms) is beyond the limit of {limit} ms")]
@@ -204,6 +209,9 @@ impl Config {
 
     /// Checks every field; see [`ConfigError`].
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(bug) = self.injected_bug.filter(|_| !cfg!(feature = "bug-injection")) {
+            return Err(ConfigError::BugInjectionDisabled(bug));
+        }
         for (name, value) in [
             ("probe_interval_ms", self.probe_interval_ms),
             ("gossip_interval_ms", self.gossip_interval_ms),
@@ -314,8 +322,9 @@ impl Config {
     }
 
     /// Whether `bug` is injected.
+    #[inline(always)]
     pub(crate) fn has_bug(&self, bug: Bug) -> bool {
-        self.injected_bug == Some(bug)
+        cfg!(feature = "bug-injection") && self.injected_bug == Some(bug)
     }
 
     /// The push-pull interval for a cluster of `live_members` (see

@@ -597,7 +597,12 @@ impl Cluster {
         let Some(node) = member.node.as_mut() else {
             return false;
         };
-        node.handle_message(now, message);
+        let from = message.from;
+        if let Err(error) = node.handle_message(now, message) {
+            // Rejected whole: recorded like a protocol violation, so that
+            // `check_no_protocol_violations` fails on it.
+            member.violations.push(format!("rejected a message from {from}: {error}"));
+        }
         self.drain(to);
         true
     }
