@@ -50,7 +50,7 @@ fn a_follower_far_behind_catches_up_by_snapshot_chunks_despite_loss_then_by_log(
     cluster.elect(N1);
     cluster.isolate(N3);
     write_keys(&mut cluster, N1, 1, 30);
-    assert!(cluster.node(N1).first_index() > LogIndex(20), "the leader compacted its log");
+    assert!(cluster.node(N1).status().first_index > LogIndex(20), "the leader compacted its log");
     cluster.heal();
     // Lose every third snapshot chunk on the way.
     let mut chunks = 0;
@@ -141,7 +141,7 @@ fn the_log_stays_bounded_by_the_policy_and_the_retained_entries() {
     write_keys(&mut cluster, N1, 1, 60);
     for id in [N1, N2, N3] {
         let node = cluster.node(id);
-        let held = node.last_index().0 - node.first_index().0 + 1;
+        let held = node.last_index().0 - node.status().first_index.0 + 1;
         assert!(held <= 10 + 4 + 1, "{id} holds {held} entries");
     }
 }
@@ -190,7 +190,7 @@ fn a_learner_catches_up_and_is_promoted_through_a_joint_configuration() {
     cluster.change_membership(N1, 100, MembershipChange::AddLearner(N4)).expect("a new learner");
     cluster.advance(300);
     assert!(cluster.node(N4).membership().is_learner(N4));
-    assert!(!cluster.node(N4).is_voter());
+    assert!(!cluster.node(N4).status().is_voter);
     same_state(&cluster, N1, N4);
     assert_eq!(cluster.change_membership(N1, 101, MembershipChange::Promote(N2)), Err(ChangeError::NotLearner(N2)));
     cluster.change_membership(N1, 102, MembershipChange::Promote(N4)).expect("a caught-up learner");
@@ -205,7 +205,7 @@ fn a_learner_catches_up_and_is_promoted_through_a_joint_configuration() {
     assert!(!membership.is_joint(), "the leader left the joint configuration by itself");
     assert_eq!(membership.voters.keys().copied().collect::<Vec<_>>(), vec![N1, N2, N3, N4]);
     assert_eq!(membership.voters[&N4], DiskId(44));
-    assert!(cluster.node(N4).is_voter());
+    assert!(cluster.node(N4).status().is_voter);
     assert!(matches!(cluster.answer(N1, 102), Some(ClientResult::Ok(_))));
     // Four voters: two of them are no longer a quorum.
     cluster.partition(&[N1, N2], &[N3, N4]);
@@ -242,7 +242,7 @@ fn replacing_the_leader_through_joint_consensus_hands_leadership_over() {
     cluster.change_membership(N1, 101, MembershipChange::Replace { remove: N1, add: N4 }).expect("replace");
     cluster.advance(300);
     assert_ne!(cluster.node(N1).role(), Role::Leader, "a removed leader steps down");
-    assert!(!cluster.node(N1).is_voter());
+    assert!(!cluster.node(N1).status().is_voter);
     let leader = cluster.tick_until_leader();
     assert!([N2, N3, N4].contains(&leader));
     let voters: Vec<NodeId> = cluster.node(leader).membership().voters.keys().copied().collect();
@@ -275,11 +275,11 @@ fn a_wiped_voter_neither_votes_nor_counts_until_its_new_disk_is_recorded() {
         cluster.elect(N1);
         write_keys(&mut cluster, N1, 1, 3);
         cluster.wipe_and_rejoin(N3, DiskId(33));
-        assert!(!cluster.node(N3).is_voter(), "no configuration yet");
+        assert!(!cluster.node(N3).status().is_voter, "no configuration yet");
         cluster.advance(300);
         // It learned the configuration, which lists it on its old disk.
         assert!(cluster.node(N3).membership().is_voter(N3));
-        assert_eq!(cluster.node(N3).is_voter(), bug.is_some(), "bug {bug:?}");
+        assert_eq!(cluster.node(N3).status().is_voter, bug.is_some(), "bug {bug:?}");
         // With n2 unreachable, n3's acknowledgements must not make a quorum.
         cluster.isolate(N2);
         cluster.propose(N1, 10, put("k", "v"));
@@ -296,7 +296,7 @@ fn a_wiped_voter_neither_votes_nor_counts_until_its_new_disk_is_recorded() {
             cluster.change_membership(N1, 11, MembershipChange::RenewDisk(N3)).expect("renew the lost disk");
             cluster.advance(300);
             assert_eq!(cluster.node(N1).membership().voters[&N3], DiskId(33));
-            assert!(cluster.node(N3).is_voter());
+            assert!(cluster.node(N3).status().is_voter);
             assert_eq!(
                 cluster.change_membership(N1, 12, MembershipChange::RenewDisk(N3)),
                 Err(ChangeError::DiskCurrent(N3))
@@ -457,7 +457,7 @@ fn a_learner_answers_votes_since_it_may_be_promoted_without_knowing_yet() {
     cluster.change_membership(N1, 100, MembershipChange::AddLearner(N4)).expect("a new learner");
     cluster.advance(300);
     let node = cluster.node(N2);
-    let (last_log_index, last_log_term, term) = (node.last_index(), node.last_term(), node.term());
+    let (last_log_index, last_log_term, term) = (node.last_index(), node.status().last_term, node.term());
     let vote = chorus_core::raft::Message {
         from: N2,
         to: N4,
@@ -474,5 +474,5 @@ fn a_learner_answers_votes_since_it_may_be_promoted_without_knowing_yet() {
         message.from == N4 && matches!(message.body, MessageBody::RequestVoteResponse { granted: true, .. })
     });
     assert!(granted, "the learner grants the vote; only the candidate's configuration decides whether it counts");
-    assert!(!cluster.node(N4).is_voter(), "and it still does not campaign");
+    assert!(!cluster.node(N4).status().is_voter, "and it still does not campaign");
 }

@@ -297,8 +297,8 @@ fn dueling_candidates_split_the_vote_and_a_later_term_elects_one_leader() {
     cluster.deliver_where(|message| (message.from, message.to) == (N1, N2) || (message.from, message.to) == (N3, N4));
     cluster.deliver_all();
 
-    assert_eq!(cluster.node(N2).voted_for(), Some(N1));
-    assert_eq!(cluster.node(N4).voted_for(), Some(N3));
+    assert_eq!(cluster.node(N2).status().voted_for, Some(N1));
+    assert_eq!(cluster.node(N4).status().voted_for, Some(N3));
     for candidate in [N1, N3] {
         assert_eq!(cluster.node(candidate).role(), Role::Candidate);
         assert_eq!(cluster.node(candidate).term(), Term(1));
@@ -489,12 +489,12 @@ fn follower_sends_its_vote_only_after_the_vote_is_durable() {
     cluster.deliver_all();
 
     assert_eq!(cluster.node(N1).role(), Role::Candidate);
-    assert_eq!(cluster.node(N2).voted_for(), Some(N1));
+    assert_eq!(cluster.node(N2).status().voted_for, Some(N1));
     let unsynced = &cluster.disk(N2).unsynced;
     assert_eq!(unsynced.len(), 1);
     assert_eq!(unsynced[0].hard_state, hard_state(1, Some(1), 0));
     assert_eq!(cluster.node(N2).durable_hard_state(), hard_state(0, None, 0));
-    assert_eq!(cluster.node(N2).held_message_count(), 1);
+    assert_eq!(cluster.node(N2).status().held_message_count, 1);
     assert!(
         !cluster.sent().iter().any(|message| message.from == N2 && is_vote_response(message)),
         "N2 sent its vote before making it durable"
@@ -507,7 +507,7 @@ fn follower_sends_its_vote_only_after_the_vote_is_durable() {
         .find(|message| message.from == N2 && is_vote_response(message))
         .expect("the vote goes out once durable");
     assert_eq!(vote.body, MessageBody::RequestVoteResponse { pre_vote: false, granted: true });
-    assert_eq!(cluster.node(N2).held_message_count(), 0);
+    assert_eq!(cluster.node(N2).status().held_message_count, 0);
     cluster.deliver_all();
     assert_eq!(cluster.node(N1).role(), Role::Leader);
     assert_eq!(cluster.node(N1).term(), Term(1));
@@ -541,7 +541,7 @@ fn follower_acknowledges_entries_only_after_they_are_durable() {
     cluster.propose(leader, 1, put("k", "v"));
     cluster.deliver_all();
     assert_eq!(cluster.node(slow).last_index(), LogIndex(2));
-    assert_eq!(cluster.node(slow).persisted_index(), LogIndex(1));
+    assert_eq!(cluster.node(slow).status().persisted_index, LogIndex(1));
     assert_eq!(cluster.disk(slow).unsynced.len(), 1);
     let acknowledged = |cluster: &Cluster| {
         cluster.sent()[before..].iter().any(|message| {
@@ -598,7 +598,7 @@ fn crash_of_every_node_keeps_term_vote_and_synced_log_and_loses_unsynced_writes(
     assert_eq!(cluster.node(leader).commit_index(), LogIndex(4));
     let term = cluster.node(leader).term();
     let before: Vec<_> =
-        cluster.ids().into_iter().map(|id| (id, cluster.node(id).voted_for(), cluster.log(id))).collect();
+        cluster.ids().into_iter().map(|id| (id, cluster.node(id).status().voted_for, cluster.log(id))).collect();
 
     // A fourth write reaches every log but no disk.
     for id in cluster.ids() {
@@ -621,9 +621,9 @@ fn crash_of_every_node_keeps_term_vote_and_synced_log_and_loses_unsynced_writes(
         let node = cluster.node(id);
         assert_eq!(node.role(), Role::Follower, "{id}");
         assert_eq!(node.term(), term, "{id}'s term");
-        assert_eq!(node.voted_for(), voted_for, "{id}'s vote");
+        assert_eq!(node.status().voted_for, voted_for, "{id}'s vote");
         assert_eq!(cluster.log(id), log, "{id}'s log lost its unsynced entry");
-        assert_eq!(node.persisted_index(), LogIndex(4));
+        assert_eq!(node.status().persisted_index, LogIndex(4));
         // The state machine is rebuilt from the commit index the disk knows.
         let commit = cluster.disk(id).hard_state.commit;
         assert!(commit >= LogIndex(3), "{id}: disk commit {commit}");
@@ -1162,7 +1162,7 @@ fn read_index_read_waits_for_a_heartbeat_quorum() {
     cluster.deliver_at(first);
     assert_eq!(ok_response(&cluster.answer(N1, 10).unwrap()), value("v"));
     assert_eq!(cluster.node(N1).last_index(), last_index, "reads append nothing to the log");
-    assert_eq!(cluster.node(N1).pending_read_count(), 0);
+    assert_eq!(cluster.node(N1).status().pending_read_count, 0);
     cluster.stabilize();
     cluster.assert_safe();
 }
@@ -1205,7 +1205,7 @@ fn a_new_leader_serves_no_read_until_it_commits_in_its_term() {
     cluster.read(N2, 10, get("k"));
     cluster.deliver_all();
     assert_eq!(cluster.answer(N2, 10), None, "leadership is confirmed, but the read index is not known yet");
-    assert_eq!(cluster.node(N2).pending_read_count(), 1);
+    assert_eq!(cluster.node(N2).status().pending_read_count, 1);
 
     // Once its no-op commits, the read is answered with the committed value.
     cluster.clear_drop_rule();
@@ -1332,7 +1332,7 @@ fn leader_transfer_to_a_caught_up_follower_elects_it_immediately() {
     let mut cluster = cluster_with_committed_value(|_| {});
     let term = cluster.node(N1).term();
     cluster.transfer_leadership(N1, N2).expect("N1 leads and N2 is a voter");
-    assert_eq!(cluster.node(N1).transfer_target(), Some(N2));
+    assert_eq!(cluster.node(N1).status().transfer_target, Some(N2));
     assert!(cluster.in_flight().iter().any(|message| message.to == N2 && is_timeout_now(message)));
 
     // No clock moves: N3 is well within its check-quorum lease, yet votes for
@@ -1341,7 +1341,7 @@ fn leader_transfer_to_a_caught_up_follower_elects_it_immediately() {
     assert_eq!(cluster.node(N2).role(), Role::Leader);
     assert_eq!(cluster.node(N2).term(), term.next());
     assert_eq!(cluster.node(N1).role(), Role::Follower);
-    assert_eq!(cluster.node(N1).transfer_target(), None);
+    assert_eq!(cluster.node(N1).status().transfer_target, None);
     assert!(
         !cluster.sent().iter().any(
             |message| matches!(message.body, MessageBody::RequestVote { pre_vote: true, .. }) && message.from == N2
@@ -1403,13 +1403,13 @@ fn transfer_is_abandoned_after_an_election_timeout() {
     cluster.set_drop_rule(is_timeout_now);
     cluster.transfer_leadership(N1, N2).unwrap();
     cluster.advance(ELECTION_TIMEOUT_MS - 1);
-    assert_eq!(cluster.node(N1).transfer_target(), Some(N2), "still trying");
+    assert_eq!(cluster.node(N1).status().transfer_target, Some(N2), "still trying");
     cluster.propose(N1, 2, put("k", "w"));
     assert_eq!(cluster.answer(N1, 2), Some(ClientResult::NotLeader { leader_hint: N2 }));
 
     cluster.advance(1);
     assert_eq!(cluster.node(N1).role(), Role::Leader);
-    assert_eq!(cluster.node(N1).transfer_target(), None, "abandoned");
+    assert_eq!(cluster.node(N1).status().transfer_target, None, "abandoned");
     let term = cluster.node(N1).term();
     assert_eq!(
         cluster.member(N1).other_events,
@@ -1450,7 +1450,7 @@ fn transfer_requests_that_cannot_succeed_are_refused_and_change_nothing() {
     assert_eq!(cluster.transfer_leadership(N2, N3), Err(TransferError::NotLeader));
     assert_eq!(cluster.transfer_leadership(N1, N1), Err(TransferError::ToSelf));
     assert_eq!(cluster.transfer_leadership(N1, N4), Err(TransferError::NotVoter(N4)));
-    assert_eq!(cluster.node(N1).transfer_target(), None);
+    assert_eq!(cluster.node(N1).status().transfer_target, None);
     cluster.propose(N1, 2, put("k", "w"));
     cluster.stabilize();
     assert_eq!(ok_response(&cluster.answer(N1, 2).unwrap()), KvResponse::Done);

@@ -254,7 +254,7 @@ impl Harness {
     fn tag(&self, tag: FuzzTag, disk: DiskId) -> RequestTag {
         match tag {
             FuzzTag::Own { seq } => {
-                RequestTag { disk: self.node.disk(), incarnation: self.incarnation, seq: u64::from(seq % 16) }
+                RequestTag { disk: self.node.status().disk, incarnation: self.incarnation, seq: u64::from(seq % 16) }
             }
             FuzzTag::Fuzzed { incarnation, seq } => RequestTag { disk, incarnation: u64::from(incarnation % 4), seq },
         }
@@ -502,7 +502,7 @@ impl Harness {
             match action {
                 Action::Send(message) => {
                     assert_eq!(message.from, SELF, "messages go out from the node itself");
-                    assert_eq!(message.disk, self.node.disk(), "a message names the node's own disk");
+                    assert_eq!(message.disk, self.node.status().disk, "a message names the node's own disk");
                     assert_eq!(message.incarnation, self.incarnation, "a message names this life: {message:?}");
                     // Only a leader's appends, heartbeats and TimeoutNow may
                     // go out before a write: the node's first write records
@@ -549,7 +549,7 @@ impl Harness {
         let node = &self.node;
         assert!(node.commit_index() <= node.last_index(), "commit past the log");
         assert!(node.applied_index() <= node.commit_index(), "applied past commit");
-        assert!(node.persisted_index() <= node.last_index(), "persisted past the log");
+        assert!(node.status().persisted_index <= node.last_index(), "persisted past the log");
         assert!(node.term() >= self.last_term, "term went backwards");
         // Sound while MAX_STEPS * MAX_TERM_JUMP < MAX_PEER_TERM: no node can
         // legitimately reach the limit in one fuzz case, so it is reached
@@ -565,7 +565,7 @@ impl Harness {
             Role::Follower => assert_ne!(node.leader(), Some(SELF), "a follower is not leader"),
         }
         if node.role() == Role::Candidate || node.role() == Role::Leader {
-            assert_eq!(node.voted_for(), Some(SELF), "a candidate votes for itself");
+            assert_eq!(node.status().voted_for, Some(SELF), "a candidate votes for itself");
         }
         // Every stored entry is dense and its term is not after ours.
         if let Some(last) = node.entry(node.last_index()) {

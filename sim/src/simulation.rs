@@ -778,7 +778,7 @@ impl Simulation {
                     Some(raft) => {
                         let covered = raft.snapshot().is_some_and(|snapshot| snapshot.meta.index >= index);
                         let holds = covered || raft.term_at(index) == committed_term;
-                        ((raft.last_term(), raft.last_index()), holds, raft.membership().clone())
+                        ((raft.status().last_term, raft.last_index()), holds, raft.membership().clone())
                     }
                     None if sim_node.wiped || sim_node.disk.hard_state.disk != sim_node.disk_id => return None,
                     None => {

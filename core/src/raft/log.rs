@@ -10,7 +10,7 @@ use crate::types::{LogIndex, Term};
 /// still part of this log: a truncation lowers it at once, an acknowledged
 /// write raises it.
 #[derive(Debug)]
-pub struct RaftLog {
+pub(super) struct RaftLog {
     /// Index of the last compacted entry (0 when nothing was compacted).
     offset: LogIndex,
     /// Term of the entry at `offset`, when known (it is when `offset` is a
@@ -31,27 +31,27 @@ impl Default for RaftLog {
 impl RaftLog {
     /// A log restored from disk: every entry is durable. `entries` follow
     /// `offset` densely.
-    pub fn restored(offset: LogIndex, offset_term: Option<Term>, entries: Vec<Entry>) -> RaftLog {
+    pub(super) fn restored(offset: LogIndex, offset_term: Option<Term>, entries: Vec<Entry>) -> RaftLog {
         let persisted = LogIndex(offset.0 + entries.len() as u64);
         let offset_term = if offset == LogIndex::ZERO { Some(Term::ZERO) } else { offset_term };
         RaftLog { offset, offset_term, entries, persisted }
     }
 
     /// The first index still held (one past the compacted prefix).
-    pub fn first_index(&self) -> LogIndex {
+    pub(super) fn first_index(&self) -> LogIndex {
         self.offset.next()
     }
 
     /// The last compacted index.
-    pub fn offset(&self) -> LogIndex {
+    pub(super) fn offset(&self) -> LogIndex {
         self.offset
     }
 
-    pub fn last_index(&self) -> LogIndex {
+    pub(super) fn last_index(&self) -> LogIndex {
         LogIndex(self.offset.0 + self.entries.len() as u64)
     }
 
-    pub fn last_term(&self) -> Term {
+    pub(super) fn last_term(&self) -> Term {
         match self.entries.last() {
             Some(entry) => entry.term,
             None => self.offset_term.expect("invariant: an empty log knows the term of its offset"),
@@ -60,20 +60,20 @@ impl RaftLog {
 
     /// The term of the entry at `index`: `Term(0)` for index 0, `None` past
     /// the end or inside the compacted prefix (except at a known offset).
-    pub fn term(&self, index: LogIndex) -> Option<Term> {
+    pub(super) fn term(&self, index: LogIndex) -> Option<Term> {
         if index == self.offset {
             return self.offset_term;
         }
         self.entry(index).map(|entry| entry.term)
     }
 
-    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+    pub(super) fn entry(&self, index: LogIndex) -> Option<&Entry> {
         let position = index.0.checked_sub(self.offset.0 + 1)?;
         self.entries.get(usize::try_from(position).ok()?)
     }
 
     /// Entries `from..=to`, clamped to what the log holds.
-    pub fn slice(&self, from: LogIndex, to: LogIndex) -> &[Entry] {
+    pub(super) fn slice(&self, from: LogIndex, to: LogIndex) -> &[Entry] {
         let start = from.0.max(self.offset.0 + 1) - self.offset.0 - 1;
         let end = to.0.saturating_sub(self.offset.0).min(self.entries.len() as u64);
         if start >= end {
@@ -84,14 +84,14 @@ impl RaftLog {
 
     /// Is a log ending at `(last_index, last_term)` at least as up to date as
     /// this one (Raft §5.4.1)?
-    pub fn is_up_to_date(&self, last_index: LogIndex, last_term: Term) -> bool {
+    pub(super) fn is_up_to_date(&self, last_index: LogIndex, last_term: Term) -> bool {
         (last_term, last_index) >= (self.last_term(), self.last_index())
     }
 
     /// The first index of the run of entries with the same term as the entry
     /// at `index` (for conflict hints), not looking into the compacted prefix.
     /// `index` must have a known term.
-    pub fn first_index_of_term_at(&self, index: LogIndex) -> LogIndex {
+    pub(super) fn first_index_of_term_at(&self, index: LogIndex) -> LogIndex {
         let term = self.term(index).expect("first_index_of_term_at: index is in the log");
         let mut first = index;
         while first > self.first_index() && self.term(first.prev()) == Some(term) {
@@ -102,7 +102,7 @@ impl RaftLog {
 
     /// The last index holding an entry of `term`, if any (searching backwards;
     /// terms are non-decreasing along the log).
-    pub fn last_index_of_term(&self, term: Term) -> Option<LogIndex> {
+    pub(super) fn last_index_of_term(&self, term: Term) -> Option<LogIndex> {
         match self.entries.iter().rposition(|entry| entry.term <= term) {
             Some(position) => {
                 (self.entries[position].term == term).then_some(LogIndex(self.offset.0 + position as u64 + 1))
@@ -112,14 +112,14 @@ impl RaftLog {
     }
 
     /// Appends an entry; it must follow the last one.
-    pub fn push(&mut self, entry: Entry) {
+    pub(super) fn push(&mut self, entry: Entry) {
         assert_eq!(entry.index, self.last_index().next(), "log entries must be dense");
         assert!(entry.term >= self.last_term(), "terms never decrease along the log");
         self.entries.push(entry);
     }
 
     /// Removes every entry at `index` and after.
-    pub fn truncate_from(&mut self, index: LogIndex) {
+    pub(super) fn truncate_from(&mut self, index: LogIndex) {
         assert!(index > self.offset, "compacted entries cannot be truncated");
         self.entries.truncate((index.0 - self.offset.0 - 1) as usize);
         self.persisted = self.persisted.min(index.prev());
@@ -127,7 +127,7 @@ impl RaftLog {
 
     /// Drops the entries up to and including `upto`, which must be held, and
     /// remembers its term.
-    pub fn compact(&mut self, upto: LogIndex) {
+    pub(super) fn compact(&mut self, upto: LogIndex) {
         if upto <= self.offset {
             return;
         }
@@ -138,26 +138,26 @@ impl RaftLog {
     }
 
     /// Replaces the whole log by a snapshot's end point `(index, term)`.
-    pub fn reset(&mut self, index: LogIndex, term: Term) {
+    pub(super) fn reset(&mut self, index: LogIndex, term: Term) {
         self.entries.clear();
         self.offset = index;
         self.offset_term = Some(term);
         self.persisted = self.persisted.min(index);
     }
 
-    pub fn persisted(&self) -> LogIndex {
+    pub(super) fn persisted(&self) -> LogIndex {
         self.persisted
     }
 
     /// Records that the driver made entries up to `index` durable; `index` is
     /// already capped by the caller at what is still part of the log.
-    pub fn mark_persisted(&mut self, index: LogIndex) {
+    pub(super) fn mark_persisted(&mut self, index: LogIndex) {
         let index = index.min(self.last_index());
         self.persisted = self.persisted.max(index);
     }
 
     /// Entries held, in order.
-    pub fn entries(&self) -> &[Entry] {
+    pub(super) fn entries(&self) -> &[Entry] {
         &self.entries
     }
 }

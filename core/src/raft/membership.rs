@@ -209,6 +209,71 @@ pub enum MembershipChange {
     RenewDisk(NodeId),
 }
 
+impl Membership {
+    /// The configuration `change` leads to from this one (itself not joint),
+    /// proposed by the leader `leader` voting from disk `leader_disk`. A
+    /// change of the voter set still has to go through a joint configuration
+    /// (the caller sets `outgoing`). `ready` tells the disk a member holds
+    /// everything committed on, or why it is not ready to vote.
+    ///
+    /// Pure: the leader's checks that need time or progress (a quorum of the
+    /// new voters caught up and heard from) come after.
+    pub fn apply_change(
+        &self,
+        change: MembershipChange,
+        (leader, leader_disk): (NodeId, DiskId),
+        ready: impl Fn(NodeId) -> Result<DiskId, ChangeError>,
+    ) -> Result<Membership, ChangeError> {
+        let mut next = self.clone();
+        match change {
+            MembershipChange::AddLearner(node) => {
+                if self.members().contains(&node) || node == leader {
+                    return Err(ChangeError::AlreadyMember(node));
+                }
+                next.learners.insert(node);
+            }
+            MembershipChange::Promote(node) => {
+                if !self.is_learner(node) {
+                    return Err(ChangeError::NotLearner(node));
+                }
+                let disk = ready(node)?;
+                next.learners.remove(&node);
+                next.voters.insert(node, disk);
+            }
+            MembershipChange::Remove(node) => {
+                let was_member = next.learners.remove(&node) || next.voters.remove(&node).is_some();
+                if !was_member {
+                    return Err(ChangeError::NotMember(node));
+                }
+            }
+            MembershipChange::Replace { remove, add } => {
+                if !self.voters.contains_key(&remove) {
+                    return Err(ChangeError::NotVoter(remove));
+                }
+                if !self.is_learner(add) {
+                    return Err(ChangeError::NotLearner(add));
+                }
+                let disk = ready(add)?;
+                next.voters.remove(&remove);
+                next.learners.remove(&add);
+                next.voters.insert(add, disk);
+            }
+            MembershipChange::RenewDisk(node) => {
+                let Some(recorded) = self.voters.get(&node).copied() else {
+                    return Err(ChangeError::NotVoter(node));
+                };
+                let disk = if node == leader { leader_disk } else { ready(node)? };
+                if disk == recorded {
+                    return Err(ChangeError::DiskCurrent(node));
+                }
+                next.voters.insert(node, disk);
+            }
+        }
+        next.validate()?;
+        Ok(next)
+    }
+}
+
 /// Why the leader refused a membership change. Nothing was appended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChangeError {
@@ -303,5 +368,45 @@ mod tests {
         membership.learners.insert(NodeId(1));
         assert_eq!(membership.validate(), Err(MembershipError::VoterAndLearner(NodeId(1))));
         assert_eq!(Membership::default().validate(), Err(MembershipError::NoVoters));
+    }
+
+    const LEADER: (NodeId, DiskId) = (NodeId(1), DiskId::BOOTSTRAP);
+
+    fn caught_up_on(disk: u64) -> impl Fn(NodeId) -> Result<DiskId, ChangeError> {
+        move |_| Ok(DiskId(disk))
+    }
+
+    #[test]
+    fn apply_change_adds_promotes_replaces_and_removes() {
+        let start = Membership::bootstrap(&ids(&[1, 2, 3]));
+        let added = start.apply_change(MembershipChange::AddLearner(NodeId(4)), LEADER, caught_up_on(9)).unwrap();
+        assert!(added.is_learner(NodeId(4)));
+        assert_eq!(added.voters, start.voters, "a learner changes no voter");
+        let promoted = added.apply_change(MembershipChange::Promote(NodeId(4)), LEADER, caught_up_on(9)).unwrap();
+        assert!(promoted.is_voter_on(NodeId(4), DiskId(9)), "a voter on the disk it caught up on");
+        let change = MembershipChange::Replace { remove: NodeId(2), add: NodeId(4) };
+        let replaced = added.apply_change(change, LEADER, caught_up_on(9)).unwrap();
+        assert!(!replaced.is_voter(NodeId(2)) && replaced.is_voter(NodeId(4)));
+        let removed = start.apply_change(MembershipChange::Remove(NodeId(3)), LEADER, caught_up_on(9)).unwrap();
+        assert_eq!(removed.members().len(), 2);
+        assert!(!removed.is_joint(), "the caller makes it joint");
+    }
+
+    #[test]
+    fn apply_change_refuses_what_cannot_be_done() {
+        let start = Membership::bootstrap(&ids(&[1, 2, 3]));
+        let refuse = |change, ready: &dyn Fn(NodeId) -> Result<DiskId, ChangeError>| {
+            start.apply_change(change, LEADER, ready).unwrap_err()
+        };
+        let any = |_| Ok(DiskId(7));
+        assert_eq!(refuse(MembershipChange::AddLearner(NodeId(2)), &any), ChangeError::AlreadyMember(NodeId(2)));
+        assert_eq!(refuse(MembershipChange::Promote(NodeId(2)), &any), ChangeError::NotLearner(NodeId(2)));
+        assert_eq!(refuse(MembershipChange::Remove(NodeId(9)), &any), ChangeError::NotMember(NodeId(9)));
+        assert_eq!(refuse(MembershipChange::RenewDisk(NodeId(1)), &any), ChangeError::DiskCurrent(NodeId(1)));
+        let behind = |node| Err(ChangeError::NotCaughtUp(node));
+        assert_eq!(refuse(MembershipChange::RenewDisk(NodeId(2)), &behind), ChangeError::NotCaughtUp(NodeId(2)));
+        let single = Membership::bootstrap(&ids(&[1]));
+        let last_voter = single.apply_change(MembershipChange::Remove(NodeId(1)), LEADER, any);
+        assert!(matches!(last_voter, Err(ChangeError::Invalid(_))), "{last_voter:?}");
     }
 }

@@ -1,37 +1,51 @@
 //! Raft consensus as a sans-IO state machine.
 //!
-//! Files follow concepts: [`node`] (the state machine and its inputs and
-//! outputs), [`log`] (entries and what of them is durable), [`progress`] (the
-//! leader's view of each follower), [`message`] (what nodes say to each
-//! other), [`config`] (every knob and limit), [`bug`] (deliberate bugs for the
-//! simulator), [`read`] (linearizable reads without log writes), [`transfer`]
-//! (leadership transfer), [`membership`] (configurations, joint consensus,
-//! disks), [`persist`] (what is made durable, and what a restart reads back).
+//! One file per concern, as in the SWIM core; everything public is
+//! re-exported here. `node.rs` holds [`RaftNode`]: its state, its inputs and
+//! outputs, and the drain order. The protocol's parts live beside it as
+//! further `impl RaftNode` blocks or as types of their own:
+//!
+//! - `election.rs`: pre-votes, votes, role changes, who may campaign,
+//!   check-quorum;
+//! - `replication.rs`: appends, heartbeats, the commit rule, configuration
+//!   changes (checked by the pure [`Membership::apply_change`]);
+//! - `snapshot.rs`: taking, compacting, sending in chunks, installing;
+//! - `read.rs`: linearizable, lease, session and stale reads;
+//! - `forward.rs`: proposals a follower forwards to the leader;
+//! - `transfer.rs`: leadership transfer;
+//! - `persist.rs`: the durability barrier, [`PersistRequest`],
+//!   [`DurableState`] and its one reference applier
+//!   ([`DurableState::apply`]);
+//! - `log.rs` (entries held and what of them is durable), `progress.rs` (the
+//!   leader's view of each follower), `message.rs` (what nodes say, and
+//!   [`Message::validate`]), `membership.rs` (configurations, joint
+//!   consensus, disks), `config.rs` (every knob and limit), `bug.rs`
+//!   (deliberate bugs, compiled only with the `bug-injection` feature).
 
-pub mod bug;
-pub mod config;
+mod bug;
+mod config;
 mod election;
 mod forward;
-pub mod log;
-pub mod membership;
-pub mod message;
-pub mod node;
-pub mod persist;
-pub mod progress;
-pub mod read;
+mod log;
+mod membership;
+mod message;
+mod node;
+mod persist;
+mod progress;
+mod read;
 mod replication;
 mod snapshot;
-pub mod transfer;
+mod transfer;
 
 pub use bug::Bug;
 pub use config::SnapshotPolicy;
 pub use config::{Config, ConfigError, ReadMode};
-pub use membership::{ChangeError, DiskId, Membership, MembershipChange, MembershipError, MAX_MEMBERS};
+pub use membership::{voter_name, ChangeError, DiskId, Membership, MembershipChange, MembershipError, MAX_MEMBERS};
 pub use message::{
     AppendResponse, ConflictHint, Entry, ForwardOutcome, Message, MessageBody, MessageError, Payload, RequestTag,
     Snapshot, SnapshotMeta, MAX_ENTRIES_PER_MESSAGE,
 };
-pub use node::{Action, ClientResult, DropReason, Event, RaftNode, Role, FORWARD_TIMEOUT_ELECTIONS};
+pub use node::{Action, ClientResult, DropReason, Event, RaftNode, Role, Status, FORWARD_TIMEOUT_ELECTIONS};
 pub use persist::{ApplyError, DurableState, HardState, PersistId, PersistRequest, RestartError};
 pub use read::ReadConsistency;
 pub use transfer::TransferError;

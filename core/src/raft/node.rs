@@ -115,6 +115,47 @@ pub enum Action {
     Event(Event),
 }
 
+/// What [`RaftNode::status`] reports: the node's state at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Its role in its current term.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// Whom it voted for in its current term.
+    pub voted_for: Option<NodeId>,
+    /// The leader it follows (itself when leader).
+    pub leader: Option<NodeId>,
+    /// Its disk.
+    pub disk: DiskId,
+    /// This life of its disk (see [`HardState::incarnation`]).
+    pub incarnation: u64,
+    /// Is it a voter, on this disk, in the configuration in force?
+    pub is_voter: bool,
+    /// May it start an election (see [`RaftNode::may_campaign`])?
+    pub may_campaign: bool,
+    /// The first log index still held (earlier entries were compacted).
+    pub first_index: LogIndex,
+    /// The last log index.
+    pub last_index: LogIndex,
+    /// The term of the last log entry (or of the snapshot's end).
+    pub last_term: Term,
+    /// The highest log index acknowledged as durable by the driver.
+    pub persisted_index: LogIndex,
+    /// The highest index known committed.
+    pub commit_index: LogIndex,
+    /// The highest index applied to the state machine.
+    pub applied_index: LogIndex,
+    /// Messages held back until a write is acknowledged.
+    pub held_message_count: usize,
+    /// Reads this leader holds (waiting for confirmation or apply).
+    pub pending_read_count: usize,
+    /// The target of the leadership transfer in progress, if any.
+    pub transfer_target: Option<NodeId>,
+}
+
 /// A Raft node as a pure state machine.
 ///
 /// Inputs: [`handle_message`](Self::handle_message),
@@ -367,10 +408,6 @@ impl<S: StateMachine> RaftNode<S> {
         self.term
     }
 
-    pub fn voted_for(&self) -> Option<NodeId> {
-        self.voted_for
-    }
-
     pub fn role(&self) -> Role {
         self.role
     }
@@ -392,11 +429,6 @@ impl<S: StateMachine> RaftNode<S> {
         self.log.last_index()
     }
 
-    /// Highest log index acknowledged as durable by the driver.
-    pub fn persisted_index(&self) -> LogIndex {
-        self.log.persisted()
-    }
-
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
         self.log.entry(index)
     }
@@ -407,38 +439,37 @@ impl<S: StateMachine> RaftNode<S> {
         self.log.term(index)
     }
 
-    /// The term of the last log entry (or of the snapshot's end).
-    pub fn last_term(&self) -> Term {
-        self.log.last_term()
-    }
-
     /// The hard state as of the last acknowledged write.
     pub fn durable_hard_state(&self) -> HardState {
         self.durability.durable_hard_state()
     }
 
+    /// A snapshot of the node's state, for observers (status pages, the
+    /// simulator's checkers, tests).
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.id(),
+            role: self.role,
+            term: self.term,
+            voted_for: self.voted_for,
+            leader: self.leader,
+            disk: self.disk,
+            incarnation: self.incarnation,
+            is_voter: self.self_votes(),
+            may_campaign: self.may_campaign(),
+            first_index: self.log.first_index(),
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+            persisted_index: self.log.persisted(),
+            commit_index: self.commit,
+            applied_index: self.applied,
+            held_message_count: self.durability.held_count(),
+            pending_read_count: self.reads.len(),
+            transfer_target: self.transfer.map(|transfer| transfer.target),
+        }
+    }
     pub fn state_machine(&self) -> &S {
         &self.state_machine
-    }
-
-    /// Messages held back until a write is acknowledged.
-    pub fn held_message_count(&self) -> usize {
-        self.durability.held_count()
-    }
-
-    /// Reads this leader holds (waiting for confirmation or apply).
-    pub fn pending_read_count(&self) -> usize {
-        self.reads.len()
-    }
-
-    /// The target of the leadership transfer in progress, if any.
-    pub fn transfer_target(&self) -> Option<NodeId> {
-        self.transfer.map(|transfer| transfer.target)
-    }
-
-    /// This node's disk.
-    pub fn disk(&self) -> DiskId {
-        self.disk
     }
 
     /// The configuration in force on this node (the latest it has appended).
@@ -451,19 +482,9 @@ impl<S: StateMachine> RaftNode<S> {
         self.membership_at(self.commit)
     }
 
-    /// Does this node vote (is it a voter on its current disk)?
-    pub fn is_voter(&self) -> bool {
-        self.self_votes()
-    }
-
     /// The latest snapshot this node holds.
     pub fn snapshot(&self) -> Option<&Snapshot> {
         self.snapshot.as_ref()
-    }
-
-    /// The first log index still held (earlier entries were compacted).
-    pub fn first_index(&self) -> LogIndex {
-        self.log.first_index()
     }
 
     /// The leader's view of `peer`'s match index (leader only).
@@ -480,6 +501,7 @@ impl<S: StateMachine> RaftNode<S> {
     ///
     /// Proposals are batched: those made before the driver polls are
     /// replicated in one append per follower and made durable in one write.
+    #[must_use = "every action must be performed, in order"]
     pub fn poll_action(&mut self) -> Option<Action> {
         if self.batch_open {
             self.finish_input();
@@ -488,6 +510,7 @@ impl<S: StateMachine> RaftNode<S> {
     }
 
     /// When the node next needs [`handle_timeout`](Self::handle_timeout).
+    #[must_use]
     pub fn poll_timeout(&self) -> Time {
         let reads = self.local_reads.values().map(|read| read.deadline).min();
         let forwarded = self.forwarded.deadline().into_iter().chain(reads).min();

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 /// How the leader is currently replicating to one follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReplicationState {
+pub(super) enum ReplicationState {
     /// The match point is unknown: send one append at a time and wait.
     Probe,
     /// The follower is known to match: pipeline appends optimistically.
@@ -18,7 +18,7 @@ pub enum ReplicationState {
 
 /// Progress of one follower, kept by the leader.
 #[derive(Clone, Debug)]
-pub struct Progress {
+pub(super) struct Progress {
     /// Highest index known to be replicated (and durable) on the follower.
     pub match_index: LogIndex,
     /// Next index to send.
@@ -51,7 +51,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(next_index: LogIndex) -> Progress {
+    pub(super) fn new(next_index: LogIndex) -> Progress {
         Progress {
             match_index: LogIndex::ZERO,
             next_index,
@@ -69,19 +69,19 @@ impl Progress {
         }
     }
 
-    pub fn become_probe(&mut self) {
+    pub(super) fn become_probe(&mut self) {
         self.state = ReplicationState::Probe;
         self.next_index = self.match_index.next();
         self.reset_inflight();
     }
 
-    pub fn become_replicate(&mut self) {
+    pub(super) fn become_replicate(&mut self) {
         self.state = ReplicationState::Replicate;
         self.next_index = self.match_index.next();
         self.reset_inflight();
     }
 
-    pub fn become_snapshot(&mut self, index: LogIndex) {
+    pub(super) fn become_snapshot(&mut self, index: LogIndex) {
         self.state = ReplicationState::Snapshot { index };
         self.snapshot_received = 0;
         self.reset_inflight();
@@ -99,7 +99,7 @@ impl Progress {
     /// flight to its earlier life are lost, so probe again from the match
     /// point (which also shows at once whether the disk still holds what it
     /// acknowledged). Returns whether the follower restarted.
-    pub fn observe_disk(&mut self, disk: DiskId, incarnation: u64) -> bool {
+    pub(super) fn observe_disk(&mut self, disk: DiskId, incarnation: u64) -> bool {
         if self.disk.is_some_and(|known| known != disk) {
             self.match_index = LogIndex::ZERO;
             self.read_context_acked = 0;
@@ -127,7 +127,7 @@ impl Progress {
     /// at or before the match point is an answer to an older append,
     /// reordered. From a later life than the acknowledgement's, it can only
     /// mean the disk no longer holds what it acknowledged.
-    pub fn proves_lost_entries(&self, rejected_prev_index: LogIndex, incarnation: u64) -> bool {
+    pub(super) fn proves_lost_entries(&self, rejected_prev_index: LogIndex, incarnation: u64) -> bool {
         rejected_prev_index <= self.match_index
             && self.match_index != LogIndex::ZERO
             && incarnation > self.match_incarnation
@@ -135,7 +135,7 @@ impl Progress {
 
     /// The follower lost what it acknowledged: forget the match and probe
     /// again.
-    pub fn forget_match(&mut self, incarnation: u64) {
+    pub(super) fn forget_match(&mut self, incarnation: u64) {
         self.match_index = LogIndex::ZERO;
         self.match_incarnation = incarnation;
         self.become_probe();
@@ -143,7 +143,7 @@ impl Progress {
 
     /// Records a match acknowledged by life `incarnation` of the follower's
     /// disk. Returns false if it was stale.
-    pub fn acknowledge(&mut self, match_index: LogIndex, incarnation: u64) -> bool {
+    pub(super) fn acknowledge(&mut self, match_index: LogIndex, incarnation: u64) -> bool {
         if match_index >= self.match_index {
             self.match_incarnation = self.match_incarnation.max(incarnation);
         }
@@ -164,13 +164,13 @@ impl Progress {
     }
 
     /// Are `count_limit` appends or `bytes_limit` bytes already in flight?
-    pub fn inflight_full(&self, count_limit: usize, bytes_limit: usize) -> bool {
+    pub(super) fn inflight_full(&self, count_limit: usize, bytes_limit: usize) -> bool {
         self.inflight.len() >= count_limit || self.inflight_bytes >= bytes_limit
     }
 
     /// Records a sent append whose last entry is `last`, carrying `bytes` of
     /// payload.
-    pub fn sent_entries(&mut self, last: LogIndex, bytes: usize) {
+    pub(super) fn sent_entries(&mut self, last: LogIndex, bytes: usize) {
         match self.state {
             ReplicationState::Probe | ReplicationState::Snapshot { .. } => self.probe_sent = true,
             ReplicationState::Replicate => {

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 /// Most heartbeat rounds whose send time a leader remembers. An answer to an
 /// older round still counts for ReadIndex, but grants no lease.
-pub const MAX_TRACKED_ROUNDS: usize = 64;
+pub(super) const MAX_TRACKED_ROUNDS: usize = 64;
 
 /// How a client chooses, per read, between freshness and cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub enum ReadConsistency {
 
 /// Who a read held by the leader is for.
 #[derive(Clone, Debug)]
-pub enum ReadOrigin {
+pub(super) enum ReadOrigin {
     /// A client of this node.
     Local { request: RequestId, query: Vec<u8> },
     /// A follower's ReadIndex request `id`: the answer is the read index.
@@ -44,7 +44,7 @@ pub enum ReadOrigin {
 
 /// One read held by the leader.
 #[derive(Clone, Debug)]
-pub struct PendingRead {
+pub(super) struct PendingRead {
     pub origin: ReadOrigin,
     /// A leader lease may confirm it (instead of a heartbeat round).
     pub allow_lease: bool,
@@ -61,7 +61,7 @@ pub struct PendingRead {
 
 /// A read a node answers from its own state once it has applied `ready_at`.
 #[derive(Clone, Debug)]
-pub struct LocalRead {
+pub(super) struct LocalRead {
     pub request: RequestId,
     pub query: Vec<u8>,
     /// The index to wait for; `None` while the leader's read index is awaited.
@@ -72,7 +72,7 @@ pub struct LocalRead {
 
 /// The leader's reads and heartbeat rounds. Cleared on every role change.
 #[derive(Debug, Default)]
-pub struct ReadQueue {
+pub(super) struct ReadQueue {
     /// In arrival order; contexts and read indexes never decrease along it.
     pub reads: VecDeque<PendingRead>,
     /// Send time of each recent round, oldest first.
@@ -80,16 +80,16 @@ pub struct ReadQueue {
 }
 
 impl ReadQueue {
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.reads.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.reads.is_empty()
     }
 
     /// Remembers that round `context` went out at `now`.
-    pub fn round_sent(&mut self, context: u64, now: Time) {
+    pub(super) fn round_sent(&mut self, context: u64, now: Time) {
         debug_assert!(self.rounds.back().is_none_or(|(last, _)| *last < context), "rounds are numbered upward");
         if self.rounds.len() >= MAX_TRACKED_ROUNDS {
             self.rounds.pop_front();
@@ -98,24 +98,24 @@ impl ReadQueue {
     }
 
     /// When round `context` was sent, if it is still remembered.
-    pub fn sent_at(&self, context: u64) -> Option<Time> {
+    pub(super) fn sent_at(&self, context: u64) -> Option<Time> {
         // Rounds are numbered upward, so the queue is sorted.
         let position = self.rounds.binary_search_by_key(&context, |(round, _)| *round).ok()?;
         Some(self.rounds[position].1)
     }
 
     /// Does a read wait on round `context` without being confirmed yet?
-    pub fn waiting_on(&self, context: u64) -> bool {
+    pub(super) fn waiting_on(&self, context: u64) -> bool {
         self.reads.iter().any(|read| !read.confirmed && read.context == context)
     }
 
     /// Does any read wait for a round later than `context`?
-    pub fn waiting_after(&self, context: u64) -> bool {
+    pub(super) fn waiting_after(&self, context: u64) -> bool {
         self.reads.iter().any(|read| !read.confirmed && read.context > context)
     }
 
     /// Forgets everything, returning the reads that were still held.
-    pub fn clear(&mut self) -> VecDeque<PendingRead> {
+    pub(super) fn clear(&mut self) -> VecDeque<PendingRead> {
         self.rounds.clear();
         std::mem::take(&mut self.reads)
     }

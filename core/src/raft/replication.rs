@@ -451,71 +451,17 @@ impl<S: StateMachine> RaftNode<S> {
         if self.membership.is_joint() || latest_index > self.commit {
             return Err(ChangeError::ChangeInFlight);
         }
-        let current = self.membership.clone();
-        let mut next = current.clone();
         // A learner is ready to vote once it holds everything committed, on
         // a disk we know.
-        let caught_up = |node: NodeId| -> Result<DiskId, ChangeError> {
+        let ready = |node: NodeId| -> Result<DiskId, ChangeError> {
             let progress = self.progress.get(&node).ok_or(ChangeError::NotMember(node))?;
             match progress.disk {
                 Some(disk) if progress.match_index >= self.commit => Ok(disk),
                 _ => Err(ChangeError::NotCaughtUp(node)),
             }
         };
-        let voters_change = match change {
-            MembershipChange::AddLearner(node) => {
-                if current.members().contains(&node) || node == self.id() {
-                    return Err(ChangeError::AlreadyMember(node));
-                }
-                next.learners.insert(node);
-                false
-            }
-            MembershipChange::Promote(node) => {
-                if !current.is_learner(node) {
-                    return Err(ChangeError::NotLearner(node));
-                }
-                let disk = caught_up(node)?;
-                next.learners.remove(&node);
-                next.voters.insert(node, disk);
-                true
-            }
-            MembershipChange::Remove(node) => {
-                if current.is_learner(node) {
-                    next.learners.remove(&node);
-                    false
-                } else if current.voters.contains_key(&node) {
-                    next.voters.remove(&node);
-                    true
-                } else {
-                    return Err(ChangeError::NotMember(node));
-                }
-            }
-            MembershipChange::Replace { remove, add } => {
-                if !current.voters.contains_key(&remove) {
-                    return Err(ChangeError::NotVoter(remove));
-                }
-                if !current.is_learner(add) {
-                    return Err(ChangeError::NotLearner(add));
-                }
-                let disk = caught_up(add)?;
-                next.voters.remove(&remove);
-                next.learners.remove(&add);
-                next.voters.insert(add, disk);
-                true
-            }
-            MembershipChange::RenewDisk(node) => {
-                let Some(recorded) = current.voters.get(&node).copied() else {
-                    return Err(ChangeError::NotVoter(node));
-                };
-                let disk = if node == self.id() { self.disk } else { caught_up(node)? };
-                if disk == recorded {
-                    return Err(ChangeError::DiskCurrent(node));
-                }
-                next.voters.insert(node, disk);
-                true
-            }
-        };
-        next.validate()?;
+        let mut next = self.membership.apply_change(change, (self.id(), self.disk), ready)?;
+        let voters_change = next.voters != self.membership.voters;
         // Refuse a voter set that could not commit anything right now (as
         // etcd's strict reconfiguration check does): a majority of the new
         // voters must be caught up on the disk the configuration records and
@@ -540,7 +486,7 @@ impl<S: StateMachine> RaftNode<S> {
             return Err(ChangeError::WouldLoseQuorum);
         }
         if voters_change && !self.config.bug(Bug::NoJointConsensus) {
-            next.outgoing = current.voters.clone();
+            next.outgoing = self.membership.voters.clone();
         }
         let index = self.log.last_index().next();
         self.append(Entry { index, term: self.term, payload: Payload::Config(next) });

@@ -25,7 +25,7 @@ pub enum TransferError {
 
 /// A transfer in progress on the leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Transfer {
+pub(super) struct Transfer {
     pub target: NodeId,
     /// When the transfer is abandoned if this node still leads.
     pub deadline: Time,

@@ -232,6 +232,7 @@ impl SwimNode {
     // ----- outputs --------------------------------------------------------
 
     /// The next action to perform, in order.
+    #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
@@ -240,6 +241,7 @@ impl SwimNode {
     /// It may lie in the past (a new confirmation can shorten a running
     /// suspicion below the time already elapsed): then call it at once.
     /// Costs time linear in the number of suspects and relays.
+    #[must_use]
     pub fn poll_timeout(&self) -> Time {
         let mut deadline = self.next_probe_at;
         if let Some(Probe { phase: ProbePhase::Direct { deadline: direct }, acked: false, .. }) = &self.probe {

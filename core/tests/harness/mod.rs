@@ -352,7 +352,7 @@ impl Cluster {
         let Some(node) = self.members.get(&id).and_then(|member| member.node.as_ref()) else {
             return;
         };
-        for index in node.first_index().0..=node.commit_index().0 {
+        for index in node.status().first_index.0..=node.commit_index().0 {
             let index = LogIndex(index);
             let Some(entry) = node.entry(index) else {
                 self.safety_violations

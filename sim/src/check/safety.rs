@@ -22,7 +22,7 @@
 //!   life would be taken for the new request).
 //! - Nodes' own protocol-violation reports (peer input they rejected as unsafe).
 
-use chorus_core::raft::membership::voter_name;
+use chorus_core::raft::voter_name;
 use chorus_core::raft::{
     DiskId, Entry, Membership, Message, MessageBody, Payload, PersistRequest, RaftNode, RequestTag, Role,
 };
@@ -436,7 +436,7 @@ impl SafetyChecker {
         let votes = self.granted.get(&(term, id));
         let membership = raft.membership();
         let won = membership.is_quorum(|voter, disk| {
-            (voter == id && disk == raft.disk()) || votes.is_some_and(|votes| votes.contains(&(voter, disk)))
+            (voter == id && disk == raft.status().disk) || votes.is_some_and(|votes| votes.contains(&(voter, disk)))
         });
         if !won {
             let granted: Vec<String> =
@@ -498,7 +498,7 @@ impl SafetyChecker {
         // The restarted log must still agree with everything committed that it holds.
         let restored_commit = raft.commit_index();
         self.nodes[node].commit_seen = LogIndex::ZERO;
-        self.check_committed(node, raft, raft.first_index(), restored_commit);
+        self.check_committed(node, raft, raft.status().first_index, restored_commit);
         self.nodes[node].commit_seen = restored_commit;
         self.nodes[node].applied_seen = LogIndex::ZERO;
         self.after_step(node, raft);
