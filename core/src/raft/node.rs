@@ -795,26 +795,15 @@ impl<S: StateMachine> RaftNode<S> {
                 }
             }
             MessageBody::Heartbeat { commit, read_context } => {
-                if !self.accept_leader(now, from) {
-                    return;
+                if self.accept_leader(now, from) {
+                    self.handle_heartbeat(from, commit, read_context);
                 }
-                // The leader capped `commit` at what it knows we hold.
-                let commit = commit.min(self.log.last_index());
-                if commit > self.commit {
-                    self.commit = commit;
-                }
-                self.send(from, MessageBody::HeartbeatResponse { read_context });
             }
             MessageBody::HeartbeatResponse { read_context } => {
-                if self.role != Role::Leader {
-                    return;
+                if self.role == Role::Leader {
+                    self.handle_heartbeat_response(now, from, read_context);
+                    self.maybe_send_timeout_now(now);
                 }
-                if read_context > self.read_context {
-                    self.violation(format!("{from} answered heartbeat round {read_context}, which was never sent"));
-                    return;
-                }
-                self.handle_heartbeat_response(now, from, read_context);
-                self.maybe_send_timeout_now(now);
             }
             MessageBody::TimeoutNow => match self.role {
                 Role::Leader => self.violation(format!("{from} told the leader of term {} to campaign", self.term)),

@@ -43,48 +43,12 @@ impl<S: StateMachine> RaftNode<S> {
             entries.drain(..settled);
         }
 
-        let prev_matches = match self.log.term(prev_log_index) {
-            None => false,
-            Some(_) if self.config.bug(Bug::AppendWithoutPrevCheck) => true,
-            Some(term) => term == prev_log_term,
-        };
-        if !prev_matches {
-            if prev_log_index == self.commit {
-                self.violation(format!(
-                    "{} sent an append whose entry {} (term {}) conflicts with our committed entry",
-                    from, prev_log_index, prev_log_term
-                ));
-                return;
-            }
-            let hint = match self.log.term(prev_log_index) {
-                None => ConflictHint { conflict_term: None, first_index: self.log.last_index().next() },
-                Some(term) => ConflictHint {
-                    conflict_term: Some(term),
-                    first_index: self.log.first_index_of_term_at(prev_log_index),
-                },
-            };
-            let response = AppendResponse::Rejected { rejected_prev_index: prev_log_index, hint };
-            self.send(from, MessageBody::AppendEntriesResponse(response));
-            return;
+        if !self.prev_matches(prev_log_index, prev_log_term) {
+            return self.reject_append(from, prev_log_index, prev_log_term);
         }
-
         let match_index = LogIndex(prev_log_index.0 + entries.len() as u64);
-        let first_new =
-            entries.iter().position(|entry| self.log.term(entry.index) != Some(entry.term)).unwrap_or(entries.len());
-        if let Some(first) = entries.get(first_new) {
-            if first.index <= self.log.last_index() {
-                if first.index <= self.commit {
-                    self.violation(format!(
-                        "{} sent entry {} (term {}) that would overwrite our committed entry",
-                        from, first.index, first.term
-                    ));
-                    return;
-                }
-                self.truncate_from(first.index);
-            }
-            for entry in entries.drain(first_new..) {
-                self.append(entry);
-            }
+        if !self.append_new_entries(from, entries) {
+            return;
         }
         let new_commit = leader_commit.min(match_index);
         if new_commit > self.commit {
@@ -93,6 +57,60 @@ impl<S: StateMachine> RaftNode<S> {
         let response = MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index });
         let durable = !self.config.bug(Bug::AckAppendBeforePersist);
         self.send_with_term(from, self.term, response, durable);
+    }
+
+    /// Does our log hold the entry an append follows?
+    fn prev_matches(&self, prev_log_index: LogIndex, prev_log_term: Term) -> bool {
+        match self.log.term(prev_log_index) {
+            None => false,
+            Some(_) if self.config.bug(Bug::AppendWithoutPrevCheck) => true,
+            Some(term) => term == prev_log_term,
+        }
+    }
+
+    /// Refuses an append whose previous entry we do not hold, with a hint of
+    /// where our log could agree with the leader's.
+    fn reject_append(&mut self, from: NodeId, prev_log_index: LogIndex, prev_log_term: Term) {
+        if prev_log_index == self.commit {
+            self.violation(format!(
+                "{} sent an append whose entry {} (term {}) conflicts with our committed entry",
+                from, prev_log_index, prev_log_term
+            ));
+            return;
+        }
+        let hint = match self.log.term(prev_log_index) {
+            None => ConflictHint { conflict_term: None, first_index: self.log.last_index().next() },
+            Some(term) => {
+                ConflictHint { conflict_term: Some(term), first_index: self.log.first_index_of_term_at(prev_log_index) }
+            }
+        };
+        let response = AppendResponse::Rejected { rejected_prev_index: prev_log_index, hint };
+        self.send(from, MessageBody::AppendEntriesResponse(response));
+    }
+
+    /// Appends the entries we do not hold yet, truncating a conflicting
+    /// suffix first. False (with a violation) if that would overwrite a
+    /// committed entry.
+    fn append_new_entries(&mut self, from: NodeId, mut entries: Vec<Entry>) -> bool {
+        let first_new =
+            entries.iter().position(|entry| self.log.term(entry.index) != Some(entry.term)).unwrap_or(entries.len());
+        let Some(first) = entries.get(first_new) else {
+            return true;
+        };
+        if first.index <= self.log.last_index() {
+            if first.index <= self.commit {
+                self.violation(format!(
+                    "{} sent entry {} (term {}) that would overwrite our committed entry",
+                    from, first.index, first.term
+                ));
+                return false;
+            }
+            self.truncate_from(first.index);
+        }
+        for entry in entries.drain(first_new..) {
+            self.append(entry);
+        }
+        true
     }
 
     pub(super) fn handle_append_response(&mut self, from: NodeId, incarnation: u64, response: AppendResponse) {
@@ -162,7 +180,21 @@ impl<S: StateMachine> RaftNode<S> {
         }
     }
 
+    /// A heartbeat from the leader of our term.
+    pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: LogIndex, read_context: u64) {
+        // The leader capped `commit` at what it knows we hold.
+        let commit = commit.min(self.log.last_index());
+        if commit > self.commit {
+            self.commit = commit;
+        }
+        self.send(from, MessageBody::HeartbeatResponse { read_context });
+    }
+
     pub(super) fn handle_heartbeat_response(&mut self, now: Time, from: NodeId, read_context: u64) {
+        if read_context > self.read_context {
+            self.violation(format!("{from} answered heartbeat round {read_context}, which was never sent"));
+            return;
+        }
         let last_index = self.log.last_index();
         let (count_limit, bytes_limit) = (self.config.max_inflight_appends, self.config.max_inflight_bytes);
         let Some(progress) = self.progress.get_mut(&from) else {
