@@ -4,7 +4,8 @@
 use super::bug::Bug;
 use super::membership::{DiskId, Membership, VoteTally};
 use super::message::{Entry, MessageBody, Payload};
-use super::node::{ClientResult, DropReason, Event, RaftNode, Role};
+use super::node::{RaftNode, Role};
+use super::output::{ClientResult, DropReason, Event};
 use super::progress::Progress;
 use super::read::ReadOrigin;
 use crate::state_machine::StateMachine;

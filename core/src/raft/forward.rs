@@ -3,7 +3,8 @@
 
 use super::bug::Bug;
 use super::message::{Entry, ForwardOutcome, MessageBody, Payload, RequestTag};
-use super::node::{ClientResult, DropReason, RaftNode, Role, FORWARD_TIMEOUT_ELECTIONS};
+use super::node::{RaftNode, Role, FORWARD_TIMEOUT_ELECTIONS};
+use super::output::{ClientResult, DropReason};
 use crate::state_machine::StateMachine;
 use crate::types::{LogIndex, NodeId, RequestId, Term, Time};
 use std::collections::BTreeMap;

@@ -26,7 +26,7 @@ pub enum Payload {
     /// apply any a log holds.
     Read(Vec<u8>),
     /// A new cluster configuration. It takes effect on each node as soon as
-    /// the node appends it (see [`super::membership`]).
+    /// the node appends it (see [`Membership`](super::Membership)).
     Config(Membership),
 }
 

@@ -16,6 +16,8 @@
 //! - `persist.rs`: the durability barrier, [`PersistRequest`],
 //!   [`DurableState`] and its one reference applier
 //!   ([`DurableState::apply`]);
+//! - `output.rs`: what a node tells its driver ([`Action`], [`Event`],
+//!   [`ClientResult`], [`Status`]);
 //! - `log.rs` (entries held and what of them is durable), `progress.rs` (the
 //!   leader's view of each follower), `message.rs` (what nodes say, and
 //!   [`Message::validate`]), `membership.rs` (configurations, joint
@@ -30,6 +32,7 @@ mod log;
 mod membership;
 mod message;
 mod node;
+mod output;
 mod persist;
 mod progress;
 mod read;
@@ -45,7 +48,8 @@ pub use message::{
     AppendResponse, ConflictHint, Entry, ForwardOutcome, Message, MessageBody, MessageError, Payload, RequestTag,
     Snapshot, SnapshotMeta, MAX_ENTRIES_PER_MESSAGE,
 };
-pub use node::{Action, ClientResult, DropReason, Event, RaftNode, Role, Status, FORWARD_TIMEOUT_ELECTIONS};
+pub use node::{RaftNode, Role, FORWARD_TIMEOUT_ELECTIONS};
+pub use output::{Action, ClientResult, DropReason, Event, Status};
 pub use persist::{ApplyError, DurableState, HardState, PersistId, PersistRequest, RestartError};
 pub use read::ReadConsistency;
 pub use transfer::TransferError;

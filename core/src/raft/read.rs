@@ -4,7 +4,8 @@
 
 use super::bug::Bug;
 use super::message::{MessageBody, RequestTag};
-use super::node::{ClientResult, DropReason, RaftNode, Role, FORWARD_TIMEOUT_ELECTIONS};
+use super::node::{RaftNode, Role, FORWARD_TIMEOUT_ELECTIONS};
+use super::output::{ClientResult, DropReason};
 use crate::state_machine::StateMachine;
 use crate::types::{LogIndex, NodeId, RequestId, Time};
 use std::collections::VecDeque;

@@ -4,7 +4,8 @@
 use super::bug::Bug;
 use super::membership::{ChangeError, DiskId, Membership, MembershipChange};
 use super::message::{AppendResponse, ConflictHint, Entry, MessageBody, Payload};
-use super::node::{ClientResult, DropReason, Event, RaftNode, Role};
+use super::node::{RaftNode, Role};
+use super::output::{ClientResult, DropReason, Event};
 use super::progress::{Progress, ReplicationState};
 use crate::state_machine::StateMachine;
 use crate::types::{LogIndex, NodeId, RequestId, Term, Time};

@@ -3,7 +3,8 @@
 
 use super::bug::Bug;
 use super::message::{AppendResponse, MessageBody, Snapshot, SnapshotMeta};
-use super::node::{Event, RaftNode};
+use super::node::RaftNode;
+use super::output::Event;
 use super::progress::ReplicationState;
 use crate::state_machine::StateMachine;
 use crate::types::{LogIndex, NodeId, Term};
