@@ -26,10 +26,14 @@ pub const FORWARD_TIMEOUT_ELECTIONS: u64 = 10;
 /// The role a node plays in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
+    /// Follows the leader it knows of, if any; votes; campaigns when the
+    /// election timeout passes without word from a leader.
     Follower,
     /// Asking for pre-votes; the term has not been incremented.
     PreCandidate,
+    /// Campaigning in a term it started; voted for itself.
     Candidate,
+    /// Leads its term: takes proposals and reads, replicates, commits.
     Leader,
 }
 
@@ -273,18 +277,22 @@ impl<S: StateMachine> RaftNode<S> {
         node
     }
 
+    /// This node's id.
     pub fn id(&self) -> NodeId {
         self.config.id
     }
 
+    /// The configuration the node was built with.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The current term.
     pub fn term(&self) -> Term {
         self.term
     }
 
+    /// The role in the current term.
     pub fn role(&self) -> Role {
         self.role
     }
@@ -294,18 +302,25 @@ impl<S: StateMachine> RaftNode<S> {
         self.leader
     }
 
+    /// The highest log index this node knows committed.
     pub fn commit_index(&self) -> LogIndex {
         self.commit
     }
 
+    /// The highest log index applied to the state machine. After draining
+    /// the actions of an input, every answer drained reflects at least this
+    /// state (the token for session reads).
     pub fn applied_index(&self) -> LogIndex {
         self.applied
     }
 
+    /// The index of the last entry in the log (durable or not).
     pub fn last_index(&self) -> LogIndex {
         self.log.last_index()
     }
 
+    /// The entry at `index`, if the log still holds it (not compacted, not
+    /// past the end).
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
         self.log.entry(index)
     }
@@ -345,6 +360,7 @@ impl<S: StateMachine> RaftNode<S> {
             transfer_target: self.transfer.map(|transfer| transfer.target),
         }
     }
+    /// The state machine, as applied up to [`applied_index`](Self::applied_index).
     pub fn state_machine(&self) -> &S {
         &self.state_machine
     }

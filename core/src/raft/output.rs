@@ -16,7 +16,10 @@ pub enum ClientResult {
     /// The request was not appended anywhere. A leader that is transferring
     /// leadership also refuses proposals this way, with the transfer target
     /// (the expected next leader) as the hint.
-    NotLeader { leader_hint: NodeId },
+    NotLeader {
+        /// Where to send the request instead.
+        leader_hint: NodeId,
+    },
     /// This node knows of no leader (an election is under way). The request
     /// was not appended anywhere.
     NoLeader,
@@ -51,21 +54,50 @@ impl DropReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The node's role or term changed.
-    RoleChanged { role: Role, term: Term },
+    RoleChanged {
+        /// The new role.
+        role: Role,
+        /// The term it holds it in.
+        term: Term,
+    },
     /// A peer broke the protocol (or the cluster's safety is already broken).
     /// The offending input was ignored; nothing of the node's state changed.
-    Violation { description: String },
+    Violation {
+        /// What was wrong, naming the peer, for a human reading a log.
+        description: String,
+    },
     /// This leader started handing leadership to `target`; it refuses
     /// proposals until the transfer ends.
-    TransferStarted { target: NodeId, term: Term },
+    TransferStarted {
+        /// The voter that should take over.
+        target: NodeId,
+        /// This leader's term.
+        term: Term,
+    },
     /// The target did not take over within an election timeout; this leader
     /// takes proposals again.
-    TransferAbandoned { target: NodeId, term: Term },
+    TransferAbandoned {
+        /// The voter that did not take over.
+        target: NodeId,
+        /// This leader's term.
+        term: Term,
+    },
     /// The configuration in force on this node changed: an entry at `index`
     /// was appended (or a truncation or snapshot brought back an older one).
-    MembershipChanged { index: LogIndex, membership: Membership },
+    MembershipChanged {
+        /// The index of the configuration entry now in force (the log's
+        /// offset for a configuration from a snapshot or the bootstrap).
+        index: LogIndex,
+        /// The configuration now in force.
+        membership: Membership,
+    },
     /// This node installed a snapshot received from the leader.
-    SnapshotInstalled { index: LogIndex, term: Term },
+    SnapshotInstalled {
+        /// The last index the snapshot covers.
+        index: LogIndex,
+        /// The term of that entry.
+        term: Term,
+    },
     /// This leader learned that `follower`, after restarting on the same disk,
     /// no longer holds entries it had acknowledged (up to `acknowledged`; its
     /// log now ends at or diverges before `holds`): its disk lost writes it
@@ -74,7 +106,14 @@ pub enum Event {
     /// from where its log really ends. An entry committed with that
     /// acknowledgement may already be unsafe (see the crate docs on lost
     /// disks): investigate the follower's storage.
-    FollowerLostEntries { follower: NodeId, acknowledged: LogIndex, holds: LogIndex },
+    FollowerLostEntries {
+        /// The follower whose disk lost acknowledged entries.
+        follower: NodeId,
+        /// The highest index it had acknowledged.
+        acknowledged: LogIndex,
+        /// Where its log now ends or diverges, at the latest.
+        holds: LogIndex,
+    },
 }
 
 /// One thing the driver must do. See [`RaftNode`](super::RaftNode) for the drain order.
@@ -85,7 +124,12 @@ pub enum Action {
     /// Make a write durable, then call [`RaftNode::handle_persisted`](super::RaftNode::handle_persisted).
     Persist(PersistRequest),
     /// Answer a client request.
-    Respond { request: RequestId, result: ClientResult },
+    Respond {
+        /// The request being answered, as the client's input named it.
+        request: RequestId,
+        /// The answer.
+        result: ClientResult,
+    },
     /// Informational.
     Event(Event),
 }
