@@ -4,7 +4,7 @@
 //! whole cluster — network, disks, clocks, clients and faults — in virtual
 //! time on one thread; the same seed and build replay byte for byte.
 //!
-//! Code map: [`simulation`] (the event loop and the two phases), [`network`],
+//! Code map: [`raft`] (the Raft world: event loop, faults, operator, checker glue), [`network`],
 //! [`disk`], [`clock`], [`faults`] (fault kinds and swarm profiles),
 //! [`scenario`] (timed fault schedules from TOML), [`workload`] (clients),
 //! [`check`] (safety and linearizability), [`history`] (Jepsen histories),
@@ -18,11 +18,11 @@ pub mod faults;
 pub mod history;
 pub mod network;
 pub mod queue;
+pub mod raft;
 pub mod runner;
 pub mod scenario;
-pub mod simulation;
 pub mod swim;
 pub mod trace;
 pub mod workload;
 
-pub use simulation::{run_seed, SimOptions, SimReport};
+pub use raft::{run_seed, SimOptions, SimReport};

@@ -3,9 +3,9 @@
 use chorus_core::raft::Bug;
 use chorus_sim::check::linearizability::{self, SearchLimits, Verdict};
 use chorus_sim::history;
+use chorus_sim::raft::{run_seed, SimOptions};
 use chorus_sim::runner::{run_many, RunOptions, RunSummary};
 use chorus_sim::scenario::Scenario;
-use chorus_sim::simulation::{run_seed, SimOptions};
 use chorus_sim::swim;
 use chorus_sim::trace::hex;
 use clap::{Args, Parser, Subcommand, ValueEnum};

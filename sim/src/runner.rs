@@ -4,9 +4,9 @@
 //! is independent and single-threaded, so results do not depend on the thread
 //! count. The combined hash folds per-seed trace hashes in seed order.
 
+pub use crate::raft::SeedOutcome;
+use crate::raft::{run_seed, SimOptions};
 use crate::scenario::Scenario;
-pub use crate::simulation::SeedOutcome;
-use crate::simulation::{run_seed, SimOptions};
 use crate::trace::hex;
 use chorus_core::raft::Bug;
 use std::ops::Range;
@@ -124,7 +124,7 @@ pub fn run_one(seed: u64, options: &RunOptions) -> SeedOutcome {
         bug: options.bug,
         scenario: options.scenario.clone(),
         keep_trace_text: false,
-        liveness_bound_us: crate::simulation::LIVENESS_BOUND_US,
+        liveness_bound_us: crate::raft::LIVENESS_BOUND_US,
     };
     match catch_panic(|| run_seed(sim_options)) {
         Ok(report) => report.outcome,

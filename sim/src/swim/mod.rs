@@ -7,13 +7,14 @@
 //! convergence. The same seed and build replay byte for byte, and the trace
 //! hash covers every step.
 //!
-//! Code map: [`profile`] (fault mixes and per-seed profiles), [`world`] (the
+//! Code map: [`describe`] (trace record kinds, message and event text), [`profile`] (fault mixes and per-seed profiles), [`world`] (the
 //! event loop, network, crashes, pauses, slow members, and the completeness
 //! and convergence checks), [`checkers`] (incarnations, resurrection,
 //! accuracy), [`metrics`] (what a run measured), [`runner`] (many seeds in
 //! parallel, summaries), [`report`] (text and JSON output).
 
 pub mod checkers;
+pub mod describe;
 pub mod metrics;
 pub mod profile;
 pub mod report;

@@ -25,6 +25,7 @@
 //! its id and its life; simultaneous events run in scheduling order.
 
 use super::checkers::{time, Checkers};
+use super::describe::{body_kind, body_number, describe, describe_event, event_words, SwimRecord};
 use super::metrics::SeedMetrics;
 use super::profile::{SwimProfile, DELAY_MIN_US, HEAVY_LOSS_PPM};
 use super::{SwimOptions, SwimReport, SwimSeedOutcome};
@@ -34,7 +35,6 @@ use crate::queue::EventQueue;
 use crate::trace::Trace;
 use chorus_core::swim::{
     wire, Action, Address, Config, Event, Incarnation, MemberState, Message, MessageBody, SuspicionTimeouts, SwimNode,
-    Update,
 };
 use chorus_core::{NodeId, Time};
 use rand::{Rng, SeedableRng};
@@ -182,85 +182,6 @@ fn mix(mut value: u64) -> u64 {
     value ^ (value >> 31)
 }
 
-fn body_kind(body: &MessageBody) -> u64 {
-    match body {
-        MessageBody::Ping { .. } => 1,
-        MessageBody::Ack { .. } => 2,
-        MessageBody::PingReq { .. } => 3,
-        MessageBody::Nack { .. } => 4,
-        MessageBody::Gossip => 5,
-        MessageBody::PushPull { want_reply: true, .. } => 6,
-        MessageBody::PushPull { want_reply: false, .. } => 7,
-    }
-}
-
-fn body_number(body: &MessageBody) -> u64 {
-    match body {
-        MessageBody::Ping { probe } | MessageBody::Ack { probe } | MessageBody::Nack { probe } => probe.0,
-        MessageBody::PingReq { probe, target, .. } => probe.0 ^ (target.0 << 40),
-        MessageBody::Gossip => 0,
-        MessageBody::PushPull { members, .. } => members.len() as u64,
-    }
-}
-
-fn describe(from: usize, to: usize, message: &Message, bytes: usize) -> String {
-    let detail = match &message.body {
-        MessageBody::Ping { probe } | MessageBody::Ack { probe } | MessageBody::Nack { probe } => {
-            format!("#{}", probe.0)
-        }
-        MessageBody::PingReq { probe, target, .. } => format!("#{} target {target}", probe.0),
-        MessageBody::Gossip => String::new(),
-        MessageBody::PushPull { members, .. } => format!("{} records", members.len()),
-    };
-    let mut text = format!("n{} -> n{} {} {detail} ({bytes} B", from + 1, to + 1, message.body.kind());
-    if !message.updates.is_empty() {
-        let updates: Vec<String> = message.updates.iter().take(4).map(describe_update).collect();
-        text.push_str(&format!(", {} updates: {}", message.updates.len(), updates.join(" ")));
-        if message.updates.len() > 4 {
-            text.push_str(" ...");
-        }
-    }
-    text.push(')');
-    text
-}
-
-fn describe_update(update: &Update) -> String {
-    match update {
-        Update::Alive { member, incarnation, .. } => format!("alive({member},{incarnation})"),
-        Update::Suspect { member, incarnation, by } => format!("suspect({member},{incarnation},by {by})"),
-        Update::Failed { member, incarnation, by } => format!("failed({member},{incarnation},by {by})"),
-        Update::Left { member, incarnation } => format!("left({member},{incarnation})"),
-    }
-}
-
-fn event_words(event: &Event) -> (u64, u64, u64) {
-    match event {
-        Event::Joined(record) => (1, record.id.0, record.incarnation.0),
-        Event::Updated(record) => (2, record.id.0, record.incarnation.0),
-        Event::Suspected { member, incarnation } => (3, member.0, incarnation.0),
-        Event::AliveAgain(record) => (4, record.id.0, record.incarnation.0),
-        Event::Failed { member, incarnation } => (5, member.0, incarnation.0),
-        Event::Left { member, incarnation } => (6, member.0, incarnation.0),
-        Event::Forgotten { member } => (7, member.0, 0),
-        Event::Refuted { incarnation } => (8, 0, incarnation.0),
-        Event::MemberLimitReached { member } => (9, member.0, 0),
-    }
-}
-
-fn describe_event(event: &Event) -> String {
-    match event {
-        Event::Joined(record) => format!("Joined {} {}", record.id, record.incarnation),
-        Event::Updated(record) => format!("Updated {} {}", record.id, record.incarnation),
-        Event::Suspected { member, incarnation } => format!("Suspected {member} {incarnation}"),
-        Event::AliveAgain(record) => format!("AliveAgain {} {}", record.id, record.incarnation),
-        Event::Failed { member, incarnation } => format!("Failed {member} {incarnation}"),
-        Event::Left { member, incarnation } => format!("Left {member} {incarnation}"),
-        Event::Forgotten { member } => format!("Forgotten {member}"),
-        Event::Refuted { incarnation } => format!("Refuted, now {incarnation}"),
-        Event::MemberLimitReached { member } => format!("MemberLimitReached {member}"),
-    }
-}
-
 impl SwimWorld {
     pub fn new(options: SwimOptions) -> SwimWorld {
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
@@ -399,14 +320,14 @@ impl SwimWorld {
         self.schedule_at(self.now + delay_us, event);
     }
 
-    fn record(&mut self, words: &[u64], text: impl FnOnce() -> String) {
-        self.trace.record(self.now, words, text);
+    fn record(&mut self, kind: SwimRecord, fields: &[u64], text: impl FnOnce() -> String) {
+        self.trace.record(self.now, kind, fields, text);
     }
 
     pub fn run(mut self) -> SwimReport {
         let start = format!("start: {} members, profile: {}", self.options.nodes, self.profile);
         let profile = self.profile.to_string();
-        self.record(&[0, self.options.seed, self.options.nodes as u64], || start);
+        self.record(SwimRecord::RunStarted, &[self.options.seed, self.options.nodes as u64], || start);
         for node in 0..self.options.nodes {
             let at = if node < SEED_MEMBERS { 0 } else { self.rng.random_range(0..JOIN_WINDOW_US) };
             self.last_start_at = self.last_start_at.max(at);
@@ -439,7 +360,7 @@ impl SwimWorld {
         }
         let verdict = if self.checkers.failed() { "FAIL" } else { "PASS" };
         let first = self.checkers.failures().first().cloned().unwrap_or_default();
-        self.record(&[99, self.checkers.failed() as u64], || format!("verdict {verdict} {first}"));
+        self.record(SwimRecord::Verdict, &[self.checkers.failed() as u64], || format!("verdict {verdict} {first}"));
         let (trace_hash, trace_text) = std::mem::replace(&mut self.trace, Trace::new(false, 0)).finish();
         SwimReport {
             outcome: SwimSeedOutcome {
@@ -458,7 +379,7 @@ impl SwimWorld {
     fn handle(&mut self, event: SimEvent) {
         match event {
             SimEvent::Start { node } => {
-                self.record(&[10, node as u64], || format!("start n{}", node + 1));
+                self.record(SwimRecord::NodeStarted, &[node as u64], || format!("start n{}", node + 1));
                 self.start_node(node);
             }
             SimEvent::Deliver { from, to, bytes, message, lagged } => self.deliver(from, to, bytes, message, lagged),
@@ -468,7 +389,7 @@ impl SwimWorld {
                     return;
                 }
                 self.nodes[node].timer_at = None;
-                self.record(&[3, node as u64], || format!("timeout n{}", node + 1));
+                self.record(SwimRecord::TimerFired, &[node as u64], || format!("timeout n{}", node + 1));
                 self.in_timeout = true;
                 self.with_node(node, |swim, now| swim.handle_timeout(now));
                 self.in_timeout = false;
@@ -612,13 +533,13 @@ impl SwimWorld {
         }
         let kind = body_kind(&message.body);
         if self.nodes[from].group != self.nodes[to].group {
-            self.record(&[2, from as u64, to as u64, kind, 0], || {
+            self.record(SwimRecord::DroppedAtSend, &[from as u64, to as u64, kind, 0], || {
                 format!("blocked {}", describe(from, to, &message, bytes))
             });
             return;
         }
         if self.loss_ppm > 0 && self.rng.random_range(0..PPM) < self.loss_ppm {
-            self.record(&[2, from as u64, to as u64, kind, 1], || {
+            self.record(SwimRecord::DroppedAtSend, &[from as u64, to as u64, kind, 1], || {
                 format!("lost {}", describe(from, to, &message, bytes))
             });
             return;
@@ -631,13 +552,13 @@ impl SwimWorld {
         let kind = body_kind(&message.body);
         let sim_node = &self.nodes[to];
         if sim_node.swim.is_none() {
-            self.record(&[4, from as u64, to as u64, kind, 0], || {
+            self.record(SwimRecord::NotDelivered, &[from as u64, to as u64, kind, 0], || {
                 format!("dropped (n{} is down) {}", to + 1, describe(from, to, &message, bytes))
             });
             return;
         }
         if self.nodes[from].group != sim_node.group {
-            self.record(&[4, from as u64, to as u64, kind, 1], || {
+            self.record(SwimRecord::NotDelivered, &[from as u64, to as u64, kind, 1], || {
                 format!("cut in flight {}", describe(from, to, &message, bytes))
             });
             return;
@@ -654,7 +575,8 @@ impl SwimWorld {
             return;
         }
         self.record(
-            &[1, from as u64, to as u64, kind, body_number(&message.body), message.updates.len() as u64],
+            SwimRecord::Delivered,
+            &[from as u64, to as u64, kind, body_number(&message.body), message.updates.len() as u64],
             || format!("deliver {}", describe(from, to, &message, bytes)),
         );
         let result = self.with_node(to, |swim, now| swim.handle_message(now, message));
@@ -670,7 +592,7 @@ impl SwimWorld {
 
     fn observe(&mut self, observer: usize, event: Event) {
         let (kind, member, incarnation) = event_words(&event);
-        self.record(&[5, observer as u64, kind, member, incarnation], || {
+        self.record(SwimRecord::Event, &[observer as u64, kind, member, incarnation], || {
             format!("n{}: {}", observer + 1, describe_event(&event))
         });
         let nodes = &self.nodes;
@@ -755,7 +677,7 @@ impl SwimWorld {
     fn start_faults(&mut self) {
         self.phase = Phase::Faults;
         self.faults_started_at = self.now;
-        self.record(&[20], || "FAULT phase starts".to_string());
+        self.record(SwimRecord::FaultPhaseStarted, &[], || "FAULT phase starts".to_string());
         self.loss_ppm = self.profile.loss_ppm;
         if self.profile.slow_members > 0 {
             let mut candidates: Vec<usize> = (0..self.nodes.len()).collect();
@@ -765,7 +687,9 @@ impl SwimWorld {
                 let node = candidates[slot];
                 let lag = self.rng.random_range(100..=self.profile.slow_lag_max_ms.max(100)) * 1000;
                 self.nodes[node].slow_lag_us = lag;
-                self.record(&[21, node as u64, lag], || format!("FAULT n{} is slow: inbound lag {lag} us", node + 1));
+                self.record(SwimRecord::SlowMember, &[node as u64, lag], || {
+                    format!("FAULT n{} is slow: inbound lag {lag} us", node + 1)
+                });
             }
         }
         if self.profile.split_halves {
@@ -822,7 +746,7 @@ impl SwimWorld {
     }
 
     fn crash(&mut self, node: usize) {
-        self.record(&[22, node as u64], || format!("FAULT crash n{}", node + 1));
+        self.record(SwimRecord::Crashed, &[node as u64], || format!("FAULT crash n{}", node + 1));
         let sim_node = &mut self.nodes[node];
         sim_node.swim = None;
         sim_node.paused = false;
@@ -843,7 +767,7 @@ impl SwimWorld {
     /// Restarts a crashed member with the same identity. It persisted its
     /// incarnation, so it starts one above the highest it ever held.
     fn restart(&mut self, node: usize) {
-        self.record(&[23, node as u64], || format!("FAULT restart n{}", node + 1));
+        self.record(SwimRecord::Restarted, &[node as u64], || format!("FAULT restart n{}", node + 1));
         let sim_node = &mut self.nodes[node];
         sim_node.life += 1;
         sim_node.life_floor = sim_node.issued.next();
@@ -858,7 +782,9 @@ impl SwimWorld {
             return;
         };
         let duration = self.rng.random_range(500_000..=12_000_000);
-        self.record(&[24, node as u64, duration], || format!("FAULT pause n{} for {duration} us", node + 1));
+        self.record(SwimRecord::Paused, &[node as u64, duration], || {
+            format!("FAULT pause n{} for {duration} us", node + 1)
+        });
         let sim_node = &mut self.nodes[node];
         sim_node.paused = true;
         sim_node.timer_token += 1;
@@ -873,7 +799,7 @@ impl SwimWorld {
         if !self.nodes[node].paused || self.nodes[node].swim.is_none() {
             return;
         }
-        self.record(&[25, node as u64], || format!("FAULT resume n{}", node + 1));
+        self.record(SwimRecord::Resumed, &[node as u64], || format!("FAULT resume n{}", node + 1));
         self.nodes[node].paused = false;
         self.nodes[node].excused_until = self.now + self.excuse_window_us();
         let stash = std::mem::take(&mut self.nodes[node].stash);
@@ -914,7 +840,7 @@ impl SwimWorld {
             self.nodes[node].group = 1;
         }
         let shown: Vec<String> = side.iter().take(20).map(|node| format!("n{}", node + 1)).collect();
-        self.record(&[26, side.len() as u64, side[0] as u64], || {
+        self.record(SwimRecord::Partitioned, &[side.len() as u64, side[0] as u64], || {
             format!(
                 "FAULT partition {{{}{}}} from the rest",
                 shown.join(","),
@@ -924,7 +850,7 @@ impl SwimWorld {
     }
 
     fn heal_partition(&mut self) {
-        self.record(&[27], || "FAULT heal partition".to_string());
+        self.record(SwimRecord::PartitionHealed, &[], || "FAULT heal partition".to_string());
         for node in &mut self.nodes {
             node.group = 0;
         }
@@ -934,7 +860,7 @@ impl SwimWorld {
 
     /// The end of the fault phase: everything heals.
     fn heal(&mut self) {
-        self.record(&[28], || "FAULT heal everything".to_string());
+        self.record(SwimRecord::HealedEverything, &[], || "FAULT heal everything".to_string());
         if self.partitioned {
             self.heal_partition();
         }
@@ -996,7 +922,9 @@ impl SwimWorld {
         if agreeing == nodes {
             self.metrics.converge_join_us = Some(since);
             self.join_converged_at = Some(self.now);
-            self.record(&[30, since], || format!("CHECK join wave converged {since} us after the last start"));
+            self.record(SwimRecord::JoinConverged, &[since], || {
+                format!("CHECK join wave converged {since} us after the last start")
+            });
             self.schedule(0, SimEvent::StartFaults);
             self.phase = Phase::Faults;
             self.faults_started_at = self.now;
@@ -1069,7 +997,9 @@ impl SwimWorld {
             if self.partitions_seen {
                 self.metrics.converge_heal_us = Some(since);
             }
-            self.record(&[31, since], || format!("CHECK every running member agrees, {since} us after healing"));
+            self.record(SwimRecord::Settled, &[since], || {
+                format!("CHECK every running member agrees, {since} us after healing")
+            });
             self.phase = Phase::Done;
             return;
         }
