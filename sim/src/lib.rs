@@ -21,6 +21,7 @@ pub mod queue;
 pub mod raft;
 pub mod runner;
 pub mod scenario;
+pub mod skeleton;
 pub mod swim;
 pub mod trace;
 pub mod workload;

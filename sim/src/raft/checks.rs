@@ -52,7 +52,10 @@ impl RaftWorld {
 
     pub(super) fn check_finished(&mut self) {
         if let Some(healed_at) = self.healed_at {
-            if self.leader_progress_after_heal && self.now >= healed_at + WORKLOAD_TAIL_US && self.workload.all_idle() {
+            if self.leader_progress_after_heal
+                && self.engine.now >= healed_at + WORKLOAD_TAIL_US
+                && self.workload.all_idle()
+            {
                 self.finished = true;
             }
         }

@@ -12,8 +12,9 @@ use chorus_core::NodeId;
 use rand::Rng;
 use std::collections::BTreeMap;
 
+/// A fault of the swarm profile that strikes again and again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum RecurringFault {
+pub enum RecurringFault {
     Partition,
     Crash,
     Pause,
@@ -26,13 +27,13 @@ impl RaftWorld {
     /// Raft's figure 8.
     pub(super) fn maybe_isolate_new_leader(&mut self, node: usize) {
         let rate = self.profile.isolate_new_leader_ppm;
-        if rate == 0 || self.healed_at.is_some() || self.rng.random_range(0..crate::network::PPM) >= rate {
+        if rate == 0 || self.healed_at.is_some() || self.engine.rng.random_range(0..crate::network::PPM) >= rate {
             return;
         }
-        let delay = self.rng.random_range(0..=5_000);
-        let duration = self.rng.random_range(50_000..=1_500_000);
-        self.schedule(delay, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
-        self.schedule(delay + duration, SimEvent::Fault(FaultAction::Heal));
+        let delay = self.engine.rng.random_range(0..=5_000);
+        let duration = self.engine.rng.random_range(50_000..=1_500_000);
+        self.engine.schedule(delay, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
+        self.engine.schedule(delay + duration, SimEvent::Fault(FaultAction::Heal));
     }
 
     /// The isolate-after-commit fault: cut a leader off just after it
@@ -40,13 +41,13 @@ impl RaftWorld {
     /// committed yet.
     pub(super) fn maybe_isolate_after_commit(&mut self, node: usize) {
         let rate = self.profile.isolate_after_commit_ppm;
-        if rate == 0 || self.healed_at.is_some() || self.rng.random_range(0..crate::network::PPM) >= rate {
+        if rate == 0 || self.healed_at.is_some() || self.engine.rng.random_range(0..crate::network::PPM) >= rate {
             return;
         }
-        let delay = self.rng.random_range(0..=1_000);
-        let duration = self.rng.random_range(200_000..=1_500_000);
-        self.schedule(delay, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
-        self.schedule(delay + duration, SimEvent::Fault(FaultAction::Heal));
+        let delay = self.engine.rng.random_range(0..=1_000);
+        let duration = self.engine.rng.random_range(200_000..=1_500_000);
+        self.engine.schedule(delay, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
+        self.engine.schedule(delay + duration, SimEvent::Fault(FaultAction::Heal));
     }
 
     /// The isolate-leaving-leader fault: a leader that just appended the
@@ -57,21 +58,22 @@ impl RaftWorld {
         if !self.profile.isolate_leaving_leader || !leaving || self.healed_at.is_some() {
             return;
         }
-        let duration = self.rng.random_range(200_000..=1_500_000);
-        self.schedule(0, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
-        self.schedule(duration, SimEvent::Fault(FaultAction::Heal));
+        let duration = self.engine.rng.random_range(200_000..=1_500_000);
+        self.engine.schedule(0, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
+        self.engine.schedule(duration, SimEvent::Fault(FaultAction::Heal));
     }
 
     /// The crash-in-write fault: kill the node before its write syncs.
     pub(super) fn maybe_crash_in_write(&mut self, node: usize, synced_at: u64) {
         let rate = self.profile.crash_in_write_ppm;
-        if rate == 0 || self.healed_at.is_some() || self.rng.random_range(0..crate::network::PPM) >= rate {
+        if rate == 0 || self.healed_at.is_some() || self.engine.rng.random_range(0..crate::network::PPM) >= rate {
             return;
         }
-        let crash_at = self.rng.random_range(self.now..=synced_at);
-        let downtime = self.rng.random_range(10_000..=1_000_000);
-        self.schedule_at(crash_at, SimEvent::Fault(FaultAction::Crash { node: NodeRef::Index(node) }));
-        self.schedule_at(crash_at + downtime, SimEvent::Fault(FaultAction::Restart { node: NodeRef::Index(node) }));
+        let crash_at = self.engine.rng.random_range(self.engine.now..=synced_at);
+        let downtime = self.engine.rng.random_range(10_000..=1_000_000);
+        self.engine.schedule_at(crash_at, SimEvent::Fault(FaultAction::Crash { node: NodeRef::Index(node) }));
+        self.engine
+            .schedule_at(crash_at + downtime, SimEvent::Fault(FaultAction::Restart { node: NodeRef::Index(node) }));
     }
 
     pub(super) fn leader(&self) -> Option<usize> {
@@ -80,7 +82,7 @@ impl RaftWorld {
             .enumerate()
             .filter_map(|(index, node)| {
                 let raft = node.raft.as_ref()?;
-                (raft.role() == Role::Leader && !node.paused).then_some((raft.term(), index))
+                (raft.role() == Role::Leader && !node.slot.paused).then_some((raft.term(), index))
             })
             .max()
             .map(|(_, index)| index)
@@ -95,7 +97,7 @@ impl RaftWorld {
     }
 
     pub(super) fn apply_fault(&mut self, action: FaultAction) {
-        self.trace.record(self.now, RaftRecord::Fault, &[], || format!("FAULT {action}"));
+        self.engine.record(RaftRecord::Fault, &[], || format!("FAULT {action}"));
         match action {
             FaultAction::Partition { groups } => self.network.partition(&groups),
             FaultAction::Isolate { node } => {
@@ -130,7 +132,7 @@ impl RaftWorld {
             FaultAction::Pause { node } => {
                 for index in self.resolve(&node) {
                     if self.nodes[index].raft.is_some() {
-                        self.nodes[index].paused = true;
+                        self.nodes[index].slot.paused = true;
                     }
                 }
             }
@@ -153,15 +155,15 @@ impl RaftWorld {
                 if !self.operator_change(change.clone()) {
                     // Not possible yet (no leader, or the node is not caught
                     // up): the operator tries again shortly.
-                    self.schedule(OPERATOR_RETRY_US, SimEvent::Fault(FaultAction::Change(change)));
+                    self.engine.schedule(OPERATOR_RETRY_US, SimEvent::Fault(FaultAction::Change(change)));
                 }
             }
             FaultAction::Transfer { to } => {
                 if let (Some(leader), Some(target)) = (self.leader(), self.resolve(&to).first().copied()) {
-                    let local = self.nodes[leader].clock.local(self.now);
+                    let local = self.nodes[leader].slot.clock.local(self.engine.now);
                     let raft = self.nodes[leader].raft.as_mut().expect("leaders run");
                     let result = raft.transfer_leadership(local, node_id(target));
-                    self.trace.record(self.now, RaftRecord::OperatorTransfer, &[leader as u64, target as u64], || {
+                    self.engine.record(RaftRecord::OperatorTransfer, &[leader as u64, target as u64], || {
                         format!(
                             "operator: transfer leadership from {} to {}: {result:?}",
                             node_id(leader),
@@ -180,13 +182,12 @@ impl RaftWorld {
             return;
         }
         sim_node.raft = None;
-        sim_node.disk.crash(self.now);
+        sim_node.disk.crash(self.engine.now);
         sim_node.incarnation += 1;
-        sim_node.paused = false;
-        sim_node.stash.clear();
+        sim_node.slot.paused = false;
+        sim_node.slot.stash.clear();
         sim_node.requests.clear();
-        sim_node.timer_at = None;
-        sim_node.timer_token += 1;
+        sim_node.slot.cancel_timer();
     }
 
     pub(super) fn restart(&mut self, node: usize) {
@@ -194,13 +195,13 @@ impl RaftWorld {
             return;
         }
         let voters: Vec<NodeId> = (0..self.options.nodes).map(node_id).collect();
-        let config = Self::raft_config(&self.options, &self.profile, &voters, node, &mut self.rng);
+        let config = Self::raft_config(&self.options, &self.profile, &voters, node, &mut self.engine.rng);
         if self.nodes[node].wiped {
             self.nodes[node].wiped = false;
-            self.nodes[node].disk_id = DiskId(self.rng.random_range(1..u64::MAX));
+            self.nodes[node].disk_id = DiskId(self.engine.rng.random_range(1..u64::MAX));
         }
         let sim_node = &mut self.nodes[node];
-        let local = sim_node.clock.local(self.now);
+        let local = sim_node.slot.clock.local(self.engine.now);
         let hard_state = sim_node.disk.hard_state;
         // A node whose disk never recorded its identity (new, wiped, or
         // crashed before its first write synced) joins with an empty disk.
@@ -219,8 +220,8 @@ impl RaftWorld {
                 .unwrap_or_else(|error| panic!("{} cannot restart from its own disk: {error}", node_id(node)))
         };
         let disk_id = sim_node.disk_id;
-        self.trace.record(
-            self.now,
+        self.engine.trace.record(
+            self.engine.now,
             RaftRecord::Restarted,
             &[node as u64, hard_state.term.0, hard_state.commit.0, disk_id.0],
             || {
@@ -272,20 +273,20 @@ impl RaftWorld {
             return;
         }
         self.crash(node);
-        self.nodes[node].disk.wipe(self.now);
+        self.nodes[node].disk.wipe(self.engine.now);
         self.nodes[node].wiped = true;
     }
 
     pub(super) fn resume(&mut self, node: usize) {
-        if !self.nodes[node].paused {
+        if !self.nodes[node].slot.paused {
             return;
         }
-        self.nodes[node].paused = false;
+        self.nodes[node].slot.paused = false;
         // A process waking from a freeze finds input waiting on many
         // connections and reads them in whatever order its poll loop picks:
         // each source stays in order, the sources interleave at random.
         let mut sources: BTreeMap<(u8, u64), std::collections::VecDeque<SimEvent>> = BTreeMap::new();
-        for event in std::mem::take(&mut self.nodes[node].stash) {
+        for event in std::mem::take(&mut self.nodes[node].slot.stash) {
             let source = match &event {
                 SimEvent::Deliver { message, .. } => (0, message.from.0),
                 SimEvent::ToNode { client, .. } => (1, *client as u64),
@@ -295,18 +296,18 @@ impl RaftWorld {
         }
         let mut queues: Vec<_> = sources.into_values().collect();
         while !queues.is_empty() {
-            let pick = self.rng.random_range(0..queues.len());
+            let pick = self.engine.rng.random_range(0..queues.len());
             let event = queues[pick].pop_front().expect("empty queues are removed");
             if queues[pick].is_empty() {
                 queues.swap_remove(pick);
             }
             self.handle(event);
         }
-        let local = self.nodes[node].clock.local(self.now);
+        let local = self.nodes[node].slot.clock.local(self.engine.now);
         if let Some(raft) = self.nodes[node].raft.as_mut() {
             // Timers that should have fired during the pause fire late, now.
             raft.handle_timeout(local);
-            self.nodes[node].timer_at = None;
+            self.nodes[node].slot.timer_at = None;
             self.drain(node);
         }
     }
@@ -319,26 +320,27 @@ impl RaftWorld {
         let (recurrence, action, undo) = match kind {
             RecurringFault::Partition => {
                 let recurrence = self.profile.partitions.expect("scheduled only when on");
-                let action = match self.rng.random_range(0..4) {
+                let action = match self.engine.rng.random_range(0..4) {
                     0 => {
                         let mut order: Vec<usize> = (0..nodes).collect();
                         for i in (1..order.len()).rev() {
-                            order.swap(i, self.rng.random_range(0..=i));
+                            order.swap(i, self.engine.rng.random_range(0..=i));
                         }
-                        let split = self.rng.random_range(1..nodes.max(2));
+                        let split = self.engine.rng.random_range(1..nodes.max(2));
                         let (left, right) = order.split_at(split.min(nodes));
                         FaultAction::Partition { groups: vec![left.to_vec(), right.to_vec()] }
                     }
-                    1 => FaultAction::Isolate { node: NodeRef::Index(self.rng.random_range(0..nodes)) },
+                    1 => FaultAction::Isolate { node: NodeRef::Index(self.engine.rng.random_range(0..nodes)) },
                     // A node that cannot reach the leader but reaches the
                     // others: the case check-quorum's vote lease exists for.
-                    2 => {
-                        FaultAction::CutLink { a: NodeRef::Leader, b: NodeRef::Index(self.rng.random_range(0..nodes)) }
-                    }
+                    2 => FaultAction::CutLink {
+                        a: NodeRef::Leader,
+                        b: NodeRef::Index(self.engine.rng.random_range(0..nodes)),
+                    },
                     _ => {
-                        let sender = self.rng.random_range(0..nodes);
+                        let sender = self.engine.rng.random_range(0..nodes);
                         let receivers = (0..nodes).filter(|node| *node != sender).map(NodeRef::Index).collect();
-                        if self.rng.random_bool(0.5) {
+                        if self.engine.rng.random_bool(0.5) {
                             FaultAction::OneWay { senders: vec![sender], receivers }
                         } else {
                             let senders = (0..nodes).filter(|node| *node != sender).collect();
@@ -350,41 +352,40 @@ impl RaftWorld {
             }
             RecurringFault::Crash => {
                 let recurrence = self.profile.crashes.expect("scheduled only when on");
-                let node = NodeRef::Index(self.rng.random_range(0..nodes));
-                if self.rng.random_range(0..100) < self.profile.bounce_percent {
+                let node = NodeRef::Index(self.engine.rng.random_range(0..nodes));
+                if self.engine.rng.random_range(0..100) < self.profile.bounce_percent {
                     // A process bounce: back within 2 ms.
                     self.apply_fault(FaultAction::Crash { node: node.clone() });
-                    let downtime = self.rng.random_range(0..=2_000);
-                    self.schedule(downtime, SimEvent::Fault(FaultAction::Restart { node }));
-                    let next = downtime + Recurrence::draw(&mut self.rng, recurrence.mean_interval_ms);
-                    self.schedule(next, SimEvent::Recurring(kind));
+                    let downtime = self.engine.rng.random_range(0..=2_000);
+                    self.engine.schedule(downtime, SimEvent::Fault(FaultAction::Restart { node }));
+                    let next = downtime + Recurrence::draw(&mut self.engine.rng, recurrence.mean_interval_ms);
+                    self.engine.schedule(next, SimEvent::Recurring(kind));
                     return;
                 }
                 (recurrence, FaultAction::Crash { node: node.clone() }, FaultAction::Restart { node })
             }
             RecurringFault::Pause => {
                 let recurrence = self.profile.pauses.expect("scheduled only when on");
-                let node = NodeRef::Index(self.rng.random_range(0..nodes));
+                let node = NodeRef::Index(self.engine.rng.random_range(0..nodes));
                 (recurrence, FaultAction::Pause { node: node.clone() }, FaultAction::Resume { node })
             }
             RecurringFault::Wipe => {
                 let recurrence = self.profile.wipes.expect("scheduled only when on");
-                let node = NodeRef::Index(self.rng.random_range(0..nodes));
+                let node = NodeRef::Index(self.engine.rng.random_range(0..nodes));
                 (recurrence, FaultAction::Wipe { node: node.clone() }, FaultAction::Restart { node })
             }
         };
         self.apply_fault(action);
-        let duration = Recurrence::draw(&mut self.rng, recurrence.mean_duration_ms);
-        self.schedule(duration, SimEvent::Fault(undo));
+        let duration = Recurrence::draw(&mut self.engine.rng, recurrence.mean_duration_ms);
+        self.engine.schedule(duration, SimEvent::Fault(undo));
         // The next one strikes only after this one ends.
-        let next = duration + Recurrence::draw(&mut self.rng, recurrence.mean_interval_ms);
-        self.schedule(next, SimEvent::Recurring(kind));
+        let next = duration + Recurrence::draw(&mut self.engine.rng, recurrence.mean_interval_ms);
+        self.engine.schedule(next, SimEvent::Recurring(kind));
     }
 
     pub(super) fn heal_everything(&mut self) {
-        self.trace
-            .record(self.now, RaftRecord::FaultPhaseEnded, &[], || "END OF FAULT PHASE: heal everything".to_string());
-        self.healed_at = Some(self.now);
+        self.engine.record(RaftRecord::FaultPhaseEnded, &[], || "END OF FAULT PHASE: heal everything".to_string());
+        self.healed_at = Some(self.engine.now);
         self.network.heal();
         let delays = self.network.params;
         self.network.params = NetworkParams {
@@ -396,6 +397,6 @@ impl RaftWorld {
             self.restart(node);
             self.resume(node);
         }
-        self.schedule(self.options.liveness_bound_us, SimEvent::LivenessDeadline);
+        self.engine.schedule(self.options.liveness_bound_us, SimEvent::LivenessDeadline);
     }
 }

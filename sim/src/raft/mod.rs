@@ -35,9 +35,6 @@ pub const LIVENESS_BOUND_US: u64 = 10_000_000;
 pub const WORKLOAD_TAIL_US: u64 = 1_000_000;
 /// Hard cap on events in one run; reaching it fails the seed.
 pub const MAX_EVENTS_PER_RUN: u64 = 20_000_000;
-/// Inputs stashed for a paused node; beyond it they are dropped (as a real
-/// socket buffer would overflow).
-pub const PAUSED_STASH_LIMIT: usize = 10_000;
 /// Default clients and keys of the workload.
 pub const DEFAULT_CLIENTS: usize = 5;
 pub const DEFAULT_KEYS: usize = 3;
@@ -47,8 +44,6 @@ pub const HEARTBEAT_INTERVAL_MS: u64 = 40;
 /// The operator retries a scheduled membership change the leader refused
 /// after this long.
 pub const OPERATOR_RETRY_US: u64 = 100_000;
-/// Most bytes of readable trace kept by a replay.
-pub const TRACE_TEXT_LIMIT_BYTES: usize = 256 * 1024 * 1024;
 
 /// What to run.
 #[derive(Clone, Debug)]

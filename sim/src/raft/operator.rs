@@ -15,8 +15,8 @@ impl RaftWorld {
     /// disk recorded first; after healing that is all the operator does.
     pub(super) fn churn(&mut self) {
         if let Some(interval_ms) = self.profile.churn_interval_ms {
-            let delay = Recurrence::draw(&mut self.rng, interval_ms);
-            self.schedule(delay, SimEvent::Churn);
+            let delay = Recurrence::draw(&mut self.engine.rng, interval_ms);
+            self.engine.schedule(delay, SimEvent::Churn);
         }
         let Some(leader) = self.leader() else {
             return;
@@ -52,25 +52,27 @@ impl RaftWorld {
         } else if self.healed_at.is_some() {
             None
         } else {
-            match self.rng.random_range(0..6) {
-                0 if !outsiders.is_empty() => Some(MembershipChange::AddLearner(pick(&mut self.rng, &outsiders))),
-                1 if !learners.is_empty() => Some(MembershipChange::Promote(pick(&mut self.rng, &learners))),
+            match self.engine.rng.random_range(0..6) {
+                0 if !outsiders.is_empty() => {
+                    Some(MembershipChange::AddLearner(pick(&mut self.engine.rng, &outsiders)))
+                }
+                1 if !learners.is_empty() => Some(MembershipChange::Promote(pick(&mut self.engine.rng, &learners))),
                 // Keep the voter count within one of the initial size (and
                 // never below one).
                 2 if voters.len() + 1 > initial.max(2) => {
-                    Some(MembershipChange::Remove(pick_voter(&mut self.rng, &voters)))
+                    Some(MembershipChange::Remove(pick_voter(&mut self.engine.rng, &voters)))
                 }
                 3 if !learners.is_empty() => Some(MembershipChange::Replace {
-                    remove: pick_voter(&mut self.rng, &voters),
-                    add: pick(&mut self.rng, &learners),
+                    remove: pick_voter(&mut self.engine.rng, &voters),
+                    add: pick(&mut self.engine.rng, &learners),
                 }),
-                4 if !learners.is_empty() => Some(MembershipChange::Remove(pick(&mut self.rng, &learners))),
+                4 if !learners.is_empty() => Some(MembershipChange::Remove(pick(&mut self.engine.rng, &learners))),
                 _ => {
-                    let target = pick(&mut self.rng, &voters);
-                    let local = self.nodes[leader].clock.local(self.now);
+                    let target = pick(&mut self.engine.rng, &voters);
+                    let local = self.nodes[leader].slot.clock.local(self.engine.now);
                     let raft = self.nodes[leader].raft.as_mut().expect("leaders run");
                     let result = raft.transfer_leadership(local, target);
-                    self.trace.record(self.now, RaftRecord::OperatorTransfer, &[leader as u64, target.0], || {
+                    self.engine.record(RaftRecord::OperatorTransfer, &[leader as u64, target.0], || {
                         format!("operator: transfer leadership from {} to {target}: {result:?}", node_id(leader))
                     });
                     self.drain(leader);
@@ -93,13 +95,13 @@ impl RaftWorld {
         sim_node.next_request += 1;
         let request = sim_node.next_request;
         sim_node.requests.insert(request, RequestOwner::Operator);
-        let local = sim_node.clock.local(self.now);
+        let local = sim_node.slot.clock.local(self.engine.now);
         let raft = sim_node.raft.as_mut().expect("leaders run");
         let result = raft.change_membership(local, RequestId(request), change.clone());
         if result.is_err() {
             sim_node.requests.remove(&request);
         }
-        self.trace.record(self.now, RaftRecord::OperatorAsked, &[leader as u64, request], || {
+        self.engine.record(RaftRecord::OperatorAsked, &[leader as u64, request], || {
             format!("operator asks {}: {change:?}: {result:?}", node_id(leader))
         });
         self.drain(leader);

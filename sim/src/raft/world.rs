@@ -4,7 +4,7 @@ use super::describe::{describe_message, describe_result, message_words, RaftReco
 use super::faults::RecurringFault;
 use super::{
     SeedOutcome, SimOptions, SimReport, DEFAULT_CLIENTS, DEFAULT_KEYS, ELECTION_TIMEOUT_MS, FAULT_PHASE_US,
-    HEARTBEAT_INTERVAL_MS, MAX_EVENTS_PER_RUN, PAUSED_STASH_LIMIT, TRACE_TEXT_LIMIT_BYTES, WORKLOAD_TAIL_US,
+    HEARTBEAT_INTERVAL_MS, MAX_EVENTS_PER_RUN, WORKLOAD_TAIL_US,
 };
 use crate::check::reads::ReferenceKv;
 use crate::check::safety::SafetyChecker;
@@ -12,8 +12,7 @@ use crate::clock::DriftClock;
 use crate::disk::Disk;
 use crate::faults::{FaultAction, FaultProfile, Recurrence};
 use crate::network::{Fate, Network};
-use crate::queue::EventQueue;
-use crate::trace::Trace;
+use crate::skeleton::{run_events, Engine, LoopEnd, NodeSlot, World};
 use crate::workload::{ClientRequest, ClientStep, Workload, ATTEMPT_TIMEOUT_US};
 use chorus_core::kv::KvStore;
 use chorus_core::raft::{
@@ -36,7 +35,8 @@ pub(super) enum RequestOwner {
     Operator,
 }
 
-pub(super) enum SimEvent {
+/// What can happen in the Raft world.
+pub enum SimEvent {
     Deliver {
         to: usize,
         message: Message,
@@ -86,12 +86,9 @@ pub(super) struct SimNode {
     pub(super) wiped: bool,
     /// Whether the node counted itself a voter when it last ran.
     pub(super) votes: bool,
-    pub(super) clock: DriftClock,
+    /// Clock, timer and pause stash.
+    pub(super) slot: NodeSlot<SimEvent>,
     pub(super) incarnation: u64,
-    pub(super) timer_token: u64,
-    pub(super) timer_at: Option<u64>,
-    pub(super) paused: bool,
-    pub(super) stash: Vec<SimEvent>,
     /// Client requests this incarnation is working on.
     pub(super) requests: BTreeMap<u64, RequestOwner>,
     pub(super) next_request: u64,
@@ -102,17 +99,13 @@ pub struct RaftWorld {
     pub(super) options: SimOptions,
     pub(super) profile: FaultProfile,
     pub(super) random_faults: bool,
-    pub(super) now: u64,
-    pub(super) queue: EventQueue<SimEvent>,
-    pub(super) rng: ChaCha8Rng,
+    pub(super) engine: Engine<SimEvent>,
     pub(super) network: Network,
     pub(super) nodes: Vec<SimNode>,
     pub(super) workload: Workload,
     pub(super) checker: SafetyChecker,
     pub(super) reference: ReferenceKv,
     pub(super) read_failure: Option<String>,
-    pub(super) trace: Trace,
-    pub(super) events: u64,
     pub(super) healed_at: Option<u64>,
     pub(super) leader_progress_after_heal: bool,
     pub(super) liveness_failure: Option<String>,
@@ -165,12 +158,8 @@ impl RaftWorld {
                 disk: Disk::default(),
                 disk_id,
                 wiped: false,
-                clock,
+                slot: NodeSlot::new(clock),
                 incarnation: 0,
-                timer_token: 0,
-                timer_at: None,
-                paused: false,
-                stash: Vec::new(),
                 requests: BTreeMap::new(),
                 next_request: 0,
             });
@@ -182,15 +171,11 @@ impl RaftWorld {
             checker: SafetyChecker::new(total),
             reference: ReferenceKv::default(),
             read_failure: None,
-            trace: Trace::new(options.keep_trace_text, TRACE_TEXT_LIMIT_BYTES),
+            engine: Engine::new(rng, options.keep_trace_text),
             profile,
             options,
-            now: 0,
-            queue: EventQueue::default(),
-            rng,
             nodes,
             workload,
-            events: 0,
             healed_at: None,
             leader_progress_after_heal: false,
             liveness_failure: None,
@@ -230,15 +215,15 @@ impl RaftWorld {
 
     fn start(&mut self, fault_phase_us: u64) {
         let profile = self.profile.clone();
-        self.trace.record(0, RaftRecord::RunStarted, &[self.options.seed], || {
+        self.engine.record(RaftRecord::RunStarted, &[self.options.seed], || {
             format!("seed {} profile: {}", self.options.seed, profile)
         });
         for node in 0..self.nodes.len() {
             self.arm_timer(node);
         }
         for client in 0..self.workload.client_count() {
-            let delay = self.rng.random_range(0..50_000);
-            self.schedule(delay, SimEvent::ClientNext { client });
+            let delay = self.engine.rng.random_range(0..50_000);
+            self.engine.schedule(delay, SimEvent::ClientNext { client });
         }
         if self.random_faults {
             for (kind, recurrence) in [
@@ -248,29 +233,21 @@ impl RaftWorld {
                 (RecurringFault::Wipe, profile.wipes),
             ] {
                 if let Some(recurrence) = recurrence {
-                    let delay = Recurrence::draw(&mut self.rng, recurrence.mean_interval_ms);
-                    self.schedule(delay, SimEvent::Recurring(kind));
+                    let delay = Recurrence::draw(&mut self.engine.rng, recurrence.mean_interval_ms);
+                    self.engine.schedule(delay, SimEvent::Recurring(kind));
                 }
             }
         }
         if let Some(interval_ms) = profile.churn_interval_ms {
-            let delay = Recurrence::draw(&mut self.rng, interval_ms);
-            self.schedule(delay, SimEvent::Churn);
+            let delay = Recurrence::draw(&mut self.engine.rng, interval_ms);
+            self.engine.schedule(delay, SimEvent::Churn);
         }
         if let Some(scenario) = self.options.scenario.clone() {
             for (at_ms, action) in scenario.events {
-                self.schedule(at_ms * 1000, SimEvent::Fault(action));
+                self.engine.schedule(at_ms * 1000, SimEvent::Fault(action));
             }
         }
-        self.schedule(fault_phase_us, SimEvent::EndFaultPhase);
-    }
-
-    pub(super) fn schedule(&mut self, delay_us: u64, event: SimEvent) {
-        self.queue.schedule_at(self.now + delay_us, event);
-    }
-
-    pub(super) fn schedule_at(&mut self, at: u64, event: SimEvent) {
-        self.queue.schedule_at(at.max(self.now), event);
+        self.engine.schedule(fault_phase_us, SimEvent::EndFaultPhase);
     }
 
     /// Runs to completion and checks the history.
@@ -278,13 +255,13 @@ impl RaftWorld {
         let mut failures = self.run_events();
         let history = self.check_final(&mut failures);
         let verdict = if failures.is_empty() { "PASS".to_string() } else { format!("FAIL: {}", failures[0]) };
-        self.trace.record(self.now, RaftRecord::Verdict, &[failures.len() as u64], || format!("verdict {verdict}"));
-        let events = self.events;
-        let sim_micros = self.now;
+        self.engine.record(RaftRecord::Verdict, &[failures.len() as u64], || format!("verdict {verdict}"));
+        let events = self.engine.events;
+        let sim_micros = self.engine.now;
         let counts = self.workload.counts;
         let profile = self.profile.to_string();
         let seed = self.options.seed;
-        let (trace_hash, trace_text) = self.trace.finish();
+        let (trace_hash, trace_text) = self.engine.trace.finish();
         SimReport {
             outcome: SeedOutcome {
                 seed,
@@ -302,36 +279,19 @@ impl RaftWorld {
         }
     }
 
-    /// The event loop: runs events until the queue empties, a check fails or
-    /// the run is finished; returns the failures it stopped on.
+    /// Runs the event loop; returns the failure it stopped on, if any.
     fn run_events(&mut self) -> Vec<String> {
-        let mut failures = Vec::new();
-        while let Some((at, event)) = self.queue.pop() {
-            debug_assert!(at >= self.now, "time never goes backwards");
-            self.now = at;
-            self.events += 1;
-            if self.events > MAX_EVENTS_PER_RUN {
-                failures.push(format!("event limit: more than {MAX_EVENTS_PER_RUN} events"));
-                break;
-            }
+        match run_events(self, MAX_EVENTS_PER_RUN) {
+            LoopEnd::Finished | LoopEnd::QueueEmpty => Vec::new(),
+            LoopEnd::EventLimit => vec![format!("event limit: more than {MAX_EVENTS_PER_RUN} events")],
             // A panic (a broken internal invariant, in the core or here) ends
             // the run as a failure with its trace, so `replay` can show the
             // steps that led to it.
-            if let Err(message) = crate::runner::catch_panic(|| self.handle(event)) {
-                self.trace.record(self.now, RaftRecord::Panic, &[], || format!("PANIC {message}"));
-                failures.push(message);
-                break;
-            }
-            if !self.checker.ok()
-                || self.finished
-                || self.liveness_failure.is_some()
-                || self.read_failure.is_some()
-                || self.workload.wrong_answer.is_some()
-            {
-                break;
+            LoopEnd::Panic(message) => {
+                self.engine.record(RaftRecord::Panic, &[], || format!("PANIC {message}"));
+                vec![message]
             }
         }
-        failures
     }
 
     pub(super) fn handle(&mut self, event: SimEvent) {
@@ -344,16 +304,16 @@ impl RaftWorld {
                 self.client_response(client, attempt, result, served_at)
             }
             SimEvent::ClientTimeout { client, attempt } => {
-                let step = self.workload.on_timeout(client, attempt, self.now);
+                let step = self.workload.on_timeout(client, attempt, self.engine.now);
                 if step != ClientStep::Ignore {
-                    self.trace.record(self.now, RaftRecord::ClientTimedOut, &[client as u64, attempt], || {
+                    self.engine.record(RaftRecord::ClientTimedOut, &[client as u64, attempt], || {
                         format!("client c{client} attempt {attempt} timed out")
                     });
                 }
                 self.client_step(client, step);
             }
             SimEvent::ClientNext { client } => {
-                let step = self.workload.next(client, self.now, &mut self.rng);
+                let step = self.workload.next(client, self.engine.now, &mut self.engine.rng);
                 self.client_step(client, step);
             }
             SimEvent::Fault(action) => {
@@ -375,7 +335,7 @@ impl RaftWorld {
         let from = message.from.0 as usize - 1;
         if self.network.is_blocked(from, to) {
             let words = message_words(&message);
-            self.trace.record(self.now, RaftRecord::CutInFlight, &[words[0], words[1], words[2]], || {
+            self.engine.record(RaftRecord::CutInFlight, &[words[0], words[1], words[2]], || {
                 format!("cut in flight: {}", describe_message(&message))
             });
             return;
@@ -383,13 +343,13 @@ impl RaftWorld {
         if self.stash_if_paused(to, SimEvent::Deliver { to, message: message.clone() }) {
             return;
         }
-        let local = self.nodes[to].clock.local(self.now);
+        let local = self.nodes[to].slot.clock.local(self.engine.now);
         let Some(raft) = self.nodes[to].raft.as_mut() else {
             return;
         };
         let words = message_words(&message);
-        self.trace.record(
-            self.now,
+        self.engine.trace.record(
+            self.engine.now,
             RaftRecord::Delivered,
             &[words[0], words[1], words[2], words[3], words[4], words[5], words[6]],
             || format!("deliver {}", describe_message(&message)),
@@ -400,12 +360,12 @@ impl RaftWorld {
 
     fn timer_fired(&mut self, node: usize, token: u64) {
         let sim_node = &mut self.nodes[node];
-        if sim_node.timer_token != token || sim_node.paused || sim_node.raft.is_none() {
+        if !sim_node.slot.timer_is_due(token) || sim_node.raft.is_none() {
             return;
         }
-        sim_node.timer_at = None;
-        let local = sim_node.clock.local(self.now);
-        self.trace.record(self.now, RaftRecord::TimerFired, &[node as u64], || format!("{} timer", node_id(node)));
+        sim_node.slot.timer_at = None;
+        let local = sim_node.slot.clock.local(self.engine.now);
+        self.engine.record(RaftRecord::TimerFired, &[node as u64], || format!("{} timer", node_id(node)));
         self.nodes[node].raft.as_mut().expect("checked").handle_timeout(local);
         self.drain(node);
     }
@@ -421,11 +381,11 @@ impl RaftWorld {
         if self.stash_if_paused(node, SimEvent::DiskSynced { node, incarnation, id }) {
             return;
         }
-        let local = self.nodes[node].clock.local(self.now);
+        let local = self.nodes[node].slot.clock.local(self.engine.now);
         let Some(raft) = self.nodes[node].raft.as_mut() else {
             return;
         };
-        self.trace.record(self.now, RaftRecord::WriteSynced, &[node as u64, id.0], || {
+        self.engine.record(RaftRecord::WriteSynced, &[node as u64, id.0], || {
             format!("{} synced write {}", node_id(node), id.0)
         });
         raft.handle_persisted(local, id);
@@ -443,10 +403,10 @@ impl RaftWorld {
         sim_node.next_request += 1;
         let request_id = sim_node.next_request;
         sim_node.requests.insert(request_id, RequestOwner::Client { client, attempt });
-        let local = sim_node.clock.local(self.now);
+        let local = sim_node.slot.clock.local(self.engine.now);
         let is_read = matches!(request, ClientRequest::Read(..));
-        self.trace.record(
-            self.now,
+        self.engine.trace.record(
+            self.engine.now,
             RaftRecord::ClientRequest,
             &[node as u64, client as u64, attempt, is_read as u64],
             || {
@@ -465,11 +425,11 @@ impl RaftWorld {
     }
 
     fn client_response(&mut self, client: usize, attempt: u64, result: ClientResult, served_at: chorus_core::LogIndex) {
-        self.trace.record(self.now, RaftRecord::ClientResponse, &[client as u64, attempt, served_at.0], || {
+        self.engine.record(RaftRecord::ClientResponse, &[client as u64, attempt, served_at.0], || {
             format!("client c{client} <- {} (attempt {attempt}, at {served_at})", describe_result(&result))
         });
         let weak_before = self.workload.weak_reads.len();
-        let step = self.workload.on_result(client, attempt, &result, served_at, self.now, &mut self.rng);
+        let step = self.workload.on_result(client, attempt, &result, served_at, self.engine.now, &mut self.engine.rng);
         if let Some(read) = self.workload.weak_reads.get(weak_before) {
             if let Err(problem) = self.reference.check(read, crate::workload::decode_value) {
                 self.read_failure.get_or_insert(problem);
@@ -484,15 +444,17 @@ impl RaftWorld {
             self.checker.on_persist(node, &write, prev_term);
         }
         let id = write.id;
-        let mut latency = self.rng.random_range(self.profile.disk_latency_min_us..=self.profile.disk_latency_max_us);
+        let mut latency =
+            self.engine.rng.random_range(self.profile.disk_latency_min_us..=self.profile.disk_latency_max_us);
         let stall_ppm = self.profile.disk_stall_ppm;
-        if stall_ppm > 0 && self.healed_at.is_none() && self.rng.random_range(0..crate::network::PPM) < stall_ppm {
-            latency += self.rng.random_range(50_000..=300_000);
+        if stall_ppm > 0 && self.healed_at.is_none() && self.engine.rng.random_range(0..crate::network::PPM) < stall_ppm
+        {
+            latency += self.engine.rng.random_range(50_000..=300_000);
         }
         let incarnation = self.nodes[node].incarnation;
         let snapshot_index = write.snapshot.as_ref().map_or(0, |snapshot| snapshot.meta.index.0);
         let fields = [node as u64, id.0, write.entries.len() as u64, snapshot_index];
-        self.trace.record(self.now, RaftRecord::WriteSubmitted, &fields, || {
+        self.engine.record(RaftRecord::WriteSubmitted, &fields, || {
             format!(
                 "{} write {}: {}{}{} entries{} hard state {:?}",
                 node_id(node),
@@ -508,8 +470,8 @@ impl RaftWorld {
                 write.hard_state
             )
         });
-        let done_at = self.nodes[node].disk.submit(write, self.now, latency);
-        self.schedule_at(done_at, SimEvent::DiskSynced { node, incarnation, id });
+        let done_at = self.nodes[node].disk.submit(write, self.engine.now, latency);
+        self.engine.schedule_at(done_at, SimEvent::DiskSynced { node, incarnation, id });
         self.maybe_crash_in_write(node, done_at);
     }
 
@@ -518,7 +480,7 @@ impl RaftWorld {
         let (client, attempt) = match owner {
             Some(RequestOwner::Client { client, attempt }) => (client, attempt),
             Some(RequestOwner::Operator) => {
-                self.trace.record(self.now, RaftRecord::MembershipChangeAnswered, &[node as u64, request.0], || {
+                self.engine.record(RaftRecord::MembershipChangeAnswered, &[node as u64, request.0], || {
                     format!("{} membership change {}: {}", node_id(node), request.0, describe_result(&result))
                 });
                 return;
@@ -526,8 +488,8 @@ impl RaftWorld {
             None => panic!("{} answered request {} it never received", node_id(node), request.0),
         };
         let served_at = self.nodes[node].raft.as_ref().map_or(chorus_core::LogIndex::ZERO, |raft| raft.applied_index());
-        if let Fate::Arrives { first_us, .. } = self.network.route_unpartitioned(&mut self.rng) {
-            self.schedule(first_us, SimEvent::ToClient { client, attempt, result, served_at });
+        if let Fate::Arrives { first_us, .. } = self.network.route_unpartitioned(&mut self.engine.rng) {
+            self.engine.schedule(first_us, SimEvent::ToClient { client, attempt, result, served_at });
         }
     }
 
@@ -536,7 +498,7 @@ impl RaftWorld {
     fn observe(&mut self, node: usize, event: Event, roles: &mut Vec<(Role, Term)>) {
         match event {
             Event::RoleChanged { role, term } => {
-                self.trace.record(self.now, RaftRecord::RoleChanged, &[node as u64, role as u64, term.0], || {
+                self.engine.record(RaftRecord::RoleChanged, &[node as u64, role as u64, term.0], || {
                     format!("{} becomes {:?} in {}", node_id(node), role, term)
                 });
                 roles.push((role, term));
@@ -545,24 +507,24 @@ impl RaftWorld {
                 }
             }
             Event::Violation { description } => {
-                self.trace.record(self.now, RaftRecord::Violation, &[node as u64], || {
+                self.engine.record(RaftRecord::Violation, &[node as u64], || {
                     format!("{} VIOLATION {description}", node_id(node))
                 });
                 self.checker.on_node_violation(node, &description);
             }
             Event::TransferStarted { target, term } => {
-                self.trace.record(self.now, RaftRecord::TransferStarted, &[node as u64, target.0, term.0], || {
+                self.engine.record(RaftRecord::TransferStarted, &[node as u64, target.0, term.0], || {
                     format!("{} starts handing leadership of {term} to {target}", node_id(node))
                 });
             }
             Event::TransferAbandoned { target, term } => {
-                self.trace.record(self.now, RaftRecord::TransferAbandoned, &[node as u64, target.0, term.0], || {
+                self.engine.record(RaftRecord::TransferAbandoned, &[node as u64, target.0, term.0], || {
                     format!("{} abandons the transfer of {term} to {target}", node_id(node))
                 });
             }
             Event::FollowerLostEntries { follower, acknowledged, holds } => {
-                self.trace.record(
-                    self.now,
+                self.engine.trace.record(
+                    self.engine.now,
                     RaftRecord::FollowerLostEntries,
                     &[node as u64, follower.0, acknowledged.0, holds.0],
                     || {
@@ -576,12 +538,12 @@ impl RaftWorld {
                 self.checker.on_lost_entries(node, follower, acknowledged, holds);
             }
             Event::MembershipChanged { index, membership } => {
-                self.trace.record(self.now, RaftRecord::MembershipChanged, &[node as u64, index.0], || {
+                self.engine.record(RaftRecord::MembershipChanged, &[node as u64, index.0], || {
                     format!("{} configuration at {index}: {membership}", node_id(node))
                 });
             }
             Event::SnapshotInstalled { index, term } => {
-                self.trace.record(self.now, RaftRecord::SnapshotInstalled, &[node as u64, index.0, term.0], || {
+                self.engine.record(RaftRecord::SnapshotInstalled, &[node as u64, index.0, term.0], || {
                     format!("{} installed the snapshot ending at {index}/{term}", node_id(node))
                 });
             }
@@ -590,27 +552,25 @@ impl RaftWorld {
 
     fn stash_if_paused(&mut self, node: usize, event: SimEvent) -> bool {
         let sim_node = &mut self.nodes[node];
-        if !sim_node.paused {
+        if !sim_node.slot.paused {
             return false;
         }
-        if sim_node.stash.len() < PAUSED_STASH_LIMIT {
-            sim_node.stash.push(event);
-        }
+        sim_node.slot.stash(event);
         true
     }
 
     fn client_step(&mut self, client: usize, step: ClientStep) {
         match step {
             ClientStep::Send { node, attempt, request } => {
-                self.schedule(ATTEMPT_TIMEOUT_US, SimEvent::ClientTimeout { client, attempt });
-                match self.network.route_unpartitioned(&mut self.rng) {
+                self.engine.schedule(ATTEMPT_TIMEOUT_US, SimEvent::ClientTimeout { client, attempt });
+                match self.network.route_unpartitioned(&mut self.engine.rng) {
                     Fate::Arrives { first_us, .. } => {
-                        self.schedule(first_us, SimEvent::ToNode { node, client, attempt, request });
+                        self.engine.schedule(first_us, SimEvent::ToNode { node, client, attempt, request });
                     }
                     Fate::Lost | Fate::Blocked => {}
                 }
             }
-            ClientStep::Wait { delay_us } => self.schedule(delay_us, SimEvent::ClientNext { client }),
+            ClientStep::Wait { delay_us } => self.engine.schedule(delay_us, SimEvent::ClientNext { client }),
             ClientStep::Idle | ClientStep::Ignore => {}
         }
         self.check_finished();
@@ -645,21 +605,21 @@ impl RaftWorld {
         self.checker.on_send_request_tag(from, self.nodes[from].incarnation, &message);
         self.checker.on_send_disk(from, message.disk, self.nodes[from].disk_id);
         let to = message.to.0 as usize - 1;
-        let fate = self.network.route(&mut self.rng, from, to);
+        let fate = self.network.route(&mut self.engine.rng, from, to);
         let words = message_words(&message);
         match fate {
             Fate::Blocked | Fate::Lost => {
                 let lost = fate == Fate::Lost;
                 let kind = if lost { RaftRecord::Lost } else { RaftRecord::CutAtSend };
-                self.trace.record(self.now, kind, &[words[0], words[1], words[2], words[3]], || {
+                self.engine.record(kind, &[words[0], words[1], words[2], words[3]], || {
                     format!("{} {}", if lost { "lost" } else { "cut" }, describe_message(&message))
                 });
             }
             Fate::Arrives { first_us, second_us } => {
                 if let Some(second_us) = second_us {
-                    self.schedule(second_us, SimEvent::Deliver { to, message: message.clone() });
+                    self.engine.schedule(second_us, SimEvent::Deliver { to, message: message.clone() });
                 }
-                self.schedule(first_us, SimEvent::Deliver { to, message });
+                self.engine.schedule(first_us, SimEvent::Deliver { to, message });
             }
         }
     }
@@ -669,16 +629,32 @@ impl RaftWorld {
         let Some(raft) = sim_node.raft.as_ref() else {
             return;
         };
-        if sim_node.paused {
+        if sim_node.slot.paused {
             return;
         }
-        let at = sim_node.clock.true_time_of(raft.poll_timeout(), self.now);
-        if sim_node.timer_at == Some(at) {
-            return;
+        let at = sim_node.slot.clock.true_time_of(raft.poll_timeout(), self.engine.now);
+        if let Some(token) = sim_node.slot.arm_timer(at) {
+            self.engine.schedule_at(at, SimEvent::Timer { node, token });
         }
-        sim_node.timer_token += 1;
-        sim_node.timer_at = Some(at);
-        let token = sim_node.timer_token;
-        self.schedule_at(at, SimEvent::Timer { node, token });
+    }
+}
+
+impl World for RaftWorld {
+    type Event = SimEvent;
+
+    fn engine(&mut self) -> &mut Engine<SimEvent> {
+        &mut self.engine
+    }
+
+    fn handle(&mut self, event: SimEvent) {
+        RaftWorld::handle(self, event);
+    }
+
+    fn finished(&self) -> bool {
+        !self.checker.ok()
+            || self.finished
+            || self.liveness_failure.is_some()
+            || self.read_failure.is_some()
+            || self.workload.wrong_answer.is_some()
     }
 }
