@@ -30,6 +30,8 @@ pub enum SwimRecord {
     HealedEverything = 28,
     JoinConverged = 30,
     Settled = 31,
+    /// A handler panicked (a broken internal invariant).
+    Panic = 98,
     Verdict = 99,
 }
 

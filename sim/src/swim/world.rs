@@ -31,7 +31,7 @@ use super::profile::{SwimProfile, DELAY_MIN_US, HEAVY_LOSS_PPM};
 use super::{SwimOptions, SwimReport, SwimSeedOutcome};
 use crate::clock::DriftClock;
 use crate::network::PPM;
-use crate::queue::EventQueue;
+use crate::skeleton::{run_events, Engine, LoopEnd, NodeSlot, World};
 use crate::trace::Trace;
 use chorus_core::swim::{
     wire, Action, Address, Config, Event, Incarnation, MemberState, Message, MessageBody, SuspicionTimeouts, SwimNode,
@@ -51,19 +51,15 @@ pub const JOIN_WINDOW_US: u64 = 1_000_000;
 pub const JOIN_BOUND_US: u64 = 120_000_000;
 /// Default length of the fault phase.
 pub const FAULT_PHASE_US: u64 = 30_000_000;
-/// Inputs held for a paused member; beyond it they are dropped (a socket
-/// buffer overflowing).
-pub const PAUSED_STASH_LIMIT: usize = 10_000;
 /// With [`SwimOptions::progress`], a progress line every this much simulated
 /// time.
 pub const PROGRESS_EVERY_US: u64 = 10_000_000;
 /// Hard cap on events in one run; reaching it fails the seed.
 pub const MAX_EVENTS_PER_RUN: u64 = 200_000_000;
-/// Most bytes of readable trace kept by a replay.
-pub const TRACE_TEXT_LIMIT_BYTES: usize = 256 * 1024 * 1024;
 
+/// What can happen in the SWIM world.
 #[derive(Clone, Debug)]
-enum SimEvent {
+pub enum SimEvent {
     Start { node: usize },
     Deliver { from: usize, to: usize, bytes: usize, message: Message, lagged: bool },
     Timer { node: usize, token: u64 },
@@ -80,7 +76,9 @@ enum SimEvent {
 
 struct SimNode {
     swim: Option<SwimNode>,
-    clock: DriftClock,
+    /// Clock, timer and the messages `(from, bytes, message)` held while
+    /// paused.
+    slot: NodeSlot<(usize, usize, Message)>,
     /// Lives so far (a restart starts a new one).
     life: u32,
     /// The lowest incarnation of the current life: a failure declaration at
@@ -88,10 +86,6 @@ struct SimNode {
     life_floor: Incarnation,
     /// The highest incarnation this member ever held, in any life.
     issued: Incarnation,
-    timer_token: u64,
-    timer_at: Option<u64>,
-    paused: bool,
-    stash: Vec<(usize, usize, Message)>,
     /// Inbound processing lag of a slow member (0: not slow).
     slow_lag_us: u64,
     /// Partition group; members of different groups cannot talk.
@@ -124,9 +118,9 @@ enum Phase {
 pub struct SwimWorld {
     options: SwimOptions,
     profile: SwimProfile,
-    now: u64,
-    queue: EventQueue<SimEvent>,
-    rng: ChaCha8Rng,
+    engine: Engine<SimEvent>,
+    /// With [`SwimOptions::progress`], the next progress line is due then.
+    next_progress_us: u64,
     nodes: Vec<SimNode>,
     loss_ppm: u32,
     partition_epoch: u64,
@@ -142,8 +136,6 @@ pub struct SwimWorld {
     checkers: Checkers,
     metrics: SeedMetrics,
     detections: Vec<Detection>,
-    trace: Trace,
-    events: u64,
     phase: Phase,
     last_start_at: u64,
     join_converged_at: Option<u64>,
@@ -197,14 +189,10 @@ impl SwimWorld {
                     if profile.drift_ppm > 0 { rng.random_range(-profile.drift_ppm..=profile.drift_ppm) } else { 0 };
                 SimNode {
                     swim: None,
-                    clock: DriftClock::new(rng.random_range(0..1_000_000), drift),
+                    slot: NodeSlot::new(DriftClock::new(rng.random_range(0..1_000_000), drift)),
                     life: 0,
                     life_floor: Incarnation::ZERO,
                     issued: Incarnation::ZERO,
-                    timer_token: 0,
-                    timer_at: None,
-                    paused: false,
-                    stash: Vec::new(),
                     slow_lag_us: 0,
                     group: 0,
                     excused_until: 0,
@@ -216,13 +204,11 @@ impl SwimWorld {
             if options.nodes <= 1_000 { template.probe_interval_ms * 100 } else { template.probe_interval_ms * 1000 };
         let metrics = SeedMetrics { probe_interval_us: template.probe_interval_ms * 1000, ..SeedMetrics::default() };
         SwimWorld {
-            trace: Trace::new(options.keep_trace_text, TRACE_TEXT_LIMIT_BYTES),
+            engine: Engine::new(rng, options.keep_trace_text),
+            next_progress_us: PROGRESS_EVERY_US,
             checkers: Checkers::new(options.nodes),
             options,
             profile,
-            now: 0,
-            queue: EventQueue::default(),
-            rng,
             nodes,
             loss_ppm: 0,
             partition_epoch: 0,
@@ -232,7 +218,6 @@ impl SwimWorld {
             excused_suspicions: BTreeSet::new(),
             metrics,
             detections: Vec::new(),
-            events: 0,
             phase: Phase::Join,
             last_start_at: 0,
             join_converged_at: None,
@@ -312,63 +297,36 @@ impl SwimWorld {
             + (2 * (u64::from(config.local_health_max) + 1) + 20) * interval
     }
 
-    fn schedule_at(&mut self, at: u64, event: SimEvent) {
-        self.queue.schedule_at(at, event);
-    }
-
-    fn schedule(&mut self, delay_us: u64, event: SimEvent) {
-        self.schedule_at(self.now + delay_us, event);
-    }
-
-    fn record(&mut self, kind: SwimRecord, fields: &[u64], text: impl FnOnce() -> String) {
-        self.trace.record(self.now, kind, fields, text);
-    }
-
     pub fn run(mut self) -> SwimReport {
         let start = format!("start: {} members, profile: {}", self.options.nodes, self.profile);
         let profile = self.profile.to_string();
-        self.record(SwimRecord::RunStarted, &[self.options.seed, self.options.nodes as u64], || start);
+        self.engine.record(SwimRecord::RunStarted, &[self.options.seed, self.options.nodes as u64], || start);
         for node in 0..self.options.nodes {
-            let at = if node < SEED_MEMBERS { 0 } else { self.rng.random_range(0..JOIN_WINDOW_US) };
+            let at = if node < SEED_MEMBERS { 0 } else { self.engine.rng.random_range(0..JOIN_WINDOW_US) };
             self.last_start_at = self.last_start_at.max(at);
-            self.schedule_at(at, SimEvent::Start { node });
+            self.engine.schedule_at(at, SimEvent::Start { node });
         }
-        self.schedule_at(self.check_interval_us, SimEvent::Check);
-        let mut next_progress_us = PROGRESS_EVERY_US;
-        while self.phase != Phase::Done {
-            let Some((at, event)) = self.queue.pop() else {
-                break;
-            };
-            debug_assert!(at >= self.now, "invariant: time never goes backwards");
-            self.now = at;
-            if self.options.progress && self.now >= next_progress_us {
-                next_progress_us = (self.now / PROGRESS_EVERY_US + 1) * PROGRESS_EVERY_US;
-                eprintln!(
-                    "seed {}: {:?} phase, {} s simulated, {} events",
-                    self.options.seed,
-                    self.phase,
-                    self.now / 1_000_000,
-                    self.events
-                );
+        self.engine.schedule_at(self.check_interval_us, SimEvent::Check);
+        match run_events(&mut self, MAX_EVENTS_PER_RUN) {
+            LoopEnd::Finished | LoopEnd::QueueEmpty => {}
+            LoopEnd::EventLimit => self.checkers.fail(format!("the run exceeded {MAX_EVENTS_PER_RUN} events")),
+            LoopEnd::Panic(message) => {
+                self.engine.record(SwimRecord::Panic, &[], || format!("PANIC {message}"));
+                self.checkers.fail(message);
             }
-            self.events += 1;
-            if self.events >= MAX_EVENTS_PER_RUN {
-                self.checkers.fail(format!("the run exceeded {MAX_EVENTS_PER_RUN} events"));
-                break;
-            }
-            self.handle(event);
         }
         let verdict = if self.checkers.failed() { "FAIL" } else { "PASS" };
         let first = self.checkers.failures().first().cloned().unwrap_or_default();
-        self.record(SwimRecord::Verdict, &[self.checkers.failed() as u64], || format!("verdict {verdict} {first}"));
-        let (trace_hash, trace_text) = std::mem::replace(&mut self.trace, Trace::new(false, 0)).finish();
+        self.engine
+            .record(SwimRecord::Verdict, &[self.checkers.failed() as u64], || format!("verdict {verdict} {first}"));
+        let (trace_hash, trace_text) = std::mem::replace(&mut self.engine.trace, Trace::new(false, 0)).finish();
         SwimReport {
             outcome: SwimSeedOutcome {
                 seed: self.options.seed,
                 trace_hash,
                 failures: self.checkers.failures().to_vec(),
-                events: self.events,
-                sim_micros: self.now,
+                events: self.engine.events,
+                sim_micros: self.engine.now,
                 metrics: self.metrics,
             },
             trace_text,
@@ -379,17 +337,17 @@ impl SwimWorld {
     fn handle(&mut self, event: SimEvent) {
         match event {
             SimEvent::Start { node } => {
-                self.record(SwimRecord::NodeStarted, &[node as u64], || format!("start n{}", node + 1));
+                self.engine.record(SwimRecord::NodeStarted, &[node as u64], || format!("start n{}", node + 1));
                 self.start_node(node);
             }
             SimEvent::Deliver { from, to, bytes, message, lagged } => self.deliver(from, to, bytes, message, lagged),
             SimEvent::Timer { node, token } => {
                 let sim_node = &self.nodes[node];
-                if sim_node.timer_token != token || sim_node.paused || sim_node.swim.is_none() {
+                if !sim_node.slot.timer_is_due(token) || sim_node.swim.is_none() {
                     return;
                 }
-                self.nodes[node].timer_at = None;
-                self.record(SwimRecord::TimerFired, &[node as u64], || format!("timeout n{}", node + 1));
+                self.nodes[node].slot.timer_at = None;
+                self.engine.record(SwimRecord::TimerFired, &[node as u64], || format!("timeout n{}", node + 1));
                 self.in_timeout = true;
                 self.with_node(node, |swim, now| swim.handle_timeout(now));
                 self.in_timeout = false;
@@ -436,9 +394,10 @@ impl SwimWorld {
     /// Schedules the next occurrence of a recurring fault, drawn around its
     /// mean, if it still falls inside the fault phase.
     fn recur(&mut self, mean_ms: u64, event: SimEvent) {
-        let delay = mean_ms * 1000 / 2 + self.rng.random_range(0..=mean_ms * 1000);
-        if self.phase == Phase::Faults && self.now + delay < self.faults_started_at + self.options.fault_phase_us {
-            self.schedule(delay, event);
+        let delay = mean_ms * 1000 / 2 + self.engine.rng.random_range(0..=mean_ms * 1000);
+        if self.phase == Phase::Faults && self.engine.now + delay < self.faults_started_at + self.options.fault_phase_us
+        {
+            self.engine.schedule(delay, event);
         }
     }
 
@@ -455,7 +414,7 @@ impl SwimWorld {
 
     fn start_node(&mut self, node: usize) {
         let config = self.config_of(node);
-        let local = self.nodes[node].clock.local(self.now);
+        let local = self.nodes[node].slot.clock.local(self.engine.now);
         let swim = SwimNode::new(config, local).expect("invariant: the simulator builds valid configurations");
         self.nodes[node].swim = Some(swim);
         self.drain(node);
@@ -465,13 +424,13 @@ impl SwimWorld {
     /// Runs one input on a running node, then performs its actions and arms
     /// its timer.
     fn with_node<R>(&mut self, node: usize, input: impl FnOnce(&mut SwimNode, Time) -> R) -> R {
-        let local = self.nodes[node].clock.local(self.now);
+        let local = self.nodes[node].slot.clock.local(self.engine.now);
         let swim = self.nodes[node].swim.as_mut().expect("invariant: inputs go to running nodes only");
         let result = input(swim, local);
         let incarnation = swim.incarnation();
         let sim_node = &mut self.nodes[node];
         if incarnation < sim_node.issued {
-            let message = format!("incarnation: n{} went back to {incarnation} at {}", node + 1, time(self.now));
+            let message = format!("incarnation: n{} went back to {incarnation} at {}", node + 1, time(self.engine.now));
             self.checkers.fail(message);
         }
         sim_node.issued = sim_node.issued.max(incarnation);
@@ -494,18 +453,14 @@ impl SwimWorld {
         let Some(swim) = &sim_node.swim else {
             return;
         };
-        if sim_node.paused {
-            sim_node.timer_at = None;
+        if sim_node.slot.paused {
+            sim_node.slot.timer_at = None;
             return;
         }
-        let at = sim_node.clock.true_time_of(swim.poll_timeout(), self.now);
-        if sim_node.timer_at == Some(at) {
-            return;
+        let at = sim_node.slot.clock.true_time_of(swim.poll_timeout(), self.engine.now);
+        if let Some(token) = sim_node.slot.arm_timer(at) {
+            self.engine.schedule_at(at, SimEvent::Timer { node, token });
         }
-        sim_node.timer_token += 1;
-        sim_node.timer_at = Some(at);
-        let token = sim_node.timer_token;
-        self.schedule_at(at, SimEvent::Timer { node, token });
     }
 
     fn send(&mut self, from: usize, to: &Address, message: Message) {
@@ -516,7 +471,7 @@ impl SwimWorld {
                 "message size: n{} sent a {} of {bytes} bytes at {}, over its budget of {budget}",
                 from + 1,
                 message.body.kind(),
-                time(self.now)
+                time(self.engine.now)
             ));
         }
         let Some(to) = index_of(to).filter(|&index| index < self.nodes.len()) else {
@@ -533,48 +488,46 @@ impl SwimWorld {
         }
         let kind = body_kind(&message.body);
         if self.nodes[from].group != self.nodes[to].group {
-            self.record(SwimRecord::DroppedAtSend, &[from as u64, to as u64, kind, 0], || {
+            self.engine.record(SwimRecord::DroppedAtSend, &[from as u64, to as u64, kind, 0], || {
                 format!("blocked {}", describe(from, to, &message, bytes))
             });
             return;
         }
-        if self.loss_ppm > 0 && self.rng.random_range(0..PPM) < self.loss_ppm {
-            self.record(SwimRecord::DroppedAtSend, &[from as u64, to as u64, kind, 1], || {
+        if self.loss_ppm > 0 && self.engine.rng.random_range(0..PPM) < self.loss_ppm {
+            self.engine.record(SwimRecord::DroppedAtSend, &[from as u64, to as u64, kind, 1], || {
                 format!("lost {}", describe(from, to, &message, bytes))
             });
             return;
         }
-        let delay = self.rng.random_range(DELAY_MIN_US..=self.profile.delay_max_us.max(DELAY_MIN_US));
-        self.schedule(delay, SimEvent::Deliver { from, to, bytes, message, lagged: false });
+        let delay = self.engine.rng.random_range(DELAY_MIN_US..=self.profile.delay_max_us.max(DELAY_MIN_US));
+        self.engine.schedule(delay, SimEvent::Deliver { from, to, bytes, message, lagged: false });
     }
 
     fn deliver(&mut self, from: usize, to: usize, bytes: usize, message: Message, lagged: bool) {
         let kind = body_kind(&message.body);
         let sim_node = &self.nodes[to];
         if sim_node.swim.is_none() {
-            self.record(SwimRecord::NotDelivered, &[from as u64, to as u64, kind, 0], || {
+            self.engine.record(SwimRecord::NotDelivered, &[from as u64, to as u64, kind, 0], || {
                 format!("dropped (n{} is down) {}", to + 1, describe(from, to, &message, bytes))
             });
             return;
         }
         if self.nodes[from].group != sim_node.group {
-            self.record(SwimRecord::NotDelivered, &[from as u64, to as u64, kind, 1], || {
+            self.engine.record(SwimRecord::NotDelivered, &[from as u64, to as u64, kind, 1], || {
                 format!("cut in flight {}", describe(from, to, &message, bytes))
             });
             return;
         }
-        if sim_node.paused {
-            if sim_node.stash.len() < PAUSED_STASH_LIMIT {
-                self.nodes[to].stash.push((from, bytes, message));
-            }
+        if sim_node.slot.paused {
+            self.nodes[to].slot.stash((from, bytes, message));
             return;
         }
         if sim_node.slow_lag_us > 0 && !lagged {
             let lag = sim_node.slow_lag_us;
-            self.schedule(lag, SimEvent::Deliver { from, to, bytes, message, lagged: true });
+            self.engine.schedule(lag, SimEvent::Deliver { from, to, bytes, message, lagged: true });
             return;
         }
-        self.record(
+        self.engine.record(
             SwimRecord::Delivered,
             &[from as u64, to as u64, kind, body_number(&message.body), message.updates.len() as u64],
             || format!("deliver {}", describe(from, to, &message, bytes)),
@@ -585,18 +538,18 @@ impl SwimWorld {
                 "n{} rejected a message from n{} at {}: {error}",
                 to + 1,
                 from + 1,
-                time(self.now)
+                time(self.engine.now)
             ));
         }
     }
 
     fn observe(&mut self, observer: usize, event: Event) {
         let (kind, member, incarnation) = event_words(&event);
-        self.record(SwimRecord::Event, &[observer as u64, kind, member, incarnation], || {
+        self.engine.record(SwimRecord::Event, &[observer as u64, kind, member, incarnation], || {
             format!("n{}: {}", observer + 1, describe_event(&event))
         });
         let nodes = &self.nodes;
-        self.checkers.observe(self.now, observer, &event, |member| {
+        self.checkers.observe(self.engine.now, observer, &event, |member| {
             (member.0 as usize)
                 .checked_sub(1)
                 .and_then(|index| nodes.get(index))
@@ -613,7 +566,7 @@ impl SwimWorld {
                 }
                 for detection in &mut self.detections {
                     if detection.node == victim && detection.suspect_at.is_none() {
-                        detection.suspect_at = Some(self.now);
+                        detection.suspect_at = Some(self.engine.now);
                     }
                 }
             }
@@ -624,7 +577,7 @@ impl SwimWorld {
                 }
                 for detection in &mut self.detections {
                     if detection.node == victim && detection.first_at.is_none() {
-                        detection.first_at = Some(self.now);
+                        detection.first_at = Some(self.engine.now);
                     }
                 }
             }
@@ -640,12 +593,12 @@ impl SwimWorld {
 
     fn excused(&self, node: usize) -> bool {
         let sim_node = &self.nodes[node];
-        sim_node.paused || sim_node.slow_lag_us > 0 || self.now < sim_node.excused_until
+        sim_node.slot.paused || sim_node.slow_lag_us > 0 || self.engine.now < sim_node.excused_until
     }
 
     /// A partition or heavy loss, now or recently.
     fn everyone_excused(&self) -> bool {
-        self.partitioned || self.loss_ppm >= HEAVY_LOSS_PPM || self.now < self.excused_all_until
+        self.partitioned || self.loss_ppm >= HEAVY_LOSS_PPM || self.engine.now < self.excused_all_until
     }
 
     /// The accuracy checker: `declarer` declared the running `victim` failed.
@@ -666,7 +619,7 @@ impl SwimWorld {
             "accuracy: n{} declared n{} failed at {incarnation} at {}, yet n{} is running and neither it, nor n{}, nor any member that suspected it was paused, slow, partitioned or behind heavy loss",
             declarer + 1,
             victim + 1,
-            time(self.now),
+            time(self.engine.now),
             victim + 1,
             declarer + 1
         ));
@@ -676,18 +629,18 @@ impl SwimWorld {
 
     fn start_faults(&mut self) {
         self.phase = Phase::Faults;
-        self.faults_started_at = self.now;
-        self.record(SwimRecord::FaultPhaseStarted, &[], || "FAULT phase starts".to_string());
+        self.faults_started_at = self.engine.now;
+        self.engine.record(SwimRecord::FaultPhaseStarted, &[], || "FAULT phase starts".to_string());
         self.loss_ppm = self.profile.loss_ppm;
         if self.profile.slow_members > 0 {
             let mut candidates: Vec<usize> = (0..self.nodes.len()).collect();
             for slot in 0..self.profile.slow_members.min(candidates.len()) {
-                let pick = self.rng.random_range(slot..candidates.len());
+                let pick = self.engine.rng.random_range(slot..candidates.len());
                 candidates.swap(slot, pick);
                 let node = candidates[slot];
-                let lag = self.rng.random_range(100..=self.profile.slow_lag_max_ms.max(100)) * 1000;
+                let lag = self.engine.rng.random_range(100..=self.profile.slow_lag_max_ms.max(100)) * 1000;
                 self.nodes[node].slow_lag_us = lag;
-                self.record(SwimRecord::SlowMember, &[node as u64, lag], || {
+                self.engine.record(SwimRecord::SlowMember, &[node as u64, lag], || {
                     format!("FAULT n{} is slow: inbound lag {lag} us", node + 1)
                 });
             }
@@ -706,7 +659,7 @@ impl SwimWorld {
                 self.recur(mean, event);
             }
         }
-        self.schedule(self.options.fault_phase_us, SimEvent::Heal);
+        self.engine.schedule(self.options.fault_phase_us, SimEvent::Heal);
     }
 
     /// `count` distinct node indexes, uniformly.
@@ -714,7 +667,7 @@ impl SwimWorld {
         let mut pool: Vec<usize> = (0..self.nodes.len()).collect();
         let count = count.min(pool.len());
         for slot in 0..count {
-            let pick = self.rng.random_range(slot..pool.len());
+            let pick = self.engine.rng.random_range(slot..pool.len());
             pool.swap(slot, pick);
         }
         pool.truncate(count);
@@ -723,9 +676,10 @@ impl SwimWorld {
     }
 
     fn random_running(&mut self) -> Option<usize> {
-        let running: Vec<usize> =
-            (0..self.nodes.len()).filter(|&node| self.nodes[node].swim.is_some() && !self.nodes[node].paused).collect();
-        (!running.is_empty()).then(|| running[self.rng.random_range(0..running.len())])
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&node| self.nodes[node].swim.is_some() && !self.nodes[node].slot.paused)
+            .collect();
+        (!running.is_empty()).then(|| running[self.engine.rng.random_range(0..running.len())])
     }
 
     fn crash_random(&mut self) {
@@ -737,27 +691,26 @@ impl SwimWorld {
             return;
         };
         self.crash(node);
-        if self.rng.random_range(0..PPM) < self.profile.restart_ppm {
-            let delay = self.rng.random_range(1_000_000..=10_000_000);
+        if self.engine.rng.random_range(0..PPM) < self.profile.restart_ppm {
+            let delay = self.engine.rng.random_range(1_000_000..=10_000_000);
             let life = self.nodes[node].life;
             self.nodes[node].restart_pending = true;
-            self.schedule(delay, SimEvent::Restart { node, life });
+            self.engine.schedule(delay, SimEvent::Restart { node, life });
         }
     }
 
     fn crash(&mut self, node: usize) {
-        self.record(SwimRecord::Crashed, &[node as u64], || format!("FAULT crash n{}", node + 1));
+        self.engine.record(SwimRecord::Crashed, &[node as u64], || format!("FAULT crash n{}", node + 1));
         let sim_node = &mut self.nodes[node];
         sim_node.swim = None;
-        sim_node.paused = false;
-        sim_node.stash.clear();
-        sim_node.timer_token += 1;
-        sim_node.timer_at = None;
+        sim_node.slot.paused = false;
+        sim_node.slot.stash.clear();
+        sim_node.slot.cancel_timer();
         let life = sim_node.life;
         self.detections.push(Detection {
             node,
             life,
-            crashed_at: self.now,
+            crashed_at: self.engine.now,
             suspect_at: None,
             first_at: None,
             all_at: None,
@@ -767,7 +720,7 @@ impl SwimWorld {
     /// Restarts a crashed member with the same identity. It persisted its
     /// incarnation, so it starts one above the highest it ever held.
     fn restart(&mut self, node: usize) {
-        self.record(SwimRecord::Restarted, &[node as u64], || format!("FAULT restart n{}", node + 1));
+        self.engine.record(SwimRecord::Restarted, &[node as u64], || format!("FAULT restart n{}", node + 1));
         let sim_node = &mut self.nodes[node];
         sim_node.life += 1;
         sim_node.life_floor = sim_node.issued.next();
@@ -781,28 +734,27 @@ impl SwimWorld {
         let Some(node) = self.random_running() else {
             return;
         };
-        let duration = self.rng.random_range(500_000..=12_000_000);
-        self.record(SwimRecord::Paused, &[node as u64, duration], || {
+        let duration = self.engine.rng.random_range(500_000..=12_000_000);
+        self.engine.record(SwimRecord::Paused, &[node as u64, duration], || {
             format!("FAULT pause n{} for {duration} us", node + 1)
         });
         let sim_node = &mut self.nodes[node];
-        sim_node.paused = true;
-        sim_node.timer_token += 1;
-        sim_node.timer_at = None;
+        sim_node.slot.paused = true;
+        sim_node.slot.cancel_timer();
         let life = sim_node.life;
-        self.schedule(duration, SimEvent::Resume { node, life });
+        self.engine.schedule(duration, SimEvent::Resume { node, life });
     }
 
     /// A paused member resumes: it handles what arrived meanwhile, in order,
     /// and then its timers fire, late.
     fn resume(&mut self, node: usize) {
-        if !self.nodes[node].paused || self.nodes[node].swim.is_none() {
+        if !self.nodes[node].slot.paused || self.nodes[node].swim.is_none() {
             return;
         }
-        self.record(SwimRecord::Resumed, &[node as u64], || format!("FAULT resume n{}", node + 1));
-        self.nodes[node].paused = false;
-        self.nodes[node].excused_until = self.now + self.excuse_window_us();
-        let stash = std::mem::take(&mut self.nodes[node].stash);
+        self.engine.record(SwimRecord::Resumed, &[node as u64], || format!("FAULT resume n{}", node + 1));
+        self.nodes[node].slot.paused = false;
+        self.nodes[node].excused_until = self.engine.now + self.excuse_window_us();
+        let stash = std::mem::take(&mut self.nodes[node].slot.stash);
         for (from, bytes, message) in stash {
             if self.nodes[node].swim.is_none() {
                 break;
@@ -821,12 +773,13 @@ impl SwimWorld {
             return;
         }
         let nodes = self.nodes.len();
-        let minority = if self.rng.random_bool(0.5) { 1 } else { self.rng.random_range(1..=(nodes / 2).max(1)) };
+        let minority =
+            if self.engine.rng.random_bool(0.5) { 1 } else { self.engine.rng.random_range(1..=(nodes / 2).max(1)) };
         let side = self.choose(minority);
         self.apply_partition(&side);
-        let duration = self.rng.random_range(1_000_000..=30_000_000);
+        let duration = self.engine.rng.random_range(1_000_000..=30_000_000);
         let epoch = self.partition_epoch;
-        self.schedule(duration, SimEvent::HealPartition { epoch });
+        self.engine.schedule(duration, SimEvent::HealPartition { epoch });
     }
 
     fn apply_partition(&mut self, side: &[usize]) {
@@ -840,7 +793,7 @@ impl SwimWorld {
             self.nodes[node].group = 1;
         }
         let shown: Vec<String> = side.iter().take(20).map(|node| format!("n{}", node + 1)).collect();
-        self.record(SwimRecord::Partitioned, &[side.len() as u64, side[0] as u64], || {
+        self.engine.record(SwimRecord::Partitioned, &[side.len() as u64, side[0] as u64], || {
             format!(
                 "FAULT partition {{{}{}}} from the rest",
                 shown.join(","),
@@ -850,31 +803,31 @@ impl SwimWorld {
     }
 
     fn heal_partition(&mut self) {
-        self.record(SwimRecord::PartitionHealed, &[], || "FAULT heal partition".to_string());
+        self.engine.record(SwimRecord::PartitionHealed, &[], || "FAULT heal partition".to_string());
         for node in &mut self.nodes {
             node.group = 0;
         }
         self.partitioned = false;
-        self.excused_all_until = self.now + self.excuse_window_us();
+        self.excused_all_until = self.engine.now + self.excuse_window_us();
     }
 
     /// The end of the fault phase: everything heals.
     fn heal(&mut self) {
-        self.record(SwimRecord::HealedEverything, &[], || "FAULT heal everything".to_string());
+        self.engine.record(SwimRecord::HealedEverything, &[], || "FAULT heal everything".to_string());
         if self.partitioned {
             self.heal_partition();
         }
         if self.loss_ppm >= HEAVY_LOSS_PPM {
-            self.excused_all_until = self.now + self.excuse_window_us();
+            self.excused_all_until = self.engine.now + self.excuse_window_us();
         }
         self.loss_ppm = 0;
-        let excuse = self.now + self.excuse_window_us();
+        let excuse = self.engine.now + self.excuse_window_us();
         for node in 0..self.nodes.len() {
             if self.nodes[node].slow_lag_us > 0 {
                 self.nodes[node].slow_lag_us = 0;
                 self.nodes[node].excused_until = excuse;
             }
-            if self.nodes[node].paused {
+            if self.nodes[node].slot.paused {
                 self.resume(node);
             }
             if self.nodes[node].swim.is_none() && self.nodes[node].restart_pending {
@@ -882,13 +835,13 @@ impl SwimWorld {
             }
         }
         self.phase = Phase::Settle;
-        self.heal_at = Some(self.now);
+        self.heal_at = Some(self.engine.now);
     }
 
     // ----- periodic checks --------------------------------------------------
 
     fn check(&mut self) {
-        self.schedule(self.check_interval_us, SimEvent::Check);
+        self.engine.schedule(self.check_interval_us, SimEvent::Check);
         match self.phase {
             Phase::Join => self.check_join(),
             Phase::Faults => {
@@ -907,7 +860,7 @@ impl SwimWorld {
 
     fn check_join(&mut self) {
         let nodes = self.nodes.len();
-        if self.now < self.last_start_at {
+        if self.engine.now < self.last_start_at {
             return;
         }
         let agreeing = self
@@ -915,19 +868,19 @@ impl SwimWorld {
             .iter()
             .filter(|node| node.swim.as_ref().is_some_and(|swim| swim.live_member_count() == nodes))
             .count();
-        let since = self.now - self.last_start_at;
+        let since = self.engine.now - self.last_start_at;
         if self.metrics.converge_join_9999_us.is_none() && agreeing * 10_000 >= nodes * 9_999 {
             self.metrics.converge_join_9999_us = Some(since);
         }
         if agreeing == nodes {
             self.metrics.converge_join_us = Some(since);
-            self.join_converged_at = Some(self.now);
-            self.record(SwimRecord::JoinConverged, &[since], || {
+            self.join_converged_at = Some(self.engine.now);
+            self.engine.record(SwimRecord::JoinConverged, &[since], || {
                 format!("CHECK join wave converged {since} us after the last start")
             });
-            self.schedule(0, SimEvent::StartFaults);
+            self.engine.schedule(0, SimEvent::StartFaults);
             self.phase = Phase::Faults;
-            self.faults_started_at = self.now;
+            self.faults_started_at = self.engine.now;
         } else if since > self.join_bound_us() {
             let example = self
                 .nodes
@@ -969,11 +922,11 @@ impl SwimWorld {
             if !everyone {
                 return true;
             }
-            detection.all_at = Some(self.now);
+            detection.all_at = Some(self.engine.now);
             let crashed_at = detection.crashed_at;
-            self.metrics.detect_suspect_us.push(detection.suspect_at.unwrap_or(self.now) - crashed_at);
-            self.metrics.detect_first_us.push(detection.first_at.unwrap_or(self.now) - crashed_at);
-            self.metrics.detect_all_us.push(self.now - crashed_at);
+            self.metrics.detect_suspect_us.push(detection.suspect_at.unwrap_or(self.engine.now) - crashed_at);
+            self.metrics.detect_first_us.push(detection.first_at.unwrap_or(self.engine.now) - crashed_at);
+            self.metrics.detect_all_us.push(self.engine.now - crashed_at);
             false
         });
         self.detections = detections;
@@ -993,17 +946,17 @@ impl SwimWorld {
             .filter(|&node| self.nodes[node].swim.as_ref().is_some_and(|swim| !sees_truth(swim)))
             .collect();
         if disagreeing.is_empty() {
-            let since = self.now - heal_at;
+            let since = self.engine.now - heal_at;
             if self.partitions_seen {
                 self.metrics.converge_heal_us = Some(since);
             }
-            self.record(SwimRecord::Settled, &[since], || {
+            self.engine.record(SwimRecord::Settled, &[since], || {
                 format!("CHECK every running member agrees, {since} us after healing")
             });
             self.phase = Phase::Done;
             return;
         }
-        if self.now - heal_at <= self.settle_bound_us() {
+        if self.engine.now - heal_at <= self.settle_bound_us() {
             return;
         }
         let bound_s = self.settle_bound_us() as f64 / 1e6;
@@ -1045,5 +998,36 @@ impl SwimWorld {
             wrong.join(", ")
         ));
         self.phase = Phase::Done;
+    }
+}
+
+impl World for SwimWorld {
+    type Event = SimEvent;
+
+    fn engine(&mut self) -> &mut Engine<SimEvent> {
+        &mut self.engine
+    }
+
+    fn handle(&mut self, event: SimEvent) {
+        SwimWorld::handle(self, event);
+    }
+
+    fn finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// With [`SwimOptions::progress`], a line on standard error every
+    /// [`PROGRESS_EVERY_US`] of simulated time.
+    fn before_event(&mut self) {
+        if self.options.progress && self.engine.now >= self.next_progress_us {
+            self.next_progress_us = (self.engine.now / PROGRESS_EVERY_US + 1) * PROGRESS_EVERY_US;
+            eprintln!(
+                "seed {}: {:?} phase, {} s simulated, {} events",
+                self.options.seed,
+                self.phase,
+                self.engine.now / 1_000_000,
+                self.engine.events
+            );
+        }
     }
 }
