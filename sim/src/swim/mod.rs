@@ -80,6 +80,34 @@ impl SwimSeedOutcome {
     }
 }
 
+impl crate::skeleton::SeedResult for SwimSeedOutcome {
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+    fn trace_hash(&self) -> &[u8; 32] {
+        &self.trace_hash
+    }
+    fn failures(&self) -> &[String] {
+        &self.failures
+    }
+    fn events(&self) -> u64 {
+        self.events
+    }
+    fn sim_micros(&self) -> u64 {
+        self.sim_micros
+    }
+    fn from_panic(seed: u64, message: String) -> SwimSeedOutcome {
+        SwimSeedOutcome {
+            seed,
+            trace_hash: *blake3::hash(message.as_bytes()).as_bytes(),
+            failures: vec![message],
+            events: 0,
+            sim_micros: 0,
+            metrics: SeedMetrics::default(),
+        }
+    }
+}
+
 /// What one run found.
 #[derive(Clone, Debug)]
 pub struct SwimReport {
