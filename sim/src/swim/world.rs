@@ -27,10 +27,10 @@
 use super::checkers::{time, Checkers};
 use super::describe::{body_kind, body_number, describe, describe_event, event_words, SwimRecord};
 use super::metrics::SeedMetrics;
-use super::profile::{SwimProfile, DELAY_MIN_US, HEAVY_LOSS_PPM};
+use super::profile::{SwimProfile, HEAVY_LOSS_PPM};
 use super::{SwimOptions, SwimReport, SwimSeedOutcome};
 use crate::clock::DriftClock;
-use crate::network::PPM;
+use crate::network::{Fate, Network, PPM};
 use crate::skeleton::{run_events, Engine, LoopEnd, NodeSlot, World};
 use crate::trace::Trace;
 use chorus_core::swim::{
@@ -88,8 +88,6 @@ struct SimNode {
     issued: Incarnation,
     /// Inbound processing lag of a slow member (0: not slow).
     slow_lag_us: u64,
-    /// Partition group; members of different groups cannot talk.
-    group: u32,
     /// Wrong failure declarations by or about this member are excused until
     /// then (it was paused or slow).
     excused_until: u64,
@@ -122,9 +120,9 @@ pub struct SwimWorld {
     /// With [`SwimOptions::progress`], the next progress line is due then.
     next_progress_us: u64,
     nodes: Vec<SimNode>,
-    loss_ppm: u32,
+    /// Delays, loss and who can reach whom.
+    network: Network,
     partition_epoch: u64,
-    partitioned: bool,
     partitions_seen: bool,
     /// Wrong failure declarations about anyone are excused until then (a
     /// partition or heavy loss).
@@ -194,7 +192,6 @@ impl SwimWorld {
                     life_floor: Incarnation::ZERO,
                     issued: Incarnation::ZERO,
                     slow_lag_us: 0,
-                    group: 0,
                     excused_until: 0,
                     restart_pending: false,
                 }
@@ -203,6 +200,7 @@ impl SwimWorld {
         let check_interval_us =
             if options.nodes <= 1_000 { template.probe_interval_ms * 100 } else { template.probe_interval_ms * 1000 };
         let metrics = SeedMetrics { probe_interval_us: template.probe_interval_ms * 1000, ..SeedMetrics::default() };
+        let network = Network::new(options.nodes, profile.network_params());
         SwimWorld {
             engine: Engine::new(rng, options.keep_trace_text),
             next_progress_us: PROGRESS_EVERY_US,
@@ -210,9 +208,8 @@ impl SwimWorld {
             options,
             profile,
             nodes,
-            loss_ppm: 0,
+            network,
             partition_epoch: 0,
-            partitioned: false,
             partitions_seen: false,
             excused_all_until: 0,
             excused_suspicions: BTreeSet::new(),
@@ -237,6 +234,7 @@ impl SwimWorld {
     /// Replaces the seed's drawn profile (for tests that need one fault
     /// kind alone).
     pub fn with_profile(mut self, profile: SwimProfile) -> SwimWorld {
+        self.network.params = profile.network_params();
         self.profile = profile;
         self
     }
@@ -384,7 +382,7 @@ impl SwimWorld {
                 }
             }
             SimEvent::HealPartition { epoch } => {
-                if epoch == self.partition_epoch && self.partitioned {
+                if epoch == self.partition_epoch && self.network.is_partitioned() {
                     self.heal_partition();
                 }
             }
@@ -487,20 +485,23 @@ impl SwimWorld {
             }
         }
         let kind = body_kind(&message.body);
-        if self.nodes[from].group != self.nodes[to].group {
-            self.engine.record(SwimRecord::DroppedAtSend, &[from as u64, to as u64, kind, 0], || {
-                format!("blocked {}", describe(from, to, &message, bytes))
-            });
-            return;
+        let fate = self.network.route(&mut self.engine.rng, from, to);
+        match fate {
+            Fate::Blocked | Fate::Lost => {
+                let (what, word) = if fate == Fate::Blocked { ("blocked", 0) } else { ("lost", 1) };
+                self.engine.record(SwimRecord::DroppedAtSend, &[from as u64, to as u64, kind, word], || {
+                    format!("{what} {}", describe(from, to, &message, bytes))
+                });
+            }
+            Fate::Arrives { first_us, second_us } => {
+                if let Some(second_us) = second_us {
+                    let copy = message.clone();
+                    self.engine
+                        .schedule(second_us, SimEvent::Deliver { from, to, bytes, message: copy, lagged: false });
+                }
+                self.engine.schedule(first_us, SimEvent::Deliver { from, to, bytes, message, lagged: false });
+            }
         }
-        if self.loss_ppm > 0 && self.engine.rng.random_range(0..PPM) < self.loss_ppm {
-            self.engine.record(SwimRecord::DroppedAtSend, &[from as u64, to as u64, kind, 1], || {
-                format!("lost {}", describe(from, to, &message, bytes))
-            });
-            return;
-        }
-        let delay = self.engine.rng.random_range(DELAY_MIN_US..=self.profile.delay_max_us.max(DELAY_MIN_US));
-        self.engine.schedule(delay, SimEvent::Deliver { from, to, bytes, message, lagged: false });
     }
 
     fn deliver(&mut self, from: usize, to: usize, bytes: usize, message: Message, lagged: bool) {
@@ -512,7 +513,7 @@ impl SwimWorld {
             });
             return;
         }
-        if self.nodes[from].group != sim_node.group {
+        if self.network.is_blocked(from, to) {
             self.engine.record(SwimRecord::NotDelivered, &[from as u64, to as u64, kind, 1], || {
                 format!("cut in flight {}", describe(from, to, &message, bytes))
             });
@@ -598,7 +599,9 @@ impl SwimWorld {
 
     /// A partition or heavy loss, now or recently.
     fn everyone_excused(&self) -> bool {
-        self.partitioned || self.loss_ppm >= HEAVY_LOSS_PPM || self.engine.now < self.excused_all_until
+        self.network.is_partitioned()
+            || self.network.params.loss_ppm >= HEAVY_LOSS_PPM
+            || self.engine.now < self.excused_all_until
     }
 
     /// The accuracy checker: `declarer` declared the running `victim` failed.
@@ -631,7 +634,7 @@ impl SwimWorld {
         self.phase = Phase::Faults;
         self.faults_started_at = self.engine.now;
         self.engine.record(SwimRecord::FaultPhaseStarted, &[], || "FAULT phase starts".to_string());
-        self.loss_ppm = self.profile.loss_ppm;
+        self.network.params.loss_ppm = self.profile.loss_ppm;
         if self.profile.slow_members > 0 {
             let mut candidates: Vec<usize> = (0..self.nodes.len()).collect();
             for slot in 0..self.profile.slow_members.min(candidates.len()) {
@@ -769,7 +772,7 @@ impl SwimWorld {
     }
 
     fn partition_random(&mut self) {
-        if self.partitioned {
+        if self.network.is_partitioned() {
             return;
         }
         let nodes = self.nodes.len();
@@ -787,11 +790,11 @@ impl SwimWorld {
             return;
         }
         self.partition_epoch += 1;
-        self.partitioned = true;
         self.partitions_seen = true;
-        for &node in side {
-            self.nodes[node].group = 1;
-        }
+        let mut on_side = vec![false; self.nodes.len()];
+        side.iter().for_each(|&node| on_side[node] = true);
+        let rest: Vec<usize> = (0..self.nodes.len()).filter(|&node| !on_side[node]).collect();
+        self.network.partition(&[rest, side.to_vec()]);
         let shown: Vec<String> = side.iter().take(20).map(|node| format!("n{}", node + 1)).collect();
         self.engine.record(SwimRecord::Partitioned, &[side.len() as u64, side[0] as u64], || {
             format!(
@@ -804,23 +807,20 @@ impl SwimWorld {
 
     fn heal_partition(&mut self) {
         self.engine.record(SwimRecord::PartitionHealed, &[], || "FAULT heal partition".to_string());
-        for node in &mut self.nodes {
-            node.group = 0;
-        }
-        self.partitioned = false;
+        self.network.heal();
         self.excused_all_until = self.engine.now + self.excuse_window_us();
     }
 
     /// The end of the fault phase: everything heals.
     fn heal(&mut self) {
         self.engine.record(SwimRecord::HealedEverything, &[], || "FAULT heal everything".to_string());
-        if self.partitioned {
+        if self.network.is_partitioned() {
             self.heal_partition();
         }
-        if self.loss_ppm >= HEAVY_LOSS_PPM {
+        if self.network.params.loss_ppm >= HEAVY_LOSS_PPM {
             self.excused_all_until = self.engine.now + self.excuse_window_us();
         }
-        self.loss_ppm = 0;
+        self.network.params.loss_ppm = 0;
         let excuse = self.engine.now + self.excuse_window_us();
         for node in 0..self.nodes.len() {
             if self.nodes[node].slow_lag_us > 0 {
