@@ -6,7 +6,7 @@ use chorus_sim::history;
 use chorus_sim::raft::{run_seed, SimOptions};
 use chorus_sim::runner::{run_many, RunOptions, RunSummary};
 use chorus_sim::scenario::Scenario;
-use chorus_sim::skeleton::SeedResult;
+use chorus_sim::skeleton::SeedOutcome;
 use chorus_sim::swim;
 use chorus_sim::trace::hex;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -289,9 +289,9 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
     print_replay_header(&report.outcome, &report.profile);
     say!(
         "client ops:     {} ok, {} failed, {} unknown",
-        report.outcome.ops_ok,
-        report.outcome.ops_failed,
-        report.outcome.ops_unknown
+        report.outcome.metrics.ok,
+        report.outcome.metrics.failed,
+        report.outcome.metrics.unknown
     );
     Ok(print_verdict(&report.outcome))
 }
@@ -521,24 +521,24 @@ fn write_trace(path: Option<&Path>, text: &str) -> Result<(), UsageError> {
 }
 
 /// The first lines of a replay's summary.
-fn print_replay_header(outcome: &impl SeedResult, profile: &str) {
-    say!("seed:           {}", outcome.seed());
+fn print_replay_header<M: Default>(outcome: &SeedOutcome<M>, profile: &str) {
+    say!("seed:           {}", outcome.seed);
     say!("profile:        {profile}");
-    say!("events:         {}", outcome.events());
-    say!("simulated time: {:.3} s", outcome.sim_micros() as f64 / 1e6);
+    say!("events:         {}", outcome.events);
+    say!("simulated time: {:.3} s", outcome.sim_micros as f64 / 1e6);
 }
 
 /// The last lines of a replay's summary; exit code 1 if the seed failed.
-fn print_verdict(outcome: &impl SeedResult) -> ExitCode {
+fn print_verdict<M: Default>(outcome: &SeedOutcome<M>) -> ExitCode {
     if outcome.passed() {
         say!("verdict:        PASS");
     } else {
         say!("verdict:        FAIL");
-        for failure in outcome.failures() {
+        for failure in &outcome.failures {
             say!("  {failure}");
         }
     }
-    say!("trace-hash: {}", hex(outcome.trace_hash()));
+    say!("trace-hash: {}", hex(&outcome.trace_hash));
     if outcome.passed() {
         ExitCode::SUCCESS
     } else {

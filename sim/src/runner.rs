@@ -4,11 +4,11 @@
 //! is independent and single-threaded, so results do not depend on the thread
 //! count. The combined hash folds per-seed trace hashes in seed order.
 
-pub use crate::raft::SeedOutcome;
 use crate::raft::{run_seed, SimOptions};
 use crate::scenario::Scenario;
-use crate::skeleton::SeedResult;
+use crate::skeleton::SeedOutcome;
 use crate::trace::hex;
+use crate::workload::OpCounts;
 use chorus_core::raft::Bug;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -33,26 +33,26 @@ pub struct RunOptions {
 
 /// Many seeds' outcomes, in seed order, and what the run cost.
 #[derive(Clone, Debug)]
-pub struct RunSummary<O = SeedOutcome> {
-    pub outcomes: Vec<O>,
+pub struct RunSummary<M = OpCounts> {
+    pub outcomes: Vec<SeedOutcome<M>>,
     pub wall_micros: u64,
     pub threads: usize,
 }
 
-impl<O: SeedResult> RunSummary<O> {
+impl<M: Default> RunSummary<M> {
     pub fn failed(&self) -> Vec<u64> {
-        self.outcomes.iter().filter(|outcome| !outcome.passed()).map(|outcome| outcome.seed()).collect()
+        self.outcomes.iter().filter(|outcome| !outcome.passed()).map(|outcome| outcome.seed).collect()
     }
     pub fn events(&self) -> u64 {
-        self.outcomes.iter().map(|outcome| outcome.events()).sum()
+        self.outcomes.iter().map(|outcome| outcome.events).sum()
     }
     pub fn sim_micros(&self) -> u64 {
-        self.outcomes.iter().map(|outcome| outcome.sim_micros()).sum()
+        self.outcomes.iter().map(|outcome| outcome.sim_micros).sum()
     }
     /// Hash of every seed's trace hash, in seed order: identical for any
     /// thread count.
     pub fn combined_hash(&self) -> String {
-        combined_hash(self.outcomes.iter().map(|outcome| (outcome.seed(), outcome.trace_hash())))
+        combined_hash(self.outcomes.iter().map(|outcome| (outcome.seed, &outcome.trace_hash)))
     }
 
     /// The first lines of a text summary after the system's own first line:
@@ -76,9 +76,9 @@ impl<O: SeedResult> RunSummary<O> {
         let _ = writeln!(out, "combined-hash:  {}", self.combined_hash());
         let failing = self.outcomes.iter().filter(|outcome| !outcome.passed());
         for outcome in failing.take(FAILURES_SHOWN) {
-            let _ = writeln!(out, "FAIL seed {}: {}", outcome.seed(), outcome.failures()[0]);
-            let _ = writeln!(out, "  trace-hash: {}", hex(outcome.trace_hash()));
-            let _ = writeln!(out, "  replay: {}", replay_command(outcome.seed()));
+            let _ = writeln!(out, "FAIL seed {}: {}", outcome.seed, outcome.failures[0]);
+            let _ = writeln!(out, "  trace-hash: {}", hex(&outcome.trace_hash));
+            let _ = writeln!(out, "  replay: {}", replay_command(outcome.seed));
         }
         let failed = self.failed().len();
         if failed > FAILURES_SHOWN {
@@ -96,18 +96,18 @@ impl<O: SeedResult> RunSummary<O> {
             .filter(|outcome| !outcome.passed())
             .map(|outcome| {
                 let mut failure = json!({
-                    "seed": outcome.seed(),
-                    "failure": outcome.failures()[0],
-                    "trace_hash": hex(outcome.trace_hash()),
+                    "seed": outcome.seed,
+                    "failure": outcome.failures[0],
+                    "trace_hash": hex(&outcome.trace_hash),
                 });
                 if let Some(replay_command) = replay_command {
-                    failure["replay"] = json!(replay_command(outcome.seed()));
+                    failure["replay"] = json!(replay_command(outcome.seed));
                 }
                 failure
             })
             .collect();
         let trace_hashes: Vec<Value> =
-            self.outcomes.iter().map(|outcome| json!([outcome.seed(), hex(outcome.trace_hash())])).collect();
+            self.outcomes.iter().map(|outcome| json!([outcome.seed, hex(&outcome.trace_hash)])).collect();
         let fields = json!({
             "seeds": self.outcomes.len(),
             "failed": self.failed(),
@@ -126,42 +126,12 @@ impl<O: SeedResult> RunSummary<O> {
     }
 }
 
-impl RunSummary<SeedOutcome> {
+impl RunSummary<OpCounts> {
     /// Client operations: (ok, failed, unknown).
     pub fn ops(&self) -> (u64, u64, u64) {
         self.outcomes.iter().fold((0, 0, 0), |(ok, failed, unknown), outcome| {
-            (ok + outcome.ops_ok, failed + outcome.ops_failed, unknown + outcome.ops_unknown)
+            (ok + outcome.metrics.ok, failed + outcome.metrics.failed, unknown + outcome.metrics.unknown)
         })
-    }
-}
-
-impl SeedResult for SeedOutcome {
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-    fn trace_hash(&self) -> &[u8; 32] {
-        &self.trace_hash
-    }
-    fn failures(&self) -> &[String] {
-        &self.failures
-    }
-    fn events(&self) -> u64 {
-        self.events
-    }
-    fn sim_micros(&self) -> u64 {
-        self.sim_micros
-    }
-    fn from_panic(seed: u64, message: String) -> SeedOutcome {
-        SeedOutcome {
-            seed,
-            trace_hash: *blake3::hash(message.as_bytes()).as_bytes(),
-            failures: vec![message],
-            events: 0,
-            sim_micros: 0,
-            ops_ok: 0,
-            ops_failed: 0,
-            ops_unknown: 0,
-        }
     }
 }
 
@@ -229,25 +199,25 @@ fn run_seeds<O: Send>(
 
 /// Runs one seed with `run`; a panic (a broken internal invariant) outside
 /// the event loop fails that seed.
-pub fn run_caught<O: SeedResult>(seed: u64, run: impl FnOnce() -> O) -> O {
-    catch_panic(run).unwrap_or_else(|message| O::from_panic(seed, message))
+pub fn run_caught<M: Default>(seed: u64, run: impl FnOnce() -> SeedOutcome<M>) -> SeedOutcome<M> {
+    catch_panic(run).unwrap_or_else(|message| SeedOutcome::from_panic(seed, message))
 }
 
 /// Runs every seed of `seeds` with `run_one` on `threads` threads; `on_done`
 /// is called (from worker threads) after each.
-pub fn run_all<O: SeedResult>(
+pub fn run_all<M: Default + Send>(
     seeds: Range<u64>,
     threads: usize,
-    run_one: impl Fn(u64) -> O + Sync,
-    on_done: &(dyn Fn(&O) + Sync),
-) -> RunSummary<O> {
+    run_one: impl Fn(u64) -> SeedOutcome<M> + Sync,
+    on_done: &(dyn Fn(&SeedOutcome<M>) + Sync),
+) -> RunSummary<M> {
     let threads = threads.max(1);
     let (outcomes, wall_micros) = run_seeds(seeds, threads, run_one, on_done);
     RunSummary { outcomes, wall_micros, threads }
 }
 
 /// Runs one seed; a panic (a broken internal invariant) fails that seed.
-pub fn run_one(seed: u64, options: &RunOptions) -> SeedOutcome {
+pub fn run_one(seed: u64, options: &RunOptions) -> crate::raft::SeedOutcome {
     let sim_options = SimOptions {
         seed,
         nodes: options.nodes,
@@ -260,6 +230,6 @@ pub fn run_one(seed: u64, options: &RunOptions) -> SeedOutcome {
 }
 
 /// Runs every seed; `on_done` is called (from worker threads) after each.
-pub fn run_many(options: &RunOptions, on_done: &(dyn Fn(&SeedOutcome) + Sync)) -> RunSummary {
+pub fn run_many(options: &RunOptions, on_done: &(dyn Fn(&crate::raft::SeedOutcome) + Sync)) -> RunSummary {
     run_all(options.seeds.clone(), options.threads, |seed| run_one(seed, options), on_done)
 }

@@ -11,12 +11,13 @@
 //!   paused (at most [`PAUSED_STASH_LIMIT`]);
 //! * [`run_events`]: the event loop, with a named limit on events and a
 //!   panic inside a handler turned into a failure with its trace;
-//! * [`SeedResult`] and [`crate::runner`]: many seeds in parallel and their
-//!   summary; `main.rs` shares the run, replay and JSON plumbing.
+//! * [`SeedOutcome`] and [`crate::runner`]: one seed's outcome, many seeds in
+//!   parallel and their summary; `main.rs` shares the run, replay and JSON plumbing.
 
 use crate::clock::DriftClock;
 use crate::queue::EventQueue;
 use crate::trace::Trace;
+use chorus_core::{NodeId, Time};
 use rand_chacha::ChaCha8Rng;
 
 /// Inputs stashed for a paused node; beyond it they are dropped (as a real
@@ -24,6 +25,11 @@ use rand_chacha::ChaCha8Rng;
 pub const PAUSED_STASH_LIMIT: usize = 10_000;
 /// Most bytes of readable trace kept by a replay.
 pub const TRACE_TEXT_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+
+/// The id of the node at `index` (ids start at 1).
+pub fn node_id(index: usize) -> NodeId {
+    NodeId(index as u64 + 1)
+}
 
 /// Virtual time, pending events, the RNG stream and the trace of one run.
 pub struct Engine<E> {
@@ -84,15 +90,21 @@ impl<S> NodeSlot<S> {
         NodeSlot { clock, timer_token: 0, timer_at: None, paused: false, stash: Vec::new() }
     }
 
-    /// Arms the timer for true time `at`. Returns the token of the timer
-    /// event to schedule, or `None` when one is already armed for `at`.
-    pub fn arm_timer(&mut self, at: u64) -> Option<u64> {
+    /// Arms the timer for the node's next `deadline` (on its own clock),
+    /// unless it is paused (its timers fire late, when it resumes). Returns
+    /// the true time and token of the timer event to schedule, or `None`
+    /// when paused or when one is already armed for that time.
+    pub fn arm_timer(&mut self, deadline: Time, now: u64) -> Option<(u64, u64)> {
+        if self.paused {
+            return None;
+        }
+        let at = self.clock.true_time_of(deadline, now);
         if self.timer_at == Some(at) {
             return None;
         }
         self.timer_token += 1;
         self.timer_at = Some(at);
-        Some(self.timer_token)
+        Some((at, self.timer_token))
     }
 
     /// Makes every scheduled timer event stale.
@@ -167,17 +179,35 @@ pub fn run_events<W: World>(world: &mut W, max_events: u64) -> LoopEnd {
     LoopEnd::Finished
 }
 
-/// What the runner needs to know of one seed's outcome, whatever the system.
-pub trait SeedResult: Send {
-    fn seed(&self) -> u64;
-    fn trace_hash(&self) -> &[u8; 32];
+/// One seed's outcome, without its trace text: what every system reports,
+/// and the system's own `metrics` (Raft: client operations; SWIM: detection,
+/// accuracy, load and convergence).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedOutcome<M> {
+    pub seed: u64,
+    pub trace_hash: [u8; 32],
     /// Empty when the seed passed.
-    fn failures(&self) -> &[String];
-    fn events(&self) -> u64;
-    fn sim_micros(&self) -> u64;
-    /// The outcome of a seed whose run panicked outside the event loop.
-    fn from_panic(seed: u64, message: String) -> Self;
-    fn passed(&self) -> bool {
-        self.failures().is_empty()
+    pub failures: Vec<String>,
+    pub events: u64,
+    pub sim_micros: u64,
+    pub metrics: M,
+}
+
+impl<M: Default> SeedOutcome<M> {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// The outcome of a seed whose run panicked outside the event loop: it
+    /// failed, and its "trace hash" is the message's.
+    pub fn from_panic(seed: u64, message: String) -> SeedOutcome<M> {
+        SeedOutcome {
+            seed,
+            trace_hash: *blake3::hash(message.as_bytes()).as_bytes(),
+            failures: vec![message],
+            events: 0,
+            sim_micros: 0,
+            metrics: M::default(),
+        }
     }
 }

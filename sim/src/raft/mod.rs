@@ -22,6 +22,7 @@ mod world;
 
 use crate::history::History;
 use crate::scenario::Scenario;
+use crate::workload::OpCounts;
 use chorus_core::raft::Bug;
 
 pub use world::RaftWorld;
@@ -72,25 +73,8 @@ impl SimOptions {
     }
 }
 
-/// One run's outcome, without its trace text or history.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SeedOutcome {
-    pub seed: u64,
-    pub trace_hash: [u8; 32],
-    /// Empty when the seed passed.
-    pub failures: Vec<String>,
-    pub events: u64,
-    pub sim_micros: u64,
-    pub ops_ok: u64,
-    pub ops_failed: u64,
-    pub ops_unknown: u64,
-}
-
-impl SeedOutcome {
-    pub fn passed(&self) -> bool {
-        self.failures.is_empty()
-    }
-}
+/// One Raft seed's outcome; its metrics count client operations.
+pub type SeedOutcome = crate::skeleton::SeedOutcome<OpCounts>;
 
 /// What one run found.
 #[derive(Clone, Debug)]

@@ -12,6 +12,7 @@ use crate::clock::DriftClock;
 use crate::disk::Disk;
 use crate::faults::{FaultAction, FaultProfile, Recurrence};
 use crate::network::{Fate, Network};
+pub(super) use crate::skeleton::node_id;
 use crate::skeleton::{run_events, Engine, LoopEnd, NodeSlot, World};
 use crate::workload::{ClientRequest, ClientStep, Workload, ATTEMPT_TIMEOUT_US};
 use chorus_core::kv::KvStore;
@@ -110,10 +111,6 @@ pub struct RaftWorld {
     pub(super) leader_progress_after_heal: bool,
     pub(super) liveness_failure: Option<String>,
     pub(super) finished: bool,
-}
-
-pub(super) fn node_id(index: usize) -> NodeId {
-    NodeId(index as u64 + 1)
 }
 
 impl RaftWorld {
@@ -263,16 +260,7 @@ impl RaftWorld {
         let seed = self.options.seed;
         let (trace_hash, trace_text) = self.engine.trace.finish();
         SimReport {
-            outcome: SeedOutcome {
-                seed,
-                trace_hash,
-                failures,
-                events,
-                sim_micros,
-                ops_ok: counts.ok,
-                ops_failed: counts.failed,
-                ops_unknown: counts.unknown,
-            },
+            outcome: SeedOutcome { seed, trace_hash, failures, events, sim_micros, metrics: counts },
             trace_text,
             history,
             profile,
@@ -629,11 +617,7 @@ impl RaftWorld {
         let Some(raft) = sim_node.raft.as_ref() else {
             return;
         };
-        if sim_node.slot.paused {
-            return;
-        }
-        let at = sim_node.slot.clock.true_time_of(raft.poll_timeout(), self.engine.now);
-        if let Some(token) = sim_node.slot.arm_timer(at) {
+        if let Some((at, token)) = sim_node.slot.arm_timer(raft.poll_timeout(), self.engine.now) {
             self.engine.schedule_at(at, SimEvent::Timer { node, token });
         }
     }

@@ -62,51 +62,8 @@ impl SwimOptions {
     }
 }
 
-/// One seed's outcome, without its trace text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SwimSeedOutcome {
-    pub seed: u64,
-    pub trace_hash: [u8; 32],
-    /// Empty when the seed passed.
-    pub failures: Vec<String>,
-    pub events: u64,
-    pub sim_micros: u64,
-    pub metrics: SeedMetrics,
-}
-
-impl SwimSeedOutcome {
-    pub fn passed(&self) -> bool {
-        self.failures.is_empty()
-    }
-}
-
-impl crate::skeleton::SeedResult for SwimSeedOutcome {
-    fn seed(&self) -> u64 {
-        self.seed
-    }
-    fn trace_hash(&self) -> &[u8; 32] {
-        &self.trace_hash
-    }
-    fn failures(&self) -> &[String] {
-        &self.failures
-    }
-    fn events(&self) -> u64 {
-        self.events
-    }
-    fn sim_micros(&self) -> u64 {
-        self.sim_micros
-    }
-    fn from_panic(seed: u64, message: String) -> SwimSeedOutcome {
-        SwimSeedOutcome {
-            seed,
-            trace_hash: *blake3::hash(message.as_bytes()).as_bytes(),
-            failures: vec![message],
-            events: 0,
-            sim_micros: 0,
-            metrics: SeedMetrics::default(),
-        }
-    }
-}
+/// One SWIM seed's outcome, with what it measured.
+pub type SwimSeedOutcome = crate::skeleton::SeedOutcome<SeedMetrics>;
 
 /// What one run found.
 #[derive(Clone, Debug)]

@@ -3,7 +3,7 @@
 //! Seeds run on worker threads through [`crate::runner::run_all`], as
 //! Raft's do; the combined hash folds per-seed trace hashes in seed order.
 
-use super::metrics::Summary;
+use super::metrics::{SeedMetrics, Summary};
 use super::{run_seed, Bug, FaultMix, SwimOptions, SwimSeedOutcome};
 use crate::runner::{run_all, run_caught, RunSummary};
 use std::ops::Range;
@@ -39,9 +39,9 @@ impl SwimRunOptions {
 }
 
 /// Many SWIM seeds' outcomes.
-pub type SwimRunSummary = RunSummary<SwimSeedOutcome>;
+pub type SwimRunSummary = RunSummary<SeedMetrics>;
 
-impl RunSummary<SwimSeedOutcome> {
+impl RunSummary<SeedMetrics> {
     pub fn metrics(&self) -> Summary {
         Summary::of(self.outcomes.iter().map(|outcome| &outcome.metrics))
     }

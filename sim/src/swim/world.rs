@@ -31,7 +31,7 @@ use super::profile::{SwimProfile, HEAVY_LOSS_PPM};
 use super::{SwimOptions, SwimReport, SwimSeedOutcome};
 use crate::clock::DriftClock;
 use crate::network::{Fate, Network, PPM};
-use crate::skeleton::{run_events, Engine, LoopEnd, NodeSlot, World};
+use crate::skeleton::{node_id, run_events, Engine, LoopEnd, NodeSlot, World};
 use crate::trace::Trace;
 use chorus_core::swim::{
     wire, Action, Address, Config, Event, Incarnation, MemberState, Message, MessageBody, SuspicionTimeouts, SwimNode,
@@ -147,10 +147,6 @@ pub struct SwimWorld {
     in_timeout: bool,
     /// The message-size checker's limit: the nodes' budget.
     checked_budget_bytes: usize,
-}
-
-fn node_id(index: usize) -> NodeId {
-    NodeId(index as u64 + 1)
 }
 
 fn address_of(index: usize) -> Address {
@@ -451,12 +447,7 @@ impl SwimWorld {
         let Some(swim) = &sim_node.swim else {
             return;
         };
-        if sim_node.slot.paused {
-            sim_node.slot.timer_at = None;
-            return;
-        }
-        let at = sim_node.slot.clock.true_time_of(swim.poll_timeout(), self.engine.now);
-        if let Some(token) = sim_node.slot.arm_timer(at) {
+        if let Some((at, token)) = sim_node.slot.arm_timer(swim.poll_timeout(), self.engine.now) {
             self.engine.schedule_at(at, SimEvent::Timer { node, token });
         }
     }
