@@ -4,12 +4,14 @@
 //! whole cluster — network, disks, clocks, clients and faults — in virtual
 //! time on one thread; the same seed and build replay byte for byte.
 //!
-//! Code map: [`raft`] (the Raft world: event loop, faults, operator, checker glue), [`network`],
-//! [`disk`], [`clock`], [`faults`] (fault kinds and swarm profiles),
-//! [`scenario`] (timed fault schedules from TOML), [`workload`] (clients),
-//! [`check`] (safety and linearizability), [`history`] (Jepsen histories),
-//! [`trace`], [`runner`] (many seeds in parallel, summaries), [`swim`] (the
-//! SWIM membership simulation, `--system swim`).
+//! Code map: [`skeleton`] (what every system plugs into: time, queue, RNG,
+//! trace, node slots, the event loop), [`runner`] (many seeds in parallel,
+//! summaries), [`raft`] (the Raft world: events, faults, operator, checker
+//! glue), [`swim`] (the SWIM world, `--system swim`), [`network`], [`disk`],
+//! [`clock`], [`faults`] (fault kinds and swarm profiles), [`scenario`]
+//! (timed fault schedules from TOML), [`workload`] (clients), [`check`]
+//! (safety and linearizability), [`history`] (Jepsen histories), [`queue`],
+//! [`trace`].
 
 pub mod check;
 pub mod clock;

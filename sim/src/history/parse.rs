@@ -375,7 +375,7 @@ fn truncate(s: &str) -> String {
 /// `initial` is `Str("")` if some entry is an `:append` or a read/write with a
 /// string value (then a read of `nil` is recorded as a read of `""`), and `Nil`
 /// otherwise — unless the first form is a header map `{:initial VALUE}` (as
-/// written by [`write_edn`] when needed), which sets `initial` explicitly and
+/// written by [`write_edn`](super::write_edn) when needed), which sets `initial` explicitly and
 /// disables that inference.
 pub fn parse_edn(text: &str) -> Result<History, HistoryError> {
     let mut reader = EdnReader::new(text, 1);

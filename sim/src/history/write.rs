@@ -31,7 +31,7 @@ fn inferred_initial(ops: &[Operation]) -> (Value, bool) {
 /// `complete_at` (`:ok`, `:fail` for `CasMismatch`, `:info` for `Unknown`; an
 /// `:info` line is placed just before the process's next invocation, or at the
 /// end). Lines are ordered by time. A header `{:initial VALUE}` is written first
-/// only when [`parse_edn`] would not infer `initial` by itself.
+/// only when [`parse_edn`](super::parse_edn) would not infer `initial` by itself.
 ///
 /// `parse_edn(&write_edn(h)) == Ok(h)` for histories in the normal form the
 /// parsers produce: operations sorted by `invoke_at`, a process's completed
