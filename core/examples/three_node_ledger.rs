@@ -32,6 +32,9 @@
 //!
 //! `core/tests/example_three_node_ledger.rs` runs this same file as a test.
 
+// `pub` items are for the test that runs this example (core/tests/).
+#![allow(unreachable_pub)]
+
 use chorus_core::raft::{
     Action, ClientResult, Config, DurableState, Event, PersistId, PersistRequest, RaftNode, Role, SnapshotPolicy,
 };
@@ -122,8 +125,27 @@ pub struct Ledger {
 /// A parsed ledger command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    Open { txn: u64, account: String, amount: u64 },
-    Transfer { txn: u64, from: String, to: String, amount: u64 },
+    /// `open <txn> <account> <amount>`: a new account with a first deposit.
+    Open {
+        /// The client's transaction id: a retry with the same id gets the
+        /// same answer and changes nothing.
+        txn: u64,
+        /// The account to open.
+        account: String,
+        /// Its opening balance.
+        amount: u64,
+    },
+    /// `transfer <txn> <from> <to> <amount>`: move money if `from` has it.
+    Transfer {
+        /// The client's transaction id (see `Open`).
+        txn: u64,
+        /// The account debited.
+        from: String,
+        /// The account credited.
+        to: String,
+        /// How much.
+        amount: u64,
+    },
 }
 
 impl Command {

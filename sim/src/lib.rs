@@ -4,12 +4,14 @@
 //! whole cluster — network, disks, clocks, clients and faults — in virtual
 //! time on one thread; the same seed and build replay byte for byte.
 //!
-//! Code map: [`simulation`] (the event loop and the two phases), [`network`],
-//! [`disk`], [`clock`], [`faults`] (fault kinds and swarm profiles),
-//! [`scenario`] (timed fault schedules from TOML), [`workload`] (clients),
-//! [`check`] (safety and linearizability), [`history`] (Jepsen histories),
-//! [`trace`], [`runner`] (many seeds in parallel, summaries), [`swim`] (the
-//! SWIM membership simulation, `--system swim`).
+//! Code map: [`skeleton`] (what every system plugs into: time, queue, RNG,
+//! trace, node slots, the event loop), [`runner`] (many seeds in parallel,
+//! summaries), [`raft`] (the Raft world: events, faults, operator, checker
+//! glue), [`swim`] (the SWIM world, `--system swim`), [`network`], [`disk`],
+//! [`clock`], [`faults`] (fault kinds and swarm profiles), [`scenario`]
+//! (timed fault schedules from TOML), [`workload`] (clients), [`check`]
+//! (safety and linearizability), [`history`] (Jepsen histories), [`queue`],
+//! [`trace`].
 
 pub mod check;
 pub mod clock;
@@ -18,11 +20,12 @@ pub mod faults;
 pub mod history;
 pub mod network;
 pub mod queue;
+pub mod raft;
 pub mod runner;
 pub mod scenario;
-pub mod simulation;
+pub mod skeleton;
 pub mod swim;
 pub mod trace;
 pub mod workload;
 
-pub use simulation::{run_seed, SimOptions, SimReport};
+pub use raft::{run_seed, SimOptions, SimReport};

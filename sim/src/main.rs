@@ -3,15 +3,17 @@
 use chorus_core::raft::Bug;
 use chorus_sim::check::linearizability::{self, SearchLimits, Verdict};
 use chorus_sim::history;
+use chorus_sim::raft::{run_seed, SimOptions};
 use chorus_sim::runner::{run_many, RunOptions, RunSummary};
 use chorus_sim::scenario::Scenario;
-use chorus_sim::simulation::{run_seed, SimOptions};
+use chorus_sim::skeleton::SeedOutcome;
 use chorus_sim::swim;
 use chorus_sim::trace::hex;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `println!` that tolerates a closed pipe (`chorus-sim ... | head`): output
 /// that nobody reads is not an error worth a panic.
@@ -222,26 +224,11 @@ fn run(args: RunArgs) -> Result<ExitCode, UsageError> {
     }
     let seeds = parse_seeds(&args.seeds)?;
     let (nodes, bug, scenario) = parse_cluster(&args.cluster)?;
-    let threads = match args.threads {
-        Some(0) => return Err(UsageError("--threads 0: need at least one thread".into())),
-        Some(threads) => threads,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let threads = parse_threads(args.threads)?;
     let options = RunOptions { seeds: seeds.clone(), nodes, bug, scenario, threads };
-    let bar = seed_bar(args.json, seeds.end - seeds.start);
-    // A panic inside a seed is a broken invariant: `run_one` catches it and
-    // reports it as that seed's failure (with the replay command), so the
-    // default hook's backtrace on stderr would only be noise here.
-    std::panic::set_hook(Box::new(|_| {}));
-    let failures = std::sync::atomic::AtomicU64::new(0);
-    let summary = run_many(&options, &|outcome| {
-        if !outcome.failures.is_empty() {
-            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        bar.set_message(format!("{} failed", failures.load(std::sync::atomic::Ordering::Relaxed)));
-        bar.inc(1);
-    });
-    bar.finish_and_clear();
+    let progress = SeedProgress::start(args.json, seeds.end - seeds.start);
+    let summary = run_many(&options, &|outcome| progress.seed_done(outcome.passed()));
+    progress.finish();
     if args.json {
         print_json(&summary);
     } else {
@@ -252,38 +239,13 @@ fn run(args: RunArgs) -> Result<ExitCode, UsageError> {
 
 fn print_json(summary: &RunSummary) {
     let (ok, failed, unknown) = summary.ops();
-    let failures: Vec<serde_json::Value> = summary
-        .outcomes
-        .iter()
-        .filter(|outcome| !outcome.failures.is_empty())
-        .map(|outcome| {
-            serde_json::json!({
-                "seed": outcome.seed,
-                "failure": outcome.failures[0],
-                "trace_hash": hex(&outcome.trace_hash),
-            })
-        })
-        .collect();
-    let wall_ms = summary.wall_micros / 1000;
-    let json = serde_json::json!({
-        "seeds": summary.outcomes.len(),
-        "failed": summary.failed(),
-        "failures": failures,
-        "events": summary.events(),
-        "sim_ms": summary.sim_micros() / 1000,
-        "wall_ms": wall_ms,
-        "threads": summary.threads,
+    let mut json = serde_json::json!({
         "events_per_s": (summary.events() as f64 / (summary.wall_micros.max(1) as f64 / 1e6)).round(),
         "ops_ok": ok,
         "ops_failed": failed,
         "ops_unknown": unknown,
-        "combined_hash": summary.combined_hash(),
-        "trace_hashes": summary
-            .outcomes
-            .iter()
-            .map(|outcome| serde_json::json!([outcome.seed, hex(&outcome.trace_hash)]))
-            .collect::<Vec<_>>(),
     });
+    json.as_object_mut().expect("built as an object").extend(summary.json_fields(None));
     say!("{json}");
 }
 
@@ -292,7 +254,6 @@ fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>
     let wall_s = summary.wall_micros.max(1) as f64 / 1e6;
     let events = summary.events();
     let sim_s = summary.sim_micros() as f64 / 1e6;
-    let failed_seeds = summary.failed();
     say!(
         "seeds:          {} ({}..{}), {} nodes, bug: {}",
         summary.outcomes.len(),
@@ -301,10 +262,7 @@ fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>
         cluster.nodes,
         cluster.bug.as_deref().unwrap_or("none")
     );
-    say!("failures:       {}", failed_seeds.len());
-    say!("events:         {events}");
-    say!("simulated time: {sim_s:.1} s");
-    say!("wall time:      {wall_s:.2} s on {} threads", summary.threads);
+    say_text(&summary.totals_text());
     say!(
         "events/s:       {:.0} ({:.0} per thread)",
         events as f64 / wall_s,
@@ -312,15 +270,7 @@ fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>
     );
     say!("sim s / wall s: {:.0}", sim_s / wall_s);
     say!("client ops:     {ok} ok, {failed} failed, {unknown} unknown");
-    say!("combined-hash:  {}", summary.combined_hash());
-    for outcome in summary.outcomes.iter().filter(|outcome| !outcome.failures.is_empty()).take(20) {
-        say!("FAIL seed {}: {}", outcome.seed, outcome.failures[0]);
-        say!("  trace-hash: {}", hex(&outcome.trace_hash));
-        say!("  replay: {}", replay_command(outcome.seed, cluster));
-    }
-    if failed_seeds.len() > 20 {
-        say!("... and {} more failing seeds", failed_seeds.len() - 20);
-    }
+    say_text(&summary.failures_text(|seed| replay_command(seed, cluster)));
 }
 
 fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
@@ -331,39 +281,19 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
     let options =
         SimOptions { seed: args.seed, nodes, bug, scenario, keep_trace_text: true, ..SimOptions::new(args.seed) };
     let report = run_seed(options);
-    let text = report.trace_text.clone().unwrap_or_default();
-    match &args.trace {
-        Some(path) => std::fs::write(path, &text)
-            .map_err(|error| UsageError(format!("cannot write trace file {}: {error}", path.display())))?,
-        None => {
-            use std::io::Write as _;
-            let _ = std::io::stdout().write_all(text.as_bytes());
-        }
-    }
+    write_trace(args.trace.as_deref(), report.trace_text.as_deref().unwrap_or_default())?;
     if let Some(path) = &args.history {
         std::fs::write(path, history::write_edn(&report.history))
             .map_err(|error| UsageError(format!("cannot write history file {}: {error}", path.display())))?;
     }
-    say!("seed:           {}", report.outcome.seed);
-    say!("profile:        {}", report.profile);
-    say!("events:         {}", report.outcome.events);
-    say!("simulated time: {:.3} s", report.outcome.sim_micros as f64 / 1e6);
+    print_replay_header(&report.outcome, &report.profile);
     say!(
         "client ops:     {} ok, {} failed, {} unknown",
-        report.outcome.ops_ok,
-        report.outcome.ops_failed,
-        report.outcome.ops_unknown
+        report.outcome.metrics.ok,
+        report.outcome.metrics.failed,
+        report.outcome.metrics.unknown
     );
-    if report.passed() {
-        say!("verdict:        PASS");
-    } else {
-        say!("verdict:        FAIL");
-        for failure in &report.outcome.failures {
-            say!("  {failure}");
-        }
-    }
-    say!("trace-hash: {}", hex(&report.outcome.trace_hash));
-    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(print_verdict(&report.outcome))
 }
 
 fn bugs(args: BugsArgs) -> ExitCode {
@@ -436,41 +366,29 @@ fn parse_swim(
 
 fn swim_run(args: RunArgs) -> Result<ExitCode, UsageError> {
     let seeds = parse_seeds(&args.seeds)?;
-    let threads = match args.threads {
-        Some(0) => return Err(UsageError("--threads 0: need at least one thread".into())),
-        Some(threads) => threads,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let threads = parse_threads(args.threads)?;
     let (options, mode) = parse_swim(&args.cluster, seeds.clone(), threads)?;
     let runs: Vec<bool> = if mode == Lifeguard::Compare { vec![true, false] } else { vec![options.lifeguard] };
-    let bar = seed_bar(args.json, (seeds.end - seeds.start) * runs.len() as u64);
-    std::panic::set_hook(Box::new(|_| {}));
-    let failures = std::sync::atomic::AtomicU64::new(0);
+    let progress = SeedProgress::start(args.json, (seeds.end - seeds.start) * runs.len() as u64);
     let summaries: Vec<swim::runner::SwimRunSummary> = runs
         .iter()
         .map(|&lifeguard| {
             let options = swim::runner::SwimRunOptions { lifeguard, ..options.clone() };
-            swim::runner::run_many(&options, &|outcome| {
-                if !outcome.passed() {
-                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                bar.set_message(format!("{} failed", failures.load(std::sync::atomic::Ordering::Relaxed)));
-                bar.inc(1);
-            })
+            swim::runner::run_many(&options, &|outcome| progress.seed_done(outcome.passed()))
         })
         .collect();
-    bar.finish_and_clear();
+    progress.finish();
     let passed = summaries.iter().all(|summary| summary.failed().is_empty());
     if let [on, off] = summaries.as_slice() {
         if args.json {
             say!("{}", swim::report::compare_json(on, off, &options));
         } else {
-            print!("{}", swim::report::compare_text(on, off, &options));
+            say_text(&swim::report::compare_text(on, off, &options));
         }
     } else if args.json {
         say!("{}", swim::report::json(&summaries[0], &options));
     } else {
-        print!("{}", swim::report::text(&summaries[0], &options));
+        say_text(&swim::report::text(&summaries[0], &options));
     }
     Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -484,21 +402,10 @@ fn swim_replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
         return Err(UsageError("--history applies to --system raft only (SWIM has no client history)".into()));
     }
     let report = swim::run_seed(swim::SwimOptions { keep_trace_text: true, ..options.seed(args.seed) });
-    let text = report.trace_text.clone().unwrap_or_default();
-    match &args.trace {
-        Some(path) => std::fs::write(path, &text)
-            .map_err(|error| UsageError(format!("cannot write trace file {}: {error}", path.display())))?,
-        None => {
-            use std::io::Write as _;
-            let _ = std::io::stdout().write_all(text.as_bytes());
-        }
-    }
+    write_trace(args.trace.as_deref(), report.trace_text.as_deref().unwrap_or_default())?;
     let outcome = &report.outcome;
     let metrics = swim::Summary::of([&outcome.metrics]);
-    say!("seed:           {}", outcome.seed);
-    say!("profile:        {}", report.profile);
-    say!("events:         {}", outcome.events);
-    say!("simulated time: {:.3} s", outcome.sim_micros as f64 / 1e6);
+    print_replay_header(outcome, &report.profile);
     say!(
         "metrics:        {} crashes timed (first declaration p50 {} periods), {} false positives ({} excused), {} msgs per member per period",
         metrics.crashes_measured,
@@ -507,16 +414,7 @@ fn swim_replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
         metrics.false_positives_excused,
         metrics.msgs_per_member_period
     );
-    if report.passed() {
-        say!("verdict:        PASS");
-    } else {
-        say!("verdict:        FAIL");
-        for failure in &outcome.failures {
-            say!("  {failure}");
-        }
-    }
-    say!("trace-hash: {}", hex(&outcome.trace_hash));
-    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(print_verdict(outcome))
 }
 
 fn check_history(args: CheckHistoryArgs) -> Result<ExitCode, UsageError> {
@@ -551,17 +449,101 @@ fn check_history(args: CheckHistoryArgs) -> Result<ExitCode, UsageError> {
     }
 }
 
-/// The progress bar of a `run`: `seeds` seeds to go, hidden with `--json`.
-fn seed_bar(json: bool, seeds: u64) -> indicatif::ProgressBar {
-    if json {
-        return indicatif::ProgressBar::hidden();
+/// Writes text that may be long (a summary, a trace) to standard output,
+/// tolerating a closed pipe as [`say!`] does.
+fn say_text(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
+/// `--threads`: at least one; by default the available cores.
+fn parse_threads(threads: Option<usize>) -> Result<usize, UsageError> {
+    match threads {
+        Some(0) => Err(UsageError("--threads 0: need at least one thread".into())),
+        Some(threads) => Ok(threads),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
     }
-    let bar = indicatif::ProgressBar::new(seeds);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {msg} [{elapsed_precise}, eta {eta}]")
-            .expect("the template is valid"),
-    );
-    bar
+}
+
+/// The progress bar of a `run` (hidden with `--json`) and its count of
+/// failed seeds.
+struct SeedProgress {
+    bar: indicatif::ProgressBar,
+    failures: AtomicU64,
+}
+
+impl SeedProgress {
+    /// A bar for `seeds` seeds to go. A panic inside a seed is a broken
+    /// invariant that the runner reports as that seed's failure (with the
+    /// replay command), so the default hook's backtrace on stderr would only
+    /// be noise: it is silenced.
+    fn start(json: bool, seeds: u64) -> SeedProgress {
+        let bar = if json {
+            indicatif::ProgressBar::hidden()
+        } else {
+            let bar = indicatif::ProgressBar::new(seeds);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} seeds, {msg} [{elapsed_precise}, eta {eta}]",
+                )
+                .expect("the template is valid"),
+            );
+            bar
+        };
+        std::panic::set_hook(Box::new(|_| {}));
+        SeedProgress { bar, failures: AtomicU64::new(0) }
+    }
+
+    /// Called from worker threads after each seed.
+    fn seed_done(&self, passed: bool) {
+        if !passed {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.bar.set_message(format!("{} failed", self.failures.load(Ordering::Relaxed)));
+        self.bar.inc(1);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// A replay's trace: to `path`, or to standard output.
+fn write_trace(path: Option<&Path>, text: &str) -> Result<(), UsageError> {
+    match path {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|error| UsageError(format!("cannot write trace file {}: {error}", path.display()))),
+        None => {
+            say_text(text);
+            Ok(())
+        }
+    }
+}
+
+/// The first lines of a replay's summary.
+fn print_replay_header<M: Default>(outcome: &SeedOutcome<M>, profile: &str) {
+    say!("seed:           {}", outcome.seed);
+    say!("profile:        {profile}");
+    say!("events:         {}", outcome.events);
+    say!("simulated time: {:.3} s", outcome.sim_micros as f64 / 1e6);
+}
+
+/// The last lines of a replay's summary; exit code 1 if the seed failed.
+fn print_verdict<M: Default>(outcome: &SeedOutcome<M>) -> ExitCode {
+    if outcome.passed() {
+        say!("verdict:        PASS");
+    } else {
+        say!("verdict:        FAIL");
+        for failure in &outcome.failures {
+            say!("  {failure}");
+        }
+    }
+    say!("trace-hash: {}", hex(&outcome.trace_hash));
+    if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn main() -> ExitCode {

@@ -5,6 +5,7 @@
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeSet;
 
 /// One million, the denominator of every `_ppm` rate.
 pub const PPM: u32 = 1_000_000;
@@ -46,52 +47,69 @@ pub enum Fate {
     Arrives { first_us: u64, second_us: Option<u64> },
 }
 
+/// The network of one run: its parameters and who can reach whom.
+///
+/// Connectivity is kept in O(nodes) space (SWIM runs 10,000 members): each
+/// node has a partition label, and nodes with different labels cannot talk;
+/// one-way cuts are listed separately.
 pub struct Network {
     pub params: NetworkParams,
-    nodes: usize,
-    /// `blocked[from * nodes + to]`: messages from `from` to `to` are dropped.
-    blocked: Vec<bool>,
+    /// `label[node]`: the node's side of the current partition.
+    label: Vec<usize>,
+    /// `(from, to)`: messages from `from` to `to` are dropped.
+    one_way: BTreeSet<(usize, usize)>,
+    /// Some pair of nodes cannot talk (a cache of the two fields above).
+    partitioned: bool,
 }
 
 impl Network {
     pub fn new(nodes: usize, params: NetworkParams) -> Network {
-        Network { params, nodes, blocked: vec![false; nodes * nodes] }
+        Network { params, label: vec![0; nodes], one_way: BTreeSet::new(), partitioned: false }
     }
 
     pub fn is_blocked(&self, from: usize, to: usize) -> bool {
-        self.blocked[from * self.nodes + to]
+        self.label[from] != self.label[to] || (!self.one_way.is_empty() && self.one_way.contains(&(from, to)))
     }
 
     pub fn is_partitioned(&self) -> bool {
-        self.blocked.iter().any(|blocked| *blocked)
+        self.partitioned
     }
 
     /// Nodes in different groups cannot talk; a node in no group is cut off
-    /// from everyone.
+    /// from everyone. Replaces every earlier cut, one-way ones included.
     pub fn partition(&mut self, groups: &[Vec<usize>]) {
-        let group_of = |node: usize| groups.iter().position(|group| group.contains(&node));
-        for from in 0..self.nodes {
-            for to in 0..self.nodes {
-                let same = from == to || (group_of(from).is_some() && group_of(from) == group_of(to));
-                self.blocked[from * self.nodes + to] = !same;
+        let nodes = self.label.len();
+        // A node in no group gets a label of its own (past the groups').
+        let mut label: Vec<Option<usize>> = vec![None; nodes];
+        for (group_index, group) in groups.iter().enumerate() {
+            for &node in group.iter().filter(|&&node| node < nodes) {
+                label[node].get_or_insert(group_index);
             }
         }
+        for (node, label) in label.into_iter().enumerate() {
+            self.label[node] = label.unwrap_or(groups.len() + node);
+        }
+        self.one_way.clear();
+        self.partitioned = self.label.iter().any(|label| *label != self.label[0]);
     }
 
     /// Drops every message from a node in `senders` to a node in `receivers`
     /// (the reverse direction is untouched).
     pub fn block_one_way(&mut self, senders: &[usize], receivers: &[usize]) {
-        for from in senders {
-            for to in receivers {
+        for &from in senders {
+            for &to in receivers {
                 if from != to {
-                    self.blocked[from * self.nodes + to] = true;
+                    self.one_way.insert((from, to));
+                    self.partitioned = true;
                 }
             }
         }
     }
 
     pub fn heal(&mut self) {
-        self.blocked.iter_mut().for_each(|blocked| *blocked = false);
+        self.label.iter_mut().for_each(|label| *label = 0);
+        self.one_way.clear();
+        self.partitioned = false;
     }
 
     fn delay(&self, rng: &mut ChaCha8Rng) -> u64 {
@@ -146,5 +164,18 @@ mod tests {
         network.block_one_way(&[1, 2], &[0]);
         assert!(network.is_blocked(1, 0));
         assert!(!network.is_blocked(0, 1));
+        assert!(network.is_partitioned());
+    }
+
+    #[test]
+    fn a_node_in_no_group_is_cut_off_and_a_partition_replaces_one_way_cuts() {
+        let mut network = Network::new(4, NetworkParams::reliable());
+        network.block_one_way(&[0], &[1]);
+        network.partition(&[vec![0, 1], vec![2]]);
+        assert!(!network.is_blocked(0, 1), "the partition replaced the one-way cut");
+        assert!(network.is_blocked(3, 2) && network.is_blocked(3, 0) && network.is_blocked(2, 3));
+        assert!(!network.is_blocked(3, 3));
+        network.partition(&[vec![0, 1, 2, 3]]);
+        assert!(!network.is_partitioned());
     }
 }

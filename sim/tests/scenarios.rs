@@ -27,7 +27,7 @@ fn every_named_scenario_passes_on_twenty_seeds() {
         for seed in 0..20 {
             let report = run_seed(SimOptions { scenario: Some(scenario.clone()), ..SimOptions::new(seed) });
             assert!(report.passed(), "{name} seed {seed}: {:?}", report.outcome.failures);
-            assert!(report.outcome.ops_ok > 50, "{name} seed {seed}: the workload barely ran");
+            assert!(report.outcome.metrics.ok > 50, "{name} seed {seed}: the workload barely ran");
         }
     }
 }

@@ -25,6 +25,8 @@
 //!
 //! Everything is deterministic: fixed RNG seeds, virtual time, FIFO queues.
 
+// Shared test support: `pub` for the test files that include it.
+#![allow(unreachable_pub, missing_docs)]
 #![allow(dead_code)]
 
 use chorus_core::kv::{KvCommand, KvOp, KvResponse, KvStore, SessionRef};

@@ -22,6 +22,8 @@
 //! in id order, there is no wall clock, and no randomness beyond the nodes'
 //! seeded RNGs.
 
+// Shared test support: `pub` for the test files that include it.
+#![allow(unreachable_pub, missing_docs)]
 #![allow(dead_code)]
 
 use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvResponse, KvStore, SessionRef};

@@ -23,6 +23,8 @@
 //! randomness beyond the nodes' seeded RNGs and the harness's (seeded by
 //! [`Cluster::seed`]).
 
+// Shared test support: `pub` for the test files that include it.
+#![allow(unreachable_pub, missing_docs)]
 #![allow(dead_code)]
 
 use chorus_core::swim::{

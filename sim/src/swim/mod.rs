@@ -7,13 +7,14 @@
 //! convergence. The same seed and build replay byte for byte, and the trace
 //! hash covers every step.
 //!
-//! Code map: [`profile`] (fault mixes and per-seed profiles), [`world`] (the
+//! Code map: [`describe`] (trace record kinds, message and event text), [`profile`] (fault mixes and per-seed profiles), [`world`] (the
 //! event loop, network, crashes, pauses, slow members, and the completeness
 //! and convergence checks), [`checkers`] (incarnations, resurrection,
 //! accuracy), [`metrics`] (what a run measured), [`runner`] (many seeds in
 //! parallel, summaries), [`report`] (text and JSON output).
 
 pub mod checkers;
+pub mod describe;
 pub mod metrics;
 pub mod profile;
 pub mod report;
@@ -61,23 +62,8 @@ impl SwimOptions {
     }
 }
 
-/// One seed's outcome, without its trace text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SwimSeedOutcome {
-    pub seed: u64,
-    pub trace_hash: [u8; 32],
-    /// Empty when the seed passed.
-    pub failures: Vec<String>,
-    pub events: u64,
-    pub sim_micros: u64,
-    pub metrics: SeedMetrics,
-}
-
-impl SwimSeedOutcome {
-    pub fn passed(&self) -> bool {
-        self.failures.is_empty()
-    }
-}
+/// One SWIM seed's outcome, with what it measured.
+pub type SwimSeedOutcome = crate::skeleton::SeedOutcome<SeedMetrics>;
 
 /// What one run found.
 #[derive(Clone, Debug)]

@@ -3,6 +3,7 @@
 //! turns some fault kinds off completely).
 
 use crate::clock::MAX_DRIFT_PPM;
+use crate::network::NetworkParams;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
@@ -153,6 +154,20 @@ impl SwimProfile {
     /// (see the accuracy checker).
     pub fn heavy_loss(&self) -> bool {
         self.loss_ppm >= HEAVY_LOSS_PPM
+    }
+
+    /// The shared network model's parameters before the fault phase: this
+    /// profile's delays, nothing lost, duplicated or reordered (the fault
+    /// phase sets [`SwimProfile::loss_ppm`]).
+    pub fn network_params(&self) -> NetworkParams {
+        NetworkParams {
+            delay_min_us: DELAY_MIN_US,
+            delay_max_us: self.delay_max_us,
+            loss_ppm: 0,
+            duplicate_ppm: 0,
+            reorder_ppm: 0,
+            reorder_delay_max_us: 0,
+        }
     }
 }
 

@@ -3,11 +3,7 @@
 
 use super::runner::{SwimRunOptions, SwimRunSummary};
 use super::FaultMix;
-use crate::trace::hex;
 use std::fmt::Write as _;
-
-/// Failing seeds listed in the text summary (the JSON lists them all).
-pub const FAILURES_SHOWN: usize = 20;
 
 /// The command that replays `seed` of this run exactly.
 pub fn replay_command(seed: u64, options: &SwimRunOptions) -> String {
@@ -35,9 +31,6 @@ fn or_dash(value: Option<u64>) -> String {
 pub fn text(summary: &SwimRunSummary, options: &SwimRunOptions) -> String {
     let mut out = String::new();
     let metrics = summary.metrics();
-    let wall_s = summary.wall_micros.max(1) as f64 / 1e6;
-    let sim_s = summary.sim_micros() as f64 / 1e6;
-    let failed = summary.failed();
     let _ = writeln!(
         out,
         "seeds:          {} ({}..{}), swim, {} members, lifeguard {}, faults {}, bug: {}",
@@ -49,10 +42,7 @@ pub fn text(summary: &SwimRunSummary, options: &SwimRunOptions) -> String {
         options.faults.name(),
         options.bug.map_or("none", |bug| bug.name())
     );
-    let _ = writeln!(out, "failures:       {}", failed.len());
-    let _ = writeln!(out, "events:         {}", summary.events());
-    let _ = writeln!(out, "simulated time: {sim_s:.1} s");
-    let _ = writeln!(out, "wall time:      {wall_s:.2} s on {} threads", summary.threads);
+    out.push_str(&summary.totals_text());
     let _ = writeln!(
         out,
         "detection:      {} crashes; first suspicion p50 {} periods; first declaration p50 {} p99 {} periods; all members p50 {} p99 {} periods",
@@ -85,55 +75,23 @@ pub fn text(summary: &SwimRunSummary, options: &SwimRunOptions) -> String {
         or_dash(metrics.converge_heal_ms),
         or_dash(metrics.converge_heal_p50_ms)
     );
-    let _ = writeln!(out, "combined-hash:  {}", summary.combined_hash());
-    for outcome in summary.outcomes.iter().filter(|outcome| !outcome.passed()).take(FAILURES_SHOWN) {
-        let _ = writeln!(out, "FAIL seed {}: {}", outcome.seed, outcome.failures[0]);
-        let _ = writeln!(out, "  trace-hash: {}", hex(&outcome.trace_hash));
-        let _ = writeln!(out, "  replay: {}", replay_command(outcome.seed, options));
-    }
-    if failed.len() > FAILURES_SHOWN {
-        let _ = writeln!(out, "... and {} more failing seeds", failed.len() - FAILURES_SHOWN);
-    }
+    out.push_str(&summary.failures_text(|seed| replay_command(seed, options)));
     out
 }
 
 /// The JSON object of one run.
 pub fn json(summary: &SwimRunSummary, options: &SwimRunOptions) -> serde_json::Value {
     let metrics = summary.metrics();
-    let failures: Vec<serde_json::Value> = summary
-        .outcomes
-        .iter()
-        .filter(|outcome| !outcome.passed())
-        .map(|outcome| {
-            serde_json::json!({
-                "seed": outcome.seed,
-                "failure": outcome.failures[0],
-                "trace_hash": hex(&outcome.trace_hash),
-                "replay": replay_command(outcome.seed, options),
-            })
-        })
-        .collect();
+    let replay = |seed| replay_command(seed, options);
     let mut json = serde_json::json!({
         "system": "swim",
         "nodes": options.nodes,
         "lifeguard": options.lifeguard,
         "faults": options.faults.name(),
         "bug": options.bug.map(|bug| bug.name()),
-        "seeds": summary.outcomes.len(),
-        "failed": summary.failed(),
-        "failures": failures,
-        "events": summary.events(),
-        "sim_ms": summary.sim_micros() / 1000,
-        "wall_ms": summary.wall_micros / 1000,
-        "threads": summary.threads,
-        "combined_hash": summary.combined_hash(),
-        "trace_hashes": summary
-            .outcomes
-            .iter()
-            .map(|outcome| serde_json::json!([outcome.seed, hex(&outcome.trace_hash)]))
-            .collect::<Vec<_>>(),
     });
     let object = json.as_object_mut().expect("built as an object");
+    object.extend(summary.json_fields(Some(&replay)));
     if let serde_json::Value::Object(fields) = serde_json::to_value(&metrics).expect("metrics serialize") {
         object.extend(fields);
     }

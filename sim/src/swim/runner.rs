@@ -1,10 +1,11 @@
 //! Many SWIM seeds on many threads, and what they add up to.
 //!
-//! Seeds run on worker threads through [`crate::runner::run_seeds`], as
+//! Seeds run on worker threads through [`crate::runner::run_all`], as
 //! Raft's do; the combined hash folds per-seed trace hashes in seed order.
 
-use super::metrics::Summary;
+use super::metrics::{SeedMetrics, Summary};
 use super::{run_seed, Bug, FaultMix, SwimOptions, SwimSeedOutcome};
+use crate::runner::{run_all, run_caught, RunSummary};
 use std::ops::Range;
 
 /// What to run.
@@ -37,52 +38,21 @@ impl SwimRunOptions {
     }
 }
 
-#[derive(Clone, Debug)]
-pub struct SwimRunSummary {
-    pub outcomes: Vec<SwimSeedOutcome>,
-    pub wall_micros: u64,
-    pub threads: usize,
-}
+/// Many SWIM seeds' outcomes.
+pub type SwimRunSummary = RunSummary<SeedMetrics>;
 
-impl SwimRunSummary {
-    pub fn failed(&self) -> Vec<u64> {
-        self.outcomes.iter().filter(|outcome| !outcome.passed()).map(|outcome| outcome.seed).collect()
-    }
-    pub fn events(&self) -> u64 {
-        self.outcomes.iter().map(|outcome| outcome.events).sum()
-    }
-    pub fn sim_micros(&self) -> u64 {
-        self.outcomes.iter().map(|outcome| outcome.sim_micros).sum()
-    }
+impl RunSummary<SeedMetrics> {
     pub fn metrics(&self) -> Summary {
         Summary::of(self.outcomes.iter().map(|outcome| &outcome.metrics))
-    }
-    /// Hash of every seed's trace hash, in seed order: identical for any
-    /// thread count.
-    pub fn combined_hash(&self) -> String {
-        crate::runner::combined_hash(self.outcomes.iter().map(|outcome| (outcome.seed, &outcome.trace_hash)))
     }
 }
 
 /// Runs one seed; a panic (a broken internal invariant) fails that seed.
 pub fn run_one(seed: u64, options: &SwimRunOptions) -> SwimSeedOutcome {
-    match crate::runner::catch_panic(|| run_seed(options.seed(seed))) {
-        Ok(report) => report.outcome,
-        Err(message) => SwimSeedOutcome {
-            seed,
-            trace_hash: *blake3::hash(message.as_bytes()).as_bytes(),
-            failures: vec![message],
-            events: 0,
-            sim_micros: 0,
-            metrics: Default::default(),
-        },
-    }
+    run_caught(seed, || run_seed(options.seed(seed)).outcome)
 }
 
 /// Runs every seed; `on_done` is called (from worker threads) after each.
 pub fn run_many(options: &SwimRunOptions, on_done: &(dyn Fn(&SwimSeedOutcome) + Sync)) -> SwimRunSummary {
-    let threads = options.threads.max(1);
-    let (outcomes, wall_micros) =
-        crate::runner::run_seeds(options.seeds.clone(), threads, |seed| run_one(seed, options), on_done);
-    SwimRunSummary { outcomes, wall_micros, threads }
+    run_all(options.seeds.clone(), options.threads, |seed| run_one(seed, options), on_done)
 }

@@ -25,16 +25,16 @@
 //! its id and its life; simultaneous events run in scheduling order.
 
 use super::checkers::{time, Checkers};
+use super::describe::{body_kind, body_number, describe, describe_event, event_words, SwimRecord};
 use super::metrics::SeedMetrics;
-use super::profile::{SwimProfile, DELAY_MIN_US, HEAVY_LOSS_PPM};
+use super::profile::{SwimProfile, HEAVY_LOSS_PPM};
 use super::{SwimOptions, SwimReport, SwimSeedOutcome};
 use crate::clock::DriftClock;
-use crate::network::PPM;
-use crate::queue::EventQueue;
+use crate::network::{Fate, Network, PPM};
+use crate::skeleton::{node_id, run_events, Engine, LoopEnd, NodeSlot, World};
 use crate::trace::Trace;
 use chorus_core::swim::{
     wire, Action, Address, Config, Event, Incarnation, MemberState, Message, MessageBody, SuspicionTimeouts, SwimNode,
-    Update,
 };
 use chorus_core::{NodeId, Time};
 use rand::{Rng, SeedableRng};
@@ -51,19 +51,15 @@ pub const JOIN_WINDOW_US: u64 = 1_000_000;
 pub const JOIN_BOUND_US: u64 = 120_000_000;
 /// Default length of the fault phase.
 pub const FAULT_PHASE_US: u64 = 30_000_000;
-/// Inputs held for a paused member; beyond it they are dropped (a socket
-/// buffer overflowing).
-pub const PAUSED_STASH_LIMIT: usize = 10_000;
 /// With [`SwimOptions::progress`], a progress line every this much simulated
 /// time.
 pub const PROGRESS_EVERY_US: u64 = 10_000_000;
 /// Hard cap on events in one run; reaching it fails the seed.
 pub const MAX_EVENTS_PER_RUN: u64 = 200_000_000;
-/// Most bytes of readable trace kept by a replay.
-pub const TRACE_TEXT_LIMIT_BYTES: usize = 256 * 1024 * 1024;
 
+/// What can happen in the SWIM world.
 #[derive(Clone, Debug)]
-enum SimEvent {
+pub enum SimEvent {
     Start { node: usize },
     Deliver { from: usize, to: usize, bytes: usize, message: Message, lagged: bool },
     Timer { node: usize, token: u64 },
@@ -80,7 +76,9 @@ enum SimEvent {
 
 struct SimNode {
     swim: Option<SwimNode>,
-    clock: DriftClock,
+    /// Clock, timer and the messages `(from, bytes, message)` held while
+    /// paused.
+    slot: NodeSlot<(usize, usize, Message)>,
     /// Lives so far (a restart starts a new one).
     life: u32,
     /// The lowest incarnation of the current life: a failure declaration at
@@ -88,14 +86,8 @@ struct SimNode {
     life_floor: Incarnation,
     /// The highest incarnation this member ever held, in any life.
     issued: Incarnation,
-    timer_token: u64,
-    timer_at: Option<u64>,
-    paused: bool,
-    stash: Vec<(usize, usize, Message)>,
     /// Inbound processing lag of a slow member (0: not slow).
     slow_lag_us: u64,
-    /// Partition group; members of different groups cannot talk.
-    group: u32,
     /// Wrong failure declarations by or about this member are excused until
     /// then (it was paused or slow).
     excused_until: u64,
@@ -124,13 +116,13 @@ enum Phase {
 pub struct SwimWorld {
     options: SwimOptions,
     profile: SwimProfile,
-    now: u64,
-    queue: EventQueue<SimEvent>,
-    rng: ChaCha8Rng,
+    engine: Engine<SimEvent>,
+    /// With [`SwimOptions::progress`], the next progress line is due then.
+    next_progress_us: u64,
     nodes: Vec<SimNode>,
-    loss_ppm: u32,
+    /// Delays, loss and who can reach whom.
+    network: Network,
     partition_epoch: u64,
-    partitioned: bool,
     partitions_seen: bool,
     /// Wrong failure declarations about anyone are excused until then (a
     /// partition or heavy loss).
@@ -142,8 +134,6 @@ pub struct SwimWorld {
     checkers: Checkers,
     metrics: SeedMetrics,
     detections: Vec<Detection>,
-    trace: Trace,
-    events: u64,
     phase: Phase,
     last_start_at: u64,
     join_converged_at: Option<u64>,
@@ -157,10 +147,6 @@ pub struct SwimWorld {
     in_timeout: bool,
     /// The message-size checker's limit: the nodes' budget.
     checked_budget_bytes: usize,
-}
-
-fn node_id(index: usize) -> NodeId {
-    NodeId(index as u64 + 1)
 }
 
 fn address_of(index: usize) -> Address {
@@ -182,85 +168,6 @@ fn mix(mut value: u64) -> u64 {
     value ^ (value >> 31)
 }
 
-fn body_kind(body: &MessageBody) -> u64 {
-    match body {
-        MessageBody::Ping { .. } => 1,
-        MessageBody::Ack { .. } => 2,
-        MessageBody::PingReq { .. } => 3,
-        MessageBody::Nack { .. } => 4,
-        MessageBody::Gossip => 5,
-        MessageBody::PushPull { want_reply: true, .. } => 6,
-        MessageBody::PushPull { want_reply: false, .. } => 7,
-    }
-}
-
-fn body_number(body: &MessageBody) -> u64 {
-    match body {
-        MessageBody::Ping { probe } | MessageBody::Ack { probe } | MessageBody::Nack { probe } => probe.0,
-        MessageBody::PingReq { probe, target, .. } => probe.0 ^ (target.0 << 40),
-        MessageBody::Gossip => 0,
-        MessageBody::PushPull { members, .. } => members.len() as u64,
-    }
-}
-
-fn describe(from: usize, to: usize, message: &Message, bytes: usize) -> String {
-    let detail = match &message.body {
-        MessageBody::Ping { probe } | MessageBody::Ack { probe } | MessageBody::Nack { probe } => {
-            format!("#{}", probe.0)
-        }
-        MessageBody::PingReq { probe, target, .. } => format!("#{} target {target}", probe.0),
-        MessageBody::Gossip => String::new(),
-        MessageBody::PushPull { members, .. } => format!("{} records", members.len()),
-    };
-    let mut text = format!("n{} -> n{} {} {detail} ({bytes} B", from + 1, to + 1, message.body.kind());
-    if !message.updates.is_empty() {
-        let updates: Vec<String> = message.updates.iter().take(4).map(describe_update).collect();
-        text.push_str(&format!(", {} updates: {}", message.updates.len(), updates.join(" ")));
-        if message.updates.len() > 4 {
-            text.push_str(" ...");
-        }
-    }
-    text.push(')');
-    text
-}
-
-fn describe_update(update: &Update) -> String {
-    match update {
-        Update::Alive { member, incarnation, .. } => format!("alive({member},{incarnation})"),
-        Update::Suspect { member, incarnation, by } => format!("suspect({member},{incarnation},by {by})"),
-        Update::Failed { member, incarnation, by } => format!("failed({member},{incarnation},by {by})"),
-        Update::Left { member, incarnation } => format!("left({member},{incarnation})"),
-    }
-}
-
-fn event_words(event: &Event) -> (u64, u64, u64) {
-    match event {
-        Event::Joined(record) => (1, record.id.0, record.incarnation.0),
-        Event::Updated(record) => (2, record.id.0, record.incarnation.0),
-        Event::Suspected { member, incarnation } => (3, member.0, incarnation.0),
-        Event::AliveAgain(record) => (4, record.id.0, record.incarnation.0),
-        Event::Failed { member, incarnation } => (5, member.0, incarnation.0),
-        Event::Left { member, incarnation } => (6, member.0, incarnation.0),
-        Event::Forgotten { member } => (7, member.0, 0),
-        Event::Refuted { incarnation } => (8, 0, incarnation.0),
-        Event::MemberLimitReached { member } => (9, member.0, 0),
-    }
-}
-
-fn describe_event(event: &Event) -> String {
-    match event {
-        Event::Joined(record) => format!("Joined {} {}", record.id, record.incarnation),
-        Event::Updated(record) => format!("Updated {} {}", record.id, record.incarnation),
-        Event::Suspected { member, incarnation } => format!("Suspected {member} {incarnation}"),
-        Event::AliveAgain(record) => format!("AliveAgain {} {}", record.id, record.incarnation),
-        Event::Failed { member, incarnation } => format!("Failed {member} {incarnation}"),
-        Event::Left { member, incarnation } => format!("Left {member} {incarnation}"),
-        Event::Forgotten { member } => format!("Forgotten {member}"),
-        Event::Refuted { incarnation } => format!("Refuted, now {incarnation}"),
-        Event::MemberLimitReached { member } => format!("MemberLimitReached {member}"),
-    }
-}
-
 impl SwimWorld {
     pub fn new(options: SwimOptions) -> SwimWorld {
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
@@ -276,16 +183,11 @@ impl SwimWorld {
                     if profile.drift_ppm > 0 { rng.random_range(-profile.drift_ppm..=profile.drift_ppm) } else { 0 };
                 SimNode {
                     swim: None,
-                    clock: DriftClock::new(rng.random_range(0..1_000_000), drift),
+                    slot: NodeSlot::new(DriftClock::new(rng.random_range(0..1_000_000), drift)),
                     life: 0,
                     life_floor: Incarnation::ZERO,
                     issued: Incarnation::ZERO,
-                    timer_token: 0,
-                    timer_at: None,
-                    paused: false,
-                    stash: Vec::new(),
                     slow_lag_us: 0,
-                    group: 0,
                     excused_until: 0,
                     restart_pending: false,
                 }
@@ -294,24 +196,21 @@ impl SwimWorld {
         let check_interval_us =
             if options.nodes <= 1_000 { template.probe_interval_ms * 100 } else { template.probe_interval_ms * 1000 };
         let metrics = SeedMetrics { probe_interval_us: template.probe_interval_ms * 1000, ..SeedMetrics::default() };
+        let network = Network::new(options.nodes, profile.network_params());
         SwimWorld {
-            trace: Trace::new(options.keep_trace_text, TRACE_TEXT_LIMIT_BYTES),
+            engine: Engine::new(rng, options.keep_trace_text),
+            next_progress_us: PROGRESS_EVERY_US,
             checkers: Checkers::new(options.nodes),
             options,
             profile,
-            now: 0,
-            queue: EventQueue::default(),
-            rng,
             nodes,
-            loss_ppm: 0,
+            network,
             partition_epoch: 0,
-            partitioned: false,
             partitions_seen: false,
             excused_all_until: 0,
             excused_suspicions: BTreeSet::new(),
             metrics,
             detections: Vec::new(),
-            events: 0,
             phase: Phase::Join,
             last_start_at: 0,
             join_converged_at: None,
@@ -331,6 +230,7 @@ impl SwimWorld {
     /// Replaces the seed's drawn profile (for tests that need one fault
     /// kind alone).
     pub fn with_profile(mut self, profile: SwimProfile) -> SwimWorld {
+        self.network.params = profile.network_params();
         self.profile = profile;
         self
     }
@@ -391,63 +291,36 @@ impl SwimWorld {
             + (2 * (u64::from(config.local_health_max) + 1) + 20) * interval
     }
 
-    fn schedule_at(&mut self, at: u64, event: SimEvent) {
-        self.queue.schedule_at(at, event);
-    }
-
-    fn schedule(&mut self, delay_us: u64, event: SimEvent) {
-        self.schedule_at(self.now + delay_us, event);
-    }
-
-    fn record(&mut self, words: &[u64], text: impl FnOnce() -> String) {
-        self.trace.record(self.now, words, text);
-    }
-
     pub fn run(mut self) -> SwimReport {
         let start = format!("start: {} members, profile: {}", self.options.nodes, self.profile);
         let profile = self.profile.to_string();
-        self.record(&[0, self.options.seed, self.options.nodes as u64], || start);
+        self.engine.record(SwimRecord::RunStarted, &[self.options.seed, self.options.nodes as u64], || start);
         for node in 0..self.options.nodes {
-            let at = if node < SEED_MEMBERS { 0 } else { self.rng.random_range(0..JOIN_WINDOW_US) };
+            let at = if node < SEED_MEMBERS { 0 } else { self.engine.rng.random_range(0..JOIN_WINDOW_US) };
             self.last_start_at = self.last_start_at.max(at);
-            self.schedule_at(at, SimEvent::Start { node });
+            self.engine.schedule_at(at, SimEvent::Start { node });
         }
-        self.schedule_at(self.check_interval_us, SimEvent::Check);
-        let mut next_progress_us = PROGRESS_EVERY_US;
-        while self.phase != Phase::Done {
-            let Some((at, event)) = self.queue.pop() else {
-                break;
-            };
-            debug_assert!(at >= self.now, "invariant: time never goes backwards");
-            self.now = at;
-            if self.options.progress && self.now >= next_progress_us {
-                next_progress_us = (self.now / PROGRESS_EVERY_US + 1) * PROGRESS_EVERY_US;
-                eprintln!(
-                    "seed {}: {:?} phase, {} s simulated, {} events",
-                    self.options.seed,
-                    self.phase,
-                    self.now / 1_000_000,
-                    self.events
-                );
+        self.engine.schedule_at(self.check_interval_us, SimEvent::Check);
+        match run_events(&mut self, MAX_EVENTS_PER_RUN) {
+            LoopEnd::Finished | LoopEnd::QueueEmpty => {}
+            LoopEnd::EventLimit => self.checkers.fail(format!("the run exceeded {MAX_EVENTS_PER_RUN} events")),
+            LoopEnd::Panic(message) => {
+                self.engine.record(SwimRecord::Panic, &[], || format!("PANIC {message}"));
+                self.checkers.fail(message);
             }
-            self.events += 1;
-            if self.events >= MAX_EVENTS_PER_RUN {
-                self.checkers.fail(format!("the run exceeded {MAX_EVENTS_PER_RUN} events"));
-                break;
-            }
-            self.handle(event);
         }
         let verdict = if self.checkers.failed() { "FAIL" } else { "PASS" };
         let first = self.checkers.failures().first().cloned().unwrap_or_default();
-        self.record(&[99, self.checkers.failed() as u64], || format!("verdict {verdict} {first}"));
-        let (trace_hash, trace_text) = std::mem::replace(&mut self.trace, Trace::new(false, 0)).finish();
+        self.engine
+            .record(SwimRecord::Verdict, &[self.checkers.failed() as u64], || format!("verdict {verdict} {first}"));
+        let (trace_hash, trace_text) = std::mem::replace(&mut self.engine.trace, Trace::new(false, 0)).finish();
         SwimReport {
             outcome: SwimSeedOutcome {
                 seed: self.options.seed,
                 trace_hash,
                 failures: self.checkers.failures().to_vec(),
-                events: self.events,
-                sim_micros: self.now,
+                events: self.engine.events,
+                sim_micros: self.engine.now,
                 metrics: self.metrics,
             },
             trace_text,
@@ -458,17 +331,17 @@ impl SwimWorld {
     fn handle(&mut self, event: SimEvent) {
         match event {
             SimEvent::Start { node } => {
-                self.record(&[10, node as u64], || format!("start n{}", node + 1));
+                self.engine.record(SwimRecord::NodeStarted, &[node as u64], || format!("start n{}", node + 1));
                 self.start_node(node);
             }
             SimEvent::Deliver { from, to, bytes, message, lagged } => self.deliver(from, to, bytes, message, lagged),
             SimEvent::Timer { node, token } => {
                 let sim_node = &self.nodes[node];
-                if sim_node.timer_token != token || sim_node.paused || sim_node.swim.is_none() {
+                if !sim_node.slot.timer_is_due(token) || sim_node.swim.is_none() {
                     return;
                 }
-                self.nodes[node].timer_at = None;
-                self.record(&[3, node as u64], || format!("timeout n{}", node + 1));
+                self.nodes[node].slot.timer_at = None;
+                self.engine.record(SwimRecord::TimerFired, &[node as u64], || format!("timeout n{}", node + 1));
                 self.in_timeout = true;
                 self.with_node(node, |swim, now| swim.handle_timeout(now));
                 self.in_timeout = false;
@@ -505,7 +378,7 @@ impl SwimWorld {
                 }
             }
             SimEvent::HealPartition { epoch } => {
-                if epoch == self.partition_epoch && self.partitioned {
+                if epoch == self.partition_epoch && self.network.is_partitioned() {
                     self.heal_partition();
                 }
             }
@@ -515,9 +388,10 @@ impl SwimWorld {
     /// Schedules the next occurrence of a recurring fault, drawn around its
     /// mean, if it still falls inside the fault phase.
     fn recur(&mut self, mean_ms: u64, event: SimEvent) {
-        let delay = mean_ms * 1000 / 2 + self.rng.random_range(0..=mean_ms * 1000);
-        if self.phase == Phase::Faults && self.now + delay < self.faults_started_at + self.options.fault_phase_us {
-            self.schedule(delay, event);
+        let delay = mean_ms * 1000 / 2 + self.engine.rng.random_range(0..=mean_ms * 1000);
+        if self.phase == Phase::Faults && self.engine.now + delay < self.faults_started_at + self.options.fault_phase_us
+        {
+            self.engine.schedule(delay, event);
         }
     }
 
@@ -534,7 +408,7 @@ impl SwimWorld {
 
     fn start_node(&mut self, node: usize) {
         let config = self.config_of(node);
-        let local = self.nodes[node].clock.local(self.now);
+        let local = self.nodes[node].slot.clock.local(self.engine.now);
         let swim = SwimNode::new(config, local).expect("invariant: the simulator builds valid configurations");
         self.nodes[node].swim = Some(swim);
         self.drain(node);
@@ -544,13 +418,13 @@ impl SwimWorld {
     /// Runs one input on a running node, then performs its actions and arms
     /// its timer.
     fn with_node<R>(&mut self, node: usize, input: impl FnOnce(&mut SwimNode, Time) -> R) -> R {
-        let local = self.nodes[node].clock.local(self.now);
+        let local = self.nodes[node].slot.clock.local(self.engine.now);
         let swim = self.nodes[node].swim.as_mut().expect("invariant: inputs go to running nodes only");
         let result = input(swim, local);
         let incarnation = swim.incarnation();
         let sim_node = &mut self.nodes[node];
         if incarnation < sim_node.issued {
-            let message = format!("incarnation: n{} went back to {incarnation} at {}", node + 1, time(self.now));
+            let message = format!("incarnation: n{} went back to {incarnation} at {}", node + 1, time(self.engine.now));
             self.checkers.fail(message);
         }
         sim_node.issued = sim_node.issued.max(incarnation);
@@ -573,18 +447,9 @@ impl SwimWorld {
         let Some(swim) = &sim_node.swim else {
             return;
         };
-        if sim_node.paused {
-            sim_node.timer_at = None;
-            return;
+        if let Some((at, token)) = sim_node.slot.arm_timer(swim.poll_timeout(), self.engine.now) {
+            self.engine.schedule_at(at, SimEvent::Timer { node, token });
         }
-        let at = sim_node.clock.true_time_of(swim.poll_timeout(), self.now);
-        if sim_node.timer_at == Some(at) {
-            return;
-        }
-        sim_node.timer_token += 1;
-        sim_node.timer_at = Some(at);
-        let token = sim_node.timer_token;
-        self.schedule_at(at, SimEvent::Timer { node, token });
     }
 
     fn send(&mut self, from: usize, to: &Address, message: Message) {
@@ -595,7 +460,7 @@ impl SwimWorld {
                 "message size: n{} sent a {} of {bytes} bytes at {}, over its budget of {budget}",
                 from + 1,
                 message.body.kind(),
-                time(self.now)
+                time(self.engine.now)
             ));
         }
         let Some(to) = index_of(to).filter(|&index| index < self.nodes.len()) else {
@@ -611,50 +476,52 @@ impl SwimWorld {
             }
         }
         let kind = body_kind(&message.body);
-        if self.nodes[from].group != self.nodes[to].group {
-            self.record(&[2, from as u64, to as u64, kind, 0], || {
-                format!("blocked {}", describe(from, to, &message, bytes))
-            });
-            return;
+        let fate = self.network.route(&mut self.engine.rng, from, to);
+        match fate {
+            Fate::Blocked | Fate::Lost => {
+                let (what, word) = if fate == Fate::Blocked { ("blocked", 0) } else { ("lost", 1) };
+                self.engine.record(SwimRecord::DroppedAtSend, &[from as u64, to as u64, kind, word], || {
+                    format!("{what} {}", describe(from, to, &message, bytes))
+                });
+            }
+            Fate::Arrives { first_us, second_us } => {
+                if let Some(second_us) = second_us {
+                    let copy = message.clone();
+                    self.engine
+                        .schedule(second_us, SimEvent::Deliver { from, to, bytes, message: copy, lagged: false });
+                }
+                self.engine.schedule(first_us, SimEvent::Deliver { from, to, bytes, message, lagged: false });
+            }
         }
-        if self.loss_ppm > 0 && self.rng.random_range(0..PPM) < self.loss_ppm {
-            self.record(&[2, from as u64, to as u64, kind, 1], || {
-                format!("lost {}", describe(from, to, &message, bytes))
-            });
-            return;
-        }
-        let delay = self.rng.random_range(DELAY_MIN_US..=self.profile.delay_max_us.max(DELAY_MIN_US));
-        self.schedule(delay, SimEvent::Deliver { from, to, bytes, message, lagged: false });
     }
 
     fn deliver(&mut self, from: usize, to: usize, bytes: usize, message: Message, lagged: bool) {
         let kind = body_kind(&message.body);
         let sim_node = &self.nodes[to];
         if sim_node.swim.is_none() {
-            self.record(&[4, from as u64, to as u64, kind, 0], || {
+            self.engine.record(SwimRecord::NotDelivered, &[from as u64, to as u64, kind, 0], || {
                 format!("dropped (n{} is down) {}", to + 1, describe(from, to, &message, bytes))
             });
             return;
         }
-        if self.nodes[from].group != sim_node.group {
-            self.record(&[4, from as u64, to as u64, kind, 1], || {
+        if self.network.is_blocked(from, to) {
+            self.engine.record(SwimRecord::NotDelivered, &[from as u64, to as u64, kind, 1], || {
                 format!("cut in flight {}", describe(from, to, &message, bytes))
             });
             return;
         }
-        if sim_node.paused {
-            if sim_node.stash.len() < PAUSED_STASH_LIMIT {
-                self.nodes[to].stash.push((from, bytes, message));
-            }
+        if sim_node.slot.paused {
+            self.nodes[to].slot.stash((from, bytes, message));
             return;
         }
         if sim_node.slow_lag_us > 0 && !lagged {
             let lag = sim_node.slow_lag_us;
-            self.schedule(lag, SimEvent::Deliver { from, to, bytes, message, lagged: true });
+            self.engine.schedule(lag, SimEvent::Deliver { from, to, bytes, message, lagged: true });
             return;
         }
-        self.record(
-            &[1, from as u64, to as u64, kind, body_number(&message.body), message.updates.len() as u64],
+        self.engine.record(
+            SwimRecord::Delivered,
+            &[from as u64, to as u64, kind, body_number(&message.body), message.updates.len() as u64],
             || format!("deliver {}", describe(from, to, &message, bytes)),
         );
         let result = self.with_node(to, |swim, now| swim.handle_message(now, message));
@@ -663,18 +530,18 @@ impl SwimWorld {
                 "n{} rejected a message from n{} at {}: {error}",
                 to + 1,
                 from + 1,
-                time(self.now)
+                time(self.engine.now)
             ));
         }
     }
 
     fn observe(&mut self, observer: usize, event: Event) {
         let (kind, member, incarnation) = event_words(&event);
-        self.record(&[5, observer as u64, kind, member, incarnation], || {
+        self.engine.record(SwimRecord::Event, &[observer as u64, kind, member, incarnation], || {
             format!("n{}: {}", observer + 1, describe_event(&event))
         });
         let nodes = &self.nodes;
-        self.checkers.observe(self.now, observer, &event, |member| {
+        self.checkers.observe(self.engine.now, observer, &event, |member| {
             (member.0 as usize)
                 .checked_sub(1)
                 .and_then(|index| nodes.get(index))
@@ -691,7 +558,7 @@ impl SwimWorld {
                 }
                 for detection in &mut self.detections {
                     if detection.node == victim && detection.suspect_at.is_none() {
-                        detection.suspect_at = Some(self.now);
+                        detection.suspect_at = Some(self.engine.now);
                     }
                 }
             }
@@ -702,7 +569,7 @@ impl SwimWorld {
                 }
                 for detection in &mut self.detections {
                     if detection.node == victim && detection.first_at.is_none() {
-                        detection.first_at = Some(self.now);
+                        detection.first_at = Some(self.engine.now);
                     }
                 }
             }
@@ -718,12 +585,14 @@ impl SwimWorld {
 
     fn excused(&self, node: usize) -> bool {
         let sim_node = &self.nodes[node];
-        sim_node.paused || sim_node.slow_lag_us > 0 || self.now < sim_node.excused_until
+        sim_node.slot.paused || sim_node.slow_lag_us > 0 || self.engine.now < sim_node.excused_until
     }
 
     /// A partition or heavy loss, now or recently.
     fn everyone_excused(&self) -> bool {
-        self.partitioned || self.loss_ppm >= HEAVY_LOSS_PPM || self.now < self.excused_all_until
+        self.network.is_partitioned()
+            || self.network.params.loss_ppm >= HEAVY_LOSS_PPM
+            || self.engine.now < self.excused_all_until
     }
 
     /// The accuracy checker: `declarer` declared the running `victim` failed.
@@ -744,7 +613,7 @@ impl SwimWorld {
             "accuracy: n{} declared n{} failed at {incarnation} at {}, yet n{} is running and neither it, nor n{}, nor any member that suspected it was paused, slow, partitioned or behind heavy loss",
             declarer + 1,
             victim + 1,
-            time(self.now),
+            time(self.engine.now),
             victim + 1,
             declarer + 1
         ));
@@ -754,18 +623,20 @@ impl SwimWorld {
 
     fn start_faults(&mut self) {
         self.phase = Phase::Faults;
-        self.faults_started_at = self.now;
-        self.record(&[20], || "FAULT phase starts".to_string());
-        self.loss_ppm = self.profile.loss_ppm;
+        self.faults_started_at = self.engine.now;
+        self.engine.record(SwimRecord::FaultPhaseStarted, &[], || "FAULT phase starts".to_string());
+        self.network.params.loss_ppm = self.profile.loss_ppm;
         if self.profile.slow_members > 0 {
             let mut candidates: Vec<usize> = (0..self.nodes.len()).collect();
             for slot in 0..self.profile.slow_members.min(candidates.len()) {
-                let pick = self.rng.random_range(slot..candidates.len());
+                let pick = self.engine.rng.random_range(slot..candidates.len());
                 candidates.swap(slot, pick);
                 let node = candidates[slot];
-                let lag = self.rng.random_range(100..=self.profile.slow_lag_max_ms.max(100)) * 1000;
+                let lag = self.engine.rng.random_range(100..=self.profile.slow_lag_max_ms.max(100)) * 1000;
                 self.nodes[node].slow_lag_us = lag;
-                self.record(&[21, node as u64, lag], || format!("FAULT n{} is slow: inbound lag {lag} us", node + 1));
+                self.engine.record(SwimRecord::SlowMember, &[node as u64, lag], || {
+                    format!("FAULT n{} is slow: inbound lag {lag} us", node + 1)
+                });
             }
         }
         if self.profile.split_halves {
@@ -782,7 +653,7 @@ impl SwimWorld {
                 self.recur(mean, event);
             }
         }
-        self.schedule(self.options.fault_phase_us, SimEvent::Heal);
+        self.engine.schedule(self.options.fault_phase_us, SimEvent::Heal);
     }
 
     /// `count` distinct node indexes, uniformly.
@@ -790,7 +661,7 @@ impl SwimWorld {
         let mut pool: Vec<usize> = (0..self.nodes.len()).collect();
         let count = count.min(pool.len());
         for slot in 0..count {
-            let pick = self.rng.random_range(slot..pool.len());
+            let pick = self.engine.rng.random_range(slot..pool.len());
             pool.swap(slot, pick);
         }
         pool.truncate(count);
@@ -799,9 +670,10 @@ impl SwimWorld {
     }
 
     fn random_running(&mut self) -> Option<usize> {
-        let running: Vec<usize> =
-            (0..self.nodes.len()).filter(|&node| self.nodes[node].swim.is_some() && !self.nodes[node].paused).collect();
-        (!running.is_empty()).then(|| running[self.rng.random_range(0..running.len())])
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&node| self.nodes[node].swim.is_some() && !self.nodes[node].slot.paused)
+            .collect();
+        (!running.is_empty()).then(|| running[self.engine.rng.random_range(0..running.len())])
     }
 
     fn crash_random(&mut self) {
@@ -813,27 +685,26 @@ impl SwimWorld {
             return;
         };
         self.crash(node);
-        if self.rng.random_range(0..PPM) < self.profile.restart_ppm {
-            let delay = self.rng.random_range(1_000_000..=10_000_000);
+        if self.engine.rng.random_range(0..PPM) < self.profile.restart_ppm {
+            let delay = self.engine.rng.random_range(1_000_000..=10_000_000);
             let life = self.nodes[node].life;
             self.nodes[node].restart_pending = true;
-            self.schedule(delay, SimEvent::Restart { node, life });
+            self.engine.schedule(delay, SimEvent::Restart { node, life });
         }
     }
 
     fn crash(&mut self, node: usize) {
-        self.record(&[22, node as u64], || format!("FAULT crash n{}", node + 1));
+        self.engine.record(SwimRecord::Crashed, &[node as u64], || format!("FAULT crash n{}", node + 1));
         let sim_node = &mut self.nodes[node];
         sim_node.swim = None;
-        sim_node.paused = false;
-        sim_node.stash.clear();
-        sim_node.timer_token += 1;
-        sim_node.timer_at = None;
+        sim_node.slot.paused = false;
+        sim_node.slot.stash.clear();
+        sim_node.slot.cancel_timer();
         let life = sim_node.life;
         self.detections.push(Detection {
             node,
             life,
-            crashed_at: self.now,
+            crashed_at: self.engine.now,
             suspect_at: None,
             first_at: None,
             all_at: None,
@@ -843,7 +714,7 @@ impl SwimWorld {
     /// Restarts a crashed member with the same identity. It persisted its
     /// incarnation, so it starts one above the highest it ever held.
     fn restart(&mut self, node: usize) {
-        self.record(&[23, node as u64], || format!("FAULT restart n{}", node + 1));
+        self.engine.record(SwimRecord::Restarted, &[node as u64], || format!("FAULT restart n{}", node + 1));
         let sim_node = &mut self.nodes[node];
         sim_node.life += 1;
         sim_node.life_floor = sim_node.issued.next();
@@ -857,26 +728,27 @@ impl SwimWorld {
         let Some(node) = self.random_running() else {
             return;
         };
-        let duration = self.rng.random_range(500_000..=12_000_000);
-        self.record(&[24, node as u64, duration], || format!("FAULT pause n{} for {duration} us", node + 1));
+        let duration = self.engine.rng.random_range(500_000..=12_000_000);
+        self.engine.record(SwimRecord::Paused, &[node as u64, duration], || {
+            format!("FAULT pause n{} for {duration} us", node + 1)
+        });
         let sim_node = &mut self.nodes[node];
-        sim_node.paused = true;
-        sim_node.timer_token += 1;
-        sim_node.timer_at = None;
+        sim_node.slot.paused = true;
+        sim_node.slot.cancel_timer();
         let life = sim_node.life;
-        self.schedule(duration, SimEvent::Resume { node, life });
+        self.engine.schedule(duration, SimEvent::Resume { node, life });
     }
 
     /// A paused member resumes: it handles what arrived meanwhile, in order,
     /// and then its timers fire, late.
     fn resume(&mut self, node: usize) {
-        if !self.nodes[node].paused || self.nodes[node].swim.is_none() {
+        if !self.nodes[node].slot.paused || self.nodes[node].swim.is_none() {
             return;
         }
-        self.record(&[25, node as u64], || format!("FAULT resume n{}", node + 1));
-        self.nodes[node].paused = false;
-        self.nodes[node].excused_until = self.now + self.excuse_window_us();
-        let stash = std::mem::take(&mut self.nodes[node].stash);
+        self.engine.record(SwimRecord::Resumed, &[node as u64], || format!("FAULT resume n{}", node + 1));
+        self.nodes[node].slot.paused = false;
+        self.nodes[node].excused_until = self.engine.now + self.excuse_window_us();
+        let stash = std::mem::take(&mut self.nodes[node].slot.stash);
         for (from, bytes, message) in stash {
             if self.nodes[node].swim.is_none() {
                 break;
@@ -891,16 +763,17 @@ impl SwimWorld {
     }
 
     fn partition_random(&mut self) {
-        if self.partitioned {
+        if self.network.is_partitioned() {
             return;
         }
         let nodes = self.nodes.len();
-        let minority = if self.rng.random_bool(0.5) { 1 } else { self.rng.random_range(1..=(nodes / 2).max(1)) };
+        let minority =
+            if self.engine.rng.random_bool(0.5) { 1 } else { self.engine.rng.random_range(1..=(nodes / 2).max(1)) };
         let side = self.choose(minority);
         self.apply_partition(&side);
-        let duration = self.rng.random_range(1_000_000..=30_000_000);
+        let duration = self.engine.rng.random_range(1_000_000..=30_000_000);
         let epoch = self.partition_epoch;
-        self.schedule(duration, SimEvent::HealPartition { epoch });
+        self.engine.schedule(duration, SimEvent::HealPartition { epoch });
     }
 
     fn apply_partition(&mut self, side: &[usize]) {
@@ -908,13 +781,13 @@ impl SwimWorld {
             return;
         }
         self.partition_epoch += 1;
-        self.partitioned = true;
         self.partitions_seen = true;
-        for &node in side {
-            self.nodes[node].group = 1;
-        }
+        let mut on_side = vec![false; self.nodes.len()];
+        side.iter().for_each(|&node| on_side[node] = true);
+        let rest: Vec<usize> = (0..self.nodes.len()).filter(|&node| !on_side[node]).collect();
+        self.network.partition(&[rest, side.to_vec()]);
         let shown: Vec<String> = side.iter().take(20).map(|node| format!("n{}", node + 1)).collect();
-        self.record(&[26, side.len() as u64, side[0] as u64], || {
+        self.engine.record(SwimRecord::Partitioned, &[side.len() as u64, side[0] as u64], || {
             format!(
                 "FAULT partition {{{}{}}} from the rest",
                 shown.join(","),
@@ -924,31 +797,28 @@ impl SwimWorld {
     }
 
     fn heal_partition(&mut self) {
-        self.record(&[27], || "FAULT heal partition".to_string());
-        for node in &mut self.nodes {
-            node.group = 0;
-        }
-        self.partitioned = false;
-        self.excused_all_until = self.now + self.excuse_window_us();
+        self.engine.record(SwimRecord::PartitionHealed, &[], || "FAULT heal partition".to_string());
+        self.network.heal();
+        self.excused_all_until = self.engine.now + self.excuse_window_us();
     }
 
     /// The end of the fault phase: everything heals.
     fn heal(&mut self) {
-        self.record(&[28], || "FAULT heal everything".to_string());
-        if self.partitioned {
+        self.engine.record(SwimRecord::HealedEverything, &[], || "FAULT heal everything".to_string());
+        if self.network.is_partitioned() {
             self.heal_partition();
         }
-        if self.loss_ppm >= HEAVY_LOSS_PPM {
-            self.excused_all_until = self.now + self.excuse_window_us();
+        if self.network.params.loss_ppm >= HEAVY_LOSS_PPM {
+            self.excused_all_until = self.engine.now + self.excuse_window_us();
         }
-        self.loss_ppm = 0;
-        let excuse = self.now + self.excuse_window_us();
+        self.network.params.loss_ppm = 0;
+        let excuse = self.engine.now + self.excuse_window_us();
         for node in 0..self.nodes.len() {
             if self.nodes[node].slow_lag_us > 0 {
                 self.nodes[node].slow_lag_us = 0;
                 self.nodes[node].excused_until = excuse;
             }
-            if self.nodes[node].paused {
+            if self.nodes[node].slot.paused {
                 self.resume(node);
             }
             if self.nodes[node].swim.is_none() && self.nodes[node].restart_pending {
@@ -956,13 +826,13 @@ impl SwimWorld {
             }
         }
         self.phase = Phase::Settle;
-        self.heal_at = Some(self.now);
+        self.heal_at = Some(self.engine.now);
     }
 
     // ----- periodic checks --------------------------------------------------
 
     fn check(&mut self) {
-        self.schedule(self.check_interval_us, SimEvent::Check);
+        self.engine.schedule(self.check_interval_us, SimEvent::Check);
         match self.phase {
             Phase::Join => self.check_join(),
             Phase::Faults => {
@@ -981,7 +851,7 @@ impl SwimWorld {
 
     fn check_join(&mut self) {
         let nodes = self.nodes.len();
-        if self.now < self.last_start_at {
+        if self.engine.now < self.last_start_at {
             return;
         }
         let agreeing = self
@@ -989,17 +859,19 @@ impl SwimWorld {
             .iter()
             .filter(|node| node.swim.as_ref().is_some_and(|swim| swim.live_member_count() == nodes))
             .count();
-        let since = self.now - self.last_start_at;
+        let since = self.engine.now - self.last_start_at;
         if self.metrics.converge_join_9999_us.is_none() && agreeing * 10_000 >= nodes * 9_999 {
             self.metrics.converge_join_9999_us = Some(since);
         }
         if agreeing == nodes {
             self.metrics.converge_join_us = Some(since);
-            self.join_converged_at = Some(self.now);
-            self.record(&[30, since], || format!("CHECK join wave converged {since} us after the last start"));
-            self.schedule(0, SimEvent::StartFaults);
+            self.join_converged_at = Some(self.engine.now);
+            self.engine.record(SwimRecord::JoinConverged, &[since], || {
+                format!("CHECK join wave converged {since} us after the last start")
+            });
+            self.engine.schedule(0, SimEvent::StartFaults);
             self.phase = Phase::Faults;
-            self.faults_started_at = self.now;
+            self.faults_started_at = self.engine.now;
         } else if since > self.join_bound_us() {
             let example = self
                 .nodes
@@ -1041,11 +913,11 @@ impl SwimWorld {
             if !everyone {
                 return true;
             }
-            detection.all_at = Some(self.now);
+            detection.all_at = Some(self.engine.now);
             let crashed_at = detection.crashed_at;
-            self.metrics.detect_suspect_us.push(detection.suspect_at.unwrap_or(self.now) - crashed_at);
-            self.metrics.detect_first_us.push(detection.first_at.unwrap_or(self.now) - crashed_at);
-            self.metrics.detect_all_us.push(self.now - crashed_at);
+            self.metrics.detect_suspect_us.push(detection.suspect_at.unwrap_or(self.engine.now) - crashed_at);
+            self.metrics.detect_first_us.push(detection.first_at.unwrap_or(self.engine.now) - crashed_at);
+            self.metrics.detect_all_us.push(self.engine.now - crashed_at);
             false
         });
         self.detections = detections;
@@ -1065,15 +937,17 @@ impl SwimWorld {
             .filter(|&node| self.nodes[node].swim.as_ref().is_some_and(|swim| !sees_truth(swim)))
             .collect();
         if disagreeing.is_empty() {
-            let since = self.now - heal_at;
+            let since = self.engine.now - heal_at;
             if self.partitions_seen {
                 self.metrics.converge_heal_us = Some(since);
             }
-            self.record(&[31, since], || format!("CHECK every running member agrees, {since} us after healing"));
+            self.engine.record(SwimRecord::Settled, &[since], || {
+                format!("CHECK every running member agrees, {since} us after healing")
+            });
             self.phase = Phase::Done;
             return;
         }
-        if self.now - heal_at <= self.settle_bound_us() {
+        if self.engine.now - heal_at <= self.settle_bound_us() {
             return;
         }
         let bound_s = self.settle_bound_us() as f64 / 1e6;
@@ -1115,5 +989,36 @@ impl SwimWorld {
             wrong.join(", ")
         ));
         self.phase = Phase::Done;
+    }
+}
+
+impl World for SwimWorld {
+    type Event = SimEvent;
+
+    fn engine(&mut self) -> &mut Engine<SimEvent> {
+        &mut self.engine
+    }
+
+    fn handle(&mut self, event: SimEvent) {
+        SwimWorld::handle(self, event);
+    }
+
+    fn finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// With [`SwimOptions::progress`], a line on standard error every
+    /// [`PROGRESS_EVERY_US`] of simulated time.
+    fn before_event(&mut self) {
+        if self.options.progress && self.engine.now >= self.next_progress_us {
+            self.next_progress_us = (self.engine.now / PROGRESS_EVERY_US + 1) * PROGRESS_EVERY_US;
+            eprintln!(
+                "seed {}: {:?} phase, {} s simulated, {} events",
+                self.options.seed,
+                self.phase,
+                self.engine.now / 1_000_000,
+                self.engine.events
+            );
+        }
     }
 }

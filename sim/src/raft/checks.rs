@@ -1,0 +1,141 @@
+//! Checker glue: what the world tells the safety checker and the reference
+//! store after each step, and the liveness checks after healing.
+
+use super::world::{node_id, RaftWorld};
+use super::WORKLOAD_TAIL_US;
+use crate::check::linearizability::{self, SearchLimits, Verdict};
+use crate::check::safety::ElectionView;
+use crate::history::{History, Value};
+use chorus_core::raft::Role;
+use chorus_core::{NodeId, Term, Time};
+
+impl RaftWorld {
+    /// The newest committed entry must be safe from every possible election.
+    pub(super) fn check_commit_protected(&mut self) {
+        let index = chorus_core::LogIndex(self.checker.committed_len() as u64);
+        let committed_term = self.checker.committed_term(index);
+        let initial_voters: Vec<NodeId> = (0..self.options.nodes).map(node_id).collect();
+        let views: Vec<ElectionView> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(position, sim_node)| {
+                let durable_last = sim_node.disk.last();
+                let (last, holds, membership) = match sim_node.raft.as_ref() {
+                    Some(raft) => {
+                        let covered = raft.snapshot().is_some_and(|snapshot| snapshot.meta.index >= index);
+                        let holds = covered || raft.term_at(index) == committed_term;
+                        ((raft.status().last_term, raft.last_index()), holds, raft.membership().clone())
+                    }
+                    None if sim_node.wiped || sim_node.disk.hard_state.disk != sim_node.disk_id => return None,
+                    None => {
+                        // A crashed node campaigns with what its disk holds.
+                        let disk = &sim_node.disk;
+                        let covered = disk.snapshot.as_ref().is_some_and(|snapshot| snapshot.meta.index >= index);
+                        let holds = covered || disk.term_at(index) == committed_term;
+                        (durable_last, holds, disk.membership(&initial_voters))
+                    }
+                };
+                Some(ElectionView {
+                    id: node_id(position),
+                    disk: sim_node.disk_id,
+                    votes: sim_node.votes,
+                    membership,
+                    last,
+                    holds,
+                    durable_last,
+                })
+            })
+            .collect();
+        self.checker.check_commit_protected(index, &views);
+    }
+
+    pub(super) fn check_finished(&mut self) {
+        if let Some(healed_at) = self.healed_at {
+            if self.leader_progress_after_heal
+                && self.engine.now >= healed_at + WORKLOAD_TAIL_US
+                && self.workload.all_idle()
+            {
+                self.finished = true;
+            }
+        }
+    }
+
+    pub(super) fn check_liveness_deadline(&mut self) {
+        self.check_finished();
+        if self.finished {
+            return;
+        }
+        let bound_s = self.options.liveness_bound_us as f64 / 1e6;
+        let failure = if !self.leader_progress_after_heal {
+            format!("liveness: no leader committed anything within {bound_s}s after healing")
+        } else {
+            let pending: Vec<String> = self
+                .workload
+                .pending()
+                .map(|(client, invoked)| format!("c{client} (invoked at {})", Time::from_micros(invoked)))
+                .collect();
+            format!("liveness: client operations still pending {bound_s}s after healing: {}", pending.join(", "))
+        };
+        self.liveness_failure = Some(failure);
+    }
+
+    /// Tells the safety checker and the reference store what `node` just
+    /// did. Returns whether a leader committed something, or `None` if the
+    /// node is not running.
+    pub(super) fn check_step(&mut self, node: usize, roles: Vec<(Role, Term)>) -> Option<bool> {
+        let raft = self.nodes[node].raft.as_ref()?;
+        for (role, term) in roles {
+            self.checker.on_role(node, role, term, raft);
+        }
+        let commit_before = self.checker.commit_seen(node);
+        let committed_before = self.checker.committed_len();
+        self.checker.after_step(node, raft);
+        if self.checker.committed_len() > committed_before {
+            // Replay what this node just committed into the reference store
+            // (compaction waits an input, so the entries are still held).
+            for index in self.reference.replayed().0 + 1..=self.checker.committed_len() as u64 {
+                let index = chorus_core::LogIndex(index);
+                let Some(entry) = raft.entry(index) else {
+                    break; // the checker already reported how this node committed it
+                };
+                self.reference.apply(index, &entry.payload);
+            }
+            self.check_commit_protected();
+        }
+        let raft = self.nodes[node].raft.as_ref().expect("still running");
+        let leader_committed = raft.role() == Role::Leader && raft.commit_index() > commit_before;
+        if self.healed_at.is_some() && leader_committed {
+            self.leader_progress_after_heal = true;
+            self.check_finished();
+        }
+        Some(leader_committed)
+    }
+
+    /// After the event loop: every failure the checkers hold, then (if none)
+    /// the linearizability of the client history, which it returns.
+    pub(super) fn check_final(&mut self, failures: &mut Vec<String>) -> History {
+        failures.extend(self.checker.violations.iter().cloned());
+        failures.extend(self.read_failure.take());
+        failures.extend(self.workload.wrong_answer.take());
+        if let Some(failure) = self.liveness_failure.take() {
+            failures.push(failure);
+        }
+        self.workload.finish();
+        let history = History { initial: Value::Nil, operations: std::mem::take(&mut self.workload.history) };
+        if failures.is_empty() {
+            match linearizability::check(&history, &SearchLimits::default()) {
+                Verdict::Linearizable => {}
+                Verdict::NotLinearizable { key, explanation } => failures.push(format!(
+                    "linearizability: history of key {} is not linearizable: {explanation}",
+                    key.unwrap_or_default()
+                )),
+                Verdict::Unknown { key, reason } => failures.push(format!(
+                    "linearizability: check of key {} was inconclusive: {reason}",
+                    key.unwrap_or_default()
+                )),
+            }
+        }
+        history
+    }
+}

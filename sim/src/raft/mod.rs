@@ -1,0 +1,97 @@
+//! One seed's run: a cluster of Raft nodes, a network, disks, clocks and
+//! clients, driven by a discrete-event loop in virtual time.
+//!
+//! The run has two phases, as in TigerBeetle's VOPR. In the *fault phase*
+//! faults strike (randomly from the seed's swarm profile, and/or from a
+//! scenario file) while clients work and the safety checker watches every
+//! step. Then everything heals — partitions lift, crashed nodes restart,
+//! paused ones resume, the network stops losing messages — and the *liveness
+//! phase* requires a leader to commit and every client operation to finish
+//! within [`LIVENESS_BOUND_US`]. Finally the client history is checked for
+//! linearizability.
+//!
+//! Determinism: every random choice comes from one ChaCha8 stream seeded by
+//! the seed; events at the same instant run in the order they were scheduled;
+//! no hash-map iteration order reaches behaviour.
+
+mod checks;
+pub mod describe;
+mod faults;
+mod operator;
+mod world;
+
+use crate::history::History;
+use crate::scenario::Scenario;
+use crate::workload::OpCounts;
+use chorus_core::raft::Bug;
+
+pub use world::RaftWorld;
+
+/// Default length of the fault phase.
+pub const FAULT_PHASE_US: u64 = 10_000_000;
+/// After healing, a leader must commit and every client operation must finish
+/// within this much simulated time.
+pub const LIVENESS_BOUND_US: u64 = 10_000_000;
+/// Clients keep starting operations this long after healing.
+pub const WORKLOAD_TAIL_US: u64 = 1_000_000;
+/// Hard cap on events in one run; reaching it fails the seed.
+pub const MAX_EVENTS_PER_RUN: u64 = 20_000_000;
+/// Default clients and keys of the workload.
+pub const DEFAULT_CLIENTS: usize = 5;
+pub const DEFAULT_KEYS: usize = 3;
+/// Raft timing used in simulation.
+pub const ELECTION_TIMEOUT_MS: u64 = 150;
+pub const HEARTBEAT_INTERVAL_MS: u64 = 40;
+/// The operator retries a scheduled membership change the leader refused
+/// after this long.
+pub const OPERATOR_RETRY_US: u64 = 100_000;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub seed: u64,
+    pub nodes: usize,
+    pub bug: Option<Bug>,
+    pub scenario: Option<Scenario>,
+    /// Keep a readable trace (replay); the hash is always computed.
+    pub keep_trace_text: bool,
+    /// After healing, a leader must commit and every client operation must
+    /// finish within this much simulated time.
+    pub liveness_bound_us: u64,
+}
+
+impl SimOptions {
+    pub fn new(seed: u64) -> SimOptions {
+        SimOptions {
+            seed,
+            nodes: 5,
+            bug: None,
+            scenario: None,
+            keep_trace_text: false,
+            liveness_bound_us: LIVENESS_BOUND_US,
+        }
+    }
+}
+
+/// One Raft seed's outcome; its metrics count client operations.
+pub type SeedOutcome = crate::skeleton::SeedOutcome<OpCounts>;
+
+/// What one run found.
+#[derive(Clone, Debug)]
+pub struct SimReport {
+    pub outcome: SeedOutcome,
+    pub trace_text: Option<String>,
+    pub history: History,
+    pub profile: String,
+}
+
+impl SimReport {
+    pub fn passed(&self) -> bool {
+        self.outcome.passed()
+    }
+}
+
+/// Runs one seed.
+pub fn run_seed(options: SimOptions) -> SimReport {
+    world::RaftWorld::new(options).run()
+}

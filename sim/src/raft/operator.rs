@@ -1,0 +1,110 @@
+//! The simulated operator: membership churn, disk renewal and leadership
+//! transfers, asked of the leader.
+
+use super::describe::RaftRecord;
+use super::world::{node_id, RaftWorld, RequestOwner, SimEvent};
+use crate::faults::Recurrence;
+use chorus_core::raft::MembershipChange;
+use chorus_core::{NodeId, RequestId};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+impl RaftWorld {
+    /// The operator: one membership change or leadership transfer, chosen
+    /// from what the leader knows. Nodes that lost their disk get their new
+    /// disk recorded first; after healing that is all the operator does.
+    pub(super) fn churn(&mut self) {
+        if let Some(interval_ms) = self.profile.churn_interval_ms {
+            let delay = Recurrence::draw(&mut self.engine.rng, interval_ms);
+            self.engine.schedule(delay, SimEvent::Churn);
+        }
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let raft = self.nodes[leader].raft.as_ref().expect("leaders run");
+        let membership = raft.membership().clone();
+        // A voter whose disk was lost is renewed first (once its new disk
+        // has caught up); nothing else changes meanwhile.
+        let stale = membership.voters.iter().find(|(id, disk)| {
+            let sim_node = &self.nodes[id.0 as usize - 1];
+            sim_node.disk_id != **disk || sim_node.wiped
+        });
+        let renew = stale.map(|(id, _)| *id);
+        let initial = self.options.nodes;
+        let all: Vec<NodeId> = (0..self.nodes.len()).map(node_id).collect();
+        let outsiders: Vec<NodeId> = all.iter().copied().filter(|id| !membership.members().contains(id)).collect();
+        let learners: Vec<NodeId> = membership.learners.iter().copied().collect();
+        let voters: Vec<NodeId> = membership.voters.keys().copied().collect();
+        let pick = |rng: &mut ChaCha8Rng, list: &[NodeId]| list[rng.random_range(0..list.len())];
+        // Removing or replacing the leader itself is the hard case (it must
+        // hand over through a configuration it is not in): aim at it often.
+        let leader_id = node_id(leader);
+        let pick_voter = |rng: &mut ChaCha8Rng, list: &[NodeId]| {
+            if list.contains(&leader_id) && rng.random_bool(0.4) {
+                leader_id
+            } else {
+                pick(rng, list)
+            }
+        };
+        let change = if let Some(node) = renew {
+            // A voter whose disk is lost and not yet back stays as it is.
+            (!self.nodes[node.0 as usize - 1].wiped).then_some(MembershipChange::RenewDisk(node))
+        } else if self.healed_at.is_some() {
+            None
+        } else {
+            match self.engine.rng.random_range(0..6) {
+                0 if !outsiders.is_empty() => {
+                    Some(MembershipChange::AddLearner(pick(&mut self.engine.rng, &outsiders)))
+                }
+                1 if !learners.is_empty() => Some(MembershipChange::Promote(pick(&mut self.engine.rng, &learners))),
+                // Keep the voter count within one of the initial size (and
+                // never below one).
+                2 if voters.len() + 1 > initial.max(2) => {
+                    Some(MembershipChange::Remove(pick_voter(&mut self.engine.rng, &voters)))
+                }
+                3 if !learners.is_empty() => Some(MembershipChange::Replace {
+                    remove: pick_voter(&mut self.engine.rng, &voters),
+                    add: pick(&mut self.engine.rng, &learners),
+                }),
+                4 if !learners.is_empty() => Some(MembershipChange::Remove(pick(&mut self.engine.rng, &learners))),
+                _ => {
+                    let target = pick(&mut self.engine.rng, &voters);
+                    let local = self.nodes[leader].slot.clock.local(self.engine.now);
+                    let raft = self.nodes[leader].raft.as_mut().expect("leaders run");
+                    let result = raft.transfer_leadership(local, target);
+                    self.engine.record(RaftRecord::OperatorTransfer, &[leader as u64, target.0], || {
+                        format!("operator: transfer leadership from {} to {target}: {result:?}", node_id(leader))
+                    });
+                    self.drain(leader);
+                    None
+                }
+            }
+        };
+        if let Some(change) = change {
+            self.operator_change(change);
+        }
+    }
+
+    /// Asks the leader for `change`; false if there is no leader or it
+    /// refused.
+    pub(super) fn operator_change(&mut self, change: MembershipChange) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        let sim_node = &mut self.nodes[leader];
+        sim_node.next_request += 1;
+        let request = sim_node.next_request;
+        sim_node.requests.insert(request, RequestOwner::Operator);
+        let local = sim_node.slot.clock.local(self.engine.now);
+        let raft = sim_node.raft.as_mut().expect("leaders run");
+        let result = raft.change_membership(local, RequestId(request), change.clone());
+        if result.is_err() {
+            sim_node.requests.remove(&request);
+        }
+        self.engine.record(RaftRecord::OperatorAsked, &[leader as u64, request], || {
+            format!("operator asks {}: {change:?}: {result:?}", node_id(leader))
+        });
+        self.drain(leader);
+        result.is_ok()
+    }
+}

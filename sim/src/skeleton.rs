@@ -1,0 +1,213 @@
+//! The skeleton every simulated system plugs into.
+//!
+//! A system (Raft, SWIM, ...) writes its *world*: its node type, its events,
+//! its faults and its checkers. The skeleton gives it the rest:
+//!
+//! * [`Engine`]: virtual time, the event queue, the run's one RNG stream and
+//!   its trace — what every handler needs to schedule and record;
+//! * [`NodeSlot`]: what the driver keeps around each node whatever the
+//!   protocol — its drifting clock, its timer with a token that makes stale
+//!   timer events harmless, and the stash of inputs that wait while it is
+//!   paused (at most [`PAUSED_STASH_LIMIT`]);
+//! * [`run_events`]: the event loop, with a named limit on events and a
+//!   panic inside a handler turned into a failure with its trace;
+//! * [`SeedOutcome`] and [`crate::runner`]: one seed's outcome, many seeds in
+//!   parallel and their summary; `main.rs` shares the run, replay and JSON plumbing.
+
+use crate::clock::DriftClock;
+use crate::queue::EventQueue;
+use crate::trace::Trace;
+use chorus_core::{NodeId, Time};
+use rand_chacha::ChaCha8Rng;
+
+/// Inputs stashed for a paused node; beyond it they are dropped (as a real
+/// socket buffer would overflow).
+pub const PAUSED_STASH_LIMIT: usize = 10_000;
+/// Most bytes of readable trace kept by a replay.
+pub const TRACE_TEXT_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+
+/// The id of the node at `index` (ids start at 1).
+pub fn node_id(index: usize) -> NodeId {
+    NodeId(index as u64 + 1)
+}
+
+/// Virtual time, pending events, the RNG stream and the trace of one run.
+pub struct Engine<E> {
+    /// Simulated microseconds since the start of the run.
+    pub now: u64,
+    /// Events handled so far.
+    pub events: u64,
+    pub queue: EventQueue<E>,
+    /// Every random choice of the run comes from this one stream.
+    pub rng: ChaCha8Rng,
+    pub trace: Trace,
+}
+
+impl<E> Engine<E> {
+    /// An engine at time zero; `rng` is the run's stream (the world may
+    /// already have drawn its profile from it).
+    pub fn new(rng: ChaCha8Rng, keep_trace_text: bool) -> Engine<E> {
+        Engine {
+            now: 0,
+            events: 0,
+            queue: EventQueue::default(),
+            rng,
+            trace: Trace::new(keep_trace_text, TRACE_TEXT_LIMIT_BYTES),
+        }
+    }
+
+    /// Schedules `event` `delay_us` from now.
+    pub fn schedule(&mut self, delay_us: u64, event: E) {
+        self.queue.schedule_at(self.now + delay_us, event);
+    }
+
+    /// Schedules `event` at `at`, or now if that is already past.
+    pub fn schedule_at(&mut self, at: u64, event: E) {
+        self.queue.schedule_at(at.max(self.now), event);
+    }
+
+    /// Records one step of the run at the current time.
+    pub fn record(&mut self, kind: impl Into<u64>, fields: &[u64], text: impl FnOnce() -> String) {
+        self.trace.record(self.now, kind, fields, text);
+    }
+}
+
+/// The driver's side of one node, whatever the protocol: its clock, its
+/// timer and what waits for it while it is paused. `S` is a stashed input.
+pub struct NodeSlot<S> {
+    pub clock: DriftClock,
+    /// Bumped whenever the timer is re-armed or cancelled: a timer event
+    /// carrying an older token is stale and ignored.
+    pub timer_token: u64,
+    /// When the armed timer fires, if one is armed.
+    pub timer_at: Option<u64>,
+    pub paused: bool,
+    pub stash: Vec<S>,
+}
+
+impl<S> NodeSlot<S> {
+    pub fn new(clock: DriftClock) -> NodeSlot<S> {
+        NodeSlot { clock, timer_token: 0, timer_at: None, paused: false, stash: Vec::new() }
+    }
+
+    /// Arms the timer for the node's next `deadline` (on its own clock),
+    /// unless it is paused (its timers fire late, when it resumes). Returns
+    /// the true time and token of the timer event to schedule, or `None`
+    /// when paused or when one is already armed for that time.
+    pub fn arm_timer(&mut self, deadline: Time, now: u64) -> Option<(u64, u64)> {
+        if self.paused {
+            return None;
+        }
+        let at = self.clock.true_time_of(deadline, now);
+        if self.timer_at == Some(at) {
+            return None;
+        }
+        self.timer_token += 1;
+        self.timer_at = Some(at);
+        Some((at, self.timer_token))
+    }
+
+    /// Makes every scheduled timer event stale.
+    pub fn cancel_timer(&mut self) {
+        self.timer_token += 1;
+        self.timer_at = None;
+    }
+
+    /// Whether a timer event with `token` should run now (it is the latest
+    /// and the node is not paused).
+    pub fn timer_is_due(&self, token: u64) -> bool {
+        self.timer_token == token && !self.paused
+    }
+
+    /// Keeps an input for when the node resumes, up to
+    /// [`PAUSED_STASH_LIMIT`]; beyond it the input is lost.
+    pub fn stash(&mut self, input: S) {
+        if self.stash.len() < PAUSED_STASH_LIMIT {
+            self.stash.push(input);
+        }
+    }
+}
+
+/// A simulated system's world, as the event loop sees it.
+pub trait World {
+    type Event;
+    fn engine(&mut self) -> &mut Engine<Self::Event>;
+    /// Handles one event at `engine().now`.
+    fn handle(&mut self, event: Self::Event);
+    /// Whether the run is over (finished, or a check failed).
+    fn finished(&self) -> bool;
+    /// Called after time advances, before each event (progress reports).
+    fn before_event(&mut self) {}
+}
+
+/// Why [`run_events`] stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoopEnd {
+    /// The world says the run is over.
+    Finished,
+    /// Nothing is left to happen.
+    QueueEmpty,
+    /// More than the allowed number of events.
+    EventLimit,
+    /// A handler panicked (a broken internal invariant, in the core or the
+    /// world): `"panic: ..."`.
+    Panic(String),
+}
+
+/// The event loop: pops events in time order (ties in scheduling order),
+/// advances time and hands each to the world, until the world is finished,
+/// the queue is empty, more than `max_events` events ran, or a handler
+/// panicked.
+pub fn run_events<W: World>(world: &mut W, max_events: u64) -> LoopEnd {
+    while !world.finished() {
+        let engine = world.engine();
+        let Some((at, event)) = engine.queue.pop() else {
+            return LoopEnd::QueueEmpty;
+        };
+        debug_assert!(at >= engine.now, "invariant: time never goes backwards");
+        engine.now = at;
+        world.before_event();
+        let engine = world.engine();
+        engine.events += 1;
+        if engine.events > max_events {
+            return LoopEnd::EventLimit;
+        }
+        if let Err(message) = crate::runner::catch_panic(|| world.handle(event)) {
+            return LoopEnd::Panic(message);
+        }
+    }
+    LoopEnd::Finished
+}
+
+/// One seed's outcome, without its trace text: what every system reports,
+/// and the system's own `metrics` (Raft: client operations; SWIM: detection,
+/// accuracy, load and convergence).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedOutcome<M> {
+    pub seed: u64,
+    pub trace_hash: [u8; 32],
+    /// Empty when the seed passed.
+    pub failures: Vec<String>,
+    pub events: u64,
+    pub sim_micros: u64,
+    pub metrics: M,
+}
+
+impl<M: Default> SeedOutcome<M> {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// The outcome of a seed whose run panicked outside the event loop: it
+    /// failed, and its "trace hash" is the message's.
+    pub fn from_panic(seed: u64, message: String) -> SeedOutcome<M> {
+        SeedOutcome {
+            seed,
+            trace_hash: *blake3::hash(message.as_bytes()).as_bytes(),
+            failures: vec![message],
+            events: 0,
+            sim_micros: 0,
+            metrics: M::default(),
+        }
+    }
+}
