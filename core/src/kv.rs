@@ -17,24 +17,42 @@ pub const DEFAULT_MAX_SESSIONS: usize = 4096;
 /// A client's identity and the number of this write within its session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRef {
+    /// The client's identity, chosen by the client; sessions are keyed by it,
+    /// so two live clients must never share one.
     pub client: u64,
+    /// This write's number within the session (1, 2, 3, ...); a retry reuses
+    /// it. A repeat of the last number gets the recorded answer, a lower
+    /// number gets [`KvResponse::SessionStale`], and a higher one is applied
+    /// (gaps are not checked).
     pub sequence: u64,
 }
 
 /// A write.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvOp {
+    /// Store `value` under `key`, replacing any value. Answered
+    /// [`KvResponse::Done`].
     Put {
+        /// The key (any bytes).
         key: Vec<u8>,
+        /// The value to store.
         value: Vec<u8>,
     },
+    /// Remove `key`. Answered [`KvResponse::Done`] whether or not it was
+    /// present.
     Delete {
+        /// The key to remove.
         key: Vec<u8>,
     },
     /// Set `key` to `new` if it currently holds `expected` (`None`: absent).
+    /// Answered [`KvResponse::Cas`].
     Cas {
+        /// The key to compare and set.
         key: Vec<u8>,
+        /// The value the key must hold for the write to happen; `None`
+        /// requires the key to be absent.
         expected: Option<Vec<u8>>,
+        /// The value stored if the comparison holds.
         new: Vec<u8>,
     },
 }
@@ -42,7 +60,11 @@ pub enum KvOp {
 /// A write as proposed through Raft.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvCommand {
+    /// The client session that makes a retry take effect once. `None`: the
+    /// write is applied each time it is committed, so a retried write may
+    /// apply twice.
     pub session: Option<SessionRef>,
+    /// The write itself.
     pub op: KvOp,
 }
 
@@ -78,7 +100,11 @@ enum KvOpRef<'a> {
 /// A read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvQuery {
-    Get { key: Vec<u8> },
+    /// The value of `key`, answered [`KvResponse::Value`].
+    Get {
+        /// The key to read.
+        key: Vec<u8>,
+    },
 }
 
 /// The store's answer.
@@ -89,10 +115,19 @@ pub enum KvResponse {
     /// The value of a key (`None`: absent).
     Value(Option<Vec<u8>>),
     /// A compare-and-set; `applied` tells whether the compare matched.
-    Cas { applied: bool, current: Option<Vec<u8>> },
+    Cas {
+        /// The key held `expected` and now holds `new`.
+        applied: bool,
+        /// The key's value before this command (`None`: absent); equal to
+        /// `expected` when `applied`.
+        current: Option<Vec<u8>>,
+    },
     /// The request's sequence number is older than the session's last one:
     /// the original answer is no longer known. Nothing changed.
-    SessionStale { last_sequence: u64 },
+    SessionStale {
+        /// The last sequence number the store recorded for this client.
+        last_sequence: u64,
+    },
     /// The command or query could not be decoded. Nothing changed.
     Malformed(String),
 }
@@ -159,6 +194,8 @@ fn decode_command(bytes: &[u8]) -> Result<KvCommandRef<'_>, String> {
 }
 
 impl KvCommand {
+    /// Encodes the command in the store's format (bincode, standard
+    /// configuration), ready for [`RaftNode::propose`](crate::raft::RaftNode::propose).
     pub fn encode(&self) -> Vec<u8> {
         encode(self)
     }
@@ -170,15 +207,20 @@ impl KvCommand {
 }
 
 impl KvQuery {
+    /// Encodes the query, ready for [`RaftNode::read`](crate::raft::RaftNode::read).
     pub fn encode(&self) -> Vec<u8> {
         encode(self)
     }
 }
 
 impl KvResponse {
+    /// Encodes the answer, as [`KvStore`]'s `apply` and `query` return it.
     pub fn encode(&self) -> Vec<u8> {
         encode(self)
     }
+    /// Decodes the store's answer (the bytes of a
+    /// [`ClientResult::Ok`](crate::raft::ClientResult::Ok)); an error names
+    /// the problem.
     pub fn decode(bytes: &[u8]) -> Result<KvResponse, String> {
         decode(bytes)
     }
@@ -194,6 +236,9 @@ impl KvStore {
     /// A store remembering at most `max_sessions` client sessions; beyond it
     /// the least recently active session is forgotten (a retry in a forgotten
     /// session may apply twice, so size this above the number of live clients).
+    /// 0 counts as 1. Every replica must use the same limit: which sessions
+    /// are forgotten is part of the replicated state, and the limit is not in
+    /// the snapshot.
     pub fn with_max_sessions(max_sessions: usize) -> KvStore {
         KvStore {
             data: BTreeMap::new(),
@@ -203,14 +248,18 @@ impl KvStore {
         }
     }
 
+    /// The value stored under `key` in this replica, read directly rather than
+    /// through Raft: as fresh as this replica's applied index, no more.
     pub fn get(&self, key: &[u8]) -> Option<&Vec<u8>> {
         self.data.get(key)
     }
 
+    /// How many keys this replica stores.
     pub fn len(&self) -> usize {
         self.data.len()
     }
 
+    /// Whether this replica stores no key.
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }

@@ -37,18 +37,23 @@ impl Time {
     /// The epoch.
     pub const ZERO: Time = Time { micros: 0 };
 
+    /// The time `micros` microseconds after the driver's epoch.
     pub const fn from_micros(micros: u64) -> Time {
         Time { micros }
     }
 
+    /// The time `millis` milliseconds after the driver's epoch, saturating
+    /// at the end of time.
     pub const fn from_millis(millis: u64) -> Time {
         Time { micros: millis.saturating_mul(1000) }
     }
 
+    /// Microseconds since the driver's epoch.
     pub const fn as_micros(self) -> u64 {
         self.micros
     }
 
+    /// Whole milliseconds since the driver's epoch (rounded down).
     pub const fn as_millis(self) -> u64 {
         self.micros / 1000
     }
@@ -93,7 +98,11 @@ pub const MAX_PEER_TERM: Term = Term(MAX_TERM.0 - MAX_TERM_JUMP);
 pub const MAX_LOG_INDEX: LogIndex = LogIndex(1 << 62);
 
 impl Term {
+    /// The term of a node that has never seen an election; no leader is ever
+    /// elected in it.
     pub const ZERO: Term = Term(0);
+    /// The term after this one. Panics on overflow, which the node's limits
+    /// rule out: no accepted term exceeds [`MAX_TERM`].
     pub const fn next(self) -> Term {
         match self.0.checked_add(1) {
             Some(next) => Term(next),
@@ -103,7 +112,11 @@ impl Term {
 }
 
 impl LogIndex {
+    /// The empty prefix: no entry has this index (a snapshot or log "ending
+    /// at 0" holds nothing).
     pub const ZERO: LogIndex = LogIndex(0);
+    /// The index after this one. Panics on overflow, which the node's limits
+    /// rule out: no accepted index exceeds [`MAX_LOG_INDEX`].
     pub const fn next(self) -> LogIndex {
         match self.0.checked_add(1) {
             Some(next) => LogIndex(next),

@@ -10,10 +10,26 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// is delivered. Shared by every protocol's wire format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
+    /// The message is longer than the limit. When decoding: a peer with a
+    /// larger limit, or garbage. When encoding: the node's limits allow a
+    /// message the wire format cannot carry (for Raft, `max_command_bytes` or
+    /// `snapshot_chunk_bytes` near [`MAX_MESSAGE_BYTES`]); lower them.
     #[error("message of {bytes} bytes exceeds the {limit}-byte limit")]
-    TooLarge { bytes: usize, limit: usize },
+    TooLarge {
+        /// The length of the message: the input's when decoding, the
+        /// encoding's when encoding.
+        bytes: usize,
+        /// The limit in force, already capped at the protocol's ceiling.
+        limit: usize,
+    },
+    /// The bytes are not an encoding of a message (corruption, another
+    /// protocol, or a peer running an incompatible version); bincode's
+    /// description of the problem. Encoding the crate's own types never
+    /// fails this way.
     #[error("malformed message: {0}")]
     Malformed(String),
+    /// A whole message decoded but this many bytes were left over: the input
+    /// must hold exactly one message.
     #[error("{0} trailing bytes after the message")]
     TrailingBytes(usize),
 }

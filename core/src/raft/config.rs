@@ -112,22 +112,51 @@ pub enum ReadMode {
 /// Why a [`Config`] was rejected. Nothing is built when validation fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// `voters` is empty. Checked only when bootstrapping
+    /// ([`RaftNode::new`](super::RaftNode::new)).
     #[error("voters is empty: a cluster needs at least one voting member")]
     NoVoters,
+    /// This node's `id` is not in `voters`. Only initial voters bootstrap; a
+    /// node added later starts with [`RaftNode::join`](super::RaftNode::join).
     #[error("node {0} is not among the voters")]
     SelfNotVoter(NodeId),
+    /// A node appears twice in `voters`.
     #[error("node {0} is listed twice among the voters")]
     DuplicateVoter(NodeId),
+    /// `heartbeat_interval_ms` is 0, or not below `election_timeout_ms`
+    /// (followers would call elections between heartbeats).
     #[error("heartbeat_interval_ms ({heartbeat}) must be at least 1 and below election_timeout_ms ({election})")]
-    BadTimeouts { heartbeat: u64, election: u64 },
+    BadTimeouts {
+        /// The configured `heartbeat_interval_ms`.
+        heartbeat: u64,
+        /// The configured `election_timeout_ms`.
+        election: u64,
+    },
+    /// A count or size limit is 0, which would stop all progress.
     #[error("{name} must be at least 1")]
-    ZeroLimit { name: &'static str },
+    ZeroLimit {
+        /// The field's name, e.g. `"max_inflight_appends"`.
+        name: &'static str,
+    },
+    /// [`ReadMode::Lease`] without `check_quorum`: followers would vote for
+    /// another leader while the lease runs, so lease reads could be stale.
     #[error("read_mode Lease needs check_quorum: without it followers may vote while the lease runs")]
     LeaseWithoutCheckQuorum,
+    /// `max_append_bytes` is above `max_inflight_bytes`: one append could
+    /// carry more payload than the whole in-flight budget of a follower.
     #[error("max_append_bytes ({append}) must not exceed max_inflight_bytes ({inflight})")]
-    AppendAboveInflight { append: usize, inflight: usize },
+    AppendAboveInflight {
+        /// The configured `max_append_bytes`.
+        append: usize,
+        /// The configured `max_inflight_bytes`.
+        inflight: usize,
+    },
+    /// `max_clock_drift_ppm` is 1,000,000 or more: the drift allowance would
+    /// eat the whole lease.
     #[error("max_clock_drift_ppm ({0}) must be below 1000000")]
     DriftTooLarge(u64),
+    /// `injected_bug` is set, but chorus-core was built without the
+    /// `bug-injection` feature. Production configs leave it `None`.
     #[error(
         "injected_bug is {0:?}, but this build has no bug injection (build chorus-core with the `bug-injection` \
          feature, as the simulator does)"

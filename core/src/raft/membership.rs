@@ -53,20 +53,30 @@ pub struct Membership {
 /// How an election stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VoteTally {
+    /// A majority of every voter set granted.
     Won,
+    /// A majority of some voter set refused: this election cannot be won.
     Lost,
+    /// Neither yet.
     Pending,
 }
 
 /// Why a membership could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MembershipError {
+    /// No (incoming) voters: nothing could ever be elected or committed.
+    /// Removing the last voter leads here.
     #[error("the configuration has no voters")]
     NoVoters,
+    /// A node is listed as a learner and as a voter in either half.
     #[error("node {0} is both a voter and a learner")]
     VoterAndLearner(NodeId),
+    /// More than [`MAX_MEMBERS`] distinct members.
     #[error("the configuration has {count} members, more than the limit {MAX_MEMBERS}")]
-    TooManyMembers { count: usize },
+    TooManyMembers {
+        /// Distinct members (voters of both halves and learners).
+        count: usize,
+    },
 }
 
 impl Membership {
@@ -79,6 +89,7 @@ impl Membership {
         }
     }
 
+    /// Is this a joint configuration (old and new voters both deciding)?
     pub fn is_joint(&self) -> bool {
         !self.outgoing.is_empty()
     }
@@ -93,6 +104,7 @@ impl Membership {
         self.voters.contains_key(&node) || self.outgoing.contains_key(&node)
     }
 
+    /// Is `node` a learner?
     pub fn is_learner(&self, node: NodeId) -> bool {
         self.learners.contains(&node)
     }
@@ -203,7 +215,13 @@ pub enum MembershipChange {
     /// Remove a voter or learner (a voter through a joint configuration).
     Remove(NodeId),
     /// Atomically replace voter `remove` by learner `add` in one joint step.
-    Replace { remove: NodeId, add: NodeId },
+    Replace {
+        /// A current voter.
+        remove: NodeId,
+        /// A learner that holds everything committed, on a disk the leader
+        /// knows; it votes from that disk.
+        add: NodeId,
+    },
     /// Record the current disk of `node`, a voter that rejoined after losing
     /// its disk and has caught up (through a joint configuration).
     RenewDisk(NodeId),
@@ -277,27 +295,52 @@ impl Membership {
 /// Why the leader refused a membership change. Nothing was appended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChangeError {
+    /// Only the leader changes the configuration; ask the leader
+    /// ([`RaftNode::leader`](super::RaftNode::leader)).
     #[error("this node is not the leader")]
     NotLeader,
+    /// The previous change (a joint configuration, or an entry not yet
+    /// committed) is not finished. Retry once it has committed, including
+    /// the leader's step out of the joint configuration.
     #[error("a membership change is already in flight (only one at a time)")]
     ChangeInFlight,
+    /// [`MembershipChange::AddLearner`] of a node that is already a member
+    /// (or is the leader).
     #[error("node {0} is already a member")]
     AlreadyMember(NodeId),
+    /// [`MembershipChange::Promote`], or the `add` of a
+    /// [`MembershipChange::Replace`], names a node that is not a learner: add
+    /// it as a learner first.
     #[error("node {0} is not a learner")]
     NotLearner(NodeId),
+    /// [`MembershipChange::Remove`] of a node in no role, or a node the
+    /// leader tracks no progress for.
     #[error("node {0} is not a member")]
     NotMember(NodeId),
+    /// The `remove` of a [`MembershipChange::Replace`], or a
+    /// [`MembershipChange::RenewDisk`], names a node that is not a voter.
     #[error("node {0} is not a voter")]
     NotVoter(NodeId),
+    /// The node that would vote has not yet answered the leader from a known
+    /// disk, or does not hold every committed entry. Retry once it has
+    /// caught up.
     #[error("node {0} has not caught up with the leader's log")]
     NotCaughtUp(NodeId),
+    /// [`MembershipChange::RenewDisk`] of a voter whose recorded disk is
+    /// already the one it answers from: nothing to renew.
     #[error("node {0} already votes from its current disk")]
     DiskCurrent(NodeId),
+    /// The new voter set has no majority that is caught up on its recorded
+    /// disk and heard from within an election timeout, so the change could
+    /// never commit. Nothing was appended; heal the voters (or choose
+    /// another change) and retry.
     #[error(
         "a majority of the new voters is not caught up on its recorded disk and recently heard from: the change \
          could not commit"
     )]
     WouldLoseQuorum,
+    /// The configuration the change leads to is invalid (removing the last
+    /// voter, or exceeding [`MAX_MEMBERS`]).
     #[error("the resulting configuration is invalid: {0}")]
     Invalid(#[from] MembershipError),
 }

@@ -7,8 +7,12 @@ use serde::{Deserialize, Serialize};
 /// One log entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// Position in the log; the entries of a log are dense.
     pub index: LogIndex,
+    /// The term of the leader that appended it. Two logs holding an entry
+    /// with the same index and term agree on every entry up to it.
     pub term: Term,
+    /// What applying the entry does.
     pub payload: Payload,
 }
 
@@ -26,7 +30,7 @@ pub enum Payload {
     /// apply any a log holds.
     Read(Vec<u8>),
     /// A new cluster configuration. It takes effect on each node as soon as
-    /// the node appends it (see [`Membership`](super::Membership)).
+    /// the node appends it (see [`Membership`]).
     Config(Membership),
 }
 
@@ -44,7 +48,10 @@ impl Payload {
 /// A message between two Raft nodes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
+    /// The sending node.
     pub from: NodeId,
+    /// The addressee. A node rejects a message addressed to another
+    /// ([`MessageError::Misaddressed`]).
     pub to: NodeId,
     /// The sender's term, except for pre-votes: a pre-vote request carries the
     /// term the candidate *would* campaign in, and a granted pre-vote response
@@ -57,6 +64,7 @@ pub struct Message {
     /// A leader uses it to tell an answer from a follower that restarted
     /// from the stale answers of its earlier life.
     pub incarnation: u64,
+    /// What the message says.
     pub body: MessageBody,
 }
 
@@ -67,7 +75,10 @@ pub struct Message {
 /// its numbers) is ignored instead of answering another client's request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RequestTag {
+    /// The disk of the node that made the request.
     pub disk: DiskId,
+    /// The life of that disk that made it
+    /// ([`HardState::incarnation`](super::HardState::incarnation)).
     pub incarnation: u64,
     /// Numbers this life's requests, from 1.
     pub seq: u64,
@@ -87,50 +98,139 @@ pub enum MessageBody {
     /// campaigns because the leader told it to ([`MessageBody::TimeoutNow`]):
     /// voters then ignore their check-quorum lease, since the leader itself
     /// asked for the election. Never set together with `pre_vote`.
-    RequestVote { pre_vote: bool, last_log_index: LogIndex, last_log_term: Term, transfer: bool },
+    RequestVote {
+        /// A pre-vote: nobody changes term or vote on its account.
+        pre_vote: bool,
+        /// The index of the candidate's last entry (or of its snapshot's end).
+        /// Voters grant only a candidate whose log is at least as up to date
+        /// as theirs: a later `last_log_term`, or the same one and an index
+        /// at least theirs.
+        last_log_index: LogIndex,
+        /// The term of the candidate's last entry (or of its snapshot's end).
+        last_log_term: Term,
+        /// The candidate campaigns at the leader's request (`TimeoutNow`).
+        transfer: bool,
+    },
     /// The answer to a [`MessageBody::RequestVote`].
-    RequestVoteResponse { pre_vote: bool, granted: bool },
+    RequestVoteResponse {
+        /// Answers a pre-vote request.
+        pre_vote: bool,
+        /// The vote (or pre-vote) is granted. A granted vote goes out only
+        /// once the vote is durable.
+        granted: bool,
+    },
     /// Replicate `entries`, which follow the entry at `prev_log_index`.
-    AppendEntries { prev_log_index: LogIndex, prev_log_term: Term, entries: Vec<Entry>, leader_commit: LogIndex },
+    AppendEntries {
+        /// The index of the entry just before `entries`. The follower accepts
+        /// only if it holds an entry there of term `prev_log_term`.
+        prev_log_index: LogIndex,
+        /// The term of the leader's entry at `prev_log_index`.
+        prev_log_term: Term,
+        /// Dense entries with non-decreasing terms, at most
+        /// [`MAX_ENTRIES_PER_MESSAGE`]; empty for a probe or keep-alive.
+        entries: Vec<Entry>,
+        /// The leader's commit index. The follower commits up to the smaller
+        /// of it and the last index this append matched.
+        leader_commit: LogIndex,
+    },
     /// The answer to an [`MessageBody::AppendEntries`].
     AppendEntriesResponse(AppendResponse),
     /// Leader liveness and commit propagation. `commit` is already capped at
     /// what the leader knows the follower holds. `read_context` numbers the
     /// leader's heartbeat round; a quorum echoing it proves the leader was
     /// still the leader after the round was sent (ReadIndex reads).
-    Heartbeat { commit: LogIndex, read_context: u64 },
+    Heartbeat {
+        /// The leader's commit index, capped at the follower's match index.
+        commit: LogIndex,
+        /// The number of this heartbeat round; grows across the leader's
+        /// terms.
+        read_context: u64,
+    },
     /// The answer to a [`MessageBody::Heartbeat`], echoing its `read_context`
     /// (0 when answering a heartbeat of a stale term).
-    HeartbeatResponse { read_context: u64 },
+    HeartbeatResponse {
+        /// The `read_context` of the heartbeat answered. 0 when the message
+        /// answered (a heartbeat, an append or a snapshot chunk) is of a stale
+        /// term: the answer then only tells the sender our term.
+        read_context: u64,
+    },
     /// Leadership transfer: the leader has brought the recipient's log up to
     /// date and asks it to campaign at once, skipping pre-vote.
     TimeoutNow,
     /// One chunk of the leader's snapshot, for a follower whose next entry
     /// was compacted. Chunks are accepted in order; `offset` is where `chunk`
     /// starts in the snapshot's `total_bytes`.
-    InstallSnapshot { meta: Box<SnapshotMeta>, offset: u64, total_bytes: u64, chunk: Vec<u8> },
+    InstallSnapshot {
+        /// What the snapshot covers.
+        meta: Box<SnapshotMeta>,
+        /// Where `chunk` starts in the snapshot's data. A follower takes only
+        /// the chunk at the offset it expects next; offset 0 (re)starts a
+        /// snapshot.
+        offset: u64,
+        /// The size of the snapshot's data. A follower refuses a snapshot
+        /// above its `max_snapshot_bytes` (with an [`Event::Violation`](super::Event::Violation)).
+        total_bytes: u64,
+        /// At most the leader's `snapshot_chunk_bytes` of the data.
+        chunk: Vec<u8>,
+    },
     /// How many bytes of the snapshot ending at `index` the follower holds
     /// (it expects the chunk at `received` next). Installation itself is
     /// answered with an [`AppendResponse::Accepted`].
-    SnapshotChunkResponse { index: LogIndex, received: u64 },
+    SnapshotChunkResponse {
+        /// The last index the snapshot covers (its `meta.index`).
+        index: LogIndex,
+        /// Bytes of the snapshot the follower holds, where the next chunk must
+        /// start; 0 asks the leader to start over.
+        received: u64,
+    },
     /// A follower forwards a client's proposal to the leader; `id` is the
     /// follower's own name for it.
-    Forward { id: RequestTag, command: Vec<u8> },
+    Forward {
+        /// The follower's tag for the proposal.
+        id: RequestTag,
+        /// The client's command, opaque to Raft.
+        command: Vec<u8>,
+    },
     /// The leader's answer to a [`MessageBody::Forward`], echoing its `id`.
-    ForwardResponse { id: RequestTag, outcome: ForwardOutcome },
+    ForwardResponse {
+        /// The tag of the [`MessageBody::Forward`] answered.
+        id: RequestTag,
+        /// What the leader did with the proposal.
+        outcome: ForwardOutcome,
+    },
     /// A follower asks the leader for a read index (follower reads);
     /// `allow_lease` lets a lease confirm it.
-    ReadIndex { id: RequestTag, allow_lease: bool },
+    ReadIndex {
+        /// The follower's tag for the request.
+        id: RequestTag,
+        /// The client asked for [`ReadConsistency::Lease`](super::ReadConsistency::Lease):
+        /// the leader's lease may confirm the read instead of a heartbeat
+        /// round.
+        allow_lease: bool,
+    },
     /// The read index once the leader confirmed its leadership; `None` if it
     /// could not (not the leader, overloaded, or stepped down).
-    ReadIndexResponse { id: RequestTag, index: Option<LogIndex> },
+    ReadIndexResponse {
+        /// The tag of the [`MessageBody::ReadIndex`] answered.
+        id: RequestTag,
+        /// The index the follower must have applied before it answers the
+        /// read from its own state.
+        index: Option<LogIndex>,
+    },
 }
 
 /// What the leader did with a forwarded proposal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ForwardOutcome {
     /// Appended at `index` in `term`; it takes effect if that entry commits.
-    Placed { index: LogIndex, term: Term },
+    Placed {
+        /// The entry's index.
+        index: LogIndex,
+        /// The leader's term, which the entry carries. The follower answers
+        /// its client `Ok` only if the entry it applies at `index` has this
+        /// term.
+        term: Term,
+    },
     /// Not appended: the recipient is not the leader (or is handing over).
     NotLeader,
     /// Not appended: the leader's queue is full.
@@ -143,15 +243,24 @@ pub enum ForwardOutcome {
 /// `index` (whose term is `term`), and the configuration in force there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotMeta {
+    /// The last log index the snapshot covers; never 0 in a snapshot a node
+    /// takes or accepts ([`MessageError::EmptySnapshot`]).
     pub index: LogIndex,
+    /// The term of the entry at `index`.
     pub term: Term,
+    /// The configuration in force at `index`; installing the snapshot
+    /// installs it.
     pub membership: Membership,
 }
 
 /// A state-machine snapshot and what it covers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// What the snapshot covers.
     pub meta: SnapshotMeta,
+    /// The state machine's state after applying `meta.index`, as
+    /// [`StateMachine::snapshot`](crate::StateMachine::snapshot) wrote it;
+    /// opaque to Raft.
     pub data: Vec<u8>,
 }
 
@@ -160,10 +269,19 @@ pub struct Snapshot {
 pub enum AppendResponse {
     /// The follower's log matches the leader's up to `match_index` (and that
     /// prefix is durable on the follower).
-    Accepted { match_index: LogIndex },
+    Accepted {
+        /// The last index at which the follower's log matches the leader's.
+        match_index: LogIndex,
+    },
     /// The follower has no entry matching `rejected_prev_index`. The hint lets
     /// the leader skip a whole conflicting term at once.
-    Rejected { rejected_prev_index: LogIndex, hint: ConflictHint },
+    Rejected {
+        /// The `prev_log_index` of the rejected append; lets the leader ignore
+        /// rejections of appends it has since moved past.
+        rejected_prev_index: LogIndex,
+        /// Where the follower's log diverges.
+        hint: ConflictHint,
+    },
 }
 
 /// Where the leader should probe next after a rejection (fast backtracking).

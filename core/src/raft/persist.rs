@@ -15,8 +15,15 @@ use std::collections::VecDeque;
 /// log to be committed, and which disk this is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HardState {
+    /// The node's current term. Never decreases, and is durable before the
+    /// node sends anything in it.
     pub term: Term,
+    /// The candidate this node voted for in `term`, if any. Durable before
+    /// the vote is sent, so a restarted node never votes twice in a term.
     pub voted_for: Option<NodeId>,
+    /// The highest index the node knew committed when this hard state was
+    /// written. It may lag the cluster's commit index; a restart replays the
+    /// stored entries up to it into the state machine.
     pub commit: LogIndex,
     /// The identity of this disk (see [`DiskId`]).
     pub disk: DiskId,
@@ -33,6 +40,7 @@ pub struct HardState {
 /// Everything a node's disk holds, as handed to [`RaftNode::restart`](super::RaftNode::restart).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DurableState {
+    /// The last hard state stored (`HardState::default()` if none was).
     pub hard_state: HardState,
     /// The latest durable snapshot, if any.
     pub snapshot: Option<Snapshot>,
@@ -53,7 +61,10 @@ pub struct PersistId(pub u64);
 /// log prefix, truncate, append, store the hard state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistRequest {
+    /// The write's id; pass it to `handle_persisted` once this write (and so
+    /// every earlier one) is durable.
     pub id: PersistId,
+
     /// When set, store this snapshot, replacing the previous one.
     pub snapshot: Option<Snapshot>,
     /// When set, remove every stored entry at this index or before (they are

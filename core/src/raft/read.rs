@@ -28,7 +28,11 @@ pub enum ReadConsistency {
     /// Read-your-writes and monotonic reads: any node answers once it has
     /// applied `after`, the highest index the client has seen (the node's
     /// applied index when it answered the client's previous request).
-    Session { after: LogIndex },
+    Session {
+        /// The state the answer must reflect at least: the highest applied
+        /// index the client has been shown (0 for a new client).
+        after: LogIndex,
+    },
     /// Whatever this node has applied, at once: possibly stale, never a
     /// value that was not committed.
     Stale,

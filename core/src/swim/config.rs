@@ -133,27 +133,80 @@ pub struct Config {
 /// Why a [`Config`] was rejected. Nothing is built when validation fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// An interval, multiplier or limit that must be at least 1 is 0.
     #[error("{name} must be at least 1")]
-    Zero { name: &'static str },
+    Zero {
+        /// The field's name, e.g. `"max_members"`.
+        name: &'static str,
+    },
+    /// `injected_bug` is set, but chorus-core was built without the
+    /// `bug-injection` feature. Production configs leave it `None`.
     #[error(
         "injected_bug is {0:?}, but this build has no bug injection (build chorus-core with the `bug-injection` \
          feature, as the simulator does)"
     )]
     BugInjectionDisabled(Bug),
+    /// `probe_timeout_ms` is below 2 or not below `probe_interval_ms`: the
+    /// indirect probe must have time to run within the period.
     #[error("probe_timeout_ms ({timeout}) must be at least 2 and below probe_interval_ms ({interval})")]
-    BadProbeTimeout { timeout: u64, interval: u64 },
+    BadProbeTimeout {
+        /// The configured `probe_timeout_ms`.
+        timeout: u64,
+        /// The configured `probe_interval_ms`.
+        interval: u64,
+    },
+    /// An interval is beyond [`MAX_DURATION_MS`], the tombstone retention
+    /// beyond [`MAX_RETENTION_MS`], or a multiplier (α, β, K, λ, the local
+    /// health maximum) beyond [`MAX_MULTIPLIER`]. For a multiplier the
+    /// message says "ms" although the value has no unit.
     #[error("{name} ({value} ms) is beyond the limit of {limit} ms")]
-    TooLong { name: &'static str, value: u64, limit: u64 },
+    TooLong {
+        /// The field's name.
+        name: &'static str,
+        /// The configured value.
+        value: u64,
+        /// The largest value accepted.
+        limit: u64,
+    },
+    /// This node's address, or one of the seeds, is longer than
+    /// `max_address_bytes`.
     #[error("the address has {bytes} bytes, more than max_address_bytes ({limit})")]
-    AddressTooLong { bytes: usize, limit: usize },
+    AddressTooLong {
+        /// The address's length.
+        bytes: usize,
+        /// The configured `max_address_bytes`.
+        limit: usize,
+    },
+    /// The initial metadata is longer than `max_metadata_bytes`.
     #[error("the metadata has {bytes} bytes, more than max_metadata_bytes ({limit})")]
-    MetadataTooLarge { bytes: usize, limit: usize },
+    MetadataTooLarge {
+        /// The metadata's length.
+        bytes: usize,
+        /// The configured `max_metadata_bytes`.
+        limit: usize,
+    },
+    /// More seeds than `max_members`.
     #[error("{count} seeds, more than max_members ({limit})")]
-    TooManySeeds { count: usize, limit: usize },
+    TooManySeeds {
+        /// How many seeds are configured.
+        count: usize,
+        /// The configured `max_members`.
+        limit: usize,
+    },
+    /// `initial_incarnation` is beyond [`MAX_INCARNATION`].
     #[error("initial incarnation {0} is beyond the limit {MAX_INCARNATION}")]
     IncarnationTooLarge(Incarnation),
+    /// `max_message_bytes` is above [`MAX_DATAGRAM_BYTES`], or too small for
+    /// one update or push-pull record at the configured address and metadata
+    /// limits: raise it, or lower those limits.
     #[error("max_message_bytes ({configured}) must be at most {MAX_DATAGRAM_BYTES} and at least {required}, the largest message with one update or record at the configured size limits")]
-    BadMessageBudget { configured: usize, required: usize },
+    BadMessageBudget {
+        /// The configured `max_message_bytes`.
+        configured: usize,
+        /// The smallest budget these limits allow
+        /// ([`Config::largest_single_item_message_bytes`]).
+        required: usize,
+    },
 }
 
 /// Longest interval or timeout accepted: a day. Keeps every deadline and

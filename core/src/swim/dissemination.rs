@@ -62,10 +62,12 @@ impl Dissemination {
         Dissemination { entries: BTreeMap::new(), by_priority: BTreeMap::new(), next_sequence: 0, capacity, bytes: 0 }
     }
 
+    /// Updates queued (at most one per member).
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether no update is queued.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -37,6 +37,8 @@ pub struct Incarnation(pub u64);
 pub const MAX_INCARNATION: Incarnation = Incarnation(1 << 62);
 
 impl Incarnation {
+    /// Where every member starts unless configured otherwise
+    /// ([`Config::initial_incarnation`](super::Config::initial_incarnation)).
     pub const ZERO: Incarnation = Incarnation(0);
 
     /// The next incarnation. Callers only pass incarnations at most
@@ -67,18 +69,22 @@ impl fmt::Display for Incarnation {
 pub struct SharedBytes(Arc<Vec<u8>>);
 
 impl SharedBytes {
+    /// Takes ownership of `bytes` (no copy for a `Vec<u8>`); clones share it.
     pub fn new(bytes: impl Into<Vec<u8>>) -> SharedBytes {
         SharedBytes(Arc::new(bytes.into()))
     }
 
+    /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
+    /// Length in bytes (what the size limits count).
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether there are no bytes.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -111,10 +117,14 @@ impl<'de> Deserialize<'de> for SharedBytes {
 pub struct Address(pub SharedBytes);
 
 impl Address {
+    /// An address from the driver's bytes. Its length is checked against
+    /// `max_address_bytes` by [`Config::validate`](super::Config::validate)
+    /// and on every message received, not here.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Address {
         Address(SharedBytes::new(bytes))
     }
 
+    /// The address's bytes, as the driver gave them.
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
@@ -140,10 +150,15 @@ impl fmt::Display for Address {
 pub struct Metadata(pub SharedBytes);
 
 impl Metadata {
+    /// Metadata from the application's bytes. Its length is checked against
+    /// `max_metadata_bytes` by [`Config::validate`](super::Config::validate),
+    /// [`SwimNode::set_metadata`](super::SwimNode::set_metadata) and on every
+    /// message received, not here.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Metadata {
         Metadata(SharedBytes::new(bytes))
     }
 
+    /// The metadata's bytes, as the member published them.
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
@@ -204,10 +219,16 @@ pub fn supersedes(
 /// Everything a node knows about one other member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
+    /// The member's identity.
     pub id: MemberId,
+    /// Where to reach it, from the latest `Alive` claim about it that won
+    /// (a tombstone keeps the address it had).
     pub address: Address,
+    /// Its metadata, from the same claim as `address`.
     pub metadata: Metadata,
+    /// The incarnation of the latest claim about it that won.
     pub incarnation: Incarnation,
+    /// What this node believes of it.
     pub state: MemberState,
     /// When `state` last changed (in the local clock); tombstones are
     /// forgotten `tombstone_retention_ms` after this.
@@ -236,10 +257,17 @@ impl Member {
 /// One member's full state as carried by a push-pull exchange.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRecord {
+    /// The member's identity.
     pub id: MemberId,
+    /// Where to reach it.
     pub address: Address,
+    /// Its metadata.
     pub metadata: Metadata,
+    /// The incarnation the record is at.
     pub incarnation: Incarnation,
+    /// The state believed. In a push-pull exchange the receiver takes a
+    /// `Failed` only as a suspicion (the record may be old), so a live member
+    /// refutes it.
     pub state: MemberState,
 }
 

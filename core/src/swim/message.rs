@@ -27,6 +27,7 @@ pub struct Message {
     /// identity is not known yet. A node rejects a message meant for another
     /// identity (an address taken over by someone else).
     pub to: Option<MemberId>,
+    /// What the message says.
     pub body: MessageBody,
     /// Membership news piggybacked on the message.
     pub updates: Vec<Update>,
@@ -36,23 +37,51 @@ pub struct Message {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MessageBody {
     /// Are you alive? Answered with an [`MessageBody::Ack`] to the sender.
-    Ping { probe: ProbeNumber },
+    Ping {
+        /// The sender's number for this probe, echoed by the ack.
+        probe: ProbeNumber,
+    },
     /// The answer to a ping, or an ack relayed by a helper of an indirect
     /// probe (then `probe` is the number from the [`MessageBody::PingReq`]).
-    Ack { probe: ProbeNumber },
+    Ack {
+        /// The number of the ping answered (or of the ping-req, when relayed).
+        probe: ProbeNumber,
+    },
     /// Please ping `target` for me and relay its ack (indirect probe). With
     /// `want_nack` (Lifeguard) the helper answers with a
     /// [`MessageBody::Nack`] if the target stays silent, so the prober can
     /// tell its own slowness from the target's failure.
-    PingReq { probe: ProbeNumber, target: MemberId, target_address: Address, want_nack: bool },
+    PingReq {
+        /// The requester's number for its probe, echoed by the helper's ack
+        /// or nack.
+        probe: ProbeNumber,
+        /// The member to ping. A helper asked to ping itself ignores the
+        /// request.
+        target: MemberId,
+        /// Where the requester believes the target is; the helper pings that
+        /// address.
+        target_address: Address,
+        /// Answer with a [`MessageBody::Nack`] if the target stays silent.
+        want_nack: bool,
+    },
     /// A helper of an indirect probe got no ack from the target in time.
-    Nack { probe: ProbeNumber },
+    Nack {
+        /// The number from the [`MessageBody::PingReq`].
+        probe: ProbeNumber,
+    },
     /// Nothing but the piggybacked updates (sent on graceful leave).
     Gossip,
     /// Part of a full-state exchange (join, anti-entropy, reconnection). A
     /// node's state may span several messages; only the first asks for the
     /// receiver's state in return (`want_reply`).
-    PushPull { want_reply: bool, members: Vec<MemberRecord> },
+    PushPull {
+        /// The receiver answers with its own state.
+        want_reply: bool,
+        /// Part of the sender's state: its own record first (in the first
+        /// message), then what it knows of others, tombstones included. At
+        /// most `max_members` records.
+        members: Vec<MemberRecord>,
+    },
 }
 
 /// Why a message from a peer was rejected. In every case the whole message was
@@ -64,19 +93,55 @@ pub enum MessageError {
     Wire(#[from] WireError),
     /// Meant for another identity (its address now belongs to this node).
     #[error("message meant for {to}")]
-    Misaddressed { to: MemberId },
+    Misaddressed {
+        /// The identity the message was meant for.
+        to: MemberId,
+    },
     /// Claims to come from this node's own identity: a loop, or two nodes
     /// configured with one identity.
     #[error("message claims to come from this node itself")]
     FromSelf,
+    /// An address in the message (the sender's, a ping-req target's, or one
+    /// in an update or record) is longer than this node's
+    /// `max_address_bytes`. Members must agree on the limits.
     #[error("address of {member} has {bytes} bytes, more than max_address_bytes ({limit})")]
-    AddressTooLong { member: MemberId, bytes: usize, limit: usize },
+    AddressTooLong {
+        /// The member the address belongs to.
+        member: MemberId,
+        /// The address's length.
+        bytes: usize,
+        /// This node's `max_address_bytes`.
+        limit: usize,
+    },
+    /// Metadata in an update or record is longer than this node's
+    /// `max_metadata_bytes`. Members must agree on the limits.
     #[error("metadata of {member} has {bytes} bytes, more than max_metadata_bytes ({limit})")]
-    MetadataTooLarge { member: MemberId, bytes: usize, limit: usize },
+    MetadataTooLarge {
+        /// The member the metadata belongs to.
+        member: MemberId,
+        /// The metadata's length.
+        bytes: usize,
+        /// This node's `max_metadata_bytes`.
+        limit: usize,
+    },
+    /// An incarnation beyond [`MAX_INCARNATION`]: accepting it would leave no
+    /// room to refute.
     #[error("incarnation {incarnation} of {member} is beyond the limit {MAX_INCARNATION}")]
-    IncarnationTooLarge { member: MemberId, incarnation: Incarnation },
+    IncarnationTooLarge {
+        /// The member the claim is about.
+        member: MemberId,
+        /// The claimed incarnation.
+        incarnation: Incarnation,
+    },
+    /// More piggybacked updates, or more push-pull records, than this node's
+    /// `max_members`.
     #[error("{count} updates or records in one message, more than max_members ({limit})")]
-    TooManyItems { count: usize, limit: usize },
+    TooManyItems {
+        /// How many the message carried.
+        count: usize,
+        /// This node's `max_members`.
+        limit: usize,
+    },
 }
 
 impl Message {
@@ -170,14 +235,43 @@ impl MessageBody {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Update {
     /// `member` is alive at `incarnation` (created only by the member itself).
-    Alive { member: MemberId, incarnation: Incarnation, address: Address, metadata: Metadata },
+    Alive {
+        /// The member.
+        member: MemberId,
+        /// The incarnation it claims.
+        incarnation: Incarnation,
+        /// Where to reach it.
+        address: Address,
+        /// Its metadata at this incarnation.
+        metadata: Metadata,
+    },
     /// `by` suspects `member` at `incarnation`. Distinct `by`s are the
     /// independent confirmations that shorten Lifeguard's suspicion timeout.
-    Suspect { member: MemberId, incarnation: Incarnation, by: MemberId },
+    Suspect {
+        /// The suspected member.
+        member: MemberId,
+        /// The incarnation suspected; the member refutes with a higher one.
+        incarnation: Incarnation,
+        /// The member that suspects it.
+        by: MemberId,
+    },
     /// `by` declared `member` failed at `incarnation`.
-    Failed { member: MemberId, incarnation: Incarnation, by: MemberId },
+    Failed {
+        /// The failed member.
+        member: MemberId,
+        /// The incarnation declared failed; only the member's own `Alive`
+        /// at a higher one brings it back.
+        incarnation: Incarnation,
+        /// The member whose suspicion timed out.
+        by: MemberId,
+    },
     /// `member` left the cluster on purpose at `incarnation`.
-    Left { member: MemberId, incarnation: Incarnation },
+    Left {
+        /// The member that left.
+        member: MemberId,
+        /// Its incarnation when it left.
+        incarnation: Incarnation,
+    },
 }
 
 impl Update {

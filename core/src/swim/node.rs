@@ -25,22 +25,47 @@ pub enum Event {
     Updated(MemberRecord),
     /// A member missed a probe and is suspected; it will be declared failed
     /// unless it refutes.
-    Suspected { member: MemberId, incarnation: Incarnation },
+    Suspected {
+        /// The suspected member.
+        member: MemberId,
+        /// The incarnation suspected.
+        incarnation: Incarnation,
+    },
     /// A suspected member refuted, or a failed member came back with a higher
     /// incarnation.
     AliveAgain(MemberRecord),
     /// A member was declared failed (by us or by others).
-    Failed { member: MemberId, incarnation: Incarnation },
+    Failed {
+        /// The failed member.
+        member: MemberId,
+        /// The incarnation declared failed.
+        incarnation: Incarnation,
+    },
     /// A member left gracefully.
-    Left { member: MemberId, incarnation: Incarnation },
-    /// A failed or left member was forgotten after `tombstone_retention_ms`.
-    Forgotten { member: MemberId },
+    Left {
+        /// The member that left.
+        member: MemberId,
+        /// Its incarnation when it left.
+        incarnation: Incarnation,
+    },
+    /// A failed or left member was forgotten after `tombstone_retention_ms`
+    /// (or evicted early to make room for a new member under `max_members`).
+    Forgotten {
+        /// The member forgotten.
+        member: MemberId,
+    },
     /// This node heard itself suspected, declared failed or outdated, and
     /// refuted by moving to `incarnation`.
-    Refuted { incarnation: Incarnation },
+    Refuted {
+        /// This node's new incarnation.
+        incarnation: Incarnation,
+    },
     /// News of `member` was dropped because `max_members` members are known
     /// and none of them is a tombstone that could be evicted.
-    MemberLimitReached { member: MemberId },
+    MemberLimitReached {
+        /// The member whose news was dropped; this node does not know it.
+        member: MemberId,
+    },
 }
 
 /// One thing the driver must do. See [`SwimNode`] for the drain order.
@@ -49,7 +74,13 @@ pub enum Action {
     /// Send `message` to the member at `to`. Encode it with
     /// [`wire::encode`]; it fits `max_message_bytes`.
     /// Loss, duplication, delay and reordering are all tolerated.
-    Send { to: Address, message: Message },
+    Send {
+        /// Where to send it: the recipient's address as this node knows it,
+        /// or a seed's.
+        to: Address,
+        /// The message.
+        message: Message,
+    },
     /// Informational, for the layers above.
     Event(Event),
 }
@@ -57,10 +88,22 @@ pub enum Action {
 /// Why [`SwimNode::set_metadata`] refused. Nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetadataError {
+    /// The metadata is longer than `max_metadata_bytes`.
     #[error("metadata of {bytes} bytes, more than max_metadata_bytes ({limit})")]
-    TooLarge { bytes: usize, limit: usize },
+    TooLarge {
+        /// The metadata's length.
+        bytes: usize,
+        /// The configured `max_metadata_bytes`.
+        limit: usize,
+    },
+    /// [`SwimNode::leave`] was called: a node that left publishes nothing.
     #[error("this node has left the cluster")]
     Left,
+    /// This node's incarnation is at [`MAX_INCARNATION`], so it cannot
+    /// version new metadata. In practice only an `initial_incarnation` at the
+    /// limit, or refuting a peer's claim about this node at the limit, gets
+    /// it there; the identity can then publish no change, so rejoin under a
+    /// new [`MemberId`].
     #[error("this node's incarnation reached the limit {MAX_INCARNATION}")]
     IncarnationExhausted,
 }
@@ -167,9 +210,11 @@ impl SwimNode {
 
     // ----- accessors ------------------------------------------------------
 
+    /// This node's identity.
     pub fn id(&self) -> MemberId {
         self.config.id
     }
+    /// The configuration the node was built with.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -177,6 +222,8 @@ impl SwimNode {
     pub fn incarnation(&self) -> Incarnation {
         self.incarnation
     }
+    /// This node's current metadata (the configured one, or the latest
+    /// [`set_metadata`](Self::set_metadata)).
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
     }

@@ -132,7 +132,11 @@ pub fn choose_distinct(candidates: &[MemberId], count: usize, rng: &mut ChaCha8R
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProbePhase {
     /// The ping is out; at `deadline` ask helpers to probe indirectly.
-    Direct { deadline: Time },
+    Direct {
+        /// When the direct phase ends unanswered (the probe timeout, scaled
+        /// by the local health multiplier).
+        deadline: Time,
+    },
     /// Ping-reqs are out; the verdict comes at the end of the period.
     Indirect,
 }
@@ -140,12 +144,15 @@ pub enum ProbePhase {
 /// This node's probe of the current protocol period.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Probe {
+    /// This node's number for the probe, carried by its ping and ping-reqs.
     pub number: ProbeNumber,
+    /// The member probed.
     pub target: MemberId,
     /// The target's incarnation when the probe started. If the target has
     /// since shown itself alive at a higher one (it restarted, or refuted),
     /// the probe's silence is about its past and suspects nobody.
     pub target_incarnation: Incarnation,
+    /// Direct or indirect.
     pub phase: ProbePhase,
     /// The helpers asked to probe indirectly; acks and nacks are accepted
     /// from them and from the target only.
@@ -154,6 +161,7 @@ pub struct Probe {
     pub nacks: BTreeSet<MemberId>,
     /// Whether the helpers were asked for nacks (Lifeguard).
     pub nacks_expected: bool,
+    /// An ack came from the target or a helper: the target is alive.
     pub acked: bool,
 }
 
@@ -173,6 +181,7 @@ impl Probe {
 pub struct Relay {
     /// The member that asked, and where to answer it.
     pub origin: MemberId,
+    /// Where the ack or nack goes.
     pub origin_address: Address,
     /// The number the origin used in its ping-req.
     pub origin_probe: ProbeNumber,
@@ -180,6 +189,7 @@ pub struct Relay {
     pub target: MemberId,
     /// When to give up (and nack, if asked).
     pub deadline: Time,
+    /// The origin asked for a nack if the target stays silent.
     pub want_nack: bool,
 }
 

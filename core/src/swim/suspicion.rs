@@ -27,7 +27,12 @@ use std::collections::BTreeSet;
 /// the cluster size when the suspicion starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SuspicionTimeouts {
+    /// The shortest timeout, reached at `expected_confirmations` (and the
+    /// only one when that is 0): SWIM's classic timeout
+    /// ([`SuspicionTimeouts::base_micros`]).
     pub min_micros: u64,
+    /// The timeout with no confirmation: `min_micros` times β with Lifeguard,
+    /// `min_micros` without.
     pub max_micros: u64,
     /// Confirmations after which the timeout reaches `min` (`k`).
     pub expected_confirmations: u32,
@@ -61,6 +66,8 @@ impl SuspicionTimeouts {
 pub struct Suspicion {
     /// The incarnation under suspicion; a refutation carries a higher one.
     pub incarnation: Incarnation,
+    /// When this node started suspecting (its own clock); every timeout is
+    /// measured from here.
     pub started_at: Time,
     timeouts: SuspicionTimeouts,
     /// Members known to suspect, the first suspecter included. Holds at most
@@ -95,6 +102,8 @@ impl Suspicion {
         self.started_at.add_micros(self.timeouts.timeout_micros(self.confirmations()))
     }
 
+    /// The bounds fixed when the suspicion started (a later change of the
+    /// cluster size does not move them).
     pub fn timeouts(&self) -> SuspicionTimeouts {
         self.timeouts
     }
