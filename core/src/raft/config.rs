@@ -2,6 +2,7 @@
 
 use super::bug::Bug;
 use crate::types::NodeId;
+use crate::wire::MAX_MESSAGE_BYTES;
 
 /// Configuration of one Raft node. Every limit is named here; [`Config::validate`]
 /// rejects inconsistent values before a node is built.
@@ -162,7 +163,23 @@ pub enum ConfigError {
          feature, as the simulator does)"
     )]
     BugInjectionDisabled(Bug),
+    /// A size limit above what one message on the wire can carry.
+    #[error(
+        "{name} ({value}) is above {MAX_PAYLOAD_BYTES}, the most one message can carry (the wire limit \
+         {MAX_MESSAGE_BYTES} less room for the message around it)"
+    )]
+    AboveWireLimit {
+        /// The field.
+        name: &'static str,
+        /// Its value.
+        value: usize,
+    },
 }
+
+/// The most payload bytes one message may carry: [`MAX_MESSAGE_BYTES`] less
+/// one MiB for everything around the payload (entry headers, a snapshot's
+/// configuration).
+pub const MAX_PAYLOAD_BYTES: usize = MAX_MESSAGE_BYTES - 1024 * 1024;
 
 impl Config {
     /// A configuration with conventional LAN timings (election 150 ms,
@@ -221,6 +238,15 @@ impl Config {
     pub fn validate_limits(&self) -> Result<(), ConfigError> {
         if let Some(bug) = self.injected_bug.filter(|_| !cfg!(feature = "bug-injection")) {
             return Err(ConfigError::BugInjectionDisabled(bug));
+        }
+        for (name, value) in [
+            ("max_command_bytes", self.max_command_bytes),
+            ("max_append_bytes", self.max_append_bytes),
+            ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
+        ] {
+            if value > MAX_PAYLOAD_BYTES {
+                return Err(ConfigError::AboveWireLimit { name, value });
+            }
         }
         if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms >= self.election_timeout_ms {
             return Err(ConfigError::BadTimeouts {

@@ -324,7 +324,7 @@ pub enum ChangeError {
     /// The node that would vote has not yet answered the leader from a known
     /// disk, or does not hold every committed entry. Retry once it has
     /// caught up.
-    #[error("node {0} has not caught up with the leader's log")]
+    #[error("node {0} has not caught up with the leader's commit index (or the leader does not know its disk yet)")]
     NotCaughtUp(NodeId),
     /// [`MembershipChange::RenewDisk`] of a voter whose recorded disk is
     /// already the one it answers from: nothing to renew.

@@ -513,6 +513,9 @@ fn validate_entries(
     let mut expected = prev_log_index.next();
     let mut previous_term = prev_log_term;
     for entry in entries {
+        if entry.index > MAX_LOG_INDEX {
+            return Err(MessageError::IndexTooLarge { index: entry.index });
+        }
         if entry.index != expected {
             return Err(MessageError::EntryOutOfPlace { found: entry.index, expected });
         }

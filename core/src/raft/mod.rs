@@ -42,8 +42,10 @@ mod transfer;
 
 pub use bug::Bug;
 pub use config::SnapshotPolicy;
-pub use config::{Config, ConfigError, ReadMode};
-pub use membership::{voter_name, ChangeError, DiskId, Membership, MembershipChange, MembershipError, MAX_MEMBERS};
+pub use config::{Config, ConfigError, ReadMode, MAX_PAYLOAD_BYTES};
+pub use membership::{
+    voter_name, ChangeError, DiskId, Membership, MembershipChange, MembershipError, VoteTally, MAX_MEMBERS,
+};
 pub use message::{
     AppendResponse, ConflictHint, Entry, ForwardOutcome, Message, MessageBody, MessageError, Payload, RequestTag,
     Snapshot, SnapshotMeta, MAX_ENTRIES_PER_MESSAGE,

@@ -82,7 +82,6 @@ pub struct RaftNode<S> {
     pub(super) local_reads: BTreeMap<u64, LocalRead>,
     /// Proposals were appended since the last replication and write.
     pub(super) batch_open: bool,
-    /// Forwarded proposals the leader placed, by log index.
     /// The next `seq` of this life's [`RequestTag`]s.
     pub(super) next_request_seq: u64,
     /// This life of this disk (see [`HardState::incarnation`]).

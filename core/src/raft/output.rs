@@ -61,7 +61,8 @@ pub enum Event {
         term: Term,
     },
     /// A peer broke the protocol (or the cluster's safety is already broken).
-    /// The offending input was ignored; nothing of the node's state changed.
+    /// The offending part of the input was ignored (a term it carried, or
+    /// accepting its sender as leader, may already have taken effect).
     Violation {
         /// What was wrong, naming the peer, for a human reading a log.
         description: String,

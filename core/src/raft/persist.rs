@@ -7,7 +7,7 @@ use super::config::ConfigError;
 use super::log::RaftLog;
 use super::membership::{DiskId, MembershipError};
 use super::message::{Entry, Message, Snapshot};
-use crate::types::{LogIndex, NodeId, Term, MAX_PEER_TERM, MAX_TERM};
+use crate::types::{LogIndex, NodeId, Term, MAX_LOG_INDEX, MAX_PEER_TERM, MAX_TERM};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -171,6 +171,12 @@ impl DurableState {
     pub fn check(&self) -> Result<(), RestartError> {
         let hard_state = &self.hard_state;
         let first = self.entries.first().map_or(LogIndex(1), |entry| entry.index);
+        if first == LogIndex::ZERO {
+            return Err(RestartError::SparseLog { position: 0, found: first, expected: LogIndex(1) });
+        }
+        if let Some(entry) = self.entries.last().filter(|entry| entry.index > MAX_LOG_INDEX) {
+            return Err(RestartError::IndexTooLarge(entry.index));
+        }
         let snapshot_end = self.snapshot.as_ref().map_or(LogIndex::ZERO, |snapshot| snapshot.meta.index);
         if first > snapshot_end.next() {
             return Err(RestartError::LogGapAfterSnapshot { first, snapshot: snapshot_end });
@@ -224,6 +230,9 @@ pub enum RestartError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A stored index beyond [`MAX_LOG_INDEX`]: the disk is corrupt.
+    #[error("stored entry {0} is beyond the index limit {MAX_LOG_INDEX}: the disk is corrupt")]
+    IndexTooLarge(LogIndex),
     /// The stored log has a gap.
     #[error(
         "stored entry at position {position} has index {found}, expected {expected} (the log must be dense from 1)"
@@ -649,6 +658,15 @@ mod tests {
         let error = state.apply(&truncate).unwrap_err();
         assert_eq!(error, ApplyError::TruncateOutsideLog { from: LogIndex(3), last: LogIndex::ZERO });
         assert!(error.to_string().contains("truncates from i3"), "{error}");
+    }
+
+    #[test]
+    fn check_refuses_indexes_a_disk_cannot_hold() {
+        let state = DurableState { entries: vec![entry(0, 0)], ..DurableState::default() };
+        assert!(matches!(state.check(), Err(RestartError::SparseLog { position: 0, .. })), "no underflow");
+        let past = MAX_LOG_INDEX.0 + 1;
+        let state = DurableState { entries: vec![entry(past, 0)], ..DurableState::default() };
+        assert_eq!(state.check(), Err(RestartError::IndexTooLarge(LogIndex(past))));
     }
 
     #[test]
