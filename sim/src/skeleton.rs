@@ -119,6 +119,19 @@ impl<S> NodeSlot<S> {
         self.timer_token == token && !self.paused
     }
 
+    /// The timer event with `token` runs now: nothing is armed any more.
+    pub fn timer_fired(&mut self) {
+        self.timer_at = None;
+    }
+
+    /// The node's process died: it is no longer paused, what waited for it
+    /// is lost, and its timer is cancelled.
+    pub fn crash(&mut self) {
+        self.paused = false;
+        self.stash.clear();
+        self.cancel_timer();
+    }
+
     /// Keeps an input for when the node resumes, up to
     /// [`PAUSED_STASH_LIMIT`]; beyond it the input is lost.
     pub fn stash(&mut self, input: S) {
@@ -177,6 +190,23 @@ pub fn run_events<W: World>(world: &mut W, max_events: u64) -> LoopEnd {
         }
     }
     LoopEnd::Finished
+}
+
+/// What one seed's run found: its outcome, the readable trace (replay only),
+/// the profile it drew, and what else the system keeps (Raft: the client
+/// history).
+#[derive(Clone, Debug)]
+pub struct SeedReport<M, Extra = ()> {
+    pub outcome: SeedOutcome<M>,
+    pub trace_text: Option<String>,
+    pub profile: String,
+    pub history: Extra,
+}
+
+impl<M: Default, Extra> SeedReport<M, Extra> {
+    pub fn passed(&self) -> bool {
+        self.outcome.passed()
+    }
 }
 
 /// One seed's outcome, without its trace text: what every system reports,

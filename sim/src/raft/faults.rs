@@ -184,10 +184,8 @@ impl RaftWorld {
         sim_node.raft = None;
         sim_node.disk.crash(self.engine.now);
         sim_node.incarnation += 1;
-        sim_node.slot.paused = false;
-        sim_node.slot.stash.clear();
+        sim_node.slot.crash();
         sim_node.requests.clear();
-        sim_node.slot.cancel_timer();
     }
 
     pub(super) fn restart(&mut self, node: usize) {

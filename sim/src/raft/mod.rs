@@ -76,20 +76,8 @@ impl SimOptions {
 /// One Raft seed's outcome; its metrics count client operations.
 pub type SeedOutcome = crate::skeleton::SeedOutcome<OpCounts>;
 
-/// What one run found.
-#[derive(Clone, Debug)]
-pub struct SimReport {
-    pub outcome: SeedOutcome,
-    pub trace_text: Option<String>,
-    pub history: History,
-    pub profile: String,
-}
-
-impl SimReport {
-    pub fn passed(&self) -> bool {
-        self.outcome.passed()
-    }
-}
+/// What one Raft run found; it keeps the client history.
+pub type SimReport = crate::skeleton::SeedReport<OpCounts, History>;
 
 /// Runs one seed.
 pub fn run_seed(options: SimOptions) -> SimReport {

@@ -65,19 +65,8 @@ impl SwimOptions {
 /// One SWIM seed's outcome, with what it measured.
 pub type SwimSeedOutcome = crate::skeleton::SeedOutcome<SeedMetrics>;
 
-/// What one run found.
-#[derive(Clone, Debug)]
-pub struct SwimReport {
-    pub outcome: SwimSeedOutcome,
-    pub trace_text: Option<String>,
-    pub profile: String,
-}
-
-impl SwimReport {
-    pub fn passed(&self) -> bool {
-        self.outcome.passed()
-    }
-}
+/// What one SWIM run found.
+pub type SwimReport = crate::skeleton::SeedReport<SeedMetrics>;
 
 /// Runs one seed.
 pub fn run_seed(options: SwimOptions) -> SwimReport {

@@ -325,6 +325,7 @@ impl SwimWorld {
             },
             trace_text,
             profile,
+            history: (),
         }
     }
 
@@ -340,7 +341,7 @@ impl SwimWorld {
                 if !sim_node.slot.timer_is_due(token) || sim_node.swim.is_none() {
                     return;
                 }
-                self.nodes[node].slot.timer_at = None;
+                self.nodes[node].slot.timer_fired();
                 self.engine.record(SwimRecord::TimerFired, &[node as u64], || format!("timeout n{}", node + 1));
                 self.in_timeout = true;
                 self.with_node(node, |swim, now| swim.handle_timeout(now));
@@ -697,9 +698,7 @@ impl SwimWorld {
         self.engine.record(SwimRecord::Crashed, &[node as u64], || format!("FAULT crash n{}", node + 1));
         let sim_node = &mut self.nodes[node];
         sim_node.swim = None;
-        sim_node.slot.paused = false;
-        sim_node.slot.stash.clear();
-        sim_node.slot.cancel_timer();
+        sim_node.slot.crash();
         let life = sim_node.life;
         self.detections.push(Detection {
             node,
