@@ -55,7 +55,7 @@ pub const FAULT_PHASE_US: u64 = 30_000_000;
 /// With [`SwimOptions::progress`], a progress line every this much simulated
 /// time.
 pub const PROGRESS_EVERY_US: u64 = 10_000_000;
-/// Hard cap on events in one run; reaching it fails the seed.
+/// Hard cap on events in one run; a run with more fails its seed.
 pub const MAX_EVENTS_PER_RUN: u64 = 200_000_000;
 
 /// What can happen in the SWIM world.
