@@ -119,6 +119,19 @@ impl<S> NodeSlot<S> {
         self.timer_token == token && !self.paused
     }
 
+    /// The timer event with `token` runs now: nothing is armed any more.
+    pub fn timer_fired(&mut self) {
+        self.timer_at = None;
+    }
+
+    /// The node's process died: it is no longer paused, what waited for it
+    /// is lost, and its timer is cancelled.
+    pub fn crash(&mut self) {
+        self.paused = false;
+        self.stash.clear();
+        self.cancel_timer();
+    }
+
     /// Keeps an input for when the node resumes, up to
     /// [`PAUSED_STASH_LIMIT`]; beyond it the input is lost.
     pub fn stash(&mut self, input: S) {
@@ -179,6 +192,23 @@ pub fn run_events<W: World>(world: &mut W, max_events: u64) -> LoopEnd {
     LoopEnd::Finished
 }
 
+/// What one seed's run found: its outcome, the readable trace (replay only),
+/// the profile it drew, and what else the system keeps (Raft: the client
+/// history).
+#[derive(Clone, Debug)]
+pub struct SeedReport<M, Extra = ()> {
+    pub outcome: SeedOutcome<M>,
+    pub trace_text: Option<String>,
+    pub profile: String,
+    pub history: Extra,
+}
+
+impl<M: Default, Extra> SeedReport<M, Extra> {
+    pub fn passed(&self) -> bool {
+        self.outcome.passed()
+    }
+}
+
 /// One seed's outcome, without its trace text: what every system reports,
 /// and the system's own `metrics` (Raft: client operations; SWIM: detection,
 /// accuracy, load and convergence).
@@ -209,5 +239,78 @@ impl<M: Default> SeedOutcome<M> {
             sim_micros: 0,
             metrics: M::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_rearmed_timer_makes_the_old_token_stale_and_the_same_deadline_arms_once() {
+        let mut slot: NodeSlot<()> = NodeSlot::new(DriftClock::perfect());
+        let (at, first) = slot.arm_timer(Time::from_micros(100), 0).expect("nothing armed yet");
+        assert_eq!(at, 100);
+        assert_eq!(slot.arm_timer(Time::from_micros(100), 0), None, "already armed for then");
+        let (_, second) = slot.arm_timer(Time::from_micros(200), 0).expect("a new deadline");
+        assert!(!slot.timer_is_due(first) && slot.timer_is_due(second));
+        slot.paused = true;
+        assert!(!slot.timer_is_due(second), "a paused node's timer waits");
+        assert_eq!(slot.arm_timer(Time::from_micros(300), 0), None, "a paused node arms nothing");
+        slot.crash();
+        assert!(!slot.paused && !slot.timer_is_due(second));
+    }
+
+    #[test]
+    fn the_pause_stash_keeps_at_most_its_limit() {
+        let mut slot: NodeSlot<usize> = NodeSlot::new(DriftClock::perfect());
+        for input in 0..PAUSED_STASH_LIMIT + 5 {
+            slot.stash(input);
+        }
+        assert_eq!(slot.stash.len(), PAUSED_STASH_LIMIT);
+        assert_eq!(slot.stash.last(), Some(&(PAUSED_STASH_LIMIT - 1)), "the newest inputs are the ones lost");
+    }
+
+    /// A world whose every event schedules another one, and which panics on
+    /// event `panic_at`.
+    struct Endless {
+        engine: Engine<u64>,
+        panic_at: u64,
+    }
+
+    impl World for Endless {
+        type Event = u64;
+        fn engine(&mut self) -> &mut Engine<u64> {
+            &mut self.engine
+        }
+        fn handle(&mut self, event: u64) {
+            assert!(event != self.panic_at, "event {event} breaks an invariant");
+            self.engine.schedule(1, event + 1);
+        }
+        fn finished(&self) -> bool {
+            false
+        }
+    }
+
+    fn endless(panic_at: u64) -> Endless {
+        let mut engine = Engine::new(ChaCha8Rng::seed_from_u64(0), false);
+        engine.schedule(0, 0);
+        Endless { engine, panic_at }
+    }
+
+    #[test]
+    fn the_event_loop_stops_past_its_event_limit() {
+        let mut world = endless(u64::MAX);
+        assert_eq!(run_events(&mut world, 10), LoopEnd::EventLimit);
+        assert_eq!(world.engine.events, 11);
+        assert_eq!(world.engine.now, 10);
+    }
+
+    #[test]
+    fn a_panic_in_a_handler_ends_the_loop_as_a_failure() {
+        let mut world = endless(3);
+        let end = run_events(&mut world, 100);
+        assert!(matches!(&end, LoopEnd::Panic(message) if message.contains("event 3 breaks an invariant")), "{end:?}");
     }
 }

@@ -166,19 +166,7 @@ impl<'a> EdnReader<'a> {
             }
             b'{' => {
                 self.pos += 1;
-                let items = self.read_seq(b'}', depth)?;
-                if items.len() % 2 != 0 {
-                    return Err((start_line, "map literal has an odd number of forms".into()));
-                }
-                let mut entries: Vec<(Edn, Edn)> = Vec::with_capacity(items.len() / 2);
-                let mut forms = items.into_iter();
-                while let (Some(k), Some(v)) = (forms.next(), forms.next()) {
-                    if entries.iter().any(|(existing_key, _)| *existing_key == k) {
-                        return Err((start_line, format!("duplicate map key {k}")));
-                    }
-                    entries.push((k, v));
-                }
-                Ok(Edn::Map(entries, start_line))
+                self.read_map(start_line, depth)
             }
             b')' | b']' | b'}' => self.err(format!("unexpected '{}'", b as char)),
             b'"' => {
@@ -191,23 +179,7 @@ impl<'a> EdnReader<'a> {
             }
             b'#' => {
                 self.pos += 1;
-                match self.bytes.get(self.pos) {
-                    Some(b'{') => {
-                        self.pos += 1;
-                        Ok(Edn::Set(self.read_seq(b'}', depth)?))
-                    }
-                    Some(b'_') => {
-                        self.pos += 1;
-                        self.read_form(depth + 1)?; // discarded
-                        self.read_form(depth)
-                    }
-                    Some(c) if c.is_ascii_alphabetic() => {
-                        let tag = self.read_token();
-                        let v = self.read_form(depth + 1)?;
-                        Ok(Edn::Tagged(tag.to_string(), Box::new(v)))
-                    }
-                    _ => self.err("unsupported dispatch character after '#'"),
-                }
+                self.read_dispatch(depth)
             }
             b':' => {
                 self.pos += 1;
@@ -226,6 +198,44 @@ impl<'a> EdnReader<'a> {
                 }
                 self.parse_atom(token)
             }
+        }
+    }
+
+    /// A map, after its `{`; keys must be distinct.
+    fn read_map(&mut self, start_line: usize, depth: usize) -> Result<Edn, EdnError> {
+        let items = self.read_seq(b'}', depth)?;
+        if items.len() % 2 != 0 {
+            return Err((start_line, "map literal has an odd number of forms".into()));
+        }
+        let mut entries: Vec<(Edn, Edn)> = Vec::with_capacity(items.len() / 2);
+        let mut forms = items.into_iter();
+        while let (Some(key), Some(value)) = (forms.next(), forms.next()) {
+            if entries.iter().any(|(existing_key, _)| *existing_key == key) {
+                return Err((start_line, format!("duplicate map key {key}")));
+            }
+            entries.push((key, value));
+        }
+        Ok(Edn::Map(entries, start_line))
+    }
+
+    /// What follows a `#`: a set, a discarded form, or a tagged form.
+    fn read_dispatch(&mut self, depth: usize) -> Result<Edn, EdnError> {
+        match self.bytes.get(self.pos) {
+            Some(b'{') => {
+                self.pos += 1;
+                Ok(Edn::Set(self.read_seq(b'}', depth)?))
+            }
+            Some(b'_') => {
+                self.pos += 1;
+                self.read_form(depth + 1)?; // discarded
+                self.read_form(depth)
+            }
+            Some(c) if c.is_ascii_alphabetic() => {
+                let tag = self.read_token();
+                let v = self.read_form(depth + 1)?;
+                Ok(Edn::Tagged(tag.to_string(), Box::new(v)))
+            }
+            _ => self.err("unsupported dispatch character after '#'"),
         }
     }
 

@@ -129,87 +129,92 @@ impl Builder {
             self.string_mode = true;
         }
         match entry.event_type {
-            EventType::Invoke => {
-                if let Some(invoke) = self.pending.get(&entry.process) {
-                    return Err(HistoryError::AlreadyPending {
-                        line: entry.line,
-                        process: entry.process,
-                        pending_line: invoke.line,
-                    });
-                }
-                let function = function_of(&entry)?;
-                let slot = self.slots.len();
-                self.slots.push(None);
-                self.pending.insert(
-                    entry.process,
-                    PendingInvoke {
-                        line: entry.line,
-                        slot,
-                        function_kind: entry.function_kind,
-                        key: entry.key,
-                        function,
-                        time: entry.time,
-                    },
-                );
-            }
-            event_type => {
-                let Some(invoke) = self.pending.remove(&entry.process) else {
-                    return Err(HistoryError::NoPendingInvoke { line: entry.line, process: entry.process });
-                };
-                let mismatch = |message: String| HistoryError::MismatchedCompletion {
-                    line: entry.line,
-                    process: entry.process,
-                    invoke_line: invoke.line,
-                    message,
-                };
-                if invoke.function_kind != entry.function_kind {
-                    return Err(mismatch(format!(
-                        "completion is {} but the invoke is {}",
-                        entry.function_kind.name(),
-                        invoke.function_kind.name()
-                    )));
-                }
-                if entry.key.is_some() && entry.key != invoke.key {
-                    return Err(mismatch(format!(
-                        "completion has :key {:?} but the invoke has :key {:?}",
-                        entry.key, invoke.key
-                    )));
-                }
-                if event_type != EventType::Info && entry.time < invoke.time {
-                    return Err(HistoryError::BadValue {
-                        line: entry.line,
-                        message: format!(
-                            "completion :time {} is before its invoke's :time {}",
-                            entry.time, invoke.time
-                        ),
-                    });
-                }
-                let op = |outcome: Outcome, complete_at: Option<u64>| Operation {
-                    process: entry.process,
-                    key: invoke.key.clone(),
-                    function: invoke.function.clone(),
-                    outcome,
-                    invoke_at: invoke.time,
-                    complete_at,
-                };
-                self.slots[invoke.slot] = match event_type {
-                    EventType::Ok => {
-                        let read = match entry.function_kind {
-                            FunctionKind::Read => Some(scalar(entry.line, "the value read", &entry.value)?),
-                            _ => None,
-                        };
-                        Some(op(Outcome::Ok { read }, Some(entry.time)))
-                    }
-                    EventType::Fail if entry.function_kind == FunctionKind::Cas && !entry.has_error => {
-                        Some(op(Outcome::CasMismatch, Some(entry.time)))
-                    }
-                    EventType::Fail => None, // definitely did not happen
-                    EventType::Info if entry.function_kind == FunctionKind::Read => None, // constrains nothing
-                    EventType::Info => Some(op(Outcome::Unknown, None)),
-                    EventType::Invoke => unreachable!("handled above"),
-                };
-            }
+            EventType::Invoke => self.invoke(entry),
+            event_type => self.complete(entry, event_type),
         }
+    }
+
+    /// An invocation: the process's operation is pending until it completes.
+    fn invoke(&mut self, entry: HistoryLine) -> Result<(), HistoryError> {
+        if let Some(invoke) = self.pending.get(&entry.process) {
+            return Err(HistoryError::AlreadyPending {
+                line: entry.line,
+                process: entry.process,
+                pending_line: invoke.line,
+            });
+        }
+        let function = function_of(&entry)?;
+        let slot = self.slots.len();
+        self.slots.push(None);
+        self.pending.insert(
+            entry.process,
+            PendingInvoke {
+                line: entry.line,
+                slot,
+                function_kind: entry.function_kind,
+                key: entry.key,
+                function,
+                time: entry.time,
+            },
+        );
+        Ok(())
+    }
+
+    /// A completion (`:ok`, `:fail` or `:info`) of the process's pending
+    /// operation.
+    fn complete(&mut self, entry: HistoryLine, event_type: EventType) -> Result<(), HistoryError> {
+        let Some(invoke) = self.pending.remove(&entry.process) else {
+            return Err(HistoryError::NoPendingInvoke { line: entry.line, process: entry.process });
+        };
+        let mismatch = |message: String| HistoryError::MismatchedCompletion {
+            line: entry.line,
+            process: entry.process,
+            invoke_line: invoke.line,
+            message,
+        };
+        if invoke.function_kind != entry.function_kind {
+            return Err(mismatch(format!(
+                "completion is {} but the invoke is {}",
+                entry.function_kind.name(),
+                invoke.function_kind.name()
+            )));
+        }
+        if entry.key.is_some() && entry.key != invoke.key {
+            return Err(mismatch(format!(
+                "completion has :key {:?} but the invoke has :key {:?}",
+                entry.key, invoke.key
+            )));
+        }
+        if event_type != EventType::Info && entry.time < invoke.time {
+            return Err(HistoryError::BadValue {
+                line: entry.line,
+                message: format!("completion :time {} is before its invoke's :time {}", entry.time, invoke.time),
+            });
+        }
+        let op = |outcome: Outcome, complete_at: Option<u64>| Operation {
+            process: entry.process,
+            key: invoke.key.clone(),
+            function: invoke.function.clone(),
+            outcome,
+            invoke_at: invoke.time,
+            complete_at,
+        };
+        self.slots[invoke.slot] = match event_type {
+            EventType::Ok => {
+                let read = match entry.function_kind {
+                    FunctionKind::Read => Some(scalar(entry.line, "the value read", &entry.value)?),
+                    _ => None,
+                };
+                Some(op(Outcome::Ok { read }, Some(entry.time)))
+            }
+            EventType::Fail if entry.function_kind == FunctionKind::Cas && !entry.has_error => {
+                Some(op(Outcome::CasMismatch, Some(entry.time)))
+            }
+            EventType::Fail => None, // definitely did not happen
+            EventType::Info if entry.function_kind == FunctionKind::Read => None, // constrains nothing
+            EventType::Info => Some(op(Outcome::Unknown, None)),
+            EventType::Invoke => unreachable!("push hands invocations to invoke"),
+        };
         Ok(())
     }
 
@@ -271,74 +276,84 @@ pub fn parse_jepsen_log(text: &str) -> Result<History, HistoryError> {
                 message: format!("not a jepsen.util history line: {:?}", truncate(raw)),
             });
         };
-        // "jepsen.util - 3 ..." or "jepsen.util: 3 ...".
-        let after = &raw[at + LOG_MARKER.len()..];
-        let after = after.strip_prefix(':').unwrap_or(after).trim_start();
-        let rest = match after.strip_prefix('-') {
-            Some(r) if r.starts_with(char::is_whitespace) => r.trim_start(),
-            _ => after,
-        };
-        let mut cursor = rest;
-        let process = take_token(&mut cursor);
-        let event_type = take_token(&mut cursor);
-        let function = take_token(&mut cursor);
-        if function.is_empty() {
-            return Err(HistoryError::Log {
-                line,
-                message: format!("expected PROCESS TYPE FUNCTION [VALUE], found {:?}", truncate(rest)),
-            });
+        if let Some(history_line) = log_history_line(raw, at, line)? {
+            builder.push(history_line)?;
         }
-        let value_text = cursor.trim();
-        let read_one = |what: &str, s: &str| -> Result<Edn, HistoryError> {
-            let mut reader = EdnReader::new(s, line);
-            let v = reader
-                .next_form()
-                .map_err(|(_, m)| HistoryError::Log { line, message: format!("{what}: {m}") })?
-                .ok_or_else(|| HistoryError::Log { line, message: format!("missing {what}") })?;
-            match reader.next_form() {
-                Ok(None) => Ok(v),
-                _ => Err(HistoryError::Log {
-                    line,
-                    message: format!("unexpected text after the {what}: {:?}", truncate(s)),
-                }),
-            }
-        };
-        let process = match read_one("process", process)? {
-            Edn::Int(process) if process >= 0 => process as u64,
-            Edn::Keyword(_) => continue, // :nemesis
-            other => {
-                return Err(HistoryError::Log {
-                    line,
-                    message: format!("process must be a non-negative integer, found {other}"),
-                })
-            }
-        };
-        let event_type = parse_type(line, &read_one("type", event_type)?)?;
-        let function = read_one("function", function)?;
-        let function_kind = match &function {
-            Edn::Keyword(k) if k == "read" => FunctionKind::Read,
-            Edn::Keyword(k) if k == "write" => FunctionKind::Write,
-            Edn::Keyword(k) if k == "cas" => FunctionKind::Cas,
-            other => return Err(HistoryError::UnknownFunction { line, found: other.to_string() }),
-        };
-        let value = match (value_text.is_empty(), event_type) {
-            (true, _) => Edn::Nil,
-            // The value of a :fail/:info line is not used (it may be an error text).
-            (false, EventType::Fail | EventType::Info) => read_one("value", value_text).unwrap_or(Edn::Nil),
-            (false, _) => read_one("value", value_text)?,
-        };
-        builder.push(HistoryLine {
-            line,
-            process,
-            event_type,
-            function_kind,
-            key: None,
-            value,
-            time: line as u64,
-            has_error: false,
-        })?;
     }
     Ok(History { initial: Value::Nil, operations: builder.finish() })
+}
+
+/// The history line of a log line whose `jepsen.util` marker is at `at`;
+/// `None` for a line of the `:nemesis` process.
+fn log_history_line(raw: &str, at: usize, line: usize) -> Result<Option<HistoryLine>, HistoryError> {
+    // "jepsen.util - 3 ..." or "jepsen.util: 3 ...".
+    let after = &raw[at + LOG_MARKER.len()..];
+    let after = after.strip_prefix(':').unwrap_or(after).trim_start();
+    let rest = match after.strip_prefix('-') {
+        Some(r) if r.starts_with(char::is_whitespace) => r.trim_start(),
+        _ => after,
+    };
+    let mut cursor = rest;
+    let process = take_token(&mut cursor);
+    let event_type = take_token(&mut cursor);
+    let function = take_token(&mut cursor);
+    if function.is_empty() {
+        return Err(HistoryError::Log {
+            line,
+            message: format!("expected PROCESS TYPE FUNCTION [VALUE], found {:?}", truncate(rest)),
+        });
+    }
+    let value_text = cursor.trim();
+    let read_one = |what: &str, s: &str| read_log_form(line, what, s);
+    let process = match read_one("process", process)? {
+        Edn::Int(process) if process >= 0 => process as u64,
+        Edn::Keyword(_) => return Ok(None), // :nemesis
+        other => {
+            return Err(HistoryError::Log {
+                line,
+                message: format!("process must be a non-negative integer, found {other}"),
+            })
+        }
+    };
+    let event_type = parse_type(line, &read_one("type", event_type)?)?;
+    let function = read_one("function", function)?;
+    let function_kind = match &function {
+        Edn::Keyword(k) if k == "read" => FunctionKind::Read,
+        Edn::Keyword(k) if k == "write" => FunctionKind::Write,
+        Edn::Keyword(k) if k == "cas" => FunctionKind::Cas,
+        other => return Err(HistoryError::UnknownFunction { line, found: other.to_string() }),
+    };
+    let value = match (value_text.is_empty(), event_type) {
+        (true, _) => Edn::Nil,
+        // The value of a :fail/:info line is not used (it may be an error text).
+        (false, EventType::Fail | EventType::Info) => read_one("value", value_text).unwrap_or(Edn::Nil),
+        (false, _) => read_one("value", value_text)?,
+    };
+    Ok(Some(HistoryLine {
+        line,
+        process,
+        event_type,
+        function_kind,
+        key: None,
+        value,
+        time: line as u64,
+        has_error: false,
+    }))
+}
+
+/// Reads exactly one EDN form (the `what` of a log line) from `text`.
+fn read_log_form(line: usize, what: &str, text: &str) -> Result<Edn, HistoryError> {
+    let mut reader = EdnReader::new(text, line);
+    let form = reader
+        .next_form()
+        .map_err(|(_, message)| HistoryError::Log { line, message: format!("{what}: {message}") })?
+        .ok_or_else(|| HistoryError::Log { line, message: format!("missing {what}") })?;
+    match reader.next_form() {
+        Ok(None) => Ok(form),
+        _ => {
+            Err(HistoryError::Log { line, message: format!("unexpected text after the {what}: {:?}", truncate(text)) })
+        }
+    }
 }
 
 /// Splits off the next whitespace-separated token (empty at the end).
@@ -378,8 +393,56 @@ fn truncate(s: &str) -> String {
 /// written by [`write_edn`](super::write_edn) when needed), which sets `initial` explicitly and
 /// disables that inference.
 pub fn parse_edn(text: &str) -> Result<History, HistoryError> {
+    let maps = read_edn_maps(text)?;
+    let mut explicit_initial: Option<Value> = None;
+    let uses_time =
+        maps.iter().any(|(entries, _)| field(entries, "time").is_some() && field(entries, "type").is_some());
+    let mut builder = Builder::default();
+    let mut seen_op = false;
+    for (entries, line) in &maps {
+        let line = *line;
+        let Some(event_type) = field(entries, "type") else {
+            if let Some(init) = field(entries, "initial") {
+                if seen_op || explicit_initial.is_some() {
+                    return Err(HistoryError::Edn {
+                        line,
+                        message: "an {:initial ...} header must come first and only once".into(),
+                    });
+                }
+                explicit_initial = Some(scalar(line, "the :initial value", init)?);
+                continue;
+            }
+            return Err(HistoryError::MissingField { line, field: ":type".into() });
+        };
+        seen_op = true;
+        if let Some(history_line) = edn_history_line(entries, line, event_type, uses_time)? {
+            builder.push(history_line)?;
+        }
+    }
+    let string_mode = builder.string_mode;
+    let mut operations = builder.finish();
+    let initial = match explicit_initial {
+        Some(v) => v,
+        None if string_mode => {
+            for op in &mut operations {
+                if let Outcome::Ok { read: Some(v @ Value::Nil) } = &mut op.outcome {
+                    *v = Value::Str(String::new());
+                }
+            }
+            Value::Str(String::new())
+        }
+        None => Value::Nil,
+    };
+    Ok(History { initial, operations })
+}
+
+/// A map of an EDN history and the line it starts on.
+type EdnMap = (Vec<(Edn, Edn)>, usize);
+
+/// Every map of an EDN history, top-level or inside a top-level vector.
+fn read_edn_maps(text: &str) -> Result<Vec<EdnMap>, HistoryError> {
     let mut reader = EdnReader::new(text, 1);
-    let mut maps: Vec<(Vec<(Edn, Edn)>, usize)> = Vec::new();
+    let mut maps: Vec<EdnMap> = Vec::new();
     loop {
         let form_line = {
             reader.skip_whitespace();
@@ -387,7 +450,7 @@ pub fn parse_edn(text: &str) -> Result<History, HistoryError> {
         };
         let form = reader.next_form().map_err(|(line, message)| HistoryError::Edn { line, message })?;
         match form {
-            None => break,
+            None => return Ok(maps),
             Some(Edn::Map(entries, line)) => maps.push((entries, line)),
             Some(Edn::Vector(items)) => {
                 for item in items {
@@ -410,90 +473,59 @@ pub fn parse_edn(text: &str) -> Result<History, HistoryError> {
             }
         }
     }
+}
 
-    let mut explicit_initial: Option<Value> = None;
-    let uses_time =
-        maps.iter().any(|(entries, _)| field(entries, "time").is_some() && field(entries, "type").is_some());
-    let mut builder = Builder::default();
-    let mut seen_op = false;
-    for (entries, line) in &maps {
-        let line = *line;
-        let Some(event_type) = field(entries, "type") else {
-            if let Some(init) = field(entries, "initial") {
-                if seen_op || explicit_initial.is_some() {
-                    return Err(HistoryError::Edn {
-                        line,
-                        message: "an {:initial ...} header must come first and only once".into(),
-                    });
-                }
-                explicit_initial = Some(scalar(line, "the :initial value", init)?);
-                continue;
-            }
-            return Err(HistoryError::MissingField { line, field: ":type".into() });
-        };
-        seen_op = true;
-        let process = match field(entries, "process") {
-            Some(Edn::Int(process)) if *process >= 0 => *process as u64,
-            Some(Edn::Keyword(_)) => continue, // :nemesis
-            Some(other) => {
-                return Err(HistoryError::BadValue {
-                    line,
-                    message: format!(":process must be a non-negative integer, found {other}"),
-                })
-            }
-            None => return Err(HistoryError::MissingField { line, field: ":process".into() }),
-        };
-        let event_type = parse_type(line, event_type)?;
-        let function_kind = parse_function(
-            line,
-            field(entries, "f").ok_or_else(|| HistoryError::MissingField { line, field: ":f".into() })?,
-        )?;
-        let key = match field(entries, "key") {
-            None | Some(Edn::Nil) => None,
-            Some(Edn::Str(s)) => Some(s.clone()),
-            Some(Edn::Int(i)) => Some(i.to_string()),
-            Some(other) => {
-                return Err(HistoryError::BadValue {
-                    line,
-                    message: format!(":key must be a string or an integer, found {other}"),
-                })
-            }
-        };
-        let time = if uses_time {
-            match field(entries, "time") {
-                Some(Edn::Int(t)) if *t >= 0 => *t as u64,
-                Some(other) => {
-                    return Err(HistoryError::BadValue {
-                        line,
-                        message: format!(":time must be a non-negative integer, found {other}"),
-                    })
-                }
-                None => {
-                    return Err(HistoryError::MissingField { line, field: ":time (other entries have one)".into() })
-                }
-            }
-        } else {
-            line as u64
-        };
-        let has_error = field(entries, "error").is_some();
-        let value = field(entries, "value").cloned().unwrap_or(Edn::Nil);
-        builder.push(HistoryLine { line, process, event_type, function_kind, key, value, time, has_error })?;
-    }
-    let string_mode = builder.string_mode;
-    let mut operations = builder.finish();
-    let initial = match explicit_initial {
-        Some(v) => v,
-        None if string_mode => {
-            for op in &mut operations {
-                if let Outcome::Ok { read: Some(v @ Value::Nil) } = &mut op.outcome {
-                    *v = Value::Str(String::new());
-                }
-            }
-            Value::Str(String::new())
+/// The history line of one EDN map with a `:type`; `None` for a line of the
+/// `:nemesis` process.
+fn edn_history_line(
+    entries: &[(Edn, Edn)],
+    line: usize,
+    event_type: &Edn,
+    uses_time: bool,
+) -> Result<Option<HistoryLine>, HistoryError> {
+    let process = match field(entries, "process") {
+        Some(Edn::Int(process)) if *process >= 0 => *process as u64,
+        Some(Edn::Keyword(_)) => return Ok(None), // :nemesis
+        Some(other) => {
+            return Err(HistoryError::BadValue {
+                line,
+                message: format!(":process must be a non-negative integer, found {other}"),
+            })
         }
-        None => Value::Nil,
+        None => return Err(HistoryError::MissingField { line, field: ":process".into() }),
     };
-    Ok(History { initial, operations })
+    let event_type = parse_type(line, event_type)?;
+    let function_kind = parse_function(
+        line,
+        field(entries, "f").ok_or_else(|| HistoryError::MissingField { line, field: ":f".into() })?,
+    )?;
+    let key = match field(entries, "key") {
+        None | Some(Edn::Nil) => None,
+        Some(Edn::Str(s)) => Some(s.clone()),
+        Some(Edn::Int(i)) => Some(i.to_string()),
+        Some(other) => {
+            return Err(HistoryError::BadValue {
+                line,
+                message: format!(":key must be a string or an integer, found {other}"),
+            })
+        }
+    };
+    let time = if uses_time { edn_time(entries, line)? } else { line as u64 };
+    let has_error = field(entries, "error").is_some();
+    let value = field(entries, "value").cloned().unwrap_or(Edn::Nil);
+    Ok(Some(HistoryLine { line, process, event_type, function_kind, key, value, time, has_error }))
+}
+
+/// The `:time` of an entry of a history whose entries all have one.
+fn edn_time(entries: &[(Edn, Edn)], line: usize) -> Result<u64, HistoryError> {
+    match field(entries, "time") {
+        Some(Edn::Int(t)) if *t >= 0 => Ok(*t as u64),
+        Some(other) => Err(HistoryError::BadValue {
+            line,
+            message: format!(":time must be a non-negative integer, found {other}"),
+        }),
+        None => Err(HistoryError::MissingField { line, field: ":time (other entries have one)".into() }),
+    }
 }
 
 /// Detects the format from the first non-blank line: EDN if it starts with

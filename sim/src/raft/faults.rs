@@ -99,26 +99,13 @@ impl RaftWorld {
     pub(super) fn apply_fault(&mut self, action: FaultAction) {
         self.engine.record(RaftRecord::Fault, &[], || format!("FAULT {action}"));
         match action {
-            FaultAction::Partition { groups } => self.network.partition(&groups),
-            FaultAction::Isolate { node } => {
-                for index in self.resolve(&node) {
-                    let others: Vec<usize> = (0..self.nodes.len()).filter(|other| *other != index).collect();
-                    self.network.partition(&[others]);
-                }
-            }
-            FaultAction::OneWay { senders, receivers } => {
-                let receivers: Vec<usize> = receivers.iter().flat_map(|node| self.resolve(node)).collect();
-                self.network.block_one_way(&senders, &receivers);
-            }
-            FaultAction::CutLink { a, b } => {
-                for a in self.resolve(&a) {
-                    for b in self.resolve(&b) {
-                        self.network.block_one_way(&[a], &[b]);
-                        self.network.block_one_way(&[b], &[a]);
-                    }
-                }
-            }
-            FaultAction::Heal => self.network.heal(),
+            FaultAction::Partition { .. }
+            | FaultAction::Isolate { .. }
+            | FaultAction::OneWay { .. }
+            | FaultAction::CutLink { .. }
+            | FaultAction::Heal
+            | FaultAction::SetLoss { .. }
+            | FaultAction::SetReorder { .. } => self.apply_network_fault(action),
             FaultAction::Crash { node } => {
                 for index in self.resolve(&node) {
                     self.crash(index);
@@ -141,15 +128,10 @@ impl RaftWorld {
                     self.resume(index);
                 }
             }
-            FaultAction::SetLoss { loss_ppm } => self.network.params.loss_ppm = loss_ppm,
             FaultAction::Wipe { node } => {
                 for index in self.resolve(&node) {
                     self.wipe(index);
                 }
-            }
-            FaultAction::SetReorder { reorder_ppm, max_delay_us } => {
-                self.network.params.reorder_ppm = reorder_ppm;
-                self.network.params.reorder_delay_max_us = max_delay_us;
             }
             FaultAction::Change(change) => {
                 if !self.operator_change(change.clone()) {
@@ -160,19 +142,41 @@ impl RaftWorld {
             }
             FaultAction::Transfer { to } => {
                 if let (Some(leader), Some(target)) = (self.leader(), self.resolve(&to).first().copied()) {
-                    let local = self.nodes[leader].slot.clock.local(self.engine.now);
-                    let raft = self.nodes[leader].raft.as_mut().expect("leaders run");
-                    let result = raft.transfer_leadership(local, node_id(target));
-                    self.engine.record(RaftRecord::OperatorTransfer, &[leader as u64, target as u64], || {
-                        format!(
-                            "operator: transfer leadership from {} to {}: {result:?}",
-                            node_id(leader),
-                            node_id(target)
-                        )
-                    });
-                    self.drain(leader);
+                    self.operator_transfer(leader, node_id(target), target as u64);
                 }
             }
+        }
+    }
+
+    /// A fault of the network: partitions, cuts, healing, loss, reordering.
+    fn apply_network_fault(&mut self, action: FaultAction) {
+        match action {
+            FaultAction::Partition { groups } => self.network.partition(&groups),
+            FaultAction::Isolate { node } => {
+                for index in self.resolve(&node) {
+                    let others: Vec<usize> = (0..self.nodes.len()).filter(|other| *other != index).collect();
+                    self.network.partition(&[others]);
+                }
+            }
+            FaultAction::OneWay { senders, receivers } => {
+                let receivers: Vec<usize> = receivers.iter().flat_map(|node| self.resolve(node)).collect();
+                self.network.block_one_way(&senders, &receivers);
+            }
+            FaultAction::CutLink { a, b } => {
+                for a in self.resolve(&a) {
+                    for b in self.resolve(&b) {
+                        self.network.block_one_way(&[a], &[b]);
+                        self.network.block_one_way(&[b], &[a]);
+                    }
+                }
+            }
+            FaultAction::Heal => self.network.heal(),
+            FaultAction::SetLoss { loss_ppm } => self.network.params.loss_ppm = loss_ppm,
+            FaultAction::SetReorder { reorder_ppm, max_delay_us } => {
+                self.network.params.reorder_ppm = reorder_ppm;
+                self.network.params.reorder_delay_max_us = max_delay_us;
+            }
+            _ => unreachable!("apply_fault passes network faults only"),
         }
     }
 
@@ -184,10 +188,8 @@ impl RaftWorld {
         sim_node.raft = None;
         sim_node.disk.crash(self.engine.now);
         sim_node.incarnation += 1;
-        sim_node.slot.paused = false;
-        sim_node.slot.stash.clear();
+        sim_node.slot.crash();
         sim_node.requests.clear();
-        sim_node.slot.cancel_timer();
     }
 
     pub(super) fn restart(&mut self, node: usize) {

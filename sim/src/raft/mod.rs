@@ -13,6 +13,11 @@
 //! Determinism: every random choice comes from one ChaCha8 stream seeded by
 //! the seed; events at the same instant run in the order they were scheduled;
 //! no hash-map iteration order reaches behaviour.
+//!
+//! Code map: [`RaftWorld`] in `world.rs` (nodes, events, what each event
+//! does; it plugs into [`crate::skeleton`]), `faults.rs` (the fault
+//! injector), `operator.rs` (membership churn and transfers), `checks.rs`
+//! (checker glue), [`describe`] (trace record kinds, message text).
 
 mod checks;
 pub mod describe;
@@ -34,7 +39,7 @@ pub const FAULT_PHASE_US: u64 = 10_000_000;
 pub const LIVENESS_BOUND_US: u64 = 10_000_000;
 /// Clients keep starting operations this long after healing.
 pub const WORKLOAD_TAIL_US: u64 = 1_000_000;
-/// Hard cap on events in one run; reaching it fails the seed.
+/// Hard cap on events in one run; a run with more fails its seed.
 pub const MAX_EVENTS_PER_RUN: u64 = 20_000_000;
 /// Default clients and keys of the workload.
 pub const DEFAULT_CLIENTS: usize = 5;
@@ -76,20 +81,8 @@ impl SimOptions {
 /// One Raft seed's outcome; its metrics count client operations.
 pub type SeedOutcome = crate::skeleton::SeedOutcome<OpCounts>;
 
-/// What one run found.
-#[derive(Clone, Debug)]
-pub struct SimReport {
-    pub outcome: SeedOutcome,
-    pub trace_text: Option<String>,
-    pub history: History,
-    pub profile: String,
-}
-
-impl SimReport {
-    pub fn passed(&self) -> bool {
-        self.outcome.passed()
-    }
-}
+/// What one Raft run found; it keeps the client history.
+pub type SimReport = crate::skeleton::SeedReport<OpCounts, History>;
 
 /// Runs one seed.
 pub fn run_seed(options: SimOptions) -> SimReport {

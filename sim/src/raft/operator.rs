@@ -69,13 +69,7 @@ impl RaftWorld {
                 4 if !learners.is_empty() => Some(MembershipChange::Remove(pick(&mut self.engine.rng, &learners))),
                 _ => {
                     let target = pick(&mut self.engine.rng, &voters);
-                    let local = self.nodes[leader].slot.clock.local(self.engine.now);
-                    let raft = self.nodes[leader].raft.as_mut().expect("leaders run");
-                    let result = raft.transfer_leadership(local, target);
-                    self.engine.record(RaftRecord::OperatorTransfer, &[leader as u64, target.0], || {
-                        format!("operator: transfer leadership from {} to {target}: {result:?}", node_id(leader))
-                    });
-                    self.drain(leader);
+                    self.operator_transfer(leader, target, target.0);
                     None
                 }
             }
@@ -83,6 +77,19 @@ impl RaftWorld {
         if let Some(change) = change {
             self.operator_change(change);
         }
+    }
+
+    /// Asks `leader` to hand leadership to `target`. `target_word` stands
+    /// for the target in the trace (a node id from churn, a node index from
+    /// a scenario).
+    pub(super) fn operator_transfer(&mut self, leader: usize, target: NodeId, target_word: u64) {
+        let local = self.nodes[leader].slot.clock.local(self.engine.now);
+        let raft = self.nodes[leader].raft.as_mut().expect("leaders run");
+        let result = raft.transfer_leadership(local, target);
+        self.engine.record(RaftRecord::OperatorTransfer, &[leader as u64, target_word], || {
+            format!("operator: transfer leadership from {} to {target}: {result:?}", node_id(leader))
+        });
+        self.drain(leader);
     }
 
     /// Asks the leader for `change`; false if there is no leader or it

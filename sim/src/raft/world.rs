@@ -362,7 +362,7 @@ impl RaftWorld {
         if !sim_node.slot.timer_is_due(token) || sim_node.raft.is_none() {
             return;
         }
-        sim_node.slot.timer_at = None;
+        sim_node.slot.timer_fired();
         let local = sim_node.slot.clock.local(self.engine.now);
         self.engine.record(RaftRecord::TimerFired, &[node as u64], || format!("{} timer", node_id(node)));
         self.nodes[node].raft.as_mut().expect("checked").handle_timeout(local);

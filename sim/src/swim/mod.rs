@@ -7,14 +7,18 @@
 //! convergence. The same seed and build replay byte for byte, and the trace
 //! hash covers every step.
 //!
-//! Code map: [`describe`] (trace record kinds, message and event text), [`profile`] (fault mixes and per-seed profiles), [`world`] (the
-//! event loop, network, crashes, pauses, slow members, and the completeness
-//! and convergence checks), [`checkers`] (incarnations, resurrection,
-//! accuracy), [`metrics`] (what a run measured), [`runner`] (many seeds in
-//! parallel, summaries), [`report`] (text and JSON output).
+//! Code map: [`world`] (members, events, messages, the join wave),
+//! `faults.rs` (the fault injector), `checks.rs` (the periodic join,
+//! detection and settle checks, and the accuracy check's excuses),
+//! [`checkers`] (incarnations, resurrection, accuracy), [`describe`] (trace
+//! record kinds, message and event text), [`profile`] (fault mixes and
+//! per-seed profiles), [`metrics`] (what a run measured), [`runner`] (many
+//! seeds in parallel, summaries), [`report`] (text and JSON output).
 
 pub mod checkers;
+mod checks;
 pub mod describe;
+mod faults;
 pub mod metrics;
 pub mod profile;
 pub mod report;
@@ -65,19 +69,8 @@ impl SwimOptions {
 /// One SWIM seed's outcome, with what it measured.
 pub type SwimSeedOutcome = crate::skeleton::SeedOutcome<SeedMetrics>;
 
-/// What one run found.
-#[derive(Clone, Debug)]
-pub struct SwimReport {
-    pub outcome: SwimSeedOutcome,
-    pub trace_text: Option<String>,
-    pub profile: String,
-}
-
-impl SwimReport {
-    pub fn passed(&self) -> bool {
-        self.outcome.passed()
-    }
-}
+/// What one SWIM run found.
+pub type SwimReport = crate::skeleton::SeedReport<SeedMetrics>;
 
 /// Runs one seed.
 pub fn run_seed(options: SwimOptions) -> SwimReport {
