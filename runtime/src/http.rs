@@ -18,11 +18,13 @@
 //! `stale`. Every answer carries the session token in the
 //! `x-chorus-session` header.
 //!
-//! Writes and linearizable reads sent to a follower are forwarded to the
-//! leader by the core. When the core refuses (`NotLeader`, e.g. during a
-//! leadership transfer), the answer is `307` to the leader's HTTP address
-//! if [`HttpOptions::peer_http`] knows it, else `503` with
-//! `{"error":"not_leader","leader":ID}`.
+//! A write sent to a follower is answered `307` to the leader's HTTP
+//! address when [`HttpOptions::peer_http`] knows it (the `chorus` CLI
+//! follows it), else forwarded to the leader by the core. Reads are served
+//! by the node asked (a follower asks the leader for a read index for
+//! linearizable and lease reads). When the core refuses (`NotLeader`, e.g.
+//! during a leadership transfer), the answer is the same `307`, or `503`
+//! with `{"error":"not_leader","leader":ID}` when the address is unknown.
 //!
 //! Errors are JSON `{"error": CODE, "message": TEXT}`: 400 for malformed
 //! input, 404 unknown key, 413 body over [`MAX_BODY_BYTES`], 503 when the
@@ -181,19 +183,8 @@ fn outcome(state: &Shared, uri: &Uri, answer: Answer) -> Result<(KvResponse, Log
                 error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("undecodable answer: {problem}"))
             })
         }
-        ClientResult::NotLeader { leader_hint } => match state.options.peer_http.get(&leader_hint) {
-            Some(address) => {
-                let target = format!("http://{address}{}", uri.path_and_query().map_or("/", |path| path.as_str()));
-                let mut response = error(
-                    StatusCode::TEMPORARY_REDIRECT,
-                    "not_leader",
-                    format!("node {leader_hint} is the leader; retry at {target}"),
-                );
-                if let Ok(location) = HeaderValue::from_str(&target) {
-                    response.headers_mut().insert(header::LOCATION, location);
-                }
-                response
-            }
+        ClientResult::NotLeader { leader_hint } => match redirect(state, uri, leader_hint) {
+            Some(response) => response,
             None => {
                 let body = serde_json::json!({
                     "error": "not_leader",
@@ -221,7 +212,28 @@ fn outcome(state: &Shared, uri: &Uri, answer: Answer) -> Result<(KvResponse, Log
     Err(with_session(response, session))
 }
 
+/// `307` to `leader`'s HTTP address for the same path and query, if known.
+fn redirect(state: &Shared, uri: &Uri, leader: NodeId) -> Option<Response> {
+    let address = state.options.peer_http.get(&leader)?;
+    let target = format!("http://{address}{}", uri.path_and_query().map_or("/", |path| path.as_str()));
+    let mut response =
+        error(StatusCode::TEMPORARY_REDIRECT, "not_leader", format!("node {leader} is the leader; retry at {target}"));
+    response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&target).ok()?);
+    Some(response)
+}
+
 async fn propose(state: &Shared, uri: &Uri, op: KvOp) -> Result<(KvResponse, LogIndex), Response> {
+    // A follower sends writes to the leader when it knows the leader's HTTP
+    // address: the client then hears the leader's own answer. (The core's
+    // forwarding is the fallback; a forwarded proposal whose entry this
+    // node applies before the leader's placement answer arrives is answered
+    // "outcome unknown", which a direct write never is.)
+    let status = state.handle.status();
+    if let Some(leader) = status.raft.leader.filter(|leader| *leader != status.raft.id) {
+        if let Some(response) = redirect(state, uri, leader) {
+            return Err(response);
+        }
+    }
     let command = KvCommand { session: None, op }.encode();
     let answer = ask(state.handle.propose(command)).await?;
     outcome(state, uri, answer)
