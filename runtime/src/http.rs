@@ -69,7 +69,8 @@ pub const SESSION_HEADER: &str = "x-chorus-session";
 /// How the HTTP API is served.
 #[derive(Clone, Debug, Default)]
 pub struct HttpOptions {
-    /// The HTTP address of other nodes, for redirects to the leader.
+    /// The HTTP address of the nodes (this one may be included), for
+    /// redirects to the leader and `leader_http` in the status.
     pub peer_http: BTreeMap<NodeId, SocketAddr>,
 }
 

@@ -171,8 +171,14 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
         .map_err(|error| Err(format!("cannot listen on --http {}: {error}", args.http).into()))?;
-    let peer_http: BTreeMap<NodeId, SocketAddr> =
-        args.peer_http.iter().map(|(peer, address)| (NodeId(*peer), *address)).collect();
+    // Its own address too, so that /v1/status names the leader's address
+    // when this node leads.
+    let peer_http: BTreeMap<NodeId, SocketAddr> = args
+        .peer_http
+        .iter()
+        .map(|(peer, address)| (NodeId(*peer), *address))
+        .chain(std::iter::once((id, args.http)))
+        .collect();
     let options = HttpOptions { peer_http };
     let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
     let http_task = tokio::spawn(http::serve(listener, handle.clone(), options, async move {
