@@ -108,7 +108,8 @@ pub struct TransportCounters {
     /// Incoming connections closed because their certificate names no node.
     pub connections_without_node: u64,
     /// Messages dropped because their `from` is not the node the sender's
-    /// certificate names, or their `to` is not this node.
+    /// certificate names, their `to` is not this node, or the sender
+    /// presented this node's own certificate.
     pub forged_from_dropped: u64,
     /// Message streams dropped because they did not read or decode.
     pub undecodable_dropped: u64,
@@ -387,7 +388,8 @@ async fn receive_streams(
                     return;
                 }
             };
-            if message.from != peer || message.to != local {
+            // A certificate of this very node used elsewhere is no peer.
+            if message.from != peer || message.to != local || peer == local {
                 Counters::bump(&counters.forged_from_dropped);
                 tracing::warn!(%peer, from = %message.from, to = %message.to, "message with a forged sender dropped");
                 return;

@@ -322,6 +322,19 @@ fn key_value_through_the_cli(cluster: &Cluster, leader: u64) {
 }
 
 fn key_value_over_http(cluster: &Cluster, leader: u64) {
+    // A follower sends writes to the leader's API.
+    let follower = NODES.into_iter().find(|id| *id != leader).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .build()
+        .into();
+    let response = agent.put(format!("{}/v1/kv/redirected", cluster.endpoint(follower))).send("x").unwrap();
+    assert_eq!(response.status().as_u16(), 307);
+    let location = response.headers().get("location").unwrap().to_str().unwrap();
+    assert_eq!(location, format!("{}/v1/kv/redirected", cluster.endpoint(leader)));
+
     let base = cluster.endpoint(leader);
     let (status, body) = http("PUT", &format!("{base}/v1/kv/http-key"), Some(b"\x00\xffbytes"));
     assert_eq!(status, 200, "{}", text(&body));
