@@ -146,8 +146,13 @@ impl Cluster {
 
     /// SIGTERM, then the exit code (bounded wait).
     fn stop(&mut self, id: u64) -> Option<i32> {
+        self.stop_with(id, "-TERM")
+    }
+
+    /// Sends `signal` (`-TERM`, `-INT`), then the exit code (bounded wait).
+    fn stop_with(&mut self, id: u64, signal: &str) -> Option<i32> {
         let mut child = self.nodes[(id - 1) as usize].child.take().expect("the node runs");
-        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
         assert!(status.success());
         let deadline = Instant::now() + WAIT;
         loop {
@@ -390,9 +395,11 @@ fn a_three_process_cluster_serves_the_cli_and_http_and_restarts_from_disk() {
     key_value_over_http(&cluster, leader);
     expect(0, &["put", "survivor", "kept", "--endpoint", &cluster.endpoint(leader)]);
 
-    // Every node stops cleanly on SIGTERM and comes back from its disk.
+    // Every node stops cleanly on SIGTERM (or Ctrl-C's SIGINT) and comes
+    // back from its disk.
     for id in NODES {
-        assert_eq!(cluster.stop(id), Some(0), "node {id} exits 0 on SIGTERM");
+        let signal = if id == 2 { "-INT" } else { "-TERM" };
+        assert_eq!(cluster.stop_with(id, signal), Some(0), "node {id} exits 0 on {signal}");
     }
     for id in NODES {
         cluster.start(id, false);
