@@ -10,6 +10,7 @@ use crate::network::{NetworkParams, PPM};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
+use std::ops::RangeInclusive;
 
 /// Which node a fault targets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -248,30 +249,14 @@ impl FaultProfile {
 
     /// Draws a swarm profile: each fault kind is on with some probability,
     /// with its own rates.
+    ///
+    /// The draws happen in a fixed order (the network, then each fault kind
+    /// and knob in turn); changing it changes every seed's run.
     pub fn draw(rng: &mut ChaCha8Rng) -> FaultProfile {
-        let delay_min_us = rng.random_range(100..=2_000);
-        let delay_max_us = delay_min_us + rng.random_range(0..=8_000);
-        let loss_ppm = if rng.random_bool(0.5) { rng.random_range(0..=PPM / 5) } else { 0 };
-        let duplicate_ppm = if rng.random_bool(0.3) { rng.random_range(0..=PPM / 10) } else { 0 };
-        let (reorder_ppm, reorder_delay_max_us) = if rng.random_bool(0.4) {
-            (rng.random_range(0..=PPM / 5), rng.random_range(1_000..=100_000))
-        } else {
-            (0, 0)
-        };
-        let network =
-            NetworkParams { delay_min_us, delay_max_us, loss_ppm, duplicate_ppm, reorder_ppm, reorder_delay_max_us };
-        let partitions = rng.random_bool(0.6).then(|| Recurrence {
-            mean_interval_ms: rng.random_range(300..=3_000),
-            mean_duration_ms: rng.random_range(200..=3_000),
-        });
-        let crashes = rng.random_bool(0.6).then(|| Recurrence {
-            mean_interval_ms: rng.random_range(300..=3_000),
-            mean_duration_ms: rng.random_range(50..=2_000),
-        });
-        let pauses = rng.random_bool(0.5).then(|| Recurrence {
-            mean_interval_ms: rng.random_range(300..=3_000),
-            mean_duration_ms: rng.random_range(100..=1_000),
-        });
+        let network = draw_network(rng);
+        let partitions = draw_recurrence(rng, 0.6, 300..=3_000, 200..=3_000);
+        let crashes = draw_recurrence(rng, 0.6, 300..=3_000, 50..=2_000);
+        let pauses = draw_recurrence(rng, 0.5, 300..=3_000, 100..=1_000);
         let drift_ppm_max = if rng.random_bool(0.5) { rng.random_range(0..=MAX_DRIFT_PPM) } else { 0 };
         let disk_latency_min_us = rng.random_range(10..=1_000);
         let disk_latency_max_us = disk_latency_min_us + rng.random_range(0..=20_000);
@@ -280,10 +265,7 @@ impl FaultProfile {
         let isolate_new_leader_ppm = if rng.random_bool(0.4) { rng.random_range(PPM / 10..=PPM * 6 / 10) } else { 0 };
         let isolate_after_commit_ppm = if rng.random_bool(0.3) { rng.random_range(PPM / 200..=PPM / 20) } else { 0 };
         let max_entries_per_append = [1, 2, 4, 64][rng.random_range(0..4)];
-        let wipes = rng.random_bool(0.3).then(|| Recurrence {
-            mean_interval_ms: rng.random_range(1_000..=5_000),
-            mean_duration_ms: rng.random_range(50..=1_000),
-        });
+        let wipes = draw_recurrence(rng, 0.3, 1_000..=5_000, 50..=1_000);
         let churn_interval_ms = rng.random_bool(0.5).then(|| rng.random_range(100..=1_500));
         let spares = if churn_interval_ms.is_some() { rng.random_range(0..=2) } else { 0 };
         let snapshot_every_entries = [0, 2, 5, 20, 100][rng.random_range(0..5)];
@@ -320,6 +302,32 @@ impl FaultProfile {
             follower_reads,
         }
     }
+}
+
+/// The swarm's network: delays, and loss, duplication and reordering each on
+/// or off. The first draws of [`FaultProfile::draw`].
+fn draw_network(rng: &mut ChaCha8Rng) -> NetworkParams {
+    let delay_min_us = rng.random_range(100..=2_000);
+    let delay_max_us = delay_min_us + rng.random_range(0..=8_000);
+    let loss_ppm = if rng.random_bool(0.5) { rng.random_range(0..=PPM / 5) } else { 0 };
+    let duplicate_ppm = if rng.random_bool(0.3) { rng.random_range(0..=PPM / 10) } else { 0 };
+    let (reorder_ppm, reorder_delay_max_us) =
+        if rng.random_bool(0.4) { (rng.random_range(0..=PPM / 5), rng.random_range(1_000..=100_000)) } else { (0, 0) };
+    NetworkParams { delay_min_us, delay_max_us, loss_ppm, duplicate_ppm, reorder_ppm, reorder_delay_max_us }
+}
+
+/// A recurring fault kind, on with probability `on`: its mean interval, then
+/// its mean duration, in milliseconds (drawn in that order).
+fn draw_recurrence(
+    rng: &mut ChaCha8Rng,
+    on: f64,
+    interval_ms: RangeInclusive<u64>,
+    duration_ms: RangeInclusive<u64>,
+) -> Option<Recurrence> {
+    rng.random_bool(on).then(|| Recurrence {
+        mean_interval_ms: rng.random_range(interval_ms),
+        mean_duration_ms: rng.random_range(duration_ms),
+    })
 }
 
 impl fmt::Display for FaultProfile {
