@@ -19,10 +19,12 @@
 //! `epoch + micros`, so tokio's paused clock works in tests too.
 
 use crate::storage::{Recovered, Storage, StorageError};
-use crate::transport::Transport;
-use chorus_core::kv::{KvCommand, KvQuery, KvStore};
-use chorus_core::raft::{Action, ClientResult, Config, Event, Message, PersistRequest, RaftNode, RestartError, Role};
-use chorus_core::types::{LogIndex, NodeId, RequestId, Term, Time};
+use crate::transport::{CountersHandle, Transport, TransportCounters};
+use chorus_core::raft::{
+    Action, ClientResult, Config, Event, Message, PersistRequest, RaftNode, ReadConsistency, RestartError, Role, Status,
+};
+use chorus_core::types::{LogIndex, NodeId, RequestId, Time};
+use chorus_core::StateMachine;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,34 +86,68 @@ pub enum Start {
 pub struct DriverStopped;
 
 /// What clients can see of the node, updated after every input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
-    /// This node.
-    pub id: NodeId,
-    /// Its role in `term`.
-    pub role: Role,
-    /// Its current term.
-    pub term: Term,
-    /// The leader this node follows (itself when leader).
-    pub leader: Option<NodeId>,
-    /// Highest log index known to be committed.
-    pub commit_index: LogIndex,
-    /// Highest log index applied to the state machine.
-    pub applied_index: LogIndex,
+    /// The core's view: role, term, leader, log and commit indexes, ...
+    pub raft: Status,
+    /// The voters of the configuration in force (with joint consensus, the
+    /// incoming ones).
+    pub voters: Vec<NodeId>,
+    /// The learners of the configuration in force.
+    pub learners: Vec<NodeId>,
+    /// What the transport refused or dropped.
+    pub transport: TransportCounters,
+}
+
+impl NodeStatus {
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.raft.id
+    }
+
+    /// Is this node the leader (as far as it knows)?
+    pub fn is_leader(&self) -> bool {
+        self.raft.role == Role::Leader
+    }
+}
+
+/// An answer from the node: the core's result, and the session token to
+/// pass as `ReadConsistency::Session { after }` for read-your-writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// What the core answered.
+    pub result: ClientResult,
+    /// The node's applied index when it answered: at least the index of the
+    /// state behind the answer.
+    pub session_index: LogIndex,
 }
 
 enum Operation {
     Propose(Vec<u8>),
-    Read(Vec<u8>),
+    Read(Vec<u8>, ReadConsistency),
 }
 
 struct ClientRequest {
     operation: Operation,
-    reply: oneshot::Sender<ClientResult>,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// [`DriverHandle::wait_for_leader`] gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    /// No leader was known within the time allowed.
+    #[error("no leader within {0:?}")]
+    TimedOut(Duration),
+    /// The driver stopped.
+    #[error(transparent)]
+    Stopped(#[from] DriverStopped),
 }
 
 /// Submits client requests to a running [`Driver`] and watches its status.
 /// Cheap to clone. When every handle is dropped the driver stops.
+///
+/// Commands and queries are the bytes the node's
+/// [`StateMachine`] understands; answers are the bytes it returned.
 #[derive(Clone)]
 pub struct DriverHandle {
     requests: mpsc::Sender<ClientRequest>,
@@ -119,24 +155,56 @@ pub struct DriverHandle {
 }
 
 impl DriverHandle {
-    /// Proposes a write. `ClientResult::Ok` carries an encoded
-    /// [`KvResponse`](chorus_core::kv::KvResponse).
-    pub async fn propose(&self, command: &KvCommand) -> Result<ClientResult, DriverStopped> {
-        self.submit(Operation::Propose(command.encode())).await
+    /// Proposes a write. `ClientResult::Ok` carries the state machine's
+    /// answer once the command is committed and applied on this node. A
+    /// follower forwards the proposal to the leader it knows of (see
+    /// `Config::forward_proposals`).
+    pub async fn propose(&self, command: Vec<u8>) -> Result<Answer, DriverStopped> {
+        self.submit(Operation::Propose(command)).await
     }
 
-    /// Asks a linearizable read. `ClientResult::Ok` carries an encoded
-    /// [`KvResponse`](chorus_core::kv::KvResponse).
-    pub async fn read(&self, query: &KvQuery) -> Result<ClientResult, DriverStopped> {
-        self.submit(Operation::Read(query.encode())).await
+    /// Asks a read-only query at `consistency`. `ClientResult::Ok` carries
+    /// the state machine's answer.
+    pub async fn read(&self, query: Vec<u8>, consistency: ReadConsistency) -> Result<Answer, DriverStopped> {
+        self.submit(Operation::Read(query, consistency)).await
     }
 
     /// The node's status after its latest input.
     pub fn status(&self) -> NodeStatus {
-        *self.status.borrow()
+        self.status.borrow().clone()
     }
 
-    async fn submit(&self, operation: Operation) -> Result<ClientResult, DriverStopped> {
+    /// Is this node the leader (as far as it knows)?
+    pub fn is_leader(&self) -> bool {
+        self.status.borrow().is_leader()
+    }
+
+    /// The leader this node follows (itself when leader), if it knows one.
+    pub fn leader_id(&self) -> Option<NodeId> {
+        self.status.borrow().raft.leader
+    }
+
+    /// Waits until this node knows a leader (itself or another), at most
+    /// `timeout`.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, WaitError> {
+        let mut status = self.status.clone();
+        let wait = async move {
+            let leader = status.wait_for(|status| status.raft.leader.is_some()).await?.raft.leader;
+            Ok::<_, watch::error::RecvError>(leader)
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(Some(leader))) => Ok(leader),
+            Ok(Ok(None) | Err(_)) => Err(WaitError::Stopped(DriverStopped)),
+            Err(_) => Err(WaitError::TimedOut(timeout)),
+        }
+    }
+
+    /// Resolves when the driver has stopped.
+    pub async fn stopped(&self) {
+        self.requests.closed().await;
+    }
+
+    async fn submit(&self, operation: Operation) -> Result<Answer, DriverStopped> {
         let (reply, answer) = oneshot::channel();
         self.requests.send(ClientRequest { operation, reply }).await.map_err(|_| DriverStopped)?;
         answer.await.map_err(|_| DriverStopped)
@@ -144,20 +212,24 @@ impl DriverHandle {
 }
 
 /// Owns a node, its storage and its transport. Start it with [`run`](Self::run).
-pub struct Driver {
-    node: RaftNode<KvStore>,
+///
+/// Generic over the user's [`StateMachine`]; `chorus` runs
+/// [`KvStore`](chorus_core::kv::KvStore).
+pub struct Driver<S> {
+    node: RaftNode<S>,
     storage: Arc<Mutex<Storage>>,
     transport: Transport,
     inbox: mpsc::Receiver<Message>,
     requests: mpsc::Receiver<ClientRequest>,
     /// Clients waiting for an answer, by the request id given to the node.
-    waiting: BTreeMap<RequestId, oneshot::Sender<ClientResult>>,
+    waiting: BTreeMap<RequestId, oneshot::Sender<Answer>>,
     next_request_id: u64,
     epoch: Instant,
     status: watch::Sender<NodeStatus>,
+    counters: CountersHandle,
 }
 
-impl Driver {
+impl<S: StateMachine + Send + 'static> Driver<S> {
     /// Starts the node from what `storage` recovered. The node's clock
     /// starts now.
     ///
@@ -168,34 +240,40 @@ impl Driver {
     ///   if it already holds Raft state. Do it once per member: a member whose
     ///   data was lost must not bootstrap again (it would come back as a voter
     ///   that forgot what it acknowledged).
+    ///
+    /// `state_machine` is the empty state the node starts from; a restart
+    /// restores the stored snapshot into it and replays committed entries.
+    #[allow(clippy::too_many_arguments)] // each is a distinct part the caller owns
     pub fn new(
         start: Start,
         config: Config,
+        state_machine: S,
         storage: Storage,
         recovered: Recovered,
         transport: Transport,
         inbox: mpsc::Receiver<Message>,
-    ) -> Result<(Driver, DriverHandle), DriverError> {
+    ) -> Result<(Driver<S>, DriverHandle), DriverError> {
         let stored = recovered.state;
         let node = match start {
-            Start::Restart => RaftNode::restart(config, stored, KvStore::default(), Time::ZERO)?,
+            Start::Restart => RaftNode::restart(config, stored, state_machine, Time::ZERO)?,
             Start::Bootstrap if !stored.is_empty() => {
                 let (term, entries) = (stored.hard_state.term, stored.entries.len());
                 return Err(DriverError::AlreadyBootstrapped { term, entries });
             }
-            Start::Bootstrap => RaftNode::new(config, KvStore::default(), Time::ZERO)?,
+            Start::Bootstrap => RaftNode::new(config, state_machine, Time::ZERO)?,
         };
         Ok(Self::start(node, storage, transport, inbox))
     }
 
     fn start(
-        node: RaftNode<KvStore>,
+        node: RaftNode<S>,
         storage: Storage,
         transport: Transport,
         inbox: mpsc::Receiver<Message>,
-    ) -> (Driver, DriverHandle) {
+    ) -> (Driver<S>, DriverHandle) {
         let epoch = Instant::now();
-        let (status, status_receiver) = watch::channel(status_of(&node));
+        let counters = transport.counters_handle();
+        let (status, status_receiver) = watch::channel(status_of(&node, &counters));
         let (request_sender, requests) = mpsc::channel(CLIENT_QUEUE_CAPACITY);
         let driver = Driver {
             node,
@@ -207,13 +285,22 @@ impl Driver {
             next_request_id: 1,
             epoch,
             status,
+            counters,
         };
         let handle = DriverHandle { requests: request_sender, status: status_receiver };
         (driver, handle)
     }
 
     /// Runs until every [`DriverHandle`] is dropped (`Ok`) or a fatal error.
-    pub async fn run(mut self) -> Result<(), DriverError> {
+    pub async fn run(self) -> Result<(), DriverError> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Runs until `shutdown` resolves or every [`DriverHandle`] is dropped
+    /// (`Ok`), or a fatal error. Requests still waiting for an answer are
+    /// answered with [`DriverStopped`]; every acknowledged write is on disk.
+    pub async fn run_until(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), DriverError> {
+        let mut shutdown = std::pin::pin!(shutdown);
         loop {
             self.drain().await?;
             let deadline = self.instant_of(self.node.poll_timeout());
@@ -235,6 +322,10 @@ impl Driver {
                 () = tokio::time::sleep_until(deadline) => {
                     self.node.handle_timeout(self.now());
                 }
+                () = &mut shutdown => {
+                    self.transport.close();
+                    return Ok(());
+                }
             }
         }
     }
@@ -246,13 +337,17 @@ impl Driver {
         let now = self.now();
         match request.operation {
             Operation::Propose(command) => self.node.propose(now, id, command),
-            Operation::Read(query) => self.node.read(now, id, query),
+            Operation::Read(query, consistency) => self.node.read_with(now, id, query, consistency),
         }
     }
 
     /// Performs every pending action, including the writes and what their
     /// acknowledgement releases.
+    ///
+    /// Answers go out once everything is drained, carrying the applied index
+    /// as their session token (the core guarantees it only then).
     async fn drain(&mut self) -> Result<(), DriverError> {
+        let mut answers = Vec::new();
         loop {
             let mut writes = Vec::new();
             while let Some(action) = self.node.poll_action() {
@@ -261,8 +356,7 @@ impl Driver {
                     Action::Persist(write) => writes.push(write),
                     Action::Respond { request, result } => {
                         if let Some(reply) = self.waiting.remove(&request) {
-                            // The client may have given up; that is fine.
-                            let _ = reply.send(result);
+                            answers.push((reply, result));
                         }
                     }
                     Action::Event(event) => log_event(self.node.id(), &event),
@@ -274,7 +368,12 @@ impl Driver {
             self.persist(writes).await?;
             self.node.handle_persisted(self.now(), last);
         }
-        self.status.send_replace(status_of(&self.node));
+        let session_index = self.node.applied_index();
+        for (reply, result) in answers {
+            // The client may have given up; that is fine.
+            let _ = reply.send(Answer { result, session_index });
+        }
+        self.status.send_replace(status_of(&self.node, &self.counters));
         Ok(())
     }
 
@@ -303,14 +402,13 @@ impl Driver {
     }
 }
 
-fn status_of(node: &RaftNode<KvStore>) -> NodeStatus {
+fn status_of<S: StateMachine>(node: &RaftNode<S>, counters: &CountersHandle) -> NodeStatus {
+    let membership = node.membership();
     NodeStatus {
-        id: node.id(),
-        role: node.role(),
-        term: node.term(),
-        leader: node.leader(),
-        commit_index: node.commit_index(),
-        applied_index: node.applied_index(),
+        raft: node.status(),
+        voters: membership.voters.keys().copied().collect(),
+        learners: membership.learners.iter().copied().collect(),
+        transport: counters.get(),
     }
 }
 

@@ -23,23 +23,37 @@
 //!             +-----------------------------------------------------+
 //! ```
 //!
-//! Starting a node in code:
+//! Starting a node in code, with your own [`StateMachine`](chorus_core::StateMachine)
+//! (here the built-in key-value store):
 //!
 //! ```no_run
-//! use chorus_core::raft::Config;
+//! use chorus_core::kv::{KvCommand, KvOp, KvStore};
+//! use chorus_core::raft::{Config, ReadConsistency};
 //! use chorus_core::types::NodeId;
-//! use chorus_runtime::{driver::{Driver, Start}, storage::Storage, transport::{Identity, Transport}};
+//! use chorus_runtime::certs::Identity;
+//! use chorus_runtime::driver::{Driver, Start};
+//! use chorus_runtime::storage::Storage;
+//! use chorus_runtime::transport::{Peer, Transport};
+//! use std::time::Duration;
 //!
-//! # async fn start(peers: Vec<chorus_runtime::transport::Peer>) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn start(peers: Vec<Peer>) -> Result<(), Box<dyn std::error::Error>> {
 //! let id = NodeId(1);
+//! // Issued by `chorus certs init` and `chorus certs node --id 1`.
+//! let identity = Identity::load_node("/etc/chorus/certs".as_ref(), id)?;
 //! let (storage, recovered) = Storage::open("/var/lib/chorus/1".as_ref())?;
-//! let identity = Identity::generate(id)?;
 //! let (transport, inbox) = Transport::bind(id, "127.0.0.1:7001".parse()?, &identity, &peers)?;
 //! let voters = std::iter::once(id).chain(peers.iter().map(|peer| peer.id)).collect();
-//! let (driver, handle) = Driver::new(Start::Bootstrap, Config::new(id, voters), storage, recovered, transport, inbox)?;
+//! let (driver, handle) =
+//!     Driver::new(Start::Bootstrap, Config::new(id, voters), KvStore::default(), storage, recovered, transport, inbox)?;
 //! tokio::spawn(driver.run());
-//! // `handle.propose(..)` and `handle.read(..)` submit client requests.
-//! # drop(handle);
+//!
+//! let leader = handle.wait_for_leader(Duration::from_secs(10)).await?;
+//! let put = KvCommand { session: None, op: KvOp::Put { key: b"k".to_vec(), value: b"v".to_vec() } };
+//! let answer = handle.propose(put.encode()).await?; // answer.result: the state machine's bytes
+//! let after = answer.session_index; // read-your-writes token
+//! let get = chorus_core::kv::KvQuery::Get { key: b"k".to_vec() }.encode();
+//! let _ = handle.read(get, ReadConsistency::Session { after }).await?;
+//! println!("leader {leader}, status {:?}", handle.status());
 //! # Ok(())
 //! # }
 //! ```
@@ -48,22 +62,25 @@
 //!
 //! - [`storage`]: the append-only, checksummed log file; replay and
 //!   torn-tail recovery on open.
-//! - [`transport`]: the QUIC endpoint, node identities (self-signed
-//!   certificates), one stream per Raft message.
-//! - [`driver`]: the task owning the node; [`driver::DriverHandle`] is the
-//!   in-process client API.
-//! - `src/main.rs`: the `chorus-node` binary (command-line flags, identity
-//!   files, wiring).
+//! - [`certs`]: the cluster CA, node and client certificates (rcgen).
+//! - [`transport`]: the QUIC endpoint with mutual TLS; a peer's node id
+//!   comes from its certificate; one stream per Raft message.
+//! - [`driver`]: the task owning the node, generic over the state machine;
+//!   [`driver::DriverHandle`] is the in-process client API (`propose`,
+//!   `read`, `is_leader`, `leader_id`, `wait_for_leader`, `status`).
+//! - [`http`]: the HTTP/JSON client API (axum) for a key-value node.
+//! - `src/bin/chorus/`: the `chorus` binary (`certs`, `node`, and the
+//!   client commands).
 //!
 //! ## Not yet here
 //!
-//! Snapshots and log compaction (the log file only grows), membership
-//! changes, mutual TLS (received `from` fields are trusted), and a network
-//! protocol for clients (clients are in-process, through
-//! [`driver::DriverHandle`]).
+//! Log compaction on disk (the log file only grows), membership changes and
+//! `--join`, HTTPS for the client API, metrics and events (see issue 14).
 
 #![warn(missing_docs)]
 
+pub mod certs;
 pub mod driver;
+pub mod http;
 pub mod storage;
 pub mod transport;

@@ -16,20 +16,29 @@
 //! Received messages go into one inbox of [`INBOX_CAPACITY`] messages, and
 //! are dropped when the driver falls that far behind.
 //!
-//! ## Identity
+//! ## Identity and authentication (mutual TLS)
 //!
-//! Each node has a self-signed certificate ([`Identity`]) for the name
-//! [`server_name`]`(id)`. A node connecting to peer `p` trusts only `p`'s
-//! certificate and checks that it names `p`, so a node talks only to the
-//! peers it was configured with. Clients are not authenticated (no mutual
-//! TLS yet): the `from` field of a received message is taken on trust.
+//! Every connection is mutual TLS 1.3 against the cluster CA
+//! ([`crate::certs`]): the connecting node checks that the listener's
+//! certificate is signed by the CA and names the node it meant to reach
+//! ([`node_name`]); the listener requires a certificate signed by the CA
+//! and takes the peer's node id from it ([`node_of_certificate`]). A
+//! connection whose certificate names no node (a client certificate) is
+//! closed. A received message whose `from` is not the certificate's node is
+//! dropped and counted ([`TransportCounters::forged_from_dropped`]): a
+//! cluster member cannot speak for another.
 
+pub use crate::certs::Identity;
+use crate::certs::{node_name, node_of_certificate};
 use chorus_core::raft::Message;
 use chorus_core::types::NodeId;
 use chorus_core::wire::{decode_message, encode_message, MAX_MESSAGE_BYTES};
-use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::rustls;
+use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -60,11 +69,6 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// keeps its connections.
 pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
 
-/// The TLS server name a node's certificate carries and peers check.
-pub fn server_name(node: NodeId) -> String {
-    format!("node-{}.chorus", node.0)
-}
-
 /// Why the transport could not be set up. Nothing was bound or spawned.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -77,79 +81,65 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
-    /// Generating a certificate failed.
-    #[error("cannot generate a certificate: {0}")]
-    Certificate(#[from] rcgen::Error),
-    /// The node's own certificate or key was rejected by TLS.
-    #[error("unusable identity: {0}")]
-    Identity(#[from] quinn::rustls::Error),
-    /// A peer's certificate could not be used as a trust anchor.
-    #[error("unusable certificate for peer {peer}: {reason}")]
-    PeerCertificate {
-        /// The peer whose certificate it is.
-        peer: NodeId,
-        /// Why TLS refused it.
-        reason: String,
-    },
+    /// The node's certificate, key or CA certificate was rejected by TLS.
+    #[error("unusable TLS identity: {0}")]
+    Identity(String),
     /// A peer is listed twice, or the node lists itself.
     #[error("peer {0} is listed twice or is this node")]
     DuplicatePeer(NodeId),
 }
 
-/// A node's TLS identity: a certificate and its private key, both DER.
-#[derive(Clone)]
-pub struct Identity {
-    certificate: CertificateDer<'static>,
-    private_key_der: Vec<u8>,
-}
-
-impl std::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the private key.
-        f.debug_struct("Identity").field("certificate_bytes", &self.certificate.len()).finish_non_exhaustive()
-    }
-}
-
-impl Identity {
-    /// A fresh self-signed certificate for `node` (valid for
-    /// [`server_name`]`(node)`).
-    pub fn generate(node: NodeId) -> Result<Identity, TransportError> {
-        let certified = rcgen::generate_simple_self_signed(vec![server_name(node)])?;
-        Ok(Identity {
-            certificate: certified.cert.der().clone(),
-            private_key_der: certified.signing_key.serialize_der(),
-        })
-    }
-
-    /// An identity stored earlier: a DER certificate and a PKCS#8 DER key.
-    pub fn from_der(certificate_der: Vec<u8>, private_key_der: Vec<u8>) -> Identity {
-        Identity { certificate: CertificateDer::from(certificate_der), private_key_der }
-    }
-
-    /// The certificate, DER-encoded: what peers must be given to trust this node.
-    pub fn certificate_der(&self) -> &[u8] {
-        &self.certificate
-    }
-
-    /// The private key, PKCS#8 DER. Secret: store it readable only by the node.
-    pub fn private_key_der(&self) -> &[u8] {
-        &self.private_key_der
-    }
-
-    fn private_key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.private_key_der.clone()))
-    }
-}
-
-/// A peer: where it listens and the certificate it must present.
-#[derive(Clone, Debug)]
+/// A peer: its node id (its certificate must name [`node_name`]`(id)`,
+/// signed by the cluster CA) and where it listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peer {
-    /// The peer's node id; its certificate must name [`server_name`]`(id)`.
+    /// The peer's node id.
     pub id: NodeId,
     /// The UDP address its endpoint listens on.
     pub address: SocketAddr,
-    /// The peer's certificate, DER (see [`Identity::certificate_der`]).
-    pub certificate_der: Vec<u8>,
+}
+
+/// What the transport refused or dropped since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportCounters {
+    /// Incoming connections whose TLS handshake failed (no certificate, a
+    /// certificate not signed by the cluster CA, not TLS at all, ...).
+    pub handshakes_failed: u64,
+    /// Incoming connections closed because their certificate names no node.
+    pub connections_without_node: u64,
+    /// Messages dropped because their `from` is not the node the sender's
+    /// certificate names, their `to` is not this node, or the sender
+    /// presented this node's own certificate.
+    pub forged_from_dropped: u64,
+    /// Message streams dropped because they did not read or decode.
+    pub undecodable_dropped: u64,
+    /// Decoded messages dropped because the inbox was full.
+    pub inbox_full_dropped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    handshakes_failed: AtomicU64,
+    connections_without_node: AtomicU64,
+    forged_from_dropped: AtomicU64,
+    undecodable_dropped: AtomicU64,
+    inbox_full_dropped: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> TransportCounters {
+        TransportCounters {
+            handshakes_failed: self.handshakes_failed.load(Ordering::Relaxed),
+            connections_without_node: self.connections_without_node.load(Ordering::Relaxed),
+            forged_from_dropped: self.forged_from_dropped.load(Ordering::Relaxed),
+            undecodable_dropped: self.undecodable_dropped.load(Ordering::Relaxed),
+            inbox_full_dropped: self.inbox_full_dropped.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A node's QUIC endpoint. Dropping it (or calling [`close`](Self::close))
@@ -157,6 +147,7 @@ pub struct Peer {
 pub struct Transport {
     endpoint: quinn::Endpoint,
     outboxes: BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
+    counters: Arc<Counters>,
 }
 
 impl Transport {
@@ -183,18 +174,14 @@ impl Transport {
     ) -> Result<(Transport, mpsc::Receiver<Message>), TransportError> {
         let address = socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let transport_config = Arc::new(transport_config());
-        let mut server_config =
-            quinn::ServerConfig::with_single_cert(vec![identity.certificate.clone()], identity.private_key())?;
+        let (mut server_config, mut client_config) = tls_configs(identity)?;
         server_config.transport_config(transport_config.clone());
-
-        let mut client_configs = BTreeMap::new();
+        client_config.transport_config(transport_config);
+        let mut seen = std::collections::BTreeSet::new();
         for peer in peers {
-            if peer.id == local || client_configs.contains_key(&peer.id) {
+            if peer.id == local || !seen.insert(peer.id) {
                 return Err(TransportError::DuplicatePeer(peer.id));
             }
-            let mut client_config = client_config_trusting(peer)?;
-            client_config.transport_config(transport_config.clone());
-            client_configs.insert(peer.id, client_config);
         }
 
         let endpoint = quinn::Endpoint::new(
@@ -205,18 +192,17 @@ impl Transport {
         )
         .map_err(|source| TransportError::Bind { address, source })?;
 
+        let counters = Arc::new(Counters::default());
         let (inbox, inbox_receiver) = mpsc::channel(INBOX_CAPACITY);
-        tokio::spawn(accept_connections(endpoint.clone(), inbox));
+        tokio::spawn(accept_connections(endpoint.clone(), local, inbox, Arc::clone(&counters)));
 
         let mut outboxes = BTreeMap::new();
         for peer in peers {
             let (outbox, outbox_receiver) = mpsc::channel(OUTBOX_CAPACITY);
-            let client_config =
-                client_configs.remove(&peer.id).expect("invariant: a client config was built for every peer");
-            tokio::spawn(send_to_peer(endpoint.clone(), peer.id, peer.address, client_config, outbox_receiver));
+            tokio::spawn(send_to_peer(endpoint.clone(), peer.id, peer.address, client_config.clone(), outbox_receiver));
             outboxes.insert(peer.id, outbox);
         }
-        Ok((Transport { endpoint, outboxes }, inbox_receiver))
+        Ok((Transport { endpoint, outboxes, counters }, inbox_receiver))
     }
 
     /// The address the endpoint listens on.
@@ -244,6 +230,17 @@ impl Transport {
         }
     }
 
+    /// What was refused or dropped so far.
+    pub fn counters(&self) -> TransportCounters {
+        self.counters.snapshot()
+    }
+
+    /// A shared view of the counters, readable after the transport moved
+    /// into a driver.
+    pub fn counters_handle(&self) -> CountersHandle {
+        CountersHandle(Arc::clone(&self.counters))
+    }
+
     /// Closes every connection. Background tasks end soon after.
     pub fn close(&self) {
         self.endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
@@ -267,56 +264,139 @@ fn transport_config() -> quinn::TransportConfig {
     config
 }
 
-/// A client configuration that accepts exactly `peer`'s certificate.
-fn client_config_trusting(peer: &Peer) -> Result<quinn::ClientConfig, TransportError> {
-    let problem = |reason: String| TransportError::PeerCertificate { peer: peer.id, reason };
-    let mut roots = quinn::rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(peer.certificate_der.clone())).map_err(|error| problem(error.to_string()))?;
-    quinn::ClientConfig::with_root_certificates(Arc::new(roots)).map_err(|error| problem(error.to_string()))
+/// Reads a [`Transport`]'s counters from anywhere. Cheap to clone.
+#[derive(Clone)]
+pub struct CountersHandle(Arc<Counters>);
+
+impl CountersHandle {
+    /// What was refused or dropped so far.
+    pub fn get(&self) -> TransportCounters {
+        self.0.snapshot()
+    }
 }
 
-/// Accepts connections until the endpoint closes; serves each on its own task.
-async fn accept_connections(endpoint: quinn::Endpoint, inbox: mpsc::Sender<Message>) {
+impl std::fmt::Debug for CountersHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+/// The listener's and the connector's TLS configurations: both present this
+/// node's certificate and require the peer's to be signed by the cluster CA.
+fn tls_configs(identity: &Identity) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TransportError> {
+    let problem = |error: &dyn std::fmt::Display| TransportError::Identity(error.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(identity.ca()).map_err(|error| problem(&error))?;
+    let roots = Arc::new(roots);
+    let chain = vec![identity.certificate()];
+    let key = || PrivateKeyDer::Pkcs8(identity.private_key());
+
+    let client_verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
+            .build()
+            .map_err(|error| problem(&error))?;
+    let server_tls = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|error| problem(&error))?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(chain.clone(), key())
+        .map_err(|error| problem(&error))?;
+    let server_crypto = QuicServerConfig::try_from(server_tls).map_err(|error| problem(&error))?;
+
+    let client_tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|error| problem(&error))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key())
+        .map_err(|error| problem(&error))?;
+    let client_crypto = QuicClientConfig::try_from(client_tls).map_err(|error| problem(&error))?;
+    Ok((quinn::ServerConfig::with_crypto(Arc::new(server_crypto)), quinn::ClientConfig::new(Arc::new(client_crypto))))
+}
+
+/// Accepts connections until the endpoint closes; serves each on its own
+/// task once the peer's certificate has told which node it is.
+async fn accept_connections(
+    endpoint: quinn::Endpoint,
+    local: NodeId,
+    inbox: mpsc::Sender<Message>,
+    counters: Arc<Counters>,
+) {
     while let Some(incoming) = endpoint.accept().await {
         let inbox = inbox.clone();
+        let counters = Arc::clone(&counters);
         tokio::spawn(async move {
-            match incoming.await {
-                Ok(connection) => receive_streams(connection, inbox).await,
-                Err(error) => tracing::debug!(%error, "incoming connection failed"),
-            }
+            let connection = match incoming.await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    Counters::bump(&counters.handshakes_failed);
+                    tracing::debug!(%error, "incoming connection refused");
+                    return;
+                }
+            };
+            let Some(peer) = peer_node(&connection) else {
+                Counters::bump(&counters.connections_without_node);
+                tracing::warn!(remote = %connection.remote_address(), "a certificate naming no node was refused");
+                connection.close(quinn::VarInt::from_u32(1), b"certificate names no node");
+                return;
+            };
+            receive_streams(connection, local, peer, inbox, counters).await;
         });
     }
 }
 
-/// Reads every stream of one connection as one message.
-async fn receive_streams(connection: quinn::Connection, inbox: mpsc::Sender<Message>) {
+/// The node named by the (already verified) certificate the peer presented.
+fn peer_node(connection: &quinn::Connection) -> Option<NodeId> {
+    let identity = connection.peer_identity()?;
+    let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    node_of_certificate(chain.first()?)
+}
+
+/// Reads every stream of one connection from `peer` as one message.
+async fn receive_streams(
+    connection: quinn::Connection,
+    local: NodeId,
+    peer: NodeId,
+    inbox: mpsc::Sender<Message>,
+    counters: Arc<Counters>,
+) {
     let remote = connection.remote_address();
     loop {
         let mut stream = match connection.accept_uni().await {
             Ok(stream) => stream,
             Err(error) => {
-                tracing::debug!(%remote, %error, "connection closed");
+                tracing::debug!(%peer, %remote, %error, "connection closed");
                 return;
             }
         };
         let inbox = inbox.clone();
+        let counters = Arc::clone(&counters);
         tokio::spawn(async move {
             let bytes = match stream.read_to_end(MAX_MESSAGE_BYTES).await {
                 Ok(bytes) => bytes,
                 Err(error) => {
-                    tracing::warn!(%remote, %error, "unreadable message stream dropped");
+                    Counters::bump(&counters.undecodable_dropped);
+                    tracing::warn!(%peer, %error, "unreadable message stream dropped");
                     return;
                 }
             };
-            match decode_message(&bytes) {
-                Ok(message) => {
-                    if inbox.try_send(message).is_err() {
-                        tracing::debug!(%remote, "inbox full or closed; message dropped");
-                    }
-                }
+            let message = match decode_message(&bytes) {
+                Ok(message) => message,
                 Err(error) => {
-                    tracing::warn!(%remote, %error, bytes = bytes.len(), "undecodable message dropped")
+                    Counters::bump(&counters.undecodable_dropped);
+                    tracing::warn!(%peer, %error, bytes = bytes.len(), "undecodable message dropped");
+                    return;
                 }
+            };
+            // A certificate of this very node used elsewhere is no peer.
+            if message.from != peer || message.to != local || peer == local {
+                Counters::bump(&counters.forged_from_dropped);
+                tracing::warn!(%peer, from = %message.from, to = %message.to, "message with a forged sender dropped");
+                return;
+            }
+            if inbox.try_send(message).is_err() {
+                Counters::bump(&counters.inbox_full_dropped);
+                tracing::debug!(%peer, "inbox full or closed; message dropped");
             }
         });
     }
@@ -331,7 +411,7 @@ async fn send_to_peer(
     client_config: quinn::ClientConfig,
     mut outbox: mpsc::Receiver<Vec<u8>>,
 ) {
-    let name = server_name(peer);
+    let name = node_name(peer);
     let mut connection: Option<quinn::Connection> = None;
     let mut next_attempt = Instant::now();
     while let Some(bytes) = outbox.recv().await {

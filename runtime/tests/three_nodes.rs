@@ -1,9 +1,10 @@
 //! Three real drivers on loopback QUIC with logs on disk: a leader is elected
 //! and a write followed by a read goes through it.
 
-use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvResponse};
-use chorus_core::raft::{ClientResult, Config, Role};
+use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvResponse, KvStore};
+use chorus_core::raft::{ClientResult, Config, ReadConsistency, Role};
 use chorus_core::types::NodeId;
+use chorus_runtime::certs::ClusterCa;
 use chorus_runtime::driver::{Driver, DriverHandle, Start};
 use chorus_runtime::storage::Storage;
 use chorus_runtime::transport::{Identity, Peer, Transport};
@@ -44,7 +45,8 @@ struct Cluster {
 
 async fn start_cluster() -> Cluster {
     let ids = [NodeId(1), NodeId(2), NodeId(3)];
-    let identities: Vec<Identity> = ids.iter().map(|id| Identity::generate(*id).unwrap()).collect();
+    let ca = ClusterCa::generate().unwrap();
+    let identities: Vec<Identity> = ids.iter().map(|id| ca.issue_node(*id).unwrap()).collect();
     let sockets: Vec<UdpSocket> = ids.iter().map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
     let addresses: Vec<_> = sockets.iter().map(|socket| socket.local_addr().unwrap()).collect();
 
@@ -55,17 +57,14 @@ async fn start_cluster() -> Cluster {
         let id = ids[position];
         let peers: Vec<Peer> = (0..ids.len())
             .filter(|other| *other != position)
-            .map(|other| Peer {
-                id: ids[other],
-                address: addresses[other],
-                certificate_der: identities[other].certificate_der().to_vec(),
-            })
+            .map(|other| Peer { id: ids[other], address: addresses[other] })
             .collect();
         let dir = TempDir::new(&format!("n{}", id.0));
         let (storage, recovered) = Storage::open(&dir.0).unwrap();
         let (transport, inbox) = Transport::from_socket(id, socket, &identities[position], &peers).unwrap();
         let config = Config::new(id, ids.to_vec());
-        let (driver, handle) = Driver::new(Start::Bootstrap, config, storage, recovered, transport, inbox).unwrap();
+        let (driver, handle) =
+            Driver::new(Start::Bootstrap, config, KvStore::default(), storage, recovered, transport, inbox).unwrap();
         tasks.push(tokio::spawn(async move {
             driver.run().await.expect("driver stops cleanly");
         }));
@@ -78,7 +77,7 @@ async fn start_cluster() -> Cluster {
 /// Polls until some node is leader and every node agrees who it is.
 async fn wait_for_leader(handles: &[DriverHandle]) -> usize {
     loop {
-        let statuses: Vec<_> = handles.iter().map(DriverHandle::status).collect();
+        let statuses: Vec<_> = handles.iter().map(|handle| handle.status().raft).collect();
         if let Some(leader) = statuses.iter().position(|status| status.role == Role::Leader) {
             let leader_id = statuses[leader].id;
             if statuses.iter().all(|status| status.leader == Some(leader_id)) {
@@ -94,11 +93,11 @@ async fn wait_for_leader(handles: &[DriverHandle]) -> usize {
 async fn until_ok<F, Fut>(handles: &[DriverHandle], request: F) -> KvResponse
 where
     F: Fn(DriverHandle) -> Fut,
-    Fut: std::future::Future<Output = ClientResult>,
+    Fut: std::future::Future<Output = chorus_runtime::driver::Answer>,
 {
     loop {
         let leader = wait_for_leader(handles).await;
-        match request(handles[leader].clone()).await {
+        match request(handles[leader].clone()).await.result {
             ClientResult::Ok(bytes) => return KvResponse::decode(&bytes).unwrap(),
             other => {
                 eprintln!("retrying after {other:?}");
@@ -120,7 +119,7 @@ async fn a_put_then_a_get_through_the_leader_sees_the_value() {
         };
         let answer = until_ok(&handles, |handle| {
             let put = put.clone();
-            async move { handle.propose(&put).await.unwrap() }
+            async move { handle.propose(put.encode()).await.unwrap() }
         })
         .await;
         assert_eq!(answer, KvResponse::Done);
@@ -128,7 +127,7 @@ async fn a_put_then_a_get_through_the_leader_sees_the_value() {
         let get = KvQuery::Get { key: b"colour".to_vec() };
         let answer = until_ok(&handles, |handle| {
             let get = get.clone();
-            async move { handle.read(&get).await.unwrap() }
+            async move { handle.read(get.encode(), ReadConsistency::Linearizable).await.unwrap() }
         })
         .await;
         assert_eq!(answer, KvResponse::Value(Some(b"blue".to_vec())));
@@ -145,13 +144,16 @@ async fn a_put_then_a_get_through_the_leader_sees_the_value() {
 }
 
 /// One node's start on `dir`, with a throwaway transport.
-fn start_on(dir: &TempDir, start: Start) -> Result<(Driver, DriverHandle), chorus_runtime::driver::DriverError> {
+fn start_on(
+    dir: &TempDir,
+    start: Start,
+) -> Result<(Driver<KvStore>, DriverHandle), chorus_runtime::driver::DriverError> {
     let id = NodeId(1);
-    let identity = Identity::generate(id).unwrap();
+    let identity = ClusterCa::generate().unwrap().issue_node(id).unwrap();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let (storage, recovered) = Storage::open(&dir.0).unwrap();
     let (transport, inbox) = Transport::from_socket(id, socket, &identity, &[]).unwrap();
-    Driver::new(start, Config::new(id, vec![id]), storage, recovered, transport, inbox)
+    Driver::new(start, Config::new(id, vec![id]), KvStore::default(), storage, recovered, transport, inbox)
 }
 
 /// Deleting a node's data must not bring it back as a voter with an empty
@@ -167,7 +169,7 @@ async fn an_empty_data_directory_only_bootstraps_and_bootstrap_happens_once() {
     let task = tokio::spawn(driver.run());
     // The bootstrap write reaches the disk before the node says anything.
     tokio::time::timeout(OVERALL_TIMEOUT, async {
-        while handle.status().term.0 == 0 {
+        while handle.status().raft.term.0 == 0 {
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     })

@@ -194,6 +194,12 @@ impl SafetyChecker {
         self.nodes[node].commit_seen
     }
 
+    /// A node asked its disk for a write no correct node asks for (see
+    /// `chorus_core::raft::ApplyError`): a durability violation.
+    pub fn on_impossible_write(&mut self, description: String) {
+        self.fail(format!("durability: {description}"));
+    }
+
     /// A node reported a peer breaking the protocol.
     pub fn on_node_violation(&mut self, node: usize, description: &str) {
         self.fail(format!("n{} reported a protocol violation: {description}", node + 1));

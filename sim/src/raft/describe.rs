@@ -32,6 +32,9 @@ pub enum RaftRecord {
     MembershipChanged = 26,
     SnapshotInstalled = 27,
     FollowerLostEntries = 28,
+    /// A node asked its disk for a write no correct node asks for (words:
+    /// the node, the write's id). The run fails with it.
+    ImpossibleWrite = 29,
     Fault = 30,
     Restarted = 31,
     FaultPhaseEnded = 32,

@@ -376,7 +376,12 @@ impl RaftWorld {
         // The disk works while the process is frozen; the process
         // learns of it when it runs again (the stashed event syncs
         // nothing more then, but must still reach the node).
-        self.nodes[node].disk.sync_through(id);
+        if let Err(error) = self.nodes[node].disk.sync_through(id) {
+            let description = format!("{} asked its disk for an impossible write ({id:?}): {error}", node_id(node));
+            self.engine.record(RaftRecord::ImpossibleWrite, &[node as u64, id.0], || description.clone());
+            self.checker.on_impossible_write(description);
+            return;
+        }
         if self.stash_if_paused(node, SimEvent::DiskSynced { node, incarnation, id }) {
             return;
         }

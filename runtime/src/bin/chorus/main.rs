@@ -1,0 +1,63 @@
+//! `chorus`: run a node of a Chorus cluster, manage its certificates, and
+//! talk to it.
+//!
+//! ```text
+//! chorus certs init   --dir certs
+//! chorus certs node   --dir certs --id 1
+//! chorus node --id 1 --listen 127.0.0.1:7001 --http 127.0.0.1:8001 \
+//!     --data-dir data/1 --certs certs --bootstrap \
+//!     --peer 2=127.0.0.1:7002 --peer 3=127.0.0.1:7003
+//! ```
+//!
+//! Exit codes are listed in [`exit`]; `docs/runtime.md` describes every
+//! command.
+
+mod certs_command;
+mod client_command;
+mod exit;
+mod logging;
+mod node_command;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Chorus: a replicated key-value store (Raft over mutual-TLS QUIC).
+#[derive(Debug, Parser)]
+#[command(name = "chorus", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the cluster CA and issue node and client certificates.
+    #[command(subcommand)]
+    Certs(certs_command::CertsCommand),
+    /// Run one node of a cluster (until SIGTERM or Ctrl-C).
+    Node(node_command::NodeArgs),
+    /// Set a key to a value.
+    Put(client_command::PutArgs),
+    /// Print a key's value (exit 1 if absent).
+    Get(client_command::GetArgs),
+    /// Delete a key.
+    Delete(client_command::DeleteArgs),
+    /// Compare-and-set: set KEY to NEW if it holds EXPECTED (exit 1 if not).
+    Cas(client_command::CasArgs),
+    /// A table of the nodes' status.
+    Status(client_command::StatusArgs),
+}
+
+fn main() -> ExitCode {
+    // Bad flags: clap prints the problem and exits with code 2 (exit::USAGE).
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Certs(command) => certs_command::run(command),
+        Command::Node(args) => node_command::run(args),
+        Command::Put(args) => client_command::put(args),
+        Command::Get(args) => client_command::get(args),
+        Command::Delete(args) => client_command::delete(args),
+        Command::Cas(args) => client_command::cas(args),
+        Command::Status(args) => client_command::status(args),
+    }
+}

@@ -1,0 +1,255 @@
+//! `chorus node ...`: one member of a cluster, serving the HTTP API.
+
+use crate::{exit, logging};
+use chorus_core::kv::KvStore;
+use chorus_core::raft::{Config, RestartError};
+use chorus_core::types::NodeId;
+use chorus_runtime::certs::Identity;
+use chorus_runtime::driver::{Driver, DriverError, Start};
+use chorus_runtime::http::{self, HttpOptions};
+use chorus_runtime::storage::Storage;
+use chorus_runtime::transport::{Peer, Transport};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// This node's id (a positive integer, unique in the cluster).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    id: u64,
+    /// UDP address to listen on for peers (QUIC), e.g. 127.0.0.1:7001.
+    #[arg(long, value_name = "ADDR")]
+    listen: SocketAddr,
+    /// TCP address of the HTTP API. Loopback only unless --insecure-http.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Serve the HTTP API on a non-loopback address, without TLS or client
+    /// authentication: anyone who reaches it can read and write. Only for
+    /// trusted networks.
+    #[arg(long)]
+    insecure_http: bool,
+    /// Directory for this node's Raft log (created if missing).
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Directory holding ca.crt and this node's node-<ID>.crt and
+    /// node-<ID>.key (see `chorus certs`).
+    #[arg(long, value_name = "DIR")]
+    certs: PathBuf,
+    /// First start of a member of the initial cluster (this node and its
+    /// --peer nodes): create its Raft state in the empty data directory.
+    /// Refused if the directory already holds Raft state. Never use it for a
+    /// node whose data was lost.
+    #[arg(long)]
+    bootstrap: bool,
+    /// A peer's QUIC address as ID=ADDR, e.g. 2=127.0.0.1:7002. Repeat for
+    /// each peer.
+    #[arg(long = "peer", value_name = "ID=ADDR", value_parser = parse_peer)]
+    peers: Vec<(u64, SocketAddr)>,
+    /// A peer's HTTP address as ID=ADDR, so that this node can redirect
+    /// clients to the leader. Repeat for each peer.
+    #[arg(long = "peer-http", value_name = "ID=ADDR", value_parser = parse_peer)]
+    peer_http: Vec<(u64, SocketAddr)>,
+    /// Minimum election timeout in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    election_timeout_ms: u64,
+    /// Leader heartbeat interval in milliseconds (below the election timeout).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    heartbeat_interval_ms: u64,
+    /// Log filter, e.g. `info` or `chorus_runtime=debug` (overrides RUST_LOG).
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+}
+
+fn parse_peer(text: &str) -> Result<(u64, SocketAddr), String> {
+    let (id, address) = text.split_once('=').ok_or_else(|| format!("expected ID=ADDR, got {text:?}"))?;
+    let id: u64 = id.parse().map_err(|error| format!("peer id {id:?}: {error}"))?;
+    if id == 0 {
+        return Err("peer id must be at least 1".to_string());
+    }
+    let address = address.parse().map_err(|error| format!("peer address {address:?}: {error}"))?;
+    Ok((id, address))
+}
+
+/// A start refused for a reason the operator must fix, with what to do.
+struct Refusal(String);
+
+fn usage_error(message: String) -> ExitCode {
+    eprintln!("error: {message}");
+    exit::code(exit::USAGE)
+}
+
+pub(crate) fn run(args: NodeArgs) -> ExitCode {
+    if let Err(problem) = check(&args) {
+        return usage_error(problem);
+    }
+    if let Err(problem) = logging::init(args.log_level.as_deref()) {
+        return usage_error(problem);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the tokio runtime");
+            return exit::code(exit::NO);
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => {
+            tracing::info!("stopped cleanly");
+            exit::code(exit::OK)
+        }
+        Err(Ok(Refusal(message))) => {
+            tracing::error!("{message}");
+            exit::code(exit::USAGE)
+        }
+        Err(Err(error)) => {
+            tracing::error!("{error}");
+            exit::code(exit::NO)
+        }
+    }
+}
+
+/// Flag combinations clap cannot check.
+fn check(args: &NodeArgs) -> Result<(), String> {
+    let mut ids: Vec<u64> = args.peers.iter().map(|(id, _)| *id).collect();
+    ids.push(args.id);
+    ids.sort_unstable();
+    if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(format!("node id {} is used twice among --id and --peer", pair[0]));
+    }
+    if let Some((id, _)) = args.peer_http.iter().find(|(id, _)| !args.peers.iter().any(|(peer, _)| peer == id)) {
+        return Err(format!("--peer-http names node {id}, which is not a --peer"));
+    }
+    if args.heartbeat_interval_ms >= args.election_timeout_ms {
+        return Err(format!(
+            "--heartbeat-interval-ms {} must be below --election-timeout-ms {}",
+            args.heartbeat_interval_ms, args.election_timeout_ms
+        ));
+    }
+    if !args.http.ip().is_loopback() && !args.insecure_http {
+        return Err(format!(
+            "--http {} is not a loopback address. The HTTP API has no TLS or client authentication yet \
+             (HTTPS with client certificates from the cluster CA comes in a later version), so anyone who \
+             reaches it could read and write. Listen on 127.0.0.1, or add --insecure-http on a trusted network.",
+            args.http
+        ));
+    }
+    Ok(())
+}
+
+type ServeError = Result<Refusal, Box<dyn std::error::Error>>;
+
+async fn serve(args: NodeArgs) -> Result<(), ServeError> {
+    let id = NodeId(args.id);
+    let identity = Identity::load_node(&args.certs, id).map_err(|error| {
+        Ok(Refusal(format!(
+            "cannot load node {}'s certificate: {error}. Create it with `chorus certs node --dir {} --id {}`",
+            id.0,
+            args.certs.display(),
+            id.0
+        )))
+    })?;
+    let (storage, recovered) = Storage::open(&args.data_dir).map_err(|error| Err(error.into()))?;
+    if recovered.discarded_tail_bytes > 0 {
+        tracing::warn!(bytes = recovered.discarded_tail_bytes, "discarded a torn record at the end of the log");
+    }
+    let peers: Vec<Peer> =
+        args.peers.iter().map(|(peer, address)| Peer { id: NodeId(*peer), address: *address }).collect();
+    let (transport, inbox) = Transport::bind(id, args.listen, &identity, &peers).map_err(|error| Err(error.into()))?;
+    let mut voters: Vec<NodeId> = peers.iter().map(|peer| peer.id).collect();
+    voters.push(id);
+    let mut config = Config::new(id, voters);
+    config.rng_seed = rng_seed();
+    config.election_timeout_ms = args.election_timeout_ms;
+    config.heartbeat_interval_ms = args.heartbeat_interval_ms;
+    let start = if args.bootstrap { Start::Bootstrap } else { Start::Restart };
+    let (driver, handle) = Driver::new(start, config, KvStore::default(), storage, recovered, transport, inbox)
+        .map_err(|error| refusal_or_error(error, &args))?;
+
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .map_err(|error| Err(format!("cannot listen on --http {}: {error}", args.http).into()))?;
+    // Its own address too, so that /v1/status names the leader's address
+    // when this node leads.
+    let peer_http: BTreeMap<NodeId, SocketAddr> = args
+        .peer_http
+        .iter()
+        .map(|(peer, address)| (NodeId(*peer), *address))
+        .chain(std::iter::once((id, args.http)))
+        .collect();
+    let options = HttpOptions { peer_http };
+    let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
+    let http_task = tokio::spawn(http::serve(listener, handle.clone(), options, async move {
+        let mut stopped = http_stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }));
+    tracing::info!(%id, listen = %args.listen, http = %args.http, "node started");
+
+    let result = driver.run_until(shutdown_signal()).await;
+    let _ = stop_http.send(true);
+    drop(handle);
+    match http_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "the HTTP server failed"),
+        Err(error) => tracing::warn!(%error, "the HTTP server task failed"),
+    }
+    result.map_err(|error| Err(error.into()))
+}
+
+fn refusal_or_error(error: DriverError, args: &NodeArgs) -> ServeError {
+    match error {
+        DriverError::Restart(RestartError::EmptyDisk) => Ok(Refusal(format!(
+            "refusing to start: the data directory {dir} holds no Raft state, and --bootstrap was not given.\n  \
+             - If this is the first start of a member of a new cluster, start it with --bootstrap \
+             (and the same --peer list on every initial member).\n  \
+             - If this node was a member and its data was lost or deleted, do NOT use --bootstrap: it would \
+             come back as a voter that forgot what it acknowledged. It must rejoin as a new disk through the \
+             cluster's membership change (`--join`, not available in this version yet); until then, restore \
+             its data directory from the node's own latest copy or leave it out.",
+            dir = args.data_dir.display()
+        ))),
+        DriverError::AlreadyBootstrapped { .. } => {
+            Ok(Refusal(format!("{error} (data directory {})", args.data_dir.display())))
+        }
+        other => Err(other.into()),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C: stopping"),
+        () = terminate => tracing::info!("SIGTERM: stopping"),
+    }
+}
+
+/// Election jitter must differ between runs and nodes; the OS supplies the
+/// seed (the core itself never reads randomness).
+fn rng_seed() -> u64 {
+    use rand::TryRngCore;
+    rand::rngs::OsRng.try_next_u64().unwrap_or_else(|_| {
+        // No OS randomness: fall back to the clock, which differs enough
+        // between nodes and runs for election jitter.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+    })
+}
