@@ -49,29 +49,57 @@ pub const MAX_SCENARIO_SPARES: usize = 8;
 /// Cluster knobs a scenario sets (each overrides the seed's profile).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScenarioKnobs {
+    /// Nodes outside the initial configuration (numbered after the voters)
+    /// that operator actions can add; at most [`MAX_SCENARIO_SPARES`].
     pub spares: Option<usize>,
+    /// Snapshot every this many applied entries (0: never).
     pub snapshot_every_entries: Option<u64>,
+    /// Log entries kept behind a snapshot for slow followers.
     pub max_retained_entries: Option<u64>,
+    /// Snapshot chunk size in bytes (at least 1).
     pub snapshot_chunk_bytes: Option<usize>,
+    /// Most entries in one append message (at least 1).
     pub max_entries_per_append: Option<usize>,
 }
 
+/// A parsed and validated scenario file (see the module documentation for
+/// the format).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
+    /// Length of the fault phase in simulated milliseconds (1 to
+    /// [`MAX_SCENARIO_DURATION_MS`]); every event is before it. `None`: the
+    /// run's default.
     pub duration_ms: Option<u64>,
+    /// Also run the seed's random swarm faults alongside the schedule.
     pub random_faults: bool,
+    /// Cluster settings that override the seed's profile.
     pub knobs: ScenarioKnobs,
-    /// Sorted by time (stable for equal times: file order).
+    /// `(at_ms, action)`: the faults and operator actions, at simulated
+    /// milliseconds from the start of the run. Sorted by time (stable for
+    /// equal times: file order).
     pub events: Vec<(u64, FaultAction)>,
 }
 
 /// A scenario file was rejected. The message names the file's problem.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
+    /// Not TOML, an unknown key, or a value of the wrong type; the text is
+    /// the TOML parser's message.
     #[error("not valid scenario TOML: {0}")]
     Syntax(String),
+    /// One event is invalid (unknown action, missing or unexpected field,
+    /// node out of range, value out of bounds).
     #[error("event {number} (at_ms {at_ms}): {problem}")]
-    Event { number: usize, at_ms: u64, problem: String },
+    Event {
+        /// The event's 1-based position in the file.
+        number: usize,
+        /// The event's time as written.
+        at_ms: u64,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A file-level limit: the duration, spares, a zero knob, too many
+    /// events, or an event not before the end of the fault phase.
     #[error("{0}")]
     Other(String),
 }

@@ -12,14 +12,14 @@
 //! On top of that, a few reductions that never change the verdict (each is
 //! justified where it is implemented):
 //! * a definite *pure observer* (read, failed cas) that can go next is the only
-//!   move tried ([`Search::moves`]) — this removes most branching;
+//!   move tried (`Search::moves`) — this removes most branching;
 //! * a completed read or successful cas of a value that nothing ever writes is
 //!   reported at once, without a search;
 //! * unknown operations are optional: they are tried only when they change the
 //!   state, identical ones only in invocation order, never followed directly
 //!   by a write (which would make them pointless), and a configuration is also
 //!   pruned when a fully explored one differs only by using fewer of them
-//!   ([`Cache`]);
+//!   (`Cache`);
 //! * the set of linearized operations is stored compactly (what matters is
 //!   the frontier of completed operations), so memory per configuration does
 //!   not grow with the length of the history.
@@ -63,19 +63,28 @@ impl Default for SearchLimits {
 /// The result of [`check`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// Every key's operations have a legal order consistent with real time.
     Linearizable,
+    /// Some key's operations have none.
     NotLinearizable {
+        /// The first key (in sorted order) found not linearizable; `None`
+        /// for a single-register history.
         key: Option<String>,
+        /// Readable: the operations that could not be ordered, and how far
+        /// the deepest attempt got.
         explanation: String,
     },
     /// The search budget ran out before a decision.
     Unknown {
+        /// The first key that ran out of budget.
         key: Option<String>,
+        /// Which limit was reached.
         reason: String,
     },
 }
 
 impl Verdict {
+    /// Whether the verdict is [`Verdict::Linearizable`] (`Unknown` is not).
     pub fn is_linearizable(&self) -> bool {
         matches!(self, Verdict::Linearizable)
     }
