@@ -9,6 +9,8 @@ use chorus_core::Time;
 /// Largest drift the simulator draws, in parts per million (±).
 pub const MAX_DRIFT_PPM: i64 = 50_000;
 
+/// One node's clock: a fixed offset and a constant drift against simulated
+/// time, both in microseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DriftClock {
     offset_micros: u64,
@@ -16,15 +18,20 @@ pub struct DriftClock {
 }
 
 impl DriftClock {
+    /// A clock that reads `offset_micros` at true time zero and gains
+    /// (positive) or loses `drift_ppm` microseconds per simulated second.
+    /// Panics if `|drift_ppm|` exceeds [`MAX_DRIFT_PPM`].
     pub fn new(offset_micros: u64, drift_ppm: i64) -> DriftClock {
         assert!(drift_ppm.abs() <= MAX_DRIFT_PPM, "drift {drift_ppm} ppm is out of range");
         DriftClock { offset_micros, drift_ppm }
     }
 
+    /// A clock that reads true time: no offset, no drift.
     pub fn perfect() -> DriftClock {
         DriftClock { offset_micros: 0, drift_ppm: 0 }
     }
 
+    /// The drift in parts per million (positive: runs fast).
     pub fn drift_ppm(&self) -> i64 {
         self.drift_ppm
     }

@@ -8,9 +8,13 @@ use chorus_core::raft::{
 use chorus_core::{LogIndex, NodeId, Term};
 use std::collections::VecDeque;
 
+/// One node's disk. The public fields are the durable (synced) state, what
+/// a restart reads; queued writes reach them only when synced.
 #[derive(Default)]
 pub struct Disk {
+    /// The durable term, vote, commit index and disk id.
     pub hard_state: HardState,
+    /// The durable snapshot, if one was synced.
     pub snapshot: Option<Snapshot>,
     /// Stored entries, dense; they start at index 1 or within the snapshot.
     pub entries: Vec<Entry>,

@@ -10,6 +10,7 @@ use crate::network::{NetworkParams, PPM};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
+use std::ops::RangeInclusive;
 
 /// Which node a fault targets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,54 +29,80 @@ pub enum NodeRef {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FaultAction {
     /// Nodes in different groups cannot talk; nodes in no group are isolated.
+    /// Replaces every earlier cut (one-way cuts and cut links included).
     Partition {
+        /// The groups, as 0-based node indexes; indexes past the cluster are
+        /// ignored.
         groups: Vec<Vec<usize>>,
     },
-    /// Cut one node off in both directions.
+    /// Cut one node off in both directions. Like a partition, it replaces
+    /// every earlier cut.
     Isolate {
+        /// The node to cut off.
         node: NodeRef,
     },
     /// Messages from `senders` to `receivers` are dropped; the reverse flows.
+    /// Adds to the cuts already in place.
     OneWay {
+        /// The senders whose messages are dropped, as 0-based node indexes.
         senders: Vec<usize>,
+        /// The receivers they cannot reach.
         receivers: Vec<NodeRef>,
     },
     /// Cut the link between two nodes, both ways; each still reaches the
-    /// others (a partial partition).
+    /// others (a partial partition). Adds to the cuts already in place.
     CutLink {
+        /// One end of the link.
         a: NodeRef,
+        /// The other end.
         b: NodeRef,
     },
     /// Restore full connectivity.
     Heal,
-    /// Kill the process: volatile state and unsynced writes are lost.
+    /// Kill the process: volatile state and unsynced writes are lost. A node
+    /// already down is left alone.
     Crash {
+        /// The node (or nodes) to crash.
         node: NodeRef,
     },
-    /// Start a crashed node again from its disk.
+    /// Start a crashed node again from its disk. A running node is left
+    /// alone.
     Restart {
+        /// The node (or nodes) to restart.
         node: NodeRef,
     },
     /// Freeze the process: it handles nothing until resumed; timers fire late.
+    /// Inputs that arrive meanwhile wait for it (disk writes still complete).
     Pause {
+        /// The node (or nodes) to freeze; crashed nodes are skipped.
         node: NodeRef,
     },
+    /// Unfreeze a paused process: it handles what waited for it (each sender
+    /// in order, the senders interleaved at random), then its late timer.
     Resume {
+        /// The node (or nodes) to resume.
         node: NodeRef,
     },
     /// Change the message loss rate.
     SetLoss {
+        /// The new chance, in parts per million, that a message (node to node
+        /// or client traffic) is lost.
         loss_ppm: u32,
     },
     /// Kill the process and lose its disk; a restart then rejoins with an
-    /// empty disk under a new disk id.
+    /// empty disk under a new disk id. Skipped without a leader, or when it
+    /// would leave more than one voter without its recorded disk or the
+    /// cluster has fewer than three voters.
     Wipe {
+        /// The node (or nodes) to wipe.
         node: NodeRef,
     },
     /// Add message reordering: this share of messages is delayed by up to
     /// `max_delay_us` more.
     SetReorder {
+        /// The chance, in parts per million, that a message is held back.
         reorder_ppm: u32,
+        /// The largest extra delay, in simulated microseconds.
         max_delay_us: u64,
     },
     /// The operator asks the leader for a membership change (`Promote`,
@@ -84,6 +111,7 @@ pub enum FaultAction {
     Change(chorus_core::raft::MembershipChange),
     /// The operator asks the leader to hand leadership to `to`.
     Transfer {
+        /// The node that should lead; nothing happens without a leader.
         to: NodeRef,
     },
 }
@@ -140,13 +168,17 @@ impl fmt::Display for FaultAction {
 /// How often a recurring fault strikes and how long it lasts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Recurrence {
+    /// Mean time between two strikes, in simulated milliseconds.
     pub mean_interval_ms: u64,
+    /// Mean time a strike lasts (until the partition heals, the node
+    /// restarts or resumes), in simulated milliseconds.
     pub mean_duration_ms: u64,
 }
 
 impl Recurrence {
-    /// Exponential-ish draw around a mean (uniform on [mean/4, 7·mean/4]):
-    /// bounded, so a seed never waits forever.
+    /// A delay in simulated microseconds around a mean given in
+    /// milliseconds: uniform on [mean/4, 7·mean/4], so bounded and a seed
+    /// never waits forever (not exponential).
     pub fn draw(rng: &mut ChaCha8Rng, mean_ms: u64) -> u64 {
         let mean_us = mean_ms * 1000;
         rng.random_range(mean_us / 4..=mean_us * 7 / 4)
@@ -156,13 +188,25 @@ impl Recurrence {
 /// The faults one seed runs with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FaultProfile {
+    /// Delays, loss, duplication and reordering. Loss applies to client
+    /// traffic too; partitions do not.
     pub network: NetworkParams,
+    /// Random partitions of the nodes, each healing after a while; `None`
+    /// turns them off.
     pub partitions: Option<Recurrence>,
+    /// Crashes of a random node, which restarts after the duration; `None`
+    /// turns them off.
     pub crashes: Option<Recurrence>,
+    /// Pauses of a random node, which resumes after the duration; `None`
+    /// turns them off.
     pub pauses: Option<Recurrence>,
-    /// Largest per-node clock drift; 0 turns drift off.
+    /// Largest per-node clock drift, in parts per million either way; 0
+    /// turns drift off.
     pub drift_ppm_max: i64,
+    /// Shortest time a disk write takes to sync, in simulated microseconds.
     pub disk_latency_min_us: u64,
+    /// Longest time a disk write takes to sync (before stalls), in simulated
+    /// microseconds.
     pub disk_latency_max_us: u64,
     /// Chance, per write, of a disk stall (an fsync that takes 50-300 ms):
     /// it widens the windows in which a node acts before its state is
@@ -248,30 +292,14 @@ impl FaultProfile {
 
     /// Draws a swarm profile: each fault kind is on with some probability,
     /// with its own rates.
+    ///
+    /// The draws happen in a fixed order (the network, then each fault kind
+    /// and knob in turn); changing it changes every seed's run.
     pub fn draw(rng: &mut ChaCha8Rng) -> FaultProfile {
-        let delay_min_us = rng.random_range(100..=2_000);
-        let delay_max_us = delay_min_us + rng.random_range(0..=8_000);
-        let loss_ppm = if rng.random_bool(0.5) { rng.random_range(0..=PPM / 5) } else { 0 };
-        let duplicate_ppm = if rng.random_bool(0.3) { rng.random_range(0..=PPM / 10) } else { 0 };
-        let (reorder_ppm, reorder_delay_max_us) = if rng.random_bool(0.4) {
-            (rng.random_range(0..=PPM / 5), rng.random_range(1_000..=100_000))
-        } else {
-            (0, 0)
-        };
-        let network =
-            NetworkParams { delay_min_us, delay_max_us, loss_ppm, duplicate_ppm, reorder_ppm, reorder_delay_max_us };
-        let partitions = rng.random_bool(0.6).then(|| Recurrence {
-            mean_interval_ms: rng.random_range(300..=3_000),
-            mean_duration_ms: rng.random_range(200..=3_000),
-        });
-        let crashes = rng.random_bool(0.6).then(|| Recurrence {
-            mean_interval_ms: rng.random_range(300..=3_000),
-            mean_duration_ms: rng.random_range(50..=2_000),
-        });
-        let pauses = rng.random_bool(0.5).then(|| Recurrence {
-            mean_interval_ms: rng.random_range(300..=3_000),
-            mean_duration_ms: rng.random_range(100..=1_000),
-        });
+        let network = draw_network(rng);
+        let partitions = draw_recurrence(rng, 0.6, 300..=3_000, 200..=3_000);
+        let crashes = draw_recurrence(rng, 0.6, 300..=3_000, 50..=2_000);
+        let pauses = draw_recurrence(rng, 0.5, 300..=3_000, 100..=1_000);
         let drift_ppm_max = if rng.random_bool(0.5) { rng.random_range(0..=MAX_DRIFT_PPM) } else { 0 };
         let disk_latency_min_us = rng.random_range(10..=1_000);
         let disk_latency_max_us = disk_latency_min_us + rng.random_range(0..=20_000);
@@ -280,10 +308,7 @@ impl FaultProfile {
         let isolate_new_leader_ppm = if rng.random_bool(0.4) { rng.random_range(PPM / 10..=PPM * 6 / 10) } else { 0 };
         let isolate_after_commit_ppm = if rng.random_bool(0.3) { rng.random_range(PPM / 200..=PPM / 20) } else { 0 };
         let max_entries_per_append = [1, 2, 4, 64][rng.random_range(0..4)];
-        let wipes = rng.random_bool(0.3).then(|| Recurrence {
-            mean_interval_ms: rng.random_range(1_000..=5_000),
-            mean_duration_ms: rng.random_range(50..=1_000),
-        });
+        let wipes = draw_recurrence(rng, 0.3, 1_000..=5_000, 50..=1_000);
         let churn_interval_ms = rng.random_bool(0.5).then(|| rng.random_range(100..=1_500));
         let spares = if churn_interval_ms.is_some() { rng.random_range(0..=2) } else { 0 };
         let snapshot_every_entries = [0, 2, 5, 20, 100][rng.random_range(0..5)];
@@ -320,6 +345,32 @@ impl FaultProfile {
             follower_reads,
         }
     }
+}
+
+/// The swarm's network: delays, and loss, duplication and reordering each on
+/// or off. The first draws of [`FaultProfile::draw`].
+fn draw_network(rng: &mut ChaCha8Rng) -> NetworkParams {
+    let delay_min_us = rng.random_range(100..=2_000);
+    let delay_max_us = delay_min_us + rng.random_range(0..=8_000);
+    let loss_ppm = if rng.random_bool(0.5) { rng.random_range(0..=PPM / 5) } else { 0 };
+    let duplicate_ppm = if rng.random_bool(0.3) { rng.random_range(0..=PPM / 10) } else { 0 };
+    let (reorder_ppm, reorder_delay_max_us) =
+        if rng.random_bool(0.4) { (rng.random_range(0..=PPM / 5), rng.random_range(1_000..=100_000)) } else { (0, 0) };
+    NetworkParams { delay_min_us, delay_max_us, loss_ppm, duplicate_ppm, reorder_ppm, reorder_delay_max_us }
+}
+
+/// A recurring fault kind, on with probability `on`: its mean interval, then
+/// its mean duration, in milliseconds (drawn in that order).
+fn draw_recurrence(
+    rng: &mut ChaCha8Rng,
+    on: f64,
+    interval_ms: RangeInclusive<u64>,
+    duration_ms: RangeInclusive<u64>,
+) -> Option<Recurrence> {
+    rng.random_bool(on).then(|| Recurrence {
+        mean_interval_ms: rng.random_range(interval_ms),
+        mean_duration_ms: rng.random_range(duration_ms),
+    })
 }
 
 impl fmt::Display for FaultProfile {

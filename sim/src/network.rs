@@ -10,15 +10,23 @@ use std::collections::BTreeSet;
 /// One million, the denominator of every `_ppm` rate.
 pub const PPM: u32 = 1_000_000;
 
+/// How the network treats each message. Rates are parts per million of
+/// messages ([`PPM`]); times are simulated microseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NetworkParams {
+    /// Shortest one-way delay.
     pub delay_min_us: u64,
+    /// Longest one-way delay before reordering (uniform between the two; a
+    /// value below `delay_min_us` counts as `delay_min_us`).
     pub delay_max_us: u64,
+    /// Chance a message is lost.
     pub loss_ppm: u32,
+    /// Chance a message arrives twice, the copy with its own delay.
     pub duplicate_ppm: u32,
-    /// Chance a message is held back by an extra `reorder_delay_max_us`,
-    /// letting later messages overtake it.
+    /// Chance a message is held back by up to an extra
+    /// `reorder_delay_max_us`, letting later messages overtake it.
     pub reorder_ppm: u32,
+    /// Largest extra delay of a held-back message.
     pub reorder_delay_max_us: u64,
 }
 
@@ -44,7 +52,12 @@ pub enum Fate {
     /// Lost at random.
     Lost,
     /// Arrives after `first_us`, and once more after `second_us` if duplicated.
-    Arrives { first_us: u64, second_us: Option<u64> },
+    Arrives {
+        /// Delay of the first copy, in simulated microseconds from now.
+        first_us: u64,
+        /// Delay of the duplicate, if any (it may arrive first).
+        second_us: Option<u64>,
+    },
 }
 
 /// The network of one run: its parameters and who can reach whom.
@@ -53,6 +66,7 @@ pub enum Fate {
 /// node has a partition label, and nodes with different labels cannot talk;
 /// one-way cuts are listed separately.
 pub struct Network {
+    /// The current delays and rates; faults change them during a run.
     pub params: NetworkParams,
     /// `label[node]`: the node's side of the current partition.
     label: Vec<usize>,
@@ -63,14 +77,18 @@ pub struct Network {
 }
 
 impl Network {
+    /// A fully connected network of `nodes` nodes (indexes `0..nodes`).
     pub fn new(nodes: usize, params: NetworkParams) -> Network {
         Network { params, label: vec![0; nodes], one_way: BTreeSet::new(), partitioned: false }
     }
 
+    /// Whether a message from `from` to `to` is cut now (by a partition or a
+    /// one-way cut). Checked at send time and again at arrival.
     pub fn is_blocked(&self, from: usize, to: usize) -> bool {
         self.label[from] != self.label[to] || (!self.one_way.is_empty() && self.one_way.contains(&(from, to)))
     }
 
+    /// Whether some pair of nodes cannot talk.
     pub fn is_partitioned(&self) -> bool {
         self.partitioned
     }
@@ -106,6 +124,7 @@ impl Network {
         }
     }
 
+    /// Restores full connectivity (the rates are left as they are).
     pub fn heal(&mut self) {
         self.label.iter_mut().for_each(|label| *label = 0);
         self.one_way.clear();

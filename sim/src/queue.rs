@@ -77,6 +77,7 @@ impl<E> EventQueue<E> {
         self.heap.len()
     }
 
+    /// Whether no event is pending.
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }

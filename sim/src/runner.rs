@@ -24,28 +24,40 @@ pub const FAILURES_SHOWN: usize = 20;
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
+    /// The seeds to run, each an independent run.
     pub seeds: Range<u64>,
+    /// Voters of every seed's cluster.
     pub nodes: usize,
+    /// A bug injected into every node, or `None`.
     pub bug: Option<Bug>,
+    /// A timed fault schedule every seed runs, or `None`.
     pub scenario: Option<Scenario>,
+    /// Worker threads; outcomes (and the combined hash) do not depend on it.
     pub threads: usize,
 }
 
 /// Many seeds' outcomes, in seed order, and what the run cost.
 #[derive(Clone, Debug)]
 pub struct RunSummary<M = OpCounts> {
+    /// One outcome per seed, in seed order.
     pub outcomes: Vec<SeedOutcome<M>>,
+    /// Real (wall-clock) microseconds the whole run took; the only part that
+    /// differs between identical runs.
     pub wall_micros: u64,
+    /// Worker threads used.
     pub threads: usize,
 }
 
 impl<M: Default> RunSummary<M> {
+    /// The failed seeds, in order.
     pub fn failed(&self) -> Vec<u64> {
         self.outcomes.iter().filter(|outcome| !outcome.passed()).map(|outcome| outcome.seed).collect()
     }
+    /// Events handled, summed over seeds.
     pub fn events(&self) -> u64 {
         self.outcomes.iter().map(|outcome| outcome.events).sum()
     }
+    /// Simulated microseconds, summed over seeds.
     pub fn sim_micros(&self) -> u64 {
         self.outcomes.iter().map(|outcome| outcome.sim_micros).sum()
     }

@@ -49,29 +49,57 @@ pub const MAX_SCENARIO_SPARES: usize = 8;
 /// Cluster knobs a scenario sets (each overrides the seed's profile).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScenarioKnobs {
+    /// Nodes outside the initial configuration (numbered after the voters)
+    /// that operator actions can add; at most [`MAX_SCENARIO_SPARES`].
     pub spares: Option<usize>,
+    /// Snapshot every this many applied entries (0: never).
     pub snapshot_every_entries: Option<u64>,
+    /// Log entries kept behind a snapshot for slow followers.
     pub max_retained_entries: Option<u64>,
+    /// Snapshot chunk size in bytes (at least 1).
     pub snapshot_chunk_bytes: Option<usize>,
+    /// Most entries in one append message (at least 1).
     pub max_entries_per_append: Option<usize>,
 }
 
+/// A parsed and validated scenario file (see the module documentation for
+/// the format).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
+    /// Length of the fault phase in simulated milliseconds (1 to
+    /// [`MAX_SCENARIO_DURATION_MS`]); every event is before it. `None`: the
+    /// run's default.
     pub duration_ms: Option<u64>,
+    /// Also run the seed's random swarm faults alongside the schedule.
     pub random_faults: bool,
+    /// Cluster settings that override the seed's profile.
     pub knobs: ScenarioKnobs,
-    /// Sorted by time (stable for equal times: file order).
+    /// `(at_ms, action)`: the faults and operator actions, at simulated
+    /// milliseconds from the start of the run. Sorted by time (stable for
+    /// equal times: file order).
     pub events: Vec<(u64, FaultAction)>,
 }
 
 /// A scenario file was rejected. The message names the file's problem.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
+    /// Not TOML, an unknown key, or a value of the wrong type; the text is
+    /// the TOML parser's message.
     #[error("not valid scenario TOML: {0}")]
     Syntax(String),
+    /// One event is invalid (unknown action, missing or unexpected field,
+    /// node out of range, value out of bounds).
     #[error("event {number} (at_ms {at_ms}): {problem}")]
-    Event { number: usize, at_ms: u64, problem: String },
+    Event {
+        /// The event's 1-based position in the file.
+        number: usize,
+        /// The event's time as written.
+        at_ms: u64,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A file-level limit: the duration, spares, a zero knob, too many
+    /// events, or an event not before the end of the fault phase.
     #[error("{0}")]
     Other(String),
 }
@@ -205,51 +233,13 @@ fn node_list(numbers: &[i64], nodes: usize, field: &str) -> Result<Vec<usize>, S
 
 fn parse_event(event: RawEvent, nodes: usize) -> Result<FaultAction, String> {
     let action = event.action.as_str();
-    let require_node = || -> Result<NodeRef, String> {
-        let value = event.node.as_ref().ok_or_else(|| format!("action \"{action}\" needs `node`"))?;
-        node_ref(value, nodes)
-    };
-    let unexpected = |field: &str, present: bool| -> Result<(), String> {
-        if present {
-            Err(format!("action \"{action}\" does not take `{field}`"))
-        } else {
-            Ok(())
-        }
-    };
+    let require_node = || require_node(&event, nodes);
     match action {
-        "partition" => {
-            unexpected("node", event.node.is_some())?;
-            let groups = event.groups.as_ref().ok_or("action \"partition\" needs `groups`, e.g. [[1,2],[3,4,5]]")?;
-            if groups.len() < 2 {
-                return Err("a partition needs at least two groups".into());
-            }
-            let mut seen = Vec::new();
-            let mut parsed = Vec::new();
-            for group in groups {
-                let group = node_list(group, nodes, "groups")?;
-                for node in &group {
-                    if seen.contains(node) {
-                        return Err(format!("node {} is in two groups", node + 1));
-                    }
-                    seen.push(*node);
-                }
-                parsed.push(group);
-            }
-            Ok(FaultAction::Partition { groups: parsed })
-        }
+        "partition" => parse_partition(&event, nodes),
         "isolate" => Ok(FaultAction::Isolate { node: require_node()? }),
-        "one-way" => {
-            let from = event.from.as_ref().ok_or("action \"one-way\" needs `from` (the senders)")?;
-            let to = event.to.as_ref().ok_or("action \"one-way\" needs `to` (the receivers)")?;
-            let senders = node_list(from, nodes, "from")?;
-            if to.is_empty() {
-                return Err("`to` is empty".into());
-            }
-            let receivers = to.iter().map(|value| node_ref(value, nodes)).collect::<Result<Vec<_>, _>>()?;
-            Ok(FaultAction::OneWay { senders, receivers })
-        }
+        "one-way" => parse_one_way(&event, nodes),
         "heal" => {
-            unexpected("node", event.node.is_some())?;
+            unexpected(action, "node", event.node.is_some())?;
             Ok(FaultAction::Heal)
         }
         "cut-link" => {
@@ -258,55 +248,109 @@ fn parse_event(event: RawEvent, nodes: usize) -> Result<FaultAction, String> {
         }
         "wipe" => Ok(FaultAction::Wipe { node: require_node()? }),
         "reorder" => {
-            let percent = event.percent.ok_or("action \"reorder\" needs `percent` (0 to 100)")?;
-            if !(0.0..=100.0).contains(&percent) {
-                return Err(format!("percent must be between 0 and 100, got {percent}"));
-            }
+            let reorder_ppm = percent_ppm(&event)?;
             let max_delay_ms = event.max_delay_ms.ok_or("action \"reorder\" needs `max_delay_ms`")?;
             if max_delay_ms > 60_000 {
                 return Err(format!("max_delay_ms must be at most 60000, got {max_delay_ms}"));
             }
-            Ok(FaultAction::SetReorder {
-                reorder_ppm: (percent * 10_000.0).round() as u32,
-                max_delay_us: max_delay_ms * 1000,
-            })
+            Ok(FaultAction::SetReorder { reorder_ppm, max_delay_us: max_delay_ms * 1000 })
         }
-        "add-learner" | "promote" | "remove" | "renew-disk" | "replace" | "transfer" => {
-            let node = match require_node()? {
-                NodeRef::Index(index) => chorus_core::NodeId(index as u64 + 1),
-                _ if action == "transfer" => return Ok(FaultAction::Transfer { to: require_node()? }),
-                other => return Err(format!("action \"{action}\" needs a numbered node, not {other}")),
-            };
-            use chorus_core::raft::MembershipChange;
-            Ok(match action {
-                "add-learner" => FaultAction::Change(MembershipChange::AddLearner(node)),
-                "promote" => FaultAction::Change(MembershipChange::Promote(node)),
-                "remove" => FaultAction::Change(MembershipChange::Remove(node)),
-                "renew-disk" => FaultAction::Change(MembershipChange::RenewDisk(node)),
-                "transfer" => FaultAction::Transfer { to: NodeRef::Index(node.0 as usize - 1) },
-                _ => {
-                    let with = event.with.ok_or("action \"replace\" needs `with` (the learner taking the place)")?;
-                    let add = chorus_core::NodeId(node_number(with, nodes)? as u64 + 1);
-                    FaultAction::Change(MembershipChange::Replace { remove: node, add })
-                }
-            })
-        }
+        "add-learner" | "promote" | "remove" | "renew-disk" | "replace" | "transfer" => parse_operator(&event, nodes),
         "crash" => Ok(FaultAction::Crash { node: require_node()? }),
         "restart" => Ok(FaultAction::Restart { node: require_node()? }),
         "pause" => Ok(FaultAction::Pause { node: require_node()? }),
         "resume" => Ok(FaultAction::Resume { node: require_node()? }),
-        "loss" => {
-            let percent = event.percent.ok_or("action \"loss\" needs `percent` (0 to 100)")?;
-            if !(0.0..=100.0).contains(&percent) {
-                return Err(format!("percent must be between 0 and 100, got {percent}"));
-            }
-            Ok(FaultAction::SetLoss { loss_ppm: (percent * 10_000.0).round() as u32 })
-        }
+        "loss" => Ok(FaultAction::SetLoss { loss_ppm: percent_ppm(&event)? }),
         other => Err(format!(
             "unknown action \"{other}\" (expected partition, isolate, one-way, cut-link, heal, crash, restart, pause, \
              resume, wipe, loss, reorder, add-learner, promote, remove, replace, renew-disk or transfer)"
         )),
     }
+}
+
+/// The event's `node`, which its action needs.
+fn require_node(event: &RawEvent, nodes: usize) -> Result<NodeRef, String> {
+    let action = event.action.as_str();
+    let value = event.node.as_ref().ok_or_else(|| format!("action \"{action}\" needs `node`"))?;
+    node_ref(value, nodes)
+}
+
+/// An error if `field` is `present` although `action` does not take it.
+fn unexpected(action: &str, field: &str, present: bool) -> Result<(), String> {
+    if present {
+        Err(format!("action \"{action}\" does not take `{field}`"))
+    } else {
+        Ok(())
+    }
+}
+
+/// The event's `percent` (0 to 100, which `loss` and `reorder` need) in
+/// parts per million.
+fn percent_ppm(event: &RawEvent) -> Result<u32, String> {
+    let action = event.action.as_str();
+    let percent = event.percent.ok_or_else(|| format!("action \"{action}\" needs `percent` (0 to 100)"))?;
+    if !(0.0..=100.0).contains(&percent) {
+        return Err(format!("percent must be between 0 and 100, got {percent}"));
+    }
+    Ok((percent * 10_000.0).round() as u32)
+}
+
+/// `partition`: at least two disjoint `groups` of node numbers.
+fn parse_partition(event: &RawEvent, nodes: usize) -> Result<FaultAction, String> {
+    unexpected(&event.action, "node", event.node.is_some())?;
+    let groups = event.groups.as_ref().ok_or("action \"partition\" needs `groups`, e.g. [[1,2],[3,4,5]]")?;
+    if groups.len() < 2 {
+        return Err("a partition needs at least two groups".into());
+    }
+    let mut seen = Vec::new();
+    let mut parsed = Vec::new();
+    for group in groups {
+        let group = node_list(group, nodes, "groups")?;
+        for node in &group {
+            if seen.contains(node) {
+                return Err(format!("node {} is in two groups", node + 1));
+            }
+            seen.push(*node);
+        }
+        parsed.push(group);
+    }
+    Ok(FaultAction::Partition { groups: parsed })
+}
+
+/// `one-way`: node numbers `from`, node references `to`.
+fn parse_one_way(event: &RawEvent, nodes: usize) -> Result<FaultAction, String> {
+    let from = event.from.as_ref().ok_or("action \"one-way\" needs `from` (the senders)")?;
+    let to = event.to.as_ref().ok_or("action \"one-way\" needs `to` (the receivers)")?;
+    let senders = node_list(from, nodes, "from")?;
+    if to.is_empty() {
+        return Err("`to` is empty".into());
+    }
+    let receivers = to.iter().map(|value| node_ref(value, nodes)).collect::<Result<Vec<_>, _>>()?;
+    Ok(FaultAction::OneWay { senders, receivers })
+}
+
+/// The operator's actions: membership changes of a numbered node, and
+/// `transfer` (which also takes `"leader"` or `"all"`).
+fn parse_operator(event: &RawEvent, nodes: usize) -> Result<FaultAction, String> {
+    let action = event.action.as_str();
+    let node = match require_node(event, nodes)? {
+        NodeRef::Index(index) => chorus_core::NodeId(index as u64 + 1),
+        _ if action == "transfer" => return Ok(FaultAction::Transfer { to: require_node(event, nodes)? }),
+        other => return Err(format!("action \"{action}\" needs a numbered node, not {other}")),
+    };
+    use chorus_core::raft::MembershipChange;
+    Ok(match action {
+        "add-learner" => FaultAction::Change(MembershipChange::AddLearner(node)),
+        "promote" => FaultAction::Change(MembershipChange::Promote(node)),
+        "remove" => FaultAction::Change(MembershipChange::Remove(node)),
+        "renew-disk" => FaultAction::Change(MembershipChange::RenewDisk(node)),
+        "transfer" => FaultAction::Transfer { to: NodeRef::Index(node.0 as usize - 1) },
+        _ => {
+            let with = event.with.ok_or("action \"replace\" needs `with` (the learner taking the place)")?;
+            let add = chorus_core::NodeId(node_number(with, nodes)? as u64 + 1);
+            FaultAction::Change(MembershipChange::Replace { remove: node, add })
+        }
+    })
 }
 
 #[cfg(test)]

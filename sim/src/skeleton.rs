@@ -37,9 +37,12 @@ pub struct Engine<E> {
     pub now: u64,
     /// Events handled so far.
     pub events: u64,
+    /// Events still to happen, by simulated time (equal times in scheduling
+    /// order).
     pub queue: EventQueue<E>,
     /// Every random choice of the run comes from this one stream.
     pub rng: ChaCha8Rng,
+    /// The run's trace: hashed always, text kept for replay.
     pub trace: Trace,
 }
 
@@ -75,17 +78,23 @@ impl<E> Engine<E> {
 /// The driver's side of one node, whatever the protocol: its clock, its
 /// timer and what waits for it while it is paused. `S` is a stashed input.
 pub struct NodeSlot<S> {
+    /// The node's drifting clock: local times for its inputs, and true times
+    /// for its deadlines.
     pub clock: DriftClock,
     /// Bumped whenever the timer is re-armed or cancelled: a timer event
     /// carrying an older token is stale and ignored.
     pub timer_token: u64,
     /// When the armed timer fires, if one is armed.
     pub timer_at: Option<u64>,
+    /// The process is frozen: inputs are stashed, timers wait.
     pub paused: bool,
+    /// Inputs that arrived while paused, in arrival order (at most
+    /// [`PAUSED_STASH_LIMIT`]).
     pub stash: Vec<S>,
 }
 
 impl<S> NodeSlot<S> {
+    /// A running node's slot with `clock`, no timer armed, nothing stashed.
     pub fn new(clock: DriftClock) -> NodeSlot<S> {
         NodeSlot { clock, timer_token: 0, timer_at: None, paused: false, stash: Vec::new() }
     }
@@ -143,7 +152,9 @@ impl<S> NodeSlot<S> {
 
 /// A simulated system's world, as the event loop sees it.
 pub trait World {
+    /// What can happen in this world.
     type Event;
+    /// The world's engine: time, queue, RNG and trace.
     fn engine(&mut self) -> &mut Engine<Self::Event>;
     /// Handles one event at `engine().now`.
     fn handle(&mut self, event: Self::Event);
@@ -197,13 +208,19 @@ pub fn run_events<W: World>(world: &mut W, max_events: u64) -> LoopEnd {
 /// history).
 #[derive(Clone, Debug)]
 pub struct SeedReport<M, Extra = ()> {
+    /// The verdict, hash, counts and metrics.
     pub outcome: SeedOutcome<M>,
+    /// The readable trace when the run kept text (replay), cut at the text
+    /// limit; `None` otherwise.
     pub trace_text: Option<String>,
+    /// The fault profile the seed drew (or was given), as text.
     pub profile: String,
+    /// What else the system keeps: the Raft client history; `()` for SWIM.
     pub history: Extra,
 }
 
 impl<M: Default, Extra> SeedReport<M, Extra> {
+    /// Whether the seed passed (no failures).
     pub fn passed(&self) -> bool {
         self.outcome.passed()
     }
@@ -214,16 +231,22 @@ impl<M: Default, Extra> SeedReport<M, Extra> {
 /// accuracy, load and convergence).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeedOutcome<M> {
+    /// The seed that was run.
     pub seed: u64,
+    /// BLAKE3 of the run's binary trace: equal hashes mean identical runs.
     pub trace_hash: [u8; 32],
     /// Empty when the seed passed.
     pub failures: Vec<String>,
+    /// Events the run handled.
     pub events: u64,
+    /// Simulated microseconds the run covered (the time of its last event).
     pub sim_micros: u64,
+    /// The system's own measurements.
     pub metrics: M,
 }
 
 impl<M: Default> SeedOutcome<M> {
+    /// Whether the seed passed (no failures).
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }

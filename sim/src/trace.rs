@@ -12,6 +12,8 @@ use std::fmt::Write as _;
 /// Bytes buffered before they are fed to the hasher.
 const HASH_BUFFER_BYTES: usize = 64 * 1024;
 
+/// One run's trace: a running BLAKE3 hash of every record, and the readable
+/// text when kept (replay).
 pub struct Trace {
     hasher: blake3::Hasher,
     buffer: Vec<u8>,
@@ -23,6 +25,8 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// An empty trace; with `keep_text`, readable lines are kept up to
+    /// `text_limit_bytes` (the hash always covers every record).
     pub fn new(keep_text: bool, text_limit_bytes: usize) -> Trace {
         Trace {
             hasher: blake3::Hasher::new(),
@@ -64,6 +68,7 @@ impl Trace {
         }
     }
 
+    /// Records so far.
     pub fn steps(&self) -> u64 {
         self.steps
     }
@@ -75,6 +80,8 @@ impl Trace {
     }
 }
 
+/// `bytes` as lowercase hexadecimal, two digits a byte (how hashes are
+/// printed).
 pub fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {

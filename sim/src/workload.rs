@@ -28,16 +28,28 @@ pub const NO_LEADER_BACKOFF_US: u64 = 50_000;
 /// What a client sends to a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientRequest {
+    /// A write (put or compare-and-set): an encoded `KvCommand` carrying the
+    /// client's session and sequence number, to be proposed to the Raft log.
     Propose(Vec<u8>),
+    /// A get: an encoded `KvQuery` and the consistency the node must serve
+    /// it with.
     Read(Vec<u8>, ReadConsistency),
 }
 
 /// Which consistency a get asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadLevel {
+    /// [`ReadConsistency::Linearizable`] (ReadIndex); recorded in the
+    /// history and checked for linearizability. 40% of gets.
     Linearizable,
+    /// [`ReadConsistency::Lease`] (a leader lease when one runs, else
+    /// ReadIndex); recorded in the history. 20% of gets.
     Lease,
+    /// Served by any node that has applied at least the client's session
+    /// index; recorded as a [`WeakRead`]. 25% of gets.
     Session,
+    /// Served by any node from whatever it has applied; recorded as a
+    /// [`WeakRead`]. 15% of gets.
     Stale,
 }
 
@@ -45,9 +57,14 @@ pub enum ReadLevel {
 /// history instead of for linearizability.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WeakRead {
+    /// The index (0-based) of the client that read.
     pub client: usize,
+    /// The key read, `k0`, `k1`, ...
     pub key: String,
+    /// The value returned; `None` if the key was absent (or the bytes were
+    /// not a workload value).
     pub value: Option<i64>,
+    /// [`ReadLevel::Session`] or [`ReadLevel::Stale`].
     pub level: ReadLevel,
     /// The answering node's applied index: the state the answer reflects.
     pub served_at: LogIndex,
@@ -93,22 +110,45 @@ struct Client {
 pub enum ClientStep {
     /// Send this request to `node` now, tagged with `attempt`, and arm a
     /// timeout.
-    Send { node: usize, attempt: u64, request: ClientRequest },
+    Send {
+        /// The node's 0-based index.
+        node: usize,
+        /// The attempt number; the answer and the timeout carry it back,
+        /// and only the latest attempt's count.
+        attempt: u64,
+        /// What to send.
+        request: ClientRequest,
+    },
     /// Call [`Workload::next`] again after `delay_us`.
-    Wait { delay_us: u64 },
+    Wait {
+        /// Simulated microseconds to wait (0: at once, as a new event).
+        delay_us: u64,
+    },
     /// The client is finished with the workload.
     Idle,
     /// Nothing to do (a stale answer or timeout).
     Ignore,
 }
 
+/// How the workload's operations ended, over the whole run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpCounts {
+    /// Operations answered, including compare-and-sets that did not apply
+    /// and session and stale reads.
     pub ok: u64,
+    /// Operations given up without any attempt possibly having taken effect
+    /// (only redirects and "no leader" answers).
     pub failed: u64,
+    /// Operations given up, wrongly answered, or still in flight at the end
+    /// after some attempt may have reached a leader: they may or may not have
+    /// taken effect. Only writes among them appear in the history.
     pub unknown: u64,
 }
 
+/// The clients of one Raft simulation: they choose operations with the run's
+/// RNG, and record the [`history`](Workload::history) the linearizability
+/// checker reads and the [`weak_reads`](Workload::weak_reads) the read
+/// checker reads. All times are simulated microseconds.
 pub struct Workload {
     clients: Vec<Client>,
     nodes: usize,
@@ -119,9 +159,14 @@ pub struct Workload {
     pub stop_at_us: u64,
     /// Clients give up on operations only before this time (the fault phase).
     pub give_up_before_us: u64,
+    /// Completed and unknown-outcome operations in completion order (unknown
+    /// ones when given up or at [`finish`](Workload::finish)); keys are
+    /// `k0`, `k1`, ..., times are simulated microseconds. Session and stale
+    /// reads are in `weak_reads` instead.
     pub history: Vec<Operation>,
     /// Completed session and stale reads.
     pub weak_reads: Vec<WeakRead>,
+    /// How the operations ended so far.
     pub counts: OpCounts,
     /// The first answer that cannot be the answer to the operation it was
     /// given for (a remembered session answer handed to another request, a
@@ -148,6 +193,10 @@ fn history_value(value: Option<i64>) -> Value {
 }
 
 impl Workload {
+    /// `clients` clients over a cluster of `nodes` nodes (client `i` starts
+    /// at node `i % nodes`, with session id `i + 1` and Jepsen process `i`),
+    /// on `keys` keys (`k0`..); no operation starts at or after `stop_at_us`.
+    /// `nodes` and `keys` must be at least 1.
     pub fn new(clients: usize, nodes: usize, keys: usize, stop_at_us: u64) -> Workload {
         let clients = (0..clients)
             .map(|index| Client {
@@ -177,15 +226,18 @@ impl Workload {
         }
     }
 
+    /// How many clients there are; client indexes are `0..client_count()`.
     pub fn client_count(&self) -> usize {
         self.clients.len()
     }
 
-    /// Clients with an operation in flight.
+    /// Clients with an operation in flight: `(client index, invoke time in
+    /// simulated microseconds)`.
     pub fn pending(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
         self.clients.iter().enumerate().filter_map(|(index, client)| client.op.as_ref().map(|op| (index, op.invoke_at)))
     }
 
+    /// Whether no client has an operation in flight.
     pub fn all_idle(&self) -> bool {
         self.clients.iter().all(|client| client.op.is_none())
     }

@@ -12,14 +12,14 @@
 //! On top of that, a few reductions that never change the verdict (each is
 //! justified where it is implemented):
 //! * a definite *pure observer* (read, failed cas) that can go next is the only
-//!   move tried ([`Search::moves`]) — this removes most branching;
+//!   move tried (`Search::moves`) — this removes most branching;
 //! * a completed read or successful cas of a value that nothing ever writes is
 //!   reported at once, without a search;
 //! * unknown operations are optional: they are tried only when they change the
 //!   state, identical ones only in invocation order, never followed directly
 //!   by a write (which would make them pointless), and a configuration is also
 //!   pruned when a fully explored one differs only by using fewer of them
-//!   ([`Cache`]);
+//!   (`Cache`);
 //! * the set of linearized operations is stored compactly (what matters is
 //!   the frontier of completed operations), so memory per configuration does
 //!   not grow with the length of the history.
@@ -63,19 +63,28 @@ impl Default for SearchLimits {
 /// The result of [`check`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// Every key's operations have a legal order consistent with real time.
     Linearizable,
+    /// Some key's operations have none.
     NotLinearizable {
+        /// The first key (in sorted order) found not linearizable; `None`
+        /// for a single-register history.
         key: Option<String>,
+        /// Readable: the operations that could not be ordered, and how far
+        /// the deepest attempt got.
         explanation: String,
     },
     /// The search budget ran out before a decision.
     Unknown {
+        /// The first key that ran out of budget.
         key: Option<String>,
+        /// Which limit was reached.
         reason: String,
     },
 }
 
 impl Verdict {
+    /// Whether the verdict is [`Verdict::Linearizable`] (`Unknown` is not).
     pub fn is_linearizable(&self) -> bool {
         matches!(self, Verdict::Linearizable)
     }
@@ -445,59 +454,16 @@ impl<'h> Search<'h> {
     fn new(kops: Vec<KeyOp<'h>>, values: Values, init: u32) -> Self {
         let n = kops.len();
         let tail = 2 * n + 1;
-        let mut events: Vec<(u64, u8, usize)> = Vec::with_capacity(2 * n);
-        for (i, k) in kops.iter().enumerate() {
-            events.push((k.op.invoke_at, 0, 2 * i + 1));
-            events.push((k.ret_time(), if k.definite { 1 } else { 2 }, 2 * i + 2));
-        }
-        events.sort_unstable();
-        let mut next = vec![0usize; 2 * n + 2];
-        let mut prev = vec![0usize; 2 * n + 2];
-        let mut last = 0;
-        for &(_, _, e) in &events {
-            next[last] = e;
-            prev[e] = last;
-            last = e;
-        }
-        next[last] = tail;
-        prev[tail] = last;
-        next[tail] = tail;
-
-        // Bit positions: definite ops by (completion, invocation), optional ops by invocation.
-        let mut def: Vec<usize> = (0..n).filter(|&i| kops[i].definite).collect();
-        def.sort_by_key(|&i| (kops[i].ret_time(), kops[i].op.invoke_at, i));
-        let mut opt: Vec<usize> = (0..n).filter(|&i| !kops[i].definite).collect();
-        opt.sort_by_key(|&i| (kops[i].op.invoke_at, i));
-        let mut pos = vec![0usize; n];
-        for (p, &i) in def.iter().enumerate() {
-            pos[i] = p;
-        }
-        for (p, &i) in opt.iter().enumerate() {
-            pos[i] = p;
-        }
-        let mut def_bits = vec![0u64; def.len().div_ceil(64)];
-        if !def.len().is_multiple_of(64) {
+        let (next, prev) = Self::linked_events(&kops);
+        let (pos, total_definite, opt) = Self::bit_positions(&kops);
+        let mut def_bits = vec![0u64; total_definite.div_ceil(64)];
+        if !total_definite.is_multiple_of(64) {
             // Padding bits count as set, so a full word is always !0.
-            *def_bits.last_mut().expect("non-empty") |= !0u64 << (def.len() % 64);
+            *def_bits.last_mut().expect("non-empty") |= !0u64 << (total_definite % 64);
         }
         let opt_bits = vec![0u64; opt.len().div_ceil(64)];
         let zobrist = (0..n).map(|i| splitmix64(i as u64 ^ 0x5eed_1234_abcd_0000)).collect();
-        let total_definite = def.len();
-        let mut class = vec![NONE; n];
-        let mut rank = vec![0u32; n];
-        let mut class_ids: HashMap<Step, u32> = HashMap::new();
-        let mut class_used = Vec::new();
-        for &i in &opt {
-            let next_id = class_ids.len() as u32;
-            let c = *class_ids.entry(kops[i].step).or_insert(next_id);
-            if c == next_id {
-                class_used.push(0u32);
-            }
-            class[i] = c;
-            rank[i] = class_used[c as usize];
-            class_used[c as usize] += 1;
-        }
-        class_used.iter_mut().for_each(|c| *c = 0);
+        let (class, rank, class_used) = Self::classes(&kops, &opt);
         Search {
             class,
             rank,
@@ -524,6 +490,72 @@ impl<'h> Search<'h> {
             best: Best { done: 0, linearized: vec![false; n], state: init, tail: Vec::new() },
             kops,
         }
+    }
+
+    /// The call/return list as `(next, prev)` links: entries sorted by time,
+    /// calls before definite returns before unknown returns at equal times.
+    fn linked_events(kops: &[KeyOp<'h>]) -> (Vec<usize>, Vec<usize>) {
+        let n = kops.len();
+        let tail = 2 * n + 1;
+        let mut events: Vec<(u64, u8, usize)> = Vec::with_capacity(2 * n);
+        for (i, k) in kops.iter().enumerate() {
+            events.push((k.op.invoke_at, 0, 2 * i + 1));
+            events.push((k.ret_time(), if k.definite { 1 } else { 2 }, 2 * i + 2));
+        }
+        events.sort_unstable();
+        let mut next = vec![0usize; 2 * n + 2];
+        let mut prev = vec![0usize; 2 * n + 2];
+        let mut last = 0;
+        for &(_, _, e) in &events {
+            next[last] = e;
+            prev[e] = last;
+            last = e;
+        }
+        next[last] = tail;
+        prev[tail] = last;
+        next[tail] = tail;
+        (next, prev)
+    }
+
+    /// Bit positions: definite ops by (completion, invocation), optional ops
+    /// by invocation. Returns the positions, the number of definite ops and
+    /// the optional ops in position order.
+    fn bit_positions(kops: &[KeyOp<'h>]) -> (Vec<usize>, usize, Vec<usize>) {
+        let n = kops.len();
+        let mut def: Vec<usize> = (0..n).filter(|&i| kops[i].definite).collect();
+        def.sort_by_key(|&i| (kops[i].ret_time(), kops[i].op.invoke_at, i));
+        let mut opt: Vec<usize> = (0..n).filter(|&i| !kops[i].definite).collect();
+        opt.sort_by_key(|&i| (kops[i].op.invoke_at, i));
+        let mut pos = vec![0usize; n];
+        for (p, &i) in def.iter().enumerate() {
+            pos[i] = p;
+        }
+        for (p, &i) in opt.iter().enumerate() {
+            pos[i] = p;
+        }
+        (pos, def.len(), opt)
+    }
+
+    /// The classes of optional ops with identical steps: `(class, rank,
+    /// class_used)` with ranks in `opt`'s order and every count zero.
+    fn classes(kops: &[KeyOp<'h>], opt: &[usize]) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+        let n = kops.len();
+        let mut class = vec![NONE; n];
+        let mut rank = vec![0u32; n];
+        let mut class_ids: HashMap<Step, u32> = HashMap::new();
+        let mut class_used = Vec::new();
+        for &i in opt {
+            let next_id = class_ids.len() as u32;
+            let c = *class_ids.entry(kops[i].step).or_insert(next_id);
+            if c == next_id {
+                class_used.push(0u32);
+            }
+            class[i] = c;
+            rank[i] = class_used[c as usize];
+            class_used[c as usize] += 1;
+        }
+        class_used.iter_mut().for_each(|c| *c = 0);
+        (class, rank, class_used)
     }
 
     fn state_hash(s: u32) -> u64 {

@@ -29,6 +29,7 @@ pub struct ReferenceKv {
 }
 
 impl ReferenceKv {
+    /// The index of the last committed entry replayed (0 before any).
     pub fn replayed(&self) -> LogIndex {
         self.replayed
     }

@@ -49,6 +49,11 @@ struct NodeWatch {
     votes: BTreeMap<Term, NodeId>,
 }
 
+/// The online Raft safety checker of one run: the simulator reports every
+/// send, persist, role change, commit, apply, snapshot and restart, and the
+/// checker compares them with what Raft promises (one leader per term,
+/// committed entries never change or disappear, and so on). Nodes are 0-based
+/// indexes.
 #[derive(Default)]
 pub struct SafetyChecker {
     leaders: BTreeMap<Term, NodeId>,
@@ -68,6 +73,7 @@ pub struct SafetyChecker {
     nodes: Vec<NodeWatch>,
     /// Hash of the state in the first snapshot seen at each index.
     snapshots: BTreeMap<LogIndex, (usize, u64)>,
+    /// What went wrong, first first; at most [`MAX_VIOLATIONS`] are kept.
     pub violations: Vec<String>,
 }
 
@@ -75,6 +81,7 @@ pub struct SafetyChecker {
 /// [`SafetyChecker::check_commit_protected`].
 #[derive(Clone, Debug)]
 pub struct ElectionView {
+    /// The node's id.
     pub id: NodeId,
     /// Its current disk.
     pub disk: DiskId,
@@ -114,6 +121,8 @@ fn fnv(tag: u8, bytes: &[u8]) -> u64 {
 }
 
 impl SafetyChecker {
+    /// A checker for a cluster of `nodes` nodes (spares included), having
+    /// seen nothing.
     pub fn new(nodes: usize) -> SafetyChecker {
         SafetyChecker {
             nodes: vec![NodeWatch::default(); nodes],
@@ -122,6 +131,7 @@ impl SafetyChecker {
         }
     }
 
+    /// Whether no violation was found so far.
     pub fn ok(&self) -> bool {
         self.violations.is_empty()
     }
@@ -243,6 +253,9 @@ impl SafetyChecker {
         }
     }
 
+    /// `node` sent `message`: records the highest term it sent (pre-votes
+    /// aside) and the votes it granted; a node granting votes to two
+    /// candidates in one term is a violation.
     pub fn on_send(&mut self, node: usize, message: &Message) {
         let watch = &mut self.nodes[node];
         // Pre-vote traffic carries a prospective term the sender has not

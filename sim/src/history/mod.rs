@@ -44,8 +44,12 @@ pub use write::write_edn;
 /// A register value.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Value {
+    /// No value: EDN `nil`; the initial value of a register in a history
+    /// without appends or string values.
     Nil,
+    /// An integer value (EDN `3`, or a bare number in a `jepsen.util` log).
     Int(i64),
+    /// A string value (EDN `"text"`); appends build these.
     Str(String),
 }
 
@@ -57,7 +61,12 @@ pub enum Function {
     /// Sets the value.
     Write(Value),
     /// Compare-and-set: if the value is `expected`, set it to `new`.
-    Cas { expected: Value, new: Value },
+    Cas {
+        /// The value the register must hold for the set to happen.
+        expected: Value,
+        /// The value written if the compare succeeds.
+        new: Value,
+    },
     /// String append (`Nil` counts as `""`, an integer as its decimal text).
     Append(Value),
     /// Sets `Nil`.
@@ -67,8 +76,11 @@ pub enum Function {
 /// How an operation ended.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
-    /// Completed and took effect. `read` is Some(observed value) for Read, None otherwise.
-    Ok { read: Option<Value> },
+    /// Completed and took effect.
+    Ok {
+        /// `Some(observed value)` for a read, `None` otherwise.
+        read: Option<Value>,
+    },
     /// Only meaningful for Cas: the compare ran and the value was NOT `expected`
     /// (no effect, but it constrains the state at that moment).
     CasMismatch,
@@ -79,51 +91,133 @@ pub enum Outcome {
 /// One client operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operation {
+    /// The Jepsen process (client) that ran the operation; a process has at
+    /// most one operation pending at a time.
     pub process: u64,
-    /// `None`: a single register.
+    /// The register the operation acts on; `None` for a single-register
+    /// history (the etcd `jepsen.util` logs), where every operation shares one.
     pub key: Option<String>,
+    /// What the operation does (read, write, cas, append, delete).
     pub function: Function,
+    /// How it ended; an `Unknown` outcome may take effect at any point after
+    /// `invoke_at`.
     pub outcome: Outcome,
-    /// Any monotonic clock; only the order matters.
+    /// When the operation was invoked, on any monotonic clock; only the order
+    /// matters. Parsed histories use the EDN `:time` (nanoseconds in Jepsen)
+    /// or, without one, the 1-based line number; the simulator's workload
+    /// uses simulated microseconds.
     pub invoke_at: u64,
-    /// `None` iff outcome is Unknown.
+    /// When the completion was observed, on the same clock as `invoke_at`
+    /// (never before it); `None` iff the outcome is `Unknown`.
     pub complete_at: Option<u64>,
 }
 
 /// A whole history: every register (key) starts as `initial`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct History {
+    /// The value every register holds before the first operation: `Nil`
+    /// unless the history appends or writes strings (then `Str("")`) or an
+    /// EDN `{:initial ...}` header says otherwise.
     pub initial: Value,
+    /// The operations in invocation order (the order their invoke lines
+    /// appear); failed (`:fail` other than a cas mismatch) and unknown reads
+    /// are not included.
     pub operations: Vec<Operation>,
 }
 
 /// Why a history could not be parsed. Every variant names the 1-based line.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HistoryError {
+    /// The input is not valid EDN, or an entry is not a map.
     #[error("line {line}: malformed EDN: {message}")]
-    Edn { line: usize, message: String },
+    Edn {
+        /// The 1-based line of the error.
+        line: usize,
+        /// What the reader expected and found.
+        message: String,
+    },
+    /// A `jepsen.util` log line without the tab-separated process, type,
+    /// function and value columns, or with text after them.
     #[error("line {line}: malformed jepsen log line: {message}")]
-    Log { line: usize, message: String },
+    Log {
+        /// The 1-based line of the error.
+        line: usize,
+        /// Which column is missing or malformed.
+        message: String,
+    },
+    /// The `:type` is none of `:invoke`, `:ok`, `:fail`, `:info`.
     #[error("line {line}: unknown :type {found} (expected :invoke, :ok, :fail or :info)")]
-    UnknownType { line: usize, found: String },
+    UnknownType {
+        /// The 1-based line of the error.
+        line: usize,
+        /// The type as written.
+        found: String,
+    },
+    /// The `:f` is not a register or key-value function the checker models.
     #[error("line {line}: unknown :f {found} (expected :read, :get, :write, :put, :cas, :append or :delete)")]
-    UnknownFunction { line: usize, found: String },
+    UnknownFunction {
+        /// The 1-based line of the error.
+        line: usize,
+        /// The function as written.
+        found: String,
+    },
+    /// A required EDN key is absent.
     #[error("line {line}: missing field {field}")]
-    MissingField { line: usize, field: String },
+    MissingField {
+        /// The 1-based line of the error.
+        line: usize,
+        /// The missing key, e.g. `:process`.
+        field: String,
+    },
+    /// A field has the wrong shape, e.g. a cas value that is not a pair
+    /// `[expected new]`, or a completion `:time` before its invoke's.
     #[error("line {line}: bad value: {message}")]
-    BadValue { line: usize, message: String },
+    BadValue {
+        /// The 1-based line of the error.
+        line: usize,
+        /// Which field is wrong and what it holds.
+        message: String,
+    },
+    /// An `:ok`, `:fail` or `:info` line for a process with nothing pending.
     #[error("line {line}: completion for process {process} which has no pending invoke")]
-    NoPendingInvoke { line: usize, process: u64 },
+    NoPendingInvoke {
+        /// The 1-based line of the completion.
+        line: usize,
+        /// The Jepsen process of the completion.
+        process: u64,
+    },
+    /// A process invokes again before its previous operation completed.
     #[error(
         "line {line}: process {process} invokes while its previous operation (invoked at line {pending_line}) is still pending"
     )]
-    AlreadyPending { line: usize, process: u64, pending_line: usize },
+    AlreadyPending {
+        /// The 1-based line of the second invoke.
+        line: usize,
+        /// The Jepsen process that invoked twice.
+        process: u64,
+        /// The 1-based line of the still-pending invoke.
+        pending_line: usize,
+    },
+    /// A completion names another function or key than its invoke.
     #[error(
         "line {line}: completion for process {process} does not match its pending invoke at line {invoke_line}: {message}"
     )]
-    MismatchedCompletion { line: usize, process: u64, invoke_line: usize, message: String },
+    MismatchedCompletion {
+        /// The 1-based line of the completion.
+        line: usize,
+        /// The Jepsen process of both lines.
+        process: u64,
+        /// The 1-based line of the pending invoke.
+        invoke_line: usize,
+        /// What differs (function or key).
+        message: String,
+    },
+    /// [`parse_auto`] found neither an EDN form nor a `jepsen.util` line.
     #[error("line {line}: cannot detect the history format (expected an EDN map '{{...}}' or a jepsen.util log line)")]
-    UnknownFormat { line: usize },
+    UnknownFormat {
+        /// The 1-based line of the first non-blank line.
+        line: usize,
+    },
 }
 
 impl HistoryError {

@@ -5,42 +5,100 @@ use chorus_core::raft::{AppendResponse, ClientResult, ForwardOutcome, Message, M
 
 /// The kind of a trace record: the first word of its binary form. The
 /// numbers are part of the trace hash; never renumber them.
+///
+/// Each record is the simulated time in microseconds, this kind, and the
+/// words listed per kind below. A "node" word is a 0-based node index (node
+/// id minus one); node ids in message words are 1-based. "Message words"
+/// are [`message_words`]: kind, sender id, receiver id, envelope, then three
+/// body fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
 pub enum RaftRecord {
-    /// The seed and its profile.
+    /// The run begins. Word: the seed. (The text also shows the drawn
+    /// profile, which follows from the seed.)
     RunStarted = 0,
-    /// A message reached a node the network cut off while it was in flight.
+    /// A message reached a node the network cut off while it was in flight,
+    /// and was dropped. Words: the first three message words (kind, sender,
+    /// receiver).
     CutInFlight = 10,
+    /// A running node handled a message. Words: all seven message words.
     Delivered = 11,
+    /// A node's election or heartbeat timer fired. Word: the node.
     TimerFired = 12,
+    /// A node's disk finished a write and the node was told. Words: the node,
+    /// the write's persist id.
     WriteSynced = 13,
+    /// A client request reached a running node. Words: the node, the client
+    /// index, the attempt number, 1 for a read or 0 for a proposal.
     ClientRequest = 14,
+    /// A node's answer reached a client. Words: the client index, the
+    /// attempt, the answering node's applied index when it answered.
     ClientResponse = 15,
+    /// A client's attempt got no answer within the attempt timeout (only
+    /// recorded for the attempt still current). Words: the client index, the
+    /// attempt.
     ClientTimedOut = 16,
-    /// A message the network cut at send time.
+    /// A message the network cut at send time (a partition). Words: the
+    /// first four message words.
     CutAtSend = 17,
-    /// A message the network lost at random.
+    /// A message the network lost at random. Words: the first four message
+    /// words.
     Lost = 18,
+    /// A node handed a write to its disk. Words: the node, the persist id,
+    /// the number of entries, the index the snapshot in it ends at (0 if
+    /// none).
     WriteSubmitted = 20,
+    /// A node changed role. Words: the node, the role (0 follower,
+    /// 1 pre-candidate, 2 candidate, 3 leader), the term.
     RoleChanged = 21,
+    /// A node reported a protocol violation, or rejected a malformed message
+    /// whole; the seed fails. Word: the node. (The description is in the
+    /// text only.)
     Violation = 22,
+    /// A leader started handing leadership over. Words: the node, the
+    /// target's id, the term.
     TransferStarted = 23,
+    /// A leader gave up a leadership transfer. Words: the node, the target's
+    /// id, the term.
     TransferAbandoned = 24,
-    /// A node answered one of the operator's membership changes.
+    /// A node answered one of the operator's membership changes. Words: the
+    /// node, the operator's request id.
     MembershipChangeAnswered = 25,
+    /// A node adopted a new configuration. Words: the node, the log index of
+    /// the configuration entry.
     MembershipChanged = 26,
+    /// A node installed a snapshot. Words: the node, the last index and the
+    /// last term the snapshot covers.
     SnapshotInstalled = 27,
+    /// A leader saw a follower hold fewer entries than it had acknowledged
+    /// (a disk that lost synced writes). Words: the node, the follower's id,
+    /// the acknowledged index, the index the follower holds.
     FollowerLostEntries = 28,
-    /// A node asked its disk for a write no correct node asks for (words:
-    /// the node, the write's id). The run fails with it.
+    /// A node asked its disk for a write no correct node asks for (a hole
+    /// in the log, a truncation outside it, a discard past the snapshot); the
+    /// seed fails with a durability verdict. Words: the node, the write's
+    /// persist id.
     ImpossibleWrite = 29,
+    /// A fault struck (random, churn or scenario). No words: what it was is
+    /// in the text only; its effects show in the records that follow.
     Fault = 30,
+    /// A crashed node restarted (from its disk, or empty to rejoin). Words:
+    /// the node, the term and commit index of its stored hard state, its
+    /// disk id.
     Restarted = 31,
+    /// The fault phase ended: everything heals. No words.
     FaultPhaseEnded = 32,
+    /// The operator asked the leader for a membership change. Words: the
+    /// leader's node index, the operator's request id.
     OperatorAsked = 33,
+    /// The operator asked the leader to transfer leadership. Words: the
+    /// leader's node index, the target (a node id from churn, a node index
+    /// from a scenario).
     OperatorTransfer = 34,
+    /// A handler panicked (a broken internal invariant); the seed fails. No
+    /// words.
     Panic = 98,
+    /// The last record. Word: the number of failures (0 passed).
     Verdict = 99,
 }
 
@@ -91,6 +149,8 @@ fn tag_word(tag: &RequestTag) -> u64 {
     tag.seq ^ tag.incarnation.rotate_left(40) ^ tag.disk.0.rotate_left(20)
 }
 
+/// One message as trace text: `FROM -> TO KIND TERM DETAIL`, e.g.
+/// `n1 -> n2 Append t3 prev=i4/t2 entries=1 commit=i4`.
 pub fn describe_message(message: &Message) -> String {
     let detail = match &message.body {
         MessageBody::RequestVote { last_log_index, last_log_term, .. } => {
@@ -136,6 +196,8 @@ pub fn describe_message(message: &Message) -> String {
     format!("{} -> {} {} {} {}", message.from, message.to, message.body.kind(), message.term, detail)
 }
 
+/// A client result as trace text: `ok` and the decoded key-value response,
+/// or the error variant.
 pub fn describe_result(result: &ClientResult) -> String {
     match result {
         ClientResult::Ok(bytes) => match chorus_core::kv::KvResponse::decode(bytes) {

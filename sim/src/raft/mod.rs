@@ -41,11 +41,13 @@ pub const LIVENESS_BOUND_US: u64 = 10_000_000;
 pub const WORKLOAD_TAIL_US: u64 = 1_000_000;
 /// Hard cap on events in one run; a run with more fails its seed.
 pub const MAX_EVENTS_PER_RUN: u64 = 20_000_000;
-/// Default clients and keys of the workload.
+/// Clients of the workload.
 pub const DEFAULT_CLIENTS: usize = 5;
+/// Keys of the workload (`k0`, `k1`, `k2`).
 pub const DEFAULT_KEYS: usize = 3;
-/// Raft timing used in simulation.
+/// The nodes' election timeout, in milliseconds of their local clocks.
 pub const ELECTION_TIMEOUT_MS: u64 = 150;
+/// The leaders' heartbeat interval, in milliseconds of their local clocks.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 40;
 /// The operator retries a scheduled membership change the leader refused
 /// after this long.
@@ -54,9 +56,17 @@ pub const OPERATOR_RETRY_US: u64 = 100_000;
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct SimOptions {
+    /// Seeds the run's one RNG: the fault profile, the nodes' settings, the
+    /// workload and every fault and network fate follow from it.
     pub seed: u64,
+    /// Voters in the initial configuration (at least 1); spare nodes come on
+    /// top of them.
     pub nodes: usize,
+    /// A bug injected into every node, for proving the checkers catch it;
+    /// `None` for the real protocol.
     pub bug: Option<Bug>,
+    /// A timed fault schedule; with one, the seed's random faults run only
+    /// if the scenario asks for them.
     pub scenario: Option<Scenario>,
     /// Keep a readable trace (replay); the hash is always computed.
     pub keep_trace_text: bool,
@@ -66,6 +76,8 @@ pub struct SimOptions {
 }
 
 impl SimOptions {
+    /// The defaults for `seed`: 5 nodes, no bug, no scenario, no trace text,
+    /// the default liveness bound.
     pub fn new(seed: u64) -> SimOptions {
         SimOptions {
             seed,

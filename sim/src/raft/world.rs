@@ -114,6 +114,9 @@ pub struct RaftWorld {
 }
 
 impl RaftWorld {
+    /// A world for `options`: the seed's RNG draws the fault profile, then
+    /// the nodes' clocks and settings and the workload. Panics without
+    /// nodes. Nothing runs until [`run`](RaftWorld::run).
     pub fn new(options: SimOptions) -> RaftWorld {
         assert!(options.nodes >= 1, "a cluster needs at least one node");
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);

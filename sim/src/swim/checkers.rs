@@ -39,6 +39,8 @@ struct View {
     tombstone: Option<Incarnation>,
 }
 
+/// The online checkers of one run: every member's view of every other, and
+/// the failures found so far (a failure does not stop the run).
 #[derive(Default)]
 pub struct Checkers {
     failures: Vec<String>,
@@ -48,10 +50,13 @@ pub struct Checkers {
 }
 
 impl Checkers {
+    /// Checkers for a cluster of `nodes` members, with empty views.
     pub fn new(nodes: usize) -> Checkers {
         Checkers { failures: Vec::new(), failure_count: 0, views: vec![BTreeMap::new(); nodes] }
     }
 
+    /// Records a failure; only the first [`MAX_FAILURES_KEPT`] messages are
+    /// kept, but every failure counts.
     pub fn fail(&mut self, message: String) {
         self.failure_count += 1;
         if self.failures.len() < MAX_FAILURES_KEPT {
@@ -59,10 +64,12 @@ impl Checkers {
         }
     }
 
+    /// The kept failure messages, first first.
     pub fn failures(&self) -> &[String] {
         &self.failures
     }
 
+    /// Whether any failure was recorded (even one not kept).
     pub fn failed(&self) -> bool {
         self.failure_count > 0
     }

@@ -10,15 +10,21 @@ use serde::Serialize;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SeedMetrics {
     /// Per crash of a member that stayed down until every member declared it
-    /// failed: microseconds from the crash to the first suspicion, to the
-    /// first failure declaration, and to the moment every running member
-    /// had declared it failed.
+    /// failed: simulated microseconds from the crash to the first suspicion
+    /// of it.
     pub detect_suspect_us: Vec<u64>,
+    /// Per such crash: simulated microseconds from the crash to the first
+    /// member declaring it failed.
     pub detect_first_us: Vec<u64>,
+    /// Per such crash: simulated microseconds from the crash to the moment
+    /// every running member had declared it failed.
     pub detect_all_us: Vec<u64>,
-    /// Failure declarations of running members (each declarer counts), and
-    /// how many of them the accuracy checker excused.
+    /// Failure declarations of running members (each declarer counts).
     pub false_positives: u64,
+    /// How many of `false_positives` the accuracy checker excused: a
+    /// partition or heavy loss, or the declarer, the victim or a member that
+    /// suspected it paused or slow, now or recently. Unexcused ones fail the
+    /// seed.
     pub false_positives_excused: u64,
     /// False positives about healthy members: neither paused nor slow
     /// (recently). Lifeguard exists to keep slow members from declaring
@@ -27,19 +33,22 @@ pub struct SeedMetrics {
     pub false_positives_healthy: u64,
     /// Suspicions of running members (each suspecter counts).
     pub false_suspicions: u64,
-    /// Messages and encoded bytes sent during the measured window (after
-    /// the join wave converged, until healing), all kinds, and the part that
-    /// was full-state push-pull exchanges.
+    /// Messages of all kinds sent during the measured window (after the
+    /// join wave converged, until healing).
     pub messages: u64,
+    /// Encoded bytes of those messages.
     pub bytes: u64,
+    /// The part of `messages` that was full-state push-pull exchanges.
     pub push_pull_messages: u64,
+    /// The encoded bytes of those push-pull messages.
     pub push_pull_bytes: u64,
     /// Member-periods in the window: the sum over running members of the
     /// time they ran, in probe intervals, times 1000.
     pub member_periods_milli: u64,
-    /// From the last member's start to every member seeing all of them
-    /// alive, and to 99.99% of them doing so.
+    /// Simulated microseconds from the last member's start to every member
+    /// seeing all of them alive; `None` if that never happened.
     pub converge_join_us: Option<u64>,
+    /// As `converge_join_us`, until 99.99% of them did.
     pub converge_join_9999_us: Option<u64>,
     /// From healing to every running member seeing exactly the running
     /// members as live (runs with a heal only).
@@ -48,27 +57,63 @@ pub struct SeedMetrics {
     pub probe_interval_us: u64,
 }
 
-/// Measurements summed over seeds.
+/// Measurements summed over seeds, as printed (and serialized to JSON) by
+/// `chorus-sim --system swim`.
+///
+/// Detection times are in probe intervals (protocol periods), rounded to
+/// 0.01; loads are per member-period, rounded to 0.01; convergence times are
+/// whole simulated milliseconds (truncated). Percentiles are nearest-rank
+/// over all seeds' values pooled; an empty set gives 0 (or `None` for the
+/// convergence times).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
+    /// Crashes with a detection time: members that stayed down until every
+    /// member declared them failed, over all seeds.
     pub crashes_measured: usize,
+    /// Median time from a crash to the first suspicion, in probe intervals.
     pub detect_suspect_p50: f64,
+    /// Median time from a crash to the first failure declaration, in probe
+    /// intervals.
     pub detect_first_p50: f64,
+    /// 99th percentile of the time to the first failure declaration, in
+    /// probe intervals.
     pub detect_first_p99: f64,
+    /// Median time from a crash until every running member declared it
+    /// failed, in probe intervals.
     pub detect_all_p50: f64,
+    /// 99th percentile of that time, in probe intervals.
     pub detect_all_p99: f64,
+    /// Failure declarations of running members, summed over seeds.
     pub false_positives: u64,
+    /// The excused part of `false_positives`.
     pub false_positives_excused: u64,
+    /// The part of `false_positives` about healthy (neither paused nor slow)
+    /// members.
     pub false_positives_healthy: u64,
+    /// Suspicions of running members, summed over seeds.
     pub false_suspicions: u64,
+    /// Messages of all kinds per member per probe interval in the measured
+    /// window.
     pub msgs_per_member_period: f64,
+    /// Encoded bytes of all kinds per member per probe interval.
     pub bytes_per_member_period: f64,
+    /// Messages other than push-pull exchanges (probes, acks, gossip) per
+    /// member per probe interval.
     pub probe_msgs_per_member_period: f64,
+    /// Bytes of messages other than push-pull exchanges per member per probe
+    /// interval.
     pub probe_bytes_per_member_period: f64,
+    /// The slowest seed's join convergence, in milliseconds; `None` if no
+    /// seed converged.
     pub converge_join_ms: Option<u64>,
+    /// The median seed's join convergence, in milliseconds.
     pub converge_join_p50_ms: Option<u64>,
+    /// The slowest seed's time to 99.99% join convergence, in milliseconds.
     pub converge_join_9999_ms: Option<u64>,
+    /// The slowest seed's convergence after healing, in milliseconds; `None`
+    /// without heals.
     pub converge_heal_ms: Option<u64>,
+    /// The median seed's convergence after healing, in milliseconds.
     pub converge_heal_p50_ms: Option<u64>,
 }
 

@@ -35,13 +35,21 @@ pub const MAX_NODES: usize = 10_000;
 /// What to run for one seed.
 #[derive(Clone, Debug)]
 pub struct SwimOptions {
+    /// Seeds the run's one RNG: the fault profile, start times, clocks,
+    /// faults and network fates all follow from it.
     pub seed: u64,
+    /// Cluster size, 1 to [`MAX_NODES`] (the command line enforces the
+    /// limit); the first three members are the seeds everyone joins through.
     pub nodes: usize,
+    /// A bug injected into every member's protocol, for proving a checker
+    /// fires; `None` for the real protocol.
     pub bug: Option<Bug>,
     /// Lifeguard's extensions on (the default) or classic SWIM.
     pub lifeguard: bool,
+    /// Which family of faults the seed's profile is drawn from.
     pub faults: FaultMix,
-    /// Length of the fault phase (the steady state with `FaultMix::None`).
+    /// Length of the fault phase in simulated microseconds (the steady state
+    /// with `FaultMix::None`); default [`world::FAULT_PHASE_US`].
     pub fault_phase_us: u64,
     /// Keep a readable trace (replay); the hash is always computed.
     pub keep_trace_text: bool,
@@ -52,6 +60,8 @@ pub struct SwimOptions {
 }
 
 impl SwimOptions {
+    /// The defaults for `seed`: 50 members, no bug, Lifeguard on, the swarm
+    /// fault mix, a 30 s fault phase, no trace text, no progress lines.
     pub fn new(seed: u64) -> SwimOptions {
         SwimOptions {
             seed,

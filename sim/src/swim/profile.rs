@@ -35,9 +35,11 @@ pub enum FaultMix {
 }
 
 impl FaultMix {
+    /// Every mix.
     pub const ALL: [FaultMix; 5] =
         [FaultMix::Swarm, FaultMix::Crashes, FaultMix::Slow, FaultMix::Partition, FaultMix::None];
 
+    /// The mix's name on the command line (`--faults NAME`).
     pub fn name(self) -> &'static str {
         match self {
             FaultMix::Swarm => "swarm",
@@ -48,6 +50,7 @@ impl FaultMix {
         }
     }
 
+    /// The mix called `name`, if any (the inverse of [`name`](FaultMix::name)).
     pub fn from_name(name: &str) -> Option<FaultMix> {
         FaultMix::ALL.into_iter().find(|mix| mix.name() == name)
     }
@@ -69,8 +72,11 @@ pub struct SwimProfile {
     pub partition_every_ms: Option<u64>,
     /// Mean interval between process pauses (timers fire late afterwards).
     pub pause_every_ms: Option<u64>,
-    /// Members whose inbound processing lags, and by how much at most.
+    /// Members made slow (their inbound processing lags) when the fault
+    /// phase starts, until healing.
     pub slow_members: usize,
+    /// Largest inbound lag of a slow member, in milliseconds; each slow
+    /// member draws its lag from 100 ms up to this (at least 100 ms).
     pub slow_lag_max_ms: u64,
     /// Clock drift bound (±ppm).
     pub drift_ppm: i64,

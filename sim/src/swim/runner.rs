@@ -11,12 +11,20 @@ use std::ops::Range;
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct SwimRunOptions {
+    /// The seeds to run, each an independent run (see [`SwimOptions::seed`]).
     pub seeds: Range<u64>,
+    /// Cluster size of every seed.
     pub nodes: usize,
+    /// A bug injected into every member, or `None`.
     pub bug: Option<Bug>,
+    /// Lifeguard's extensions on, or classic SWIM.
     pub lifeguard: bool,
+    /// Which family of faults each seed's profile is drawn from.
     pub faults: FaultMix,
+    /// Length of each seed's fault phase, in simulated microseconds.
     pub fault_phase_us: u64,
+    /// Worker threads; seeds are independent, so the outcomes (and the
+    /// combined hash) do not depend on it.
     pub threads: usize,
     /// Report each seed's progress on standard error.
     pub progress: bool,
@@ -42,6 +50,7 @@ impl SwimRunOptions {
 pub type SwimRunSummary = RunSummary<SeedMetrics>;
 
 impl RunSummary<SeedMetrics> {
+    /// The seeds' measurements summed (see [`Summary::of`]).
     pub fn metrics(&self) -> Summary {
         Summary::of(self.outcomes.iter().map(|outcome| &outcome.metrics))
     }

@@ -59,19 +59,73 @@ pub const PROGRESS_EVERY_US: u64 = 10_000_000;
 pub const MAX_EVENTS_PER_RUN: u64 = 200_000_000;
 
 /// What can happen in the SWIM world.
+///
+/// Node numbers here are 0-based indexes; member `n{i + 1}` (node id
+/// `i + 1`, address `n{i + 1}`) is index `i`. Events that carry a `life` or
+/// `epoch` are stale, and do nothing, once the member has restarted or the
+/// partition has been replaced.
 #[derive(Clone, Debug)]
 pub enum SimEvent {
-    Start { node: usize },
-    Deliver { from: usize, to: usize, bytes: usize, message: Message, lagged: bool },
-    Timer { node: usize, token: u64 },
+    /// A member starts (the join wave): seeds at time zero, the others within
+    /// [`JOIN_WINDOW_US`].
+    Start {
+        /// The member's index.
+        node: usize,
+    },
+    /// A message arrives at `to` (if it is still running and not cut off).
+    Deliver {
+        /// The sender's index.
+        from: usize,
+        /// The receiver's index.
+        to: usize,
+        /// The message's encoded size, measured when it was sent.
+        bytes: usize,
+        /// The message as sent.
+        message: Message,
+        /// Already held back by the receiver's slow lag once; not delayed
+        /// again.
+        lagged: bool,
+    },
+    /// A member's protocol timer fires, unless `token` is stale (the timer
+    /// was re-armed since).
+    Timer {
+        /// The member's index.
+        node: usize,
+        /// The arming the event belongs to.
+        token: u64,
+    },
+    /// Crash a random running member, then schedule the next crash if the
+    /// profile crashes members.
     Crash,
-    Restart { node: usize, life: u32 },
+    /// A crashed member restarts with its identity and a higher incarnation.
+    Restart {
+        /// The member's index.
+        node: usize,
+        /// The life that crashed.
+        life: u32,
+    },
+    /// Pause a random running member, then schedule the next pause.
     Pause,
-    Resume { node: usize, life: u32 },
+    /// A paused member resumes and handles the messages held meanwhile.
+    Resume {
+        /// The member's index.
+        node: usize,
+        /// The life that was paused.
+        life: u32,
+    },
+    /// Partition the network at random, then schedule the next partition.
     Partition,
-    HealPartition { epoch: u64 },
+    /// Lift the partition numbered `epoch`, if it is still the current one.
+    HealPartition {
+        /// The partition's sequence number.
+        epoch: u64,
+    },
+    /// The periodic checks (join convergence, detection times, settling);
+    /// reschedules itself.
     Check,
+    /// The join wave converged: the fault phase begins.
     StartFaults,
+    /// The fault phase ends: everything heals and the settle phase begins.
     Heal,
 }
 
@@ -114,6 +168,9 @@ pub(super) enum Phase {
     Done,
 }
 
+/// One seed's SWIM simulation: build it with [`SwimWorld::new`], optionally
+/// adjust it, and [`run`](SwimWorld::run) it. All times are simulated
+/// microseconds.
 pub struct SwimWorld {
     pub(super) options: SwimOptions,
     pub(super) profile: SwimProfile,
@@ -170,6 +227,9 @@ fn mix(mut value: u64) -> u64 {
 }
 
 impl SwimWorld {
+    /// A world for `options`: the seed's RNG draws the fault profile first,
+    /// then each member's clock offset (up to one second) and drift. Nothing
+    /// runs until [`run`](SwimWorld::run).
     pub fn new(options: SwimOptions) -> SwimWorld {
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
         let profile = SwimProfile::draw(options.faults, options.nodes, &mut rng);
@@ -224,6 +284,8 @@ impl SwimWorld {
         }
     }
 
+    /// The fault profile this run uses (drawn from the seed unless replaced
+    /// with [`with_profile`](SwimWorld::with_profile)).
     pub fn profile(&self) -> &SwimProfile {
         &self.profile
     }
@@ -268,12 +330,6 @@ impl SwimWorld {
         self.max_suspicion_us() + (2 * (u64::from(self.template.local_health_max) + 1) + 10) * interval
     }
 
-    /// After healing, every running member must see exactly the running
-    /// members as live (and so every crashed one as failed) within this
-    /// bound: three reconnection intervals (a failed member is retried every
-    /// half to one and a half of them), the longest suspicion timeout (for a
-    /// suspicion raised just before healing), two probe periods at the
-    /// highest local health multiplier and twenty plain periods for gossip.
     /// How long after the last start the join wave may take to converge.
     /// Gossip carries a few hundred updates per member per second, so in a
     /// cluster of thousands the news of thousands of joins overflows the
@@ -284,6 +340,12 @@ impl SwimWorld {
         JOIN_BOUND_US.max(3 * self.template.push_pull_interval_micros(self.options.nodes))
     }
 
+    /// After healing, every running member must see exactly the running
+    /// members as live (and so every crashed one as failed) within this
+    /// bound: three reconnection intervals (a failed member is retried every
+    /// half to one and a half of them), the longest suspicion timeout (for a
+    /// suspicion raised just before healing), two probe periods at the
+    /// highest local health multiplier and twenty plain periods for gossip.
     pub fn settle_bound_us(&self) -> u64 {
         let config = &self.template;
         let interval = config.probe_interval_ms * 1000;
@@ -292,6 +354,11 @@ impl SwimWorld {
             + (2 * (u64::from(config.local_health_max) + 1) + 20) * interval
     }
 
+    /// Runs the seed until every member agrees after healing, a convergence
+    /// bound is missed, the event limit [`MAX_EVENTS_PER_RUN`] is exceeded,
+    /// or a node panics (the last two fail the seed); other checker failures
+    /// are recorded and the run goes on. Reports the failures, the trace
+    /// hash and the metrics.
     pub fn run(mut self) -> SwimReport {
         let start = format!("start: {} members, profile: {}", self.options.nodes, self.profile);
         let profile = self.profile.to_string();
