@@ -148,6 +148,12 @@ struct CheckHistoryArgs {
     /// The model; by default `kv` when operations carry keys, else `register`.
     #[arg(long, value_enum)]
     model: Option<Model>,
+    /// Memory the search may use, in MiB (approximate, over all keys). When
+    /// it runs out, the largest key's search is given up (the others go on)
+    /// and, unless another key is found not linearizable, the verdict is
+    /// `unknown` with exit code 3.
+    #[arg(long, value_name = "MIB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    max_memory_mb: u64,
 }
 
 /// A usage error: printed, exit code 2.
@@ -428,7 +434,8 @@ fn check_history(args: CheckHistoryArgs) -> Result<ExitCode, UsageError> {
             args.file.display()
         )));
     }
-    match linearizability::check(&parsed, &SearchLimits::default()) {
+    let limits = SearchLimits { max_memory_bytes: args.max_memory_mb << 20, ..SearchLimits::default() };
+    match linearizability::check(&parsed, &limits) {
         Verdict::Linearizable => {
             say!("linearizable");
             Ok(ExitCode::SUCCESS)

@@ -50,13 +50,16 @@ use std::hash::{BuildHasherDefault, Hasher};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchLimits {
     /// Distinct (linearized set, state) configurations the search may record
-    /// for one key before it gives up with [`Verdict::Unknown`].
+    /// for one key before it gives up on that key.
     pub max_states_per_key: u64,
+    /// Approximate bytes all keys' searches may hold together; beyond it the
+    /// largest is given up (the others go on). Default 512 MiB.
+    pub max_memory_bytes: u64,
 }
 
 impl Default for SearchLimits {
     fn default() -> Self {
-        SearchLimits { max_states_per_key: 20_000_000 }
+        SearchLimits { max_states_per_key: 20_000_000, max_memory_bytes: 512 << 20 }
     }
 }
 
@@ -93,28 +96,75 @@ impl Verdict {
 /// Checks whether `history` is linearizable with respect to a register per key
 /// (all starting at `history.initial`).
 ///
-/// Keys are checked in sorted order (`None` first). The first key found not
-/// linearizable decides the verdict; if none is, but some key ran out of
-/// budget, the verdict is `Unknown` for the first such key.
+/// Keys are independent (P-compositionality), and their searches are
+/// interleaved: each undecided key gets a slice of search effort in turn
+/// (in sorted key order, `None` first), and the slices double every round.
+/// So a key that is hard to decide never keeps an easier key's violation
+/// from being found. The first key found not linearizable decides the
+/// verdict. A key whose search outgrows [`SearchLimits::max_states_per_key`]
+/// is given up, and so is the largest search whenever all of them together
+/// outgrow [`SearchLimits::max_memory_bytes`]; the others go on. If no key
+/// is found not linearizable but some key was given up, the verdict is
+/// `Unknown` for the first key given up.
 pub fn check(history: &History, limits: &SearchLimits) -> Verdict {
     let mut by_key: BTreeMap<Option<&str>, Vec<&Operation>> = BTreeMap::new();
     for op in &history.operations {
         by_key.entry(op.key.as_deref()).or_default().push(op);
     }
-    let mut unknown = None;
+    let mut searches: Vec<(Option<&str>, Search)> = Vec::new();
     for (key, ops) in by_key {
-        match check_key(key, &ops, &history.initial, limits) {
-            Verdict::Linearizable => {}
-            v @ Verdict::NotLinearizable { .. } => return v,
-            v @ Verdict::Unknown { .. } => {
-                if unknown.is_none() {
-                    unknown = Some(v);
+        match prepare_key(key, &ops, &history.initial) {
+            Ok(None) => {}
+            Ok(Some(search)) => searches.push((key, search)),
+            Err(verdict) => return verdict,
+        }
+    }
+    let mut given_up = None;
+    let mut slice = FIRST_SLICE_STATES;
+    while !searches.is_empty() {
+        let mut index = 0;
+        while index < searches.len() {
+            let (key, search) = &mut searches[index];
+            match search.run(slice.min(limits.max_states_per_key)) {
+                SearchResult::Linearizable => {
+                    searches.remove(index);
+                    continue;
+                }
+                SearchResult::NotLinearizable => return not_linearizable(*key, &history.initial, search),
+                SearchResult::OutOfBudget if search.cache.len() > limits.max_states_per_key => {
+                    let reason = format!("SearchLimits::max_states_per_key = {}", limits.max_states_per_key);
+                    given_up.get_or_insert_with(|| gave_up(*key, search, &reason));
+                    searches.remove(index);
+                    continue;
+                }
+                SearchResult::OutOfBudget => index += 1,
+            }
+            let memory: u64 = searches.iter().map(|(_, search)| search.memory_bytes()).sum();
+            if memory > limits.max_memory_bytes {
+                let largest = (0..searches.len())
+                    .max_by_key(|&at| searches[at].1.memory_bytes())
+                    .expect("searches hold the memory");
+                let (key, search) = searches.remove(largest);
+                let reason = format!(
+                    "the searches held about {} MB together, over SearchLimits::max_memory_bytes = {} MB; this key's \
+                     was the largest",
+                    memory >> 20,
+                    limits.max_memory_bytes >> 20
+                );
+                given_up.get_or_insert_with(|| gave_up(key, &search, &reason));
+                if largest < index {
+                    index -= 1;
                 }
             }
         }
+        slice = slice.saturating_mul(2);
     }
-    unknown.unwrap_or(Verdict::Linearizable)
+    given_up.unwrap_or(Verdict::Linearizable)
 }
+
+/// Configurations each undecided key may record in the first round of
+/// [`check`]; the allowance doubles every round.
+const FIRST_SLICE_STATES: u64 = 1 << 12;
 
 // ---------------------------------------------------------------------------
 // Per-key search
@@ -141,6 +191,15 @@ enum Step {
     Append(u32),
 }
 
+impl Step {
+    /// Can this step replace the state with something other than an
+    /// extension of it? (Reads and mismatching cas change nothing; appends
+    /// only extend.)
+    fn replaces(self) -> bool {
+        matches!(self, Step::Write(_) | Step::Cas { .. } | Step::CasMaybe { .. })
+    }
+}
+
 struct KeyOp<'h> {
     op: &'h Operation,
     step: Step,
@@ -153,6 +212,9 @@ struct Values {
     values: Vec<Value>,
     ids: HashMap<Value, u32>,
     appends: HashMap<(u32, u32), u32>,
+    /// Bytes of text the interned values hold (each is stored twice: in
+    /// `values` and as a key of `ids`).
+    text_bytes: u64,
 }
 
 fn text_of(v: &Value) -> String {
@@ -165,7 +227,7 @@ fn text_of(v: &Value) -> String {
 
 impl Values {
     fn new() -> Self {
-        Values { values: Vec::new(), ids: HashMap::new(), appends: HashMap::new() }
+        Values { values: Vec::new(), ids: HashMap::new(), appends: HashMap::new(), text_bytes: 0 }
     }
 
     fn id(&mut self, v: &Value) -> u32 {
@@ -173,6 +235,9 @@ impl Values {
             return id;
         }
         let id = self.values.len() as u32;
+        if let Value::Str(text) = v {
+            self.text_bytes += 2 * text.len() as u64;
+        }
         self.values.push(v.clone());
         self.ids.insert(v.clone(), id);
         id
@@ -187,6 +252,22 @@ impl Values {
         let r = self.id(&Value::Str(s));
         self.appends.insert((state, suffix), r);
         r
+    }
+
+    /// Is the text of `state` a prefix of the text of `value`? (What a read
+    /// of `value` needs of the state before it when only appends can come
+    /// in between.)
+    fn is_prefix(&self, state: u32, value: u32) -> bool {
+        match (&self.values[state as usize], &self.values[value as usize]) {
+            (Value::Str(state), Value::Str(value)) => value.starts_with(state.as_str()),
+            (Value::Nil, _) => true,
+            (state, value) => text_of(value).starts_with(&text_of(state)),
+        }
+    }
+
+    /// Approximate bytes held.
+    fn memory_bytes(&self) -> u64 {
+        self.text_bytes + (self.values.len() as u64) * 64 + (self.appends.len() as u64) * 24
     }
 
     fn step(&mut self, state: u32, step: Step) -> Option<u32> {
@@ -296,6 +377,14 @@ impl Cache {
 
     fn len(&self) -> u64 {
         self.entries.len() as u64
+    }
+
+    /// Approximate bytes held: entries, the arena, and both hash maps.
+    fn memory_bytes(&self) -> u64 {
+        let entries = self.entries.capacity() * std::mem::size_of::<CacheEntry>();
+        let arena = self.arena.capacity() * 8;
+        let maps = (self.groups.capacity() + self.exact.capacity()) * 16;
+        (entries + arena + maps) as u64
     }
 
     /// Records the configuration as active and returns its index, or None if
@@ -442,6 +531,22 @@ struct Search<'h> {
     /// Moves to try, for every configuration on the current path.
     cands: Vec<u32>,
     best: Best,
+    /// Operations not linearized whose step can replace the state (see
+    /// [`Step::replaces`]); while there are none, the state can only grow
+    /// by appends (see [`Search::contradicts_reads`]).
+    replacing_left: u32,
+    /// Definite reads by completion time, with the value each observed.
+    reads: Vec<(usize, u32)>,
+    /// Each operation's place in `reads` (`NONE` for others).
+    read_rank: Vec<u32>,
+    /// No read before this place in `reads` is unlinearized.
+    read_cursor: usize,
+    /// Where the search is, so that [`Search::run`] can resume: one level
+    /// per configuration on the current path (where its moves start in
+    /// `cands`, and the next one to try), and whether the last move arrived
+    /// at a new configuration.
+    levels: Vec<(usize, usize)>,
+    arrived: bool,
 }
 
 enum SearchResult {
@@ -464,7 +569,25 @@ impl<'h> Search<'h> {
         let opt_bits = vec![0u64; opt.len().div_ceil(64)];
         let zobrist = (0..n).map(|i| splitmix64(i as u64 ^ 0x5eed_1234_abcd_0000)).collect();
         let (class, rank, class_used) = Self::classes(&kops, &opt);
+        let replacing_left = kops.iter().filter(|k| k.step.replaces()).count() as u32;
+        let mut reads: Vec<(usize, u32)> = (0..n)
+            .filter_map(|i| match kops[i].step {
+                Step::Read(value) if kops[i].definite => Some((i, value)),
+                _ => None,
+            })
+            .collect();
+        reads.sort_by_key(|&(i, _)| (kops[i].ret_time(), kops[i].op.invoke_at, i));
+        let mut read_rank = vec![NONE; n];
+        for (rank, &(i, _)) in reads.iter().enumerate() {
+            read_rank[i] = rank as u32;
+        }
         Search {
+            replacing_left,
+            reads,
+            read_rank,
+            read_cursor: 0,
+            levels: Vec::new(),
+            arrived: true,
             class,
             rank,
             class_used,
@@ -619,6 +742,12 @@ impl<'h> Search<'h> {
             return false;
         };
         self.stack.push(Frame { op: i, state: self.state, def_hi, entry });
+        if self.kops[i].step.replaces() {
+            self.replacing_left -= 1;
+        }
+        while self.read_cursor < self.reads.len() && self.linearized[self.reads[self.read_cursor].0] {
+            self.read_cursor += 1;
+        }
         if !self.kops[i].definite {
             self.class_used[self.class[i] as usize] += 1;
         }
@@ -652,6 +781,12 @@ impl<'h> Search<'h> {
         }
         self.set_bit(i, false);
         self.state = f.state;
+        if self.kops[i].step.replaces() {
+            self.replacing_left += 1;
+        }
+        if self.read_rank[i] != NONE {
+            self.read_cursor = self.read_cursor.min(self.read_rank[i] as usize);
+        }
         if self.kops[i].definite {
             self.done -= 1;
         } else {
@@ -727,30 +862,27 @@ impl<'h> Search<'h> {
     /// The search: a depth-first search over configurations, each trying the
     /// moves computed by [`Search::moves`], skipping the pointless ones and
     /// those leading to configurations already covered by the cache.
-    fn run(&mut self, limits: &SearchLimits) -> SearchResult {
-        // One level per configuration on the current path: where its moves
-        // start in `cands`, and the next one to try.
-        let mut levels: Vec<(usize, usize)> = Vec::new();
-        let mut arrived = true;
+    fn run(&mut self, max_states: u64) -> SearchResult {
         loop {
-            if arrived {
-                arrived = false;
+            if self.arrived {
                 if self.done == self.total_definite {
                     return SearchResult::Linearizable;
                 }
-                if self.cache.len() > limits.max_states_per_key {
+                if self.cache.len() > max_states {
+                    // Paused: calling `run` again resumes right here.
                     return SearchResult::OutOfBudget;
                 }
+                self.arrived = false;
                 let start = self.cands.len();
                 self.moves();
-                levels.push((start, start));
+                self.levels.push((start, start));
             }
-            let level = levels.last_mut().expect("a level per configuration");
+            let level = self.levels.last_mut().expect("a level per configuration");
             if level.1 == self.cands.len() {
                 // No move from here leads to a linearization.
                 self.cands.truncate(level.0);
-                levels.pop();
-                if levels.is_empty() {
+                self.levels.pop();
+                if self.levels.is_empty() {
                     return SearchResult::NotLinearizable;
                 }
                 self.pop();
@@ -763,13 +895,72 @@ impl<'h> Search<'h> {
             if let Some(new_state) = self.values.step(self.state, step) {
                 let useful =
                     if definite { !self.write_after_optional(i) } else { self.optional_move_useful(i, new_state) };
-                if useful && self.push(i, new_state) {
-                    arrived = true;
+                if !useful {
+                    continue;
+                }
+                if self.contradicts_reads(i, new_state) {
+                    self.note_pruned(i, new_state);
+                } else if self.push(i, new_state) {
+                    self.arrived = true;
                 }
             }
         }
     }
+
+    /// Would linearizing `i` (reaching `new_state`) contradict a read still to
+    /// be linearized? Once no operation left can replace the state, it can
+    /// only grow by appends until each remaining read, so every such read
+    /// must observe an extension of `new_state`. Only the first few
+    /// unlinearized reads (by completion) are looked at: checking fewer only
+    /// prunes less. This turns the search for the order of concurrent
+    /// appends, exponential without it, into a walk guided by what the reads
+    /// saw.
+    fn contradicts_reads(&self, i: usize, new_state: u32) -> bool {
+        let replacing = self.replacing_left - u32::from(self.kops[i].step.replaces());
+        if replacing > 0 {
+            return false;
+        }
+        let mut looked = 0;
+        for &(read, value) in self.reads[self.read_cursor..].iter().take(READ_LOOKAHEAD_SCAN) {
+            if read == i || self.linearized[read] {
+                continue;
+            }
+            if !self.values.is_prefix(new_state, value) {
+                return true;
+            }
+            looked += 1;
+            if looked == READ_LOOKAHEAD {
+                break;
+            }
+        }
+        false
+    }
+
+    /// A move `contradicts_reads` pruned is still a valid step: if it makes
+    /// the longest prefix yet, remember it for the explanation (which then
+    /// shows the read that rules it out).
+    fn note_pruned(&mut self, i: usize, new_state: u32) {
+        if !self.kops[i].definite || self.done + 1 <= self.best.done {
+            return;
+        }
+        self.best.done = self.done + 1;
+        self.best.linearized.copy_from_slice(&self.linearized);
+        self.best.linearized[i] = true;
+        self.best.state = new_state;
+        let from = self.stack.len().saturating_sub(2);
+        self.best.tail = self.stack[from..].iter().map(|f| f.op).chain([i]).collect();
+    }
+
+    /// Approximate bytes this search holds (its cache, values and lists).
+    fn memory_bytes(&self) -> u64 {
+        self.cache.memory_bytes() + self.values.memory_bytes() + (self.kops.len() as u64) * 96
+    }
 }
+
+/// How many unlinearized reads [`Search::contradicts_reads`] compares with
+/// a new state, and how far along the reads it looks for them.
+const READ_LOOKAHEAD: usize = 4;
+const READ_LOOKAHEAD_SCAN: usize = 64;
 
 impl KeyOp<'_> {
     /// Completion time; +infinity for optional (unknown) operations.
@@ -781,37 +972,40 @@ impl KeyOp<'_> {
     }
 }
 
-fn check_key(key: Option<&str>, ops: &[&Operation], initial: &Value, limits: &SearchLimits) -> Verdict {
+/// One key's check before any search: `Ok(None)` if it is trivially
+/// linearizable, `Err` with the verdict if an observation is plainly
+/// impossible, otherwise the search to run.
+fn prepare_key<'h>(key: Option<&str>, ops: &[&'h Operation], initial: &Value) -> Result<Option<Search<'h>>, Verdict> {
     let mut values = Values::new();
     let init = values.id(initial);
     let kops: Vec<KeyOp> = ops.iter().filter_map(|op| key_op(op, &mut values)).collect();
     if kops.iter().all(|k| !k.definite) {
-        return Verdict::Linearizable;
+        return Ok(None);
     }
     if let Some(explanation) = impossible_observation(key, initial, &kops, &values, init) {
-        return Verdict::NotLinearizable { key: key.map(str::to_string), explanation };
+        return Err(Verdict::NotLinearizable { key: key.map(str::to_string), explanation });
     }
-    let mut search = Search::new(kops, values, init);
-    let result = search.run(limits);
-    match result {
-        SearchResult::Linearizable => Verdict::Linearizable,
-        SearchResult::NotLinearizable => Verdict::NotLinearizable {
-            key: key.map(str::to_string),
-            explanation: explain(key, initial, &search.kops, &search.values, &search.best),
-        },
-        SearchResult::OutOfBudget => Verdict::Unknown {
-            key: key.map(str::to_string),
-            reason: format!(
-                "gave up on {} after exploring {} configurations \
-                 (SearchLimits::max_states_per_key = {}); at best {} of its {} \
-                 operations that must take effect were linearized",
-                key_label(key),
-                search.cache.len() - 1,
-                limits.max_states_per_key,
-                search.best.done,
-                search.total_definite
-            ),
-        },
+    Ok(Some(Search::new(kops, values, init)))
+}
+
+fn not_linearizable(key: Option<&str>, initial: &Value, search: &Search) -> Verdict {
+    Verdict::NotLinearizable {
+        key: key.map(str::to_string),
+        explanation: explain(key, initial, &search.kops, &search.values, &search.best),
+    }
+}
+
+fn gave_up(key: Option<&str>, search: &Search, limit: &str) -> Verdict {
+    Verdict::Unknown {
+        key: key.map(str::to_string),
+        reason: format!(
+            "gave up on {} after exploring {} configurations ({limit}); at best {} of its {} operations that must \
+             take effect were linearized",
+            key_label(key),
+            search.cache.len().saturating_sub(1),
+            search.best.done,
+            search.total_definite
+        ),
     }
 }
 
@@ -1105,6 +1299,41 @@ mod tests {
         );
     }
 
+    /// Key "a" (checked first in key order) is exponentially hard: 22
+    /// concurrent writes, then two reads that no order explains, so the
+    /// search must refute every subset of the writes. Key "b" is plainly not
+    /// linearizable. With no per-key limit, "b" is still found at once: keys
+    /// take turns, so "a" never holds the check.
+    #[test]
+    fn a_hard_key_does_not_hold_up_another_keys_violation() {
+        let keyed = |mut operation: Operation, key: &str| {
+            operation.key = Some(key.to_string());
+            operation
+        };
+        let mut operations: Vec<Operation> = (0..22).map(|p| keyed(write(p, I(p as i64), 0, 100), "a")).collect();
+        operations.push(keyed(read(30, I(1), 200, 210), "a"));
+        operations.push(keyed(read(31, I(2), 300, 310), "a"));
+        operations.push(keyed(write(40, I(1), 0, 1), "b"));
+        operations.push(keyed(write(40, I(2), 2, 3), "b"));
+        operations.push(keyed(read(41, I(1), 4, 5), "b"));
+        let limits = SearchLimits { max_states_per_key: u64::MAX, ..SearchLimits::default() };
+        let v = check(&hist(operations), &limits);
+        assert!(matches!(&v, Verdict::NotLinearizable { key: Some(key), .. } if key == "b"), "{v:?}");
+    }
+
+    /// When the searches together outgrow the memory budget, the largest is
+    /// given up and the verdict says so.
+    #[test]
+    fn the_memory_budget_gives_up_the_largest_search() {
+        let mut operations: Vec<Operation> = (0..22).map(|p| write(p, I(p as i64), 0, 100)).collect();
+        operations.push(read(30, I(1), 200, 210));
+        operations.push(read(31, I(2), 300, 310));
+        let limits = SearchLimits { max_states_per_key: u64::MAX, max_memory_bytes: 8 << 20 };
+        let v = check(&hist(operations), &limits);
+        let Verdict::Unknown { reason, .. } = &v else { panic!("{v:?}") };
+        assert!(reason.contains("max_memory_bytes = 8 MB"), "{reason}");
+    }
+
     #[test]
     fn budget_exhaustion_gives_unknown() {
         // Many concurrent writes, then reads that cannot both be right: the
@@ -1113,7 +1342,7 @@ mod tests {
         ops.push(read(99, I(1), 101, 102));
         ops.push(read(99, I(2), 103, 104));
         let h = hist(ops);
-        let v = check(&h, &SearchLimits { max_states_per_key: 50 });
+        let v = check(&h, &SearchLimits { max_states_per_key: 50, ..SearchLimits::default() });
         assert!(
             matches!(&v, Verdict::Unknown { key: None, reason } if reason.contains("max_states_per_key = 50")),
             "{v:?}"
@@ -1255,6 +1484,59 @@ mod tests {
             prop_assert!(!matches!(got, Verdict::Unknown { .. }), "unknown: {:?}", got);
             prop_assert_eq!(got.is_linearizable(), expected, "history: {:#?}\nverdict: {:?}", h, got);
         }
+    }
+
+    /// Appends of one letter and reads of short strings of those letters: the
+    /// histories where the read lookahead (`Search::contradicts_reads`)
+    /// prunes, so that it is compared with the definition.
+    fn arb_append_op() -> impl Strategy<Value = Operation> {
+        const SEEN: [&str; 9] = ["", "a", "b", "ab", "ba", "abc", "bac", "ac", "cab"];
+        (0u64..3, any::<bool>(), 0usize..3, 0usize..SEEN.len(), 0u8..6, 0u64..12, 0u64..6).prop_map(
+            |(process, append, letter, seen, ok, invoke_at, dur)| {
+                let function = if append { F::Append(V::Str(["a", "b", "c"][letter].to_string())) } else { F::Read };
+                let outcome = match (ok, &function) {
+                    (0, _) => O::Unknown,
+                    (_, F::Read) => O::Ok { read: Some(V::Str(SEEN[seen].to_string())) },
+                    _ => O::Ok { read: None },
+                };
+                let complete_at = (outcome != O::Unknown).then_some(invoke_at + dur);
+                Operation { process, key: None, function, outcome, invoke_at, complete_at }
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(3000),
+            ..ProptestConfig::default()
+        })]
+        #[test]
+        fn agrees_with_brute_force_on_append_histories(
+            operations in prop::collection::vec(arb_append_op(), 0..=7)
+        ) {
+            let h = History { initial: V::Nil, operations };
+            let expected = reference_linearizable(&h);
+            let got = verdict(&h);
+            prop_assert!(!matches!(got, Verdict::Unknown { .. }), "unknown: {:?}", got);
+            prop_assert_eq!(got.is_linearizable(), expected, "history: {:#?}\nverdict: {:?}", h, got);
+        }
+    }
+
+    #[test]
+    fn append_histories_produce_both_verdicts() {
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = prop::collection::vec(arb_append_op(), 3..=7);
+        let (mut linearizable, mut not) = (0, 0);
+        for _ in 0..500 {
+            let operations = strategy.new_tree(&mut runner).expect("a history").current();
+            if reference_linearizable(&History { initial: V::Nil, operations }) {
+                linearizable += 1;
+            } else {
+                not += 1;
+            }
+        }
+        assert!(linearizable >= 25 && not >= 25, "{linearizable} linearizable, {not} not");
     }
 
     /// Reference for larger histories: the definition of linearizability as a

@@ -10,9 +10,9 @@ at a random moment between its invocation and its completion, in a model of
 the store; reads return what the model holds then. 2% of operations end in
 :info (the client gave up; the effect may or may not have happened, and the
 process is replaced by a new one, as Jepsen does). The bad copy replaces the
-value of one late completed read by a stale value of its key (a prefix of
-what the key held then, written before the read began and overwritten before
-it): a lost or stale read that only a search over orders can refute.
+value of one late completed read by a stale value of its key: what the key
+held before an append that completed before the read was invoked (a stale
+read that only a search over orders can refute).
 Deterministic for a given seed.
 """
 import heapq
@@ -25,7 +25,9 @@ def main():
     prefix = sys.argv[5]
     rng = random.Random(seed)
     store = {str(k): "" for k in range(keys)}
-    history_of = {str(k): [(0, "")] for k in range(keys)}  # (time, value) per key
+    # Per key: (time it took effect, value after, the operation) for each append.
+    history_of = {str(k): [(0, "", None)] for k in range(keys)}
+    completed_at = {}  # id(operation) -> completion time
     events = []  # (time, order, line-dict)
     order = 0
     heap = []  # (time, kind, process, data)
@@ -58,7 +60,7 @@ def main():
             result = None
             if op["f"] == "append" and applied:
                 store[op["key"]] += op["value"]
-                history_of[op["key"]].append((time, store[op["key"]]))
+                history_of[op["key"]].append((time, store[op["key"]], op))
             elif op["f"] == "get":
                 result = store[op["key"]]
             done = time + rng.randint(1, 400)
@@ -70,20 +72,26 @@ def main():
                 heapq.heappush(heap, (time + rng.randint(1, 100), 0, next_process, None))
                 next_process += 1
                 continue
+            completed_at[id(op)] = time
             value = result if op["f"] == "get" else op["value"]
             events.append((time, order, process, "ok", op, value)); order += 1
             if op["f"] == "get":
                 reads.append((len(events) - 1, op["key"], invoked, value))
             heapq.heappush(heap, (time + rng.randint(1, 100), 0, process, None))
     write(prefix + "-ok.edn", events)
-    # Corrupt one late read: a value its key held before the read began but
-    # no longer held when the read was invoked.
+    # Corrupt one late read: a value its key held before an append that
+    # completed before the read was invoked (so the read must see that
+    # append, and strings only grow).
     for index, key, invoked, value in reversed(reads):
-        older = [v for (t, v) in history_of[key] if t < invoked and v != value]
-        stale = [v for v in older if value.startswith(v) and v != value and v]
-        if len(stale) >= 2:
+        chain = history_of[key]
+        stale = None
+        for (t, old, _), (_, _, later) in zip(chain, chain[1:]):
+            done = completed_at.get(id(later))
+            if old and done is not None and done < invoked and value.startswith(old) and old != value:
+                stale = old
+        if stale is not None and len(stale) > 0:
             time, order_, process, _, op, _ = events[index]
-            events[index] = (time, order_, process, "ok", op, stale[-2])
+            events[index] = (time, order_, process, "ok", op, stale)
             break
     else:
         sys.exit("no read to corrupt: generate more operations")
