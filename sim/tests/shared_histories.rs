@@ -79,3 +79,10 @@ fn jepsen_etcd_verdicts() {
 fn jepsen_kv_verdicts() {
     assert!(check_suite("jepsen-kv") > 0);
 }
+
+/// Histories with 50 concurrent clients made by `generated/generate.py`:
+/// the shape that used to exhaust memory (docs/measurements.md).
+#[test]
+fn generated_fifty_client_kv_verdicts() {
+    assert_eq!(check_suite("generated"), 4);
+}
