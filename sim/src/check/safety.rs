@@ -210,6 +210,12 @@ impl SafetyChecker {
         self.fail(format!("durability: {description}"));
     }
 
+    /// A message could not cross the simulated network: the wire codec
+    /// refused to encode what a node sent, or to decode what it encoded.
+    pub fn on_wire_error(&mut self, description: String) {
+        self.fail(format!("wire: {description}"));
+    }
+
     /// A node reported a peer breaking the protocol.
     pub fn on_node_violation(&mut self, node: usize, description: &str) {
         self.fail(format!("n{} reported a protocol violation: {description}", node + 1));

@@ -290,7 +290,7 @@ impl RaftWorld {
         let mut sources: BTreeMap<(u8, u64), std::collections::VecDeque<SimEvent>> = BTreeMap::new();
         for event in std::mem::take(&mut self.nodes[node].slot.stash) {
             let source = match &event {
-                SimEvent::Deliver { message, .. } => (0, message.from.0),
+                SimEvent::Deliver { from, .. } => (0, *from as u64 + 1),
                 SimEvent::ToNode { client, .. } => (1, *client as u64),
                 _ => (2, 0),
             };

@@ -20,6 +20,7 @@ use chorus_core::raft::{
     Action, ClientResult, Config, DiskId, Event, Message, PersistId, PersistRequest, RaftNode, ReadMode, Role,
     SnapshotPolicy,
 };
+use chorus_core::wire;
 use chorus_core::{NodeId, RequestId, Term};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -39,8 +40,14 @@ pub(super) enum RequestOwner {
 /// What can happen in the Raft world.
 pub enum SimEvent {
     Deliver {
+        /// The receiving node's index.
         to: usize,
-        message: Message,
+        /// The sending node's index.
+        from: usize,
+        /// The message as it crossed the network: encoded by the core's
+        /// wire codec at send, decoded at delivery, as a real transport
+        /// would.
+        bytes: Vec<u8>,
     },
     Timer {
         node: usize,
@@ -287,7 +294,7 @@ impl RaftWorld {
 
     pub(super) fn handle(&mut self, event: SimEvent) {
         match event {
-            SimEvent::Deliver { to, message } => self.deliver(to, message),
+            SimEvent::Deliver { to, from, bytes } => self.deliver(to, from, bytes),
             SimEvent::Timer { node, token } => self.timer_fired(node, token),
             SimEvent::DiskSynced { node, incarnation, id } => self.disk_synced(node, incarnation, id),
             SimEvent::ToNode { node, client, attempt, request } => self.client_request(node, client, attempt, request),
@@ -322,8 +329,14 @@ impl RaftWorld {
         }
     }
 
-    fn deliver(&mut self, to: usize, message: Message) {
-        let from = message.from.0 as usize - 1;
+    fn deliver(&mut self, to: usize, from: usize, bytes: Vec<u8>) {
+        let message = match wire::decode_message(&bytes) {
+            Ok(message) => message,
+            Err(error) => {
+                let description = format!("a message from {} does not decode: {error}", node_id(from));
+                return self.checker.on_wire_error(description);
+            }
+        };
         if self.network.is_blocked(from, to) {
             let words = message_words(&message);
             self.engine.record(RaftRecord::CutInFlight, &[words[0], words[1], words[2]], || {
@@ -331,7 +344,7 @@ impl RaftWorld {
             });
             return;
         }
-        if self.stash_if_paused(to, SimEvent::Deliver { to, message: message.clone() }) {
+        if self.stash_if_paused(to, SimEvent::Deliver { to, from, bytes }) {
             return;
         }
         let local = self.nodes[to].slot.clock.local(self.engine.now);
@@ -618,10 +631,18 @@ impl RaftWorld {
                 });
             }
             Fate::Arrives { first_us, second_us } => {
+                // Across the network as bytes, through the core's codec.
+                let bytes = match wire::encode_message(&message) {
+                    Ok(bytes) => bytes,
+                    Err(error) => {
+                        let description = format!("{} sent a message the wire cannot carry: {error}", node_id(from));
+                        return self.checker.on_wire_error(description);
+                    }
+                };
                 if let Some(second_us) = second_us {
-                    self.engine.schedule(second_us, SimEvent::Deliver { to, message: message.clone() });
+                    self.engine.schedule(second_us, SimEvent::Deliver { to, from, bytes: bytes.clone() });
                 }
-                self.engine.schedule(first_us, SimEvent::Deliver { to, message });
+                self.engine.schedule(first_us, SimEvent::Deliver { to, from, bytes });
             }
         }
     }

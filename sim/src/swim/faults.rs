@@ -144,11 +144,11 @@ impl SwimWorld {
         self.nodes[node].slot.paused = false;
         self.nodes[node].excused_until = self.engine.now + self.excuse_window_us();
         let stash = std::mem::take(&mut self.nodes[node].slot.stash);
-        for (from, bytes, message) in stash {
+        for (from, datagram, message) in stash {
             if self.nodes[node].swim.is_none() {
                 break;
             }
-            self.deliver(from, node, bytes, message, true);
+            self.deliver(from, node, datagram, message, true);
         }
         if self.nodes[node].swim.is_some() {
             self.in_timeout = true;

@@ -17,9 +17,10 @@
 //!    (derived from the configuration) every running member must see exactly
 //!    the running members as live, and every crashed member as failed.
 //!
-//! Messages travel as values (the receiver gets what was sent, as after a
-//! lossless decode); each is measured with the wire encoder when sent, which
-//! is what the byte budget and the load metrics use.
+//! Messages travel as datagrams: encoded by the core's wire codec when sent
+//! (their length is what the byte budget and the load metrics use), and
+//! handed to the receiver's `handle_datagram`, which decodes them, as a real
+//! transport would.
 //!
 //! Determinism: one ChaCha8 stream seeded by the seed draws every random
 //! choice of the world; each node's RNG seed is derived from the run's seed,
@@ -78,9 +79,10 @@ pub enum SimEvent {
         from: usize,
         /// The receiver's index.
         to: usize,
-        /// The message's encoded size, measured when it was sent.
-        bytes: usize,
-        /// The message as sent.
+        /// The message as it crosses the network, encoded by the core's codec;
+        /// the receiver decodes it.
+        datagram: Vec<u8>,
+        /// The message as sent, for the trace only (saves a second decode).
         message: Message,
         /// Already held back by the receiver's slow lag once; not delayed
         /// again.
@@ -133,7 +135,7 @@ pub(super) struct SimNode {
     pub(super) swim: Option<SwimNode>,
     /// Clock, timer and the messages `(from, bytes, message)` held while
     /// paused.
-    pub(super) slot: NodeSlot<(usize, usize, Message)>,
+    pub(super) slot: NodeSlot<(usize, Vec<u8>, Message)>,
     /// Lives so far (a restart starts a new one).
     pub(super) life: u32,
     /// The lowest incarnation of the current life: a failure declaration at
@@ -403,7 +405,9 @@ impl SwimWorld {
                 self.engine.record(SwimRecord::NodeStarted, &[node as u64], || format!("start n{}", node + 1));
                 self.start_node(node);
             }
-            SimEvent::Deliver { from, to, bytes, message, lagged } => self.deliver(from, to, bytes, message, lagged),
+            SimEvent::Deliver { from, to, datagram, message, lagged } => {
+                self.deliver(from, to, datagram, message, lagged)
+            }
             SimEvent::Timer { node, token } => {
                 let sim_node = &self.nodes[node];
                 if !sim_node.slot.timer_is_due(token) || sim_node.swim.is_none() {
@@ -512,7 +516,14 @@ impl SwimWorld {
     }
 
     pub(super) fn send(&mut self, from: usize, to: &Address, message: Message) {
-        let bytes = wire::encoded_len(&message);
+        let datagram = match wire::encode(&message, wire::MAX_DATAGRAM_BYTES) {
+            Ok(datagram) => datagram,
+            Err(error) => {
+                let kind = message.body.kind();
+                return self.checkers.fail(format!("n{} sent a {kind} the wire cannot carry: {error}", from + 1));
+            }
+        };
+        let bytes = datagram.len();
         let budget = self.checked_budget_bytes;
         if bytes > budget {
             self.checkers.fail(format!(
@@ -545,16 +556,17 @@ impl SwimWorld {
             }
             Fate::Arrives { first_us, second_us } => {
                 if let Some(second_us) = second_us {
-                    let copy = message.clone();
-                    self.engine
-                        .schedule(second_us, SimEvent::Deliver { from, to, bytes, message: copy, lagged: false });
+                    let (datagram, message) = (datagram.clone(), message.clone());
+                    let copy = SimEvent::Deliver { from, to, datagram, message, lagged: false };
+                    self.engine.schedule(second_us, copy);
                 }
-                self.engine.schedule(first_us, SimEvent::Deliver { from, to, bytes, message, lagged: false });
+                self.engine.schedule(first_us, SimEvent::Deliver { from, to, datagram, message, lagged: false });
             }
         }
     }
 
-    pub(super) fn deliver(&mut self, from: usize, to: usize, bytes: usize, message: Message, lagged: bool) {
+    pub(super) fn deliver(&mut self, from: usize, to: usize, datagram: Vec<u8>, message: Message, lagged: bool) {
+        let bytes = datagram.len();
         let kind = body_kind(&message.body);
         let sim_node = &self.nodes[to];
         if sim_node.swim.is_none() {
@@ -570,12 +582,12 @@ impl SwimWorld {
             return;
         }
         if sim_node.slot.paused {
-            self.nodes[to].slot.stash((from, bytes, message));
+            self.nodes[to].slot.stash((from, datagram, message));
             return;
         }
         if sim_node.slow_lag_us > 0 && !lagged {
             let lag = sim_node.slow_lag_us;
-            self.engine.schedule(lag, SimEvent::Deliver { from, to, bytes, message, lagged: true });
+            self.engine.schedule(lag, SimEvent::Deliver { from, to, datagram, message, lagged: true });
             return;
         }
         self.engine.record(
@@ -583,7 +595,7 @@ impl SwimWorld {
             &[from as u64, to as u64, kind, body_number(&message.body), message.updates.len() as u64],
             || format!("deliver {}", describe(from, to, &message, bytes)),
         );
-        let result = self.with_node(to, |swim, now| swim.handle_message(now, message));
+        let result = self.with_node(to, |swim, now| swim.handle_datagram(now, &datagram));
         if let Err(error) = result {
             self.checkers.fail(format!(
                 "n{} rejected a message from n{} at {}: {error}",
