@@ -255,7 +255,7 @@ fn at_us(value: &toml::Value) -> Result<u64, String> {
         toml::Value::Integer(ms) if (0..=limit_ms as i64).contains(ms) => *ms as u64 * 1000,
         toml::Value::Float(ms) if (0.0..=limit_ms as f64).contains(ms) => {
             let at_us = (ms * 1000.0).round();
-            if (at_us - ms * 1000.0).abs() > 1e-6 * at_us.max(1.0) {
+            if (at_us - ms * 1000.0).abs() > 0.01 {
                 return Err(format!("at_ms {ms} is finer than a microsecond (at most three decimals)"));
             }
             at_us as u64
