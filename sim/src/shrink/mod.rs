@@ -208,11 +208,16 @@ fn explicit_start(request: &ShrinkRequest, recorded: Vec<(u64, FaultAction)>) ->
                 scenario.duration_ms.map_or(FAULT_PHASE_US.max(scenario.last_event_us() + 1_000_000), |ms| ms * 1000)
             });
             let events = recorded.into_iter().filter(|(at_us, _)| *at_us < fault_phase_us).collect();
+            let mut knobs = given.as_ref().map(|scenario| scenario.knobs.clone()).unwrap_or_default();
+            // The file names spare nodes, so it states how many there are:
+            // the seed's own count (its profile is the first draw of a run).
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(request.seed);
+            knobs.spares = Some(knobs.spares.unwrap_or(crate::faults::FaultProfile::draw(&mut rng).spares));
             Scenario {
                 duration_ms: Some(fault_phase_us.div_ceil(1000)),
                 random_faults: false,
                 seed_profile: true,
-                knobs: given.as_ref().map(|scenario| scenario.knobs.clone()).unwrap_or_default(),
+                knobs,
                 events,
             }
         }
@@ -257,6 +262,11 @@ pub fn shrink(request: &ShrinkRequest, progress: &mut dyn FnMut(&str)) -> Result
     }
     search.reduce();
     let (scenario, nodes, failure) = search.best.clone();
+    let reread = Scenario::parse(&scenario_toml(&scenario), nodes);
+    assert!(
+        reread.as_ref().is_ok_and(|reread| *reread == scenario),
+        "invariant: a written scenario reads back as itself: {reread:?}"
+    );
     Ok(Shrunk {
         class,
         original_failure,

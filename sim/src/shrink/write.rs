@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 /// `at_us` as `at_ms`: whole milliseconds, or with a three-digit fraction.
 fn at_ms(at_us: u64) -> String {
-    if at_us % 1000 == 0 {
+    if at_us.is_multiple_of(1000) {
         format!("{}", at_us / 1000)
     } else {
         format!("{}.{:03}", at_us / 1000, at_us % 1000)
