@@ -9,7 +9,8 @@
 //! summaries), [`raft`] (the Raft world: events, faults, operator, checker
 //! glue), [`swim`] (the SWIM world, `--system swim`), [`network`], [`disk`],
 //! [`clock`], [`faults`] (fault kinds and swarm profiles), [`scenario`]
-//! (timed fault schedules from TOML), [`workload`] (clients), [`check`]
+//! (timed fault schedules from TOML), [`shrink`] (failing seed to minimal
+//! scenario), [`workload`] (clients), [`check`]
 //! (safety and linearizability), [`history`] (Jepsen histories), [`queue`],
 //! [`trace`].
 
@@ -23,6 +24,7 @@ pub mod queue;
 pub mod raft;
 pub mod runner;
 pub mod scenario;
+pub mod shrink;
 pub mod skeleton;
 pub mod swim;
 pub mod trace;

@@ -44,6 +44,26 @@ enum Command {
     Bugs(BugsArgs),
     /// Check a Jepsen history for linearizability.
     CheckHistory(CheckHistoryArgs),
+    /// Shrink a failing Raft seed to a small scenario that fails the same
+    /// checker (exit 0: written; 2: bad usage; 4: the seed passes; 5: it
+    /// does not fail again with its faults made explicit).
+    Shrink(ShrinkArgs),
+}
+
+#[derive(Args)]
+struct ShrinkArgs {
+    /// The failing seed.
+    #[arg(long)]
+    seed: u64,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Write the scenario to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Most candidate runs (each one whole simulation of the seed).
+    #[arg(long, default_value_t = chorus_sim::shrink::MAX_SHRINK_RUNS as u64,
+          value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
+    max_runs: u64,
 }
 
 /// Which protocol a run simulates.
@@ -224,6 +244,11 @@ fn replay_command(seed: u64, cluster: &ClusterArgs) -> String {
     command
 }
 
+/// The command that shrinks a failing Raft seed of a run.
+fn shrink_command(seed: u64, cluster: &ClusterArgs) -> String {
+    replay_command(seed, cluster).replacen("chorus-sim replay", "chorus-sim shrink", 1)
+}
+
 fn run(args: RunArgs) -> Result<ExitCode, UsageError> {
     if args.cluster.system == System::Swim {
         return swim_run(args);
@@ -276,7 +301,10 @@ fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>
     );
     say!("sim s / wall s: {:.0}", sim_s / wall_s);
     say!("client ops:     {ok} ok, {failed} failed, {unknown} unknown");
-    say_text(&summary.failures_text(|seed| replay_command(seed, cluster)));
+    // Each failing seed's replay line is followed by its shrink line.
+    say_text(&summary.failures_text(|seed| {
+        format!("{}\n  shrink: {}", replay_command(seed, cluster), shrink_command(seed, cluster))
+    }));
 }
 
 fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
@@ -300,6 +328,81 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
         report.outcome.metrics.unknown
     );
     Ok(print_verdict(&report.outcome))
+}
+
+/// Exit code of `shrink` when the seed passes.
+const EXIT_SEED_PASSES: u8 = 4;
+/// Exit code of `shrink` when the seed fails, but not with its faults made
+/// explicit.
+const EXIT_NOT_REPRODUCED: u8 = 5;
+
+fn shrink(args: ShrinkArgs) -> Result<ExitCode, UsageError> {
+    if args.cluster.system == System::Swim {
+        return Err(UsageError("shrink applies to --system raft only".into()));
+    }
+    let (nodes, bug, scenario) = parse_cluster(&args.cluster)?;
+    let request =
+        chorus_sim::shrink::ShrinkRequest { seed: args.seed, nodes, bug, scenario, max_runs: args.max_runs as usize };
+    std::panic::set_hook(Box::new(|_| {}));
+    let started = std::time::Instant::now();
+    let result = chorus_sim::shrink::shrink(&request, &mut |line| eprintln!("shrink: {line}"));
+    let shrunk = match result {
+        Ok(shrunk) => shrunk,
+        Err(error) => {
+            eprintln!("shrink: {error}");
+            let code = match error {
+                chorus_sim::shrink::ShrinkError::Passes(_) => EXIT_SEED_PASSES,
+                chorus_sim::shrink::ShrinkError::NotReproduced { .. } => EXIT_NOT_REPRODUCED,
+            };
+            return Ok(ExitCode::from(code));
+        }
+    };
+    let wall_s = started.elapsed().as_secs_f64();
+    let text = shrunk_file(&args, &shrunk, wall_s);
+    match &args.out {
+        Some(path) => std::fs::write(path, &text)
+            .map_err(|error| UsageError(format!("cannot write scenario file {}: {error}", path.display())))?,
+        None => say_text(&text),
+    }
+    eprintln!(
+        "shrink: {} checker, {} -> {} fault events, {} nodes, {} runs in {wall_s:.1} s",
+        shrunk.class,
+        shrunk.events_before,
+        shrunk.scenario.events.len(),
+        shrunk.nodes,
+        shrunk.runs
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The shrunk scenario file: a header naming the seed, bug, checker and
+/// counts, and the command that runs it, then the scenario.
+fn shrunk_file(args: &ShrinkArgs, shrunk: &chorus_sim::shrink::Shrunk, wall_s: f64) -> String {
+    let mut run = format!("chorus-sim run --seeds {} --nodes {}", args.seed, shrunk.nodes);
+    if let Some(bug) = &args.cluster.bug {
+        run.push_str(&format!(" --bug {bug}"));
+    }
+    let file = args.out.as_ref().map_or("FILE.toml".into(), |path| path.display().to_string());
+    let exhausted = if shrunk.budget_exhausted { " (run budget exhausted)" } else { "" };
+    format!(
+        "# Shrunk by: {shrink}\n\
+         # seed {seed}, bug {bug}, checker {class}\n\
+         # fault events: {before} before, {after} after; {runs} runs, {wall_s:.1} s{exhausted}\n\
+         # original failure: {original}\n\
+         # shrunk failure:   {failure}\n\
+         # run it: {run} --scenario {file}\n\
+         {body}",
+        shrink = shrink_command(args.seed, &args.cluster),
+        seed = args.seed,
+        bug = args.cluster.bug.as_deref().unwrap_or("none"),
+        class = shrunk.class,
+        before = shrunk.events_before,
+        after = shrunk.scenario.events.len(),
+        runs = shrunk.runs,
+        original = shrunk.original_failure.replace('\n', " "),
+        failure = shrunk.failure.replace('\n', " "),
+        body = chorus_sim::shrink::scenario_toml(&shrunk.scenario),
+    )
 }
 
 fn bugs(args: BugsArgs) -> ExitCode {
@@ -560,6 +663,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay(args),
         Command::Bugs(args) => Ok(bugs(args)),
         Command::CheckHistory(args) => check_history(args),
+        Command::Shrink(args) => shrink(args),
     };
     match result {
         Ok(code) => code,

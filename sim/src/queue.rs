@@ -39,11 +39,24 @@ pub struct EventQueue<E> {
     slots: Vec<Option<E>>,
     free: Vec<u32>,
     sequence: u64,
+    /// Sequence numbers of events that go after their ties; they start at
+    /// [`AFTER_TIES`], above any ordinary sequence number.
+    late_sequence: u64,
 }
+
+/// First sequence number of [`EventQueue::schedule_after_ties_at`]: no run
+/// schedules 2^63 ordinary events.
+const AFTER_TIES: u64 = 1 << 63;
 
 impl<E> Default for EventQueue<E> {
     fn default() -> Self {
-        EventQueue { heap: BinaryHeap::new(), slots: Vec::new(), free: Vec::new(), sequence: 0 }
+        EventQueue {
+            heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            sequence: 0,
+            late_sequence: AFTER_TIES,
+        }
     }
 }
 
@@ -51,6 +64,21 @@ impl<E> EventQueue<E> {
     /// Schedules `event` at simulated time `at` (microseconds).
     pub fn schedule_at(&mut self, at: u64, event: E) {
         self.sequence += 1;
+        let sequence = self.sequence;
+        self.push(at, sequence, event);
+    }
+
+    /// Schedules `event` at `at`, after every event scheduled for the same
+    /// microsecond with [`schedule_at`](EventQueue::schedule_at), even later
+    /// ones (among themselves, in scheduling order): an event planned ahead
+    /// that stands for one a handler would schedule at that moment.
+    pub fn schedule_after_ties_at(&mut self, at: u64, event: E) {
+        self.late_sequence += 1;
+        let sequence = self.late_sequence;
+        self.push(at, sequence, event);
+    }
+
+    fn push(&mut self, at: u64, sequence: u64, event: E) {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(event);
@@ -61,7 +89,7 @@ impl<E> EventQueue<E> {
                 u32::try_from(self.slots.len() - 1).expect("invariant: fewer than 2^32 events are ever pending")
             }
         };
-        self.heap.push(Scheduled { at, sequence: self.sequence, slot });
+        self.heap.push(Scheduled { at, sequence, slot });
     }
 
     /// The earliest pending event and its time.
@@ -99,6 +127,17 @@ mod tests {
         let rest: Vec<_> = std::iter::from_fn(|| queue.pop()).collect();
         assert_eq!(rest, vec![(3, "tie a"), (3, "tie b"), (3, "tie c"), (5, "late")]);
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn events_scheduled_after_ties_follow_every_ordinary_tie() {
+        let mut queue = EventQueue::default();
+        queue.schedule_after_ties_at(3, "planned a");
+        queue.schedule_after_ties_at(3, "planned b");
+        queue.schedule_at(3, "tie");
+        queue.schedule_at(4, "later");
+        let order: Vec<_> = std::iter::from_fn(|| queue.pop()).map(|(_, event)| event).collect();
+        assert_eq!(order, vec!["tie", "planned a", "planned b", "later"]);
     }
 
     #[test]

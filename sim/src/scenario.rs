@@ -5,6 +5,10 @@
 //! duration_ms = 10000
 //! # Also run the seed's random swarm faults. Optional, default false.
 //! random_faults = false
+//! # Keep the seed's swarm profile (network, clocks, disks, knobs) and its
+//! # random draws, but let only this file's events strike. Optional,
+//! # default false; written by `chorus-sim shrink`.
+//! seed_profile = false
 //!
 //! [[events]]
 //! at_ms = 2000
@@ -31,9 +35,23 @@
 //! are numbered from 1; a `node` may also be `"leader"` or `"all"` (faults
 //! only), and `to` may contain `"leader"`.
 //!
+//! `at_ms` may have a fraction down to the microsecond (`1234.567`), which
+//! is how `chorus-sim shrink` writes the moments faults struck.
+//!
 //! Cluster knobs (optional): `spares` (nodes outside the initial
 //! configuration, numbered after the voters), `snapshot_every_entries`,
-//! `max_retained_entries`, `snapshot_chunk_bytes`, `max_entries_per_append`.
+//! `max_retained_entries`, `snapshot_chunk_bytes`, `max_entries_per_append`,
+//! `clients` (1 to [`MAX_SCENARIO_CLIENTS`]; default 5).
+//!
+//! With `seed_profile = true` the run draws the seed's swarm profile and
+//! every random draw of its fault injector and operator exactly as a run
+//! without a scenario does, but those faults do not strike: the file's
+//! events are the only faults. An event then runs after everything else
+//! scheduled for the same microsecond (as a fault the injector schedules
+//! does), and an operator change the leader refuses is dropped, not retried
+//! (as the seed's own operator does). So the events `shrink` recorded
+//! replay the seed's run, and a subset of them replays a run without the
+//! rest.
 
 use crate::faults::{FaultAction, NodeRef};
 use serde::Deserialize;
@@ -45,6 +63,8 @@ pub const MAX_SCENARIO_EVENTS: usize = 10_000;
 
 /// Most spare nodes a scenario may ask for.
 pub const MAX_SCENARIO_SPARES: usize = 8;
+/// Most clients a scenario may ask for.
+pub const MAX_SCENARIO_CLIENTS: usize = 64;
 
 /// Cluster knobs a scenario sets (each overrides the seed's profile).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,6 +80,8 @@ pub struct ScenarioKnobs {
     pub snapshot_chunk_bytes: Option<usize>,
     /// Most entries in one append message (at least 1).
     pub max_entries_per_append: Option<usize>,
+    /// Clients of the workload (1 to [`MAX_SCENARIO_CLIENTS`]).
+    pub clients: Option<usize>,
 }
 
 /// A parsed and validated scenario file (see the module documentation for
@@ -72,10 +94,13 @@ pub struct Scenario {
     pub duration_ms: Option<u64>,
     /// Also run the seed's random swarm faults alongside the schedule.
     pub random_faults: bool,
+    /// Draw the seed's swarm profile and its faults' random draws, but let
+    /// only the schedule strike (see the module documentation).
+    pub seed_profile: bool,
     /// Cluster settings that override the seed's profile.
     pub knobs: ScenarioKnobs,
-    /// `(at_ms, action)`: the faults and operator actions, at simulated
-    /// milliseconds from the start of the run. Sorted by time (stable for
+    /// `(at_us, action)`: the faults and operator actions, at simulated
+    /// microseconds from the start of the run. Sorted by time (stable for
     /// equal times: file order).
     pub events: Vec<(u64, FaultAction)>,
 }
@@ -94,7 +119,7 @@ pub enum ScenarioError {
         /// The event's 1-based position in the file.
         number: usize,
         /// The event's time as written.
-        at_ms: u64,
+        at_ms: String,
         /// What is wrong with it.
         problem: String,
     },
@@ -110,6 +135,9 @@ struct RawScenario {
     duration_ms: Option<u64>,
     #[serde(default)]
     random_faults: bool,
+    #[serde(default)]
+    seed_profile: bool,
+    clients: Option<usize>,
     spares: Option<usize>,
     snapshot_every_entries: Option<u64>,
     max_retained_entries: Option<u64>,
@@ -122,7 +150,7 @@ struct RawScenario {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEvent {
-    at_ms: u64,
+    at_ms: toml::Value,
     action: String,
     groups: Option<Vec<Vec<i64>>>,
     node: Option<toml::Value>,
@@ -135,9 +163,9 @@ struct RawEvent {
 }
 
 impl Scenario {
-    /// Time of the last event (0 for none).
-    pub fn last_event_ms(&self) -> u64 {
-        self.events.last().map_or(0, |(at_ms, _)| *at_ms)
+    /// Time of the last event in microseconds (0 for none).
+    pub fn last_event_us(&self) -> u64 {
+        self.events.last().map_or(0, |(at_us, _)| *at_us)
     }
 
     /// Parses and validates a scenario for a cluster of `nodes` nodes.
@@ -149,6 +177,19 @@ impl Scenario {
                     "duration_ms must be between 1 and {MAX_SCENARIO_DURATION_MS}, got {duration}"
                 )));
             }
+        }
+        if raw.seed_profile && raw.random_faults {
+            return Err(ScenarioError::Other(
+                "seed_profile = true and random_faults = true contradict each other: with seed_profile only the \
+                 file's events strike"
+                    .into(),
+            ));
+        }
+        if raw.clients.is_some_and(|clients| clients == 0 || clients > MAX_SCENARIO_CLIENTS) {
+            return Err(ScenarioError::Other(format!(
+                "clients must be between 1 and {MAX_SCENARIO_CLIENTS}, got {}",
+                raw.clients.unwrap_or_default()
+            )));
         }
         if raw.spares.is_some_and(|spares| spares > MAX_SCENARIO_SPARES) {
             return Err(ScenarioError::Other(format!(
@@ -169,6 +210,7 @@ impl Scenario {
             max_retained_entries: raw.max_retained_entries,
             snapshot_chunk_bytes: raw.snapshot_chunk_bytes,
             max_entries_per_append: raw.max_entries_per_append,
+            clients: raw.clients,
         };
         // Spare nodes are numbered after the voters.
         let nodes = nodes + knobs.spares.unwrap_or(0);
@@ -180,24 +222,50 @@ impl Scenario {
         }
         let mut events = Vec::with_capacity(raw.events.len());
         for (position, event) in raw.events.into_iter().enumerate() {
-            let at_ms = event.at_ms;
-            let action = parse_event(event, nodes).map_err(|problem| ScenarioError::Event {
-                number: position + 1,
-                at_ms,
-                problem,
-            })?;
-            events.push((at_ms, action));
+            let at_ms = event.at_ms.to_string();
+            let error = |problem| ScenarioError::Event { number: position + 1, at_ms: at_ms.clone(), problem };
+            let at_us = at_us(&event.at_ms).map_err(error)?;
+            let action = parse_event(event, nodes).map_err(error)?;
+            events.push((at_us, action));
         }
-        events.sort_by_key(|(at_ms, _)| *at_ms);
-        if let (Some(duration), Some((at_ms, action))) = (raw.duration_ms, events.last()) {
-            if *at_ms >= duration {
+        events.sort_by_key(|(at_us, _)| *at_us);
+        if let (Some(duration), Some((at_us, action))) = (raw.duration_ms, events.last()) {
+            if *at_us >= duration * 1000 {
                 return Err(ScenarioError::Other(format!(
-                    "event \"{action}\" at_ms {at_ms} is not before the end of the fault phase (duration_ms = {duration})"
+                    "event \"{action}\" at_ms {} is not before the end of the fault phase (duration_ms = {duration})",
+                    *at_us as f64 / 1000.0
                 )));
             }
         }
-        Ok(Scenario { duration_ms: raw.duration_ms, random_faults: raw.random_faults, knobs, events })
+        Ok(Scenario {
+            duration_ms: raw.duration_ms,
+            random_faults: raw.random_faults,
+            seed_profile: raw.seed_profile,
+            knobs,
+            events,
+        })
     }
+}
+
+/// An event's `at_ms` in microseconds: a whole number of milliseconds, or
+/// one with a fraction of at most three digits (microseconds).
+fn at_us(value: &toml::Value) -> Result<u64, String> {
+    let limit_ms = MAX_SCENARIO_DURATION_MS;
+    let at_us = match value {
+        toml::Value::Integer(ms) if (0..=limit_ms as i64).contains(ms) => *ms as u64 * 1000,
+        toml::Value::Float(ms) if (0.0..=limit_ms as f64).contains(ms) => {
+            let at_us = (ms * 1000.0).round();
+            if (at_us - ms * 1000.0).abs() > 0.01 {
+                return Err(format!("at_ms {ms} is finer than a microsecond (at most three decimals)"));
+            }
+            at_us as u64
+        }
+        toml::Value::Integer(_) | toml::Value::Float(_) => {
+            return Err(format!("at_ms must be between 0 and {limit_ms}, got {value}"))
+        }
+        other => return Err(format!("at_ms must be a number of milliseconds, not {other}")),
+    };
+    Ok(at_us)
 }
 
 fn node_number(number: i64, nodes: usize) -> Result<usize, String> {
@@ -372,8 +440,8 @@ mod tests {
         "#;
         let scenario = Scenario::parse(text, 5).unwrap();
         assert_eq!(scenario.duration_ms, Some(8000));
-        assert_eq!(scenario.events[0], (2000, FaultAction::Partition { groups: vec![vec![0, 1], vec![2, 3, 4]] }));
-        assert_eq!(scenario.events[1], (6000, FaultAction::Crash { node: NodeRef::Leader }));
+        assert_eq!(scenario.events[0], (2_000_000, FaultAction::Partition { groups: vec![vec![0, 1], vec![2, 3, 4]] }));
+        assert_eq!(scenario.events[1], (6_000_000, FaultAction::Crash { node: NodeRef::Leader }));
     }
 
     #[test]

@@ -940,7 +940,7 @@ impl<'h> Search<'h> {
     /// the longest prefix yet, remember it for the explanation (which then
     /// shows the read that rules it out).
     fn note_pruned(&mut self, i: usize, new_state: u32) {
-        if !self.kops[i].definite || self.done + 1 <= self.best.done {
+        if !self.kops[i].definite || self.done < self.best.done {
             return;
         }
         self.best.done = self.done + 1;

@@ -32,8 +32,10 @@ impl RaftWorld {
         }
         let delay = self.engine.rng.random_range(0..=5_000);
         let duration = self.engine.rng.random_range(50_000..=1_500_000);
-        self.engine.schedule(delay, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
-        self.engine.schedule(delay + duration, SimEvent::Fault(FaultAction::Heal));
+        if self.strike {
+            self.engine.schedule(delay, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
+            self.engine.schedule(delay + duration, SimEvent::Fault(FaultAction::Heal));
+        }
     }
 
     /// The isolate-after-commit fault: cut a leader off just after it
@@ -46,8 +48,10 @@ impl RaftWorld {
         }
         let delay = self.engine.rng.random_range(0..=1_000);
         let duration = self.engine.rng.random_range(200_000..=1_500_000);
-        self.engine.schedule(delay, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
-        self.engine.schedule(delay + duration, SimEvent::Fault(FaultAction::Heal));
+        if self.strike {
+            self.engine.schedule(delay, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
+            self.engine.schedule(delay + duration, SimEvent::Fault(FaultAction::Heal));
+        }
     }
 
     /// The isolate-leaving-leader fault: a leader that just appended the
@@ -59,8 +63,10 @@ impl RaftWorld {
             return;
         }
         let duration = self.engine.rng.random_range(200_000..=1_500_000);
-        self.engine.schedule(0, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
-        self.engine.schedule(duration, SimEvent::Fault(FaultAction::Heal));
+        if self.strike {
+            self.engine.schedule(0, SimEvent::Fault(FaultAction::Isolate { node: NodeRef::Index(node) }));
+            self.engine.schedule(duration, SimEvent::Fault(FaultAction::Heal));
+        }
     }
 
     /// The crash-in-write fault: kill the node before its write syncs.
@@ -71,9 +77,11 @@ impl RaftWorld {
         }
         let crash_at = self.engine.rng.random_range(self.engine.now..=synced_at);
         let downtime = self.engine.rng.random_range(10_000..=1_000_000);
-        self.engine.schedule_at(crash_at, SimEvent::Fault(FaultAction::Crash { node: NodeRef::Index(node) }));
-        self.engine
-            .schedule_at(crash_at + downtime, SimEvent::Fault(FaultAction::Restart { node: NodeRef::Index(node) }));
+        if self.strike {
+            self.engine.schedule_at(crash_at, SimEvent::Fault(FaultAction::Crash { node: NodeRef::Index(node) }));
+            self.engine
+                .schedule_at(crash_at + downtime, SimEvent::Fault(FaultAction::Restart { node: NodeRef::Index(node) }));
+        }
     }
 
     pub(super) fn leader(&self) -> Option<usize> {
@@ -96,8 +104,39 @@ impl RaftWorld {
         }
     }
 
+    /// Adds `action`, about to be applied, to the run's applied faults,
+    /// with "the leader" resolved; one that finds no leader does nothing
+    /// and is left out, and so is what happens after the fault phase (the
+    /// operator's repairs, undoing what healing already undid).
+    pub(super) fn note_applied(&mut self, action: &FaultAction) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        let leader = self.leader().map(NodeRef::Index);
+        let resolve = |node: &NodeRef| if *node == NodeRef::Leader { leader.clone() } else { Some(node.clone()) };
+        let resolved = match action {
+            FaultAction::Isolate { node } => resolve(node).map(|node| FaultAction::Isolate { node }),
+            FaultAction::Crash { node } => resolve(node).map(|node| FaultAction::Crash { node }),
+            FaultAction::Restart { node } => resolve(node).map(|node| FaultAction::Restart { node }),
+            FaultAction::Pause { node } => resolve(node).map(|node| FaultAction::Pause { node }),
+            FaultAction::Resume { node } => resolve(node).map(|node| FaultAction::Resume { node }),
+            FaultAction::Wipe { node } => resolve(node).map(|node| FaultAction::Wipe { node }),
+            FaultAction::CutLink { a, b } => resolve(a).zip(resolve(b)).map(|(a, b)| FaultAction::CutLink { a, b }),
+            FaultAction::OneWay { senders, receivers } => {
+                let receivers: Vec<NodeRef> = receivers.iter().filter_map(resolve).collect();
+                (!receivers.is_empty()).then(|| FaultAction::OneWay { senders: senders.clone(), receivers })
+            }
+            FaultAction::Transfer { to } => leader.as_ref().and(resolve(to)).map(|to| FaultAction::Transfer { to }),
+            other => Some(other.clone()),
+        };
+        if let Some(resolved) = resolved {
+            self.applied_faults.push((self.engine.now, resolved));
+        }
+    }
+
     pub(super) fn apply_fault(&mut self, action: FaultAction) {
         self.engine.record(RaftRecord::Fault, &[], || format!("FAULT {action}"));
+        self.note_applied(&action);
         match action {
             FaultAction::Partition { .. }
             | FaultAction::Isolate { .. }
@@ -134,9 +173,11 @@ impl RaftWorld {
                 }
             }
             FaultAction::Change(change) => {
-                if !self.operator_change(change.clone()) {
+                if !self.operator_change(change.clone()) && self.strike {
                     // Not possible yet (no leader, or the node is not caught
-                    // up): the operator tries again shortly.
+                    // up): the operator tries again shortly. (Under a seed
+                    // profile, a scenario's change stands for one attempt the
+                    // seed's operator made; its retries are events too.)
                     self.engine.schedule(OPERATOR_RETRY_US, SimEvent::Fault(FaultAction::Change(change)));
                 }
             }
@@ -357,9 +398,13 @@ impl RaftWorld {
                 let node = NodeRef::Index(self.engine.rng.random_range(0..nodes));
                 if self.engine.rng.random_range(0..100) < self.profile.bounce_percent {
                     // A process bounce: back within 2 ms.
-                    self.apply_fault(FaultAction::Crash { node: node.clone() });
+                    if self.strike {
+                        self.apply_fault(FaultAction::Crash { node: node.clone() });
+                    }
                     let downtime = self.engine.rng.random_range(0..=2_000);
-                    self.engine.schedule(downtime, SimEvent::Fault(FaultAction::Restart { node }));
+                    if self.strike {
+                        self.engine.schedule(downtime, SimEvent::Fault(FaultAction::Restart { node }));
+                    }
                     let next = downtime + Recurrence::draw(&mut self.engine.rng, recurrence.mean_interval_ms);
                     self.engine.schedule(next, SimEvent::Recurring(kind));
                     return;
@@ -377,9 +422,15 @@ impl RaftWorld {
                 (recurrence, FaultAction::Wipe { node: node.clone() }, FaultAction::Restart { node })
             }
         };
-        self.apply_fault(action);
+        // Without `strike` the draws happen all the same, so that the rest
+        // of the run sees the same random stream.
+        if self.strike {
+            self.apply_fault(action);
+        }
         let duration = Recurrence::draw(&mut self.engine.rng, recurrence.mean_duration_ms);
-        self.engine.schedule(duration, SimEvent::Fault(undo));
+        if self.strike {
+            self.engine.schedule(duration, SimEvent::Fault(undo));
+        }
         // The next one strikes only after this one ends.
         let next = duration + Recurrence::draw(&mut self.engine.rng, recurrence.mean_interval_ms);
         self.engine.schedule(next, SimEvent::Recurring(kind));

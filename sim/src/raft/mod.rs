@@ -100,3 +100,11 @@ pub type SimReport = crate::skeleton::SeedReport<OpCounts, History>;
 pub fn run_seed(options: SimOptions) -> SimReport {
     world::RaftWorld::new(options).run()
 }
+
+/// Runs one seed and also returns every fault and operator action applied,
+/// `(at_us, action)` in order, with "the leader" resolved to a node: with a
+/// `seed_profile` scenario of these events, the same seed and options replay
+/// the run.
+pub fn run_seed_recorded(options: SimOptions) -> (SimReport, Vec<(u64, crate::faults::FaultAction)>) {
+    world::RaftWorld::new(options).run_recorded()
+}

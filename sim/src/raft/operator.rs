@@ -3,7 +3,7 @@
 
 use super::describe::RaftRecord;
 use super::world::{node_id, RaftWorld, RequestOwner, SimEvent};
-use crate::faults::Recurrence;
+use crate::faults::{FaultAction, NodeRef, Recurrence};
 use chorus_core::raft::MembershipChange;
 use chorus_core::{NodeId, RequestId};
 use rand::Rng;
@@ -69,12 +69,19 @@ impl RaftWorld {
                 4 if !learners.is_empty() => Some(MembershipChange::Remove(pick(&mut self.engine.rng, &learners))),
                 _ => {
                     let target = pick(&mut self.engine.rng, &voters);
-                    self.operator_transfer(leader, target, target.0);
+                    if self.strike {
+                        self.note_applied(&FaultAction::Transfer { to: NodeRef::Index(target.0 as usize - 1) });
+                        self.operator_transfer(leader, target, target.0);
+                    }
                     None
                 }
             }
         };
-        if let Some(change) = change {
+        // Without `strike` the choice is drawn but not made (a seed-profile
+        // scenario's events stand for it); renewing disks after healing is
+        // repair, not a fault, and always happens.
+        if let Some(change) = change.filter(|_| self.strike || self.healed_at.is_some()) {
+            self.note_applied(&FaultAction::Change(change.clone()));
             self.operator_change(change);
         }
     }

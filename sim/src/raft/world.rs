@@ -107,6 +107,14 @@ pub struct RaftWorld {
     pub(super) options: SimOptions,
     pub(super) profile: FaultProfile,
     pub(super) random_faults: bool,
+    /// The seed's random faults and operator actions strike; false with a
+    /// `seed_profile` scenario, where they are drawn but only the
+    /// scenario's events strike.
+    pub(super) strike: bool,
+    /// Every fault and operator action applied so far, at its simulated
+    /// microsecond, with "the leader" resolved to a node: the run's faults
+    /// made explicit (what `chorus-sim shrink` starts from).
+    pub(super) applied_faults: Vec<(u64, FaultAction)>,
     pub(super) engine: Engine<SimEvent>,
     pub(super) network: Network,
     pub(super) nodes: Vec<SimNode>,
@@ -127,7 +135,9 @@ impl RaftWorld {
     pub fn new(options: SimOptions) -> RaftWorld {
         assert!(options.nodes >= 1, "a cluster needs at least one node");
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-        let scenario_only = options.scenario.as_ref().is_some_and(|scenario| !scenario.random_faults);
+        let scenario = options.scenario.as_ref();
+        let scenario_only = scenario.is_some_and(|scenario| !scenario.random_faults && !scenario.seed_profile);
+        let strike = !scenario.is_some_and(|scenario| scenario.seed_profile);
         let mut profile = if scenario_only { FaultProfile::quiet() } else { FaultProfile::draw(&mut rng) };
         if let Some(knobs) = options.scenario.as_ref().map(|scenario| &scenario.knobs) {
             profile.spares = knobs.spares.unwrap_or(profile.spares);
@@ -137,7 +147,7 @@ impl RaftWorld {
             profile.max_entries_per_append = knobs.max_entries_per_append.unwrap_or(profile.max_entries_per_append);
         }
         let fault_phase_us = options.scenario.as_ref().map_or(FAULT_PHASE_US, |scenario| {
-            scenario.duration_ms.map_or(FAULT_PHASE_US.max(scenario.last_event_ms() * 1000 + 1_000_000), |ms| ms * 1000)
+            scenario.duration_ms.map_or(FAULT_PHASE_US.max(scenario.last_event_us() + 1_000_000), |ms| ms * 1000)
         });
         let voters: Vec<NodeId> = (0..options.nodes).map(node_id).collect();
         let total = options.nodes + profile.spares;
@@ -171,10 +181,14 @@ impl RaftWorld {
                 next_request: 0,
             });
         }
-        let workload = Workload::new(DEFAULT_CLIENTS, total, DEFAULT_KEYS, fault_phase_us + WORKLOAD_TAIL_US);
+        let clients = options.scenario.as_ref().and_then(|scenario| scenario.knobs.clients);
+        let workload =
+            Workload::new(clients.unwrap_or(DEFAULT_CLIENTS), total, DEFAULT_KEYS, fault_phase_us + WORKLOAD_TAIL_US);
         let mut simulation = RaftWorld {
             network: Network::new(total, profile.network),
             random_faults: !scenario_only,
+            strike,
+            applied_faults: Vec::new(),
             checker: SafetyChecker::new(total),
             reference: ReferenceKv::default(),
             read_failure: None,
@@ -250,15 +264,28 @@ impl RaftWorld {
             self.engine.schedule(delay, SimEvent::Churn);
         }
         if let Some(scenario) = self.options.scenario.clone() {
-            for (at_ms, action) in scenario.events {
-                self.engine.schedule(at_ms * 1000, SimEvent::Fault(action));
+            for (at_us, action) in scenario.events {
+                if scenario.seed_profile {
+                    // Stands for a fault the injector scheduled at that moment,
+                    // which would run after what was already due then.
+                    self.engine.queue.schedule_after_ties_at(at_us, SimEvent::Fault(action));
+                } else {
+                    self.engine.schedule(at_us, SimEvent::Fault(action));
+                }
             }
         }
         self.engine.schedule(fault_phase_us, SimEvent::EndFaultPhase);
     }
 
     /// Runs to completion and checks the history.
-    pub fn run(mut self) -> SimReport {
+    pub fn run(self) -> SimReport {
+        self.run_recorded().0
+    }
+
+    /// Runs to completion and checks the history; also returns every fault
+    /// and operator action that was applied, `(at_us, action)` in order,
+    /// with "the leader" resolved to the node it was.
+    pub fn run_recorded(mut self) -> (SimReport, Vec<(u64, FaultAction)>) {
         let mut failures = self.run_events();
         let history = self.check_final(&mut failures);
         let verdict = if failures.is_empty() { "PASS".to_string() } else { format!("FAIL: {}", failures[0]) };
@@ -269,12 +296,13 @@ impl RaftWorld {
         let profile = self.profile.to_string();
         let seed = self.options.seed;
         let (trace_hash, trace_text) = self.engine.trace.finish();
-        SimReport {
+        let report = SimReport {
             outcome: SeedOutcome { seed, trace_hash, failures, events, sim_micros, metrics: counts },
             trace_text,
             history,
             profile,
-        }
+        };
+        (report, self.applied_faults)
     }
 
     /// Runs the event loop; returns the failure it stopped on, if any.
