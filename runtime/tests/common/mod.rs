@@ -31,8 +31,8 @@ pub(crate) struct Cluster {
     pub(crate) nodes: Vec<Node>,
     /// The members of the initial configuration (bootstrapped together).
     pub(crate) initial: Vec<u64>,
-    /// Extra flags for every node start.
-    pub(crate) extra_flags: Vec<String>,
+    /// `--election-timeout-ms` and `--heartbeat-interval-ms` of every node.
+    pub(crate) timing_ms: (u64, u64),
 }
 
 impl Drop for Cluster {
@@ -96,7 +96,7 @@ impl Cluster {
         ));
         std::fs::create_dir_all(&root).unwrap();
         let nodes = (1..=size).map(|id| Node { id, quic: free_udp(), http: free_tcp(), child: None }).collect();
-        Cluster { root, nodes, initial: (1..=size).collect(), extra_flags: Vec::new() }
+        Cluster { root, nodes, initial: (1..=size).collect(), timing_ms: (1000, 100) }
     }
 
     /// Ports for one more node (not an initial member); returns its id.
@@ -150,8 +150,8 @@ impl Cluster {
             format!("--http={}", node.http),
             format!("--data-dir={}", self.data_dir(id).display()),
             format!("--certs={}", self.certs().display()),
-            "--election-timeout-ms=1000".to_string(),
-            "--heartbeat-interval-ms=100".to_string(),
+            format!("--election-timeout-ms={}", self.timing_ms.0),
+            format!("--heartbeat-interval-ms={}", self.timing_ms.1),
             "--log-level=info".to_string(),
         ];
         for peer in self.nodes.iter().filter(|peer| peer.id != id && self.initial.contains(&peer.id)) {
@@ -161,7 +161,6 @@ impl Cluster {
         if bootstrap {
             args.push("--bootstrap".to_string());
         }
-        args.extend(self.extra_flags.iter().cloned());
         args
     }
 
