@@ -91,6 +91,9 @@ pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// it is closed and the peer dialled again.
 pub const SEND_STALL_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Most peers one transport sends to (the core's limit on members).
+pub const MAX_PEERS: usize = chorus_core::raft::MAX_MEMBERS;
+
 /// Most connections kept per peer (one per side that dialled, and a few
 /// left from restarts). Beyond it the oldest is closed.
 pub const MAX_CONNECTIONS_PER_PEER: usize = 4;
@@ -218,14 +221,19 @@ struct Link {
 }
 
 /// The open connections with one peer, oldest first; sends use the newest.
-#[derive(Default)]
 struct Connections {
+    /// Where the peer listens (the next dial goes there).
+    address: SocketAddr,
     open: std::collections::VecDeque<quinn::Connection>,
     /// Wakes the peer's sending task when a connection is adopted.
     added: Arc<tokio::sync::Notify>,
 }
 
 impl Connections {
+    fn new(address: SocketAddr) -> Connections {
+        Connections { address, open: std::collections::VecDeque::new(), added: Arc::default() }
+    }
+
     /// The newest connection not known to be closed.
     fn current(&mut self) -> Option<quinn::Connection> {
         self.open.retain(|connection| connection.close_reason().is_none());
@@ -324,25 +332,22 @@ impl Transport {
     }
 
     /// Starts sending to `peer` (and dials it at once). A peer already known
-    /// is left as it is; returns whether it was added.
+    /// keeps its connections; its address is updated for the next dial.
+    /// Returns whether the peer is known now (false for this node itself, or
+    /// beyond [`MAX_PEERS`]).
     pub fn add_peer(&self, peer: Peer) -> bool {
-        if peer.id == self.shared.local {
-            return false;
-        }
-        let mut links = lock(&self.shared.links);
-        if links.contains_key(&peer.id) {
-            return false;
-        }
-        let (outbox, outbox_receiver) = mpsc::channel(OUTBOX_CAPACITY);
-        let connections = Arc::new(Mutex::new(Connections::default()));
-        tokio::spawn(send_to_peer(Arc::clone(&self.shared), peer, Arc::clone(&connections), outbox_receiver));
-        links.insert(peer.id, Link { outbox, connections });
-        true
+        add_link(&self.shared, peer, true).is_some()
     }
 
-    /// The peers this transport sends to.
-    pub fn peers(&self) -> Vec<NodeId> {
-        lock(&self.shared.links).keys().copied().collect()
+    /// The peers this transport sends to, and where they listen.
+    pub fn peers(&self) -> Vec<Peer> {
+        peers_of(&self.shared)
+    }
+
+    /// A handle that adds and lists peers, usable after the transport moved
+    /// into a driver.
+    pub fn peer_book(&self) -> PeerBook {
+        PeerBook(Arc::clone(&self.shared))
     }
 
     /// The address the endpoint listens on.
@@ -356,7 +361,10 @@ impl Transport {
     pub fn send(&self, message: &Message) {
         let links = lock(&self.shared.links);
         let Some(link) = links.get(&message.to) else {
-            tracing::warn!(to = %message.to, "message to an unknown peer dropped");
+            // A member whose address this node has not learned yet (it
+            // joined while this node was down): it is learned when it calls.
+            Counters::bump(&self.shared.counters.unreachable_dropped);
+            tracing::debug!(to = %message.to, "message to a peer of unknown address dropped");
             return;
         };
         let bytes = match encode_message(message) {
@@ -404,6 +412,55 @@ fn transport_config() -> quinn::TransportConfig {
         .max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("IDLE_TIMEOUT fits a QUIC idle timeout")))
         .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL));
     config
+}
+
+/// Adds and lists a [`Transport`]'s peers from anywhere. Cheap to clone.
+#[derive(Clone)]
+pub struct PeerBook(Arc<Shared>);
+
+impl PeerBook {
+    /// See [`Transport::add_peer`].
+    pub fn add(&self, peer: Peer) -> bool {
+        add_link(&self.0, peer, true).is_some()
+    }
+
+    /// See [`Transport::peers`].
+    pub fn list(&self) -> Vec<Peer> {
+        peers_of(&self.0)
+    }
+}
+
+impl std::fmt::Debug for PeerBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.list()).finish()
+    }
+}
+
+fn peers_of(shared: &Shared) -> Vec<Peer> {
+    lock(&shared.links).iter().map(|(id, link)| Peer { id: *id, address: lock(&link.connections).address }).collect()
+}
+
+/// The link to `peer`, made (with its sending task, which dials at once if
+/// `hello`) if it is new. A known peer's address is updated. `None` for this
+/// node itself or beyond [`MAX_PEERS`].
+fn add_link(shared: &Arc<Shared>, peer: Peer, hello: bool) -> Option<Arc<Mutex<Connections>>> {
+    if peer.id == shared.local {
+        return None;
+    }
+    let mut links = lock(&shared.links);
+    if let Some(link) = links.get(&peer.id) {
+        lock(&link.connections).address = peer.address;
+        return Some(Arc::clone(&link.connections));
+    }
+    if links.len() >= MAX_PEERS {
+        tracing::warn!(peer = %peer.id, limit = MAX_PEERS, "too many peers; not adding another");
+        return None;
+    }
+    let (outbox, outbox_receiver) = mpsc::channel(OUTBOX_CAPACITY);
+    let connections = Arc::new(Mutex::new(Connections::new(peer.address)));
+    tokio::spawn(send_to_peer(Arc::clone(shared), peer.id, Arc::clone(&connections), outbox_receiver, hello));
+    links.insert(peer.id, Link { outbox, connections: Arc::clone(&connections) });
+    Some(connections)
 }
 
 /// Reads a [`Transport`]'s counters from anywhere. Cheap to clone.
@@ -491,9 +548,16 @@ async fn accept_connections(shared: Arc<Shared>) {
                 return;
             };
             // A certificate of this very node used elsewhere is no peer: its
-            // messages are dropped as forged, and nothing is sent back.
+            // messages are dropped as forged, and nothing is sent back. A
+            // node not known yet (one that joined) is learned: its endpoint
+            // dialled from the address it listens on.
             if peer != shared.local {
-                let connections = lock(&shared.links).get(&peer).map(|link| Arc::clone(&link.connections));
+                let learned = Peer { id: peer, address: connection.remote_address() };
+                let known = lock(&shared.links).get(&peer).map(|link| Arc::clone(&link.connections));
+                let connections = known.or_else(|| {
+                    tracing::info!(%peer, address = %learned.address, "learned a new peer from its connection");
+                    add_link(&shared, learned, false)
+                });
                 if let Some(connections) = connections {
                     lock(&connections).add(connection.clone());
                     Counters::bump(&counters.connections_adopted);
@@ -597,13 +661,14 @@ type Dial = tokio::task::JoinHandle<Option<quinn::Connection>>;
 /// failed dial they are dropped until the [`Backoff`] allows the next.
 async fn send_to_peer(
     shared: Arc<Shared>,
-    peer: Peer,
+    peer: NodeId,
     connections: Arc<Mutex<Connections>>,
     mut outbox: mpsc::Receiver<Vec<u8>>,
+    hello: bool,
 ) {
     let counters = Arc::clone(&shared.counters);
     let mut backoff = Backoff::new(Instant::now());
-    let mut dialling: Option<Dial> = Some(dial(&shared, peer));
+    let mut dialling: Option<Dial> = hello.then(|| dial(&shared, peer, &connections));
     let added = Arc::clone(&lock(&connections).added);
     loop {
         let ready = dialling.is_none() || lock(&connections).current().is_some();
@@ -627,7 +692,7 @@ async fn send_to_peer(
                 let Some(connection) = current else {
                     Counters::bump(&counters.unreachable_dropped);
                     if dialling.is_none() && backoff.may_attempt(Instant::now()) {
-                        dialling = Some(dial(&shared, peer));
+                        dialling = Some(dial(&shared, peer, &connections));
                     }
                     continue;
                 };
@@ -642,10 +707,10 @@ async fn send_to_peer(
                 };
                 Counters::bump(&counters.connections_failed);
                 Counters::bump(&counters.unreachable_dropped);
-                tracing::debug!(peer = %peer.id, %error, "connection dead; message dropped, dialling again");
+                tracing::debug!(%peer, %error, "connection dead; message dropped, dialling again");
                 lock(&connections).forget(&connection);
                 if dialling.is_none() {
-                    dialling = Some(dial(&shared, peer));
+                    dialling = Some(dial(&shared, peer, &connections));
                 }
             }
         }
@@ -657,15 +722,16 @@ async fn send_to_peer(
 
 /// Dials `peer` on a task of its own; the connection's incoming streams are
 /// served too (the peer adopts it for its sends to this node).
-fn dial(shared: &Arc<Shared>, peer: Peer) -> Dial {
+fn dial(shared: &Arc<Shared>, peer: NodeId, connections: &Mutex<Connections>) -> Dial {
     let shared = Arc::clone(shared);
+    let address = lock(connections).address;
     tokio::spawn(async move {
-        let connection = connect(&shared.endpoint, &shared.client_config, peer.address, &node_name(peer.id)).await?;
+        let connection = connect(&shared.endpoint, &shared.client_config, address, &node_name(peer)).await?;
         Counters::bump(&shared.counters.connections_dialled);
-        tracing::debug!(peer = %peer.id, address = %peer.address, "connected");
+        tracing::debug!(%peer, %address, "connected");
         let receiving = connection.clone();
         let receiver_shared = Arc::clone(&shared);
-        tokio::spawn(async move { receive_streams(receiving, peer.id, &receiver_shared).await });
+        tokio::spawn(async move { receive_streams(receiving, peer, &receiver_shared).await });
         Some(connection)
     })
 }
