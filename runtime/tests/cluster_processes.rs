@@ -208,7 +208,28 @@ fn a_three_process_cluster_serves_the_cli_and_http_and_restarts_from_disk() {
 fn bad_flags_are_named_and_never_panic() {
     let root = std::env::temp_dir().join(format!("chorus-flags-{}", std::process::id()));
     let dir = root.to_str().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["node", "--id", "1", "--listen", "127.0.0.1:1", "--join", "nowhere", "--data-dir", dir, "--certs", dir],
+            "--join",
+        ),
+        (
+            &[
+                "node",
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:1",
+                "--bootstrap",
+                "--join",
+                "127.0.0.1:2",
+                "--data-dir",
+                dir,
+                "--certs",
+                dir,
+            ],
+            "--bootstrap",
+        ),
         (&["node", "--id", "0", "--listen", "127.0.0.1:1", "--data-dir", dir, "--certs", dir], "--id"),
         (&["node", "--id", "1", "--listen", "nowhere", "--data-dir", dir, "--certs", dir], "--listen"),
         (
