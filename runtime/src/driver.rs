@@ -19,9 +19,10 @@
 //! `epoch + micros`, so tokio's paused clock works in tests too.
 
 use crate::storage::{Recovered, Storage, StorageError};
-use crate::transport::{CountersHandle, Transport, TransportCounters};
+use crate::transport::{CountersHandle, Peer, PeerBook, Transport, TransportCounters};
 use chorus_core::raft::{
-    Action, ClientResult, Config, Event, Message, PersistRequest, RaftNode, ReadConsistency, RestartError, Role, Status,
+    Action, ChangeError, ClientResult, Config, DiskId, Event, MembershipChange, Message, PersistRequest, RaftNode,
+    ReadConsistency, RestartError, Role, Status,
 };
 use chorus_core::types::{LogIndex, NodeId, RequestId, Time};
 use chorus_core::StateMachine;
@@ -78,6 +79,15 @@ pub enum Start {
     Restart,
     /// The first start of an initial member, on an empty data directory.
     Bootstrap,
+    /// The first start on an empty data directory of a node joining a
+    /// running cluster: a new member, or a former one whose disk was lost.
+    /// `disk` must be fresh (never used by any disk of this node; a random
+    /// value will do). The node votes only once the leader has promoted it
+    /// or renewed its disk ([`MembershipChange`]).
+    Join {
+        /// The new disk's identity.
+        disk: DiskId,
+    },
 }
 
 /// The driver stopped before answering.
@@ -93,6 +103,9 @@ pub struct NodeStatus {
     /// The voters of the configuration in force (with joint consensus, the
     /// incoming ones).
     pub voters: Vec<NodeId>,
+    /// The disk each voter of the configuration in force votes from (with
+    /// joint consensus, the incoming voters).
+    pub voter_disks: BTreeMap<NodeId, DiskId>,
     /// The learners of the configuration in force.
     pub learners: Vec<NodeId>,
     /// What the transport refused or dropped.
@@ -125,11 +138,29 @@ pub struct Answer {
 enum Operation {
     Propose(Vec<u8>),
     Read(Vec<u8>, ReadConsistency),
+    ChangeMembership(MembershipChange),
+}
+
+/// Who waits for a request's answer.
+enum Waiter {
+    Answer(oneshot::Sender<Answer>),
+    /// A membership change: refused at once, or answered once applied.
+    Change(oneshot::Sender<Result<Answer, ChangeError>>),
+}
+
+impl Waiter {
+    fn answer(self, answer: Answer) {
+        // The client may have given up; that is fine.
+        let _ = match self {
+            Waiter::Answer(reply) => reply.send(answer).map_err(drop),
+            Waiter::Change(reply) => reply.send(Ok(answer)).map_err(drop),
+        };
+    }
 }
 
 struct ClientRequest {
     operation: Operation,
-    reply: oneshot::Sender<Answer>,
+    waiter: Waiter,
 }
 
 /// [`DriverHandle::wait_for_leader`] gave up.
@@ -152,6 +183,7 @@ pub enum WaitError {
 pub struct DriverHandle {
     requests: mpsc::Sender<ClientRequest>,
     status: watch::Receiver<NodeStatus>,
+    peers: PeerBook,
 }
 
 impl DriverHandle {
@@ -167,6 +199,32 @@ impl DriverHandle {
     /// the state machine's answer.
     pub async fn read(&self, query: Vec<u8>, consistency: ReadConsistency) -> Result<Answer, DriverStopped> {
         self.submit(Operation::Read(query, consistency)).await
+    }
+
+    /// Asks the leader to change the configuration (see
+    /// `RaftNode::change_membership`): `Ok` once the change is applied on
+    /// this node, `Err` at once if the core refused it (nothing changed).
+    /// The new member must be reachable: add its address with
+    /// [`add_peer`](Self::add_peer) first.
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> Result<Result<Answer, ChangeError>, DriverStopped> {
+        let (reply, answer) = oneshot::channel();
+        let request = ClientRequest { operation: Operation::ChangeMembership(change), waiter: Waiter::Change(reply) };
+        self.requests.send(request).await.map_err(|_| DriverStopped)?;
+        answer.await.map_err(|_| DriverStopped)
+    }
+
+    /// Lets the transport reach `peer` (a member about to join, or one that
+    /// moved). Returns false when the peer limit is reached.
+    pub fn add_peer(&self, peer: Peer) -> bool {
+        self.peers.add(peer)
+    }
+
+    /// The peers the transport knows, and where they listen.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.peers.list()
     }
 
     /// The node's status after its latest input.
@@ -199,6 +257,11 @@ impl DriverHandle {
         }
     }
 
+    /// Has the driver stopped?
+    pub fn is_stopped(&self) -> bool {
+        self.requests.is_closed()
+    }
+
     /// Resolves when the driver has stopped.
     pub async fn stopped(&self) {
         self.requests.closed().await;
@@ -206,7 +269,10 @@ impl DriverHandle {
 
     async fn submit(&self, operation: Operation) -> Result<Answer, DriverStopped> {
         let (reply, answer) = oneshot::channel();
-        self.requests.send(ClientRequest { operation, reply }).await.map_err(|_| DriverStopped)?;
+        self.requests
+            .send(ClientRequest { operation, waiter: Waiter::Answer(reply) })
+            .await
+            .map_err(|_| DriverStopped)?;
         answer.await.map_err(|_| DriverStopped)
     }
 }
@@ -222,7 +288,7 @@ pub struct Driver<S> {
     inbox: mpsc::Receiver<Message>,
     requests: mpsc::Receiver<ClientRequest>,
     /// Clients waiting for an answer, by the request id given to the node.
-    waiting: BTreeMap<RequestId, oneshot::Sender<Answer>>,
+    waiting: BTreeMap<RequestId, Waiter>,
     next_request_id: u64,
     epoch: Instant,
     status: watch::Sender<NodeStatus>,
@@ -261,6 +327,11 @@ impl<S: StateMachine + Send + 'static> Driver<S> {
                 return Err(DriverError::AlreadyBootstrapped { term, entries });
             }
             Start::Bootstrap => RaftNode::new(config, state_machine, Time::ZERO)?,
+            Start::Join { .. } if !stored.is_empty() => {
+                let (term, entries) = (stored.hard_state.term, stored.entries.len());
+                return Err(DriverError::AlreadyBootstrapped { term, entries });
+            }
+            Start::Join { disk } => RaftNode::join(config, disk, state_machine, Time::ZERO)?,
         };
         Ok(Self::start(node, storage, transport, inbox))
     }
@@ -273,6 +344,7 @@ impl<S: StateMachine + Send + 'static> Driver<S> {
     ) -> (Driver<S>, DriverHandle) {
         let epoch = Instant::now();
         let counters = transport.counters_handle();
+        let peers = transport.peer_book();
         let (status, status_receiver) = watch::channel(status_of(&node, &counters));
         let (request_sender, requests) = mpsc::channel(CLIENT_QUEUE_CAPACITY);
         let driver = Driver {
@@ -287,7 +359,7 @@ impl<S: StateMachine + Send + 'static> Driver<S> {
             status,
             counters,
         };
-        let handle = DriverHandle { requests: request_sender, status: status_receiver };
+        let handle = DriverHandle { requests: request_sender, status: status_receiver, peers };
         (driver, handle)
     }
 
@@ -333,11 +405,26 @@ impl<S: StateMachine + Send + 'static> Driver<S> {
     fn submit(&mut self, request: ClientRequest) {
         let id = RequestId(self.next_request_id);
         self.next_request_id += 1;
-        self.waiting.insert(id, request.reply);
         let now = self.now();
+        let waiter = request.waiter;
         match request.operation {
-            Operation::Propose(command) => self.node.propose(now, id, command),
-            Operation::Read(query, consistency) => self.node.read_with(now, id, query, consistency),
+            Operation::Propose(command) => {
+                self.waiting.insert(id, waiter);
+                self.node.propose(now, id, command);
+            }
+            Operation::Read(query, consistency) => {
+                self.waiting.insert(id, waiter);
+                self.node.read_with(now, id, query, consistency);
+            }
+            Operation::ChangeMembership(change) => {
+                // Registered first: the core may answer during the call.
+                self.waiting.insert(id, waiter);
+                if let Err(error) = self.node.change_membership(now, id, change) {
+                    if let Some(Waiter::Change(reply)) = self.waiting.remove(&id) {
+                        let _ = reply.send(Err(error));
+                    }
+                }
+            }
         }
     }
 
@@ -369,9 +456,8 @@ impl<S: StateMachine + Send + 'static> Driver<S> {
             self.node.handle_persisted(self.now(), last);
         }
         let session_index = self.node.applied_index();
-        for (reply, result) in answers {
-            // The client may have given up; that is fine.
-            let _ = reply.send(Answer { result, session_index });
+        for (waiter, result) in answers {
+            waiter.answer(Answer { result, session_index });
         }
         self.status.send_replace(status_of(&self.node, &self.counters));
         Ok(())
@@ -407,6 +493,7 @@ fn status_of<S: StateMachine>(node: &RaftNode<S>, counters: &CountersHandle) -> 
     NodeStatus {
         raft: node.status(),
         voters: membership.voters.keys().copied().collect(),
+        voter_disks: membership.voters.clone(),
         learners: membership.learners.iter().copied().collect(),
         transport: counters.get(),
     }

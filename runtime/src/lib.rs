@@ -67,15 +67,18 @@
 //!   comes from its certificate; one stream per Raft message.
 //! - [`driver`]: the task owning the node, generic over the state machine;
 //!   [`driver::DriverHandle`] is the in-process client API (`propose`,
-//!   `read`, `is_leader`, `leader_id`, `wait_for_leader`, `status`).
-//! - [`http`]: the HTTP/JSON client API (axum) for a key-value node.
+//!   `read`, `is_leader`, `leader_id`, `wait_for_leader`, `status`,
+//!   `change_membership`, `add_peer`).
+//! - [`http`]: the HTTP/JSON client API (axum) for a key-value node, and
+//!   `POST /v1/members`, which drives a node's join.
 //! - `src/bin/chorus/`: the `chorus` binary (`certs`, `node`, and the
 //!   client commands).
 //!
 //! ## Not yet here
 //!
-//! Log compaction on disk (the log file only grows), membership changes and
-//! `--join`, HTTPS for the client API, metrics and events (see issue 14).
+//! Log compaction on disk (the log file only grows), removing members
+//! through the API, HTTPS for the client API, metrics and events (see
+//! issue 14).
 
 #![warn(missing_docs)]
 

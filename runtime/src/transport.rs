@@ -16,6 +16,26 @@
 //! Received messages go into one inbox of [`INBOX_CAPACITY`] messages, and
 //! are dropped when the driver falls that far behind.
 //!
+//! ## Connections and reconnection
+//!
+//! One QUIC connection carries messages both ways: whichever node dials, the
+//! other adopts the connection for its own sends to the dialler (newest
+//! connection first, at most [`MAX_CONNECTIONS_PER_PEER`] kept per peer).
+//! A node says hello when it starts: it dials every peer it knows at once,
+//! so a restarted node is reachable again as soon as its peers have adopted
+//! that connection, within one heartbeat of its start, instead of after the
+//! old connection's [`IDLE_TIMEOUT`].
+//!
+//! The connections a crashed node left behind are found dead three ways:
+//! a send that fails (the connection closed or was reset), a send that
+//! stalls for [`SEND_STALL_TIMEOUT`] (the peer stopped granting streams),
+//! and a stateless reset: the restarted node answers packets of its previous
+//! life's connections with a reset that the peer trusts, because the reset
+//! key is derived from the node's private key and so survives the restart.
+//! A peer that cannot be reached is dialled again with a backoff from
+//! [`RECONNECT_BACKOFF_MIN`] doubling to [`RECONNECT_BACKOFF_MAX`];
+//! messages for it are dropped meanwhile (counted).
+//!
 //! ## Identity and authentication (mutual TLS)
 //!
 //! Every connection is mutual TLS 1.3 against the cluster CA
@@ -39,7 +59,7 @@ use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -54,13 +74,29 @@ pub const INBOX_CAPACITY: usize = 4096;
 /// control makes peers wait beyond it). Bounds the memory one peer can pin.
 pub const MAX_CONCURRENT_STREAMS_PER_CONNECTION: u32 = 64;
 
-/// How long a connection attempt may take before the messages for that peer
-/// are dropped.
+/// How long a connection attempt may take. Attempts run beside the
+/// sending loop, so a dead peer never holds up anything.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// After a failed connection attempt, messages to that peer are dropped for
-/// this long before the next attempt (so a dead peer costs nothing).
-pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
+/// The first wait after a failed connection attempt; messages to that peer
+/// are dropped meanwhile. Doubles after every failure up to
+/// [`RECONNECT_BACKOFF_MAX`], and starts over once a connection works.
+pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+
+/// The longest wait between connection attempts to an unreachable peer.
+pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A message that cannot be handed to a connection within this long (no
+/// stream credit: the peer stopped acknowledging) marks the connection dead;
+/// it is closed and the peer dialled again.
+pub const SEND_STALL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most peers one transport sends to (the core's limit on members).
+pub const MAX_PEERS: usize = chorus_core::raft::MAX_MEMBERS;
+
+/// Most connections kept per peer (one per side that dialled, and a few
+/// left from restarts). Beyond it the oldest is closed.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 4;
 
 /// A connection with no traffic for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,6 +151,15 @@ pub struct TransportCounters {
     pub undecodable_dropped: u64,
     /// Decoded messages dropped because the inbox was full.
     pub inbox_full_dropped: u64,
+    /// Connections this node dialled that were established.
+    pub connections_dialled: u64,
+    /// Connections from known peers adopted for sending to them.
+    pub connections_adopted: u64,
+    /// Connections found dead by a failed or stalled send.
+    pub connections_failed: u64,
+    /// Messages dropped because their peer had no working connection
+    /// (connecting or backing off), or its outbox was full.
+    pub unreachable_dropped: u64,
 }
 
 #[derive(Default)]
@@ -124,6 +169,10 @@ struct Counters {
     forged_from_dropped: AtomicU64,
     undecodable_dropped: AtomicU64,
     inbox_full_dropped: AtomicU64,
+    connections_dialled: AtomicU64,
+    connections_adopted: AtomicU64,
+    connections_failed: AtomicU64,
+    unreachable_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -138,6 +187,10 @@ impl Counters {
             forged_from_dropped: self.forged_from_dropped.load(Ordering::Relaxed),
             undecodable_dropped: self.undecodable_dropped.load(Ordering::Relaxed),
             inbox_full_dropped: self.inbox_full_dropped.load(Ordering::Relaxed),
+            connections_dialled: self.connections_dialled.load(Ordering::Relaxed),
+            connections_adopted: self.connections_adopted.load(Ordering::Relaxed),
+            connections_failed: self.connections_failed.load(Ordering::Relaxed),
+            unreachable_dropped: self.unreachable_dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -145,9 +198,76 @@ impl Counters {
 /// A node's QUIC endpoint. Dropping it (or calling [`close`](Self::close))
 /// stops its background tasks.
 pub struct Transport {
+    shared: Arc<Shared>,
+}
+
+/// What the transport's tasks share.
+struct Shared {
+    local: NodeId,
     endpoint: quinn::Endpoint,
-    outboxes: BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
+    client_config: quinn::ClientConfig,
+    inbox: mpsc::Sender<Message>,
     counters: Arc<Counters>,
+    /// The peers this node sends to. Locked only briefly, never across an
+    /// await.
+    links: Mutex<BTreeMap<NodeId, Link>>,
+}
+
+/// One peer this node sends to: its outbox (drained by the peer's sending
+/// task) and its connections.
+struct Link {
+    outbox: mpsc::Sender<Vec<u8>>,
+    connections: Arc<Mutex<Connections>>,
+}
+
+/// The open connections with one peer, oldest first; sends use the newest.
+struct Connections {
+    /// Where the peer listens (the next dial goes there).
+    address: SocketAddr,
+    open: std::collections::VecDeque<quinn::Connection>,
+    /// Wakes the peer's sending task when a connection is adopted.
+    added: Arc<tokio::sync::Notify>,
+}
+
+impl Connections {
+    fn new(address: SocketAddr) -> Connections {
+        Connections { address, open: std::collections::VecDeque::new(), added: Arc::default() }
+    }
+
+    /// The newest connection not known to be closed.
+    fn current(&mut self) -> Option<quinn::Connection> {
+        self.open.retain(|connection| connection.close_reason().is_none());
+        self.open.back().cloned()
+    }
+
+    /// Makes `connection` the one sends use; closes the oldest beyond
+    /// [`MAX_CONNECTIONS_PER_PEER`].
+    fn add(&mut self, connection: quinn::Connection) {
+        self.open.retain(|open| open.close_reason().is_none() && open.stable_id() != connection.stable_id());
+        self.open.push_back(connection);
+        self.added.notify_one();
+        while self.open.len() > MAX_CONNECTIONS_PER_PEER {
+            if let Some(oldest) = self.open.pop_front() {
+                oldest.close(quinn::VarInt::from_u32(CLOSE_REPLACED), b"replaced by a newer connection");
+            }
+        }
+    }
+
+    /// Stops using `connection` (found dead).
+    fn forget(&mut self, connection: &quinn::Connection) {
+        self.open.retain(|open| open.stable_id() != connection.stable_id());
+    }
+}
+
+/// QUIC application close codes.
+const CLOSE_SHUTDOWN: u32 = 0;
+const CLOSE_NO_NODE: u32 = 1;
+const CLOSE_STALLED: u32 = 2;
+const CLOSE_REPLACED: u32 = 3;
+
+/// Locks `mutex`, whose holders never panic while holding it.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Transport {
@@ -164,8 +284,10 @@ impl Transport {
     }
 
     /// Starts the endpoint on an already-bound socket (useful to learn
-    /// ephemeral ports before configuring peers). Returns the transport and
-    /// the inbox of decoded messages. Must be called inside a tokio runtime.
+    /// ephemeral ports before configuring peers), and dials every peer at
+    /// once (the hello that makes a restarted node reachable). Returns the
+    /// transport and the inbox of decoded messages. Must be called inside a
+    /// tokio runtime.
     pub fn from_socket(
         local: NodeId,
         socket: UdpSocket,
@@ -185,37 +307,64 @@ impl Transport {
         }
 
         let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            quinn::EndpointConfig::new(stateless_reset_key(identity)),
             Some(server_config),
             socket,
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(|source| TransportError::Bind { address, source })?;
 
-        let counters = Arc::new(Counters::default());
         let (inbox, inbox_receiver) = mpsc::channel(INBOX_CAPACITY);
-        tokio::spawn(accept_connections(endpoint.clone(), local, inbox, Arc::clone(&counters)));
-
-        let mut outboxes = BTreeMap::new();
+        let shared = Arc::new(Shared {
+            local,
+            endpoint,
+            client_config,
+            inbox,
+            counters: Arc::new(Counters::default()),
+            links: Mutex::new(BTreeMap::new()),
+        });
+        tokio::spawn(accept_connections(Arc::clone(&shared)));
+        let transport = Transport { shared };
         for peer in peers {
-            let (outbox, outbox_receiver) = mpsc::channel(OUTBOX_CAPACITY);
-            tokio::spawn(send_to_peer(endpoint.clone(), peer.id, peer.address, client_config.clone(), outbox_receiver));
-            outboxes.insert(peer.id, outbox);
+            transport.add_peer(*peer);
         }
-        Ok((Transport { endpoint, outboxes, counters }, inbox_receiver))
+        Ok((transport, inbox_receiver))
+    }
+
+    /// Starts sending to `peer` (and dials it at once). A peer already known
+    /// keeps its connections; its address is updated for the next dial.
+    /// Returns whether the peer is known now (false for this node itself, or
+    /// beyond [`MAX_PEERS`]).
+    pub fn add_peer(&self, peer: Peer) -> bool {
+        add_link(&self.shared, peer, true).is_some()
+    }
+
+    /// The peers this transport sends to, and where they listen.
+    pub fn peers(&self) -> Vec<Peer> {
+        peers_of(&self.shared)
+    }
+
+    /// A handle that adds and lists peers, usable after the transport moved
+    /// into a driver.
+    pub fn peer_book(&self) -> PeerBook {
+        PeerBook(Arc::clone(&self.shared))
     }
 
     /// The address the endpoint listens on.
     pub fn local_address(&self) -> std::io::Result<SocketAddr> {
-        self.endpoint.local_addr()
+        self.shared.endpoint.local_addr()
     }
 
     /// Queues `message` for its addressee without waiting. Messages that
     /// cannot be encoded, are addressed to an unknown peer, or find the
     /// peer's outbox full are dropped with a log line.
     pub fn send(&self, message: &Message) {
-        let Some(outbox) = self.outboxes.get(&message.to) else {
-            tracing::warn!(to = %message.to, "message to an unknown peer dropped");
+        let links = lock(&self.shared.links);
+        let Some(link) = links.get(&message.to) else {
+            // A member whose address this node has not learned yet (it
+            // joined while this node was down): it is learned when it calls.
+            Counters::bump(&self.shared.counters.unreachable_dropped);
+            tracing::debug!(to = %message.to, "message to a peer of unknown address dropped");
             return;
         };
         let bytes = match encode_message(message) {
@@ -225,25 +374,26 @@ impl Transport {
                 return;
             }
         };
-        if outbox.try_send(bytes).is_err() {
+        if link.outbox.try_send(bytes).is_err() {
+            Counters::bump(&self.shared.counters.unreachable_dropped);
             tracing::debug!(to = %message.to, "outbox full or closed; message dropped");
         }
     }
 
     /// What was refused or dropped so far.
     pub fn counters(&self) -> TransportCounters {
-        self.counters.snapshot()
+        self.shared.counters.snapshot()
     }
 
     /// A shared view of the counters, readable after the transport moved
     /// into a driver.
     pub fn counters_handle(&self) -> CountersHandle {
-        CountersHandle(Arc::clone(&self.counters))
+        CountersHandle(Arc::clone(&self.shared.counters))
     }
 
     /// Closes every connection. Background tasks end soon after.
     pub fn close(&self) {
-        self.endpoint.close(quinn::VarInt::from_u32(0), b"shutdown");
+        self.shared.endpoint.close(quinn::VarInt::from_u32(CLOSE_SHUTDOWN), b"shutdown");
     }
 }
 
@@ -262,6 +412,55 @@ fn transport_config() -> quinn::TransportConfig {
         .max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("IDLE_TIMEOUT fits a QUIC idle timeout")))
         .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL));
     config
+}
+
+/// Adds and lists a [`Transport`]'s peers from anywhere. Cheap to clone.
+#[derive(Clone)]
+pub struct PeerBook(Arc<Shared>);
+
+impl PeerBook {
+    /// See [`Transport::add_peer`].
+    pub fn add(&self, peer: Peer) -> bool {
+        add_link(&self.0, peer, true).is_some()
+    }
+
+    /// See [`Transport::peers`].
+    pub fn list(&self) -> Vec<Peer> {
+        peers_of(&self.0)
+    }
+}
+
+impl std::fmt::Debug for PeerBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.list()).finish()
+    }
+}
+
+fn peers_of(shared: &Shared) -> Vec<Peer> {
+    lock(&shared.links).iter().map(|(id, link)| Peer { id: *id, address: lock(&link.connections).address }).collect()
+}
+
+/// The link to `peer`, made (with its sending task, which dials at once if
+/// `hello`) if it is new. A known peer's address is updated. `None` for this
+/// node itself or beyond [`MAX_PEERS`].
+fn add_link(shared: &Arc<Shared>, peer: Peer, hello: bool) -> Option<Arc<Mutex<Connections>>> {
+    if peer.id == shared.local {
+        return None;
+    }
+    let mut links = lock(&shared.links);
+    if let Some(link) = links.get(&peer.id) {
+        lock(&link.connections).address = peer.address;
+        return Some(Arc::clone(&link.connections));
+    }
+    if links.len() >= MAX_PEERS {
+        tracing::warn!(peer = %peer.id, limit = MAX_PEERS, "too many peers; not adding another");
+        return None;
+    }
+    let (outbox, outbox_receiver) = mpsc::channel(OUTBOX_CAPACITY);
+    let connections = Arc::new(Mutex::new(Connections::new(peer.address)));
+    tokio::spawn(send_to_peer(Arc::clone(shared), peer.id, Arc::clone(&connections), outbox_receiver, hello));
+    links.insert(peer.id, Link { outbox, connections: Arc::clone(&connections) });
+    Some(connections)
 }
 
 /// Reads a [`Transport`]'s counters from anywhere. Cheap to clone.
@@ -314,18 +513,26 @@ fn tls_configs(identity: &Identity) -> Result<(quinn::ServerConfig, quinn::Clien
     Ok((quinn::ServerConfig::with_crypto(Arc::new(server_crypto)), quinn::ClientConfig::new(Arc::new(client_crypto))))
 }
 
+/// The key of this node's stateless resets: derived from its private key,
+/// so it is secret and the same in every life of the node. A restarted node
+/// can then reset the connections of its previous life, and its peers
+/// (which learned the reset tokens from that life) believe it.
+fn stateless_reset_key(identity: &Identity) -> Arc<dyn quinn::crypto::HmacKey> {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(b"chorus stateless reset key v1\0");
+    context.update(identity.private_key_der());
+    let secret = context.finish();
+    Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_ref()))
+}
+
 /// Accepts connections until the endpoint closes; serves each on its own
-/// task once the peer's certificate has told which node it is.
-async fn accept_connections(
-    endpoint: quinn::Endpoint,
-    local: NodeId,
-    inbox: mpsc::Sender<Message>,
-    counters: Arc<Counters>,
-) {
-    while let Some(incoming) = endpoint.accept().await {
-        let inbox = inbox.clone();
-        let counters = Arc::clone(&counters);
+/// task once the peer's certificate has told which node it is. A known
+/// peer's connection is adopted for sending to it too.
+async fn accept_connections(shared: Arc<Shared>) {
+    while let Some(incoming) = shared.endpoint.accept().await {
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
+            let counters = &shared.counters;
             let connection = match incoming.await {
                 Ok(connection) => connection,
                 Err(error) => {
@@ -337,10 +544,27 @@ async fn accept_connections(
             let Some(peer) = peer_node(&connection) else {
                 Counters::bump(&counters.connections_without_node);
                 tracing::warn!(remote = %connection.remote_address(), "a certificate naming no node was refused");
-                connection.close(quinn::VarInt::from_u32(1), b"certificate names no node");
+                connection.close(quinn::VarInt::from_u32(CLOSE_NO_NODE), b"certificate names no node");
                 return;
             };
-            receive_streams(connection, local, peer, inbox, counters).await;
+            // A certificate of this very node used elsewhere is no peer: its
+            // messages are dropped as forged, and nothing is sent back. A
+            // node not known yet (one that joined) is learned: its endpoint
+            // dialled from the address it listens on.
+            if peer != shared.local {
+                let learned = Peer { id: peer, address: connection.remote_address() };
+                let known = lock(&shared.links).get(&peer).map(|link| Arc::clone(&link.connections));
+                let connections = known.or_else(|| {
+                    tracing::info!(%peer, address = %learned.address, "learned a new peer from its connection");
+                    add_link(&shared, learned, false)
+                });
+                if let Some(connections) = connections {
+                    lock(&connections).add(connection.clone());
+                    Counters::bump(&counters.connections_adopted);
+                    tracing::debug!(%peer, remote = %connection.remote_address(), "adopted a connection from a peer");
+                }
+            }
+            receive_streams(connection, peer, &shared).await;
         });
     }
 }
@@ -352,15 +576,11 @@ fn peer_node(connection: &quinn::Connection) -> Option<NodeId> {
     node_of_certificate(chain.first()?)
 }
 
-/// Reads every stream of one connection from `peer` as one message.
-async fn receive_streams(
-    connection: quinn::Connection,
-    local: NodeId,
-    peer: NodeId,
-    inbox: mpsc::Sender<Message>,
-    counters: Arc<Counters>,
-) {
+/// Reads every stream of one connection from `peer` as one message, until
+/// the connection closes. Runs for every connection, whichever side dialled.
+async fn receive_streams(connection: quinn::Connection, peer: NodeId, shared: &Shared) {
     let remote = connection.remote_address();
+    let local = shared.local;
     loop {
         let mut stream = match connection.accept_uni().await {
             Ok(stream) => stream,
@@ -369,8 +589,8 @@ async fn receive_streams(
                 return;
             }
         };
-        let inbox = inbox.clone();
-        let counters = Arc::clone(&counters);
+        let inbox = shared.inbox.clone();
+        let counters = Arc::clone(&shared.counters);
         tokio::spawn(async move {
             let bytes = match stream.read_to_end(MAX_MESSAGE_BYTES).await {
                 Ok(bytes) => bytes,
@@ -402,38 +622,118 @@ async fn receive_streams(
     }
 }
 
-/// Sends everything queued for one peer, (re)connecting as needed, until the
-/// outbox closes.
+/// When the next connection attempt to an unreachable peer may start.
+#[derive(Debug)]
+struct Backoff {
+    wait: Duration,
+    next_attempt: Instant,
+}
+
+impl Backoff {
+    fn new(now: Instant) -> Backoff {
+        Backoff { wait: RECONNECT_BACKOFF_MIN, next_attempt: now }
+    }
+
+    fn may_attempt(&self, now: Instant) -> bool {
+        now >= self.next_attempt
+    }
+
+    /// An attempt failed: wait, twice as long as last time, at most
+    /// [`RECONNECT_BACKOFF_MAX`].
+    fn failed(&mut self, now: Instant) {
+        self.next_attempt = now + self.wait;
+        self.wait = (self.wait * 2).min(RECONNECT_BACKOFF_MAX);
+    }
+
+    /// A connection works: the next failure starts from the shortest wait.
+    fn succeeded(&mut self, now: Instant) {
+        self.wait = RECONNECT_BACKOFF_MIN;
+        self.next_attempt = now;
+    }
+}
+
+type Dial = tokio::task::JoinHandle<Option<quinn::Connection>>;
+
+/// Sends everything queued for one peer until the outbox closes. Dials the
+/// peer at once, and again whenever it has no working connection. While a
+/// dial is under way (at most [`CONNECT_TIMEOUT`]) messages wait in the
+/// outbox, unless the peer's own connection is adopted meanwhile; after a
+/// failed dial they are dropped until the [`Backoff`] allows the next.
 async fn send_to_peer(
-    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
     peer: NodeId,
-    address: SocketAddr,
-    client_config: quinn::ClientConfig,
+    connections: Arc<Mutex<Connections>>,
     mut outbox: mpsc::Receiver<Vec<u8>>,
+    hello: bool,
 ) {
-    let name = node_name(peer);
-    let mut connection: Option<quinn::Connection> = None;
-    let mut next_attempt = Instant::now();
-    while let Some(bytes) = outbox.recv().await {
-        if connection.as_ref().is_some_and(|open| open.close_reason().is_some()) {
-            connection = None;
-        }
-        if connection.is_none() {
-            if Instant::now() < next_attempt {
-                continue; // backing off: drop the message
+    let counters = Arc::clone(&shared.counters);
+    let mut backoff = Backoff::new(Instant::now());
+    let mut dialling: Option<Dial> = hello.then(|| dial(&shared, peer, &connections));
+    let added = Arc::clone(&lock(&connections).added);
+    loop {
+        let ready = dialling.is_none() || lock(&connections).current().is_some();
+        tokio::select! {
+            () = added.notified(), if !ready => {}
+            dialled = async { dialling.as_mut().expect("guarded by the select condition").await },
+                if dialling.is_some() =>
+            {
+                dialling = None;
+                match dialled {
+                    Ok(Some(connection)) => {
+                        backoff.succeeded(Instant::now());
+                        lock(&connections).add(connection);
+                    }
+                    _ => backoff.failed(Instant::now()),
+                }
             }
-            connection = connect(&endpoint, &client_config, address, &name).await;
-            if connection.is_none() {
-                next_attempt = Instant::now() + RECONNECT_BACKOFF;
-                continue;
+            bytes = outbox.recv(), if ready => {
+                let Some(bytes) = bytes else { break };
+                let current = lock(&connections).current();
+                let Some(connection) = current else {
+                    Counters::bump(&counters.unreachable_dropped);
+                    if dialling.is_none() && backoff.may_attempt(Instant::now()) {
+                        dialling = Some(dial(&shared, peer, &connections));
+                    }
+                    continue;
+                };
+                backoff.succeeded(Instant::now());
+                let error = match tokio::time::timeout(SEND_STALL_TIMEOUT, send_stream(&connection, &bytes)).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(error)) => error.to_string(),
+                    Err(_) => {
+                        connection.close(quinn::VarInt::from_u32(CLOSE_STALLED), b"stalled");
+                        format!("no stream credit within {SEND_STALL_TIMEOUT:?}")
+                    }
+                };
+                Counters::bump(&counters.connections_failed);
+                Counters::bump(&counters.unreachable_dropped);
+                tracing::debug!(%peer, %error, "connection dead; message dropped, dialling again");
+                lock(&connections).forget(&connection);
+                if dialling.is_none() {
+                    dialling = Some(dial(&shared, peer, &connections));
+                }
             }
-        }
-        let open = connection.as_ref().expect("invariant: connected just above");
-        if let Err(error) = send_stream(open, &bytes).await {
-            tracing::debug!(%peer, %error, "send failed; message dropped");
-            connection = None;
         }
     }
+    if let Some(dialling) = dialling {
+        dialling.abort();
+    }
+}
+
+/// Dials `peer` on a task of its own; the connection's incoming streams are
+/// served too (the peer adopts it for its sends to this node).
+fn dial(shared: &Arc<Shared>, peer: NodeId, connections: &Mutex<Connections>) -> Dial {
+    let shared = Arc::clone(shared);
+    let address = lock(connections).address;
+    tokio::spawn(async move {
+        let connection = connect(&shared.endpoint, &shared.client_config, address, &node_name(peer)).await?;
+        Counters::bump(&shared.counters.connections_dialled);
+        tracing::debug!(%peer, %address, "connected");
+        let receiving = connection.clone();
+        let receiver_shared = Arc::clone(&shared);
+        tokio::spawn(async move { receive_streams(receiving, peer, &receiver_shared).await });
+        Some(connection)
+    })
 }
 
 async fn connect(
@@ -477,4 +777,32 @@ async fn send_stream(connection: &quinn::Connection, bytes: &[u8]) -> Result<(),
     stream.write_all(bytes).await?;
     stream.finish()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_bound_and_starts_over_after_a_success() {
+        let start = Instant::now();
+        let mut backoff = Backoff::new(start);
+        assert!(backoff.may_attempt(start));
+        let mut waits = Vec::new();
+        let mut now = start;
+        for _ in 0..8 {
+            backoff.failed(now);
+            assert!(!backoff.may_attempt(now));
+            waits.push(backoff.next_attempt - now);
+            now = backoff.next_attempt;
+            assert!(backoff.may_attempt(now));
+        }
+        assert_eq!(waits[0], RECONNECT_BACKOFF_MIN);
+        assert_eq!(waits[1], RECONNECT_BACKOFF_MIN * 2);
+        assert!(waits.windows(2).all(|pair| pair[1] >= pair[0]));
+        assert_eq!(*waits.last().unwrap(), RECONNECT_BACKOFF_MAX);
+        backoff.succeeded(now);
+        backoff.failed(now);
+        assert_eq!(backoff.next_attempt - now, RECONNECT_BACKOFF_MIN);
+    }
 }

@@ -9,239 +9,12 @@
 
 #![cfg(unix)]
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const CHORUS: &str = env!("CARGO_BIN_EXE_chorus");
-/// Bound on every wait for the cluster (election, catching up, stopping).
-const WAIT: Duration = Duration::from_secs(20);
-const POLL: Duration = Duration::from_millis(100);
+use common::{chorus, eventually, expect, free_tcp, http, json, text, Cluster};
+use std::path::Path;
+
 const NODES: [u64; 3] = [1, 2, 3];
-
-struct Node {
-    id: u64,
-    quic: SocketAddr,
-    http: SocketAddr,
-    child: Option<Child>,
-}
-
-/// The cluster's files and processes; kills every child on drop and prints
-/// their logs if the test failed.
-struct Cluster {
-    root: PathBuf,
-    nodes: Vec<Node>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(mut child) = node.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        if std::thread::panicking() {
-            for node in &self.nodes {
-                let log = std::fs::read_to_string(self.log_path(node.id)).unwrap_or_default();
-                eprintln!("----- node {} log -----\n{log}", node.id);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-fn free_tcp() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-fn chorus(args: &[&str]) -> Output {
-    Command::new(CHORUS).args(args).env_remove("CHORUS_ENDPOINT").output().expect("the chorus binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Runs a command and checks its exit code; returns its stdout.
-fn expect(code: i32, args: &[&str]) -> String {
-    let output = chorus(args);
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "chorus {args:?}\nstdout: {}\nstderr: {}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    text(&output.stdout)
-}
-
-impl Cluster {
-    fn new() -> Cluster {
-        let root = std::env::temp_dir().join(format!(
-            "chorus-processes-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-        ));
-        std::fs::create_dir_all(&root).unwrap();
-        let nodes = NODES.iter().map(|id| Node { id: *id, quic: free_udp(), http: free_tcp(), child: None }).collect();
-        Cluster { root, nodes }
-    }
-
-    fn certs(&self) -> PathBuf {
-        self.root.join("certs")
-    }
-
-    fn data_dir(&self, id: u64) -> PathBuf {
-        self.root.join(format!("data-{id}"))
-    }
-
-    fn log_path(&self, id: u64) -> PathBuf {
-        self.root.join(format!("node-{id}.log"))
-    }
-
-    fn endpoint(&self, id: u64) -> String {
-        format!("http://{}", self.nodes[(id - 1) as usize].http)
-    }
-
-    fn node_args(&self, id: u64, bootstrap: bool) -> Vec<String> {
-        let node = &self.nodes[(id - 1) as usize];
-        let mut args = vec![
-            "node".to_string(),
-            format!("--id={id}"),
-            format!("--listen={}", node.quic),
-            format!("--http={}", node.http),
-            format!("--data-dir={}", self.data_dir(id).display()),
-            format!("--certs={}", self.certs().display()),
-            "--election-timeout-ms=1000".to_string(),
-            "--heartbeat-interval-ms=100".to_string(),
-            "--log-level=info".to_string(),
-        ];
-        for peer in self.nodes.iter().filter(|peer| peer.id != id) {
-            args.push(format!("--peer={}={}", peer.id, peer.quic));
-            args.push(format!("--peer-http={}={}", peer.id, peer.http));
-        }
-        if bootstrap {
-            args.push("--bootstrap".to_string());
-        }
-        args
-    }
-
-    fn start(&mut self, id: u64, bootstrap: bool) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id)).unwrap();
-        let child = Command::new(CHORUS)
-            .args(self.node_args(id, bootstrap))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("chorus node starts");
-        self.nodes[(id - 1) as usize].child = Some(child);
-    }
-
-    /// SIGTERM, then the exit code (bounded wait).
-    fn stop(&mut self, id: u64) -> Option<i32> {
-        self.stop_with(id, "-TERM")
-    }
-
-    /// Sends `signal` (`-TERM`, `-INT`), then the exit code (bounded wait).
-    fn stop_with(&mut self, id: u64, signal: &str) -> Option<i32> {
-        let mut child = self.nodes[(id - 1) as usize].child.take().expect("the node runs");
-        let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("node {id} did not stop within {WAIT:?} of SIGTERM");
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Waits until every running node answers /health with 200 and they
-    /// agree on the leader. Returns the leader's id.
-    fn wait_healthy(&self) -> u64 {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let leaders: Vec<Option<u64>> = self
-                .nodes
-                .iter()
-                .filter(|node| node.child.is_some())
-                .map(|node| {
-                    let (status, body) = http("GET", &format!("http://{}/health", node.http), None);
-                    if status != 200 {
-                        return None;
-                    }
-                    serde_json::from_slice::<serde_json::Value>(&body).ok()?["leader"].as_u64()
-                })
-                .collect();
-            if let Some(Some(leader)) = leaders.first() {
-                if leaders.iter().all(|other| *other == Some(*leader)) {
-                    return *leader;
-                }
-            }
-            assert!(Instant::now() < deadline, "the cluster did not become healthy within {WAIT:?}: {leaders:?}");
-            std::thread::sleep(POLL);
-        }
-    }
-}
-
-/// One HTTP request (no redirects followed); (status, body). Status 0 when
-/// the node cannot be reached.
-fn http(method: &str, url: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .timeout_global(Some(Duration::from_secs(15)))
-        .build()
-        .into();
-    let mut request = ureq::http::Request::builder().method(method).uri(url);
-    if method == "POST" {
-        request = request.header("content-type", "application/json");
-    }
-    let request = request.body(body.unwrap_or_default().to_vec()).unwrap();
-    match agent.run(request) {
-        Ok(mut response) => {
-            let status = response.status().as_u16();
-            (status, response.body_mut().read_to_vec().unwrap_or_default())
-        }
-        Err(_) => (0, Vec::new()),
-    }
-}
-
-fn json(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body).unwrap_or_else(|error| panic!("not JSON ({error}): {}", text(body)))
-}
-
-/// Retries a CLI command until it exits with `code` (the cluster may be
-/// settling right after an election); returns its stdout.
-fn eventually(code: i32, args: &[&str]) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let output = chorus(args);
-        if output.status.code() == Some(code) {
-            return text(&output.stdout);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "chorus {args:?} never exited with {code}; last {:?}: {}{}",
-            output.status.code(),
-            text(&output.stdout),
-            text(&output.stderr)
-        );
-        std::thread::sleep(POLL);
-    }
-}
 
 fn make_certificates(cluster: &Cluster) {
     let certs = cluster.certs();
@@ -382,7 +155,7 @@ fn key_value_over_http(cluster: &Cluster, leader: u64) {
 
 #[test]
 fn a_three_process_cluster_serves_the_cli_and_http_and_restarts_from_disk() {
-    let mut cluster = Cluster::new();
+    let mut cluster = Cluster::new("processes", 3);
     make_certificates(&cluster);
 
     // Nothing listens yet: health is unreachable, not a false "ok".
@@ -435,7 +208,28 @@ fn a_three_process_cluster_serves_the_cli_and_http_and_restarts_from_disk() {
 fn bad_flags_are_named_and_never_panic() {
     let root = std::env::temp_dir().join(format!("chorus-flags-{}", std::process::id()));
     let dir = root.to_str().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["node", "--id", "1", "--listen", "127.0.0.1:1", "--join", "nowhere", "--data-dir", dir, "--certs", dir],
+            "--join",
+        ),
+        (
+            &[
+                "node",
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:1",
+                "--bootstrap",
+                "--join",
+                "127.0.0.1:2",
+                "--data-dir",
+                dir,
+                "--certs",
+                dir,
+            ],
+            "--bootstrap",
+        ),
         (&["node", "--id", "0", "--listen", "127.0.0.1:1", "--data-dir", dir, "--certs", dir], "--id"),
         (&["node", "--id", "1", "--listen", "nowhere", "--data-dir", dir, "--certs", dir], "--listen"),
         (

@@ -15,6 +15,7 @@
 mod certs_command;
 mod client_command;
 mod exit;
+mod join;
 mod logging;
 mod node_command;
 

@@ -1,8 +1,9 @@
 //! `chorus node ...`: one member of a cluster, serving the HTTP API.
 
+use crate::join::{self, Addresses};
 use crate::{exit, logging};
 use chorus_core::kv::KvStore;
-use chorus_core::raft::{Config, RestartError};
+use chorus_core::raft::{Config, DiskId, RestartError};
 use chorus_core::types::NodeId;
 use chorus_runtime::certs::Identity;
 use chorus_runtime::driver::{Driver, DriverError, Start};
@@ -42,8 +43,16 @@ pub(crate) struct NodeArgs {
     /// --peer nodes): create its Raft state in the empty data directory.
     /// Refused if the directory already holds Raft state. Never use it for a
     /// node whose data was lost.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "join")]
     bootstrap: bool,
+    /// Join a running cluster through a member's HTTP API (IP:PORT or
+    /// http://IP:PORT): on an empty data directory the node starts on a new
+    /// disk and asks the leader to add it as a learner, then to make it a
+    /// voter once it has caught up; a former member whose data was lost
+    /// comes back this way (its new disk is recorded). Ignored once the data
+    /// directory holds Raft state (the node restarts from it).
+    #[arg(long, value_name = "ADDR", value_parser = join::parse_join)]
+    join: Option<SocketAddr>,
     /// A peer's QUIC address as ID=ADDR, e.g. 2=127.0.0.1:7002. Repeat for
     /// each peer.
     #[arg(long = "peer", value_name = "ID=ADDR", value_parser = parse_peer)]
@@ -155,47 +164,147 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
     if recovered.discarded_tail_bytes > 0 {
         tracing::warn!(bytes = recovered.discarded_tail_bytes, "discarded a torn record at the end of the log");
     }
+    // Where the members listen: what the node remembered, then the flags.
+    let mut addresses = join::load_peers(&args.data_dir).map_err(|error| Err(error.into()))?;
+    addresses.remove(&id.0);
+    for (peer, quic) in &args.peers {
+        let http = args.peer_http.iter().find(|(other, _)| other == peer).map(|(_, http)| *http);
+        addresses.insert(*peer, Addresses { quic: *quic, http });
+    }
     let peers: Vec<Peer> =
-        args.peers.iter().map(|(peer, address)| Peer { id: NodeId(*peer), address: *address }).collect();
+        addresses.iter().map(|(peer, found)| Peer { id: NodeId(*peer), address: found.quic }).collect();
+    let start = match (args.bootstrap, args.join) {
+        (true, _) => Start::Bootstrap,
+        (false, Some(_)) if recovered.state.is_empty() => Start::Join { disk: fresh_disk_id() },
+        (false, Some(_)) => {
+            tracing::info!("the data directory holds Raft state: restarting from it (--join is not needed)");
+            Start::Restart
+        }
+        (false, None) => Start::Restart,
+    };
     let (transport, inbox) = Transport::bind(id, args.listen, &identity, &peers).map_err(|error| Err(error.into()))?;
-    let mut voters: Vec<NodeId> = peers.iter().map(|peer| peer.id).collect();
+    let mut voters: Vec<NodeId> = args.peers.iter().map(|(peer, _)| NodeId(*peer)).collect();
     voters.push(id);
     let mut config = Config::new(id, voters);
     config.rng_seed = rng_seed();
     config.election_timeout_ms = args.election_timeout_ms;
     config.heartbeat_interval_ms = args.heartbeat_interval_ms;
-    let start = if args.bootstrap { Start::Bootstrap } else { Start::Restart };
     let (driver, handle) = Driver::new(start, config, KvStore::default(), storage, recovered, transport, inbox)
         .map_err(|error| refusal_or_error(error, &args))?;
 
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
         .map_err(|error| Err(format!("cannot listen on --http {}: {error}", args.http).into()))?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signal_stopping = std::sync::Arc::clone(&stopping);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal_stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let driver_task = tokio::spawn(driver.run_until(until_stopped(stopped.clone())));
+
+    if let (Start::Join { disk }, Some(endpoint)) = (start, args.join) {
+        tracing::info!(%id, %disk, %endpoint, "joining the cluster on a new disk");
+        let (quic, http) = (args.listen, args.http);
+        let asking = std::sync::Arc::clone(&stopping);
+        let answer = tokio::task::spawn_blocking(move || join::join(endpoint, id.0, disk.0, quic, http, &asking))
+            .await
+            .map_err(|error| Err(error.into()))?;
+        match answer {
+            Ok(answer) => {
+                for member in answer.members.iter().filter(|member| member.id != id.0) {
+                    handle.add_peer(Peer { id: NodeId(member.id), address: member.address });
+                    addresses.insert(member.id, Addresses { quic: member.address, http: member.http });
+                }
+                tracing::info!(%id, voters = ?answer.voters, "joined the cluster as a voter");
+            }
+            Err(join::JoinRefused(message)) if stopping.load(std::sync::atomic::Ordering::Relaxed) => {
+                tracing::info!("{message}");
+            }
+            Err(join::JoinRefused(message)) => {
+                drop(handle);
+                let _ = driver_task.await;
+                return Err(Ok(Refusal(message)));
+            }
+        }
+    }
+    if let Err(error) = join::save_peers(&args.data_dir, &addresses) {
+        tracing::warn!(%error, "cannot remember the members' addresses");
+    }
+    tokio::spawn(remember_peers(handle.clone(), args.data_dir.clone(), addresses.clone()));
+
     // Its own address too, so that /v1/status names the leader's address
     // when this node leads.
-    let peer_http: BTreeMap<NodeId, SocketAddr> = args
-        .peer_http
+    let peer_http: BTreeMap<NodeId, SocketAddr> = addresses
         .iter()
-        .map(|(peer, address)| (NodeId(*peer), *address))
+        .filter_map(|(peer, found)| Some((NodeId(*peer), found.http?)))
         .chain(std::iter::once((id, args.http)))
         .collect();
-    let options = HttpOptions { peer_http };
-    let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
-    let http_task = tokio::spawn(http::serve(listener, handle.clone(), options, async move {
-        let mut stopped = http_stopped;
-        let _ = stopped.wait_for(|stop| *stop).await;
-    }));
+    let options = HttpOptions { peer_http, listen: Some(args.listen) };
+    let http_task = tokio::spawn(http::serve(listener, handle.clone(), options, until_stopped(stopped)));
     tracing::info!(%id, listen = %args.listen, http = %args.http, "node started");
 
-    let result = driver.run_until(shutdown_signal()).await;
-    let _ = stop_http.send(true);
+    let result: Result<(), Box<dyn std::error::Error>> = match driver_task.await {
+        Ok(result) => result.map_err(Into::into),
+        Err(error) => Err(format!("the driver task failed: {error}").into()),
+    };
     drop(handle);
     match http_task.await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, "the HTTP server failed"),
         Err(error) => tracing::warn!(%error, "the HTTP server task failed"),
     }
-    result.map_err(|error| Err(error.into()))
+    result.map_err(Err)
+}
+
+/// How often the members' addresses the transport knows are compared with
+/// the `peers` file.
+const REMEMBER_PEERS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps the `peers` file up to date with the members the transport learned
+/// (a node that joined while this one was up), so a restart still finds them.
+async fn remember_peers(
+    handle: chorus_runtime::driver::DriverHandle,
+    data_dir: std::path::PathBuf,
+    mut remembered: BTreeMap<u64, Addresses>,
+) {
+    let mut ticks = tokio::time::interval(REMEMBER_PEERS_INTERVAL);
+    loop {
+        ticks.tick().await;
+        let mut changed = false;
+        for peer in handle.peers() {
+            let known = remembered.get(&peer.id.0).copied();
+            if known.map(|known| known.quic) != Some(peer.address) {
+                let http = known.and_then(|known| known.http);
+                remembered.insert(peer.id.0, Addresses { quic: peer.address, http });
+                changed = true;
+            }
+        }
+        if changed {
+            if let Err(error) = join::save_peers(&data_dir, &remembered) {
+                tracing::warn!(%error, "cannot remember the members' addresses");
+            }
+        }
+        if handle.is_stopped() {
+            return;
+        }
+    }
+}
+
+/// A disk id for a node joining on an empty data directory: random, never
+/// the bootstrap disk's.
+fn fresh_disk_id() -> DiskId {
+    loop {
+        let disk = DiskId(rng_seed());
+        if disk != DiskId::BOOTSTRAP {
+            return disk;
+        }
+    }
 }
 
 fn refusal_or_error(error: DriverError, args: &NodeArgs) -> ServeError {
@@ -206,8 +315,8 @@ fn refusal_or_error(error: DriverError, args: &NodeArgs) -> ServeError {
              (and the same --peer list on every initial member).\n  \
              - If this node was a member and its data was lost or deleted, do NOT use --bootstrap: it would \
              come back as a voter that forgot what it acknowledged. It must rejoin as a new disk through the \
-             cluster's membership change (`--join`, not available in this version yet); until then, restore \
-             its data directory from the node's own latest copy or leave it out.",
+             cluster's membership change: start it with --join ADDR (a member's HTTP address) instead. \
+             The leader records its new disk once it has caught up.",
             dir = args.data_dir.display()
         ))),
         DriverError::AlreadyBootstrapped { .. } => {
