@@ -313,6 +313,12 @@ impl Config {
                 return Err(ConfigError::TooLong { name, value: u64::from(value), limit: u64::from(MAX_MULTIPLIER) });
             }
         }
+        self.validate_sizes()
+    }
+
+    /// The timeout and the size limits: addresses, seeds, metadata, the
+    /// incarnation and the message budget.
+    fn validate_sizes(&self) -> Result<(), ConfigError> {
         if self.probe_timeout_ms < 2 || self.probe_timeout_ms >= self.probe_interval_ms {
             return Err(ConfigError::BadProbeTimeout {
                 timeout: self.probe_timeout_ms,
