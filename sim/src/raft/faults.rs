@@ -363,34 +363,7 @@ impl RaftWorld {
         let (recurrence, action, undo) = match kind {
             RecurringFault::Partition => {
                 let recurrence = self.profile.partitions.expect("scheduled only when on");
-                let action = match self.engine.rng.random_range(0..4) {
-                    0 => {
-                        let mut order: Vec<usize> = (0..nodes).collect();
-                        for i in (1..order.len()).rev() {
-                            order.swap(i, self.engine.rng.random_range(0..=i));
-                        }
-                        let split = self.engine.rng.random_range(1..nodes.max(2));
-                        let (left, right) = order.split_at(split.min(nodes));
-                        FaultAction::Partition { groups: vec![left.to_vec(), right.to_vec()] }
-                    }
-                    1 => FaultAction::Isolate { node: NodeRef::Index(self.engine.rng.random_range(0..nodes)) },
-                    // A node that cannot reach the leader but reaches the
-                    // others: the case check-quorum's vote lease exists for.
-                    2 => FaultAction::CutLink {
-                        a: NodeRef::Leader,
-                        b: NodeRef::Index(self.engine.rng.random_range(0..nodes)),
-                    },
-                    _ => {
-                        let sender = self.engine.rng.random_range(0..nodes);
-                        let receivers = (0..nodes).filter(|node| *node != sender).map(NodeRef::Index).collect();
-                        if self.engine.rng.random_bool(0.5) {
-                            FaultAction::OneWay { senders: vec![sender], receivers }
-                        } else {
-                            let senders = (0..nodes).filter(|node| *node != sender).collect();
-                            FaultAction::OneWay { senders, receivers: vec![NodeRef::Index(sender)] }
-                        }
-                    }
-                };
+                let action = self.draw_partition(nodes);
                 (recurrence, action, FaultAction::Heal)
             }
             RecurringFault::Crash => {
@@ -434,6 +407,37 @@ impl RaftWorld {
         // The next one strikes only after this one ends.
         let next = duration + Recurrence::draw(&mut self.engine.rng, recurrence.mean_interval_ms);
         self.engine.schedule(next, SimEvent::Recurring(kind));
+    }
+
+    /// One partition of the swarm's recurring kinds, drawn at random: a
+    /// random split, an isolated node, a link cut between the leader and a
+    /// node, or a one-way cut to or from one node.
+    fn draw_partition(&mut self, nodes: usize) -> FaultAction {
+        match self.engine.rng.random_range(0..4) {
+            0 => {
+                let mut order: Vec<usize> = (0..nodes).collect();
+                for i in (1..order.len()).rev() {
+                    order.swap(i, self.engine.rng.random_range(0..=i));
+                }
+                let split = self.engine.rng.random_range(1..nodes.max(2));
+                let (left, right) = order.split_at(split.min(nodes));
+                FaultAction::Partition { groups: vec![left.to_vec(), right.to_vec()] }
+            }
+            1 => FaultAction::Isolate { node: NodeRef::Index(self.engine.rng.random_range(0..nodes)) },
+            // A node that cannot reach the leader but reaches the
+            // others: the case check-quorum's vote lease exists for.
+            2 => FaultAction::CutLink { a: NodeRef::Leader, b: NodeRef::Index(self.engine.rng.random_range(0..nodes)) },
+            _ => {
+                let sender = self.engine.rng.random_range(0..nodes);
+                let receivers = (0..nodes).filter(|node| *node != sender).map(NodeRef::Index).collect();
+                if self.engine.rng.random_bool(0.5) {
+                    FaultAction::OneWay { senders: vec![sender], receivers }
+                } else {
+                    let senders = (0..nodes).filter(|node| *node != sender).collect();
+                    FaultAction::OneWay { senders, receivers: vec![NodeRef::Index(sender)] }
+                }
+            }
+        }
     }
 
     pub(super) fn heal_everything(&mut self) {

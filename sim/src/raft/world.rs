@@ -149,38 +149,8 @@ impl RaftWorld {
         let fault_phase_us = options.scenario.as_ref().map_or(FAULT_PHASE_US, |scenario| {
             scenario.duration_ms.map_or(FAULT_PHASE_US.max(scenario.last_event_us() + 1_000_000), |ms| ms * 1000)
         });
-        let voters: Vec<NodeId> = (0..options.nodes).map(node_id).collect();
         let total = options.nodes + profile.spares;
-        let mut nodes = Vec::with_capacity(total);
-        for index in 0..total {
-            let drift = if profile.drift_ppm_max > 0 {
-                rng.random_range(-profile.drift_ppm_max..=profile.drift_ppm_max)
-            } else {
-                0
-            };
-            let clock = DriftClock::new(rng.random_range(0..1_000_000_000), drift);
-            let config = Self::raft_config(&options, &profile, &voters, index, &mut rng);
-            // The initial voters bootstrap the cluster; spares join empty.
-            let (raft, disk_id) = if index < options.nodes {
-                let raft = RaftNode::new(config, KvStore::default(), clock.local(0));
-                (raft.expect("invariant: the simulator builds valid configurations"), DiskId::BOOTSTRAP)
-            } else {
-                let disk_id = DiskId(rng.random_range(1..u64::MAX));
-                let raft = RaftNode::join(config, disk_id, KvStore::default(), clock.local(0));
-                (raft.expect("invariant: the simulator builds valid configurations"), disk_id)
-            };
-            nodes.push(SimNode {
-                votes: raft.may_campaign(),
-                raft: Some(raft),
-                disk: Disk::default(),
-                disk_id,
-                wiped: false,
-                slot: NodeSlot::new(clock),
-                incarnation: 0,
-                requests: BTreeMap::new(),
-                next_request: 0,
-            });
-        }
+        let nodes = Self::build_nodes(&options, &profile, &mut rng);
         let clients = options.scenario.as_ref().and_then(|scenario| scenario.knobs.clients);
         let workload =
             Workload::new(clients.unwrap_or(DEFAULT_CLIENTS), total, DEFAULT_KEYS, fault_phase_us + WORKLOAD_TAIL_US);
@@ -205,6 +175,44 @@ impl RaftWorld {
         simulation.workload.give_up_before_us = fault_phase_us;
         simulation.start(fault_phase_us);
         simulation
+    }
+
+    /// The cluster's nodes: the initial voters bootstrapped, the spares
+    /// joined empty on fresh disks, each with its drifting clock.
+    fn build_nodes(options: &SimOptions, profile: &FaultProfile, rng: &mut ChaCha8Rng) -> Vec<SimNode> {
+        let voters: Vec<NodeId> = (0..options.nodes).map(node_id).collect();
+        let total = options.nodes + profile.spares;
+        let mut nodes = Vec::with_capacity(total);
+        for index in 0..total {
+            let drift = if profile.drift_ppm_max > 0 {
+                rng.random_range(-profile.drift_ppm_max..=profile.drift_ppm_max)
+            } else {
+                0
+            };
+            let clock = DriftClock::new(rng.random_range(0..1_000_000_000), drift);
+            let config = Self::raft_config(options, profile, &voters, index, rng);
+            // The initial voters bootstrap the cluster; spares join empty.
+            let (raft, disk_id) = if index < options.nodes {
+                let raft = RaftNode::new(config, KvStore::default(), clock.local(0));
+                (raft.expect("invariant: the simulator builds valid configurations"), DiskId::BOOTSTRAP)
+            } else {
+                let disk_id = DiskId(rng.random_range(1..u64::MAX));
+                let raft = RaftNode::join(config, disk_id, KvStore::default(), clock.local(0));
+                (raft.expect("invariant: the simulator builds valid configurations"), disk_id)
+            };
+            nodes.push(SimNode {
+                votes: raft.may_campaign(),
+                raft: Some(raft),
+                disk: Disk::default(),
+                disk_id,
+                wiped: false,
+                slot: NodeSlot::new(clock),
+                incarnation: 0,
+                requests: BTreeMap::new(),
+                next_request: 0,
+            });
+        }
+        nodes
     }
 
     pub(super) fn raft_config(
