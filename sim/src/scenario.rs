@@ -171,39 +171,7 @@ impl Scenario {
     /// Parses and validates a scenario for a cluster of `nodes` nodes.
     pub fn parse(text: &str, nodes: usize) -> Result<Scenario, ScenarioError> {
         let raw: RawScenario = toml::from_str(text).map_err(|error| ScenarioError::Syntax(error.to_string()))?;
-        if let Some(duration) = raw.duration_ms {
-            if duration == 0 || duration > MAX_SCENARIO_DURATION_MS {
-                return Err(ScenarioError::Other(format!(
-                    "duration_ms must be between 1 and {MAX_SCENARIO_DURATION_MS}, got {duration}"
-                )));
-            }
-        }
-        if raw.seed_profile && raw.random_faults {
-            return Err(ScenarioError::Other(
-                "seed_profile = true and random_faults = true contradict each other: with seed_profile only the \
-                 file's events strike"
-                    .into(),
-            ));
-        }
-        if raw.clients.is_some_and(|clients| clients == 0 || clients > MAX_SCENARIO_CLIENTS) {
-            return Err(ScenarioError::Other(format!(
-                "clients must be between 1 and {MAX_SCENARIO_CLIENTS}, got {}",
-                raw.clients.unwrap_or_default()
-            )));
-        }
-        if raw.spares.is_some_and(|spares| spares > MAX_SCENARIO_SPARES) {
-            return Err(ScenarioError::Other(format!(
-                "spares must be at most {MAX_SCENARIO_SPARES}, got {}",
-                raw.spares.unwrap_or_default()
-            )));
-        }
-        for (name, value) in
-            [("snapshot_chunk_bytes", raw.snapshot_chunk_bytes), ("max_entries_per_append", raw.max_entries_per_append)]
-        {
-            if value == Some(0) {
-                return Err(ScenarioError::Other(format!("{name} must be at least 1")));
-            }
-        }
+        validate_settings(&raw)?;
         let knobs = ScenarioKnobs {
             spares: raw.spares,
             snapshot_every_entries: raw.snapshot_every_entries,
@@ -245,6 +213,45 @@ impl Scenario {
             events,
         })
     }
+}
+
+/// The scenario's settings, before its events: duration, clients, spares
+/// and knobs within their limits, and no contradiction.
+fn validate_settings(raw: &RawScenario) -> Result<(), ScenarioError> {
+    if let Some(duration) = raw.duration_ms {
+        if duration == 0 || duration > MAX_SCENARIO_DURATION_MS {
+            return Err(ScenarioError::Other(format!(
+                "duration_ms must be between 1 and {MAX_SCENARIO_DURATION_MS}, got {duration}"
+            )));
+        }
+    }
+    if raw.seed_profile && raw.random_faults {
+        return Err(ScenarioError::Other(
+            "seed_profile = true and random_faults = true contradict each other: with seed_profile only the \
+             file's events strike"
+                .into(),
+        ));
+    }
+    if raw.clients.is_some_and(|clients| clients == 0 || clients > MAX_SCENARIO_CLIENTS) {
+        return Err(ScenarioError::Other(format!(
+            "clients must be between 1 and {MAX_SCENARIO_CLIENTS}, got {}",
+            raw.clients.unwrap_or_default()
+        )));
+    }
+    if raw.spares.is_some_and(|spares| spares > MAX_SCENARIO_SPARES) {
+        return Err(ScenarioError::Other(format!(
+            "spares must be at most {MAX_SCENARIO_SPARES}, got {}",
+            raw.spares.unwrap_or_default()
+        )));
+    }
+    for (name, value) in
+        [("snapshot_chunk_bytes", raw.snapshot_chunk_bytes), ("max_entries_per_append", raw.max_entries_per_append)]
+    {
+        if value == Some(0) {
+            return Err(ScenarioError::Other(format!("{name} must be at least 1")));
+        }
+    }
+    Ok(())
 }
 
 /// An event's `at_ms` in microseconds: a whole number of milliseconds, or
