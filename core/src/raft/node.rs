@@ -160,6 +160,14 @@ impl<S: StateMachine> RaftNode<S> {
     /// machine. The node's first write records its new incarnation; it says
     /// nothing before that write is acknowledged.
     ///
+    /// The state machine is rebuilt up to the commit index the disk recorded,
+    /// which may lag what the cluster had committed (the commit index is
+    /// stored with other writes, not on its own); the rest is applied once
+    /// the leader's next append or heartbeat tells the node. For a disk with
+    /// no snapshot that was bootstrapped by [`RaftNode::new`], the initial
+    /// configuration is `config.voters`: pass the same voters as at
+    /// bootstrap.
+    ///
     /// A disk that holds nothing is refused ([`RestartError::EmptyDisk`]):
     /// coming back as a voter with an empty log would let the node vote away
     /// entries it had acknowledged.
@@ -600,6 +608,11 @@ impl<S: StateMachine> RaftNode<S> {
 
     /// The driver made every write up to and including `id` durable.
     /// Acknowledgements of writes the node never issued are ignored.
+    ///
+    /// Like any input, call it between drains, not while draining: finish
+    /// draining [`poll_action`](Self::poll_action), perform the writes, then
+    /// acknowledge the last one (acknowledging it acknowledges the earlier
+    /// ones) and drain again.
     pub fn handle_persisted(&mut self, now: Time, id: PersistId) {
         self.now = now;
         if !self.durability.acknowledge(id, &mut self.log) {
