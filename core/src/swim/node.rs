@@ -1056,15 +1056,17 @@ impl SwimNode {
     /// go elsewhere: SWIM seed 4056 with 5 nodes, where n3 declared the
     /// healthy n2 failed after sending it three answers without the news.)
     fn send(&mut self, to: Option<MemberId>, address: Address, body: MessageBody, mut first: Vec<Update>) {
-        if let Some(suspicion) = to.and_then(|to| self.buddy_suspicion(to)) {
-            if !first.contains(&suspicion) {
-                first.insert(0, suspicion);
-            }
-        }
         let mut message =
             Message { from: self.config.id, from_address: self.config.address.clone(), to, body, updates: Vec::new() };
         let fixed = wire::encoded_len(&message) - wire::length_prefix_len(0);
         let room = self.config.max_message_bytes.saturating_sub(fixed);
+        if let Some(suspicion) = to.and_then(|to| self.buddy_suspicion(to)) {
+            // Only if it fits: a push-pull reply may fill the budget alone.
+            let with = first.iter().chain([&suspicion]).map(wire::encoded_len).sum::<usize>();
+            if !first.contains(&suspicion) && with + wire::length_prefix_len(first.len() + 1) <= room {
+                first.insert(0, suspicion);
+            }
+        }
         let limit = retransmit_limit(self.config.retransmit_multiplier, self.live_count);
         let more = self.dissemination.select(room, &first, limit);
         message.updates = first;

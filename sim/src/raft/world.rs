@@ -13,7 +13,7 @@ use crate::disk::Disk;
 use crate::faults::{FaultAction, FaultProfile, Recurrence};
 use crate::network::{Fate, Network};
 pub(super) use crate::skeleton::node_id;
-use crate::skeleton::{run_events, Engine, LoopEnd, NodeSlot, World};
+use crate::skeleton::{run_events, Engine, LoopEnd, NodeSlot, World, MAX_EVENTS_PER_NODE_PER_SIMULATED_SECOND};
 use crate::workload::{ClientRequest, ClientStep, Workload, ATTEMPT_TIMEOUT_US};
 use chorus_core::kv::KvStore;
 use chorus_core::raft::{
@@ -315,9 +315,13 @@ impl RaftWorld {
 
     /// Runs the event loop; returns the failure it stopped on, if any.
     fn run_events(&mut self) -> Vec<String> {
-        match run_events(self, MAX_EVENTS_PER_RUN) {
+        let per_second = MAX_EVENTS_PER_NODE_PER_SIMULATED_SECOND * self.nodes.len() as u64;
+        match run_events(self, MAX_EVENTS_PER_RUN, per_second) {
             LoopEnd::Finished | LoopEnd::QueueEmpty => Vec::new(),
             LoopEnd::EventLimit => vec![format!("event limit: more than {MAX_EVENTS_PER_RUN} events")],
+            LoopEnd::EventStorm { second, limit } => {
+                vec![format!("event storm: more than {limit} events in simulated second {second}")]
+            }
             // A panic (a broken internal invariant, in the core or here) ends
             // the run as a failure with its trace, so `replay` can show the
             // steps that led to it.

@@ -33,7 +33,9 @@ use super::profile::SwimProfile;
 use super::{SwimOptions, SwimReport, SwimSeedOutcome};
 use crate::clock::DriftClock;
 use crate::network::{Fate, Network};
-use crate::skeleton::{node_id, run_events, Engine, LoopEnd, NodeSlot, World};
+use crate::skeleton::{
+    node_id, run_events, Engine, LoopEnd, NodeSlot, World, MAX_EVENTS_PER_NODE_PER_SIMULATED_SECOND,
+};
 use crate::trace::Trace;
 use chorus_core::swim::{
     wire, Action, Address, Config, Event, Incarnation, Message, MessageBody, SuspicionTimeouts, SwimNode,
@@ -371,9 +373,13 @@ impl SwimWorld {
             self.engine.schedule_at(at, SimEvent::Start { node });
         }
         self.engine.schedule_at(self.check_interval_us, SimEvent::Check);
-        match run_events(&mut self, MAX_EVENTS_PER_RUN) {
+        let per_second = MAX_EVENTS_PER_NODE_PER_SIMULATED_SECOND * self.nodes.len() as u64;
+        match run_events(&mut self, MAX_EVENTS_PER_RUN, per_second) {
             LoopEnd::Finished | LoopEnd::QueueEmpty => {}
             LoopEnd::EventLimit => self.checkers.fail(format!("the run exceeded {MAX_EVENTS_PER_RUN} events")),
+            LoopEnd::EventStorm { second, limit } => {
+                self.checkers.fail(format!("event storm: more than {limit} events in simulated second {second}"))
+            }
             LoopEnd::Panic(message) => {
                 self.engine.record(SwimRecord::Panic, &[], || format!("PANIC {message}"));
                 self.checkers.fail(message);
