@@ -4,7 +4,7 @@
 use super::describe::RaftRecord;
 use super::world::{node_id, RaftWorld, RequestOwner, SimEvent};
 use crate::faults::{FaultAction, NodeRef, Recurrence};
-use chorus_core::raft::MembershipChange;
+use chorus_core::raft::{Membership, MembershipChange};
 use chorus_core::{NodeId, RequestId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -23,13 +23,7 @@ impl RaftWorld {
         };
         let raft = self.nodes[leader].raft.as_ref().expect("leaders run");
         let membership = raft.membership().clone();
-        // A voter whose disk was lost is renewed first (once its new disk
-        // has caught up); nothing else changes meanwhile.
-        let stale = membership.voters.iter().find(|(id, disk)| {
-            let sim_node = &self.nodes[id.0 as usize - 1];
-            sim_node.disk_id != **disk || sim_node.wiped
-        });
-        let renew = stale.map(|(id, _)| *id);
+        let renew = self.voter_to_renew(&membership);
         let initial = self.options.nodes;
         let all: Vec<NodeId> = (0..self.nodes.len()).map(node_id).collect();
         let outsiders: Vec<NodeId> = all.iter().copied().filter(|id| !membership.members().contains(id)).collect();
@@ -84,6 +78,17 @@ impl RaftWorld {
             self.note_applied(&FaultAction::Change(change.clone()));
             self.operator_change(change);
         }
+    }
+
+    /// A voter whose recorded disk is not the one it runs on (or that lost
+    /// its disk): the operator renews it first (once its new disk has caught
+    /// up), and changes nothing else meanwhile.
+    fn voter_to_renew(&self, membership: &Membership) -> Option<NodeId> {
+        let stale = membership.voters.iter().find(|(id, disk)| {
+            let sim_node = &self.nodes[id.0 as usize - 1];
+            sim_node.disk_id != **disk || sim_node.wiped
+        });
+        stale.map(|(id, _)| *id)
     }
 
     /// Asks `leader` to hand leadership to `target`. `target_word` stands
