@@ -34,6 +34,7 @@
 //! ```
 
 pub mod kv;
+pub mod partition;
 pub mod raft;
 pub mod state_machine;
 pub mod swim;
