@@ -6,9 +6,21 @@
 //!   jump shards), [`key_hash`] and [`jump_consistent_hash`].
 //! - [`descriptor`]: [`RangeDescriptor`] (span, replicas, generation) and
 //!   the only ways it changes.
+//! - [`nodes`]: what the planner knows of each node ([`NodeInfo`]: failure
+//!   domains, capacity, liveness).
+//! - [`allocator`]: the balanced allocator's rules (diversity first, then
+//!   balance within a threshold, power of two choices, no move undone).
+//! - [`split`]: when ranges split and merge (size, sustained load,
+//!   hysteresis, hot keys).
 
+mod allocator;
 mod descriptor;
 mod keyspace;
+mod nodes;
+mod split;
 
+pub use allocator::{Allocator, Counts, MIN_BALANCE_SLACK};
 pub use descriptor::{DescriptorError, RangeDescriptor, RangeId, Replica, ReplicaKind, Span};
 pub use keyspace::{hashed_routing_key, jump_consistent_hash, key_hash, KeyMode};
+pub use nodes::{Liveness, Locality, NodeInfo, MAX_LOCALITY_TIERS};
+pub use split::{LoadHistory, RangeLoad, SplitDecision, SplitPolicy, SplitPolicyError};

@@ -1,0 +1,362 @@
+//! The balanced allocator: where a range's next replica goes, which replica
+//! leaves, and which moves and leader transfers even out the cluster.
+//!
+//! The rules, in order of precedence (those of CockroachDB's and TiKV's
+//! placement drivers):
+//! 1. never two replicas of a range on one node;
+//! 2. spread across failure domains first ([`Locality::diversity`]);
+//! 3. balance replica counts, relative to capacity, within a threshold of
+//!    the mean of the nodes that are *comparable* for that range (as
+//!    diverse as the replica they would replace), so that zones of unequal
+//!    size are balanced within themselves instead of fought over;
+//! 4. of several equally good targets, take the less loaded of two drawn at
+//!    random, so that planners working from the same counts do not all pile
+//!    onto the one emptiest node;
+//! 5. before adding a replica to rebalance, simulate the removal that would
+//!    follow: if the allocator would then remove the replica just added, the
+//!    move would be undone at once, and it is not made.
+
+use super::descriptor::RangeDescriptor;
+use super::nodes::NodeInfo;
+use crate::types::{NodeId, Time};
+use rand::Rng;
+use std::collections::BTreeMap;
+
+/// The smallest band around a mean, in replicas (or leaders): with few
+/// replicas per node, a percentage of the mean would demand a balance that
+/// whole numbers cannot reach.
+pub const MIN_BALANCE_SLACK: f64 = 1.0;
+
+/// Two diversity scores closer than this are equal.
+const DIVERSITY_EPSILON: f64 = 1e-9;
+
+/// Replica and leader counts per node, including moves in flight.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Replicas (voters and learners) per node.
+    pub replicas: BTreeMap<NodeId, u64>,
+    /// Ranges led per node.
+    pub leaders: BTreeMap<NodeId, u64>,
+}
+
+impl Counts {
+    /// Replicas on `node`.
+    pub fn replicas_on(&self, node: NodeId) -> u64 {
+        self.replicas.get(&node).copied().unwrap_or(0)
+    }
+
+    /// Ranges led by `node`.
+    pub fn leaders_on(&self, node: NodeId) -> u64 {
+        self.leaders.get(&node).copied().unwrap_or(0)
+    }
+
+    /// Adds `delta` (which may be negative) to `node`'s replica count.
+    pub fn adjust_replicas(&mut self, node: NodeId, delta: i64) {
+        let count = self.replicas.entry(node).or_insert(0);
+        *count = count.saturating_add_signed(delta);
+    }
+
+    /// Adds `delta` (which may be negative) to `node`'s leader count.
+    pub fn adjust_leaders(&mut self, node: NodeId, delta: i64) {
+        let count = self.leaders.entry(node).or_insert(0);
+        *count = count.saturating_add_signed(delta);
+    }
+}
+
+/// The allocator's view of the cluster at one moment: nodes, counts and the
+/// balance threshold. Cheap to build; every decision is a pure function of
+/// it (and of the random draws handed in).
+pub struct Allocator<'a> {
+    nodes: &'a BTreeMap<NodeId, NodeInfo>,
+    counts: &'a Counts,
+    threshold: f64,
+    now: Time,
+    grace_us: u64,
+    /// Capacity of the nodes that hold ranges' leaders (up nodes).
+    up_capacity: u64,
+    /// Leaders in the cluster.
+    total_leaders: u64,
+}
+
+impl<'a> Allocator<'a> {
+    /// A view over `nodes` and `counts`; `threshold_pct` is the balance band
+    /// around the mean (CockroachDB uses 5); replicas of dead nodes are
+    /// replaced after `grace_us`.
+    pub fn new(
+        nodes: &'a BTreeMap<NodeId, NodeInfo>,
+        counts: &'a Counts,
+        threshold_pct: u32,
+        now: Time,
+        grace_us: u64,
+    ) -> Allocator<'a> {
+        let up_capacity = nodes.values().filter(|n| n.can_take_replicas()).map(|n| u64::from(n.capacity)).sum();
+        let total_leaders = counts.leaders.values().sum();
+        Allocator {
+            nodes,
+            counts,
+            threshold: f64::from(threshold_pct) / 100.0,
+            now,
+            grace_us,
+            up_capacity,
+            total_leaders,
+        }
+    }
+
+    fn node(&self, id: NodeId) -> Option<&'a NodeInfo> {
+        self.nodes.get(&id)
+    }
+
+    /// Replicas per unit of capacity on `node`.
+    fn replica_load(&self, id: NodeId) -> f64 {
+        let capacity = self.node(id).map_or(1, |n| n.capacity);
+        self.counts.replicas_on(id) as f64 / f64::from(capacity)
+    }
+
+    /// Whether `node`'s replicas must go (it left, is decommissioning, or
+    /// has been dead past the grace period).
+    pub fn must_replace(&self, id: NodeId) -> bool {
+        self.node(id).is_none_or(|n| n.should_be_replaced(self.now, self.grace_us))
+    }
+
+    /// Whether `node`'s replica counts towards its range's quorum now.
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.node(id).is_some_and(NodeInfo::is_up)
+    }
+
+    /// Sum of `candidate`'s diversity to each of `others` (skipping itself
+    /// and replicas that must go).
+    fn diversity(&self, candidate: NodeId, others: impl Iterator<Item = NodeId>) -> f64 {
+        let Some(info) = self.node(candidate) else { return 0.0 };
+        others
+            .filter(|&other| other != candidate && !self.must_replace(other))
+            .filter_map(|other| self.node(other))
+            .map(|other| info.locality.diversity(&other.locality))
+            .sum()
+    }
+
+    /// Where a new replica of `range` should go, or `None` if no node can
+    /// take it: the most diverse place, then (among nodes at or below the
+    /// mean load of those) the less loaded of two random ones. `except` is
+    /// a replica about to leave, not counted for diversity.
+    pub fn choose_add(&self, range: &RangeDescriptor, except: Option<NodeId>, rng: &mut impl Rng) -> Option<NodeId> {
+        let existing = || range.replicas().iter().map(|r| r.node).filter(move |&n| Some(n) != except);
+        let candidates: Vec<(NodeId, f64)> = self
+            .nodes
+            .values()
+            .filter(|n| n.can_take_replicas() && !range.has_replica(n.id))
+            .map(|n| (n.id, self.diversity(n.id, existing())))
+            .collect();
+        let best = candidates.iter().map(|&(_, d)| d).fold(f64::NEG_INFINITY, f64::max);
+        let mut best: Vec<NodeId> =
+            candidates.iter().filter(|&&(_, d)| d >= best - DIVERSITY_EPSILON).map(|&(id, _)| id).collect();
+        if best.len() > 2 {
+            let mean = best.iter().map(|&id| self.replica_load(id)).sum::<f64>() / best.len() as f64;
+            let light: Vec<NodeId> = best.iter().copied().filter(|&id| self.replica_load(id) <= mean).collect();
+            if !light.is_empty() {
+                best = light;
+            }
+        }
+        self.less_loaded_of_two(&best, rng)
+    }
+
+    fn less_loaded_of_two(&self, candidates: &[NodeId], rng: &mut impl Rng) -> Option<NodeId> {
+        match candidates.len() {
+            0 => None,
+            1 => Some(candidates[0]),
+            len => {
+                let first = rng.random_range(0..len);
+                let second = (first + rng.random_range(1..len)) % len;
+                let (a, b) = (candidates[first], candidates[second]);
+                Some(if (self.replica_load(b), b) < (self.replica_load(a), a) { b } else { a })
+            }
+        }
+    }
+
+    /// Which of `candidates` (replicas of `range`, whose replica set is
+    /// taken to be `range`'s plus `extra`) should leave first: one that
+    /// must be replaced, then one that is down, then the one that adds the
+    /// least diversity, then the most loaded; ties go to the higher id.
+    pub fn choose_remove(
+        &self,
+        range: &RangeDescriptor,
+        extra: Option<NodeId>,
+        candidates: impl IntoIterator<Item = NodeId>,
+    ) -> Option<NodeId> {
+        let members: Vec<NodeId> = range.replicas().iter().map(|r| r.node).chain(extra).collect();
+        candidates.into_iter().max_by(|&a, &b| {
+            let key = |id: NodeId| {
+                (
+                    self.must_replace(id),
+                    !self.is_up(id),
+                    -self.diversity(id, members.iter().copied()),
+                    self.replica_load(id),
+                    id,
+                )
+            };
+            key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal)
+        })
+    }
+
+    /// A move that evens out replica counts for `range`: `(add, remove)`,
+    /// where `remove` is a voter on a node above the mean of its comparable
+    /// nodes and `add` a node that is as diverse in its place and less
+    /// loaded; or `None` when the range is where it should be. The removal
+    /// that would follow the addition is simulated first: a move whose new
+    /// replica would be the one removed is never proposed.
+    pub fn rebalance(&self, range: &RangeDescriptor) -> Option<(NodeId, NodeId)> {
+        let voters: Vec<NodeId> = range.voters().collect();
+        let mut sources: Vec<NodeId> =
+            voters.iter().copied().filter(|&v| self.is_up(v) && !self.must_replace(v)).collect();
+        sources.sort_by(|&a, &b| self.replica_load(b).total_cmp(&self.replica_load(a)).then(b.cmp(&a)));
+        sources.into_iter().find_map(|source| self.rebalance_from(range, &voters, source))
+    }
+
+    fn rebalance_from(&self, range: &RangeDescriptor, voters: &[NodeId], source: NodeId) -> Option<(NodeId, NodeId)> {
+        let others = || voters.iter().copied().filter(move |&v| v != source);
+        let source_diversity = self.diversity(source, others());
+        let targets: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|n| n.can_take_replicas() && !range.has_replica(n.id))
+            .filter(|n| self.diversity(n.id, others()) >= source_diversity - DIVERSITY_EPSILON)
+            .map(|n| n.id)
+            .collect();
+        if targets.is_empty() {
+            return None;
+        }
+        let comparable = targets.len() as f64 + 1.0;
+        let mean =
+            (targets.iter().map(|&t| self.replica_load(t)).sum::<f64>() + self.replica_load(source)) / comparable;
+        let slack = (mean * self.threshold).max(MIN_BALANCE_SLACK);
+        let source_load = self.replica_load(source);
+        let target =
+            *targets.iter().min_by(|&&a, &&b| self.replica_load(a).total_cmp(&self.replica_load(b)).then(a.cmp(&b)))?;
+        let target_load = self.replica_load(target);
+        let capacity = self.node(target).map_or(1, |n| n.capacity);
+        let improves = target_load + 1.0 / f64::from(capacity) < source_load;
+        let needed = source_load > mean + slack || (target_load < mean - slack && source_load > mean);
+        if !(improves && needed) {
+            return None;
+        }
+        // Simulate the removal that follows the addition. With the
+        // diversity filter above it always picks `source` (the target is at
+        // least as diverse against the others, and less loaded); it stays as
+        // the rule's own guard against a change to either.
+        let would_remove = self.choose_remove(range, Some(target), voters.iter().copied().chain([target]))?;
+        (would_remove == source).then_some((target, source))
+    }
+
+    /// The leader count `node` should have: the cluster's leaders shared by
+    /// capacity among nodes that can hold replicas.
+    pub fn expected_leaders(&self, id: NodeId) -> f64 {
+        let capacity = self.node(id).map_or(1, |n| n.capacity);
+        self.total_leaders as f64 * f64::from(capacity) / self.up_capacity.max(1) as f64
+    }
+
+    /// A voter of `range` to hand its leadership to, if `leader` leads more
+    /// ranges than its share and the voter fewer.
+    pub fn leader_transfer(&self, range: &RangeDescriptor, leader: NodeId) -> Option<NodeId> {
+        let leader_count = self.counts.leaders_on(leader) as f64;
+        let leader_expected = self.expected_leaders(leader);
+        let slack = |expected: f64| (expected * self.threshold).max(MIN_BALANCE_SLACK);
+        let target = range
+            .voters()
+            .filter(|&v| v != leader && self.node(v).is_some_and(NodeInfo::can_take_replicas))
+            .min_by(|&a, &b| {
+            let load = |id| self.counts.leaders_on(id) as f64 / self.expected_leaders(id).max(f64::MIN_POSITIVE);
+            load(a).total_cmp(&load(b)).then(a.cmp(&b))
+        })?;
+        let target_count = self.counts.leaders_on(target) as f64;
+        let target_expected = self.expected_leaders(target);
+        let improves = target_count + 1.0 < leader_count;
+        let needed = leader_count > leader_expected + slack(leader_expected)
+            || (target_count < target_expected - slack(target_expected) && leader_count > leader_expected);
+        (improves && needed).then_some(target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::{Locality, RangeId, Span};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn nodes(zones: &[&str]) -> BTreeMap<NodeId, NodeInfo> {
+        zones
+            .iter()
+            .enumerate()
+            .map(|(i, zone)| {
+                let id = NodeId(i as u64 + 1);
+                let locality = Locality::new([format!("zone={zone}"), format!("host={}", id.0)]);
+                (id, NodeInfo::new(id, locality, 1, Time::ZERO))
+            })
+            .collect()
+    }
+
+    fn counts(replicas: &[u64]) -> Counts {
+        Counts {
+            replicas: replicas.iter().enumerate().map(|(i, &c)| (NodeId(i as u64 + 1), c)).collect(),
+            leaders: BTreeMap::new(),
+        }
+    }
+
+    fn range(voters: &[u64]) -> RangeDescriptor {
+        RangeDescriptor::new(RangeId(1), Span::full(), voters.iter().map(|&n| NodeId(n)))
+    }
+
+    #[test]
+    fn a_new_replica_goes_to_a_zone_the_range_lacks_even_when_that_zone_is_fuller() {
+        let nodes = nodes(&["a", "a", "b", "b", "c"]);
+        let counts = counts(&[0, 0, 0, 0, 50]);
+        let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..20 {
+            assert_eq!(alloc.choose_add(&range(&[1, 3]), None, &mut rng), Some(NodeId(5)));
+        }
+        assert_eq!(alloc.choose_add(&range(&[1, 2, 3, 4, 5]), None, &mut rng), None, "never two on one node");
+    }
+
+    #[test]
+    fn the_removal_prefers_a_dead_node_then_the_least_diverse_then_the_most_loaded() {
+        let mut nodes = nodes(&["a", "a", "b", "c"]);
+        let counts = counts(&[10, 20, 10, 10]);
+        let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
+        // 1 and 2 share zone a: one of them goes, the more loaded.
+        assert_eq!(alloc.choose_remove(&range(&[1, 2, 3, 4]), None, [1, 2, 3, 4].map(NodeId)), Some(NodeId(2)));
+        nodes.get_mut(&NodeId(4)).unwrap().liveness = crate::partition::Liveness::Dead;
+        let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
+        assert_eq!(alloc.choose_remove(&range(&[1, 2, 3, 4]), None, [1, 2, 3, 4].map(NodeId)), Some(NodeId(4)));
+    }
+
+    #[test]
+    fn rebalancing_moves_from_the_fullest_node_to_the_emptiest_within_the_zone() {
+        let nodes = nodes(&["a", "a", "b", "c"]);
+        let counts = counts(&[30, 10, 20, 20]);
+        let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
+        assert_eq!(alloc.rebalance(&range(&[1, 3, 4])), Some((NodeId(2), NodeId(1))));
+        let balanced = self::counts(&[20, 20, 20, 20]);
+        let alloc = Allocator::new(&nodes, &balanced, 5, Time::ZERO, 0);
+        assert_eq!(alloc.rebalance(&range(&[1, 3, 4])), None, "balanced: nothing to do");
+    }
+
+    #[test]
+    fn a_target_that_would_make_the_range_less_diverse_is_not_proposed() {
+        // Node 4 is the emptiest, but in zone a with node 1: moving node 2's
+        // replica (zone b) there would leave the range without zone b.
+        let nodes = nodes(&["a", "b", "c", "a"]);
+        let counts = counts(&[10, 40, 10, 0]);
+        let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
+        assert_eq!(alloc.rebalance(&range(&[1, 2, 3])), Some((NodeId(4), NodeId(1))), "only within zone a");
+    }
+
+    #[test]
+    fn leadership_moves_from_a_node_over_its_share_to_the_voter_with_fewest() {
+        let nodes = nodes(&["a", "b", "c"]);
+        let mut counts = counts(&[10, 10, 10]);
+        counts.leaders = [(NodeId(1), 8), (NodeId(2), 1), (NodeId(3), 1)].into_iter().collect();
+        let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
+        assert_eq!(alloc.leader_transfer(&range(&[1, 2, 3]), NodeId(1)), Some(NodeId(2)));
+        assert_eq!(alloc.leader_transfer(&range(&[1, 2, 3]), NodeId(2)), None);
+    }
+}
