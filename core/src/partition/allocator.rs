@@ -63,6 +63,25 @@ impl Counts {
     }
 }
 
+/// Sums over the whole cluster that the allocator's targets divide.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Capacity of the nodes that can take replicas.
+    pub up_capacity: u64,
+    /// Ranges with a known leader.
+    pub leaders: u64,
+}
+
+impl Totals {
+    /// The totals of `nodes` and `counts`.
+    pub fn of(nodes: &BTreeMap<NodeId, NodeInfo>, counts: &Counts) -> Totals {
+        Totals {
+            up_capacity: nodes.values().filter(|n| n.can_take_replicas()).map(|n| u64::from(n.capacity)).sum(),
+            leaders: counts.leaders.values().sum(),
+        }
+    }
+}
+
 /// The allocator's view of the cluster at one moment: nodes, counts and the
 /// balance threshold. Cheap to build; every decision is a pure function of
 /// it (and of the random draws handed in).
@@ -89,16 +108,27 @@ impl<'a> Allocator<'a> {
         now: Time,
         grace_us: u64,
     ) -> Allocator<'a> {
-        let up_capacity = nodes.values().filter(|n| n.can_take_replicas()).map(|n| u64::from(n.capacity)).sum();
-        let total_leaders = counts.leaders.values().sum();
+        Allocator::with_totals(nodes, counts, Totals::of(nodes, counts), threshold_pct, now, grace_us)
+    }
+
+    /// As [`Allocator::new`], with the totals already summed (they cost a
+    /// walk over every node; a planning pass sums them once).
+    pub fn with_totals(
+        nodes: &'a BTreeMap<NodeId, NodeInfo>,
+        counts: &'a Counts,
+        totals: Totals,
+        threshold_pct: u32,
+        now: Time,
+        grace_us: u64,
+    ) -> Allocator<'a> {
         Allocator {
             nodes,
             counts,
             threshold: f64::from(threshold_pct) / 100.0,
             now,
             grace_us,
-            up_capacity,
-            total_leaders,
+            up_capacity: totals.up_capacity,
+            total_leaders: totals.leaders,
         }
     }
 

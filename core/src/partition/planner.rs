@@ -1,0 +1,986 @@
+//! The planner (rebalancer): a sans-IO state machine that watches nodes and
+//! ranges and asks for the operations that keep every range replicated,
+//! spread across failure domains and balanced.
+//!
+//! Like [`crate::raft::RaftNode`] and [`crate::swim::SwimNode`], it takes
+//! inputs with the driver's `now`, queues what it wants done, and says when
+//! it next needs [`Planner::handle_timeout`]:
+//!
+//! - inputs: membership news ([`Planner::node_joined`],
+//!   [`Planner::node_liveness`], [`Planner::decommission`],
+//!   [`Planner::set_capacity`]), range news ([`Planner::range_updated`],
+//!   [`Planner::range_removed`], [`Planner::range_load`]) and the outcomes
+//!   of the operations it asked for ([`Planner::operation_finished`]);
+//! - outputs, drained with [`Planner::poll_action`]: operations to start
+//!   (each naming the descriptor generation it was planned against, so the
+//!   executor refuses it if the range changed meanwhile) and events;
+//! - [`Planner::poll_timeout`]: when the next planning pass is due.
+//!
+//! A replica moves in three steps, each its own operation: add a learner,
+//! promote it (through the range's joint consensus), remove the old replica.
+//! A removal happens only while the range keeps a live quorum without it.
+//! At most one plan per range is in flight, and concurrent moves are limited
+//! per node and in total.
+//!
+//! The planner keeps no state that the descriptors do not imply: a new
+//! planner (on another node, after a crash) built with [`Planner::new`] from
+//! the descriptors finishes what it finds half done (a learner is promoted
+//! or removed, an extra voter removed) and abandons nothing unsafely: an
+//! operation of the old planner still in flight either applies (and the new
+//! planner hears of the new descriptor) or fails on its generation.
+
+use super::allocator::{Allocator, Counts};
+use super::bug::Bug;
+use super::descriptor::{RangeDescriptor, RangeId, ReplicaKind};
+use super::nodes::{Liveness, Locality, NodeInfo};
+use super::split::{LoadHistory, RangeLoad, SplitDecision, SplitPolicy, SplitPolicyError};
+use crate::types::{NodeId, Time};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Most actions queued for the driver; a pass stops planning when the queue
+/// is this full (the driver is not draining it).
+pub const MAX_QUEUED_ACTIONS: usize = 100_000;
+/// Most (range, node) pairs remembered for the thrash window.
+pub const MAX_RECENT_MOVES: usize = 1_000_000;
+/// Largest replication factor.
+pub const MAX_REPLICATION_FACTOR: usize = 15;
+
+/// How the planner behaves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannerConfig {
+    /// Voters per range (default 3).
+    pub replication_factor: usize,
+    /// How long a node must have been dead before its replicas are
+    /// replaced (default 5 minutes, as CockroachDB's
+    /// `server.time_until_store_dead`).
+    pub grace_period_us: u64,
+    /// Most moves in flight that add to or remove from one node (default 2).
+    pub max_moves_per_node: usize,
+    /// Most plans (moves, splits, merges, transfers) in flight (default 16).
+    pub max_moves_total: usize,
+    /// Balance band around the mean, in percent (default 5).
+    pub threshold_pct: u32,
+    /// A replica added to a range is not removed from it again (nor a
+    /// removed one added back) within this window, unless its node's state
+    /// changed (default 10 minutes).
+    pub thrash_window_us: u64,
+    /// Time between planning passes (default 1 s).
+    pub pass_interval_us: u64,
+    /// A plan whose operation has not finished after this long is
+    /// forgotten (default 60 s); the operation itself, if it still
+    /// applies, is seen through [`Planner::range_updated`].
+    pub operation_timeout_us: u64,
+    /// When ranges split and merge.
+    pub split: SplitPolicy,
+    /// A deliberate bug, for proving the simulator's checkers; `None` in
+    /// production (and refused without the `bug-injection` feature).
+    pub injected_bug: Option<Bug>,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        PlannerConfig {
+            replication_factor: 3,
+            grace_period_us: 300_000_000,
+            max_moves_per_node: 2,
+            max_moves_total: 16,
+            threshold_pct: 5,
+            thrash_window_us: 600_000_000,
+            pass_interval_us: 1_000_000,
+            operation_timeout_us: 60_000_000,
+            split: SplitPolicy::default(),
+            injected_bug: None,
+        }
+    }
+}
+
+/// A [`PlannerConfig`] the planner cannot work with.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PlannerConfigError {
+    /// Replication factor 0 or above [`MAX_REPLICATION_FACTOR`].
+    #[error("replication_factor must be between 1 and {MAX_REPLICATION_FACTOR}, not {0}")]
+    ReplicationFactor(usize),
+    /// A limit of zero would stop every move.
+    #[error("{0} must be at least 1")]
+    ZeroLimit(&'static str),
+    /// The split policy could loop.
+    #[error("split policy: {0}")]
+    Split(#[from] SplitPolicyError),
+    /// A bug named without the `bug-injection` feature.
+    #[error("injected_bug is {0:?}, but this build has no bug injection (build chorus-core with the `bug-injection` feature)")]
+    BugInjectionDisabled(Bug),
+}
+
+impl PlannerConfig {
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), PlannerConfigError> {
+        if !(1..=MAX_REPLICATION_FACTOR).contains(&self.replication_factor) {
+            return Err(PlannerConfigError::ReplicationFactor(self.replication_factor));
+        }
+        for (name, value) in [
+            ("max_moves_per_node", self.max_moves_per_node as u64),
+            ("max_moves_total", self.max_moves_total as u64),
+            ("pass_interval_us", self.pass_interval_us),
+            ("operation_timeout_us", self.operation_timeout_us),
+        ] {
+            if value == 0 {
+                return Err(PlannerConfigError::ZeroLimit(name));
+            }
+        }
+        self.split.validate()?;
+        if let Some(bug) = self.injected_bug.filter(|_| !cfg!(feature = "bug-injection")) {
+            return Err(PlannerConfigError::BugInjectionDisabled(bug));
+        }
+        Ok(())
+    }
+
+    fn bug(&self, bug: Bug) -> bool {
+        cfg!(feature = "bug-injection") && self.injected_bug == Some(bug)
+    }
+}
+
+/// Identifies one operation the planner asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId(pub u64);
+
+/// What an operation does to its range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    /// Add a learner on the node (it receives a snapshot and catches up).
+    AddLearner(NodeId),
+    /// Make the node's learner a voter (a joint-consensus change).
+    Promote(NodeId),
+    /// Remove the node's replica (voter or learner).
+    Remove(NodeId),
+    /// Hand the range's leadership to the node's voter.
+    TransferLeader(NodeId),
+    /// Split the range at the key (the first key of the right half).
+    Split(Vec<u8>),
+    /// Absorb the right neighbour, whose descriptor must be at the given
+    /// generation.
+    Merge {
+        /// The neighbour.
+        right: RangeId,
+        /// Its generation when planned.
+        right_generation: u64,
+    },
+}
+
+/// Why the planner asked for an operation (for traces, events and the
+/// simulator's checkers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The range has fewer voters than the replication factor, or one of
+    /// its replicas is on a node that must be replaced (`replaces`).
+    Repair {
+        /// The node whose replica is replaced, if any.
+        replaces: Option<NodeId>,
+    },
+    /// Evening out replica counts.
+    Rebalance,
+    /// Evening out leader counts.
+    LeaderBalance,
+    /// Finishing what a move left half done: a learner to promote or
+    /// remove, an extra voter to remove.
+    Cleanup,
+    /// The range is larger than the split size.
+    SplitForSize,
+    /// The range has served more than the split load for long enough.
+    SplitForLoad,
+    /// Two small, quiet neighbours.
+    Merge,
+}
+
+/// One operation for the driver to carry out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    /// Echo it in [`Planner::operation_finished`].
+    pub id: OpId,
+    /// The range it changes.
+    pub range: RangeId,
+    /// The range's descriptor generation it was planned against: refuse it
+    /// if the range has changed since.
+    pub generation: u64,
+    /// What to do.
+    pub kind: OpKind,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// Why an operation did not apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpFailure {
+    /// The range's generation was not the one the operation names.
+    StaleGeneration,
+    /// The range has no live quorum to commit the change.
+    NoQuorum,
+    /// The node the operation needs is down or unreachable.
+    NodeUnavailable(NodeId),
+    /// Any other reason, in words.
+    Other(String),
+}
+
+/// How an operation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpOutcome {
+    /// It applied: the ranges' new descriptors (two after a split), and
+    /// the range that ceased to exist (after a merge).
+    Applied {
+        /// New descriptors.
+        descriptors: Vec<RangeDescriptor>,
+        /// The range merged away, if any.
+        removed: Option<RangeId>,
+    },
+    /// Leadership moved (after [`OpKind::TransferLeader`]).
+    LeaderMoved(NodeId),
+    /// It did not apply.
+    Failed(OpFailure),
+}
+
+/// Something the planner noticed that the operator should know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlannerEvent {
+    /// A range is hot because of one key; splitting cannot spread it.
+    HotKey {
+        /// The range.
+        range: RangeId,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// A range needs a replica and no node can take one (too few live
+    /// nodes, or none in a failure domain it may use).
+    CannotPlace {
+        /// The range.
+        range: RangeId,
+    },
+}
+
+/// What the planner asks of its driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlannerAction {
+    /// Start an operation and report its outcome.
+    Start(Operation),
+    /// Tell the operator.
+    Event(PlannerEvent),
+}
+
+/// One range as the planner knows it.
+#[derive(Clone, Debug)]
+struct RangeState {
+    descriptor: RangeDescriptor,
+    leader: Option<NodeId>,
+    /// The last load report; `None` until one arrives (a range of unknown
+    /// size neither splits nor merges).
+    load: Option<RangeLoad>,
+    history: LoadHistory,
+}
+
+/// The steps of a replica move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    AddLearner,
+    Promote,
+    Remove,
+}
+
+/// What a plan is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum PlanKind {
+    /// Move a replica: add `add` (unless `None`), then remove `remove`
+    /// (unless `None`), in the order `steps` gives.
+    Move { add: Option<NodeId>, remove: Option<NodeId>, steps: Vec<Step> },
+    /// One operation.
+    Single(OpKind),
+}
+
+/// A plan in flight: at most one per range.
+#[derive(Clone, Debug)]
+struct Plan {
+    kind: PlanKind,
+    reason: Reason,
+    op: OpId,
+    started: Time,
+}
+
+/// The planner. See the [module documentation](self).
+pub struct Planner {
+    config: PlannerConfig,
+    rng: ChaCha8Rng,
+    nodes: BTreeMap<NodeId, NodeInfo>,
+    ranges: BTreeMap<RangeId, RangeState>,
+    plans: BTreeMap<RangeId, Plan>,
+    ops: BTreeMap<OpId, RangeId>,
+    /// (range, node) → (added?, when): the thrash window's memory.
+    recent: BTreeMap<(RangeId, NodeId), (bool, Time)>,
+    actions: VecDeque<PlannerAction>,
+    next_op: u64,
+    next_pass: Time,
+    /// Where the next pass starts, so that every range gets its turn when
+    /// the limits stop a pass early.
+    cursor: RangeId,
+    hot_reported: BTreeSet<RangeId>,
+}
+
+impl Planner {
+    /// A planner that knows `nodes` and `descriptors` (as the meta range
+    /// holds them) at `now`; `seed` seeds its random choices. Its first pass
+    /// is due at once.
+    pub fn new(
+        config: PlannerConfig,
+        seed: u64,
+        now: Time,
+        nodes: impl IntoIterator<Item = NodeInfo>,
+        descriptors: impl IntoIterator<Item = RangeDescriptor>,
+    ) -> Result<Planner, PlannerConfigError> {
+        config.validate()?;
+        let ranges = descriptors
+            .into_iter()
+            .map(|descriptor| {
+                let state = RangeState { descriptor, leader: None, load: None, history: LoadHistory::default() };
+                (state.descriptor.id, state)
+            })
+            .collect();
+        Ok(Planner {
+            config,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            nodes: nodes.into_iter().map(|node| (node.id, node)).collect(),
+            ranges,
+            plans: BTreeMap::new(),
+            ops: BTreeMap::new(),
+            recent: BTreeMap::new(),
+            actions: VecDeque::new(),
+            next_op: 1,
+            next_pass: now,
+            cursor: RangeId(0),
+            hot_reported: BTreeSet::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PlannerConfig {
+        &self.config
+    }
+
+    /// The nodes it knows.
+    pub fn nodes(&self) -> &BTreeMap<NodeId, NodeInfo> {
+        &self.nodes
+    }
+
+    /// The descriptors it knows, by range.
+    pub fn descriptors(&self) -> impl Iterator<Item = &RangeDescriptor> {
+        self.ranges.values().map(|range| &range.descriptor)
+    }
+
+    /// Plans in flight.
+    pub fn plans_in_flight(&self) -> usize {
+        self.plans.len()
+    }
+
+    // ----- inputs -----
+
+    /// A node joined (or came back with new details): live, with its
+    /// failure domains and capacity.
+    pub fn node_joined(&mut self, now: Time, id: NodeId, locality: Locality, capacity: u32) {
+        let node = self.nodes.entry(id).or_insert_with(|| NodeInfo::new(id, locality.clone(), capacity, now));
+        node.locality = locality;
+        node.capacity = capacity.max(1);
+        if node.liveness != Liveness::Live {
+            node.liveness = Liveness::Live;
+            node.since = now;
+        }
+    }
+
+    /// SWIM's news about a node. Unknown nodes are ignored until they join.
+    pub fn node_liveness(&mut self, now: Time, id: NodeId, liveness: Liveness) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            if node.liveness != liveness && node.liveness != Liveness::Left {
+                node.liveness = liveness;
+                node.since = now;
+            }
+        }
+    }
+
+    /// The operator asked for `id` to be emptied.
+    pub fn decommission(&mut self, _now: Time, id: NodeId) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.decommissioning = true;
+        }
+    }
+
+    /// A node's capacity changed (at least 1).
+    pub fn set_capacity(&mut self, _now: Time, id: NodeId, capacity: u32) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.capacity = capacity.max(1);
+        }
+    }
+
+    /// A range's descriptor, as the meta range now holds it. Older
+    /// generations than the one known are ignored.
+    pub fn range_updated(&mut self, _now: Time, descriptor: RangeDescriptor) {
+        match self.ranges.get_mut(&descriptor.id) {
+            Some(state) if state.descriptor.generation >= descriptor.generation => {}
+            Some(state) => {
+                if state.leader.is_some_and(|leader| descriptor.replica_kind(leader) != Some(ReplicaKind::Voter)) {
+                    state.leader = None;
+                }
+                state.descriptor = descriptor;
+            }
+            None => {
+                let id = descriptor.id;
+                let state = RangeState { descriptor, leader: None, load: None, history: LoadHistory::default() };
+                self.ranges.insert(id, state);
+            }
+        }
+    }
+
+    /// A range ceased to exist (merged away).
+    pub fn range_removed(&mut self, _now: Time, id: RangeId) {
+        self.ranges.remove(&id);
+        if let Some(plan) = self.plans.remove(&id) {
+            self.ops.remove(&plan.op);
+        }
+        self.hot_reported.remove(&id);
+    }
+
+    /// A range's leader and load, as its leaseholder reports them.
+    pub fn range_load(&mut self, _now: Time, id: RangeId, leader: Option<NodeId>, load: RangeLoad) {
+        if let Some(state) = self.ranges.get_mut(&id) {
+            state.leader = leader;
+            state.load = Some(load);
+        }
+    }
+
+    /// An operation ended. Outcomes of unknown (forgotten or an earlier
+    /// planner's) operations only update descriptors.
+    pub fn operation_finished(&mut self, now: Time, id: OpId, outcome: OpOutcome) {
+        let range = self.ops.remove(&id);
+        match &outcome {
+            OpOutcome::Applied { descriptors, removed } => {
+                for descriptor in descriptors {
+                    self.range_updated(now, descriptor.clone());
+                }
+                if let Some(removed) = removed {
+                    self.range_removed(now, *removed);
+                }
+            }
+            OpOutcome::LeaderMoved(to) => {
+                if let Some(state) = range.and_then(|range| self.ranges.get_mut(&range)) {
+                    state.leader = Some(*to);
+                }
+            }
+            OpOutcome::Failed(_) => {}
+        }
+        let Some(range) = range else { return };
+        let Some(mut plan) = self.plans.remove(&range) else { return };
+        if plan.op != id {
+            self.plans.insert(range, plan);
+            return;
+        }
+        if matches!(outcome, OpOutcome::Failed(_)) {
+            return; // Abandoned; the next pass cleans up what is half done.
+        }
+        self.note_recent(now, range, &plan);
+        if plan.reason == Reason::SplitForLoad {
+            if let Some(state) = self.ranges.get_mut(&range) {
+                state.history.last_load_split = Some(now);
+                state.history.hot_since = None;
+            }
+        }
+        if let PlanKind::Move { steps, .. } = &mut plan.kind {
+            steps.remove(0);
+            if !steps.is_empty() {
+                plan.started = now;
+                self.continue_move(now, range, plan);
+            }
+        }
+    }
+
+    /// Remembers the step that just applied, for the thrash window.
+    fn note_recent(&mut self, now: Time, range: RangeId, plan: &Plan) {
+        if let PlanKind::Move { add, remove, steps } = &plan.kind {
+            let entry = match steps.first() {
+                Some(Step::Promote) => add.map(|node| (node, true)),
+                Some(Step::Remove) => remove.map(|node| (node, false)),
+                _ => None,
+            };
+            if let Some((node, added)) = entry {
+                if self.recent.len() >= MAX_RECENT_MOVES {
+                    self.forget_old_moves(now);
+                }
+                if self.recent.len() < MAX_RECENT_MOVES {
+                    self.recent.insert((range, node), (added, now));
+                }
+            }
+        }
+    }
+
+    fn forget_old_moves(&mut self, now: Time) {
+        let window = self.config.thrash_window_us;
+        self.recent.retain(|_, (_, at)| now.micros_since(*at) < window);
+    }
+
+    /// Time passed: runs a planning pass when one is due, and forgets
+    /// plans whose operation timed out.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if now < self.next_pass {
+            return;
+        }
+        self.next_pass = now.add_micros(self.config.pass_interval_us);
+        let timeout = self.config.operation_timeout_us;
+        let expired: Vec<RangeId> =
+            self.plans.iter().filter(|(_, plan)| now.micros_since(plan.started) >= timeout).map(|(&r, _)| r).collect();
+        for range in expired {
+            if let Some(plan) = self.plans.remove(&range) {
+                self.ops.remove(&plan.op);
+            }
+        }
+        self.forget_old_moves(now);
+        self.pass(now);
+    }
+
+    /// The next action for the driver.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<PlannerAction> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Planner::handle_timeout`] is next needed.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Time {
+        self.next_pass
+    }
+}
+
+/// The planner's borrowed view for deciding one range's replica plan.
+struct Decider<'a> {
+    config: &'a PlannerConfig,
+    alloc: Allocator<'a>,
+    nodes: &'a BTreeMap<NodeId, NodeInfo>,
+    recent: &'a BTreeMap<(RangeId, NodeId), (bool, Time)>,
+    now: Time,
+}
+
+impl Decider<'_> {
+    /// What `range` needs, most urgent first: finish a half-done move,
+    /// drop an extra voter, repair, rebalance replicas, balance leaders.
+    fn decide(&self, state: &RangeState, rng: &mut ChaCha8Rng) -> Option<(PlanKind, Reason)> {
+        let range = &state.descriptor;
+        let voters: Vec<NodeId> = range.voters().collect();
+        let rf = self.config.replication_factor;
+        if let Some(learner) = range.learners().next() {
+            let usable = self.nodes.get(&learner).is_some_and(NodeInfo::can_take_replicas);
+            if usable && voters.len() < rf {
+                return Some((
+                    PlanKind::Move { add: Some(learner), remove: None, steps: vec![Step::Promote] },
+                    Reason::Cleanup,
+                ));
+            }
+            return Some((PlanKind::Single(OpKind::Remove(learner)), Reason::Cleanup));
+        }
+        if voters.len() > rf {
+            let victim = self.alloc.choose_remove(range, None, voters.iter().copied())?;
+            return remove_is_safe(self.nodes, range, victim)
+                .then_some((PlanKind::Single(OpKind::Remove(victim)), Reason::Cleanup));
+        }
+        let replaced = voters.iter().copied().find(|&v| self.alloc.must_replace(v));
+        if voters.len() < rf || replaced.is_some() {
+            return self.repair(range, &voters, replaced, rng);
+        }
+        if let Some((add, remove)) =
+            self.alloc.rebalance(range).filter(|&(add, remove)| !self.thrash(range.id, add, remove))
+        {
+            let steps = vec![Step::AddLearner, Step::Promote, Step::Remove];
+            return Some((PlanKind::Move { add: Some(add), remove: Some(remove), steps }, Reason::Rebalance));
+        }
+        if self.config.bug(Bug::LeadersNeverBalanced) {
+            return None;
+        }
+        let to = self.alloc.leader_transfer(range, state.leader?)?;
+        Some((PlanKind::Single(OpKind::TransferLeader(to)), Reason::LeaderBalance))
+    }
+
+    fn repair(
+        &self,
+        range: &RangeDescriptor,
+        voters: &[NodeId],
+        replaced: Option<NodeId>,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<(PlanKind, Reason)> {
+        let add = if self.config.bug(Bug::TwoReplicasOnOneNode) {
+            voters.iter().copied().find(|v| self.nodes.get(v).is_some_and(NodeInfo::can_take_replicas))
+        } else {
+            self.alloc.choose_add(range, replaced, rng)
+        }?;
+        let steps = match replaced {
+            Some(_) if self.config.bug(Bug::RemoveBeforeAdd) => vec![Step::Remove, Step::AddLearner, Step::Promote],
+            Some(_) => vec![Step::AddLearner, Step::Promote, Step::Remove],
+            None => vec![Step::AddLearner, Step::Promote],
+        };
+        Some((PlanKind::Move { add: Some(add), remove: replaced, steps }, Reason::Repair { replaces: replaced }))
+    }
+
+    /// Whether adding `add` and removing `remove` would undo a move made
+    /// within the thrash window (unless the node's state changed since).
+    fn thrash(&self, range: RangeId, add: NodeId, remove: NodeId) -> bool {
+        let recent = |node: NodeId, added: bool| {
+            self.recent.get(&(range, node)).is_some_and(|&(was_added, at)| {
+                let changed_since = self.nodes.get(&node).is_some_and(|n| n.since > at);
+                was_added == added && self.now.micros_since(at) < self.config.thrash_window_us && !changed_since
+            })
+        };
+        recent(add, false) || recent(remove, true)
+    }
+}
+
+/// Whether removing `node`'s replica leaves `range` with a live quorum of
+/// its remaining voters (a learner can always go).
+fn remove_is_safe(nodes: &BTreeMap<NodeId, NodeInfo>, range: &RangeDescriptor, node: NodeId) -> bool {
+    if range.replica_kind(node) != Some(ReplicaKind::Voter) {
+        return true;
+    }
+    let remaining: Vec<NodeId> = range.voters().filter(|&v| v != node).collect();
+    let up = remaining.iter().filter(|v| nodes.get(v).is_some_and(NodeInfo::is_up)).count();
+    up > remaining.len() / 2
+}
+
+impl Planner {
+    /// Replica and leader counts as the descriptors give them, with the
+    /// moves in flight counted as done.
+    fn counts(&self) -> Counts {
+        let mut counts = Counts::default();
+        for state in self.ranges.values() {
+            for replica in state.descriptor.replicas() {
+                counts.adjust_replicas(replica.node, 1);
+            }
+            if let Some(leader) = state.leader {
+                counts.adjust_leaders(leader, 1);
+            }
+        }
+        for plan in self.plans.values() {
+            if let PlanKind::Move { add, remove, steps } = &plan.kind {
+                if let Some(add) = add.filter(|_| steps.contains(&Step::AddLearner)) {
+                    counts.adjust_replicas(add, 1);
+                }
+                if let Some(remove) = remove.filter(|_| steps.contains(&Step::Remove)) {
+                    counts.adjust_replicas(remove, -1);
+                }
+            }
+        }
+        counts
+    }
+
+    /// The nodes a plan counts against for the per-node limit: the node
+    /// that receives a replica, and a live node that gives one up. Dead and
+    /// departed nodes send nothing, so they are not limited.
+    fn limited_nodes(&self, plan_kind: &PlanKind) -> Vec<NodeId> {
+        let PlanKind::Move { add, remove, .. } = plan_kind else { return Vec::new() };
+        let remove = remove.filter(|node| self.nodes.get(node).is_some_and(NodeInfo::is_up));
+        add.iter().copied().chain(remove).collect()
+    }
+
+    /// One planning pass over every range (from the cursor, wrapping), until
+    /// the limits are reached.
+    fn pass(&mut self, now: Time) {
+        let mut counts = self.counts();
+        let mut per_node: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for plan in self.plans.values() {
+            for node in self.limited_nodes(&plan.kind) {
+                *per_node.entry(node).or_insert(0) += 1;
+            }
+        }
+        let limits = !self.config.bug(Bug::NoMoveLimits);
+        let ids: Vec<RangeId> =
+            self.ranges.range(self.cursor..).chain(self.ranges.range(..self.cursor)).map(|(&id, _)| id).collect();
+        let grace = if self.config.bug(Bug::NoGracePeriod) { 0 } else { self.config.grace_period_us };
+        let totals = super::allocator::Totals::of(&self.nodes, &counts);
+        for id in ids {
+            if limits && self.plans.len() >= self.config.max_moves_total {
+                self.cursor = id;
+                return;
+            }
+            if self.plans.contains_key(&id) || self.actions.len() >= MAX_QUEUED_ACTIONS {
+                continue;
+            }
+            let decision = match self.split_or_merge(now, id) {
+                Some(decision) => Some(decision),
+                None => {
+                    let alloc =
+                        Allocator::with_totals(&self.nodes, &counts, totals, self.config.threshold_pct, now, grace);
+                    let decider =
+                        Decider { config: &self.config, alloc, nodes: &self.nodes, recent: &self.recent, now };
+                    decider.decide(&self.ranges[&id], &mut self.rng)
+                }
+            };
+            let Some((kind, reason)) = decision else { continue };
+            let limited = self.limited_nodes(&kind);
+            if limits && limited.iter().any(|n| per_node.get(n).copied().unwrap_or(0) >= self.config.max_moves_per_node)
+            {
+                continue;
+            }
+            for node in limited {
+                *per_node.entry(node).or_insert(0) += 1;
+            }
+            if let PlanKind::Move { add, remove, .. } = &kind {
+                add.inspect(|&node| counts.adjust_replicas(node, 1));
+                remove.inspect(|&node| counts.adjust_replicas(node, -1));
+            }
+            if let PlanKind::Single(OpKind::TransferLeader(to)) = &kind {
+                counts.adjust_leaders(*to, 1);
+                if let Some(from) = self.ranges[&id].leader {
+                    counts.adjust_leaders(from, -1);
+                }
+            }
+            self.start_plan(now, id, kind, reason);
+        }
+        self.cursor = RangeId(0);
+    }
+
+    /// A split or merge `id` needs now, if any; reports hot keys.
+    fn split_or_merge(&mut self, now: Time, id: RangeId) -> Option<(PlanKind, Reason)> {
+        let state = self.ranges.get_mut(&id)?;
+        let load = state.load.as_ref()?;
+        match self.config.split.decide(now, load, &mut state.history) {
+            SplitDecision::Split { at, for_load } if state.descriptor.span.can_split_at(&at) => {
+                let reason = if for_load { Reason::SplitForLoad } else { Reason::SplitForSize };
+                return Some((PlanKind::Single(OpKind::Split(at)), reason));
+            }
+            SplitDecision::HotKey { key } => {
+                if self.hot_reported.insert(id) {
+                    self.actions.push_back(PlannerAction::Event(PlannerEvent::HotKey { range: id, key }));
+                }
+                return None;
+            }
+            SplitDecision::Split { .. } | SplitDecision::Keep => {}
+        }
+        if state.history.hot_since.is_none() {
+            self.hot_reported.remove(&id);
+        }
+        self.merge(now, id)
+    }
+
+    /// A merge of `id` with its right neighbour, or a move that lines the
+    /// neighbour's replicas up with `id`'s so that they can merge.
+    fn merge(&self, now: Time, id: RangeId) -> Option<(PlanKind, Reason)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let left = &self.ranges[&id];
+        let (&right_id, right) = self
+            .ranges
+            .range((Excluded(id), Unbounded))
+            .find(|(_, r)| left.descriptor.span.end.as_deref() == Some(r.descriptor.span.start.as_slice()))?;
+        let (Some(left_load), Some(right_load)) = (&left.load, &right.load) else { return None };
+        if self.plans.contains_key(&right_id)
+            || !self.config.split.should_merge(now, (left_load, &left.history), (right_load, &right.history))
+        {
+            return None;
+        }
+        let (l, r) = (&left.descriptor, &right.descriptor);
+        if l.replicas() == r.replicas() {
+            let kind = OpKind::Merge { right: right_id, right_generation: r.generation };
+            return Some((PlanKind::Single(kind), Reason::Merge));
+        }
+        None
+    }
+
+    /// Starts a plan for `range`: queues its first operation.
+    fn start_plan(&mut self, now: Time, range: RangeId, kind: PlanKind, reason: Reason) {
+        let op = OpId(self.next_op);
+        self.next_op += 1;
+        let plan = Plan { kind, reason, op, started: now };
+        match &plan.kind {
+            PlanKind::Single(op_kind) => {
+                let op_kind = op_kind.clone();
+                self.issue(range, op, op_kind, reason, plan);
+            }
+            PlanKind::Move { .. } => self.continue_move(now, range, plan),
+        }
+    }
+
+    /// Queues the next step of a move, or drops the move if that step is
+    /// not safe now (a removal that would cost the range its live quorum;
+    /// the range keeps its extra voter until a later pass can remove one).
+    fn continue_move(&mut self, _now: Time, range: RangeId, mut plan: Plan) {
+        let PlanKind::Move { add, remove, steps } = &plan.kind else { return };
+        let Some(state) = self.ranges.get(&range) else { return };
+        let op_kind = match (steps.first(), add, remove) {
+            (Some(Step::AddLearner), Some(add), _) => OpKind::AddLearner(*add),
+            (Some(Step::Promote), Some(add), _) => OpKind::Promote(*add),
+            (Some(Step::Remove), _, Some(remove)) => {
+                if !self.config.bug(Bug::RemoveBeforeAdd) && !remove_is_safe(&self.nodes, &state.descriptor, *remove) {
+                    return;
+                }
+                OpKind::Remove(*remove)
+            }
+            _ => return,
+        };
+        let op = OpId(self.next_op);
+        self.next_op += 1;
+        plan.op = op;
+        let reason = plan.reason;
+        self.issue(range, op, op_kind, reason, plan);
+    }
+
+    fn issue(&mut self, range: RangeId, op: OpId, kind: OpKind, reason: Reason, plan: Plan) {
+        let generation = self.ranges.get(&range).map_or(0, |state| state.descriptor.generation);
+        self.ops.insert(op, range);
+        self.plans.insert(range, plan);
+        self.actions.push_back(PlannerAction::Start(Operation { id: op, range, generation, kind, reason }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::Span;
+
+    /// A cluster of `zones.len()` nodes (node i+1 in zone `zones[i]`) and
+    /// `ranges` ranges all on nodes 1, 2 and 3.
+    fn cluster(zones: &[&str], ranges: u64) -> (Vec<NodeInfo>, Vec<RangeDescriptor>) {
+        let nodes = zones
+            .iter()
+            .enumerate()
+            .map(|(i, zone)| {
+                let id = NodeId(i as u64 + 1);
+                NodeInfo::new(id, Locality::new([format!("zone={zone}"), format!("host={}", id.0)]), 1, Time::ZERO)
+            })
+            .collect();
+        let descriptors = (0..ranges)
+            .map(|r| {
+                let start = if r == 0 { Vec::new() } else { vec![r as u8] };
+                let end = (r + 1 < ranges).then(|| vec![r as u8 + 1]);
+                RangeDescriptor::new(RangeId(r + 1), Span { start, end }, [1, 2, 3].map(NodeId))
+            })
+            .collect();
+        (nodes, descriptors)
+    }
+
+    /// Applies every queued operation at once, as a perfect executor would,
+    /// checking that no removal costs a range its live quorum. Returns the
+    /// operations applied.
+    fn execute(planner: &mut Planner, now: Time) -> Vec<Operation> {
+        let mut applied = Vec::new();
+        while let Some(action) = planner.poll_action() {
+            let PlannerAction::Start(op) = action else { continue };
+            let mut descriptor = planner.ranges[&op.range].descriptor.clone();
+            assert_eq!(descriptor.generation, op.generation, "planned against the current descriptor");
+            let outcome = match &op.kind {
+                OpKind::AddLearner(node) => descriptor.add_learner(*node).map(|_| ()),
+                OpKind::Promote(node) => descriptor.promote(*node),
+                OpKind::Remove(node) => {
+                    let result = descriptor.remove(*node);
+                    let up = descriptor.voters().filter(|v| planner.nodes[v].is_up()).count();
+                    assert!(up > descriptor.voter_count() / 2, "{op:?} cost the range its live quorum");
+                    result
+                }
+                OpKind::TransferLeader(_) | OpKind::Split(_) | OpKind::Merge { .. } => Ok(()),
+            };
+            outcome.unwrap_or_else(|e| panic!("{op:?} refused: {e}"));
+            let outcome = match op.kind {
+                OpKind::TransferLeader(to) => OpOutcome::LeaderMoved(to),
+                _ => OpOutcome::Applied { descriptors: vec![descriptor], removed: None },
+            };
+            planner.operation_finished(now, op.id, outcome);
+            applied.push(op);
+        }
+        applied
+    }
+
+    fn replicas_per_node(planner: &Planner) -> BTreeMap<NodeId, usize> {
+        let mut counts = BTreeMap::new();
+        for range in planner.descriptors() {
+            for replica in range.replicas() {
+                *counts.entry(replica.node).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    fn settle(planner: &mut Planner, from: Time, passes: u64) -> Time {
+        let mut now = from;
+        for _ in 0..passes {
+            now = planner.poll_timeout().max(now);
+            planner.handle_timeout(now);
+            execute(planner, now);
+        }
+        now
+    }
+
+    #[test]
+    fn new_nodes_get_their_share_one_zone_at_a_time_within_the_limits() {
+        let (nodes, ranges) = cluster(&["a", "b", "c", "a", "b", "c"], 60);
+        let config = PlannerConfig { max_moves_total: 4, ..PlannerConfig::default() };
+        let mut planner = Planner::new(config, 7, Time::ZERO, nodes, ranges).unwrap();
+        planner.handle_timeout(Time::ZERO);
+        let first: Vec<_> = std::iter::from_fn(|| planner.poll_action()).collect();
+        assert_eq!(first.len(), 4, "at most max_moves_total plans at once");
+        assert!(first.iter().all(|a| matches!(a, PlannerAction::Start(Operation { kind: OpKind::AddLearner(_), .. }))));
+        for action in first {
+            planner.actions.push_back(action);
+        }
+        settle(&mut planner, Time::ZERO, 400);
+        let counts = replicas_per_node(&planner);
+        assert!(counts.values().all(|&c| (29..=31).contains(&c)), "balanced within each zone: {counts:?}");
+        for range in planner.descriptors() {
+            let zones: BTreeSet<_> =
+                range.voters().map(|v| planner.nodes[&v].locality.top().unwrap().to_string()).collect();
+            assert_eq!((range.voter_count(), zones.len()), (3, 3), "{range:?}");
+        }
+    }
+
+    #[test]
+    fn a_dead_nodes_replicas_are_replaced_only_after_the_grace_period() {
+        let (nodes, ranges) = cluster(&["a", "b", "c", "a", "b", "c"], 12);
+        let config = PlannerConfig { grace_period_us: 60_000_000, ..PlannerConfig::default() };
+        let mut planner = Planner::new(config, 7, Time::ZERO, nodes, ranges).unwrap();
+        let now = settle(&mut planner, Time::ZERO, 100);
+        let on_one = planner.descriptors().filter(|r| r.has_replica(NodeId(1))).count();
+        assert!(on_one > 0);
+        planner.node_liveness(now, NodeId(1), Liveness::Dead);
+        let before_grace = settle(&mut planner, now, 50);
+        assert!(before_grace.micros_since(now) < 60_000_000);
+        assert_eq!(planner.descriptors().filter(|r| r.has_replica(NodeId(1))).count(), on_one, "nothing moved yet");
+        settle(&mut planner, now.add_micros(60_000_000), 100);
+        assert_eq!(planner.descriptors().filter(|r| r.has_replica(NodeId(1))).count(), 0);
+        assert!(planner.descriptors().all(|r| r.voter_count() == 3 && r.has_replica(NodeId(4))));
+    }
+
+    #[test]
+    fn a_new_planner_finishes_a_half_done_move_from_the_descriptors_alone() {
+        let (nodes, mut ranges) = cluster(&["a", "b", "c", "a"], 2);
+        ranges[0].add_learner(NodeId(4)).unwrap(); // the old planner died here
+        ranges[1].add_learner(NodeId(4)).unwrap();
+        ranges[1].promote(NodeId(4)).unwrap(); // ... and here
+        let mut planner = Planner::new(PlannerConfig::default(), 1, Time::ZERO, nodes, ranges).unwrap();
+        planner.handle_timeout(Time::ZERO);
+        let ops = execute(&mut planner, Time::ZERO);
+        assert!(ops.iter().any(|op| op.range == RangeId(1) && op.kind == OpKind::Remove(NodeId(4))), "{ops:?}");
+        assert!(ops.iter().any(|op| op.range == RangeId(2) && matches!(op.kind, OpKind::Remove(NodeId(1 | 4)))));
+        assert!(planner.descriptors().all(|r| r.voter_count() == 3 && r.learners().count() == 0));
+    }
+
+    #[test]
+    fn a_removal_that_would_lose_the_live_quorum_waits() {
+        let (nodes, mut ranges) = cluster(&["a", "b", "c", "a"], 1);
+        ranges[0].add_learner(NodeId(4)).unwrap();
+        ranges[0].promote(NodeId(4)).unwrap(); // voters 1, 2, 3, 4
+        let mut planner = Planner::new(PlannerConfig::default(), 1, Time::ZERO, nodes, ranges).unwrap();
+        planner.node_liveness(Time::ZERO, NodeId(2), Liveness::Suspect);
+        planner.node_liveness(Time::ZERO, NodeId(3), Liveness::Suspect);
+        planner.node_liveness(Time::ZERO, NodeId(4), Liveness::Dead);
+        planner.handle_timeout(Time::ZERO);
+        // Removing any voter but 4 leaves 2 up of 3; removing 4 leaves 3 up
+        // of 3: only 4 can go.
+        let ops = execute(&mut planner, Time::ZERO);
+        assert_eq!(ops.iter().map(|op| &op.kind).collect::<Vec<_>>(), vec![&OpKind::Remove(NodeId(4))]);
+    }
+
+    #[test]
+    fn a_bad_config_is_refused_with_its_reason() {
+        let refused = |config: PlannerConfig| Planner::new(config, 0, Time::ZERO, [], []).err().unwrap().to_string();
+        assert!(
+            refused(PlannerConfig { replication_factor: 0, ..PlannerConfig::default() }).contains("replication_factor")
+        );
+        assert!(refused(PlannerConfig { max_moves_total: 0, ..PlannerConfig::default() }).contains("max_moves_total"));
+    }
+}
