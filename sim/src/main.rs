@@ -3,6 +3,7 @@
 use chorus_core::raft::Bug;
 use chorus_sim::check::linearizability::{self, SearchLimits, Verdict};
 use chorus_sim::history;
+use chorus_sim::placement;
 use chorus_sim::raft::{run_seed, SimOptions};
 use chorus_sim::runner::{run_many, RunOptions, RunSummary};
 use chorus_sim::scenario::Scenario;
@@ -73,6 +74,8 @@ enum System {
     Raft,
     /// SWIM membership and failure detection with Lifeguard.
     Swim,
+    /// The partitioning planner against a cluster of range descriptors.
+    Placement,
 }
 
 /// SWIM's Lifeguard extensions.
@@ -122,6 +125,15 @@ struct ClusterArgs {
     /// seeds take minutes).
     #[arg(long)]
     progress: bool,
+    /// Placement only: ranges at the start (default 64).
+    #[arg(long, value_name = "R")]
+    ranges: Option<usize>,
+    /// Placement only: replication factor (default 3).
+    #[arg(long, value_name = "N")]
+    rf: Option<usize>,
+    /// Placement only: the placement strategy (balanced).
+    #[arg(long, value_name = "NAME")]
+    strategy: Option<String>,
 }
 
 #[derive(Args)]
@@ -205,6 +217,7 @@ fn parse_cluster(args: &ClusterArgs) -> Result<(usize, Option<Bug>, Option<Scena
             return Err(UsageError(format!("{flag} applies to --system swim only")));
         }
     }
+    reject_placement_flags(args)?;
     if args.nodes == 0 || args.nodes > MAX_NODES {
         return Err(UsageError(format!("--nodes {}: must be between 1 and {MAX_NODES}", args.nodes)));
     }
@@ -250,8 +263,10 @@ fn shrink_command(seed: u64, cluster: &ClusterArgs) -> String {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode, UsageError> {
-    if args.cluster.system == System::Swim {
-        return swim_run(args);
+    match args.cluster.system {
+        System::Swim => return swim_run(args),
+        System::Placement => return placement_run(args),
+        System::Raft => {}
     }
     let seeds = parse_seeds(&args.seeds)?;
     let (nodes, bug, scenario) = parse_cluster(&args.cluster)?;
@@ -308,8 +323,10 @@ fn print_summary(summary: &RunSummary, cluster: &ClusterArgs, seeds: &Range<u64>
 }
 
 fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
-    if args.cluster.system == System::Swim {
-        return swim_replay(args);
+    match args.cluster.system {
+        System::Swim => return swim_replay(args),
+        System::Placement => return placement_replay(args),
+        System::Raft => {}
     }
     let (nodes, bug, scenario) = parse_cluster(&args.cluster)?;
     let options =
@@ -337,7 +354,7 @@ const EXIT_SEED_PASSES: u8 = 4;
 const EXIT_NOT_REPRODUCED: u8 = 5;
 
 fn shrink(args: ShrinkArgs) -> Result<ExitCode, UsageError> {
-    if args.cluster.system == System::Swim {
+    if args.cluster.system != System::Raft {
         return Err(UsageError("shrink applies to --system raft only".into()));
     }
     let (nodes, bug, scenario) = parse_cluster(&args.cluster)?;
@@ -417,6 +434,11 @@ fn bugs(args: BugsArgs) -> ExitCode {
                 say!("{}\t{}", bug.name(), bug.description());
             }
         }
+        System::Placement => {
+            for bug in placement::Bug::ALL {
+                say!("{}\t{}", bug.name(), bug.description());
+            }
+        }
     }
     ExitCode::SUCCESS
 }
@@ -434,6 +456,7 @@ fn parse_swim(
             swim::MAX_NODES
         )));
     }
+    reject_placement_flags(args)?;
     if args.scenario.is_some() {
         return Err(UsageError(
             "--scenario applies to --system raft only; SWIM faults come from --faults (swarm, crashes, slow, partition, none)".into(),
@@ -522,6 +545,106 @@ fn swim_replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
         metrics.false_positives,
         metrics.false_positives_excused,
         metrics.msgs_per_member_period
+    );
+    Ok(print_verdict(outcome))
+}
+
+/// `--ranges`, `--rf` and `--strategy` belong to `--system placement`.
+fn reject_placement_flags(args: &ClusterArgs) -> Result<(), UsageError> {
+    for (given, flag) in
+        [(args.ranges.is_some(), "--ranges"), (args.rf.is_some(), "--rf"), (args.strategy.is_some(), "--strategy")]
+    {
+        if given {
+            return Err(UsageError(format!("{flag} applies to --system placement only")));
+        }
+    }
+    Ok(())
+}
+
+/// The options of a placement seed, checked.
+fn parse_placement(args: &ClusterArgs, seed: u64) -> Result<placement::PlacementOptions, UsageError> {
+    for (given, flag) in [
+        (args.lifeguard.is_some(), "--lifeguard"),
+        (args.faults.is_some(), "--faults"),
+        (args.fault_ms.is_some(), "--fault-ms"),
+        (args.progress, "--progress"),
+        (args.scenario.is_some(), "--scenario"),
+    ] {
+        if given {
+            return Err(UsageError(format!("{flag} does not apply to --system placement")));
+        }
+    }
+    let defaults = placement::PlacementOptions::new(seed);
+    let rf = args.rf.unwrap_or(defaults.rf);
+    if !(1..=chorus_core::partition::MAX_REPLICATION_FACTOR).contains(&rf) {
+        return Err(UsageError(format!(
+            "--rf {rf}: must be between 1 and {}",
+            chorus_core::partition::MAX_REPLICATION_FACTOR
+        )));
+    }
+    if args.nodes < rf + 1 || args.nodes > placement::MAX_NODES {
+        return Err(UsageError(format!(
+            "--nodes {}: must be between rf + 1 ({}) and {} with --system placement",
+            args.nodes,
+            rf + 1,
+            placement::MAX_NODES
+        )));
+    }
+    let ranges = args.ranges.unwrap_or(defaults.ranges);
+    if !(1..=placement::MAX_RANGES).contains(&ranges) {
+        return Err(UsageError(format!("--ranges {ranges}: must be between 1 and {}", placement::MAX_RANGES)));
+    }
+    let strategy = match &args.strategy {
+        None => defaults.strategy,
+        Some(name) => placement::Strategy::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = placement::Strategy::ALL.iter().map(|s| s.name()).collect();
+            UsageError(format!("--strategy {name:?}: no such strategy; known: {}", names.join(", ")))
+        })?,
+    };
+    let bug = match &args.bug {
+        None => None,
+        Some(name) => Some(placement::Bug::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = placement::Bug::ALL.iter().map(|bug| bug.name()).collect();
+            UsageError(format!("--bug {name:?}: no such placement bug; known placement bugs: {}", names.join(", ")))
+        })?),
+    };
+    Ok(placement::PlacementOptions { seed, nodes: args.nodes, ranges, rf, strategy, bug, keep_trace_text: false })
+}
+
+fn placement_run(args: RunArgs) -> Result<ExitCode, UsageError> {
+    let seeds = parse_seeds(&args.seeds)?;
+    let threads = parse_threads(args.threads)?;
+    let base = parse_placement(&args.cluster, seeds.start)?;
+    let options = placement::report::PlacementRunOptions { seeds: seeds.clone(), base, threads };
+    let progress = SeedProgress::start(args.json, seeds.end - seeds.start);
+    let summary = placement::report::run_many(&options, &|outcome| progress.seed_done(outcome.passed()));
+    progress.finish();
+    if args.json {
+        say!("{}", placement::report::json(&summary, &options));
+    } else {
+        say_text(&placement::report::text(&summary, &options));
+    }
+    Ok(if summary.failed().is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn placement_replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
+    if args.history.is_some() {
+        return Err(UsageError("--history applies to --system raft only (placement has no client history)".into()));
+    }
+    let options = placement::PlacementOptions { keep_trace_text: true, ..parse_placement(&args.cluster, args.seed)? };
+    let report = placement::run_seed(options);
+    write_trace(args.trace.as_deref(), report.trace_text.as_deref().unwrap_or_default())?;
+    let outcome = &report.outcome;
+    print_replay_header(outcome, &report.profile);
+    let m = &outcome.metrics;
+    say!(
+        "metrics:        {} moves ({} optimal), {} operations ({} failed), {} planner restarts, converged {}",
+        m.moves,
+        m.moves_optimal,
+        m.operations,
+        m.operations_failed,
+        m.planner_restarts,
+        m.converge_us.map_or("never".to_string(), |us| format!("{} ms after the fault phase", us / 1000))
     );
     Ok(print_verdict(outcome))
 }

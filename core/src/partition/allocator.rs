@@ -82,6 +82,16 @@ impl Totals {
     }
 }
 
+/// Whether moving one unit (a replica, a leadership) from a node holding
+/// `from` with weight `from_weight` to one holding `to` with weight
+/// `to_weight` lowers the sum over nodes of `count² / weight`. Every move
+/// the allocator makes does, so no sequence of its moves can come back to
+/// where it started: balancing cannot loop.
+fn improves(to: f64, to_weight: f64, from: f64, from_weight: f64) -> bool {
+    let (to_weight, from_weight) = (to_weight.max(f64::MIN_POSITIVE), from_weight.max(f64::MIN_POSITIVE));
+    (2.0 * to + 1.0) / to_weight < (2.0 * from - 1.0) / from_weight
+}
+
 /// The allocator's view of the cluster at one moment: nodes, counts and the
 /// balance threshold. Cheap to build; every decision is a pure function of
 /// it (and of the random draws handed in).
@@ -227,6 +237,26 @@ impl<'a> Allocator<'a> {
         })
     }
 
+    /// A move that spreads `range` over more failure domains: `(add,
+    /// remove)`, where `remove` is the voter that adds the least diversity
+    /// and `add` the least loaded node that would add more in its place; or
+    /// `None` when no node would (a node in a missing zone came back, say).
+    pub fn improve_diversity(&self, range: &RangeDescriptor) -> Option<(NodeId, NodeId)> {
+        let voters: Vec<NodeId> = range.voters().collect();
+        let source = self.choose_remove(range, None, voters.iter().copied().filter(|&v| self.is_up(v)))?;
+        let others = || voters.iter().copied().filter(move |&v| v != source);
+        let source_diversity = self.diversity(source, others());
+        let target = self
+            .nodes
+            .values()
+            .filter(|n| n.can_take_replicas() && !range.has_replica(n.id))
+            .filter(|n| self.diversity(n.id, others()) > source_diversity + DIVERSITY_EPSILON)
+            .map(|n| n.id)
+            .min_by(|&a, &b| self.replica_load(a).total_cmp(&self.replica_load(b)).then(a.cmp(&b)))?;
+        let would_remove = self.choose_remove(range, Some(target), voters.iter().copied().chain([target]))?;
+        (would_remove == source).then_some((target, source))
+    }
+
     /// A move that evens out replica counts for `range`: `(add, remove)`,
     /// where `remove` is a voter on a node above the mean of its comparable
     /// nodes and `add` a node that is as diverse in its place and less
@@ -254,18 +284,20 @@ impl<'a> Allocator<'a> {
         if targets.is_empty() {
             return None;
         }
-        let comparable = targets.len() as f64 + 1.0;
-        let mean =
-            (targets.iter().map(|&t| self.replica_load(t)).sum::<f64>() + self.replica_load(source)) / comparable;
-        let slack = (mean * self.threshold).max(MIN_BALANCE_SLACK);
-        let source_load = self.replica_load(source);
+        let capacity = |id: NodeId| f64::from(self.node(id).map_or(1, |n| n.capacity));
+        let count = |id: NodeId| self.counts.replicas_on(id) as f64;
+        let members = || targets.iter().copied().chain([source]);
+        // Replicas per unit of capacity over the comparable nodes.
+        let mean = members().map(count).sum::<f64>() / members().map(capacity).sum::<f64>();
+        let band = |id: NodeId| {
+            let share = mean * capacity(id);
+            (share, (share * self.threshold).max(MIN_BALANCE_SLACK))
+        };
         let target =
             *targets.iter().min_by(|&&a, &&b| self.replica_load(a).total_cmp(&self.replica_load(b)).then(a.cmp(&b)))?;
-        let target_load = self.replica_load(target);
-        let capacity = self.node(target).map_or(1, |n| n.capacity);
-        let improves = target_load + 1.0 / f64::from(capacity) < source_load;
-        let needed = source_load > mean + slack || (target_load < mean - slack && source_load > mean);
-        if !(improves && needed) {
+        let ((source_share, source_slack), (target_share, target_slack)) = (band(source), band(target));
+        let needed = count(source) > source_share + source_slack || count(target) < target_share - target_slack;
+        if !(needed && improves(count(target), capacity(target), count(source), capacity(source))) {
             return None;
         }
         // Simulate the removal that follows the addition. With the
@@ -287,8 +319,7 @@ impl<'a> Allocator<'a> {
     /// ranges than its share and the voter fewer.
     pub fn leader_transfer(&self, range: &RangeDescriptor, leader: NodeId) -> Option<NodeId> {
         let leader_count = self.counts.leaders_on(leader) as f64;
-        let leader_expected = self.expected_leaders(leader);
-        let slack = |expected: f64| (expected * self.threshold).max(MIN_BALANCE_SLACK);
+        let band = |expected: f64| (expected * self.threshold).max(MIN_BALANCE_SLACK);
         let target = range
             .voters()
             .filter(|&v| v != leader && self.node(v).is_some_and(NodeInfo::can_take_replicas))
@@ -297,10 +328,10 @@ impl<'a> Allocator<'a> {
             load(a).total_cmp(&load(b)).then(a.cmp(&b))
         })?;
         let target_count = self.counts.leaders_on(target) as f64;
-        let target_expected = self.expected_leaders(target);
-        let improves = target_count + 1.0 < leader_count;
-        let needed = leader_count > leader_expected + slack(leader_expected)
-            || (target_count < target_expected - slack(target_expected) && leader_count > leader_expected);
+        let (leader_expected, target_expected) = (self.expected_leaders(leader), self.expected_leaders(target));
+        let needed = leader_count > leader_expected + band(leader_expected)
+            || target_count < target_expected - band(target_expected);
+        let improves = improves(target_count, target_expected, leader_count, leader_expected);
         (improves && needed).then_some(target)
     }
 }
@@ -378,6 +409,27 @@ mod tests {
         let counts = counts(&[10, 40, 10, 0]);
         let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
         assert_eq!(alloc.rebalance(&range(&[1, 2, 3])), Some((NodeId(4), NodeId(1))), "only within zone a");
+    }
+
+    #[test]
+    fn a_range_in_two_zones_moves_a_replica_to_the_third_when_a_node_there_can_take_it() {
+        let nodes = nodes(&["a", "a", "b", "c"]);
+        let counts = counts(&[10, 10, 10, 40]);
+        let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
+        assert_eq!(alloc.improve_diversity(&range(&[1, 2, 3])), Some((NodeId(4), NodeId(2))));
+        assert_eq!(alloc.improve_diversity(&range(&[1, 3, 4])), None, "already in every zone");
+    }
+
+    #[test]
+    fn leadership_balance_is_relative_to_capacity() {
+        let mut nodes = nodes(&["a", "b", "c"]);
+        nodes.get_mut(&NodeId(2)).unwrap().capacity = 2;
+        let mut counts = counts(&[10, 10, 10]);
+        // 40 leaders: shares 10, 20, 10. Node 1 leads 17: node 2 (17 of 20)
+        // is the least loaded relative to its share and takes one.
+        counts.leaders = [(NodeId(1), 17), (NodeId(2), 17), (NodeId(3), 6)].into_iter().collect();
+        let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
+        assert_eq!(alloc.leader_transfer(&range(&[1, 2]), NodeId(1)), Some(NodeId(2)));
     }
 
     #[test]

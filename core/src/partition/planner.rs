@@ -180,6 +180,8 @@ pub enum Reason {
     },
     /// Evening out replica counts.
     Rebalance,
+    /// Spreading a range over more failure domains.
+    Diversity,
     /// Evening out leader counts.
     LeaderBalance,
     /// Finishing what a move left half done: a learner to promote or
@@ -499,12 +501,16 @@ impl Planner {
 
     /// Remembers the step that just applied, for the thrash window.
     fn note_recent(&mut self, now: Time, range: RangeId, plan: &Plan) {
-        if let PlanKind::Move { add, remove, steps } = &plan.kind {
-            let entry = match steps.first() {
+        let entry = match &plan.kind {
+            PlanKind::Move { add, remove, steps } => match steps.first() {
                 Some(Step::Promote) => add.map(|node| (node, true)),
                 Some(Step::Remove) => remove.map(|node| (node, false)),
                 _ => None,
-            };
+            },
+            PlanKind::Single(OpKind::Remove(node)) => Some((*node, false)),
+            PlanKind::Single(_) => None,
+        };
+        {
             if let Some((node, added)) = entry {
                 if self.recent.len() >= MAX_RECENT_MOVES {
                     self.forget_old_moves(now);
@@ -580,7 +586,12 @@ impl Decider<'_> {
             return Some((PlanKind::Single(OpKind::Remove(learner)), Reason::Cleanup));
         }
         if voters.len() > rf {
-            let victim = self.alloc.choose_remove(range, None, voters.iter().copied())?;
+            // Not a voter this planner added within the thrash window, if
+            // another can go.
+            let fresh = |v: &NodeId| self.recently(range.id, *v, true);
+            let candidates: Vec<NodeId> = voters.iter().copied().filter(|v| !fresh(v)).collect();
+            let candidates = if candidates.is_empty() { voters.clone() } else { candidates };
+            let victim = self.alloc.choose_remove(range, None, candidates)?;
             return remove_is_safe(self.nodes, range, victim)
                 .then_some((PlanKind::Single(OpKind::Remove(victim)), Reason::Cleanup));
         }
@@ -624,13 +635,17 @@ impl Decider<'_> {
     /// Whether adding `add` and removing `remove` would undo a move made
     /// within the thrash window (unless the node's state changed since).
     fn thrash(&self, range: RangeId, add: NodeId, remove: NodeId) -> bool {
-        let recent = |node: NodeId, added: bool| {
-            self.recent.get(&(range, node)).is_some_and(|&(was_added, at)| {
-                let changed_since = self.nodes.get(&node).is_some_and(|n| n.since > at);
-                was_added == added && self.now.micros_since(at) < self.config.thrash_window_us && !changed_since
-            })
-        };
-        recent(add, false) || recent(remove, true)
+        self.recently(range, add, false) || self.recently(range, remove, true)
+    }
+
+    /// Whether this planner added (`added`) or removed `node`'s replica of
+    /// `range` within the thrash window, and the node's state has not
+    /// changed since.
+    fn recently(&self, range: RangeId, node: NodeId, added: bool) -> bool {
+        self.recent.get(&(range, node)).is_some_and(|&(was_added, at)| {
+            let changed_since = self.nodes.get(&node).is_some_and(|n| n.since > at);
+            was_added == added && self.now.micros_since(at) < self.config.thrash_window_us && !changed_since
+        })
     }
 }
 
@@ -675,9 +690,12 @@ impl Planner {
     /// that receives a replica, and a live node that gives one up. Dead and
     /// departed nodes send nothing, so they are not limited.
     fn limited_nodes(&self, plan_kind: &PlanKind) -> Vec<NodeId> {
-        let PlanKind::Move { add, remove, .. } = plan_kind else { return Vec::new() };
-        let remove = remove.filter(|node| self.nodes.get(node).is_some_and(NodeInfo::is_up));
-        add.iter().copied().chain(remove).collect()
+        let is_up = |node: &NodeId| self.nodes.get(node).is_some_and(NodeInfo::is_up);
+        match plan_kind {
+            PlanKind::Move { add, remove, .. } => add.iter().copied().chain(remove.filter(is_up)).collect(),
+            PlanKind::Single(OpKind::Remove(node)) if is_up(node) => vec![*node],
+            PlanKind::Single(_) => Vec::new(),
+        }
     }
 
     /// One planning pass over every range (from the cursor, wrapping), until
@@ -800,7 +818,7 @@ impl Planner {
     /// Queues the next step of a move, or drops the move if that step is
     /// not safe now (a removal that would cost the range its live quorum;
     /// the range keeps its extra voter until a later pass can remove one).
-    fn continue_move(&mut self, _now: Time, range: RangeId, mut plan: Plan) {
+    fn continue_move(&mut self, now: Time, range: RangeId, mut plan: Plan) {
         let PlanKind::Move { add, remove, steps } = &plan.kind else { return };
         let Some(state) = self.ranges.get(&range) else { return };
         let op_kind = match (steps.first(), add, remove) {
@@ -808,6 +826,13 @@ impl Planner {
             (Some(Step::Promote), Some(add), _) => OpKind::Promote(*add),
             (Some(Step::Remove), _, Some(remove)) => {
                 if !self.config.bug(Bug::RemoveBeforeAdd) && !remove_is_safe(&self.nodes, &state.descriptor, *remove) {
+                    return;
+                }
+                // A repaired node that came back meanwhile keeps its replica;
+                // a later pass removes whichever voter is then the extra one.
+                let grace = self.config.grace_period_us;
+                let back = self.nodes.get(remove).is_some_and(|n| !n.should_be_replaced(now, grace));
+                if matches!(plan.reason, Reason::Repair { .. }) && back && !self.config.bug(Bug::NoGracePeriod) {
                     return;
                 }
                 OpKind::Remove(*remove)
