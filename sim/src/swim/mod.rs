@@ -53,6 +53,9 @@ pub struct SwimOptions {
     pub fault_phase_us: u64,
     /// Keep a readable trace (replay); the hash is always computed.
     pub keep_trace_text: bool,
+    /// Keep the run's timeline (`replay --html`, `--perfetto`); outside the
+    /// trace hash, it changes nothing in the run.
+    pub keep_timeline: bool,
     /// Report the phase, simulated time and events on standard error every
     /// [`world::PROGRESS_EVERY_US`] of simulated time. Does not touch the
     /// trace.
@@ -71,6 +74,7 @@ impl SwimOptions {
             faults: FaultMix::Swarm,
             fault_phase_us: world::FAULT_PHASE_US,
             keep_trace_text: false,
+            keep_timeline: false,
             progress: false,
         }
     }

@@ -402,6 +402,7 @@ impl SwimWorld {
             trace_text,
             profile,
             history: (),
+            timeline: None,
         }
     }
 
