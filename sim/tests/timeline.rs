@@ -200,6 +200,13 @@ fn keeping_a_timeline_changes_nothing_in_the_run() {
         assert_eq!(timeline.verdict.passed, plain.outcome.passed());
         assert_eq!(timeline.end_us, plain.outcome.sim_micros);
     }
+    for (seed, bug) in [(0, Some(chorus_sim::swim::Bug::RefutationIgnored)), (3, None)] {
+        let options = chorus_sim::swim::SwimOptions { nodes: 5, bug, ..chorus_sim::swim::SwimOptions::new(seed) };
+        let plain = chorus_sim::swim::run_seed(options.clone());
+        let kept = chorus_sim::swim::run_seed(chorus_sim::swim::SwimOptions { keep_timeline: true, ..options });
+        assert_eq!(plain.outcome, kept.outcome, "SWIM seed {seed}");
+        assert!(plain.timeline.is_none() && kept.timeline.is_some());
+    }
 }
 
 #[test]
@@ -212,4 +219,38 @@ fn an_html_or_perfetto_path_that_cannot_be_written_is_a_clear_error() {
         assert!(stderr.contains("cannot write") && stderr.contains(path), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+#[test]
+fn the_html_of_a_failing_swim_seed_renders_in_headless_chromium_and_shows_the_failure() {
+    let Some(browser) = chromium() else { return };
+    let html = temp_path("swim.html");
+    let perfetto = temp_path("swim.json");
+    let output = chorus_sim(&[
+        "replay",
+        "--system",
+        "swim",
+        "--nodes",
+        "5",
+        "--seed",
+        "0",
+        "--bug",
+        "refutation-ignored",
+        "--trace",
+        "/dev/null",
+        "--html",
+        html.to_str().unwrap(),
+        "--perfetto",
+        perfetto.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let dom = dump_dom(&browser, &html);
+    let status = assert_rendered(&dom);
+    assert!(status.contains("data-lanes=\"5\""), "{status}");
+    let shown = format!("<pre id=\"verdict\" class=\"fail\">FAIL: {}", escape_text(&first_failure(&stdout)));
+    assert!(dom.contains(&shown), "the verdict is shown: {shown}");
+    assert!(dom.contains("class=\"s-alive\""), "members' states are drawn");
+    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(perfetto).unwrap()).expect("valid JSON");
+    assert!(value["traceEvents"].as_array().unwrap().iter().any(|event| event["ph"] == "f"), "messages as flows");
 }

@@ -10,7 +10,8 @@
 //! Code map: [`world`] (members, events, messages, the join wave),
 //! `faults.rs` (the fault injector), `checks.rs` (the periodic join,
 //! detection and settle checks, and the accuracy check's excuses),
-//! [`checkers`] (incarnations, resurrection, accuracy), [`describe`] (trace
+//! [`checkers`] (incarnations, resurrection, accuracy), `timeline.rs` (what
+//! `replay --html` shows), [`describe`] (trace
 //! record kinds, message and event text), [`profile`] (fault mixes and
 //! per-seed profiles), [`metrics`] (what a run measured), [`runner`] (many
 //! seeds in parallel, summaries), [`report`] (text and JSON output).
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod profile;
 pub mod report;
 pub mod runner;
+mod timeline;
 pub mod world;
 
 pub use chorus_core::swim::Bug;

@@ -183,7 +183,7 @@
 
   function failureWindow() {
     var named = data.ops.filter(function (op) { return op.named; });
-    if (named.length === 0) { return [data.verdict.at_us - 300000, data.verdict.at_us + 20000]; }
+    if (named.length === 0) { var before = Math.max(300000, end * 0.03); return [data.verdict.at_us - before, data.verdict.at_us + before / 15]; }
     var t0 = Math.min.apply(null, named.map(function (op) { return op.invoke_us; }));
     var t1 = Math.max.apply(null, named.map(function (op) { return op.complete_us === null ? end : op.complete_us; }));
     var pad = Math.max(2000, (t1 - t0) * 0.15);
