@@ -48,7 +48,7 @@ const BODY_START: &str = "<body>\n<header>\n<div id=\"render-status\">loading (t
 <label><input type=\"checkbox\" id=\"show-messages\" checked> messages</label>\
 <label><input type=\"checkbox\" id=\"show-delivered\" checked> delivered ones</label>\
 <label><input type=\"checkbox\" id=\"show-marks\" checked> faults and events</label></div>\n\
-<div class=\"legend\"><span><i class=\"s\" style=\"background:#2e7d32\"></i>leader / alive</span>\
+<div class=\"legend\"><span><i style=\"background:#2e7d32\"></i>leader / alive</span>\
 <span><i style=\"background:#f9a825\"></i>candidate</span><span><i style=\"background:#90caf9\"></i>follower</span>\
 <span><i style=\"background:#616161\"></i>down</span><span><i style=\"background:repeating-linear-gradient(45deg,#999 0 2px,#fff 2px 4px)\"></i>paused</span>\
 <span><i style=\"background:#ffb74d\"></i>partition</span><span><i style=\"background:#5c6bc0\"></i>message</span>\

@@ -307,7 +307,7 @@ fn limit_messages(messages: Vec<MessageArrow>, limit: usize) -> (Vec<MessageArro
         .map(|(_, message)| message)
         .collect();
     let note = format!(
-        "{} of {total} messages shown (limit {limit}): all of the last {recent}, and every {stride}th of the {earlier} before",
+        "{} of {total} messages shown (limit {limit}): all of the last {recent}, and one in {stride} of the {earlier} before",
         kept.len()
     );
     (kept, note)

@@ -156,7 +156,7 @@
     var text = 'view ' + seconds(view.t0) + ' .. ' + seconds(view.t1) + ' of ' + seconds(end) + '. ' +
       data.messages.length + ' of ' + data.messages_total + ' messages in the page';
     if (data.messages_note) { text += ' (' + data.messages_note + ')'; }
-    if (crowded) { text += '; ' + crowded + ' in view, every ' + Math.ceil(crowded / MAX_DRAWN_MESSAGES) + 'th drawn (zoom in for all)'; }
+    if (crowded) { text += '; ' + crowded + ' in view, one in ' + Math.ceil(crowded / MAX_DRAWN_MESSAGES) + ' drawn (at most ' + MAX_DRAWN_MESSAGES + '; zoom in for all)'; }
     if (data.dropped) { text += '; ' + data.dropped + ' spans, marks or operations left out (limit reached)'; }
     document.getElementById('info').textContent = text + '. Drag to pan, wheel to zoom, click an item for details.';
   }
