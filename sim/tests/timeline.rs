@@ -187,6 +187,14 @@ fn the_same_seed_gives_byte_identical_html_and_perfetto_files() {
     let (html_b, perfetto_b, _) = replay_files(STALE_LEADER_READ_SEED, "stale-leader-read", "same-b");
     assert!(std::fs::read(&html_a).unwrap() == std::fs::read(&html_b).unwrap(), "the HTML differs");
     assert!(std::fs::read(&perfetto_a).unwrap() == std::fs::read(&perfetto_b).unwrap(), "the Perfetto file differs");
+    let swim = |name: &str| {
+        let html = temp_path(name);
+        let args = ["replay", "--system", "swim", "--nodes", "7", "--seed", "4", "--trace", "/dev/null", "--html"];
+        let output = chorus_sim(&[&args[..], &[html.to_str().unwrap()]].concat());
+        assert!(output.status.code().is_some_and(|code| code <= 1), "{output:?}");
+        std::fs::read(html).unwrap()
+    };
+    assert!(swim("swim-a.html") == swim("swim-b.html"), "the SWIM page differs");
 }
 
 #[test]
