@@ -337,6 +337,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
         keep_timeline: args.wants_timeline(),
         ..SimOptions::new(args.seed)
     };
+    timeline_files_writable(&args)?;
     let report = run_seed(options);
     write_trace(args.trace.as_deref(), report.trace_text.as_deref().unwrap_or_default())?;
     write_timeline(&args, report.timeline.as_ref())?;
@@ -535,6 +536,7 @@ fn swim_replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
         return Err(UsageError("--history applies to --system raft only (SWIM has no client history)".into()));
     }
     let keep_timeline = args.wants_timeline();
+    timeline_files_writable(&args)?;
     let report = swim::run_seed(swim::SwimOptions { keep_trace_text: true, keep_timeline, ..options.seed(args.seed) });
     write_trace(args.trace.as_deref(), report.trace_text.as_deref().unwrap_or_default())?;
     write_timeline(&args, report.timeline.as_ref())?;
@@ -656,11 +658,26 @@ fn write_trace(path: Option<&Path>, text: &str) -> Result<(), UsageError> {
     }
 }
 
+/// The names of a replay's timeline files, for its messages.
+const TIMELINE_FILES: [&str; 2] = ["HTML", "Perfetto trace"];
+
+/// Fails before the run (which may take minutes) if a timeline file cannot
+/// be created; the files are written after it.
+fn timeline_files_writable(args: &ReplayArgs) -> Result<(), UsageError> {
+    for (path, what) in [args.html.as_deref(), args.perfetto.as_deref()].into_iter().zip(TIMELINE_FILES) {
+        if let Some(path) = path {
+            std::fs::File::create(path)
+                .map_err(|error| UsageError(format!("cannot write {what} file {}: {error}", path.display())))?;
+        }
+    }
+    Ok(())
+}
+
 /// A replay's timeline as an HTML page and/or a Perfetto trace, where asked.
 fn write_timeline(args: &ReplayArgs, timeline: Option<&chorus_sim::timeline::Timeline>) -> Result<(), UsageError> {
     let outputs = [
-        (args.html.as_deref(), "HTML", chorus_sim::timeline::html::render as fn(&_) -> String),
-        (args.perfetto.as_deref(), "Perfetto trace", chorus_sim::timeline::perfetto::render),
+        (args.html.as_deref(), TIMELINE_FILES[0], chorus_sim::timeline::html::render as fn(&_) -> String),
+        (args.perfetto.as_deref(), TIMELINE_FILES[1], chorus_sim::timeline::perfetto::render),
     ];
     for (path, what, render) in outputs {
         let Some(path) = path else { continue };

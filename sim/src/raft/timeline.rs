@@ -176,6 +176,7 @@ pub(super) fn op_bar(op: &Operation, failures: &[String]) -> OpBar {
     };
     OpBar {
         process: op.process,
+        key: op.key.clone(),
         invoke_us: op.invoke_at,
         complete_us: op.complete_at,
         label,

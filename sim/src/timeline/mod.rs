@@ -139,6 +139,8 @@ pub struct OpBar {
     /// The client process (Jepsen's `:process`; a client that gives up on
     /// an operation continues as a new process).
     pub process: u64,
+    /// The key it acts on, if any.
+    pub key: Option<String>,
     /// Invoked, simulated microseconds.
     pub invoke_us: u64,
     /// Completed, or `None` if the outcome stayed unknown.

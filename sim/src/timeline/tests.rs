@@ -79,6 +79,7 @@ fn the_perfetto_file_parses_and_has_every_kind_of_event() {
         &mut timeline,
         [OpBar {
             process: 3,
+            key: None,
             invoke_us: 1,
             complete_us: None,
             label: "op".into(),

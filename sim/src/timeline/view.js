@@ -16,7 +16,10 @@
   var data = JSON.parse(document.getElementById('timeline-data').textContent);
   var end = Math.max(1, data.end_us);
   var view = { t0: 0, t1: end };
-  var show = { messages: true, delivered: true, marks: true };
+  var show = { messages: true, delivered: true, marks: true, otherKeys: false };
+  // The keys of the operations a failure names: others are dimmed unless asked for.
+  var namedKeys = {};
+  data.ops.forEach(function (op) { if (op.named) { namedKeys[op.key] = true; } });
   var processes = [];
   var processRow = {};
   data.ops.forEach(function (op) {
@@ -115,7 +118,8 @@
     if (!visible(op.invoke_us, stop)) { return; }
     var x0 = clampX(op.invoke_us), x1 = Math.max(x0 + 2, clampX(stop));
     var y = opsTop + processRow[op.process] * OPLANE + 2;
-    var cls = 'op-' + op.outcome + (op.named ? ' op-named' : '');
+    var dim = !show.otherKeys && Object.keys(namedKeys).length > 0 && !namedKeys[op.key];
+    var cls = 'op-' + op.outcome + (op.named ? ' op-named' : '') + (dim ? ' op-dim' : '');
     var tip = op.label + (op.named ? '\nnamed by the checker: ' + op.named : '');
     out.push('<rect class="' + esc(cls) + '" x="' + x0.toFixed(1) + '" y="' + y + '" width="' + (x1 - x0).toFixed(1) +
       '" height="' + (OPLANE - 3) + '" rx="2"><title>' + esc(tip) + '</title></rect>');
@@ -236,6 +240,13 @@
       html.push('<li data-index="' + index + '">[' + esc(op.named) + '] ' + esc(op.label) + '</li>');
     });
     box.innerHTML = html.join('') + '</ul>';
+    var keys = Object.keys(namedKeys).join(', ');
+    var toggle = document.createElement('label');
+    toggle.innerHTML = '<input type="checkbox" id="show-other-keys"> operations on keys other than ' + esc(keys) + ' at full colour';
+    document.getElementById('controls').appendChild(toggle);
+    document.getElementById('show-other-keys').addEventListener('change', function (event) {
+      show.otherKeys = event.target.checked; render();
+    });
     box.addEventListener('click', function (event) {
       var op = named[Number(event.target.getAttribute('data-index'))];
       if (!op) { return; }
