@@ -262,3 +262,23 @@ fn the_html_of_a_failing_swim_seed_renders_in_headless_chromium_and_shows_the_fa
     let value: serde_json::Value = serde_json::from_slice(&std::fs::read(perfetto).unwrap()).expect("valid JSON");
     assert!(value["traceEvents"].as_array().unwrap().iter().any(|event| event["ph"] == "f"), "messages as flows");
 }
+
+#[test]
+fn hostile_text_in_a_timeline_stays_text_in_the_browser() {
+    use chorus_sim::timeline::{html, verdict, Recorder};
+    let Some(browser) = chromium() else { return };
+    let hostile = "</script><img src=x onerror=\"document.title='pwned'\"><!--";
+    let mut recorder = Recorder::new(vec![format!("n1 {hostile}"), "n2".into()]);
+    recorder.state(0, 0, format!("Leader t1 {hostile}"), "leader\" onmouseover=\"x");
+    recorder.mark(None, 5, format!("FAULT {hostile}"), "fault");
+    let mut timeline = recorder.finish(100);
+    timeline.title = hostile.into();
+    timeline.verdict = verdict(&[format!("boom {hostile}")], 50);
+    let page = temp_path("hostile.html");
+    std::fs::write(&page, html::render(&timeline)).unwrap();
+    let dom = dump_dom(&browser, &page);
+    assert_rendered(&dom);
+    assert!(!dom.contains("<img"), "no element came from the data");
+    assert!(!dom.contains("pwned</title>"), "no script from the data ran");
+    assert!(dom.contains(&format!("FAIL: boom {}", escape_text(hostile))), "the text is shown as text");
+}
