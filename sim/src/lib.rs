@@ -12,7 +12,7 @@
 //! (timed fault schedules from TOML), [`shrink`] (failing seed to minimal
 //! scenario), [`workload`] (clients), [`check`]
 //! (safety and linearizability), [`history`] (Jepsen histories), [`queue`],
-//! [`trace`].
+//! [`trace`], [`timeline`] (a run as an HTML page or a Perfetto trace).
 
 pub mod check;
 pub mod clock;
@@ -28,6 +28,7 @@ pub mod scenario;
 pub mod shrink;
 pub mod skeleton;
 pub mod swim;
+pub mod timeline;
 pub mod trace;
 pub mod workload;
 

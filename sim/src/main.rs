@@ -163,6 +163,22 @@ struct ReplayArgs {
     /// Write the client history to FILE in Jepsen's EDN format.
     #[arg(long, value_name = "FILE")]
     history: Option<PathBuf>,
+    /// Write the run as one self-contained HTML page to FILE: a lane per
+    /// node (role, term, crashes, pauses), messages, faults, client
+    /// operations and the failure.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Write the run as Chrome trace-event JSON to FILE, for Perfetto UI or
+    /// chrome://tracing.
+    #[arg(long, value_name = "FILE")]
+    perfetto: Option<PathBuf>,
+}
+
+impl ReplayArgs {
+    /// Whether the run must keep its timeline.
+    fn wants_timeline(&self) -> bool {
+        self.html.is_some() || self.perfetto.is_some()
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -329,10 +345,19 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
         System::Raft => {}
     }
     let (nodes, bug, scenario) = parse_cluster(&args.cluster)?;
-    let options =
-        SimOptions { seed: args.seed, nodes, bug, scenario, keep_trace_text: true, ..SimOptions::new(args.seed) };
+    let options = SimOptions {
+        seed: args.seed,
+        nodes,
+        bug,
+        scenario,
+        keep_trace_text: true,
+        keep_timeline: args.wants_timeline(),
+        ..SimOptions::new(args.seed)
+    };
+    timeline_files_writable(&args)?;
     let report = run_seed(options);
     write_trace(args.trace.as_deref(), report.trace_text.as_deref().unwrap_or_default())?;
+    write_timeline(&args, report.timeline.as_ref())?;
     if let Some(path) = &args.history {
         std::fs::write(path, history::write_edn(&report.history))
             .map_err(|error| UsageError(format!("cannot write history file {}: {error}", path.display())))?;
@@ -533,8 +558,11 @@ fn swim_replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
     if args.history.is_some() {
         return Err(UsageError("--history applies to --system raft only (SWIM has no client history)".into()));
     }
-    let report = swim::run_seed(swim::SwimOptions { keep_trace_text: true, ..options.seed(args.seed) });
+    let keep_timeline = args.wants_timeline();
+    timeline_files_writable(&args)?;
+    let report = swim::run_seed(swim::SwimOptions { keep_trace_text: true, keep_timeline, ..options.seed(args.seed) });
     write_trace(args.trace.as_deref(), report.trace_text.as_deref().unwrap_or_default())?;
+    write_timeline(&args, report.timeline.as_ref())?;
     let outcome = &report.outcome;
     let metrics = swim::Summary::of([&outcome.metrics]);
     print_replay_header(outcome, &report.profile);
@@ -751,6 +779,36 @@ fn write_trace(path: Option<&Path>, text: &str) -> Result<(), UsageError> {
             Ok(())
         }
     }
+}
+
+/// The names of a replay's timeline files, for its messages.
+const TIMELINE_FILES: [&str; 2] = ["HTML", "Perfetto trace"];
+
+/// Fails before the run (which may take minutes) if a timeline file cannot
+/// be created; the files are written after it.
+fn timeline_files_writable(args: &ReplayArgs) -> Result<(), UsageError> {
+    for (path, what) in [args.html.as_deref(), args.perfetto.as_deref()].into_iter().zip(TIMELINE_FILES) {
+        if let Some(path) = path {
+            std::fs::File::create(path)
+                .map_err(|error| UsageError(format!("cannot write {what} file {}: {error}", path.display())))?;
+        }
+    }
+    Ok(())
+}
+
+/// A replay's timeline as an HTML page and/or a Perfetto trace, where asked.
+fn write_timeline(args: &ReplayArgs, timeline: Option<&chorus_sim::timeline::Timeline>) -> Result<(), UsageError> {
+    let outputs = [
+        (args.html.as_deref(), TIMELINE_FILES[0], chorus_sim::timeline::html::render as fn(&_) -> String),
+        (args.perfetto.as_deref(), TIMELINE_FILES[1], chorus_sim::timeline::perfetto::render),
+    ];
+    for (path, what, render) in outputs {
+        let Some(path) = path else { continue };
+        let timeline = timeline.ok_or_else(|| UsageError(format!("no timeline was kept for the {what} file")))?;
+        std::fs::write(path, render(timeline))
+            .map_err(|error| UsageError(format!("cannot write {what} file {}: {error}", path.display())))?;
+    }
+    Ok(())
 }
 
 /// The first lines of a replay's summary.

@@ -236,6 +236,7 @@ pub fn run_one(seed: u64, options: &RunOptions) -> crate::raft::SeedOutcome {
         bug: options.bug,
         scenario: options.scenario.clone(),
         keep_trace_text: false,
+        keep_timeline: false,
         liveness_bound_us: crate::raft::LIVENESS_BOUND_US,
     };
     run_caught(seed, || run_seed(sim_options).outcome)

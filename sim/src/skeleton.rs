@@ -16,6 +16,7 @@
 
 use crate::clock::DriftClock;
 use crate::queue::EventQueue;
+use crate::timeline::{Recorder, Timeline};
 use crate::trace::Trace;
 use chorus_core::{NodeId, Time};
 use rand_chacha::ChaCha8Rng;
@@ -44,6 +45,9 @@ pub struct Engine<E> {
     pub rng: ChaCha8Rng,
     /// The run's trace: hashed always, text kept for replay.
     pub trace: Trace,
+    /// The run's timeline, kept when asked for (`replay --html` or
+    /// `--perfetto`). Outside the trace hash: keeping one changes nothing.
+    pub timeline: Option<Recorder>,
 }
 
 impl<E> Engine<E> {
@@ -56,6 +60,15 @@ impl<E> Engine<E> {
             queue: EventQueue::default(),
             rng,
             trace: Trace::new(keep_trace_text, TRACE_TEXT_LIMIT_BYTES),
+            timeline: None,
+        }
+    }
+
+    /// Tells the timeline, if one is kept, what happens now: `note` gets the
+    /// recorder and the current time. Nothing runs without a timeline.
+    pub fn note(&mut self, note: impl FnOnce(&mut Recorder, u64)) {
+        if let Some(recorder) = self.timeline.as_mut() {
+            note(recorder, self.now);
         }
     }
 
@@ -241,6 +254,9 @@ pub struct SeedReport<M, Extra = ()> {
     pub profile: String,
     /// What else the system keeps: the Raft client history; `()` for SWIM.
     pub history: Extra,
+    /// The run's timeline, when it was kept (`replay --html` or
+    /// `--perfetto`); `None` otherwise.
+    pub timeline: Option<Timeline>,
 }
 
 impl<M: Default, Extra> SeedReport<M, Extra> {

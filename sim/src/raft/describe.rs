@@ -152,6 +152,12 @@ fn tag_word(tag: &RequestTag) -> u64 {
 /// One message as trace text: `FROM -> TO KIND TERM DETAIL`, e.g.
 /// `n1 -> n2 Append t3 prev=i4/t2 entries=1 commit=i4`.
 pub fn describe_message(message: &Message) -> String {
+    format!("{} -> {} {}", message.from, message.to, describe_body(message))
+}
+
+/// One message without its ends: `KIND TERM DETAIL`, e.g.
+/// `Append t3 prev=i4/t2 entries=1 commit=i4`.
+pub fn describe_body(message: &Message) -> String {
     let detail = match &message.body {
         MessageBody::RequestVote { last_log_index, last_log_term, .. } => {
             format!("last={}/{}", last_log_index, last_log_term)
@@ -193,7 +199,7 @@ pub fn describe_message(message: &Message) -> String {
         MessageBody::ReadIndex { id, allow_lease } => format!("id={id} lease={allow_lease}"),
         MessageBody::ReadIndexResponse { id, index } => format!("id={id} index={index:?}"),
     };
-    format!("{} -> {} {} {} {}", message.from, message.to, message.body.kind(), message.term, detail)
+    format!("{} {} {}", message.body.kind(), message.term, detail)
 }
 
 /// A client result as trace text: `ok` and the decoded key-value response,

@@ -136,6 +136,7 @@ impl RaftWorld {
 
     pub(super) fn apply_fault(&mut self, action: FaultAction) {
         self.engine.record(RaftRecord::Fault, &[], || format!("FAULT {action}"));
+        self.note_fault(&action);
         self.note_applied(&action);
         match action {
             FaultAction::Partition { .. }
@@ -159,6 +160,7 @@ impl RaftWorld {
                 for index in self.resolve(&node) {
                     if self.nodes[index].raft.is_some() {
                         self.nodes[index].slot.paused = true;
+                        self.engine.note(|recorder, now| recorder.pause(index, now, true));
                     }
                 }
             }
@@ -231,6 +233,7 @@ impl RaftWorld {
         sim_node.incarnation += 1;
         sim_node.slot.crash();
         sim_node.requests.clear();
+        self.note_down(node, "down");
     }
 
     pub(super) fn restart(&mut self, node: usize) {
@@ -282,6 +285,7 @@ impl RaftWorld {
             },
         );
         sim_node.raft = Some(raft);
+        self.note_restart(node, if joins { "rejoins with an empty disk" } else { "restarts from its disk" });
         if joins {
             self.checker.on_wipe(node);
         }
@@ -318,6 +322,7 @@ impl RaftWorld {
         self.crash(node);
         self.nodes[node].disk.wipe(self.engine.now);
         self.nodes[node].wiped = true;
+        self.note_down(node, "down, disk wiped");
     }
 
     pub(super) fn resume(&mut self, node: usize) {
@@ -325,6 +330,7 @@ impl RaftWorld {
             return;
         }
         self.nodes[node].slot.paused = false;
+        self.engine.note(|recorder, now| recorder.pause(node, now, false));
         // A process waking from a freeze finds input waiting on many
         // connections and reads them in whatever order its poll loop picks:
         // each source stays in order, the sources interleave at random.
@@ -444,6 +450,10 @@ impl RaftWorld {
         self.engine.record(RaftRecord::FaultPhaseEnded, &[], || "END OF FAULT PHASE: heal everything".to_string());
         self.healed_at = Some(self.engine.now);
         self.network.heal();
+        self.engine.note(|recorder, now| {
+            recorder.network_heal(now);
+            recorder.mark(None, now, "END OF FAULT PHASE: heal everything".into(), "heal");
+        });
         let delays = self.network.params;
         self.network.params = NetworkParams {
             delay_min_us: delays.delay_min_us,

@@ -17,12 +17,13 @@
 //! Code map: [`RaftWorld`] in `world.rs` (nodes, events, what each event
 //! does; it plugs into [`crate::skeleton`]), `faults.rs` (the fault
 //! injector), `operator.rs` (membership churn and transfers), `checks.rs`
-//! (checker glue), [`describe`] (trace record kinds, message text).
+//! (checker glue), `timeline.rs` (what `replay --html` shows), [`describe`] (trace record kinds, message text).
 
 mod checks;
 pub mod describe;
 mod faults;
 mod operator;
+mod timeline;
 mod world;
 
 use crate::history::History;
@@ -70,6 +71,9 @@ pub struct SimOptions {
     pub scenario: Option<Scenario>,
     /// Keep a readable trace (replay); the hash is always computed.
     pub keep_trace_text: bool,
+    /// Keep the run's timeline (`replay --html`, `--perfetto`); outside the
+    /// trace hash, it changes nothing in the run.
+    pub keep_timeline: bool,
     /// After healing, a leader must commit and every client operation must
     /// finish within this much simulated time.
     pub liveness_bound_us: u64,
@@ -85,6 +89,7 @@ impl SimOptions {
             bug: None,
             scenario: None,
             keep_trace_text: false,
+            keep_timeline: false,
             liveness_bound_us: LIVENESS_BOUND_US,
         }
     }

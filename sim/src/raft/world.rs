@@ -14,6 +14,8 @@ use crate::faults::{FaultAction, FaultProfile, Recurrence};
 use crate::network::{Fate, Network};
 pub(super) use crate::skeleton::node_id;
 use crate::skeleton::{run_events, Engine, LoopEnd, NodeSlot, World, MAX_EVENTS_PER_NODE_PER_SIMULATED_SECOND};
+use crate::timeline::Fate as MessageFate;
+use crate::trace::Trace;
 use crate::workload::{ClientRequest, ClientStep, Workload, ATTEMPT_TIMEOUT_US};
 use chorus_core::kv::KvStore;
 use chorus_core::raft::{
@@ -42,6 +44,8 @@ pub enum SimEvent {
     Deliver {
         /// The receiving node's index.
         to: usize,
+        /// When it was sent, simulated microseconds (for the timeline).
+        sent_us: u64,
         /// The sending node's index.
         from: usize,
         /// The message as it crossed the network: encoded by the core's
@@ -173,6 +177,9 @@ impl RaftWorld {
             finished: false,
         };
         simulation.workload.give_up_before_us = fault_phase_us;
+        if simulation.options.keep_timeline {
+            simulation.start_timeline();
+        }
         simulation.start(fault_phase_us);
         simulation
     }
@@ -303,12 +310,14 @@ impl RaftWorld {
         let counts = self.workload.counts;
         let profile = self.profile.to_string();
         let seed = self.options.seed;
-        let (trace_hash, trace_text) = self.engine.trace.finish();
+        let (trace_hash, trace_text) = std::mem::replace(&mut self.engine.trace, Trace::new(false, 0)).finish();
+        let timeline = self.finish_timeline(&failures, &history, &trace_hash);
         let report = SimReport {
             outcome: SeedOutcome { seed, trace_hash, failures, events, sim_micros, metrics: counts },
             trace_text,
             history,
             profile,
+            timeline,
         };
         (report, self.applied_faults)
     }
@@ -327,6 +336,7 @@ impl RaftWorld {
             // steps that led to it.
             LoopEnd::Panic(message) => {
                 self.engine.record(RaftRecord::Panic, &[], || format!("PANIC {message}"));
+                self.engine.note(|recorder, now| recorder.mark(None, now, format!("PANIC {message}"), "violation"));
                 vec![message]
             }
         }
@@ -334,7 +344,7 @@ impl RaftWorld {
 
     pub(super) fn handle(&mut self, event: SimEvent) {
         match event {
-            SimEvent::Deliver { to, from, bytes } => self.deliver(to, from, bytes),
+            SimEvent::Deliver { to, sent_us, from, bytes } => self.deliver(to, sent_us, from, bytes),
             SimEvent::Timer { node, token } => self.timer_fired(node, token),
             SimEvent::DiskSynced { node, incarnation, id } => self.disk_synced(node, incarnation, id),
             SimEvent::ToNode { node, client, attempt, request } => self.client_request(node, client, attempt, request),
@@ -369,7 +379,7 @@ impl RaftWorld {
         }
     }
 
-    fn deliver(&mut self, to: usize, from: usize, bytes: Vec<u8>) {
+    fn deliver(&mut self, to: usize, sent_us: u64, from: usize, bytes: Vec<u8>) {
         let message = match wire::decode_message(&bytes) {
             Ok(message) => message,
             Err(error) => {
@@ -382,11 +392,15 @@ impl RaftWorld {
             self.engine.record(RaftRecord::CutInFlight, &[words[0], words[1], words[2]], || {
                 format!("cut in flight: {}", describe_message(&message))
             });
+            return self.note_arrived(&message, sent_us, MessageFate::CutInFlight);
+        }
+        if self.stash_if_paused(to, SimEvent::Deliver { to, sent_us, from, bytes }) {
             return;
         }
-        if self.stash_if_paused(to, SimEvent::Deliver { to, from, bytes }) {
-            return;
+        if self.nodes[to].raft.is_none() {
+            return self.note_arrived(&message, sent_us, MessageFate::ReceiverDown);
         }
+        self.note_arrived(&message, sent_us, MessageFate::Delivered);
         let local = self.nodes[to].slot.clock.local(self.engine.now);
         let Some(raft) = self.nodes[to].raft.as_mut() else {
             return;
@@ -408,6 +422,9 @@ impl RaftWorld {
 
     /// A node reported a protocol violation (or rejected a message whole).
     fn record_violation(&mut self, node: usize, description: String) {
+        self.engine.note(|recorder, now| {
+            recorder.mark(Some(node), now, format!("{} VIOLATION {description}", node_id(node)), "violation")
+        });
         self.engine
             .record(RaftRecord::Violation, &[node as u64], || format!("{} VIOLATION {description}", node_id(node)));
         self.checker.on_node_violation(node, &description);
@@ -435,6 +452,7 @@ impl RaftWorld {
         if let Err(error) = self.nodes[node].disk.sync_through(id) {
             let description = format!("{} asked its disk for an impossible write ({id:?}): {error}", node_id(node));
             self.engine.record(RaftRecord::ImpossibleWrite, &[node as u64, id.0], || description.clone());
+            self.engine.note(|recorder, now| recorder.mark(Some(node), now, description.clone(), "violation"));
             self.checker.on_impossible_write(description);
             return;
         }
@@ -562,6 +580,7 @@ impl RaftWorld {
                     format!("{} becomes {:?} in {}", node_id(node), role, term)
                 });
                 roles.push((role, term));
+                self.note_role(node, role, term);
                 if role == Role::Leader {
                     self.maybe_isolate_new_leader(node);
                 }
@@ -591,16 +610,18 @@ impl RaftWorld {
                 );
                 // Simulated disks keep what they acknowledged as synced.
                 self.checker.on_lost_entries(node, follower, acknowledged, holds);
+                let text = format!("{follower} lost entries it acknowledged (up to {acknowledged}; holds {holds})");
+                self.engine.note(|recorder, now| recorder.mark(Some(node), now, text, "violation"));
             }
             Event::MembershipChanged { index, membership } => {
-                self.engine.record(RaftRecord::MembershipChanged, &[node as u64, index.0], || {
-                    format!("{} configuration at {index}: {membership}", node_id(node))
-                });
+                let text = format!("{} configuration at {index}: {membership}", node_id(node));
+                self.engine.note(|recorder, now| recorder.mark(Some(node), now, text.clone(), "operator"));
+                self.engine.record(RaftRecord::MembershipChanged, &[node as u64, index.0], || text);
             }
             Event::SnapshotInstalled { index, term } => {
-                self.engine.record(RaftRecord::SnapshotInstalled, &[node as u64, index.0, term.0], || {
-                    format!("{} installed the snapshot ending at {index}/{term}", node_id(node))
-                });
+                let text = format!("{} installed the snapshot ending at {index}/{term}", node_id(node));
+                self.engine.note(|recorder, now| recorder.mark(Some(node), now, text.clone(), "info"));
+                self.engine.record(RaftRecord::SnapshotInstalled, &[node as u64, index.0, term.0], || text);
             }
         }
     }
@@ -669,6 +690,7 @@ impl RaftWorld {
                 self.engine.record(kind, &[words[0], words[1], words[2], words[3]], || {
                     format!("{} {}", if lost { "lost" } else { "cut" }, describe_message(&message))
                 });
+                self.note_dropped(&message, if lost { MessageFate::Lost } else { MessageFate::Cut });
             }
             Fate::Arrives { first_us, second_us } => {
                 // Across the network as bytes, through the core's codec.
@@ -680,9 +702,10 @@ impl RaftWorld {
                     }
                 };
                 if let Some(second_us) = second_us {
-                    self.engine.schedule(second_us, SimEvent::Deliver { to, from, bytes: bytes.clone() });
+                    let copy = SimEvent::Deliver { to, sent_us: self.engine.now, from, bytes: bytes.clone() };
+                    self.engine.schedule(second_us, copy);
                 }
-                self.engine.schedule(first_us, SimEvent::Deliver { to, from, bytes });
+                self.engine.schedule(first_us, SimEvent::Deliver { to, sent_us: self.engine.now, from, bytes });
             }
         }
     }

@@ -90,6 +90,7 @@ impl SwimWorld {
             self.engine.record(SwimRecord::JoinConverged, &[since], || {
                 format!("CHECK join wave converged {since} us after the last start")
             });
+            self.note_fault(format!("CHECK join wave converged {since} us after the last start"), "info");
             self.engine.schedule(0, SimEvent::StartFaults);
             self.phase = Phase::Faults;
             self.faults_started_at = self.engine.now;
@@ -165,6 +166,7 @@ impl SwimWorld {
             self.engine.record(SwimRecord::Settled, &[since], || {
                 format!("CHECK every running member agrees, {since} us after healing")
             });
+            self.note_fault(format!("CHECK every running member agrees, {since} us after healing"), "info");
             self.phase = Phase::Done;
             return;
         }

@@ -22,6 +22,7 @@ impl SwimWorld {
         self.phase = Phase::Faults;
         self.faults_started_at = self.engine.now;
         self.engine.record(SwimRecord::FaultPhaseStarted, &[], || "FAULT phase starts".to_string());
+        self.note_fault(format!("FAULT phase starts (loss {:.2}%)", self.profile.loss_ppm as f64 / 1e4), "fault");
         self.network.params.loss_ppm = self.profile.loss_ppm;
         if self.profile.slow_members > 0 {
             let mut candidates: Vec<usize> = (0..self.nodes.len()).collect();
@@ -34,6 +35,7 @@ impl SwimWorld {
                 self.engine.record(SwimRecord::SlowMember, &[node as u64, lag], || {
                     format!("FAULT n{} is slow: inbound lag {lag} us", node + 1)
                 });
+                self.note_state(node, format!("slow (inbound lag {} ms)", lag / 1000), "slow");
             }
         }
         if self.profile.split_halves {
@@ -92,6 +94,9 @@ impl SwimWorld {
 
     pub(super) fn crash(&mut self, node: usize) {
         self.engine.record(SwimRecord::Crashed, &[node as u64], || format!("FAULT crash n{}", node + 1));
+        self.note_state(node, "down".into(), "down");
+        self.note_fault(format!("FAULT crash n{}", node + 1), "fault");
+        self.engine.note(|recorder, now| recorder.pause(node, now, false));
         let sim_node = &mut self.nodes[node];
         sim_node.swim = None;
         sim_node.slot.crash();
@@ -110,6 +115,7 @@ impl SwimWorld {
     /// incarnation, so it starts one above the highest it ever held.
     pub(super) fn restart(&mut self, node: usize) {
         self.engine.record(SwimRecord::Restarted, &[node as u64], || format!("FAULT restart n{}", node + 1));
+        self.engine.note(|recorder, now| recorder.mark(Some(node), now, format!("n{} restarts", node + 1), "restart"));
         let sim_node = &mut self.nodes[node];
         sim_node.life += 1;
         sim_node.life_floor = sim_node.issued.next();
@@ -127,6 +133,7 @@ impl SwimWorld {
         self.engine.record(SwimRecord::Paused, &[node as u64, duration], || {
             format!("FAULT pause n{} for {duration} us", node + 1)
         });
+        self.engine.note(|recorder, now| recorder.pause(node, now, true));
         let sim_node = &mut self.nodes[node];
         sim_node.slot.paused = true;
         sim_node.slot.cancel_timer();
@@ -142,13 +149,14 @@ impl SwimWorld {
         }
         self.engine.record(SwimRecord::Resumed, &[node as u64], || format!("FAULT resume n{}", node + 1));
         self.nodes[node].slot.paused = false;
+        self.engine.note(|recorder, now| recorder.pause(node, now, false));
         self.nodes[node].excused_until = self.engine.now + self.excuse_window_us();
         let stash = std::mem::take(&mut self.nodes[node].slot.stash);
-        for (from, datagram, message) in stash {
+        for (from, sent_us, datagram, message) in stash {
             if self.nodes[node].swim.is_none() {
                 break;
             }
-            self.deliver(from, node, datagram, message, true);
+            self.deliver((from, node, sent_us), datagram, message, true);
         }
         if self.nodes[node].swim.is_some() {
             self.in_timeout = true;
@@ -182,6 +190,15 @@ impl SwimWorld {
         let rest: Vec<usize> = (0..self.nodes.len()).filter(|&node| !on_side[node]).collect();
         self.network.partition(&[rest, side.to_vec()]);
         let shown: Vec<String> = side.iter().take(20).map(|node| format!("n{}", node + 1)).collect();
+        let label = format!(
+            "FAULT partition {{{}{}}} from the rest",
+            shown.join(","),
+            if side.len() > 20 { ",..." } else { "" }
+        );
+        self.engine.note(|recorder, now| {
+            recorder.network_cut(now, label.clone(), true);
+            recorder.mark(None, now, label, "fault");
+        });
         self.engine.record(SwimRecord::Partitioned, &[side.len() as u64, side[0] as u64], || {
             format!(
                 "FAULT partition {{{}{}}} from the rest",
@@ -193,6 +210,10 @@ impl SwimWorld {
 
     pub(super) fn heal_partition(&mut self) {
         self.engine.record(SwimRecord::PartitionHealed, &[], || "FAULT heal partition".to_string());
+        self.engine.note(|recorder, now| {
+            recorder.network_heal(now);
+            recorder.mark(None, now, "FAULT heal partition".into(), "heal");
+        });
         self.network.heal();
         self.excused_all_until = self.engine.now + self.excuse_window_us();
     }
@@ -200,6 +221,7 @@ impl SwimWorld {
     /// The end of the fault phase: everything heals.
     pub(super) fn heal(&mut self) {
         self.engine.record(SwimRecord::HealedEverything, &[], || "FAULT heal everything".to_string());
+        self.note_fault("FAULT heal everything".into(), "heal");
         if self.network.is_partitioned() {
             self.heal_partition();
         }
@@ -211,6 +233,9 @@ impl SwimWorld {
         for node in 0..self.nodes.len() {
             if self.nodes[node].slow_lag_us > 0 {
                 self.nodes[node].slow_lag_us = 0;
+                if self.nodes[node].swim.is_some() {
+                    self.note_state(node, format!("alive (life {})", self.nodes[node].life), "alive");
+                }
                 self.nodes[node].excused_until = excuse;
             }
             if self.nodes[node].slot.paused {

@@ -10,7 +10,8 @@
 //! Code map: [`world`] (members, events, messages, the join wave),
 //! `faults.rs` (the fault injector), `checks.rs` (the periodic join,
 //! detection and settle checks, and the accuracy check's excuses),
-//! [`checkers`] (incarnations, resurrection, accuracy), [`describe`] (trace
+//! [`checkers`] (incarnations, resurrection, accuracy), `timeline.rs` (what
+//! `replay --html` shows), [`describe`] (trace
 //! record kinds, message and event text), [`profile`] (fault mixes and
 //! per-seed profiles), [`metrics`] (what a run measured), [`runner`] (many
 //! seeds in parallel, summaries), [`report`] (text and JSON output).
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod profile;
 pub mod report;
 pub mod runner;
+mod timeline;
 pub mod world;
 
 pub use chorus_core::swim::Bug;
@@ -53,6 +55,9 @@ pub struct SwimOptions {
     pub fault_phase_us: u64,
     /// Keep a readable trace (replay); the hash is always computed.
     pub keep_trace_text: bool,
+    /// Keep the run's timeline (`replay --html`, `--perfetto`); outside the
+    /// trace hash, it changes nothing in the run.
+    pub keep_timeline: bool,
     /// Report the phase, simulated time and events on standard error every
     /// [`world::PROGRESS_EVERY_US`] of simulated time. Does not touch the
     /// trace.
@@ -71,6 +76,7 @@ impl SwimOptions {
             faults: FaultMix::Swarm,
             fault_phase_us: world::FAULT_PHASE_US,
             keep_trace_text: false,
+            keep_timeline: false,
             progress: false,
         }
     }

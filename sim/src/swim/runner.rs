@@ -41,6 +41,7 @@ impl SwimRunOptions {
             faults: self.faults,
             fault_phase_us: self.fault_phase_us,
             keep_trace_text: false,
+            keep_timeline: false,
             progress: self.progress,
         }
     }

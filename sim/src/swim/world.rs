@@ -36,6 +36,7 @@ use crate::network::{Fate, Network};
 use crate::skeleton::{
     node_id, run_events, Engine, LoopEnd, NodeSlot, World, MAX_EVENTS_PER_NODE_PER_SIMULATED_SECOND,
 };
+use crate::timeline::Fate as MessageFate;
 use crate::trace::Trace;
 use chorus_core::swim::{
     wire, Action, Address, Config, Event, Incarnation, Message, MessageBody, SuspicionTimeouts, SwimNode,
@@ -81,6 +82,8 @@ pub enum SimEvent {
         from: usize,
         /// The receiver's index.
         to: usize,
+        /// When it was sent, simulated microseconds (for the timeline).
+        sent_us: u64,
         /// The message as it crosses the network, encoded by the core's codec;
         /// the receiver decodes it.
         datagram: Vec<u8>,
@@ -137,7 +140,7 @@ pub(super) struct SimNode {
     pub(super) swim: Option<SwimNode>,
     /// Clock, timer and the messages `(from, bytes, message)` held while
     /// paused.
-    pub(super) slot: NodeSlot<(usize, Vec<u8>, Message)>,
+    pub(super) slot: NodeSlot<(usize, u64, Vec<u8>, Message)>,
     /// Lives so far (a restart starts a new one).
     pub(super) life: u32,
     /// The lowest incarnation of the current life: a failure declaration at
@@ -209,6 +212,8 @@ pub struct SwimWorld {
     pub(super) in_timeout: bool,
     /// The message-size checker's limit: the nodes' budget.
     pub(super) checked_budget_bytes: usize,
+    /// Checker failures already marked on the timeline.
+    pub(super) failures_noted: usize,
 }
 
 fn address_of(index: usize) -> Address {
@@ -262,7 +267,7 @@ impl SwimWorld {
             if options.nodes <= 1_000 { template.probe_interval_ms * 100 } else { template.probe_interval_ms * 1000 };
         let metrics = SeedMetrics { probe_interval_us: template.probe_interval_ms * 1000, ..SeedMetrics::default() };
         let network = Network::new(options.nodes, profile.network_params());
-        SwimWorld {
+        let mut world = SwimWorld {
             engine: Engine::new(rng, options.keep_trace_text),
             next_progress_us: PROGRESS_EVERY_US,
             checkers: Checkers::new(options.nodes),
@@ -285,7 +290,12 @@ impl SwimWorld {
             checked_budget_bytes: template.max_message_bytes,
             template,
             in_timeout: false,
+            failures_noted: 0,
+        };
+        if world.options.keep_timeline {
+            world.start_timeline();
         }
+        world
     }
 
     /// The fault profile this run uses (drawn from the seed unless replaced
@@ -390,6 +400,7 @@ impl SwimWorld {
         self.engine
             .record(SwimRecord::Verdict, &[self.checkers.failed() as u64], || format!("verdict {verdict} {first}"));
         let (trace_hash, trace_text) = std::mem::replace(&mut self.engine.trace, Trace::new(false, 0)).finish();
+        let timeline = self.finish_timeline(&trace_hash);
         SwimReport {
             outcome: SwimSeedOutcome {
                 seed: self.options.seed,
@@ -402,6 +413,7 @@ impl SwimWorld {
             trace_text,
             profile,
             history: (),
+            timeline,
         }
     }
 
@@ -411,8 +423,8 @@ impl SwimWorld {
                 self.engine.record(SwimRecord::NodeStarted, &[node as u64], || format!("start n{}", node + 1));
                 self.start_node(node);
             }
-            SimEvent::Deliver { from, to, datagram, message, lagged } => {
-                self.deliver(from, to, datagram, message, lagged)
+            SimEvent::Deliver { from, to, sent_us, datagram, message, lagged } => {
+                self.deliver((from, to, sent_us), datagram, message, lagged)
             }
             SimEvent::Timer { node, token } => {
                 let sim_node = &self.nodes[node];
@@ -480,6 +492,11 @@ impl SwimWorld {
         let local = self.nodes[node].slot.clock.local(self.engine.now);
         let swim = SwimNode::new(config, local).expect("invariant: the simulator builds valid configurations");
         self.nodes[node].swim = Some(swim);
+        let lag_ms = self.nodes[node].slow_lag_us / 1000;
+        match lag_ms {
+            0 => self.note_state(node, format!("alive (life {})", self.nodes[node].life), "alive"),
+            _ => self.note_state(node, format!("slow (inbound lag {lag_ms} ms)"), "slow"),
+        }
         self.drain(node);
         self.arm_timer(node);
     }
@@ -559,19 +576,25 @@ impl SwimWorld {
                 self.engine.record(SwimRecord::DroppedAtSend, &[from as u64, to as u64, kind, word], || {
                     format!("{what} {}", describe(from, to, &message, bytes))
                 });
+                let fate = if word == 0 { MessageFate::Cut } else { MessageFate::Lost };
+                self.note_message((from, to), &message, bytes, self.engine.now, fate);
             }
             Fate::Arrives { first_us, second_us } => {
                 if let Some(second_us) = second_us {
                     let (datagram, message) = (datagram.clone(), message.clone());
-                    let copy = SimEvent::Deliver { from, to, datagram, message, lagged: false };
+                    let sent_us = self.engine.now;
+                    let copy = SimEvent::Deliver { from, to, sent_us, datagram, message, lagged: false };
                     self.engine.schedule(second_us, copy);
                 }
-                self.engine.schedule(first_us, SimEvent::Deliver { from, to, datagram, message, lagged: false });
+                let sent_us = self.engine.now;
+                self.engine
+                    .schedule(first_us, SimEvent::Deliver { from, to, sent_us, datagram, message, lagged: false });
             }
         }
     }
 
-    pub(super) fn deliver(&mut self, from: usize, to: usize, datagram: Vec<u8>, message: Message, lagged: bool) {
+    pub(super) fn deliver(&mut self, route: (usize, usize, u64), datagram: Vec<u8>, message: Message, lagged: bool) {
+        let (from, to, sent_us) = route;
         let bytes = datagram.len();
         let kind = body_kind(&message.body);
         let sim_node = &self.nodes[to];
@@ -579,21 +602,21 @@ impl SwimWorld {
             self.engine.record(SwimRecord::NotDelivered, &[from as u64, to as u64, kind, 0], || {
                 format!("dropped (n{} is down) {}", to + 1, describe(from, to, &message, bytes))
             });
-            return;
+            return self.note_message((from, to), &message, bytes, sent_us, MessageFate::ReceiverDown);
         }
         if self.network.is_blocked(from, to) {
             self.engine.record(SwimRecord::NotDelivered, &[from as u64, to as u64, kind, 1], || {
                 format!("cut in flight {}", describe(from, to, &message, bytes))
             });
-            return;
+            return self.note_message((from, to), &message, bytes, sent_us, MessageFate::CutInFlight);
         }
         if sim_node.slot.paused {
-            self.nodes[to].slot.stash((from, datagram, message));
+            self.nodes[to].slot.stash((from, sent_us, datagram, message));
             return;
         }
         if sim_node.slow_lag_us > 0 && !lagged {
             let lag = sim_node.slow_lag_us;
-            self.engine.schedule(lag, SimEvent::Deliver { from, to, datagram, message, lagged: true });
+            self.engine.schedule(lag, SimEvent::Deliver { from, to, sent_us, datagram, message, lagged: true });
             return;
         }
         self.engine.record(
@@ -601,6 +624,7 @@ impl SwimWorld {
             &[from as u64, to as u64, kind, body_number(&message.body), message.updates.len() as u64],
             || format!("deliver {}", describe(from, to, &message, bytes)),
         );
+        self.note_message((from, to), &message, bytes, sent_us, MessageFate::Delivered);
         let result = self.with_node(to, |swim, now| swim.handle_datagram(now, &datagram));
         if let Err(error) = result {
             self.checkers.fail(format!(
@@ -617,6 +641,7 @@ impl SwimWorld {
         self.engine.record(SwimRecord::Event, &[observer as u64, kind, member, incarnation], || {
             format!("n{}: {}", observer + 1, describe_event(&event))
         });
+        self.note_event(observer, &event);
         let nodes = &self.nodes;
         self.checkers.observe(self.engine.now, observer, &event, |member| {
             (member.0 as usize)
@@ -664,6 +689,7 @@ impl World for SwimWorld {
 
     fn handle(&mut self, event: SimEvent) {
         SwimWorld::handle(self, event);
+        self.note_failures();
     }
 
     fn finished(&self) -> bool {
