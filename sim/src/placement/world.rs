@@ -445,6 +445,7 @@ impl PlacementWorld {
             trace_text,
             profile: self.profile,
             history: (),
+            timeline: None,
         }
     }
 
