@@ -660,7 +660,9 @@ fn placement_replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
         return Err(UsageError("--history applies to --system raft only (placement has no client history)".into()));
     }
     if args.html.is_some() || args.perfetto.is_some() {
-        return Err(UsageError("--html and --perfetto apply to --system raft and swim; read a placement run with --trace".into()));
+        return Err(UsageError(
+            "--html and --perfetto apply to --system raft and swim; read a placement run with --trace".into(),
+        ));
     }
     let options = placement::PlacementOptions { keep_trace_text: true, ..parse_placement(&args.cluster, args.seed)? };
     let report = placement::run_seed(options);

@@ -437,12 +437,11 @@ impl Planner {
         }
     }
 
-    /// A range ceased to exist (merged away).
+    /// A range ceased to exist (merged away). A plan of its that is in
+    /// flight stays until its operation reports (it will fail), so that it
+    /// keeps counting against the limits meanwhile.
     pub fn range_removed(&mut self, _now: Time, id: RangeId) {
         self.ranges.remove(&id);
-        if let Some(plan) = self.plans.remove(&id) {
-            self.ops.remove(&plan.op);
-        }
         self.hot_reported.remove(&id);
     }
 
@@ -599,11 +598,13 @@ impl Decider<'_> {
         if voters.len() < rf || replaced.is_some() {
             return self.repair(range, &voters, replaced, rng);
         }
-        if let Some((add, remove)) =
-            self.alloc.rebalance(range).filter(|&(add, remove)| !self.thrash(range.id, add, remove))
-        {
-            let steps = vec![Step::AddLearner, Step::Promote, Step::Remove];
-            return Some((PlanKind::Move { add: Some(add), remove: Some(remove), steps }, Reason::Rebalance));
+        let steps = || vec![Step::AddLearner, Step::Promote, Step::Remove];
+        let unthrashed = |&(add, remove): &(NodeId, NodeId)| !self.thrash(range.id, add, remove);
+        if let Some((add, remove)) = self.alloc.improve_diversity(range).filter(unthrashed) {
+            return Some((PlanKind::Move { add: Some(add), remove: Some(remove), steps: steps() }, Reason::Diversity));
+        }
+        if let Some((add, remove)) = self.alloc.rebalance(range).filter(unthrashed) {
+            return Some((PlanKind::Move { add: Some(add), remove: Some(remove), steps: steps() }, Reason::Rebalance));
         }
         if self.config.bug(Bug::LeadersNeverBalanced) {
             return None;
@@ -713,15 +714,26 @@ impl Planner {
             self.ranges.range(self.cursor..).chain(self.ranges.range(..self.cursor)).map(|(&id, _)| id).collect();
         let grace = if self.config.bug(Bug::NoGracePeriod) { 0 } else { self.config.grace_period_us };
         let totals = super::allocator::Totals::of(&self.nodes, &counts);
+        let by_start: BTreeMap<Vec<u8>, RangeId> =
+            self.ranges.iter().map(|(&id, r)| (r.descriptor.span.start.clone(), id)).collect();
+        // Ranges about to be absorbed by their left neighbour get no plan.
+        let mut merging: BTreeSet<RangeId> = self
+            .plans
+            .values()
+            .filter_map(|plan| match &plan.kind {
+                PlanKind::Single(OpKind::Merge { right, .. }) => Some(*right),
+                _ => None,
+            })
+            .collect();
         for id in ids {
             if limits && self.plans.len() >= self.config.max_moves_total {
                 self.cursor = id;
                 return;
             }
-            if self.plans.contains_key(&id) || self.actions.len() >= MAX_QUEUED_ACTIONS {
+            if self.plans.contains_key(&id) || merging.contains(&id) || self.actions.len() >= MAX_QUEUED_ACTIONS {
                 continue;
             }
-            let decision = match self.split_or_merge(now, id) {
+            let decision = match self.split_or_merge(now, id, &by_start) {
                 Some(decision) => Some(decision),
                 None => {
                     let alloc =
@@ -744,6 +756,9 @@ impl Planner {
                 add.inspect(|&node| counts.adjust_replicas(node, 1));
                 remove.inspect(|&node| counts.adjust_replicas(node, -1));
             }
+            if let PlanKind::Single(OpKind::Merge { right, .. }) = &kind {
+                merging.insert(*right);
+            }
             if let PlanKind::Single(OpKind::TransferLeader(to)) = &kind {
                 counts.adjust_leaders(*to, 1);
                 if let Some(from) = self.ranges[&id].leader {
@@ -756,7 +771,12 @@ impl Planner {
     }
 
     /// A split or merge `id` needs now, if any; reports hot keys.
-    fn split_or_merge(&mut self, now: Time, id: RangeId) -> Option<(PlanKind, Reason)> {
+    fn split_or_merge(
+        &mut self,
+        now: Time,
+        id: RangeId,
+        by_start: &BTreeMap<Vec<u8>, RangeId>,
+    ) -> Option<(PlanKind, Reason)> {
         let state = self.ranges.get_mut(&id)?;
         let load = state.load.as_ref()?;
         match self.config.split.decide(now, load, &mut state.history) {
@@ -775,18 +795,15 @@ impl Planner {
         if state.history.hot_since.is_none() {
             self.hot_reported.remove(&id);
         }
-        self.merge(now, id)
+        self.merge(now, id, by_start)
     }
 
     /// A merge of `id` with its right neighbour, or a move that lines the
     /// neighbour's replicas up with `id`'s so that they can merge.
-    fn merge(&self, now: Time, id: RangeId) -> Option<(PlanKind, Reason)> {
-        use std::ops::Bound::{Excluded, Unbounded};
+    fn merge(&self, now: Time, id: RangeId, by_start: &BTreeMap<Vec<u8>, RangeId>) -> Option<(PlanKind, Reason)> {
         let left = &self.ranges[&id];
-        let (&right_id, right) = self
-            .ranges
-            .range((Excluded(id), Unbounded))
-            .find(|(_, r)| left.descriptor.span.end.as_deref() == Some(r.descriptor.span.start.as_slice()))?;
+        let right_id = *by_start.get(left.descriptor.span.end.as_ref()?)?;
+        let right = self.ranges.get(&right_id)?;
         let (Some(left_load), Some(right_load)) = (&left.load, &right.load) else { return None };
         if self.plans.contains_key(&right_id)
             || !self.config.split.should_merge(now, (left_load, &left.history), (right_load, &right.history))

