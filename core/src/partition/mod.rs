@@ -6,9 +6,27 @@
 //!   jump shards), [`key_hash`] and [`jump_consistent_hash`].
 //! - [`descriptor`]: [`RangeDescriptor`] (span, replicas, generation) and
 //!   the only ways it changes.
+//! - [`table`]: [`RangeTable`], the routing table of a ranged keyspace
+//!   (lookup of a routing key's range, generation-checked inserts, splits,
+//!   merges, [`RangeTable::check_cover`]).
+//! - [`shards`]: [`ShardMap`], shard → replicas for jump shards.
+//! - [`ring`]: [`HashRing`], consistent hashing with virtual nodes.
+//! - [`stats`]: [`Distribution`], how evenly counts spread over nodes,
+//!   whatever placed them.
 
 mod descriptor;
 mod keyspace;
+mod ring;
+mod shards;
+mod stats;
+mod table;
 
 pub use descriptor::{DescriptorError, RangeDescriptor, RangeId, Replica, ReplicaKind, Span};
 pub use keyspace::{hashed_routing_key, jump_consistent_hash, key_hash, KeyMode};
+pub use ring::{
+    HashRing, RingError, TokenPlacement, MAX_BALANCED_REPLICATION, MAX_CANDIDATES, MAX_RING_NODES, MAX_RING_TOKENS,
+    MAX_VNODES,
+};
+pub use shards::{ShardMap, ShardMapError, MAX_SHARDS, MAX_SHARD_REPLICAS};
+pub use stats::{Distribution, DistributionError, MAX_DISTRIBUTION_NODES};
+pub use table::{check_cover, CoverError, Inserted, RangeTable, TableError, MAX_TABLE_RANGES};
