@@ -20,6 +20,7 @@ pub mod disk;
 pub mod faults;
 pub mod history;
 pub mod network;
+pub mod placement_stats;
 pub mod queue;
 pub mod raft;
 pub mod runner;

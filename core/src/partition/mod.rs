@@ -24,8 +24,8 @@ mod table;
 pub use descriptor::{DescriptorError, RangeDescriptor, RangeId, Replica, ReplicaKind, Span};
 pub use keyspace::{hashed_routing_key, jump_consistent_hash, key_hash, KeyMode};
 pub use ring::{
-    HashRing, RingError, TokenPlacement, MAX_BALANCED_REPLICATION, MAX_CANDIDATES, MAX_RING_NODES, MAX_RING_TOKENS,
-    MAX_VNODES,
+    HashRing, RingError, TokenPlacement, DEFAULT_CANDIDATES, MAX_BALANCED_REPLICATION, MAX_CANDIDATES, MAX_RING_NODES,
+    MAX_RING_TOKENS, MAX_VNODES,
 };
 pub use shards::{ShardMap, ShardMapError, MAX_SHARDS, MAX_SHARD_REPLICAS};
 pub use stats::{Distribution, DistributionError, MAX_DISTRIBUTION_NODES};

@@ -47,6 +47,9 @@ pub const MAX_CANDIDATES: u32 = 64;
 /// Most replicas a balanced placement balances for.
 pub const MAX_BALANCED_REPLICATION: u32 = 16;
 
+/// Candidates weighed per vnode by the default placement.
+pub const DEFAULT_CANDIDATES: u32 = 4;
+
 /// Further candidates tried when every weighed candidate collides with a
 /// token already on the ring (astronomically rare with 64-bit tokens).
 const COLLISION_ATTEMPTS: u32 = 64;
@@ -70,9 +73,9 @@ pub enum TokenPlacement {
 }
 
 impl Default for TokenPlacement {
-    /// Balanced, 8 candidates, replication 3.
+    /// Balanced, [`DEFAULT_CANDIDATES`] candidates, replication 3.
     fn default() -> TokenPlacement {
-        TokenPlacement::Balanced { candidates: 8, replication: 3 }
+        TokenPlacement::Balanced { candidates: DEFAULT_CANDIDATES, replication: 3 }
     }
 }
 
@@ -109,7 +112,8 @@ pub enum RingError {
     },
 }
 
-/// One node's approximate loads while a node joins, as fractions of the
+/// One node's loads while a node joins (exact when it starts, then moved
+/// by the approximate [`HashRing::insertion_effects`]), as fractions of the
 /// ring: its primary arcs and its replica windows.
 #[derive(Clone, Copy, Debug, Default)]
 struct Load {
@@ -233,7 +237,7 @@ impl HashRing {
         replication: Option<usize>,
     ) -> Result<(), RingError> {
         let nodes_after = (self.nodes.len() + 1) as f64;
-        let mut loads = replication.map(|replication| self.approximate_loads(replication)).unwrap_or_default();
+        let mut loads = replication.map(|replication| self.current_loads(replication)).unwrap_or_default();
         let mut effects = Vec::new();
         for vnode in 0..vnodes {
             let progress = f64::from(vnode + 1) / f64::from(vnodes);
@@ -272,26 +276,38 @@ impl HashRing {
             self.ring.insert(token, node);
             if replication.is_some_and(|replication| self.ring.len() == replication + 1) {
                 // The ring just became large enough to score: start counting.
-                loads = self.approximate_loads(replication.unwrap_or(1));
+                loads = self.current_loads(replication.unwrap_or(1));
             }
         }
         Ok(())
     }
 
-    /// Each node's primary arcs and replica windows (the `replication` arcs
-    /// ending at each of its tokens), from scratch; empty while the ring has
-    /// `replication` tokens or fewer.
-    fn approximate_loads(&self, replication: usize) -> BTreeMap<NodeId, Load> {
+    /// Each node's primary arcs and replica arcs (the arcs whose first
+    /// `replication` distinct nodes clockwise include it), from scratch;
+    /// empty while the ring has `replication` tokens or fewer.
+    fn current_loads(&self, replication: usize) -> BTreeMap<NodeId, Load> {
         let mut loads: BTreeMap<NodeId, Load> = BTreeMap::new();
         let tokens: Vec<(u64, NodeId)> = self.ring.iter().map(|(&token, &owner)| (token, owner)).collect();
         let count = tokens.len();
         if count <= replication {
             return loads;
         }
+        let mut replicas: Vec<NodeId> = Vec::with_capacity(replication);
         for (i, &(token, owner)) in tokens.iter().enumerate() {
-            let load = loads.entry(owner).or_default();
-            load.primary += distance(tokens[(i + count - 1) % count].0, token);
-            load.replica += distance(tokens[(i + count - replication) % count].0, token);
+            let arc = distance(tokens[(i + count - 1) % count].0, token);
+            loads.entry(owner).or_default().primary += arc;
+            replicas.clear();
+            // At most one lap.
+            for step in 0..count {
+                let next = tokens[(i + step) % count].1;
+                if !replicas.contains(&next) {
+                    replicas.push(next);
+                    loads.entry(next).or_default().replica += arc;
+                    if replicas.len() == replication {
+                        break;
+                    }
+                }
+            }
         }
         loads
     }

@@ -120,33 +120,3 @@ fn bad_changes_are_refused_and_leave_the_ring_as_it_was() {
     ring.remove_node(NodeId(1)).unwrap();
     assert_eq!((ring.node_count(), ring.partition_count()), (2, 8));
 }
-
-#[test]
-#[ignore]
-fn measure_spread() {
-    for (name, placement) in [
-        ("random", TokenPlacement::Random),
-        ("b4", TokenPlacement::Balanced { candidates: 4, replication: 3 }),
-        ("b8", TokenPlacement::Balanced { candidates: 8, replication: 3 }),
-        ("b16", TokenPlacement::Balanced { candidates: 16, replication: 3 }),
-    ] {
-        let r = ring(placement, 100, 100);
-        let mut p = BTreeMap::new();
-        let mut c = BTreeMap::new();
-        let mut out = Vec::new();
-        for i in 0..1_000_000u64 {
-            let h = key_hash(format!("key-{i}").as_bytes());
-            r.nodes_for_hash(h, 3, &mut out);
-            *p.entry(out[0]).or_insert(0u64) += 1;
-            for n in &out {
-                *c.entry(*n).or_insert(0u64) += 1;
-            }
-        }
-        let pd = Distribution::from_counts(p).unwrap();
-        let cd = Distribution::from_counts(c).unwrap();
-        println!(
-            "{name}: primary sd {:.2} max {:.3}; replica sd {:.2} max {:.3} min {:.3}",
-            pd.sd_pct, pd.max_over_mean, cd.sd_pct, cd.max_over_mean, cd.min_over_mean
-        );
-    }
-}
