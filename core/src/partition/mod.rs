@@ -29,4 +29,4 @@ pub use ring::{
 };
 pub use shards::{ShardMap, ShardMapError, MAX_SHARDS, MAX_SHARD_REPLICAS};
 pub use stats::{Distribution, DistributionError, MAX_DISTRIBUTION_NODES};
-pub use table::{check_cover, CoverError, Inserted, RangeTable, TableError, MAX_TABLE_RANGES};
+pub use table::{check_cover, CoverError, Inserted, RangeTable, Route, TableError, MAX_TABLE_RANGES};

@@ -131,26 +131,48 @@ pub enum Inserted {
     },
 }
 
+/// A key's range and its voters, as [`RangeTable::route`] finds them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route<'a> {
+    /// The range.
+    pub range: RangeId,
+    /// Its voters, sorted by node.
+    pub voters: &'a [NodeId],
+}
+
 /// The ranges of one keyspace, sorted by span start, never overlapping.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RangeTable {
     /// For each range, the first eight bytes of its start key after
     /// `shared`, big-endian and zero-padded (0 for the empty start key).
     prefixes: Vec<u64>,
     /// The ranges in key order; `ranges[i]` goes with `prefixes[i]`.
     ranges: Vec<RangeDescriptor>,
+    /// `followed[i]`: range `i` ends where range `i + 1` starts (or, last,
+    /// at the end of the keyspace), so a key found below the next start is
+    /// inside it without reading its end key (a cache miss saved).
+    followed: Vec<bool>,
     /// The prefix that every non-empty start key begins with.
     shared: Vec<u8>,
+    /// `route_ids[i]`: the id of range `i`.
+    route_ids: Vec<RangeId>,
+    /// The voters of every range, range after range: range `i`'s are
+    /// `route_nodes[route_offsets[i]..route_offsets[i + 1]]`.
+    route_nodes: Vec<NodeId>,
+    /// Where each range's voters start in `route_nodes`, and their end.
+    route_offsets: Vec<usize>,
     /// Each range's start key, by id.
     starts: BTreeMap<RangeId, Vec<u8>>,
 }
 
 /// The first eight bytes of `key`, big-endian, zero-padded.
+#[inline]
 fn prefix_of(key: &[u8]) -> u64 {
-    let mut bytes = [0u8; 8];
-    let len = key.len().min(8);
-    bytes[..len].copy_from_slice(&key[..len]);
-    u64::from_be_bytes(bytes)
+    match key.first_chunk::<8>() {
+        Some(first) => u64::from_be_bytes(*first),
+        // A byte loop, not a variable-length copy (a memcpy call).
+        None => key.iter().enumerate().fold(0, |prefix, (at, &byte)| prefix | u64::from(byte) << (56 - 8 * at)),
+    }
 }
 
 /// Whether two spans share a key.
@@ -158,6 +180,21 @@ fn spans_overlap(a: &Span, b: &Span) -> bool {
     let a_before_b = a.end.as_deref().is_some_and(|end| end <= b.start.as_slice());
     let b_before_a = b.end.as_deref().is_some_and(|end| end <= a.start.as_slice());
     !a_before_b && !b_before_a
+}
+
+impl Default for RangeTable {
+    fn default() -> RangeTable {
+        RangeTable {
+            prefixes: Vec::new(),
+            ranges: Vec::new(),
+            followed: Vec::new(),
+            shared: Vec::new(),
+            route_ids: Vec::new(),
+            route_nodes: Vec::new(),
+            route_offsets: vec![0],
+            starts: BTreeMap::new(),
+        }
+    }
 }
 
 impl RangeTable {
@@ -220,19 +257,48 @@ impl RangeTable {
     /// The range whose span holds `routing_key`, if the table has one.
     #[inline]
     pub fn lookup(&self, routing_key: &[u8]) -> Option<&RangeDescriptor> {
-        let suffix = match routing_key.strip_prefix(self.shared.as_slice()) {
-            Some(suffix) => suffix,
-            // Not under the shared prefix: before every non-empty start, or
-            // after every start.
-            None => {
-                let at = match routing_key.cmp(&self.shared) {
-                    Ordering::Less => 0,
-                    _ => self.ranges.len().checked_sub(1)?,
-                };
-                return self.ranges.get(at).filter(|range| range.span.contains(routing_key));
-            }
-        };
-        let prefix = prefix_of(suffix);
+        self.search(routing_key).map(|at| &self.ranges[at])
+    }
+
+    /// The id and voters of the range whose span holds `routing_key`: what
+    /// a router needs, read from compact arrays (a few hundred KiB at
+    /// 10,000 ranges) rather than from the descriptors and their heap
+    /// allocations, so a lookup stays in cache.
+    #[inline]
+    pub fn route(&self, routing_key: &[u8]) -> Option<Route<'_>> {
+        let at = self.search(routing_key)?;
+        Some(Route {
+            range: self.route_ids[at],
+            voters: &self.route_nodes[self.route_offsets[at]..self.route_offsets[at + 1]],
+        })
+    }
+
+    /// [`RangeTable::route`] for a user's key in a keyspace of `mode` (see
+    /// [`RangeTable::lookup_key`]).
+    pub fn route_key(&self, mode: KeyMode, key: &[u8]) -> Option<Route<'_>> {
+        match mode {
+            KeyMode::Ordered => self.route(key),
+            KeyMode::Hashed => self.route(&hashed_routing_key(key)),
+            KeyMode::Jump { .. } => None,
+        }
+    }
+
+    /// The index of the range holding `routing_key`.
+    #[inline]
+    fn search(&self, routing_key: &[u8]) -> Option<usize> {
+        let shared = self.shared.len();
+        // A byte loop, not `strip_prefix`: a libc memcmp call costs more than
+        // the whole search when the shared prefix is short or empty.
+        let under_shared = routing_key.len() >= shared && routing_key.iter().zip(&self.shared).all(|(a, b)| a == b);
+        if !under_shared {
+            // Before every non-empty start, or after every start.
+            let at = match routing_key.cmp(&self.shared) {
+                Ordering::Less => 0,
+                _ => self.ranges.len().checked_sub(1)?,
+            };
+            return self.ranges.get(at).filter(|range| range.span.contains(routing_key)).map(|_| at);
+        }
+        let prefix = prefix_of(&routing_key[shared..]);
         let after = self.prefixes.partition_point(|&start| start <= prefix);
         let mut at = after.checked_sub(1)?;
         if self.prefixes[at] == prefix {
@@ -242,8 +308,9 @@ impl RangeTable {
             let within = self.ranges[first..after].partition_point(|range| range.span.start.as_slice() <= routing_key);
             at = (first + within).checked_sub(1)?;
         }
-        let range = &self.ranges[at];
-        range.span.end.as_deref().is_none_or(|end| routing_key < end).then_some(range)
+        // The search left the key below the next range's start.
+        let inside = self.followed[at] || self.ranges[at].span.end.as_deref().is_none_or(|end| routing_key < end);
+        inside.then_some(at)
     }
 
     /// The range of the user's `key` in a keyspace of `mode`: the raw key
@@ -333,6 +400,7 @@ impl RangeTable {
         // Adjacent spans in a disjoint sorted table: `right` is next.
         debug_assert_eq!(right_at, left_at + 1);
         self.remove_at(right_at);
+        self.refresh_followed(left_at);
         Ok(())
     }
 
@@ -351,16 +419,41 @@ impl RangeTable {
     fn insert_at(&mut self, at: usize, descriptor: RangeDescriptor) {
         self.starts.insert(descriptor.id, descriptor.span.start.clone());
         self.prefixes.insert(at, 0);
+        self.followed.insert(at, false);
+        let start = self.route_offsets[at];
+        let voters: Vec<NodeId> = descriptor.voters().collect();
+        let count = voters.len();
+        self.route_nodes.splice(start..start, voters);
+        self.route_offsets.insert(at, start);
+        self.route_offsets[at + 1..].iter_mut().for_each(|offset| *offset += count);
+        self.route_ids.insert(at, descriptor.id);
         self.ranges.insert(at, descriptor);
         self.refresh_prefixes(Some(at));
+        self.refresh_followed(at);
     }
 
     fn remove_at(&mut self, at: usize) -> RangeDescriptor {
         let removed = self.ranges.remove(at);
+        let (start, end) = (self.route_offsets[at], self.route_offsets[at + 1]);
+        self.route_nodes.drain(start..end);
+        self.route_offsets.remove(at);
+        self.route_offsets[at..].iter_mut().for_each(|offset| *offset -= end - start);
+        self.route_ids.remove(at);
         self.prefixes.remove(at);
+        self.followed.remove(at);
         self.starts.remove(&removed.id);
         self.refresh_prefixes(None);
+        self.refresh_followed(at);
         removed
+    }
+
+    /// Recomputes `followed` of the ranges around index `at` (those whose
+    /// end or next range may have changed).
+    fn refresh_followed(&mut self, at: usize) {
+        for i in at.saturating_sub(1)..(at + 1).min(self.ranges.len()) {
+            let next_start = self.ranges.get(i + 1).map(|next| next.span.start.as_slice());
+            self.followed[i] = self.ranges[i].span.end.as_deref() == next_start;
+        }
     }
 
     /// Recomputes the shared prefix (that of the smallest and largest
