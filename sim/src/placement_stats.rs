@@ -40,6 +40,8 @@ pub const MAX_STATS_KEYS: u64 = 10_000_000;
 pub const LOOKUP_SAMPLE_KEYS: u64 = 100_000;
 /// Lookups timed in all: the sample, looped.
 pub const LOOKUPS_TIMED: u64 = 2_000_000;
+/// Lookups per timed chunk.
+pub const LOOKUP_CHUNK_KEYS: u64 = 1_000;
 
 /// Which placement is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,30 +261,40 @@ fn figures(options: &StatsOptions, counts: &Counts, lookup_ns: f64, hash_ns: f64
 }
 
 /// Nanoseconds per lookup of a key's replicas (hash included) and per
-/// hash alone, over [`LOOKUPS_TIMED`] lookups of the first keys.
+/// hash alone: the median over chunks of [`LOOKUP_CHUNK_KEYS`] lookups,
+/// [`LOOKUPS_TIMED`] lookups of the first keys in all. Chunks far shorter
+/// than a scheduler time slice keep preemption on a shared machine out of
+/// the median.
 fn time_lookups<P: Placement>(placement: &P, rf: usize, keys: u64) -> (f64, f64) {
     let sample: Vec<String> = (0..keys.min(LOOKUP_SAMPLE_KEYS)).map(|i| format!("key-{i}")).collect();
-    let rounds = (LOOKUPS_TIMED / sample.len() as u64).max(1);
-    let lookups = (rounds * sample.len() as u64) as f64;
     let mut out = Vec::with_capacity(rf);
-    let started = Instant::now();
     let mut sink = 0u64;
-    for _ in 0..rounds {
-        for key in &sample {
-            placement.replicas(key_hash(std::hint::black_box(key.as_bytes())), rf, &mut out);
-            sink = sink.wrapping_add(out.first().map_or(0, |node| node.0));
-        }
-    }
-    let lookup_ns = started.elapsed().as_nanos() as f64 / lookups;
-    let started = Instant::now();
-    for _ in 0..rounds {
-        for key in &sample {
-            sink = sink.wrapping_add(key_hash(std::hint::black_box(key.as_bytes())));
-        }
-    }
-    let hash_ns = started.elapsed().as_nanos() as f64 / lookups;
+    let lookup_ns = median_chunk_ns(&sample, |key| {
+        placement.replicas(key_hash(key), rf, &mut out);
+        sink = sink.wrapping_add(out.first().map_or(0, |node| node.0));
+    });
+    let hash_ns = median_chunk_ns(&sample, |key| sink = sink.wrapping_add(key_hash(key)));
     std::hint::black_box(sink);
     (lookup_ns, hash_ns)
+}
+
+/// The median nanoseconds per call of `call` over chunks of
+/// [`LOOKUP_CHUNK_KEYS`] keys of `sample`, [`LOOKUPS_TIMED`] calls in all.
+fn median_chunk_ns(sample: &[String], mut call: impl FnMut(&[u8])) -> f64 {
+    let chunk = (LOOKUP_CHUNK_KEYS as usize).min(sample.len()).max(1);
+    let chunks = (LOOKUPS_TIMED as usize / chunk).max(1);
+    let mut times: Vec<f64> = Vec::with_capacity(chunks);
+    let mut next = 0;
+    for _ in 0..chunks {
+        let started = Instant::now();
+        for _ in 0..chunk {
+            call(std::hint::black_box(sample[next].as_bytes()));
+            next = (next + 1) % sample.len();
+        }
+        times.push(started.elapsed().as_nanos() as f64 / chunk as f64);
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 /// The figures as JSON, with the options.
