@@ -7,7 +7,8 @@
 //! - [`descriptor`]: [`RangeDescriptor`] (span, replicas, generation) and
 //!   the only ways it changes.
 //! - [`table`]: [`RangeTable`], the routing table of a ranged keyspace
-//!   (lookup of a routing key's range, generation-checked inserts, splits,
+//!   (a routing key's range with [`RangeTable::lookup`], or its id and
+//!   voters with [`RangeTable::route`]; generation-checked inserts, splits,
 //!   merges, [`RangeTable::check_cover`]).
 //! - [`shards`]: [`ShardMap`], shard → replicas for jump shards.
 //! - [`ring`]: [`HashRing`], consistent hashing with virtual nodes.
