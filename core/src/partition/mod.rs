@@ -2,17 +2,17 @@
 //! its replicas, and how ranges split, merge and move — as pure functions
 //! and sans-IO state machines, like [`crate::raft`] and [`crate::swim`].
 //!
-//! - [`keyspace`]: the three [`KeyMode`]s (ordered ranges, hashed ranges,
+//! - `keyspace.rs`: the three [`KeyMode`]s (ordered ranges, hashed ranges,
 //!   jump shards), [`key_hash`] and [`jump_consistent_hash`].
-//! - [`descriptor`]: [`RangeDescriptor`] (span, replicas, generation) and
+//! - `descriptor.rs`: [`RangeDescriptor`] (span, replicas, generation) and
 //!   the only ways it changes.
-//! - [`table`]: [`RangeTable`], the routing table of a ranged keyspace
+//! - `table.rs`: [`RangeTable`], the routing table of a ranged keyspace
 //!   (a routing key's range with [`RangeTable::lookup`], or its id and
 //!   voters with [`RangeTable::route`]; generation-checked inserts, splits,
 //!   merges, [`RangeTable::check_cover`]).
-//! - [`shards`]: [`ShardMap`], shard → replicas for jump shards.
-//! - [`ring`]: [`HashRing`], consistent hashing with virtual nodes.
-//! - [`stats`]: [`Distribution`], how evenly counts spread over nodes,
+//! - `shards.rs`: [`ShardMap`], shard → replicas for jump shards.
+//! - `ring.rs`: [`HashRing`], consistent hashing with virtual nodes.
+//! - `stats.rs`: [`Distribution`], how evenly counts spread over nodes,
 //!   whatever placed them.
 
 mod descriptor;
