@@ -21,6 +21,7 @@ pub mod faults;
 pub mod history;
 pub mod network;
 pub mod placement;
+pub mod placement_stats;
 pub mod queue;
 pub mod raft;
 pub mod runner;

@@ -49,6 +49,58 @@ enum Command {
     /// checker (exit 0: written; 2: bad usage; 4: the seed passes; 5: it
     /// does not fail again with its faults made explicit).
     Shrink(ShrinkArgs),
+    /// Measure a placement strategy: key and replica-slot spread over nodes,
+    /// keys moved when a node is added or removed (next to the minimum),
+    /// lookup time per key.
+    PlacementStats(PlacementStatsArgs),
+}
+
+/// Which placement `placement-stats` measures.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PlacementStrategy {
+    /// Consistent hashing with virtual nodes.
+    Ring,
+    /// Jump consistent hashing, one shard per node.
+    Jump,
+    /// The balanced allocator.
+    Balanced,
+}
+
+/// How the ring places a joining node's tokens.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RingTokens {
+    /// The best of several BLAKE3 candidates for balance (the default).
+    Balanced,
+    /// One BLAKE3 token per vnode.
+    Random,
+}
+
+#[derive(Args)]
+struct PlacementStatsArgs {
+    /// Nodes (one more is added, one removed).
+    #[arg(long, default_value_t = 100)]
+    nodes: u64,
+    /// Virtual nodes per node (ring).
+    #[arg(long, default_value_t = 100)]
+    vnodes: u64,
+    /// Replicas per key.
+    #[arg(long, default_value_t = 3)]
+    rf: u64,
+    /// Keys (`key-0`, `key-1`, ...).
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: u64,
+    #[arg(long, value_enum, default_value_t = PlacementStrategy::Ring)]
+    strategy: PlacementStrategy,
+    /// Token placement of the ring.
+    #[arg(long, value_enum, default_value_t = RingTokens::Balanced)]
+    tokens: RingTokens,
+    /// Candidate tokens weighed per vnode by balanced tokens.
+    #[arg(long, default_value_t = chorus_core::partition::DEFAULT_CANDIDATES,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(chorus_core::partition::MAX_CANDIDATES)))]
+    candidates: u32,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -842,6 +894,32 @@ fn print_verdict<M: Default>(outcome: &SeedOutcome<M>) -> ExitCode {
     }
 }
 
+fn placement_stats(args: PlacementStatsArgs) -> Result<ExitCode, UsageError> {
+    use chorus_sim::placement_stats::{measure, to_json, to_text, StatsOptions, Strategy};
+    let tokens = match args.tokens {
+        RingTokens::Balanced => chorus_core::partition::TokenPlacement::Balanced {
+            candidates: args.candidates,
+            // Checked by `measure` against the node count; capped here only
+            // to form a valid placement.
+            replication: args.rf.clamp(1, u64::from(chorus_core::partition::MAX_BALANCED_REPLICATION)) as u32,
+        },
+        RingTokens::Random => chorus_core::partition::TokenPlacement::Random,
+    };
+    let strategy = match args.strategy {
+        PlacementStrategy::Ring => Strategy::Ring(tokens),
+        PlacementStrategy::Jump => Strategy::Jump,
+        PlacementStrategy::Balanced => Strategy::Balanced,
+    };
+    let options = StatsOptions { nodes: args.nodes, vnodes: args.vnodes, rf: args.rf, keys: args.keys, strategy };
+    let stats = measure(&options).map_err(UsageError)?;
+    if args.json {
+        say!("{}", to_json(&options, &stats));
+    } else {
+        say_text(&to_text(&options, &stats));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -850,6 +928,7 @@ fn main() -> ExitCode {
         Command::Bugs(args) => Ok(bugs(args)),
         Command::CheckHistory(args) => check_history(args),
         Command::Shrink(args) => shrink(args),
+        Command::PlacementStats(args) => placement_stats(args),
     };
     match result {
         Ok(code) => code,
