@@ -85,5 +85,6 @@
 pub mod certs;
 pub mod driver;
 pub mod http;
+pub mod metrics;
 pub mod storage;
 pub mod transport;

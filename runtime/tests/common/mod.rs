@@ -33,6 +33,8 @@ pub(crate) struct Cluster {
     pub(crate) initial: Vec<u64>,
     /// `--election-timeout-ms` and `--heartbeat-interval-ms` of every node.
     pub(crate) timing_ms: (u64, u64),
+    /// More `chorus node` flags for every node.
+    pub(crate) extra_args: Vec<String>,
 }
 
 impl Drop for Cluster {
@@ -96,7 +98,7 @@ impl Cluster {
         ));
         std::fs::create_dir_all(&root).unwrap();
         let nodes = (1..=size).map(|id| Node { id, quic: free_udp(), http: free_tcp(), child: None }).collect();
-        Cluster { root, nodes, initial: (1..=size).collect(), timing_ms: (1000, 100) }
+        Cluster { root, nodes, initial: (1..=size).collect(), timing_ms: (1000, 100), extra_args: Vec::new() }
     }
 
     /// Ports for one more node (not an initial member); returns its id.
@@ -154,6 +156,7 @@ impl Cluster {
             format!("--heartbeat-interval-ms={}", self.timing_ms.1),
             "--log-level=info".to_string(),
         ];
+        args.extend(self.extra_args.iter().cloned());
         for peer in self.nodes.iter().filter(|peer| peer.id != id && self.initial.contains(&peer.id)) {
             args.push(format!("--peer={}={}", peer.id, peer.quic));
             args.push(format!("--peer-http={}={}", peer.id, peer.http));
@@ -300,5 +303,29 @@ pub(crate) fn eventually(code: i32, args: &[&str]) -> String {
             text(&output.stderr)
         );
         std::thread::sleep(POLL);
+    }
+}
+
+/// Runs `chorus` with `args` to its end, at most `timeout` (then kills it
+/// and fails); returns its exit code and stderr.
+pub(crate) fn run_bounded(args: &[String], timeout: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(CHORUS)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chorus starts");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let output = child.wait_with_output().unwrap();
+            return (status.code(), text(&output.stderr));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chorus {args:?} still ran after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

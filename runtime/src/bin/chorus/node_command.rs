@@ -8,7 +8,7 @@ use chorus_core::types::NodeId;
 use chorus_runtime::certs::Identity;
 use chorus_runtime::driver::{Driver, DriverError, Start};
 use chorus_runtime::http::{self, HttpOptions};
-use chorus_runtime::storage::Storage;
+use chorus_runtime::storage::{Storage, StorageError, StorageOptions, MIN_SEGMENT_BYTES};
 use chorus_runtime::transport::{Peer, Transport};
 use clap::Args;
 use std::collections::BTreeMap;
@@ -67,6 +67,18 @@ pub(crate) struct NodeArgs {
     /// Leader heartbeat interval in milliseconds (below the election timeout).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     heartbeat_interval_ms: u64,
+    /// Take a snapshot (and compact the log on disk) every this many applied
+    /// entries (0: only by size, 64 MiB of commands).
+    #[arg(long, default_value_t = 100_000, value_name = "ENTRIES")]
+    snapshot_entries: u64,
+    /// Log entries kept before each snapshot, so that a follower slightly
+    /// behind catches up from the log rather than by snapshot.
+    #[arg(long, default_value_t = 5_000, value_name = "ENTRIES")]
+    snapshot_retained_entries: u64,
+    /// Size at which a segment of the write-ahead log ends, in bytes.
+    #[arg(long, default_value_t = chorus_runtime::storage::DEFAULT_SEGMENT_BYTES, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(MIN_SEGMENT_BYTES..))]
+    wal_segment_bytes: u64,
     /// Log filter, e.g. `info` or `chorus_runtime=debug` (overrides RUST_LOG).
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
@@ -160,10 +172,9 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
             id.0
         )))
     })?;
-    let (storage, recovered) = Storage::open(&args.data_dir).map_err(|error| Err(error.into()))?;
-    if recovered.discarded_tail_bytes > 0 {
-        tracing::warn!(bytes = recovered.discarded_tail_bytes, "discarded a torn record at the end of the log");
-    }
+    let storage_options = StorageOptions { segment_bytes: args.wal_segment_bytes };
+    let (storage, recovered) =
+        Storage::open_with(&args.data_dir, storage_options).map_err(|error| storage_refusal(error, &args))?;
     // Where the members listen: what the node remembered, then the flags.
     let mut addresses = join::load_peers(&args.data_dir).map_err(|error| Err(error.into()))?;
     addresses.remove(&id.0);
@@ -189,6 +200,8 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
     config.rng_seed = rng_seed();
     config.election_timeout_ms = args.election_timeout_ms;
     config.heartbeat_interval_ms = args.heartbeat_interval_ms;
+    config.snapshot_policy.entries = args.snapshot_entries;
+    config.max_retained_entries = args.snapshot_retained_entries;
     let (driver, handle) = Driver::new(start, config, KvStore::default(), storage, recovered, transport, inbox)
         .map_err(|error| refusal_or_error(error, &args))?;
 
@@ -304,6 +317,26 @@ fn fresh_disk_id() -> DiskId {
         if disk != DiskId::BOOTSTRAP {
             return disk;
         }
+    }
+}
+
+/// A data directory the node must not start from is a refusal that says
+/// what to do; other storage errors are failures.
+fn storage_refusal(error: StorageError, args: &NodeArgs) -> ServeError {
+    let dir = args.data_dir.display();
+    match error {
+        error if error.is_damage() => Ok(Refusal(format!(
+            "refusing to start: the data in {dir} is damaged: {error}.\n  \
+             Acknowledged writes may be lost, so this node must not vote from this disk again. The safe path: \
+             move {dir} aside (keep it for inspection), then start this node with --join ADDR (a member's HTTP \
+             address) on an empty data directory: it comes back as a new disk, catches up from the others, and \
+             the leader records the new disk. Do not use --bootstrap."
+        ))),
+        StorageError::LegacyLog { .. } => Ok(Refusal(format!(
+            "refusing to start: {error}. Move {dir} aside and start this node with --join ADDR on an empty \
+             data directory"
+        ))),
+        other => Err(other.into()),
     }
 }
 
