@@ -20,7 +20,7 @@ const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
 pub(crate) struct Endpoint {
     /// The node's HTTP API (or set CHORUS_ENDPOINT).
     #[arg(long, value_name = "URL", env = "CHORUS_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 #[derive(Debug, Args)]
@@ -90,16 +90,16 @@ pub(crate) struct StatusArgs {
 }
 
 /// A failure, with the exit code it maps to.
-struct Failure {
-    code: u8,
-    message: String,
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
 fn unavailable(message: String) -> Failure {
     Failure { code: exit::UNAVAILABLE, message }
 }
 
-fn finish(result: Result<(), Failure>) -> ExitCode {
+pub(crate) fn finish(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => exit::code(exit::OK),
         Err(Failure { code, message }) => {
@@ -111,10 +111,10 @@ fn finish(result: Result<(), Failure>) -> ExitCode {
     }
 }
 
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     session: Option<u64>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Reply {
@@ -128,7 +128,7 @@ impl Reply {
     }
 
     /// The failure for an answer that is not what the command wanted.
-    fn failure(&self) -> Failure {
+    pub(crate) fn failure(&self) -> Failure {
         let code = match self.status {
             503 | 504 | 502 | 307 | 308 => exit::UNAVAILABLE,
             _ => exit::FAILED,
@@ -148,7 +148,12 @@ fn agent() -> ureq::Agent {
 }
 
 /// Sends one request, following the node's redirects to the leader.
-fn request(method: &str, endpoint: &str, path_and_query: &str, body: Option<(&str, &[u8])>) -> Result<Reply, Failure> {
+pub(crate) fn request(
+    method: &str,
+    endpoint: &str,
+    path_and_query: &str,
+    body: Option<(&str, &[u8])>,
+) -> Result<Reply, Failure> {
     let agent = agent();
     let mut url = format!("{}{path_and_query}", endpoint.trim_end_matches('/'));
     for _ in 0..=MAX_REDIRECTS {
@@ -323,27 +328,32 @@ pub(crate) fn status(args: StatusArgs) -> ExitCode {
             Err(failure) => failures.push(failure),
         }
     }
-    if !rows.is_empty() {
-        let widths: Vec<usize> = (0..columns.len())
-            .map(|column| rows.iter().map(|row| row[column].len()).chain([columns[column].len()]).max().unwrap_or(0))
-            .collect();
-        let line = |cells: &[String]| {
-            let padded: Vec<String> =
-                cells.iter().zip(&widths).map(|(cell, width)| format!(" {cell:<width$} ")).collect();
-            format!("|{}|", padded.join("|"))
-        };
-        let rule = format!("+{}+", widths.iter().map(|width| "-".repeat(width + 2)).collect::<Vec<_>>().join("+"));
-        println!("{rule}");
-        println!("{}", line(&columns.map(str::to_string)));
-        println!("{rule}");
-        for row in &rows {
-            println!("{}", line(row));
-        }
-        println!("{rule}");
-    }
+    print_table(&columns, &rows);
     let worst = failures.iter().map(|failure| failure.code).max();
     for failure in &failures {
         eprintln!("error: {}", failure.message);
     }
     exit::code(worst.unwrap_or(exit::OK))
+}
+
+/// Prints `rows` under `columns` as a table with rules (nothing if empty).
+pub(crate) fn print_table(columns: &[&str], rows: &[Vec<String>]) {
+    if rows.is_empty() {
+        return;
+    }
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|column| rows.iter().map(|row| row[column].len()).chain([columns[column].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(cell, width)| format!(" {cell:<width$} ")).collect();
+        format!("|{}|", padded.join("|"))
+    };
+    let rule = format!("+{}+", widths.iter().map(|width| "-".repeat(width + 2)).collect::<Vec<_>>().join("+"));
+    println!("{rule}");
+    println!("{}", line(&columns.iter().map(|column| column.to_string()).collect::<Vec<_>>()));
+    println!("{rule}");
+    for row in rows {
+        println!("{}", line(row));
+    }
+    println!("{rule}");
 }

@@ -17,6 +17,7 @@ mod client_command;
 mod exit;
 mod join;
 mod logging;
+mod member_command;
 mod node_command;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,9 @@ enum Command {
     Cas(client_command::CasArgs),
     /// A table of the nodes' status.
     Status(client_command::StatusArgs),
+    /// List, add or remove the cluster's members.
+    #[command(subcommand)]
+    Member(member_command::MemberCommand),
 }
 
 fn main() -> ExitCode {
@@ -60,5 +64,6 @@ fn main() -> ExitCode {
         Command::Delete(args) => client_command::delete(args),
         Command::Cas(args) => client_command::cas(args),
         Command::Status(args) => client_command::status(args),
+        Command::Member(command) => member_command::run(command),
     }
 }

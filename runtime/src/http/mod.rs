@@ -37,8 +37,11 @@
 // built only on error paths, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+mod members;
+
+pub use members::{JoinAnswer, MemberAddress, MemberInfo, MembersAnswer, JOIN_TIMEOUT, MEMBERSHIP_CHANGE_TIMEOUT};
+
 use crate::driver::{Answer, DriverHandle, DriverStopped, NodeStatus};
-use crate::transport::Peer;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -47,7 +50,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvResponse};
-use chorus_core::raft::{ChangeError, ClientResult, DropReason, MembershipChange, ReadConsistency, Role};
+use chorus_core::raft::{ClientResult, DropReason, ReadConsistency, Role};
 use chorus_core::types::{LogIndex, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -102,7 +105,8 @@ pub fn router(handle: DriverHandle, options: HttpOptions) -> Router {
         .route("/v1/kv/{key}/cas", post(cas_key))
         .route("/v1/status", get(status))
         .route("/health", get(health))
-        .route("/v1/members", post(join_member))
+        .route("/v1/members", post(members::join_member).get(members::list_members))
+        .route("/v1/members/{id}", axum::routing::delete(members::remove_member))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no_route", "no such endpoint; see docs/runtime.md") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -469,175 +473,6 @@ async fn health(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
-}
-
-/// How long `POST /v1/members` keeps driving a join (catching up, then
-/// the promotion) before answering 504; the joining node asks again.
-pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How often a join waiting for the new member to catch up tries again.
-const JOIN_RETRY_INTERVAL: Duration = Duration::from_millis(100);
-
-/// The body of `POST /v1/members`: the node that joins.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JoinRequest {
-    /// Its node id (its certificate must name it).
-    id: u64,
-    /// Its peer (QUIC) address.
-    address: SocketAddr,
-    /// Its HTTP address, for redirects to it once it leads.
-    http: Option<SocketAddr>,
-    /// The disk it runs on (`/v1/status` shows it). With it, the join is
-    /// done only once the configuration records this disk; without it, once
-    /// the leader believes the node votes from its current disk (which,
-    /// right after a wiped node restarts, may still be its old one).
-    disk: Option<u64>,
-}
-
-/// A member in the answer to `POST /v1/members`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct MemberAddress {
-    /// Its node id.
-    pub id: u64,
-    /// Its peer (QUIC) address.
-    pub address: SocketAddr,
-    /// Its HTTP address, if known.
-    pub http: Option<SocketAddr>,
-}
-
-/// The answer to a successful `POST /v1/members`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JoinAnswer {
-    /// The node that joined, now a voter on its current disk.
-    pub id: u64,
-    /// The voters after the change.
-    pub voters: Vec<u64>,
-    /// The leader, and every peer it knows, with their addresses.
-    pub members: Vec<MemberAddress>,
-}
-
-/// `POST /v1/members`: makes node `id` a voter on the disk it runs on now.
-/// On the leader, step by step until it holds: a node in no role is added
-/// as a learner; a learner that has caught up is promoted; a voter whose
-/// disk was replaced (a wiped node that came back with `--join`) has its
-/// new disk recorded once it has caught up (`RenewDisk`). Answers 200 once
-/// the node votes from its current disk; asking again then changes nothing.
-async fn join_member(
-    State(state): State<AppState>,
-    uri: Uri,
-    body: Result<Json<JoinRequest>, JsonRejection>,
-) -> Response {
-    let request = match body {
-        Ok(Json(request)) => request,
-        Err(rejection) => {
-            return error(
-                rejection.status(),
-                "bad_body",
-                format!(
-                    "{}: expected {{\"id\": N, \"address\": \"IP:PORT\", \"http\": \"IP:PORT\"}}",
-                    rejection.body_text()
-                ),
-            )
-        }
-    };
-    if request.id == 0 {
-        return error(StatusCode::BAD_REQUEST, "bad_body", "node ids start at 1");
-    }
-    let node = NodeId(request.id);
-    let status = state.handle.status();
-    if !status.is_leader() {
-        return not_leader_answer(&state, &uri, status.raft.leader);
-    }
-    if node != status.id() && !state.handle.add_peer(Peer { id: node, address: request.address }) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "too_many_peers", "the transport's peer limit is reached");
-    }
-    if let Some(http) = request.http {
-        state.peer_http.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(node, http);
-    }
-    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
-    loop {
-        let status = state.handle.status();
-        if !status.is_leader() {
-            return not_leader_answer(&state, &uri, status.raft.leader);
-        }
-        let recorded = status.voter_disks.get(&node).map(|disk| disk.0);
-        if recorded.is_some() && recorded == request.disk {
-            return joined(&state, node);
-        }
-        let change = if status.learners.contains(&node) {
-            MembershipChange::Promote(node)
-        } else if status.voters.contains(&node) {
-            MembershipChange::RenewDisk(node)
-        } else {
-            MembershipChange::AddLearner(node)
-        };
-        let asked = tokio::time::timeout_at(deadline, state.handle.change_membership(change.clone())).await;
-        let retry = match asked {
-            Err(_) => break,
-            Ok(Err(DriverStopped)) => {
-                return error(StatusCode::SERVICE_UNAVAILABLE, "stopping", "the node is stopping; ask again")
-            }
-            Ok(Ok(Ok(answer))) => match answer.result {
-                ClientResult::Ok(_) => {
-                    tracing::info!(%node, ?change, "membership change applied");
-                    false
-                }
-                ClientResult::NotLeader { leader_hint } => return not_leader_answer(&state, &uri, Some(leader_hint)),
-                other => {
-                    tracing::info!(%node, ?change, ?other, "membership change not applied; retrying");
-                    true
-                }
-            },
-            // The node votes from the disk the leader last heard it on:
-            // done, unless it said it runs on another one (the leader has not
-            // heard from the new disk yet).
-            Ok(Ok(Err(ChangeError::DiskCurrent(_)))) if request.disk.is_none() => return joined(&state, node),
-            Ok(Ok(Err(ChangeError::DiskCurrent(_)))) => true,
-            Ok(Ok(Err(ChangeError::NotCaughtUp(_) | ChangeError::ChangeInFlight))) => true,
-            Ok(Ok(Err(ChangeError::NotLeader))) => return not_leader_answer(&state, &uri, None),
-            Ok(Ok(Err(refused))) => {
-                return error(StatusCode::CONFLICT, "membership_refused", format!("{change:?} refused: {refused}"))
-            }
-        };
-        if retry {
-            if tokio::time::Instant::now() + JOIN_RETRY_INTERVAL > deadline {
-                break;
-            }
-            tokio::time::sleep(JOIN_RETRY_INTERVAL).await;
-        }
-    }
-    error(
-        StatusCode::GATEWAY_TIMEOUT,
-        "timeout",
-        format!("node {node} did not become a voter within {JOIN_TIMEOUT:?} (still catching up?); ask again"),
-    )
-}
-
-/// Not the leader: `307` to it when its address is known, else 503.
-fn not_leader_answer(state: &Shared, uri: &Uri, leader: Option<NodeId>) -> Response {
-    match leader.and_then(|leader| redirect(state, uri, leader)) {
-        Some(response) => response,
-        None => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "no_leader", "this node is not the leader and knows no other; retry")
-        }
-    }
-}
-
-fn joined(state: &Shared, node: NodeId) -> Response {
-    let status = state.handle.status();
-    let mut members: Vec<MemberAddress> = state
-        .handle
-        .peers()
-        .into_iter()
-        .map(|peer| MemberAddress { id: peer.id.0, address: peer.address, http: state.http_of(peer.id) })
-        .collect();
-    if let Some(listen) = state.listen {
-        members.push(MemberAddress { id: status.id().0, address: listen, http: state.http_of(status.id()) });
-    }
-    members.sort_by_key(|member| member.id);
-    let voters = status.voters.iter().map(|voter| voter.0).collect();
-    Json(JoinAnswer { id: node.0, voters, members }).into_response()
 }
 
 #[cfg(test)]
