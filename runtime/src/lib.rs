@@ -84,6 +84,7 @@
 
 pub mod certs;
 pub mod driver;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod storage;

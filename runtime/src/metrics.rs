@@ -64,6 +64,26 @@ impl Histogram {
     }
 }
 
+/// What the driver counts, shared with the HTTP API (`GET /metrics`).
+#[derive(Debug, Default)]
+pub struct DriverMetrics {
+    /// Proposals (writes) submitted.
+    pub proposals: AtomicU64,
+    /// Proposals answered `Ok` (committed and applied).
+    pub proposals_applied: AtomicU64,
+    /// Reads asked, by consistency: linearizable, lease, session, stale.
+    pub reads: [AtomicU64; 4],
+    /// Times this node became leader.
+    pub elections_won: AtomicU64,
+    /// Time from a proposal's submission to its answer.
+    pub proposal_latency: Histogram,
+    /// The storage's own counters (fsyncs, snapshots, segments).
+    pub storage: std::sync::Arc<crate::storage::StorageStats>,
+}
+
+/// The consistency names, in the order of [`DriverMetrics::reads`].
+pub const READ_CONSISTENCIES: [&str; 4] = ["linearizable", "lease", "session", "stale"];
+
 /// Writes Prometheus text exposition (format 0.0.4).
 #[derive(Debug, Default)]
 pub struct MetricsText {

@@ -38,8 +38,10 @@
 #![allow(clippy::result_large_err)]
 
 mod members;
+mod observe;
 
 pub use members::{JoinAnswer, MemberAddress, MemberInfo, MembersAnswer, JOIN_TIMEOUT, MEMBERSHIP_CHANGE_TIMEOUT};
+pub use observe::{render_metrics, MAX_EVENT_SUBSCRIBERS};
 
 use crate::driver::{Answer, DriverHandle, DriverStopped, NodeStatus};
 use axum::body::Bytes;
@@ -50,7 +52,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvResponse};
-use chorus_core::raft::{ClientResult, DropReason, ReadConsistency, Role};
+use chorus_core::raft::{ClientResult, DropReason, ReadConsistency};
 use chorus_core::types::{LogIndex, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -105,6 +107,8 @@ pub fn router(handle: DriverHandle, options: HttpOptions) -> Router {
         .route("/v1/kv/{key}/cas", post(cas_key))
         .route("/v1/status", get(status))
         .route("/health", get(health))
+        .route("/metrics", get(observe::metrics))
+        .route("/v1/events", get(observe::events))
         .route("/v1/members", post(members::join_member).get(members::list_members))
         .route("/v1/members/{id}", axum::routing::delete(members::remove_member))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no_route", "no such endpoint; see docs/runtime.md") })
@@ -430,21 +434,11 @@ pub struct StatusReport {
     pub connections_refused: u64,
 }
 
-fn role_name(role: Role) -> String {
-    match role {
-        Role::Leader => "leader",
-        Role::Follower => "follower",
-        Role::Candidate => "candidate",
-        Role::PreCandidate => "pre-candidate",
-    }
-    .to_string()
-}
-
 fn report(state: &Shared, status: &NodeStatus) -> StatusReport {
     let leader_http = status.raft.leader.and_then(|leader| state.http_of(leader)).map(|address| address.to_string());
     StatusReport {
         node: status.raft.id.0,
-        role: role_name(status.raft.role),
+        role: crate::events::role_name(status.raft.role).to_string(),
         term: status.raft.term.0,
         leader: status.raft.leader.map(|leader| leader.0),
         leader_http,
