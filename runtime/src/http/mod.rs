@@ -37,9 +37,11 @@
 // built only on error paths, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+mod limit;
 mod members;
 mod observe;
 
+pub use limit::DEFAULT_MAX_REQUESTS_PER_SECOND;
 pub use members::{JoinAnswer, MemberAddress, MemberInfo, MembersAnswer, JOIN_TIMEOUT, MEMBERSHIP_CHANGE_TIMEOUT};
 pub use observe::{render_metrics, MAX_EVENT_SUBSCRIBERS};
 
@@ -81,6 +83,9 @@ pub struct HttpOptions {
     pub peer_http: BTreeMap<NodeId, SocketAddr>,
     /// This node's own peer (QUIC) address, told to joining nodes.
     pub listen: Option<SocketAddr>,
+    /// Requests per second served (a burst of one second's worth); beyond
+    /// it 429. 0: no limit.
+    pub max_requests_per_second: u32,
 }
 
 struct Shared {
@@ -88,6 +93,7 @@ struct Shared {
     /// [`HttpOptions::peer_http`], and the addresses of members that joined.
     peer_http: std::sync::RwLock<BTreeMap<NodeId, SocketAddr>>,
     listen: Option<SocketAddr>,
+    rate_limiter: Option<limit::RateLimiter>,
 }
 
 impl Shared {
@@ -100,8 +106,14 @@ type AppState = Arc<Shared>;
 
 /// The API's routes, for `handle`'s node.
 pub fn router(handle: DriverHandle, options: HttpOptions) -> Router {
-    let state =
-        Arc::new(Shared { handle, peer_http: std::sync::RwLock::new(options.peer_http), listen: options.listen });
+    let rate_limiter = (options.max_requests_per_second > 0)
+        .then(|| limit::RateLimiter::new(options.max_requests_per_second, std::time::Instant::now()));
+    let state = Arc::new(Shared {
+        handle,
+        peer_http: std::sync::RwLock::new(options.peer_http),
+        listen: options.listen,
+        rate_limiter,
+    });
     Router::new()
         .route("/v1/kv/{key}", get(get_key).put(put_key).delete(delete_key))
         .route("/v1/kv/{key}/cas", post(cas_key))
@@ -113,6 +125,7 @@ pub fn router(handle: DriverHandle, options: HttpOptions) -> Router {
         .route("/v1/members/{id}", axum::routing::delete(members::remove_member))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no_route", "no such endpoint; see docs/runtime.md") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), limit::limit_rate))
         .with_state(state)
 }
 

@@ -79,6 +79,10 @@ pub(crate) struct NodeArgs {
     #[arg(long, default_value_t = chorus_runtime::storage::DEFAULT_SEGMENT_BYTES, value_name = "BYTES",
           value_parser = clap::value_parser!(u64).range(MIN_SEGMENT_BYTES..))]
     wal_segment_bytes: u64,
+    /// Client requests served per second (bursts of one second's worth);
+    /// beyond it the API answers 429. 0: no limit.
+    #[arg(long, default_value_t = http::DEFAULT_MAX_REQUESTS_PER_SECOND, value_name = "N")]
+    max_requests_per_second: u32,
     /// Log filter, e.g. `info` or `chorus_runtime=debug` (overrides RUST_LOG).
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
@@ -258,7 +262,8 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
         .filter_map(|(peer, found)| Some((NodeId(*peer), found.http?)))
         .chain(std::iter::once((id, args.http)))
         .collect();
-    let options = HttpOptions { peer_http, listen: Some(args.listen) };
+    let options =
+        HttpOptions { peer_http, listen: Some(args.listen), max_requests_per_second: args.max_requests_per_second };
     let http_task = tokio::spawn(http::serve(listener, handle.clone(), options, until_stopped(stopped)));
     tracing::info!(%id, listen = %args.listen, http = %args.http, "node started");
 
