@@ -40,6 +40,7 @@
 mod limit;
 mod members;
 mod observe;
+pub mod tls;
 
 pub use limit::DEFAULT_MAX_REQUESTS_PER_SECOND;
 pub use members::{JoinAnswer, MemberAddress, MemberInfo, MembersAnswer, JOIN_TIMEOUT, MEMBERSHIP_CHANGE_TIMEOUT};
@@ -86,6 +87,9 @@ pub struct HttpOptions {
     /// Requests per second served (a burst of one second's worth); beyond
     /// it 429. 0: no limit.
     pub max_requests_per_second: u32,
+    /// The scheme of the nodes' APIs (`https` when they serve TLS), for
+    /// redirects; `http` when empty.
+    pub scheme: &'static str,
 }
 
 struct Shared {
@@ -94,6 +98,7 @@ struct Shared {
     peer_http: std::sync::RwLock<BTreeMap<NodeId, SocketAddr>>,
     listen: Option<SocketAddr>,
     rate_limiter: Option<limit::RateLimiter>,
+    scheme: &'static str,
 }
 
 impl Shared {
@@ -113,6 +118,7 @@ pub fn router(handle: DriverHandle, options: HttpOptions) -> Router {
         peer_http: std::sync::RwLock::new(options.peer_http),
         listen: options.listen,
         rate_limiter,
+        scheme: if options.scheme.is_empty() { "http" } else { options.scheme },
     });
     Router::new()
         .route("/v1/kv/{key}", get(get_key).put(put_key).delete(delete_key))
@@ -129,14 +135,19 @@ pub fn router(handle: DriverHandle, options: HttpOptions) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves (requests in
-/// progress are finished first).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves the API on `listener` (a `tokio::net::TcpListener`, or a
+/// [`tls::TlsListener`]) until `shutdown` resolves (requests in progress are
+/// finished first).
+pub async fn serve<L>(
+    listener: L,
     handle: DriverHandle,
     options: HttpOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router(handle, options)).with_graceful_shutdown(shutdown).await
 }
 
@@ -251,7 +262,7 @@ fn outcome(state: &Shared, uri: &Uri, answer: Answer) -> Result<(KvResponse, Log
 /// `307` to `leader`'s HTTP address for the same path and query, if known.
 fn redirect(state: &Shared, uri: &Uri, leader: NodeId) -> Option<Response> {
     let address = state.http_of(leader)?;
-    let target = format!("http://{address}{}", uri.path_and_query().map_or("/", |path| path.as_str()));
+    let target = format!("{}://{address}{}", state.scheme, uri.path_and_query().map_or("/", |path| path.as_str()));
     let mut response =
         error(StatusCode::TEMPORARY_REDIRECT, "not_leader", format!("node {leader} is the leader; retry at {target}"));
     response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&target).ok()?);

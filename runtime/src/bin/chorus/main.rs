@@ -19,6 +19,7 @@ mod join;
 mod logging;
 mod member_command;
 mod node_command;
+mod tls_client;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -65,5 +66,14 @@ fn main() -> ExitCode {
         Command::Cas(args) => client_command::cas(args),
         Command::Status(args) => client_command::status(args),
         Command::Member(command) => member_command::run(command),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -52,14 +52,14 @@ pub(crate) struct RemoveArgs {
 
 pub(crate) fn run(command: MemberCommand) -> ExitCode {
     match command {
-        MemberCommand::List(args) => finish(list(&args.endpoint.endpoint)),
+        MemberCommand::List(args) => finish(list(&args.endpoint)),
         MemberCommand::Add(args) => finish(add(args)),
         MemberCommand::Remove(args) => finish(remove(args)),
     }
 }
 
-fn list(endpoint: &str) -> Result<(), Failure> {
-    let reply = request("GET", endpoint, "/v1/members", None)?;
+fn list(endpoint: &Endpoint) -> Result<(), Failure> {
+    let reply = request("GET", &endpoint.endpoint, &endpoint.tls, "/v1/members", None)?;
     if reply.status != 200 {
         return Err(reply.failure());
     }
@@ -91,7 +91,13 @@ fn print_members(body: &[u8]) -> Result<(), Failure> {
 
 fn add(args: AddArgs) -> Result<(), Failure> {
     let body = serde_json::json!({ "id": args.id, "address": args.address, "http": args.http }).to_string();
-    let reply = request("POST", &args.endpoint.endpoint, "/v1/members", Some(("application/json", body.as_bytes())))?;
+    let reply = request(
+        "POST",
+        &args.endpoint.endpoint,
+        &args.endpoint.tls,
+        "/v1/members",
+        Some(("application/json", body.as_bytes())),
+    )?;
     if reply.status != 200 {
         return Err(reply.failure());
     }
@@ -101,7 +107,7 @@ fn add(args: AddArgs) -> Result<(), Failure> {
 
 fn remove(args: RemoveArgs) -> Result<(), Failure> {
     let path = format!("/v1/members/{}", args.id);
-    let reply = request("DELETE", &args.endpoint.endpoint, &path, None)?;
+    let reply = request("DELETE", &args.endpoint.endpoint, &args.endpoint.tls, &path, None)?;
     match reply.status {
         200 => {
             println!("OK: node {} removed", args.id);

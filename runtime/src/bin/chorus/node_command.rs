@@ -32,6 +32,12 @@ pub(crate) struct NodeArgs {
     /// trusted networks.
     #[arg(long)]
     insecure_http: bool,
+    /// Serve the HTTP API over TLS with this node's certificate, and accept
+    /// only clients presenting a certificate signed by the cluster CA
+    /// (`chorus certs client`). Required on a non-loopback --http address
+    /// (unless --insecure-http). Every node of a cluster should agree.
+    #[arg(long, conflicts_with = "insecure_http")]
+    http_tls: bool,
     /// Directory for this node's Raft log (created if missing).
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
@@ -153,11 +159,11 @@ fn check(args: &NodeArgs) -> Result<(), String> {
             args.heartbeat_interval_ms, args.election_timeout_ms
         ));
     }
-    if !args.http.ip().is_loopback() && !args.insecure_http {
+    if !args.http.ip().is_loopback() && !args.insecure_http && !args.http_tls {
         return Err(format!(
-            "--http {} is not a loopback address. The HTTP API has no TLS or client authentication yet \
-             (HTTPS with client certificates from the cluster CA comes in a later version), so anyone who \
-             reaches it could read and write. Listen on 127.0.0.1, or add --insecure-http on a trusted network.",
+            "--http {} is not a loopback address: serve it with --http-tls (HTTPS; clients must present a \
+             certificate from the cluster CA), or add --insecure-http on a trusted network (anyone who reaches \
+             it could read and write).",
             args.http
         ));
     }
@@ -229,7 +235,10 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
         tracing::info!(%id, %disk, %endpoint, "joining the cluster on a new disk");
         let (quic, http) = (args.listen, args.http);
         let asking = std::sync::Arc::clone(&stopping);
-        let answer = tokio::task::spawn_blocking(move || join::join(endpoint, id.0, disk.0, quic, http, &asking))
+        let tls = args.http_tls.then(|| {
+            crate::tls_client::from_der(identity.ca_der(), identity.certificate_der(), identity.private_key_der())
+        });
+        let answer = tokio::task::spawn_blocking(move || join::join(endpoint, tls, id.0, disk.0, quic, http, &asking))
             .await
             .map_err(|error| Err(error.into()))?;
         match answer {
@@ -262,9 +271,20 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
         .filter_map(|(peer, found)| Some((NodeId(*peer), found.http?)))
         .chain(std::iter::once((id, args.http)))
         .collect();
-    let options =
-        HttpOptions { peer_http, listen: Some(args.listen), max_requests_per_second: args.max_requests_per_second };
-    let http_task = tokio::spawn(http::serve(listener, handle.clone(), options, until_stopped(stopped)));
+    let options = HttpOptions {
+        peer_http,
+        listen: Some(args.listen),
+        max_requests_per_second: args.max_requests_per_second,
+        scheme: if args.http_tls { "https" } else { "http" },
+    };
+    let http_task = if args.http_tls {
+        let config = http::tls::server_config(&identity)
+            .map_err(|error| Err(format!("cannot serve HTTPS with node {}'s certificate: {error}", id.0).into()))?;
+        let listener = http::tls::TlsListener::new(listener, config).map_err(|error| Err(error.into()))?;
+        tokio::spawn(http::serve(listener, handle.clone(), options, until_stopped(stopped)))
+    } else {
+        tokio::spawn(http::serve(listener, handle.clone(), options, until_stopped(stopped)))
+    };
     tracing::info!(%id, listen = %args.listen, http = %args.http, "node started");
 
     let result: Result<(), Box<dyn std::error::Error>> = match driver_task.await {
