@@ -94,6 +94,21 @@ fn second_record_of_oldest_segment(data_dir: &Path) -> (PathBuf, u64) {
     (oldest, second as u64)
 }
 
+/// Prints what the leader's `/metrics` says of its storage (for the docs).
+fn print_storage_metrics(cluster: &Cluster, leader: u64) {
+    let (_, body) = http("GET", &format!("{}/metrics", cluster.endpoint(leader)), None);
+    let text = String::from_utf8_lossy(&body);
+    let value =
+        |name: &str| text.lines().find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0);
+    let (sum, count) = (value("chorus_wal_fsync_seconds_sum "), value("chorus_wal_fsync_seconds_count "));
+    eprintln!(
+        "leader {leader}: {count} fsyncs of the log, mean {:.2} ms; {} snapshots; {} segments removed",
+        sum / count.max(1.0) * 1000.0,
+        value("chorus_snapshots_total "),
+        value("chorus_wal_segments_removed_total ")
+    );
+}
+
 #[test]
 fn the_log_stays_bounded_survives_restarts_and_damage_is_refused_with_the_safe_path() {
     let mut cluster = Cluster::new("storage", 3);
@@ -113,6 +128,8 @@ fn the_log_stays_bounded_survives_restarts_and_damage_is_refused_with_the_safe_p
         let log = std::fs::read_to_string(cluster.log_path(id)).unwrap();
         assert!(!log.contains("ERROR"), "node {id}: {log}");
     }
+
+    print_storage_metrics(&cluster, leader);
 
     // Every node restarts from its snapshot and the segments after it.
     for id in 1..=3 {

@@ -185,13 +185,7 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
     let storage_options = StorageOptions { segment_bytes: args.wal_segment_bytes };
     let (storage, recovered) =
         Storage::open_with(&args.data_dir, storage_options).map_err(|error| storage_refusal(error, &args))?;
-    // Where the members listen: what the node remembered, then the flags.
-    let mut addresses = join::load_peers(&args.data_dir).map_err(|error| Err(error.into()))?;
-    addresses.remove(&id.0);
-    for (peer, quic) in &args.peers {
-        let http = args.peer_http.iter().find(|(other, _)| other == peer).map(|(_, http)| *http);
-        addresses.insert(*peer, Addresses { quic: *quic, http });
-    }
+    let mut addresses = known_addresses(&args)?;
     let peers: Vec<Peer> =
         addresses.iter().map(|(peer, found)| Peer { id: NodeId(*peer), address: found.quic }).collect();
     let start = match (args.bootstrap, args.join) {
@@ -204,16 +198,9 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
         (false, None) => Start::Restart,
     };
     let (transport, inbox) = Transport::bind(id, args.listen, &identity, &peers).map_err(|error| Err(error.into()))?;
-    let mut voters: Vec<NodeId> = args.peers.iter().map(|(peer, _)| NodeId(*peer)).collect();
-    voters.push(id);
-    let mut config = Config::new(id, voters);
-    config.rng_seed = rng_seed();
-    config.election_timeout_ms = args.election_timeout_ms;
-    config.heartbeat_interval_ms = args.heartbeat_interval_ms;
-    config.snapshot_policy.entries = args.snapshot_entries;
-    config.max_retained_entries = args.snapshot_retained_entries;
-    let (driver, handle) = Driver::new(start, config, KvStore::default(), storage, recovered, transport, inbox)
-        .map_err(|error| refusal_or_error(error, &args))?;
+    let (driver, handle) =
+        Driver::new(start, raft_config(&args), KvStore::default(), storage, recovered, transport, inbox)
+            .map_err(|error| refusal_or_error(error, &args))?;
 
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
@@ -232,31 +219,10 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
     let driver_task = tokio::spawn(driver.run_until(until_stopped(stopped.clone())));
 
     if let (Start::Join { disk }, Some(endpoint)) = (start, args.join) {
-        tracing::info!(%id, %disk, %endpoint, "joining the cluster on a new disk");
-        let (quic, http) = (args.listen, args.http);
-        let asking = std::sync::Arc::clone(&stopping);
-        let tls = args.http_tls.then(|| {
-            crate::tls_client::from_der(identity.ca_der(), identity.certificate_der(), identity.private_key_der())
-        });
-        let answer = tokio::task::spawn_blocking(move || join::join(endpoint, tls, id.0, disk.0, quic, http, &asking))
-            .await
-            .map_err(|error| Err(error.into()))?;
-        match answer {
-            Ok(answer) => {
-                for member in answer.members.iter().filter(|member| member.id != id.0) {
-                    handle.add_peer(Peer { id: NodeId(member.id), address: member.address });
-                    addresses.insert(member.id, Addresses { quic: member.address, http: member.http });
-                }
-                tracing::info!(%id, voters = ?answer.voters, "joined the cluster as a voter");
-            }
-            Err(join::JoinRefused(message)) if stopping.load(std::sync::atomic::Ordering::Relaxed) => {
-                tracing::info!("{message}");
-            }
-            Err(join::JoinRefused(message)) => {
-                drop(handle);
-                let _ = driver_task.await;
-                return Err(Ok(Refusal(message)));
-            }
+        if let Err(refusal) = join_cluster(&args, &identity, disk, endpoint, &handle, &mut addresses, &stopping).await {
+            drop(handle);
+            let _ = driver_task.await;
+            return Err(refusal);
         }
     }
     if let Err(error) = join::save_peers(&args.data_dir, &addresses) {
@@ -271,20 +237,7 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
         .filter_map(|(peer, found)| Some((NodeId(*peer), found.http?)))
         .chain(std::iter::once((id, args.http)))
         .collect();
-    let options = HttpOptions {
-        peer_http,
-        listen: Some(args.listen),
-        max_requests_per_second: args.max_requests_per_second,
-        scheme: if args.http_tls { "https" } else { "http" },
-    };
-    let http_task = if args.http_tls {
-        let config = http::tls::server_config(&identity)
-            .map_err(|error| Err(format!("cannot serve HTTPS with node {}'s certificate: {error}", id.0).into()))?;
-        let listener = http::tls::TlsListener::new(listener, config).map_err(|error| Err(error.into()))?;
-        tokio::spawn(http::serve(listener, handle.clone(), options, until_stopped(stopped)))
-    } else {
-        tokio::spawn(http::serve(listener, handle.clone(), options, until_stopped(stopped)))
-    };
+    let http_task = spawn_http(&args, &identity, listener, handle.clone(), peer_http, until_stopped(stopped))?;
     tracing::info!(%id, listen = %args.listen, http = %args.http, "node started");
 
     let result: Result<(), Box<dyn std::error::Error>> = match driver_task.await {
@@ -298,6 +251,95 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
         Err(error) => tracing::warn!(%error, "the HTTP server task failed"),
     }
     result.map_err(Err)
+}
+
+/// Where the members listen: what the node remembered, then the flags.
+fn known_addresses(args: &NodeArgs) -> Result<BTreeMap<u64, Addresses>, ServeError> {
+    let mut addresses = join::load_peers(&args.data_dir).map_err(|error| Err(error.into()))?;
+    addresses.remove(&args.id);
+    for (peer, quic) in &args.peers {
+        let http = args.peer_http.iter().find(|(other, _)| other == peer).map(|(_, http)| *http);
+        addresses.insert(*peer, Addresses { quic: *quic, http });
+    }
+    Ok(addresses)
+}
+
+/// The Raft configuration the flags ask for.
+fn raft_config(args: &NodeArgs) -> Config {
+    let id = NodeId(args.id);
+    let mut voters: Vec<NodeId> = args.peers.iter().map(|(peer, _)| NodeId(*peer)).collect();
+    voters.push(id);
+    let mut config = Config::new(id, voters);
+    config.rng_seed = rng_seed();
+    config.election_timeout_ms = args.election_timeout_ms;
+    config.heartbeat_interval_ms = args.heartbeat_interval_ms;
+    config.snapshot_policy.entries = args.snapshot_entries;
+    config.max_retained_entries = args.snapshot_retained_entries;
+    config
+}
+
+/// Asks the cluster at `endpoint` to take this node in on `disk` (blocking
+/// work, off the async threads); learns the members' addresses from the
+/// answer. `Err` is a refusal the operator must see.
+async fn join_cluster(
+    args: &NodeArgs,
+    identity: &Identity,
+    disk: DiskId,
+    endpoint: SocketAddr,
+    handle: &chorus_runtime::driver::DriverHandle,
+    addresses: &mut BTreeMap<u64, Addresses>,
+    stopping: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), ServeError> {
+    let id = args.id;
+    tracing::info!(%id, %disk, %endpoint, "joining the cluster on a new disk");
+    let (quic, http) = (args.listen, args.http);
+    let asking = std::sync::Arc::clone(stopping);
+    let tls = args.http_tls.then(|| {
+        crate::tls_client::from_der(identity.ca_der(), identity.certificate_der(), identity.private_key_der())
+    });
+    let answer = tokio::task::spawn_blocking(move || join::join(endpoint, tls, id, disk.0, quic, http, &asking))
+        .await
+        .map_err(|error| Err(error.into()))?;
+    match answer {
+        Ok(answer) => {
+            for member in answer.members.iter().filter(|member| member.id != id) {
+                handle.add_peer(Peer { id: NodeId(member.id), address: member.address });
+                addresses.insert(member.id, Addresses { quic: member.address, http: member.http });
+            }
+            tracing::info!(%id, voters = ?answer.voters, "joined the cluster as a voter");
+            Ok(())
+        }
+        Err(join::JoinRefused(message)) if stopping.load(std::sync::atomic::Ordering::Relaxed) => {
+            tracing::info!("{message}");
+            Ok(())
+        }
+        Err(join::JoinRefused(message)) => Err(Ok(Refusal(message))),
+    }
+}
+
+/// Serves the HTTP API on `listener` (over TLS with --http-tls) until
+/// `shutdown` resolves.
+fn spawn_http(
+    args: &NodeArgs,
+    identity: &Identity,
+    listener: tokio::net::TcpListener,
+    handle: chorus_runtime::driver::DriverHandle,
+    peer_http: BTreeMap<NodeId, SocketAddr>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, ServeError> {
+    let options = HttpOptions {
+        peer_http,
+        listen: Some(args.listen),
+        max_requests_per_second: args.max_requests_per_second,
+        scheme: if args.http_tls { "https" } else { "http" },
+    };
+    if !args.http_tls {
+        return Ok(tokio::spawn(http::serve(listener, handle, options, shutdown)));
+    }
+    let config = http::tls::server_config(identity)
+        .map_err(|error| Err(format!("cannot serve HTTPS with node {}'s certificate: {error}", args.id).into()))?;
+    let listener = http::tls::TlsListener::new(listener, config).map_err(|error| Err(error.into()))?;
+    Ok(tokio::spawn(http::serve(listener, handle, options, shutdown)))
 }
 
 /// How often the members' addresses the transport knows are compared with
