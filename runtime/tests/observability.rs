@@ -126,4 +126,8 @@ fn metrics_count_what_happened_and_events_report_the_leaders_departure() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(metrics(&cluster, new_leader)["chorus_role{role=\"leader\"}"], 1.0);
+
+    // An open event stream does not hold up a clean stop.
+    assert_eq!(cluster.stop(follower), Some(0));
+    drop(events);
 }

@@ -317,6 +317,7 @@ impl Storage {
         let recovered = match replayed {
             Some(replayed) => storage.resume(replayed)?,
             None => {
+                storage.refuse_lone_snapshots()?;
                 snapshot_file::remove_all_but(&storage.snapshot_dir, None)?;
                 storage.start_segment(1)?;
                 Recovered::default()
@@ -357,6 +358,22 @@ impl Storage {
         self.shape = shape.clone();
         let state = DurableState { hard_state: shape.hard_state, snapshot, entries };
         Ok(Recovered { state, discarded_tail_bytes: torn_bytes })
+    }
+
+    /// Snapshot files without any segment mean the log was deleted: the
+    /// disk must not pass for a new one (it would be bootstrapped or
+    /// joined over what remains). Temporary files of an interrupted first
+    /// snapshot are fine.
+    fn refuse_lone_snapshots(&self) -> Result<(), StorageError> {
+        let listing = std::fs::read_dir(&self.snapshot_dir).map_err(io_error("list", &self.snapshot_dir))?;
+        for entry in listing {
+            let path = entry.map_err(io_error("list", &self.snapshot_dir))?.path();
+            if path.extension().is_some_and(|extension| extension == "snap") {
+                let reason = "a snapshot file, but no log segment: the log was deleted".to_string();
+                return Err(StorageError::Corrupt { path, offset: 0, reason });
+            }
+        }
+        Ok(())
     }
 
     /// Starts segment `number` with a checkpoint of the current shape and

@@ -376,3 +376,15 @@ fn replay_agrees_with_the_cores_rule_for_applying_writes() {
     assert_eq!(recovered.state, reference);
     assert!(reference.snapshot.is_some() && dir.files_in(WAL_DIR).first() != Some(&dir.segment(1)));
 }
+
+#[test]
+fn snapshot_files_without_a_log_are_refused() {
+    let dir = TempDir::new("lone-snapshot");
+    let (mut storage, _) = Storage::open(&dir.0).unwrap();
+    write_load(&mut storage, 1, 20, 10, 2);
+    drop(storage);
+    std::fs::remove_dir_all(dir.0.join(WAL_DIR)).unwrap();
+    let error = Storage::open(&dir.0).unwrap_err();
+    assert!(error.is_damage() && error.to_string().contains("no log segment"), "{error}");
+    assert_eq!(dir.files_in(SNAPSHOT_DIR).len(), 1, "the snapshot is left for inspection");
+}
