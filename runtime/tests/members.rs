@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{eventually, expect, http, json, Cluster};
+use common::{eventually, expect, http, json, subscribe, wait_for_event, Cluster};
 
 fn voters(cluster: &Cluster, id: u64) -> Vec<u64> {
     let status = cluster.status(id).unwrap_or_default();
@@ -32,10 +32,16 @@ fn members_are_removed_through_the_cli_and_the_cluster_keeps_serving() {
     // Remove a follower, asking the other follower (it redirects).
     let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     let (removed, asked) = (followers[0], followers[1]);
+    let events = subscribe(&cluster, asked);
     let out = expect(0, &["member", "remove", &removed.to_string(), "--endpoint", &cluster.endpoint(asked)]);
     assert!(out.contains(&format!("node {removed} removed")) && out.matches(" voter ").count() == 2, "{out}");
     let remaining: Vec<u64> = (1..=3).filter(|id| *id != removed).collect();
     assert_eq!(voters(&cluster, leader), remaining);
+    let changed = wait_for_event(&events, "membership_changed", |name, data| {
+        name == "membership_changed" && !data["membership"].as_str().unwrap_or("").contains(&format!("n{removed}"))
+    });
+    assert!(changed["index"].as_u64().is_some(), "{changed}");
+    drop(events);
     eventually(0, &["put", "after-removal", "1", "--endpoint", &cluster.endpoint(asked)]);
     assert_eq!(expect(0, &["get", "after-removal", "--endpoint", &cluster.endpoint(leader)]), "1");
 

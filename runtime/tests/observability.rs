@@ -7,10 +7,8 @@
 
 mod common;
 
-use common::{eventually, expect, Cluster, WAIT};
+use common::{eventually, expect, subscribe, wait_for_event, Cluster, WAIT};
 use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// `GET /metrics` of node `id`, as `name{labels}` -> value; checks that every
@@ -28,48 +26,6 @@ fn metrics(cluster: &Cluster, id: u64) -> BTreeMap<String, f64> {
         samples.insert(name.to_string(), value);
     }
     samples
-}
-
-/// Streams node `id`'s `/v1/events` on a thread: one `(event, data)` pair
-/// per server-sent event.
-fn subscribe(cluster: &Cluster, id: u64) -> mpsc::Receiver<(String, serde_json::Value)> {
-    let url = format!("{}/v1/events", cluster.endpoint(id));
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(WAIT * 2)).build().into();
-    let response = agent.get(&url).call().unwrap();
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut name = String::new();
-        for line in std::io::BufReader::new(response.into_body().into_reader()).lines() {
-            let Ok(line) = line else { return };
-            if let Some(event) = line.strip_prefix("event: ").or(line.strip_prefix("event:")) {
-                name = event.trim().to_string();
-            } else if let Some(data) = line.strip_prefix("data: ").or(line.strip_prefix("data:")) {
-                let data = serde_json::from_str(data.trim()).unwrap_or_default();
-                if sender.send((name.clone(), data)).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    receiver
-}
-
-/// Waits (bounded) for an event matching `wanted`; returns its data.
-fn wait_for_event(
-    events: &mpsc::Receiver<(String, serde_json::Value)>,
-    what: &str,
-    wanted: impl Fn(&str, &serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + WAIT;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match events.recv_timeout(left) {
-            Ok((name, data)) if wanted(&name, &data) => return data,
-            Ok(other) => seen.push(other),
-            Err(_) => panic!("no {what} event within {WAIT:?}; saw {seen:?}"),
-        }
-    }
 }
 
 #[test]

@@ -94,19 +94,20 @@ fn second_record_of_oldest_segment(data_dir: &Path) -> (PathBuf, u64) {
     (oldest, second as u64)
 }
 
-/// Prints what the leader's `/metrics` says of its storage (for the docs).
+/// Prints what the leader's `/metrics` says of its storage (for the docs),
+/// and checks that it snapshotted and compacted.
 fn print_storage_metrics(cluster: &Cluster, leader: u64) {
     let (_, body) = http("GET", &format!("{}/metrics", cluster.endpoint(leader)), None);
     let text = String::from_utf8_lossy(&body);
     let value =
         |name: &str| text.lines().find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0);
     let (sum, count) = (value("chorus_wal_fsync_seconds_sum "), value("chorus_wal_fsync_seconds_count "));
+    let (snapshots, removed) = (value("chorus_snapshots_total "), value("chorus_wal_segments_removed_total "));
     eprintln!(
-        "leader {leader}: {count} fsyncs of the log, mean {:.2} ms; {} snapshots; {} segments removed",
+        "leader {leader}: {count} fsyncs of the log, mean {:.2} ms; {snapshots} snapshots; {removed} segments removed",
         sum / count.max(1.0) * 1000.0,
-        value("chorus_snapshots_total "),
-        value("chorus_wal_segments_removed_total ")
     );
+    assert!(snapshots >= 10.0 && removed > 0.0 && count > 0.0, "{text}");
 }
 
 #[test]
