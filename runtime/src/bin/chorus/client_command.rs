@@ -149,7 +149,7 @@ impl Reply {
     /// The failure for an answer that is not what the command wanted.
     pub(crate) fn failure(&self) -> Failure {
         let code = match self.status {
-            503 | 504 | 502 | 307 | 308 => exit::UNAVAILABLE,
+            429 | 503 | 504 | 502 | 307 | 308 => exit::UNAVAILABLE,
             _ => exit::FAILED,
         };
         Failure { code, message: format!("HTTP {}: {}", self.status, self.message()) }
