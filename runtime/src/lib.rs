@@ -82,7 +82,7 @@
 //!
 //! ## Not yet here
 //!
-//! DNS discovery, CORS, an embedded engine for large state machines, and
+//! DNS discovery, an embedded engine for large state machines, and
 //! the benchmark against etcd (see issue 14 and `docs/runtime.md`).
 
 #![warn(missing_docs)]

@@ -37,11 +37,13 @@
 // built only on error paths, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+mod cors;
 mod limit;
 mod members;
 mod observe;
 pub mod tls;
 
+pub use cors::{validate_origin, CORS_MAX_AGE_SECONDS};
 pub use limit::DEFAULT_MAX_REQUESTS_PER_SECOND;
 pub use members::{JoinAnswer, MemberAddress, MemberInfo, MembersAnswer, JOIN_TIMEOUT, MEMBERSHIP_CHANGE_TIMEOUT};
 pub use observe::{render_metrics, MAX_EVENT_SUBSCRIBERS};
@@ -90,6 +92,9 @@ pub struct HttpOptions {
     /// The scheme of the nodes' APIs (`https` when they serve TLS), for
     /// redirects; `http` when empty.
     pub scheme: &'static str,
+    /// Browser origins (`scheme://host[:port]`) allowed to call the API
+    /// across origins; none by default (no CORS headers are sent).
+    pub cors_origins: Vec<String>,
 }
 
 struct Shared {
@@ -99,6 +104,7 @@ struct Shared {
     listen: Option<SocketAddr>,
     rate_limiter: Option<limit::RateLimiter>,
     scheme: &'static str,
+    cors_origins: Vec<String>,
 }
 
 impl Shared {
@@ -119,6 +125,7 @@ pub fn router(handle: DriverHandle, options: HttpOptions) -> Router {
         listen: options.listen,
         rate_limiter,
         scheme: if options.scheme.is_empty() { "http" } else { options.scheme },
+        cors_origins: options.cors_origins,
     });
     Router::new()
         .route("/v1/kv/{key}", get(get_key).put(put_key).delete(delete_key))
@@ -132,6 +139,7 @@ pub fn router(handle: DriverHandle, options: HttpOptions) -> Router {
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no_route", "no such endpoint; see docs/runtime.md") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), limit::limit_rate))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), cors::cors))
         .with_state(state)
 }
 

@@ -89,9 +89,17 @@ pub(crate) struct NodeArgs {
     /// beyond it the API answers 429. 0: no limit.
     #[arg(long, default_value_t = http::DEFAULT_MAX_REQUESTS_PER_SECOND, value_name = "N")]
     max_requests_per_second: u32,
+    /// A browser origin (scheme://host[:port]) allowed to call the API
+    /// across origins. Repeat; none by default (CORS off).
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = parse_origin)]
+    cors_origins: Vec<String>,
     /// Log filter, e.g. `info` or `chorus_runtime=debug` (overrides RUST_LOG).
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+}
+
+fn parse_origin(text: &str) -> Result<String, String> {
+    http::validate_origin(text).map(|()| text.to_string())
 }
 
 fn parse_peer(text: &str) -> Result<(u64, SocketAddr), String> {
@@ -332,6 +340,7 @@ fn spawn_http(
         listen: Some(args.listen),
         max_requests_per_second: args.max_requests_per_second,
         scheme: if args.http_tls { "https" } else { "http" },
+        cors_origins: args.cors_origins.clone(),
     };
     if !args.http_tls {
         return Ok(tokio::spawn(http::serve(listener, handle, options, shutdown)));
