@@ -41,8 +41,8 @@ pub(crate) struct NodeArgs {
     /// Directory for this node's Raft log (created if missing).
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
-    /// Directory holding ca.crt and this node's node-<ID>.crt and
-    /// node-<ID>.key (see `chorus certs`).
+    /// Directory holding ca.crt and this node's node-N.crt and
+    /// node-N.key (see `chorus certs`).
     #[arg(long, value_name = "DIR")]
     certs: PathBuf,
     /// First start of a member of the initial cluster (this node and its
@@ -89,7 +89,7 @@ pub(crate) struct NodeArgs {
     /// beyond it the API answers 429. 0: no limit.
     #[arg(long, default_value_t = http::DEFAULT_MAX_REQUESTS_PER_SECOND, value_name = "N")]
     max_requests_per_second: u32,
-    /// A browser origin (scheme://host[:port]) allowed to call the API
+    /// A browser origin (scheme://host or scheme://host:port) allowed to call the API
     /// across origins. Repeat; none by default (CORS off).
     #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = parse_origin)]
     cors_origins: Vec<String>,
