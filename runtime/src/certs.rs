@@ -96,7 +96,15 @@ pub enum CertsError {
     /// digits, `-` or `_`; nothing was written.
     #[error("invalid client name {0:?}: use 1 to 64 ASCII letters, digits, '-' or '_'")]
     BadClientName(String),
+    /// An extra name for a node certificate is empty or ends in `.chorus`
+    /// (the names the cluster gives its members); nothing was written.
+    #[error("invalid certificate name {0:?}: give an IP address or a DNS name not ending in .chorus")]
+    BadName(String),
 }
+
+/// Names every node certificate carries besides `node-N.chorus`, so that
+/// HTTPS clients on the node's machine can verify it by these addresses.
+pub const DEFAULT_NODE_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// A node's (or client's) TLS identity: its certificate and private key,
 /// and the cluster CA it trusts peers by.
@@ -250,9 +258,24 @@ impl ClusterCa {
         &self.certificate
     }
 
-    /// A certificate for node `node`, usable to serve and to connect.
+    /// A certificate for node `node`, usable to serve and to connect, with
+    /// no extra names (see [`issue_node_named`](Self::issue_node_named)).
     pub fn issue_node(&self, node: NodeId) -> Result<Identity, CertsError> {
-        self.issue(node_name(node), vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth])
+        self.issue_node_named(node, &[])
+    }
+
+    /// A certificate for node `node`, usable to serve and to connect. Its
+    /// names: `node-N.chorus` (the peer identity), [`DEFAULT_NODE_NAMES`],
+    /// and `extra_names` (IP addresses or DNS names HTTPS clients reach the
+    /// node by).
+    pub fn issue_node_named(&self, node: NodeId, extra_names: &[String]) -> Result<Identity, CertsError> {
+        if let Some(bad) = extra_names.iter().find(|name| name.is_empty() || name.ends_with(".chorus")) {
+            return Err(CertsError::BadName(bad.clone()));
+        }
+        let names: Vec<String> =
+            DEFAULT_NODE_NAMES.iter().map(|name| name.to_string()).chain(extra_names.iter().cloned()).collect();
+        let usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(node_name(node), &names, usages)
     }
 
     /// A certificate for client `name`, usable only to connect.
@@ -263,13 +286,18 @@ impl ClusterCa {
         if !valid {
             return Err(CertsError::BadClientName(name.to_string()));
         }
-        self.issue(client_name(name), vec![ExtendedKeyUsagePurpose::ClientAuth])
+        self.issue(client_name(name), &[], vec![ExtendedKeyUsagePurpose::ClientAuth])
     }
 
     /// Issues node `node`'s certificate and writes the pair into `dir`.
     /// Returns the paths written (certificate, key).
-    pub fn write_node(&self, dir: &Path, node: NodeId) -> Result<(PathBuf, PathBuf), CertsError> {
-        let identity = self.issue_node(node)?;
+    pub fn write_node(
+        &self,
+        dir: &Path,
+        node: NodeId,
+        extra_names: &[String],
+    ) -> Result<(PathBuf, PathBuf), CertsError> {
+        let identity = self.issue_node_named(node, extra_names)?;
         let (certificate, key) = node_files(dir, node);
         write_pair(&identity, &certificate, &key)?;
         Ok((certificate, key))
@@ -284,8 +312,14 @@ impl ClusterCa {
         Ok((certificate, key))
     }
 
-    fn issue(&self, dns_name: String, usages: Vec<ExtendedKeyUsagePurpose>) -> Result<Identity, CertsError> {
-        let mut params = CertificateParams::new(vec![dns_name.clone()])?;
+    fn issue(
+        &self,
+        dns_name: String,
+        extra_names: &[String],
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> Result<Identity, CertsError> {
+        let names: Vec<String> = std::iter::once(dns_name.clone()).chain(extra_names.iter().cloned()).collect();
+        let mut params = CertificateParams::new(names)?;
         params.distinguished_name.push(DnType::CommonName, dns_name);
         params.extended_key_usages = usages;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -384,8 +418,8 @@ mod tests {
         assert!(matches!(ClusterCa::init(&dir), Err(CertsError::Exists(_))));
         let loaded = ClusterCa::load(&dir).unwrap();
         assert_eq!(loaded.certificate_der(), ca.certificate_der());
-        let (_, key) = loaded.write_node(&dir, NodeId(2)).unwrap();
-        assert!(matches!(loaded.write_node(&dir, NodeId(2)), Err(CertsError::Exists(_))));
+        let (_, key) = loaded.write_node(&dir, NodeId(2), &[]).unwrap();
+        assert!(matches!(loaded.write_node(&dir, NodeId(2), &[]), Err(CertsError::Exists(_))));
         loaded.write_client(&dir, "ops").unwrap();
         #[cfg(unix)]
         {

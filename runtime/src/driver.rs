@@ -18,18 +18,21 @@
 //! driver takes a tokio [`Instant`] when it starts and maps `Time` to
 //! `epoch + micros`, so tokio's paused clock works in tests too.
 
+use crate::events::{NodeEvent, EVENT_BUFFER_CAPACITY, PEER_WATCH_INTERVAL};
+use crate::metrics::DriverMetrics;
 use crate::storage::{Recovered, Storage, StorageError};
 use crate::transport::{CountersHandle, Peer, PeerBook, Transport, TransportCounters};
 use chorus_core::raft::{
     Action, ChangeError, ClientResult, Config, DiskId, Event, MembershipChange, Message, PersistRequest, RaftNode,
     ReadConsistency, RestartError, Role, Status,
 };
-use chorus_core::types::{LogIndex, NodeId, RequestId, Time};
+use chorus_core::types::{LogIndex, NodeId, RequestId, Term, Time};
 use chorus_core::StateMachine;
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 /// Most client requests queued for the driver; beyond it
@@ -184,6 +187,8 @@ pub struct DriverHandle {
     requests: mpsc::Sender<ClientRequest>,
     status: watch::Receiver<NodeStatus>,
     peers: PeerBook,
+    metrics: Arc<DriverMetrics>,
+    events: broadcast::Sender<NodeEvent>,
 }
 
 impl DriverHandle {
@@ -227,6 +232,30 @@ impl DriverHandle {
         self.peers.list()
     }
 
+    /// Each peer, and whether the transport has a working connection to it.
+    pub fn peer_connections(&self) -> BTreeMap<NodeId, bool> {
+        self.peers.connected()
+    }
+
+    /// What the driver counted (proposals, reads, elections, storage).
+    pub fn metrics(&self) -> Arc<DriverMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Events from now on (leader elected, membership changed, snapshot
+    /// taken, peer connected or disconnected, ...). A subscriber more than
+    /// [`EVENT_BUFFER_CAPACITY`] events behind misses the oldest: its next
+    /// `recv` says how many (`RecvError::Lagged`). The stream closes when
+    /// the driver stops.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// How many subscribers [`subscribe`](Self::subscribe) has now.
+    pub fn subscribers(&self) -> usize {
+        self.events.receiver_count()
+    }
+
     /// The node's status after its latest input.
     pub fn status(&self) -> NodeStatus {
         self.status.borrow().clone()
@@ -262,6 +291,13 @@ impl DriverHandle {
         self.requests.is_closed()
     }
 
+    /// A future that resolves when the driver has stopped, without keeping
+    /// it running (unlike a clone of this handle).
+    pub fn stopped_signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut status = self.status.clone();
+        async move { while status.changed().await.is_ok() {} }
+    }
+
     /// Resolves when the driver has stopped.
     pub async fn stopped(&self) {
         self.requests.closed().await;
@@ -293,6 +329,12 @@ pub struct Driver<S> {
     epoch: Instant,
     status: watch::Sender<NodeStatus>,
     counters: CountersHandle,
+    metrics: Arc<DriverMetrics>,
+    events: broadcast::Sender<NodeEvent>,
+    /// When each waiting proposal was submitted.
+    proposals_started: BTreeMap<RequestId, Instant>,
+    /// The leader and term last reported as elected.
+    reported_leader: Option<(NodeId, Term)>,
 }
 
 impl<S: StateMachine + Send + 'static> Driver<S> {
@@ -343,6 +385,8 @@ impl<S: StateMachine + Send + 'static> Driver<S> {
         inbox: mpsc::Receiver<Message>,
     ) -> (Driver<S>, DriverHandle) {
         let epoch = Instant::now();
+        let metrics = Arc::new(DriverMetrics { storage: storage.stats(), ..DriverMetrics::default() });
+        let (events, _) = broadcast::channel(EVENT_BUFFER_CAPACITY);
         let counters = transport.counters_handle();
         let peers = transport.peer_book();
         let (status, status_receiver) = watch::channel(status_of(&node, &counters));
@@ -358,8 +402,12 @@ impl<S: StateMachine + Send + 'static> Driver<S> {
             epoch,
             status,
             counters,
+            metrics: Arc::clone(&metrics),
+            events: events.clone(),
+            proposals_started: BTreeMap::new(),
+            reported_leader: None,
         };
-        let handle = DriverHandle { requests: request_sender, status: status_receiver, peers };
+        let handle = DriverHandle { requests: request_sender, status: status_receiver, peers, metrics, events };
         (driver, handle)
     }
 
@@ -373,6 +421,8 @@ impl<S: StateMachine + Send + 'static> Driver<S> {
     /// answered with [`DriverStopped`]; every acknowledged write is on disk.
     pub async fn run_until(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), DriverError> {
         let mut shutdown = std::pin::pin!(shutdown);
+        let peers = self.transport.peer_book();
+        tokio::spawn(watch_peers(peers, self.events.clone(), self.status.subscribe()));
         loop {
             self.drain().await?;
             let deadline = self.instant_of(self.node.poll_timeout());
@@ -409,10 +459,19 @@ impl<S: StateMachine + Send + 'static> Driver<S> {
         let waiter = request.waiter;
         match request.operation {
             Operation::Propose(command) => {
+                self.metrics.proposals.fetch_add(1, Ordering::Relaxed);
+                self.proposals_started.insert(id, Instant::now());
                 self.waiting.insert(id, waiter);
                 self.node.propose(now, id, command);
             }
             Operation::Read(query, consistency) => {
+                let kind = match consistency {
+                    ReadConsistency::Linearizable => 0,
+                    ReadConsistency::Lease => 1,
+                    ReadConsistency::Session { .. } => 2,
+                    ReadConsistency::Stale => 3,
+                };
+                self.metrics.reads[kind].fetch_add(1, Ordering::Relaxed);
                 self.waiting.insert(id, waiter);
                 self.node.read_with(now, id, query, consistency);
             }
@@ -442,19 +501,32 @@ impl<S: StateMachine + Send + 'static> Driver<S> {
                     Action::Send(message) => self.transport.send(&message),
                     Action::Persist(write) => writes.push(write),
                     Action::Respond { request, result } => {
+                        self.measure_answer(request, &result);
                         if let Some(reply) = self.waiting.remove(&request) {
                             answers.push((reply, result));
                         }
                     }
-                    Action::Event(event) => log_event(self.node.id(), &event),
+                    Action::Event(event) => {
+                        log_event(self.node.id(), &event);
+                        self.report_core_event(&event);
+                    }
                 }
             }
             let Some(last) = writes.last().map(|write| write.id) else {
                 break;
             };
+            let snapshots: Vec<NodeEvent> = writes
+                .iter()
+                .filter_map(|write| write.snapshot.as_ref())
+                .map(|snapshot| NodeEvent::SnapshotTaken { index: snapshot.meta.index.0, term: snapshot.meta.term.0 })
+                .collect();
             self.persist(writes).await?;
+            for event in snapshots {
+                let _ = self.events.send(event);
+            }
             self.node.handle_persisted(self.now(), last);
         }
+        self.report_leader();
         let session_index = self.node.applied_index();
         for (waiter, result) in answers {
             waiter.answer(Answer { result, session_index });
@@ -478,6 +550,38 @@ impl<S: StateMachine + Send + 'static> Driver<S> {
         .expect("invariant: the storage task does not panic")
     }
 
+    /// Counts a proposal's answer and its latency.
+    fn measure_answer(&mut self, request: RequestId, result: &ClientResult) {
+        if let Some(started) = self.proposals_started.remove(&request) {
+            self.metrics.proposal_latency.observe(started.elapsed());
+            if matches!(result, ClientResult::Ok(_)) {
+                self.metrics.proposals_applied.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn report_core_event(&self, event: &Event) {
+        if let Event::RoleChanged { role: Role::Leader, .. } = event {
+            self.metrics.elections_won.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(event) = NodeEvent::from_core(event) {
+            // No subscriber is fine.
+            let _ = self.events.send(event);
+        }
+    }
+
+    /// Reports a leader (or term) this node has not reported yet.
+    fn report_leader(&mut self) {
+        let status = self.node.status();
+        let Some(leader) = status.leader else {
+            return;
+        };
+        if self.reported_leader != Some((leader, status.term)) {
+            self.reported_leader = Some((leader, status.term));
+            let _ = self.events.send(NodeEvent::LeaderElected { term: status.term.0, leader: leader.0 });
+        }
+    }
+
     fn now(&self) -> Time {
         let micros = Instant::now().duration_since(self.epoch).as_micros();
         Time::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
@@ -485,6 +589,30 @@ impl<S: StateMachine + Send + 'static> Driver<S> {
 
     fn instant_of(&self, time: Time) -> Instant {
         self.epoch.checked_add(Duration::from_micros(time.as_micros())).unwrap_or_else(|| Instant::now() + FAR_FUTURE)
+    }
+}
+
+/// Reports peers whose connection came or went, every
+/// [`PEER_WATCH_INTERVAL`], until the driver stops (its status sender is
+/// dropped).
+async fn watch_peers(peers: PeerBook, events: broadcast::Sender<NodeEvent>, status: watch::Receiver<NodeStatus>) {
+    let mut reported: BTreeMap<NodeId, bool> = BTreeMap::new();
+    loop {
+        tokio::time::sleep(PEER_WATCH_INTERVAL).await;
+        if status.has_changed().is_err() {
+            return;
+        }
+        for (peer, connected) in peers.connected() {
+            // A peer starts out disconnected: only a connection is news.
+            if reported.get(&peer).copied().unwrap_or(false) != connected {
+                let event = match connected {
+                    true => NodeEvent::PeerConnected { peer: peer.0 },
+                    false => NodeEvent::PeerDisconnected { peer: peer.0 },
+                };
+                let _ = events.send(event);
+            }
+            reported.insert(peer, connected);
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! # chorus-runtime
 //!
 //! The driver that runs a [`chorus_core`] Raft node for real: tokio for
-//! tasks and timers, QUIC (quinn) between nodes, an fsync'd log file on disk.
+//! tasks and timers, QUIC (quinn) between nodes, a segmented write-ahead log
+//! and snapshot files on disk.
 //! The core decides everything and performs nothing; this crate performs
 //! everything and decides nothing.
 //!
@@ -60,7 +61,8 @@
 //!
 //! ## Code map
 //!
-//! - [`storage`]: the append-only, checksummed log file; replay and
+//! - [`storage`]: the write-ahead log in checksummed segments, snapshot
+//!   files written atomically, compaction behind snapshots; replay and
 //!   torn-tail recovery on open.
 //! - [`certs`]: the cluster CA, node and client certificates (rcgen).
 //! - [`transport`]: the QUIC endpoint with mutual TLS; a peer's node id
@@ -69,21 +71,26 @@
 //!   [`driver::DriverHandle`] is the in-process client API (`propose`,
 //!   `read`, `is_leader`, `leader_id`, `wait_for_leader`, `status`,
 //!   `change_membership`, `add_peer`).
-//! - [`http`]: the HTTP/JSON client API (axum) for a key-value node, and
-//!   `POST /v1/members`, which drives a node's join.
+//! - [`http`]: the HTTP/JSON client API (axum) for a key-value node, over
+//!   TLS on request: keys, status, members (join, list, remove), `/metrics`
+//!   and `/v1/events`, with a request-rate limit.
+//! - [`events`]: what happens to a node, as `DriverHandle::subscribe` and
+//!   `/v1/events` stream it. [`metrics`]: counters, histograms and the
+//!   Prometheus text format.
 //! - `src/bin/chorus/`: the `chorus` binary (`certs`, `node`, and the
 //!   client commands).
 //!
 //! ## Not yet here
 //!
-//! Log compaction on disk (the log file only grows), removing members
-//! through the API, HTTPS for the client API, metrics and events (see
-//! issue 14).
+//! DNS discovery, an embedded engine for large state machines, and
+//! the benchmark against etcd (see issue 14 and `docs/runtime.md`).
 
 #![warn(missing_docs)]
 
 pub mod certs;
 pub mod driver;
+pub mod events;
 pub mod http;
+pub mod metrics;
 pub mod storage;
 pub mod transport;

@@ -160,6 +160,14 @@ pub struct TransportCounters {
     /// Messages dropped because their peer had no working connection
     /// (connecting or backing off), or its outbox was full.
     pub unreachable_dropped: u64,
+    /// Messages sent (each on a stream of its own).
+    pub messages_sent: u64,
+    /// Bytes of the messages sent.
+    pub bytes_sent: u64,
+    /// Messages received from authenticated peers and queued for the node.
+    pub messages_received: u64,
+    /// Bytes of the messages received.
+    pub bytes_received: u64,
 }
 
 #[derive(Default)]
@@ -173,6 +181,10 @@ struct Counters {
     connections_adopted: AtomicU64,
     connections_failed: AtomicU64,
     unreachable_dropped: AtomicU64,
+    messages_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    messages_received: AtomicU64,
+    bytes_received: AtomicU64,
 }
 
 impl Counters {
@@ -191,6 +203,10 @@ impl Counters {
             connections_adopted: self.connections_adopted.load(Ordering::Relaxed),
             connections_failed: self.connections_failed.load(Ordering::Relaxed),
             unreachable_dropped: self.unreachable_dropped.load(Ordering::Relaxed),
+            messages_sent: self.messages_sent.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            messages_received: self.messages_received.load(Ordering::Relaxed),
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
         }
     }
 }
@@ -428,6 +444,12 @@ impl PeerBook {
     pub fn list(&self) -> Vec<Peer> {
         peers_of(&self.0)
     }
+
+    /// Each peer, and whether it has a working connection now.
+    pub fn connected(&self) -> BTreeMap<NodeId, bool> {
+        let links = lock(&self.0.links);
+        links.iter().map(|(id, link)| (*id, lock(&link.connections).current().is_some())).collect()
+    }
 }
 
 impl std::fmt::Debug for PeerBook {
@@ -617,7 +639,10 @@ async fn receive_streams(connection: quinn::Connection, peer: NodeId, shared: &S
             if inbox.try_send(message).is_err() {
                 Counters::bump(&counters.inbox_full_dropped);
                 tracing::debug!(%peer, "inbox full or closed; message dropped");
+                return;
             }
+            Counters::bump(&counters.messages_received);
+            counters.bytes_received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         });
     }
 }
@@ -698,7 +723,11 @@ async fn send_to_peer(
                 };
                 backoff.succeeded(Instant::now());
                 let error = match tokio::time::timeout(SEND_STALL_TIMEOUT, send_stream(&connection, &bytes)).await {
-                    Ok(Ok(())) => continue,
+                    Ok(Ok(())) => {
+                        Counters::bump(&counters.messages_sent);
+                        counters.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        continue;
+                    }
                     Ok(Err(error)) => error.to_string(),
                     Err(_) => {
                         connection.close(quinn::VarInt::from_u32(CLOSE_STALLED), b"stalled");

@@ -208,7 +208,7 @@ fn a_three_process_cluster_serves_the_cli_and_http_and_restarts_from_disk() {
 fn bad_flags_are_named_and_never_panic() {
     let root = std::env::temp_dir().join(format!("chorus-flags-{}", std::process::id()));
     let dir = root.to_str().unwrap();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["node", "--id", "1", "--listen", "127.0.0.1:1", "--join", "nowhere", "--data-dir", dir, "--certs", dir],
             "--join",
@@ -231,6 +231,38 @@ fn bad_flags_are_named_and_never_panic() {
             "--bootstrap",
         ),
         (&["node", "--id", "0", "--listen", "127.0.0.1:1", "--data-dir", dir, "--certs", dir], "--id"),
+        (
+            &[
+                "node",
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:1",
+                "--cors-origin",
+                "app.example",
+                "--data-dir",
+                dir,
+                "--certs",
+                dir,
+            ],
+            "CORS origin",
+        ),
+        (
+            &[
+                "node",
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:1",
+                "--wal-segment-bytes",
+                "10",
+                "--data-dir",
+                dir,
+                "--certs",
+                dir,
+            ],
+            "--wal-segment-bytes",
+        ),
         (&["node", "--id", "1", "--listen", "nowhere", "--data-dir", dir, "--certs", dir], "--listen"),
         (
             &["node", "--id", "1", "--listen", "127.0.0.1:1", "--http", "0.0.0.0:1", "--data-dir", dir, "--certs", dir],

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test file uses a part
 
+use std::io::BufRead;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -33,6 +34,8 @@ pub(crate) struct Cluster {
     pub(crate) initial: Vec<u64>,
     /// `--election-timeout-ms` and `--heartbeat-interval-ms` of every node.
     pub(crate) timing_ms: (u64, u64),
+    /// More `chorus node` flags for every node.
+    pub(crate) extra_args: Vec<String>,
 }
 
 impl Drop for Cluster {
@@ -96,7 +99,7 @@ impl Cluster {
         ));
         std::fs::create_dir_all(&root).unwrap();
         let nodes = (1..=size).map(|id| Node { id, quic: free_udp(), http: free_tcp(), child: None }).collect();
-        Cluster { root, nodes, initial: (1..=size).collect(), timing_ms: (1000, 100) }
+        Cluster { root, nodes, initial: (1..=size).collect(), timing_ms: (1000, 100), extra_args: Vec::new() }
     }
 
     /// Ports for one more node (not an initial member); returns its id.
@@ -154,6 +157,7 @@ impl Cluster {
             format!("--heartbeat-interval-ms={}", self.timing_ms.1),
             "--log-level=info".to_string(),
         ];
+        args.extend(self.extra_args.iter().cloned());
         for peer in self.nodes.iter().filter(|peer| peer.id != id && self.initial.contains(&peer.id)) {
             args.push(format!("--peer={}={}", peer.id, peer.quic));
             args.push(format!("--peer-http={}={}", peer.id, peer.http));
@@ -300,5 +304,71 @@ pub(crate) fn eventually(code: i32, args: &[&str]) -> String {
             text(&output.stderr)
         );
         std::thread::sleep(POLL);
+    }
+}
+
+/// Runs `chorus` with `args` to its end, at most `timeout` (then kills it
+/// and fails); returns its exit code and stderr.
+pub(crate) fn run_bounded(args: &[String], timeout: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(CHORUS)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chorus starts");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let output = child.wait_with_output().unwrap();
+            return (status.code(), text(&output.stderr));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chorus {args:?} still ran after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Streams node `id`'s `/v1/events` on a thread: one `(event, data)` pair
+/// per server-sent event.
+pub(crate) fn subscribe(cluster: &Cluster, id: u64) -> std::sync::mpsc::Receiver<(String, serde_json::Value)> {
+    let url = format!("{}/v1/events", cluster.endpoint(id));
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(WAIT * 2)).build().into();
+    let response = agent.get(&url).call().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut name = String::new();
+        for line in std::io::BufReader::new(response.into_body().into_reader()).lines() {
+            let Ok(line) = line else { return };
+            if let Some(event) = line.strip_prefix("event: ").or(line.strip_prefix("event:")) {
+                name = event.trim().to_string();
+            } else if let Some(data) = line.strip_prefix("data: ").or(line.strip_prefix("data:")) {
+                let data = serde_json::from_str(data.trim()).unwrap_or_default();
+                if sender.send((name.clone(), data)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    receiver
+}
+
+/// Waits (bounded) for an event matching `wanted`; returns its data.
+pub(crate) fn wait_for_event(
+    events: &std::sync::mpsc::Receiver<(String, serde_json::Value)>,
+    what: &str,
+    wanted: impl Fn(&str, &serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok((name, data)) if wanted(&name, &data) => return data,
+            Ok(other) => seen.push(other),
+            Err(_) => panic!("no {what} event within {WAIT:?}; saw {seen:?}"),
+        }
     }
 }

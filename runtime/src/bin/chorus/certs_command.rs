@@ -24,6 +24,10 @@ pub(crate) enum CertsCommand {
         /// The node's id (a positive integer).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         id: u64,
+        /// Another IP address or DNS name HTTPS clients reach the node by
+        /// (localhost, 127.0.0.1 and ::1 are always included). Repeat.
+        #[arg(long = "san", value_name = "NAME")]
+        names: Vec<String>,
     },
     /// Issue a client certificate (client-NAME.crt, client-NAME.key), signed by the CA in DIR.
     Client {
@@ -42,8 +46,8 @@ pub(crate) fn run(command: CertsCommand) -> ExitCode {
             println!("created the cluster CA: {}", dir.join("ca.crt").display());
             println!("keep {} secret: whoever holds it can join the cluster", dir.join("ca.key").display());
         }),
-        CertsCommand::Node { dir, id } => {
-            load(&dir).and_then(|ca| ca.write_node(&dir, NodeId(id))).map(|(certificate, key)| {
+        CertsCommand::Node { dir, id, names } => {
+            load(&dir).and_then(|ca| ca.write_node(&dir, NodeId(id), &names)).map(|(certificate, key)| {
                 println!("issued node {id}'s certificate: {} and {}", certificate.display(), key.display());
             })
         }
@@ -58,7 +62,7 @@ pub(crate) fn run(command: CertsCommand) -> ExitCode {
         Err(error) => {
             eprintln!("error: {error}");
             let code = match error {
-                CertsError::Exists(_) | CertsError::BadClientName(_) => exit::USAGE,
+                CertsError::Exists(_) | CertsError::BadClientName(_) | CertsError::BadName(_) => exit::USAGE,
                 _ => exit::FAILED,
             };
             exit::code(code)

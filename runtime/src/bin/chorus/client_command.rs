@@ -20,7 +20,24 @@ const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
 pub(crate) struct Endpoint {
     /// The node's HTTP API (or set CHORUS_ENDPOINT).
     #[arg(long, value_name = "URL", env = "CHORUS_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
-    endpoint: String,
+    pub(crate) endpoint: String,
+    #[command(flatten)]
+    pub(crate) tls: ClientTls,
+}
+
+/// The client's TLS files, for an `https://` endpoint (a node started with
+/// `--http-tls`).
+#[derive(Debug, Args)]
+pub(crate) struct ClientTls {
+    /// The cluster CA's certificate (ca.crt), the only authority trusted.
+    #[arg(long, id = "tls_cacert", value_name = "FILE", env = "CHORUS_CACERT")]
+    cacert: Option<std::path::PathBuf>,
+    /// This client's certificate (from `chorus certs client`).
+    #[arg(long, id = "tls_cert", value_name = "FILE", env = "CHORUS_CERT")]
+    cert: Option<std::path::PathBuf>,
+    /// This client's private key.
+    #[arg(long = "key", id = "tls_key", value_name = "FILE", env = "CHORUS_KEY")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -87,19 +104,21 @@ pub(crate) struct StatusArgs {
     /// The nodes' HTTP APIs; repeat for a row per node.
     #[arg(long = "endpoint", value_name = "URL", env = "CHORUS_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     endpoints: Vec<String>,
+    #[command(flatten)]
+    tls: ClientTls,
 }
 
 /// A failure, with the exit code it maps to.
-struct Failure {
-    code: u8,
-    message: String,
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
 fn unavailable(message: String) -> Failure {
     Failure { code: exit::UNAVAILABLE, message }
 }
 
-fn finish(result: Result<(), Failure>) -> ExitCode {
+pub(crate) fn finish(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => exit::code(exit::OK),
         Err(Failure { code, message }) => {
@@ -111,10 +130,10 @@ fn finish(result: Result<(), Failure>) -> ExitCode {
     }
 }
 
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     session: Option<u64>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Reply {
@@ -128,29 +147,45 @@ impl Reply {
     }
 
     /// The failure for an answer that is not what the command wanted.
-    fn failure(&self) -> Failure {
+    pub(crate) fn failure(&self) -> Failure {
         let code = match self.status {
-            503 | 504 | 502 | 307 | 308 => exit::UNAVAILABLE,
+            429 | 503 | 504 | 502 | 307 | 308 => exit::UNAVAILABLE,
             _ => exit::FAILED,
         };
         Failure { code, message: format!("HTTP {}: {}", self.status, self.message()) }
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
+fn agent(url: &str, tls: &ClientTls) -> Result<ureq::Agent, Failure> {
+    let mut config = ureq::Agent::config_builder();
+    if url.starts_with("https://") {
+        let (Some(cacert), Some(cert), Some(key)) = (&tls.cacert, &tls.cert, &tls.tls_key) else {
+            let message = format!("{url} is HTTPS: give --cacert, --cert and --key (see `chorus certs client`)");
+            return Err(Failure { code: exit::USAGE, message });
+        };
+        let tls = crate::tls_client::from_files(cacert, cert, key)
+            .map_err(|message| Failure { code: exit::USAGE, message })?;
+        config = config.tls_config(tls);
+    }
+    Ok(config
         .http_status_as_error(false)
         .max_redirects(0)
         .max_redirects_will_error(false)
         .timeout_global(Some(REQUEST_TIMEOUT))
         .build()
-        .into()
+        .into())
 }
 
 /// Sends one request, following the node's redirects to the leader.
-fn request(method: &str, endpoint: &str, path_and_query: &str, body: Option<(&str, &[u8])>) -> Result<Reply, Failure> {
-    let agent = agent();
+pub(crate) fn request(
+    method: &str,
+    endpoint: &str,
+    tls: &ClientTls,
+    path_and_query: &str,
+    body: Option<(&str, &[u8])>,
+) -> Result<Reply, Failure> {
     let mut url = format!("{}{path_and_query}", endpoint.trim_end_matches('/'));
+    let agent = agent(&url, tls)?;
     for _ in 0..=MAX_REDIRECTS {
         let builder = ureq::http::Request::builder().method(method).uri(&url);
         let builder = match body {
@@ -205,8 +240,13 @@ fn print_ok(reply: &Reply) {
 pub(crate) fn put(args: PutArgs) -> ExitCode {
     finish((|| {
         let path = format!("/v1/kv/{}", encode_key(&args.key));
-        let reply =
-            request("PUT", &args.endpoint.endpoint, &path, Some(("application/octet-stream", args.value.as_bytes())))?;
+        let reply = request(
+            "PUT",
+            &args.endpoint.endpoint,
+            &args.endpoint.tls,
+            &path,
+            Some(("application/octet-stream", args.value.as_bytes())),
+        )?;
         if reply.status != 200 {
             return Err(reply.failure());
         }
@@ -217,7 +257,13 @@ pub(crate) fn put(args: PutArgs) -> ExitCode {
 
 pub(crate) fn delete(args: DeleteArgs) -> ExitCode {
     finish((|| {
-        let reply = request("DELETE", &args.endpoint.endpoint, &format!("/v1/kv/{}", encode_key(&args.key)), None)?;
+        let reply = request(
+            "DELETE",
+            &args.endpoint.endpoint,
+            &args.endpoint.tls,
+            &format!("/v1/kv/{}", encode_key(&args.key)),
+            None,
+        )?;
         if reply.status != 200 {
             return Err(reply.failure());
         }
@@ -242,7 +288,7 @@ pub(crate) fn get(args: GetArgs) -> ExitCode {
             }
             _ => {}
         }
-        let reply = request("GET", &args.endpoint.endpoint, &path, None)?;
+        let reply = request("GET", &args.endpoint.endpoint, &args.endpoint.tls, &path, None)?;
         match reply.status {
             200 => {
                 let mut stdout = std::io::stdout().lock();
@@ -273,7 +319,13 @@ pub(crate) fn cas(args: CasArgs) -> ExitCode {
         };
         let body = serde_json::json!({ "expected": expected, "new": new }).to_string();
         let path = format!("/v1/kv/{}/cas", encode_key(&args.key));
-        let reply = request("POST", &args.endpoint.endpoint, &path, Some(("application/json", body.as_bytes())))?;
+        let reply = request(
+            "POST",
+            &args.endpoint.endpoint,
+            &args.endpoint.tls,
+            &path,
+            Some(("application/json", body.as_bytes())),
+        )?;
         match reply.status {
             200 => {
                 print_ok(&reply);
@@ -298,7 +350,7 @@ pub(crate) fn status(args: StatusArgs) -> ExitCode {
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut failures = Vec::new();
     for endpoint in &args.endpoints {
-        match request("GET", endpoint, "/v1/status", None) {
+        match request("GET", endpoint, &args.tls, "/v1/status", None) {
             Ok(reply) if reply.status == 200 => match serde_json::from_slice::<serde_json::Value>(&reply.body) {
                 Ok(json) => {
                     let field = |name: &str| match &json[name] {
@@ -323,27 +375,32 @@ pub(crate) fn status(args: StatusArgs) -> ExitCode {
             Err(failure) => failures.push(failure),
         }
     }
-    if !rows.is_empty() {
-        let widths: Vec<usize> = (0..columns.len())
-            .map(|column| rows.iter().map(|row| row[column].len()).chain([columns[column].len()]).max().unwrap_or(0))
-            .collect();
-        let line = |cells: &[String]| {
-            let padded: Vec<String> =
-                cells.iter().zip(&widths).map(|(cell, width)| format!(" {cell:<width$} ")).collect();
-            format!("|{}|", padded.join("|"))
-        };
-        let rule = format!("+{}+", widths.iter().map(|width| "-".repeat(width + 2)).collect::<Vec<_>>().join("+"));
-        println!("{rule}");
-        println!("{}", line(&columns.map(str::to_string)));
-        println!("{rule}");
-        for row in &rows {
-            println!("{}", line(row));
-        }
-        println!("{rule}");
-    }
+    print_table(&columns, &rows);
     let worst = failures.iter().map(|failure| failure.code).max();
     for failure in &failures {
         eprintln!("error: {}", failure.message);
     }
     exit::code(worst.unwrap_or(exit::OK))
+}
+
+/// Prints `rows` under `columns` as a table with rules (nothing if empty).
+pub(crate) fn print_table(columns: &[&str], rows: &[Vec<String>]) {
+    if rows.is_empty() {
+        return;
+    }
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|column| rows.iter().map(|row| row[column].len()).chain([columns[column].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(cell, width)| format!(" {cell:<width$} ")).collect();
+        format!("|{}|", padded.join("|"))
+    };
+    let rule = format!("+{}+", widths.iter().map(|width| "-".repeat(width + 2)).collect::<Vec<_>>().join("+"));
+    println!("{rule}");
+    println!("{}", line(&columns.iter().map(|column| column.to_string()).collect::<Vec<_>>()));
+    println!("{rule}");
+    for row in rows {
+        println!("{}", line(row));
+    }
+    println!("{rule}");
 }

@@ -26,9 +26,10 @@ pub(crate) struct Addresses {
     pub(crate) http: Option<SocketAddr>,
 }
 
-/// `--join ADDR`: a member's HTTP API, `IP:PORT` or `http://IP:PORT`.
+/// `--join ADDR`: a member's HTTP API, `IP:PORT`, `http://IP:PORT` or
+/// `https://IP:PORT` (the scheme follows `--http-tls`).
 pub(crate) fn parse_join(text: &str) -> Result<SocketAddr, String> {
-    let bare = text.strip_prefix("http://").unwrap_or(text).trim_end_matches('/');
+    let bare = text.strip_prefix("http://").or(text.strip_prefix("https://")).unwrap_or(text).trim_end_matches('/');
     bare.parse().map_err(|error| {
         format!("--join {text:?}: expected a member's HTTP address as IP:PORT or http://IP:PORT ({error})")
     })
@@ -98,13 +99,16 @@ pub(crate) struct JoinRefused(pub(crate) String);
 /// async threads.
 pub(crate) fn join(
     endpoint: SocketAddr,
+    tls: Option<ureq::tls::TlsConfig>,
     id: u64,
     disk: u64,
     quic: SocketAddr,
     http: SocketAddr,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<JoinAnswer, JoinRefused> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(tls.unwrap_or_default())
         .http_status_as_error(false)
         .max_redirects(0)
         .max_redirects_will_error(false)
@@ -114,7 +118,7 @@ pub(crate) fn join(
     let body = serde_json::json!({ "id": id, "address": quic.to_string(), "http": http.to_string(), "disk": disk })
         .to_string();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let mut url = format!("http://{endpoint}/v1/members");
+        let mut url = format!("{scheme}://{endpoint}/v1/members");
         for _ in 0..=MAX_REDIRECTS {
             let request = ureq::http::Request::builder()
                 .method("POST")

@@ -17,7 +17,9 @@ mod client_command;
 mod exit;
 mod join;
 mod logging;
+mod member_command;
 mod node_command;
+mod tls_client;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -47,6 +49,9 @@ enum Command {
     Cas(client_command::CasArgs),
     /// A table of the nodes' status.
     Status(client_command::StatusArgs),
+    /// List, add or remove the cluster's members.
+    #[command(subcommand)]
+    Member(member_command::MemberCommand),
 }
 
 fn main() -> ExitCode {
@@ -60,5 +65,15 @@ fn main() -> ExitCode {
         Command::Delete(args) => client_command::delete(args),
         Command::Cas(args) => client_command::cas(args),
         Command::Status(args) => client_command::status(args),
+        Command::Member(command) => member_command::run(command),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

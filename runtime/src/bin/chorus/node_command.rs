@@ -8,7 +8,7 @@ use chorus_core::types::NodeId;
 use chorus_runtime::certs::Identity;
 use chorus_runtime::driver::{Driver, DriverError, Start};
 use chorus_runtime::http::{self, HttpOptions};
-use chorus_runtime::storage::Storage;
+use chorus_runtime::storage::{Storage, StorageError, StorageOptions, MIN_SEGMENT_BYTES};
 use chorus_runtime::transport::{Peer, Transport};
 use clap::Args;
 use std::collections::BTreeMap;
@@ -32,11 +32,17 @@ pub(crate) struct NodeArgs {
     /// trusted networks.
     #[arg(long)]
     insecure_http: bool,
+    /// Serve the HTTP API over TLS with this node's certificate, and accept
+    /// only clients presenting a certificate signed by the cluster CA
+    /// (`chorus certs client`). Required on a non-loopback --http address
+    /// (unless --insecure-http). Every node of a cluster should agree.
+    #[arg(long, conflicts_with = "insecure_http")]
+    http_tls: bool,
     /// Directory for this node's Raft log (created if missing).
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
-    /// Directory holding ca.crt and this node's node-<ID>.crt and
-    /// node-<ID>.key (see `chorus certs`).
+    /// Directory holding ca.crt and this node's node-N.crt and
+    /// node-N.key (see `chorus certs`).
     #[arg(long, value_name = "DIR")]
     certs: PathBuf,
     /// First start of a member of the initial cluster (this node and its
@@ -67,9 +73,33 @@ pub(crate) struct NodeArgs {
     /// Leader heartbeat interval in milliseconds (below the election timeout).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     heartbeat_interval_ms: u64,
+    /// Take a snapshot (and compact the log on disk) every this many applied
+    /// entries (0: only by size, 64 MiB of commands).
+    #[arg(long, default_value_t = 100_000, value_name = "ENTRIES")]
+    snapshot_entries: u64,
+    /// Log entries kept before each snapshot, so that a follower slightly
+    /// behind catches up from the log rather than by snapshot.
+    #[arg(long, default_value_t = 5_000, value_name = "ENTRIES")]
+    snapshot_retained_entries: u64,
+    /// Size at which a segment of the write-ahead log ends, in bytes.
+    #[arg(long, default_value_t = chorus_runtime::storage::DEFAULT_SEGMENT_BYTES, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(MIN_SEGMENT_BYTES..))]
+    wal_segment_bytes: u64,
+    /// Client requests served per second (bursts of one second's worth);
+    /// beyond it the API answers 429. 0: no limit.
+    #[arg(long, default_value_t = http::DEFAULT_MAX_REQUESTS_PER_SECOND, value_name = "N")]
+    max_requests_per_second: u32,
+    /// A browser origin (scheme://host or scheme://host:port) allowed to call the API
+    /// across origins. Repeat; none by default (CORS off).
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = parse_origin)]
+    cors_origins: Vec<String>,
     /// Log filter, e.g. `info` or `chorus_runtime=debug` (overrides RUST_LOG).
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+}
+
+fn parse_origin(text: &str) -> Result<String, String> {
+    http::validate_origin(text).map(|()| text.to_string())
 }
 
 fn parse_peer(text: &str) -> Result<(u64, SocketAddr), String> {
@@ -137,11 +167,11 @@ fn check(args: &NodeArgs) -> Result<(), String> {
             args.heartbeat_interval_ms, args.election_timeout_ms
         ));
     }
-    if !args.http.ip().is_loopback() && !args.insecure_http {
+    if !args.http.ip().is_loopback() && !args.insecure_http && !args.http_tls {
         return Err(format!(
-            "--http {} is not a loopback address. The HTTP API has no TLS or client authentication yet \
-             (HTTPS with client certificates from the cluster CA comes in a later version), so anyone who \
-             reaches it could read and write. Listen on 127.0.0.1, or add --insecure-http on a trusted network.",
+            "--http {} is not a loopback address: serve it with --http-tls (HTTPS; clients must present a \
+             certificate from the cluster CA), or add --insecure-http on a trusted network (anyone who reaches \
+             it could read and write).",
             args.http
         ));
     }
@@ -160,17 +190,10 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
             id.0
         )))
     })?;
-    let (storage, recovered) = Storage::open(&args.data_dir).map_err(|error| Err(error.into()))?;
-    if recovered.discarded_tail_bytes > 0 {
-        tracing::warn!(bytes = recovered.discarded_tail_bytes, "discarded a torn record at the end of the log");
-    }
-    // Where the members listen: what the node remembered, then the flags.
-    let mut addresses = join::load_peers(&args.data_dir).map_err(|error| Err(error.into()))?;
-    addresses.remove(&id.0);
-    for (peer, quic) in &args.peers {
-        let http = args.peer_http.iter().find(|(other, _)| other == peer).map(|(_, http)| *http);
-        addresses.insert(*peer, Addresses { quic: *quic, http });
-    }
+    let storage_options = StorageOptions { segment_bytes: args.wal_segment_bytes };
+    let (storage, recovered) =
+        Storage::open_with(&args.data_dir, storage_options).map_err(|error| storage_refusal(error, &args))?;
+    let mut addresses = known_addresses(&args)?;
     let peers: Vec<Peer> =
         addresses.iter().map(|(peer, found)| Peer { id: NodeId(*peer), address: found.quic }).collect();
     let start = match (args.bootstrap, args.join) {
@@ -183,14 +206,9 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
         (false, None) => Start::Restart,
     };
     let (transport, inbox) = Transport::bind(id, args.listen, &identity, &peers).map_err(|error| Err(error.into()))?;
-    let mut voters: Vec<NodeId> = args.peers.iter().map(|(peer, _)| NodeId(*peer)).collect();
-    voters.push(id);
-    let mut config = Config::new(id, voters);
-    config.rng_seed = rng_seed();
-    config.election_timeout_ms = args.election_timeout_ms;
-    config.heartbeat_interval_ms = args.heartbeat_interval_ms;
-    let (driver, handle) = Driver::new(start, config, KvStore::default(), storage, recovered, transport, inbox)
-        .map_err(|error| refusal_or_error(error, &args))?;
+    let (driver, handle) =
+        Driver::new(start, raft_config(&args), KvStore::default(), storage, recovered, transport, inbox)
+            .map_err(|error| refusal_or_error(error, &args))?;
 
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
@@ -209,28 +227,10 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
     let driver_task = tokio::spawn(driver.run_until(until_stopped(stopped.clone())));
 
     if let (Start::Join { disk }, Some(endpoint)) = (start, args.join) {
-        tracing::info!(%id, %disk, %endpoint, "joining the cluster on a new disk");
-        let (quic, http) = (args.listen, args.http);
-        let asking = std::sync::Arc::clone(&stopping);
-        let answer = tokio::task::spawn_blocking(move || join::join(endpoint, id.0, disk.0, quic, http, &asking))
-            .await
-            .map_err(|error| Err(error.into()))?;
-        match answer {
-            Ok(answer) => {
-                for member in answer.members.iter().filter(|member| member.id != id.0) {
-                    handle.add_peer(Peer { id: NodeId(member.id), address: member.address });
-                    addresses.insert(member.id, Addresses { quic: member.address, http: member.http });
-                }
-                tracing::info!(%id, voters = ?answer.voters, "joined the cluster as a voter");
-            }
-            Err(join::JoinRefused(message)) if stopping.load(std::sync::atomic::Ordering::Relaxed) => {
-                tracing::info!("{message}");
-            }
-            Err(join::JoinRefused(message)) => {
-                drop(handle);
-                let _ = driver_task.await;
-                return Err(Ok(Refusal(message)));
-            }
+        if let Err(refusal) = join_cluster(&args, &identity, disk, endpoint, &handle, &mut addresses, &stopping).await {
+            drop(handle);
+            let _ = driver_task.await;
+            return Err(refusal);
         }
     }
     if let Err(error) = join::save_peers(&args.data_dir, &addresses) {
@@ -245,8 +245,7 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
         .filter_map(|(peer, found)| Some((NodeId(*peer), found.http?)))
         .chain(std::iter::once((id, args.http)))
         .collect();
-    let options = HttpOptions { peer_http, listen: Some(args.listen) };
-    let http_task = tokio::spawn(http::serve(listener, handle.clone(), options, until_stopped(stopped)));
+    let http_task = spawn_http(&args, &identity, listener, handle.clone(), peer_http, until_stopped(stopped))?;
     tracing::info!(%id, listen = %args.listen, http = %args.http, "node started");
 
     let result: Result<(), Box<dyn std::error::Error>> = match driver_task.await {
@@ -260,6 +259,96 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
         Err(error) => tracing::warn!(%error, "the HTTP server task failed"),
     }
     result.map_err(Err)
+}
+
+/// Where the members listen: what the node remembered, then the flags.
+fn known_addresses(args: &NodeArgs) -> Result<BTreeMap<u64, Addresses>, ServeError> {
+    let mut addresses = join::load_peers(&args.data_dir).map_err(|error| Err(error.into()))?;
+    addresses.remove(&args.id);
+    for (peer, quic) in &args.peers {
+        let http = args.peer_http.iter().find(|(other, _)| other == peer).map(|(_, http)| *http);
+        addresses.insert(*peer, Addresses { quic: *quic, http });
+    }
+    Ok(addresses)
+}
+
+/// The Raft configuration the flags ask for.
+fn raft_config(args: &NodeArgs) -> Config {
+    let id = NodeId(args.id);
+    let mut voters: Vec<NodeId> = args.peers.iter().map(|(peer, _)| NodeId(*peer)).collect();
+    voters.push(id);
+    let mut config = Config::new(id, voters);
+    config.rng_seed = rng_seed();
+    config.election_timeout_ms = args.election_timeout_ms;
+    config.heartbeat_interval_ms = args.heartbeat_interval_ms;
+    config.snapshot_policy.entries = args.snapshot_entries;
+    config.max_retained_entries = args.snapshot_retained_entries;
+    config
+}
+
+/// Asks the cluster at `endpoint` to take this node in on `disk` (blocking
+/// work, off the async threads); learns the members' addresses from the
+/// answer. `Err` is a refusal the operator must see.
+async fn join_cluster(
+    args: &NodeArgs,
+    identity: &Identity,
+    disk: DiskId,
+    endpoint: SocketAddr,
+    handle: &chorus_runtime::driver::DriverHandle,
+    addresses: &mut BTreeMap<u64, Addresses>,
+    stopping: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), ServeError> {
+    let id = args.id;
+    tracing::info!(%id, %disk, %endpoint, "joining the cluster on a new disk");
+    let (quic, http) = (args.listen, args.http);
+    let asking = std::sync::Arc::clone(stopping);
+    let tls = args.http_tls.then(|| {
+        crate::tls_client::from_der(identity.ca_der(), identity.certificate_der(), identity.private_key_der())
+    });
+    let answer = tokio::task::spawn_blocking(move || join::join(endpoint, tls, id, disk.0, quic, http, &asking))
+        .await
+        .map_err(|error| Err(error.into()))?;
+    match answer {
+        Ok(answer) => {
+            for member in answer.members.iter().filter(|member| member.id != id) {
+                handle.add_peer(Peer { id: NodeId(member.id), address: member.address });
+                addresses.insert(member.id, Addresses { quic: member.address, http: member.http });
+            }
+            tracing::info!(%id, voters = ?answer.voters, "joined the cluster as a voter");
+            Ok(())
+        }
+        Err(join::JoinRefused(message)) if stopping.load(std::sync::atomic::Ordering::Relaxed) => {
+            tracing::info!("{message}");
+            Ok(())
+        }
+        Err(join::JoinRefused(message)) => Err(Ok(Refusal(message))),
+    }
+}
+
+/// Serves the HTTP API on `listener` (over TLS with --http-tls) until
+/// `shutdown` resolves.
+fn spawn_http(
+    args: &NodeArgs,
+    identity: &Identity,
+    listener: tokio::net::TcpListener,
+    handle: chorus_runtime::driver::DriverHandle,
+    peer_http: BTreeMap<NodeId, SocketAddr>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, ServeError> {
+    let options = HttpOptions {
+        peer_http,
+        listen: Some(args.listen),
+        max_requests_per_second: args.max_requests_per_second,
+        scheme: if args.http_tls { "https" } else { "http" },
+        cors_origins: args.cors_origins.clone(),
+    };
+    if !args.http_tls {
+        return Ok(tokio::spawn(http::serve(listener, handle, options, shutdown)));
+    }
+    let config = http::tls::server_config(identity)
+        .map_err(|error| Err(format!("cannot serve HTTPS with node {}'s certificate: {error}", args.id).into()))?;
+    let listener = http::tls::TlsListener::new(listener, config).map_err(|error| Err(error.into()))?;
+    Ok(tokio::spawn(http::serve(listener, handle, options, shutdown)))
 }
 
 /// How often the members' addresses the transport knows are compared with
@@ -304,6 +393,26 @@ fn fresh_disk_id() -> DiskId {
         if disk != DiskId::BOOTSTRAP {
             return disk;
         }
+    }
+}
+
+/// A data directory the node must not start from is a refusal that says
+/// what to do; other storage errors are failures.
+fn storage_refusal(error: StorageError, args: &NodeArgs) -> ServeError {
+    let dir = args.data_dir.display();
+    match error {
+        error if error.is_damage() => Ok(Refusal(format!(
+            "refusing to start: the data in {dir} is damaged: {error}.\n  \
+             Acknowledged writes may be lost, so this node must not vote from this disk again. The safe path: \
+             move {dir} aside (keep it for inspection), then start this node with --join ADDR (a member's HTTP \
+             address) on an empty data directory: it comes back as a new disk, catches up from the others, and \
+             the leader records the new disk. Do not use --bootstrap."
+        ))),
+        StorageError::LegacyLog { .. } => Ok(Refusal(format!(
+            "refusing to start: {error}. Move {dir} aside and start this node with --join ADDR on an empty \
+             data directory"
+        ))),
+        other => Err(other.into()),
     }
 }
 

@@ -37,8 +37,18 @@
 // built only on error paths, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+mod cors;
+mod limit;
+mod members;
+mod observe;
+pub mod tls;
+
+pub use cors::{validate_origin, CORS_MAX_AGE_SECONDS};
+pub use limit::DEFAULT_MAX_REQUESTS_PER_SECOND;
+pub use members::{JoinAnswer, MemberAddress, MemberInfo, MembersAnswer, JOIN_TIMEOUT, MEMBERSHIP_CHANGE_TIMEOUT};
+pub use observe::{render_metrics, MAX_EVENT_SUBSCRIBERS};
+
 use crate::driver::{Answer, DriverHandle, DriverStopped, NodeStatus};
-use crate::transport::Peer;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -47,7 +57,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvResponse};
-use chorus_core::raft::{ChangeError, ClientResult, DropReason, MembershipChange, ReadConsistency, Role};
+use chorus_core::raft::{ClientResult, DropReason, ReadConsistency};
 use chorus_core::types::{LogIndex, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -76,6 +86,15 @@ pub struct HttpOptions {
     pub peer_http: BTreeMap<NodeId, SocketAddr>,
     /// This node's own peer (QUIC) address, told to joining nodes.
     pub listen: Option<SocketAddr>,
+    /// Requests per second served (a burst of one second's worth); beyond
+    /// it 429. 0: no limit.
+    pub max_requests_per_second: u32,
+    /// The scheme of the nodes' APIs (`https` when they serve TLS), for
+    /// redirects; `http` when empty.
+    pub scheme: &'static str,
+    /// Browser origins (`scheme://host[:port]`) allowed to call the API
+    /// across origins; none by default (no CORS headers are sent).
+    pub cors_origins: Vec<String>,
 }
 
 struct Shared {
@@ -83,6 +102,9 @@ struct Shared {
     /// [`HttpOptions::peer_http`], and the addresses of members that joined.
     peer_http: std::sync::RwLock<BTreeMap<NodeId, SocketAddr>>,
     listen: Option<SocketAddr>,
+    rate_limiter: Option<limit::RateLimiter>,
+    scheme: &'static str,
+    cors_origins: Vec<String>,
 }
 
 impl Shared {
@@ -95,27 +117,45 @@ type AppState = Arc<Shared>;
 
 /// The API's routes, for `handle`'s node.
 pub fn router(handle: DriverHandle, options: HttpOptions) -> Router {
-    let state =
-        Arc::new(Shared { handle, peer_http: std::sync::RwLock::new(options.peer_http), listen: options.listen });
+    let rate_limiter = (options.max_requests_per_second > 0)
+        .then(|| limit::RateLimiter::new(options.max_requests_per_second, std::time::Instant::now()));
+    let state = Arc::new(Shared {
+        handle,
+        peer_http: std::sync::RwLock::new(options.peer_http),
+        listen: options.listen,
+        rate_limiter,
+        scheme: if options.scheme.is_empty() { "http" } else { options.scheme },
+        cors_origins: options.cors_origins,
+    });
     Router::new()
         .route("/v1/kv/{key}", get(get_key).put(put_key).delete(delete_key))
         .route("/v1/kv/{key}/cas", post(cas_key))
         .route("/v1/status", get(status))
         .route("/health", get(health))
-        .route("/v1/members", post(join_member))
+        .route("/metrics", get(observe::metrics))
+        .route("/v1/events", get(observe::events))
+        .route("/v1/members", post(members::join_member).get(members::list_members))
+        .route("/v1/members/{id}", axum::routing::delete(members::remove_member))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no_route", "no such endpoint; see docs/runtime.md") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), limit::limit_rate))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), cors::cors))
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves (requests in
-/// progress are finished first).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves the API on `listener` (a `tokio::net::TcpListener`, or a
+/// [`tls::TlsListener`]) until `shutdown` resolves (requests in progress are
+/// finished first).
+pub async fn serve<L>(
+    listener: L,
     handle: DriverHandle,
     options: HttpOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router(handle, options)).with_graceful_shutdown(shutdown).await
 }
 
@@ -230,7 +270,7 @@ fn outcome(state: &Shared, uri: &Uri, answer: Answer) -> Result<(KvResponse, Log
 /// `307` to `leader`'s HTTP address for the same path and query, if known.
 fn redirect(state: &Shared, uri: &Uri, leader: NodeId) -> Option<Response> {
     let address = state.http_of(leader)?;
-    let target = format!("http://{address}{}", uri.path_and_query().map_or("/", |path| path.as_str()));
+    let target = format!("{}://{address}{}", state.scheme, uri.path_and_query().map_or("/", |path| path.as_str()));
     let mut response =
         error(StatusCode::TEMPORARY_REDIRECT, "not_leader", format!("node {leader} is the leader; retry at {target}"));
     response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&target).ok()?);
@@ -426,21 +466,11 @@ pub struct StatusReport {
     pub connections_refused: u64,
 }
 
-fn role_name(role: Role) -> String {
-    match role {
-        Role::Leader => "leader",
-        Role::Follower => "follower",
-        Role::Candidate => "candidate",
-        Role::PreCandidate => "pre-candidate",
-    }
-    .to_string()
-}
-
 fn report(state: &Shared, status: &NodeStatus) -> StatusReport {
     let leader_http = status.raft.leader.and_then(|leader| state.http_of(leader)).map(|address| address.to_string());
     StatusReport {
         node: status.raft.id.0,
-        role: role_name(status.raft.role),
+        role: crate::events::role_name(status.raft.role).to_string(),
         term: status.raft.term.0,
         leader: status.raft.leader.map(|leader| leader.0),
         leader_http,
@@ -469,175 +499,6 @@ async fn health(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
-}
-
-/// How long `POST /v1/members` keeps driving a join (catching up, then
-/// the promotion) before answering 504; the joining node asks again.
-pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How often a join waiting for the new member to catch up tries again.
-const JOIN_RETRY_INTERVAL: Duration = Duration::from_millis(100);
-
-/// The body of `POST /v1/members`: the node that joins.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JoinRequest {
-    /// Its node id (its certificate must name it).
-    id: u64,
-    /// Its peer (QUIC) address.
-    address: SocketAddr,
-    /// Its HTTP address, for redirects to it once it leads.
-    http: Option<SocketAddr>,
-    /// The disk it runs on (`/v1/status` shows it). With it, the join is
-    /// done only once the configuration records this disk; without it, once
-    /// the leader believes the node votes from its current disk (which,
-    /// right after a wiped node restarts, may still be its old one).
-    disk: Option<u64>,
-}
-
-/// A member in the answer to `POST /v1/members`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct MemberAddress {
-    /// Its node id.
-    pub id: u64,
-    /// Its peer (QUIC) address.
-    pub address: SocketAddr,
-    /// Its HTTP address, if known.
-    pub http: Option<SocketAddr>,
-}
-
-/// The answer to a successful `POST /v1/members`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JoinAnswer {
-    /// The node that joined, now a voter on its current disk.
-    pub id: u64,
-    /// The voters after the change.
-    pub voters: Vec<u64>,
-    /// The leader, and every peer it knows, with their addresses.
-    pub members: Vec<MemberAddress>,
-}
-
-/// `POST /v1/members`: makes node `id` a voter on the disk it runs on now.
-/// On the leader, step by step until it holds: a node in no role is added
-/// as a learner; a learner that has caught up is promoted; a voter whose
-/// disk was replaced (a wiped node that came back with `--join`) has its
-/// new disk recorded once it has caught up (`RenewDisk`). Answers 200 once
-/// the node votes from its current disk; asking again then changes nothing.
-async fn join_member(
-    State(state): State<AppState>,
-    uri: Uri,
-    body: Result<Json<JoinRequest>, JsonRejection>,
-) -> Response {
-    let request = match body {
-        Ok(Json(request)) => request,
-        Err(rejection) => {
-            return error(
-                rejection.status(),
-                "bad_body",
-                format!(
-                    "{}: expected {{\"id\": N, \"address\": \"IP:PORT\", \"http\": \"IP:PORT\"}}",
-                    rejection.body_text()
-                ),
-            )
-        }
-    };
-    if request.id == 0 {
-        return error(StatusCode::BAD_REQUEST, "bad_body", "node ids start at 1");
-    }
-    let node = NodeId(request.id);
-    let status = state.handle.status();
-    if !status.is_leader() {
-        return not_leader_answer(&state, &uri, status.raft.leader);
-    }
-    if node != status.id() && !state.handle.add_peer(Peer { id: node, address: request.address }) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "too_many_peers", "the transport's peer limit is reached");
-    }
-    if let Some(http) = request.http {
-        state.peer_http.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(node, http);
-    }
-    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
-    loop {
-        let status = state.handle.status();
-        if !status.is_leader() {
-            return not_leader_answer(&state, &uri, status.raft.leader);
-        }
-        let recorded = status.voter_disks.get(&node).map(|disk| disk.0);
-        if recorded.is_some() && recorded == request.disk {
-            return joined(&state, node);
-        }
-        let change = if status.learners.contains(&node) {
-            MembershipChange::Promote(node)
-        } else if status.voters.contains(&node) {
-            MembershipChange::RenewDisk(node)
-        } else {
-            MembershipChange::AddLearner(node)
-        };
-        let asked = tokio::time::timeout_at(deadline, state.handle.change_membership(change.clone())).await;
-        let retry = match asked {
-            Err(_) => break,
-            Ok(Err(DriverStopped)) => {
-                return error(StatusCode::SERVICE_UNAVAILABLE, "stopping", "the node is stopping; ask again")
-            }
-            Ok(Ok(Ok(answer))) => match answer.result {
-                ClientResult::Ok(_) => {
-                    tracing::info!(%node, ?change, "membership change applied");
-                    false
-                }
-                ClientResult::NotLeader { leader_hint } => return not_leader_answer(&state, &uri, Some(leader_hint)),
-                other => {
-                    tracing::info!(%node, ?change, ?other, "membership change not applied; retrying");
-                    true
-                }
-            },
-            // The node votes from the disk the leader last heard it on:
-            // done, unless it said it runs on another one (the leader has not
-            // heard from the new disk yet).
-            Ok(Ok(Err(ChangeError::DiskCurrent(_)))) if request.disk.is_none() => return joined(&state, node),
-            Ok(Ok(Err(ChangeError::DiskCurrent(_)))) => true,
-            Ok(Ok(Err(ChangeError::NotCaughtUp(_) | ChangeError::ChangeInFlight))) => true,
-            Ok(Ok(Err(ChangeError::NotLeader))) => return not_leader_answer(&state, &uri, None),
-            Ok(Ok(Err(refused))) => {
-                return error(StatusCode::CONFLICT, "membership_refused", format!("{change:?} refused: {refused}"))
-            }
-        };
-        if retry {
-            if tokio::time::Instant::now() + JOIN_RETRY_INTERVAL > deadline {
-                break;
-            }
-            tokio::time::sleep(JOIN_RETRY_INTERVAL).await;
-        }
-    }
-    error(
-        StatusCode::GATEWAY_TIMEOUT,
-        "timeout",
-        format!("node {node} did not become a voter within {JOIN_TIMEOUT:?} (still catching up?); ask again"),
-    )
-}
-
-/// Not the leader: `307` to it when its address is known, else 503.
-fn not_leader_answer(state: &Shared, uri: &Uri, leader: Option<NodeId>) -> Response {
-    match leader.and_then(|leader| redirect(state, uri, leader)) {
-        Some(response) => response,
-        None => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "no_leader", "this node is not the leader and knows no other; retry")
-        }
-    }
-}
-
-fn joined(state: &Shared, node: NodeId) -> Response {
-    let status = state.handle.status();
-    let mut members: Vec<MemberAddress> = state
-        .handle
-        .peers()
-        .into_iter()
-        .map(|peer| MemberAddress { id: peer.id.0, address: peer.address, http: state.http_of(peer.id) })
-        .collect();
-    if let Some(listen) = state.listen {
-        members.push(MemberAddress { id: status.id().0, address: listen, http: state.http_of(status.id()) });
-    }
-    members.sort_by_key(|member| member.id);
-    let voters = status.voters.iter().map(|voter| voter.0).collect();
-    Json(JoinAnswer { id: node.0, voters, members }).into_response()
 }
 
 #[cfg(test)]
