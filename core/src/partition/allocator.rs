@@ -30,6 +30,12 @@ pub const MIN_BALANCE_SLACK: f64 = 1.0;
 /// Two diversity scores closer than this are equal.
 const DIVERSITY_EPSILON: f64 = 1e-9;
 
+/// A diversity score as a whole number of millionths, so that sums taken in
+/// different orders (1/3 + 1 + 1 against 1 + 1 + 1/3) compare equal.
+fn quantized(diversity: f64) -> i64 {
+    (diversity * 1e6).round() as i64
+}
+
 /// Replica and leader counts per node, including moves in flight.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -228,7 +234,7 @@ impl<'a> Allocator<'a> {
                 (
                     self.must_replace(id),
                     !self.is_up(id),
-                    -self.diversity(id, members.iter().copied()),
+                    -quantized(self.diversity(id, members.iter().copied())),
                     self.replica_load(id),
                     id,
                 )
@@ -418,6 +424,22 @@ mod tests {
         let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
         assert_eq!(alloc.improve_diversity(&range(&[1, 2, 3])), Some((NodeId(4), NodeId(2))));
         assert_eq!(alloc.improve_diversity(&range(&[1, 3, 4])), None, "already in every zone");
+    }
+
+    #[test]
+    fn equal_diversity_summed_in_another_order_is_equal_and_load_decides() {
+        // Nodes 1 and 7 share zone 0 and rack 0: with a range on 1, 8, 9
+        // and 7 added, both score 1/3 + 1 + 1, summed in different orders.
+        let nodes: BTreeMap<NodeId, NodeInfo> = (1..=9u64)
+            .map(|n| {
+                let tiers = [format!("zone={}", (n - 1) % 3), format!("rack={}", (n - 1) / 3 % 2), format!("host={n}")];
+                (NodeId(n), NodeInfo::new(NodeId(n), Locality::new(tiers), 1, Time::ZERO))
+            })
+            .collect();
+        let counts = counts(&[63, 59, 22, 1, 3, 21, 0, 2, 21]);
+        let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
+        assert_eq!(alloc.choose_remove(&range(&[1, 8, 9]), Some(NodeId(7)), [1, 8, 9, 7].map(NodeId)), Some(NodeId(1)));
+        assert_eq!(alloc.rebalance(&range(&[1, 8, 9])), Some((NodeId(7), NodeId(1))));
     }
 
     #[test]
