@@ -361,15 +361,19 @@ mod tests {
 
     #[test]
     fn the_convergence_check_names_what_is_not_converged() {
-        let w = world();
-        // Every range is on the three founders; the other nodes have not
-        // joined: converged on three nodes, except that nothing is wrong...
+        // Every range on the three founders, every leader on n1.
+        let mut w = world();
+        let reason = w.convergence().unwrap_err();
+        assert!(reason.starts_with("n1 has 8 leaders"), "{reason}");
+        for (i, range) in w.ranges.values_mut().enumerate() {
+            range.leader = Some(NodeId(i as u64 % 3 + 1));
+        }
         assert!(w.convergence().is_ok(), "{:?}", w.convergence());
-        let mut unbalanced = world();
-        for node in unbalanced.nodes.values_mut() {
+        // The other nodes join, empty.
+        for node in w.nodes.values_mut() {
             (node.joined, node.up) = (true, true);
         }
-        let reason = unbalanced.convergence().unwrap_err();
+        let reason = w.convergence().unwrap_err();
         assert!(reason.contains("replicas, outside"), "{reason}");
     }
 }

@@ -457,16 +457,6 @@ impl PlacementWorld {
         }
     }
 
-    #[cfg(test)]
-    pub(super) fn run_prelude_for_test(&mut self) {
-        self.schedule_joins();
-        self.schedule_faults();
-        self.engine.schedule_at(JOIN_PHASE_US + FAULT_PHASE_US, SimEvent::FaultPhaseEnd);
-        self.engine.schedule_at(REPORT_EVERY_US, SimEvent::Report);
-        self.engine.schedule_at(CHECK_EVERY_US, SimEvent::Check);
-        self.drive_planner();
-    }
-
     /// Records a checker failure; the run stops.
     pub(super) fn fail(&mut self, message: String) {
         let text = message.clone();
