@@ -982,7 +982,7 @@ fn run_random_case(steps: &[Step], size: u64, configure: impl Fn(&mut Config)) -
             return Err(format!("request {request} answered twice: {answers:?}"));
         }
         let acknowledged = matches!(answers.first(), Some(ClientResult::Ok(_)));
-        let committed = committed_log.iter().any(|entry| entry.payload == Payload::Command(command.clone()));
+        let committed = committed_log.iter().any(|entry| entry.payload == Payload::Command(command.clone().into()));
         if acknowledged && !committed {
             return Err(format!("request {request} was acknowledged but is not in the committed log"));
         }

@@ -318,7 +318,7 @@ mod tests {
     }
 
     fn entry(index: u64, term: u64, command: &[u8]) -> Entry {
-        Entry { index: LogIndex(index), term: Term(term), payload: Payload::Command(command.to_vec()) }
+        Entry { index: LogIndex(index), term: Term(term), payload: Payload::Command(command.to_vec().into()) }
     }
 
     fn request(id: u64, truncate_from: Option<u64>, entries: Vec<Entry>, term: u64) -> PersistRequest {

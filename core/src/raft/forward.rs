@@ -7,6 +7,7 @@ use super::node::{RaftNode, Role, FORWARD_TIMEOUT_ELECTIONS};
 use super::output::{ClientResult, DropReason};
 use crate::state_machine::StateMachine;
 use crate::types::{LogIndex, NodeId, RequestId, Term, Time};
+use bytes::Bytes;
 use std::collections::BTreeMap;
 
 /// A proposal this follower forwarded to the leader.
@@ -134,7 +135,7 @@ impl<S: StateMachine> RaftNode<S> {
         }
     }
 
-    pub(super) fn forward_proposal(&mut self, now: Time, request: RequestId, command: Vec<u8>) {
+    pub(super) fn forward_proposal(&mut self, now: Time, request: RequestId, command: Bytes) {
         let leader = self.leader.expect("forwarding needs a known leader");
         if command.len() > self.config.max_command_bytes {
             return self.respond(request, ClientResult::Dropped(DropReason::TooLarge));
@@ -151,7 +152,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// A leader appends a forwarded proposal like its own, but the answer is
     /// where it was placed: the follower answers its client when it applies
     /// that entry.
-    pub(super) fn handle_forward(&mut self, from: NodeId, id: RequestTag, command: Vec<u8>) {
+    pub(super) fn handle_forward(&mut self, from: NodeId, id: RequestTag, command: Bytes) {
         let outcome = if self.role != Role::Leader || self.transfer.is_some() {
             ForwardOutcome::NotLeader
         } else if command.len() > self.config.max_command_bytes {

@@ -14,6 +14,7 @@ use super::snapshot::IncomingSnapshot;
 use super::transfer::{Transfer, TransferError};
 use crate::state_machine::StateMachine;
 use crate::types::{LogIndex, NodeId, RequestId, Term, Time, MAX_TERM_JUMP};
+use bytes::Bytes;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
@@ -506,8 +507,9 @@ impl<S: StateMachine> RaftNode<S> {
     /// On a follower that knows the leader, with
     /// [`Config::forward_proposals`], the command is forwarded to the leader
     /// and answered here once this node applies it.
-    pub fn propose(&mut self, now: Time, request: RequestId, command: Vec<u8>) {
+    pub fn propose(&mut self, now: Time, request: RequestId, command: impl Into<Bytes>) {
         self.now = now;
+        let command = command.into();
         if self.role != Role::Leader && self.config.forward_proposals && self.leader.is_some() {
             self.forward_proposal(now, request, command);
         } else {
