@@ -9,7 +9,9 @@
 use crate::state_machine::{RestoreError, StateMachine};
 use crate::types::LogIndex;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 
 /// Default for [`KvStore::with_max_sessions`].
 pub const DEFAULT_MAX_SESSIONS: usize = 4096;
@@ -145,15 +147,45 @@ struct KvSnapshot {
     sessions: BTreeMap<u64, Session>,
 }
 
+/// What a snapshot encodes: the same layout as [`KvSnapshot`], in key order,
+/// borrowing the store's maps instead of copying them.
+#[derive(Serialize)]
+struct KvSnapshotRef<'a> {
+    data: BTreeMap<&'a [u8], &'a [u8]>,
+    sessions: BTreeMap<u64, &'a Session>,
+}
+
+/// Hash maps with a fixed hasher (SipHash with zero keys): no process-wide
+/// random state in the core. Nothing iterates them where order could leak
+/// into behaviour; snapshots sort.
+type FixedHashMap<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+
 /// The key-value state machine.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// A write costs O(1) map work: hash maps for data and sessions, and an
+/// activity queue in apply order for evicting the least recently active
+/// session (an entry there is stale once its session has written again;
+/// stale entries are skipped when evicting and dropped when they outnumber
+/// the live ones).
+#[derive(Clone, Debug)]
 pub struct KvStore {
-    data: BTreeMap<Vec<u8>, Vec<u8>>,
-    sessions: BTreeMap<u64, Session>,
-    /// Sessions by last activity, to evict the least recently active.
-    sessions_by_activity: BTreeSet<(LogIndex, u64)>,
+    data: FixedHashMap<Vec<u8>, Vec<u8>>,
+    sessions: FixedHashMap<u64, Session>,
+    /// `(last_index, client)` of session writes in apply order; the live
+    /// entry of each session is the one matching its `last_index`.
+    activity: VecDeque<(LogIndex, u64)>,
     max_sessions: usize,
 }
+
+/// Stores are equal when they hold the same data and sessions (the activity
+/// queue is bookkeeping: its stale entries depend on history, not state).
+impl PartialEq for KvStore {
+    fn eq(&self, other: &KvStore) -> bool {
+        self.data == other.data && self.sessions == other.sessions && self.max_sessions == other.max_sessions
+    }
+}
+
+impl Eq for KvStore {}
 
 fn codec() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -241,9 +273,9 @@ impl KvStore {
     /// the snapshot.
     pub fn with_max_sessions(max_sessions: usize) -> KvStore {
         KvStore {
-            data: BTreeMap::new(),
-            sessions: BTreeMap::new(),
-            sessions_by_activity: BTreeSet::new(),
+            data: FixedHashMap::default(),
+            sessions: FixedHashMap::default(),
+            activity: VecDeque::new(),
             max_sessions: max_sessions.max(1),
         }
     }
@@ -303,41 +335,66 @@ impl KvStore {
     }
 
     fn record_session(&mut self, index: LogIndex, session: SessionRef, response: KvResponse) {
-        if let Some(old) = self.sessions.get(&session.client) {
-            self.sessions_by_activity.remove(&(old.last_index, session.client));
-        }
-        self.sessions.insert(
-            session.client,
-            Session { last_sequence: session.sequence, last_response: response, last_index: index },
-        );
-        self.sessions_by_activity.insert((index, session.client));
+        let recorded = Session { last_sequence: session.sequence, last_response: response, last_index: index };
+        self.sessions.insert(session.client, recorded);
+        self.activity.push_back((index, session.client));
         while self.sessions.len() > self.max_sessions {
-            let oldest = self.sessions_by_activity.pop_first().expect("index mirrors the session map");
-            self.sessions.remove(&oldest.1);
+            let (last_index, client) =
+                self.activity.pop_front().expect("invariant: every session has a live activity entry");
+            if self.sessions.get(&client).is_some_and(|session| session.last_index == last_index) {
+                self.sessions.remove(&client);
+            }
         }
+        // Stale entries (sessions that wrote again) go once they outnumber
+        // the live ones: amortised O(1) per write, memory O(sessions).
+        if self.activity.len() > 2 * self.sessions.len() + 64 {
+            let sessions = &self.sessions;
+            self.activity
+                .retain(|(last_index, client)| sessions.get(client).is_some_and(|s| s.last_index == *last_index));
+        }
+    }
+
+    /// Applies a command; encodes its answer only if `answer` (followers
+    /// throw it away).
+    fn apply_command(&mut self, index: LogIndex, command: &[u8], answer: bool) -> Option<Vec<u8>> {
+        let command = match decode_command(command) {
+            Ok(command) => command,
+            Err(error) => return answer.then(|| KvResponse::Malformed(error).encode()),
+        };
+        let Some(session) = command.session else {
+            let response = self.execute(command.op);
+            return answer.then(|| response.encode());
+        };
+        if let Some(known) = self.sessions.get(&session.client) {
+            if session.sequence == known.last_sequence {
+                return answer.then(|| known.last_response.encode());
+            }
+            if session.sequence < known.last_sequence {
+                return answer.then(|| KvResponse::SessionStale { last_sequence: known.last_sequence }.encode());
+            }
+        }
+        let response = self.execute(command.op);
+        let encoded = answer.then(|| response.encode());
+        self.record_session(index, session, response);
+        encoded
+    }
+
+    /// The activity queue of `sessions`: their last writes in index order.
+    fn activity_of(sessions: &FixedHashMap<u64, Session>) -> VecDeque<(LogIndex, u64)> {
+        let mut activity: Vec<(LogIndex, u64)> =
+            sessions.iter().map(|(client, session)| (session.last_index, *client)).collect();
+        activity.sort_unstable();
+        activity.into()
     }
 }
 
 impl StateMachine for KvStore {
     fn apply(&mut self, index: LogIndex, command: &[u8]) -> Vec<u8> {
-        let command = match decode_command(command) {
-            Ok(command) => command,
-            Err(error) => return KvResponse::Malformed(error).encode(),
-        };
-        let Some(session) = command.session else {
-            return self.execute(command.op).encode();
-        };
-        if let Some(known) = self.sessions.get(&session.client) {
-            if session.sequence == known.last_sequence {
-                return known.last_response.encode();
-            }
-            if session.sequence < known.last_sequence {
-                return KvResponse::SessionStale { last_sequence: known.last_sequence }.encode();
-            }
-        }
-        let response = self.execute(command.op);
-        self.record_session(index, session, response.clone());
-        response.encode()
+        self.apply_command(index, command, true).expect("an answer was asked for")
+    }
+
+    fn apply_unanswered(&mut self, index: LogIndex, command: &[u8]) {
+        self.apply_command(index, command, false);
     }
 
     fn query(&self, query: &[u8]) -> Vec<u8> {
@@ -348,15 +405,16 @@ impl StateMachine for KvStore {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        encode(&KvSnapshot { data: self.data.clone(), sessions: self.sessions.clone() })
+        let data = self.data.iter().map(|(key, value)| (key.as_slice(), value.as_slice())).collect();
+        let sessions = self.sessions.iter().map(|(client, session)| (*client, session)).collect();
+        encode(&KvSnapshotRef { data, sessions })
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
         let snapshot: KvSnapshot = decode(snapshot).map_err(RestoreError)?;
-        self.sessions_by_activity =
-            snapshot.sessions.iter().map(|(client, session)| (session.last_index, *client)).collect();
-        self.data = snapshot.data;
-        self.sessions = snapshot.sessions;
+        self.data = snapshot.data.into_iter().collect();
+        self.sessions = snapshot.sessions.into_iter().collect();
+        self.activity = KvStore::activity_of(&self.sessions);
         Ok(())
     }
 }
@@ -429,6 +487,44 @@ mod tests {
         store.apply(LogIndex(3), &put(3, 1, "c", "1"));
         assert_eq!(store.sessions.len(), 2);
         assert!(!store.sessions.contains_key(&1));
+    }
+
+    #[test]
+    fn a_session_that_wrote_again_is_not_evicted_by_its_older_activity() {
+        let mut store = KvStore::with_max_sessions(2);
+        store.apply(LogIndex(1), &put(1, 1, "a", "1"));
+        store.apply(LogIndex(2), &put(2, 1, "b", "1"));
+        store.apply(LogIndex(3), &put(1, 2, "a", "2"));
+        store.apply(LogIndex(4), &put(3, 1, "c", "1"));
+        let mut clients: Vec<u64> = store.sessions.keys().copied().collect();
+        clients.sort_unstable();
+        assert_eq!(clients, [1, 3], "client 2 was the least recently active");
+        let mut restored = KvStore::with_max_sessions(2);
+        restored.restore(&store.snapshot()).unwrap();
+        restored.apply(LogIndex(5), &put(4, 1, "d", "1"));
+        store.apply(LogIndex(5), &put(4, 1, "d", "1"));
+        assert_eq!(restored, store, "a restored store evicts as the original does");
+    }
+
+    #[test]
+    fn stale_activity_stays_bounded() {
+        let mut store = KvStore::with_max_sessions(8);
+        for index in 1..=10_000 {
+            store.apply(LogIndex(index), &put(index % 4, index, "k", "v"));
+        }
+        assert!(store.activity.len() <= 2 * store.sessions.len() + 65);
+    }
+
+    #[test]
+    fn an_unanswered_apply_changes_the_state_as_apply_does() {
+        let (mut answered, mut unanswered) = (KvStore::default(), KvStore::default());
+        for index in 1..=50 {
+            let command = put(index % 3, index / 2, &format!("k{}", index % 5), &index.to_string());
+            answered.apply(LogIndex(index), &command);
+            unanswered.apply_unanswered(LogIndex(index), &command);
+        }
+        assert_eq!(answered, unanswered);
+        assert_eq!(answered.snapshot(), unanswered.snapshot());
     }
 
     fn owned_op(op: KvOpRef<'_>) -> KvOp {

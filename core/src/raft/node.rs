@@ -853,15 +853,21 @@ impl<S: StateMachine> RaftNode<S> {
             let index = self.applied.next();
             let entry = self.log.entry(index).expect("invariant: committed entries are in the log");
             self.bytes_since_snapshot += entry.payload.len_bytes() as u64;
+            let entry_term = entry.term;
+            let waiting = self.pending_requests.remove(&index).or_else(|| self.forwarded.take_applied(index));
+            // Only the node answering the client builds the answer.
+            let answered = waiting.is_some_and(|(_, term)| term == entry_term);
             let answer = match &entry.payload {
                 Payload::Noop => None,
-                Payload::Command(command) => Some(self.state_machine.apply(index, command)),
-                Payload::Read(query) => Some(self.state_machine.query(query)),
+                Payload::Command(command) if answered => Some(self.state_machine.apply(index, command)),
+                Payload::Command(command) => {
+                    self.state_machine.apply_unanswered(index, command);
+                    None
+                }
+                Payload::Read(query) => answered.then(|| self.state_machine.query(query)),
                 Payload::Config(_) => Some(Vec::new()),
             };
-            let entry_term = entry.term;
             self.applied = index;
-            let waiting = self.pending_requests.remove(&index).or_else(|| self.forwarded.take_applied(index));
             if let Some((request, term)) = waiting {
                 let result = match answer {
                     Some(answer) if term == entry_term => ClientResult::Ok(answer),
