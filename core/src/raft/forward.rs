@@ -162,6 +162,9 @@ impl<S: StateMachine> RaftNode<S> {
         } else {
             let index = self.log.last_index().next();
             self.append(Entry { index, term: self.term, payload: Payload::Command(command) });
+            if let Some(progress) = self.progress.get_mut(&from) {
+                progress.commit_wanted = progress.commit_wanted.max(index);
+            }
             self.broadcast_append(false);
             ForwardOutcome::Placed { index, term: self.term }
         };

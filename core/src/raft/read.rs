@@ -159,6 +159,7 @@ impl<S: StateMachine> RaftNode<S> {
                 if self.admit_local_read(request, query.len()) {
                     let id = self.next_tag();
                     self.hold_local_read(now, id.seq, request, query, Some(after));
+                    self.pull_commit(after);
                 }
             }
             ReadConsistency::Stale => {
@@ -226,7 +227,10 @@ impl<S: StateMachine> RaftNode<S> {
             return; // a duplicate
         }
         match index {
-            Some(index) => read.ready_at = Some(index),
+            Some(index) => {
+                read.ready_at = Some(index);
+                self.pull_commit(index);
+            }
             None => {
                 let read = self.local_reads.remove(&id).expect("found above");
                 self.respond(read.request, ClientResult::Dropped(DropReason::LeadershipLost));
