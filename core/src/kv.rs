@@ -229,7 +229,24 @@ impl KvCommand {
     /// Encodes the command in the store's format (bincode, standard
     /// configuration), ready for [`RaftNode::propose`](crate::raft::RaftNode::propose).
     pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+        // One pass into a buffer sized by an upper bound (what `encode`'s
+        // counting pass would take costs as much as the encoding itself).
+        let mut bytes = Vec::with_capacity(self.encoded_len_bound());
+        bincode::serde::encode_into_std_write(self, &mut bytes, codec())
+            .expect("invariant: in-memory values always encode, and writing to a Vec cannot fail");
+        bytes
+    }
+
+    /// At least the encoded length: every varint at its longest (10 bytes).
+    fn encoded_len_bound(&self) -> usize {
+        const VARINT: usize = 10;
+        let field = |bytes: &[u8]| VARINT + bytes.len();
+        let op = match &self.op {
+            KvOp::Put { key, value } => field(key) + field(value),
+            KvOp::Delete { key } => field(key),
+            KvOp::Cas { key, expected, new } => field(key) + 1 + expected.as_deref().map_or(0, field) + field(new),
+        };
+        1 + 2 * VARINT + VARINT + op
     }
     /// Decodes a command (what [`KvStore`] applies); an error names the
     /// problem.
@@ -582,6 +599,22 @@ mod tests {
             bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)
         ) {
             assert_decodings_agree(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_command_never_outgrows_its_encoding_bound() {
+        let long = vec![7u8; 300];
+        let ops = [
+            KvOp::Put { key: long.clone(), value: long.clone() },
+            KvOp::Delete { key: Vec::new() },
+            KvOp::Cas { key: long.clone(), expected: Some(long.clone()), new: long },
+        ];
+        for op in ops {
+            let command = KvCommand { session: Some(SessionRef { client: u64::MAX, sequence: u64::MAX }), op };
+            let bytes = command.encode();
+            assert!(bytes.len() <= command.encoded_len_bound());
+            assert_eq!(bytes, bincode::serde::encode_to_vec(&command, codec()).unwrap());
         }
     }
 

@@ -53,6 +53,9 @@ impl Forwarder {
 
     /// The earliest deadline, if any.
     pub(super) fn deadline(&self) -> Option<Time> {
+        if self.by_seq.is_empty() {
+            return None;
+        }
         self.by_seq.values().map(|forwarded| forwarded.deadline).min()
     }
 
@@ -97,6 +100,9 @@ impl Forwarder {
 
     /// Removes and returns the requests past their deadline at `now`.
     pub(super) fn expire(&mut self, now: Time) -> Vec<RequestId> {
+        if self.by_seq.is_empty() {
+            return Vec::new();
+        }
         let expired: Vec<u64> =
             self.by_seq.iter().filter(|(_, forwarded)| now >= forwarded.deadline).map(|(seq, _)| *seq).collect();
         let mut requests = Vec::with_capacity(expired.len());

@@ -241,6 +241,9 @@ impl<S: StateMachine> RaftNode<S> {
     /// Answers the reads this node serves from its own state once it has
     /// applied what they wait for, and gives up on those past their deadline.
     pub(super) fn serve_local_reads(&mut self) {
+        if self.local_reads.is_empty() {
+            return;
+        }
         let now = self.now;
         let done: Vec<u64> = self
             .local_reads

@@ -244,7 +244,7 @@ impl<S: StateMachine> RaftNode<S> {
         }
         let index = self.log.last_index().next();
         self.append(Entry { index, term: self.term, payload });
-        self.pending_requests.insert(index, (request, self.term));
+        self.pending_requests.push_back((index, request, self.term));
         // Replication and the write wait until the driver polls, so that
         // proposals made back to back go out as one append and one write.
         self.batch_open = true;
@@ -574,7 +574,7 @@ impl<S: StateMachine> RaftNode<S> {
         }
         let index = self.log.last_index().next();
         self.append(Entry { index, term: self.term, payload: Payload::Config(next) });
-        self.pending_requests.insert(index, (request, self.term));
+        self.pending_requests.push_back((index, request, self.term));
         self.broadcast_append(false);
         self.maybe_commit();
         Ok(())
