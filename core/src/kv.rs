@@ -30,33 +30,62 @@ pub struct SessionRef {
 }
 
 /// A write.
+///
+/// Keys and values are serialized as serde bytes: in bincode the same
+/// encoding as a sequence of u8 (a length, then the bytes), written at once
+/// instead of byte by byte.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvOp {
     /// Store `value` under `key`, replacing any value. Answered
     /// [`KvResponse::Done`].
     Put {
         /// The key (any bytes).
+        #[serde(serialize_with = "serialize_bytes")]
         key: Vec<u8>,
         /// The value to store.
+        #[serde(serialize_with = "serialize_bytes")]
         value: Vec<u8>,
     },
     /// Remove `key`. Answered [`KvResponse::Done`] whether or not it was
     /// present.
     Delete {
         /// The key to remove.
+        #[serde(serialize_with = "serialize_bytes")]
         key: Vec<u8>,
     },
     /// Set `key` to `new` if it currently holds `expected` (`None`: absent).
     /// Answered [`KvResponse::Cas`].
     Cas {
         /// The key to compare and set.
+        #[serde(serialize_with = "serialize_bytes")]
         key: Vec<u8>,
         /// The value the key must hold for the write to happen; `None`
         /// requires the key to be absent.
+        #[serde(serialize_with = "serialize_optional_bytes")]
         expected: Option<Vec<u8>>,
         /// The value stored if the comparison holds.
+        #[serde(serialize_with = "serialize_bytes")]
         new: Vec<u8>,
     },
+}
+
+/// Serializes `bytes` as serde bytes (see [`KvOp`]).
+fn serialize_bytes<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(bytes)
+}
+
+/// Serializes optional bytes as an option of serde bytes (see [`KvOp`]).
+fn serialize_optional_bytes<S: serde::Serializer>(bytes: &Option<Vec<u8>>, serializer: S) -> Result<S::Ok, S::Error> {
+    struct AsBytes<'a>(&'a [u8]);
+    impl Serialize for AsBytes<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+    match bytes {
+        Some(bytes) => serializer.serialize_some(&AsBytes(bytes)),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// A write as proposed through Raft.
@@ -599,6 +628,42 @@ mod tests {
             bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)
         ) {
             assert_decodings_agree(&bytes);
+        }
+    }
+
+    /// `KvOp` as it was serialized before its byte fields became serde
+    /// bytes: sequences of u8.
+    #[derive(Serialize)]
+    enum PlainOp {
+        Put { key: Vec<u8>, value: Vec<u8> },
+        Delete { key: Vec<u8> },
+        Cas { key: Vec<u8>, expected: Option<Vec<u8>>, new: Vec<u8> },
+    }
+
+    #[test]
+    fn byte_fields_encode_as_plain_sequences_did() {
+        let long = vec![7u8; 300];
+        let cases = [
+            (
+                KvOp::Put { key: b"k".to_vec(), value: long.clone() },
+                PlainOp::Put { key: b"k".to_vec(), value: long.clone() },
+            ),
+            (KvOp::Delete { key: Vec::new() }, PlainOp::Delete { key: Vec::new() }),
+            (
+                KvOp::Cas { key: b"k".to_vec(), expected: Some(long.clone()), new: b"n".to_vec() },
+                PlainOp::Cas { key: b"k".to_vec(), expected: Some(long.clone()), new: b"n".to_vec() },
+            ),
+            (
+                KvOp::Cas { key: b"k".to_vec(), expected: None, new: Vec::new() },
+                PlainOp::Cas { key: b"k".to_vec(), expected: None, new: Vec::new() },
+            ),
+        ];
+        for (op, plain) in cases {
+            let encoded = KvCommand { session: Some(SessionRef { client: 9, sequence: 3 }), op: op.clone() }.encode();
+            let session = Some(SessionRef { client: 9, sequence: 3 });
+            let expected = bincode::serde::encode_to_vec((session, plain), codec()).unwrap();
+            assert_eq!(encoded, expected);
+            assert_eq!(KvCommand::decode(&encoded).unwrap().op, op);
         }
     }
 
