@@ -9,7 +9,9 @@
 use crate::state_machine::{RestoreError, StateMachine};
 use crate::types::LogIndex;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 
 /// Default for [`KvStore::with_max_sessions`].
 pub const DEFAULT_MAX_SESSIONS: usize = 4096;
@@ -28,33 +30,62 @@ pub struct SessionRef {
 }
 
 /// A write.
+///
+/// Keys and values are serialized as serde bytes: in bincode the same
+/// encoding as a sequence of u8 (a length, then the bytes), written at once
+/// instead of byte by byte.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvOp {
     /// Store `value` under `key`, replacing any value. Answered
     /// [`KvResponse::Done`].
     Put {
         /// The key (any bytes).
+        #[serde(serialize_with = "serialize_bytes")]
         key: Vec<u8>,
         /// The value to store.
+        #[serde(serialize_with = "serialize_bytes")]
         value: Vec<u8>,
     },
     /// Remove `key`. Answered [`KvResponse::Done`] whether or not it was
     /// present.
     Delete {
         /// The key to remove.
+        #[serde(serialize_with = "serialize_bytes")]
         key: Vec<u8>,
     },
     /// Set `key` to `new` if it currently holds `expected` (`None`: absent).
     /// Answered [`KvResponse::Cas`].
     Cas {
         /// The key to compare and set.
+        #[serde(serialize_with = "serialize_bytes")]
         key: Vec<u8>,
         /// The value the key must hold for the write to happen; `None`
         /// requires the key to be absent.
+        #[serde(serialize_with = "serialize_optional_bytes")]
         expected: Option<Vec<u8>>,
         /// The value stored if the comparison holds.
+        #[serde(serialize_with = "serialize_bytes")]
         new: Vec<u8>,
     },
+}
+
+/// Serializes `bytes` as serde bytes (see [`KvOp`]).
+fn serialize_bytes<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(bytes)
+}
+
+/// Serializes optional bytes as an option of serde bytes (see [`KvOp`]).
+fn serialize_optional_bytes<S: serde::Serializer>(bytes: &Option<Vec<u8>>, serializer: S) -> Result<S::Ok, S::Error> {
+    struct AsBytes<'a>(&'a [u8]);
+    impl Serialize for AsBytes<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+    match bytes {
+        Some(bytes) => serializer.serialize_some(&AsBytes(bytes)),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// A write as proposed through Raft.
@@ -145,15 +176,45 @@ struct KvSnapshot {
     sessions: BTreeMap<u64, Session>,
 }
 
+/// What a snapshot encodes: the same layout as [`KvSnapshot`], in key order,
+/// borrowing the store's maps instead of copying them.
+#[derive(Serialize)]
+struct KvSnapshotRef<'a> {
+    data: BTreeMap<&'a [u8], &'a [u8]>,
+    sessions: BTreeMap<u64, &'a Session>,
+}
+
+/// Hash maps with a fixed hasher (SipHash with zero keys): no process-wide
+/// random state in the core. Nothing iterates them where order could leak
+/// into behaviour; snapshots sort.
+type FixedHashMap<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+
 /// The key-value state machine.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// A write costs O(1) map work: hash maps for data and sessions, and an
+/// activity queue in apply order for evicting the least recently active
+/// session (an entry there is stale once its session has written again;
+/// stale entries are skipped when evicting and dropped when they outnumber
+/// the live ones).
+#[derive(Clone, Debug)]
 pub struct KvStore {
-    data: BTreeMap<Vec<u8>, Vec<u8>>,
-    sessions: BTreeMap<u64, Session>,
-    /// Sessions by last activity, to evict the least recently active.
-    sessions_by_activity: BTreeSet<(LogIndex, u64)>,
+    data: FixedHashMap<Vec<u8>, Vec<u8>>,
+    sessions: FixedHashMap<u64, Session>,
+    /// `(last_index, client)` of session writes in apply order; the live
+    /// entry of each session is the one matching its `last_index`.
+    activity: VecDeque<(LogIndex, u64)>,
     max_sessions: usize,
 }
+
+/// Stores are equal when they hold the same data and sessions (the activity
+/// queue is bookkeeping: its stale entries depend on history, not state).
+impl PartialEq for KvStore {
+    fn eq(&self, other: &KvStore) -> bool {
+        self.data == other.data && self.sessions == other.sessions && self.max_sessions == other.max_sessions
+    }
+}
+
+impl Eq for KvStore {}
 
 fn codec() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -197,7 +258,24 @@ impl KvCommand {
     /// Encodes the command in the store's format (bincode, standard
     /// configuration), ready for [`RaftNode::propose`](crate::raft::RaftNode::propose).
     pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+        // One pass into a buffer sized by an upper bound (what `encode`'s
+        // counting pass would take costs as much as the encoding itself).
+        let mut bytes = Vec::with_capacity(self.encoded_len_bound());
+        bincode::serde::encode_into_std_write(self, &mut bytes, codec())
+            .expect("invariant: in-memory values always encode, and writing to a Vec cannot fail");
+        bytes
+    }
+
+    /// At least the encoded length: every varint at its longest (10 bytes).
+    fn encoded_len_bound(&self) -> usize {
+        const VARINT: usize = 10;
+        let field = |bytes: &[u8]| VARINT + bytes.len();
+        let op = match &self.op {
+            KvOp::Put { key, value } => field(key) + field(value),
+            KvOp::Delete { key } => field(key),
+            KvOp::Cas { key, expected, new } => field(key) + 1 + expected.as_deref().map_or(0, field) + field(new),
+        };
+        1 + 2 * VARINT + VARINT + op
     }
     /// Decodes a command (what [`KvStore`] applies); an error names the
     /// problem.
@@ -241,9 +319,9 @@ impl KvStore {
     /// the snapshot.
     pub fn with_max_sessions(max_sessions: usize) -> KvStore {
         KvStore {
-            data: BTreeMap::new(),
-            sessions: BTreeMap::new(),
-            sessions_by_activity: BTreeSet::new(),
+            data: FixedHashMap::default(),
+            sessions: FixedHashMap::default(),
+            activity: VecDeque::new(),
             max_sessions: max_sessions.max(1),
         }
     }
@@ -303,41 +381,66 @@ impl KvStore {
     }
 
     fn record_session(&mut self, index: LogIndex, session: SessionRef, response: KvResponse) {
-        if let Some(old) = self.sessions.get(&session.client) {
-            self.sessions_by_activity.remove(&(old.last_index, session.client));
-        }
-        self.sessions.insert(
-            session.client,
-            Session { last_sequence: session.sequence, last_response: response, last_index: index },
-        );
-        self.sessions_by_activity.insert((index, session.client));
+        let recorded = Session { last_sequence: session.sequence, last_response: response, last_index: index };
+        self.sessions.insert(session.client, recorded);
+        self.activity.push_back((index, session.client));
         while self.sessions.len() > self.max_sessions {
-            let oldest = self.sessions_by_activity.pop_first().expect("index mirrors the session map");
-            self.sessions.remove(&oldest.1);
+            let (last_index, client) =
+                self.activity.pop_front().expect("invariant: every session has a live activity entry");
+            if self.sessions.get(&client).is_some_and(|session| session.last_index == last_index) {
+                self.sessions.remove(&client);
+            }
         }
+        // Stale entries (sessions that wrote again) go once they outnumber
+        // the live ones: amortised O(1) per write, memory O(sessions).
+        if self.activity.len() > 2 * self.sessions.len() + 64 {
+            let sessions = &self.sessions;
+            self.activity
+                .retain(|(last_index, client)| sessions.get(client).is_some_and(|s| s.last_index == *last_index));
+        }
+    }
+
+    /// Applies a command; encodes its answer only if `answer` (followers
+    /// throw it away).
+    fn apply_command(&mut self, index: LogIndex, command: &[u8], answer: bool) -> Option<Vec<u8>> {
+        let command = match decode_command(command) {
+            Ok(command) => command,
+            Err(error) => return answer.then(|| KvResponse::Malformed(error).encode()),
+        };
+        let Some(session) = command.session else {
+            let response = self.execute(command.op);
+            return answer.then(|| response.encode());
+        };
+        if let Some(known) = self.sessions.get(&session.client) {
+            if session.sequence == known.last_sequence {
+                return answer.then(|| known.last_response.encode());
+            }
+            if session.sequence < known.last_sequence {
+                return answer.then(|| KvResponse::SessionStale { last_sequence: known.last_sequence }.encode());
+            }
+        }
+        let response = self.execute(command.op);
+        let encoded = answer.then(|| response.encode());
+        self.record_session(index, session, response);
+        encoded
+    }
+
+    /// The activity queue of `sessions`: their last writes in index order.
+    fn activity_of(sessions: &FixedHashMap<u64, Session>) -> VecDeque<(LogIndex, u64)> {
+        let mut activity: Vec<(LogIndex, u64)> =
+            sessions.iter().map(|(client, session)| (session.last_index, *client)).collect();
+        activity.sort_unstable();
+        activity.into()
     }
 }
 
 impl StateMachine for KvStore {
     fn apply(&mut self, index: LogIndex, command: &[u8]) -> Vec<u8> {
-        let command = match decode_command(command) {
-            Ok(command) => command,
-            Err(error) => return KvResponse::Malformed(error).encode(),
-        };
-        let Some(session) = command.session else {
-            return self.execute(command.op).encode();
-        };
-        if let Some(known) = self.sessions.get(&session.client) {
-            if session.sequence == known.last_sequence {
-                return known.last_response.encode();
-            }
-            if session.sequence < known.last_sequence {
-                return KvResponse::SessionStale { last_sequence: known.last_sequence }.encode();
-            }
-        }
-        let response = self.execute(command.op);
-        self.record_session(index, session, response.clone());
-        response.encode()
+        self.apply_command(index, command, true).expect("an answer was asked for")
+    }
+
+    fn apply_unanswered(&mut self, index: LogIndex, command: &[u8]) {
+        self.apply_command(index, command, false);
     }
 
     fn query(&self, query: &[u8]) -> Vec<u8> {
@@ -348,15 +451,16 @@ impl StateMachine for KvStore {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        encode(&KvSnapshot { data: self.data.clone(), sessions: self.sessions.clone() })
+        let data = self.data.iter().map(|(key, value)| (key.as_slice(), value.as_slice())).collect();
+        let sessions = self.sessions.iter().map(|(client, session)| (*client, session)).collect();
+        encode(&KvSnapshotRef { data, sessions })
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
         let snapshot: KvSnapshot = decode(snapshot).map_err(RestoreError)?;
-        self.sessions_by_activity =
-            snapshot.sessions.iter().map(|(client, session)| (session.last_index, *client)).collect();
-        self.data = snapshot.data;
-        self.sessions = snapshot.sessions;
+        self.data = snapshot.data.into_iter().collect();
+        self.sessions = snapshot.sessions.into_iter().collect();
+        self.activity = KvStore::activity_of(&self.sessions);
         Ok(())
     }
 }
@@ -431,6 +535,44 @@ mod tests {
         assert!(!store.sessions.contains_key(&1));
     }
 
+    #[test]
+    fn a_session_that_wrote_again_is_not_evicted_by_its_older_activity() {
+        let mut store = KvStore::with_max_sessions(2);
+        store.apply(LogIndex(1), &put(1, 1, "a", "1"));
+        store.apply(LogIndex(2), &put(2, 1, "b", "1"));
+        store.apply(LogIndex(3), &put(1, 2, "a", "2"));
+        store.apply(LogIndex(4), &put(3, 1, "c", "1"));
+        let mut clients: Vec<u64> = store.sessions.keys().copied().collect();
+        clients.sort_unstable();
+        assert_eq!(clients, [1, 3], "client 2 was the least recently active");
+        let mut restored = KvStore::with_max_sessions(2);
+        restored.restore(&store.snapshot()).unwrap();
+        restored.apply(LogIndex(5), &put(4, 1, "d", "1"));
+        store.apply(LogIndex(5), &put(4, 1, "d", "1"));
+        assert_eq!(restored, store, "a restored store evicts as the original does");
+    }
+
+    #[test]
+    fn stale_activity_stays_bounded() {
+        let mut store = KvStore::with_max_sessions(8);
+        for index in 1..=10_000 {
+            store.apply(LogIndex(index), &put(index % 4, index, "k", "v"));
+        }
+        assert!(store.activity.len() <= 2 * store.sessions.len() + 65);
+    }
+
+    #[test]
+    fn an_unanswered_apply_changes_the_state_as_apply_does() {
+        let (mut answered, mut unanswered) = (KvStore::default(), KvStore::default());
+        for index in 1..=50 {
+            let command = put(index % 3, index / 2, &format!("k{}", index % 5), &index.to_string());
+            answered.apply(LogIndex(index), &command);
+            unanswered.apply_unanswered(LogIndex(index), &command);
+        }
+        assert_eq!(answered, unanswered);
+        assert_eq!(answered.snapshot(), unanswered.snapshot());
+    }
+
     fn owned_op(op: KvOpRef<'_>) -> KvOp {
         match op {
             KvOpRef::Put { key, value } => KvOp::Put { key: key.to_vec(), value: value.to_vec() },
@@ -486,6 +628,58 @@ mod tests {
             bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)
         ) {
             assert_decodings_agree(&bytes);
+        }
+    }
+
+    /// `KvOp` as it was serialized before its byte fields became serde
+    /// bytes: sequences of u8.
+    #[derive(Serialize)]
+    enum PlainOp {
+        Put { key: Vec<u8>, value: Vec<u8> },
+        Delete { key: Vec<u8> },
+        Cas { key: Vec<u8>, expected: Option<Vec<u8>>, new: Vec<u8> },
+    }
+
+    #[test]
+    fn byte_fields_encode_as_plain_sequences_did() {
+        let long = vec![7u8; 300];
+        let cases = [
+            (
+                KvOp::Put { key: b"k".to_vec(), value: long.clone() },
+                PlainOp::Put { key: b"k".to_vec(), value: long.clone() },
+            ),
+            (KvOp::Delete { key: Vec::new() }, PlainOp::Delete { key: Vec::new() }),
+            (
+                KvOp::Cas { key: b"k".to_vec(), expected: Some(long.clone()), new: b"n".to_vec() },
+                PlainOp::Cas { key: b"k".to_vec(), expected: Some(long.clone()), new: b"n".to_vec() },
+            ),
+            (
+                KvOp::Cas { key: b"k".to_vec(), expected: None, new: Vec::new() },
+                PlainOp::Cas { key: b"k".to_vec(), expected: None, new: Vec::new() },
+            ),
+        ];
+        for (op, plain) in cases {
+            let encoded = KvCommand { session: Some(SessionRef { client: 9, sequence: 3 }), op: op.clone() }.encode();
+            let session = Some(SessionRef { client: 9, sequence: 3 });
+            let expected = bincode::serde::encode_to_vec((session, plain), codec()).unwrap();
+            assert_eq!(encoded, expected);
+            assert_eq!(KvCommand::decode(&encoded).unwrap().op, op);
+        }
+    }
+
+    #[test]
+    fn a_command_never_outgrows_its_encoding_bound() {
+        let long = vec![7u8; 300];
+        let ops = [
+            KvOp::Put { key: long.clone(), value: long.clone() },
+            KvOp::Delete { key: Vec::new() },
+            KvOp::Cas { key: long.clone(), expected: Some(long.clone()), new: long },
+        ];
+        for op in ops {
+            let command = KvCommand { session: Some(SessionRef { client: u64::MAX, sequence: u64::MAX }), op };
+            let bytes = command.encode();
+            assert!(bytes.len() <= command.encoded_len_bound());
+            assert_eq!(bytes, bincode::serde::encode_to_vec(&command, codec()).unwrap());
         }
     }
 

@@ -11,6 +11,14 @@ use crate::types::LogIndex;
 pub trait StateMachine {
     /// Applies the committed command at `index` and returns the client's answer.
     fn apply(&mut self, index: LogIndex, command: &[u8]) -> Vec<u8>;
+    /// Applies the committed command at `index` where no client waits for
+    /// the answer (on every node but the one that answers the client). It
+    /// must change the state exactly as [`apply`](Self::apply) would; the
+    /// default calls it and drops the answer. Override it to skip building
+    /// answers nobody reads.
+    fn apply_unanswered(&mut self, index: LogIndex, command: &[u8]) {
+        let _ = self.apply(index, command);
+    }
     /// Answers a read-only query against the current state.
     fn query(&self, query: &[u8]) -> Vec<u8>;
     /// Serialises the whole state.

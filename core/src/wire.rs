@@ -111,7 +111,11 @@ mod tests {
             body: MessageBody::AppendEntries {
                 prev_log_index: LogIndex(4),
                 prev_log_term: Term(2),
-                entries: vec![Entry { index: LogIndex(5), term: Term(3), payload: Payload::Command(vec![1, 2, 3]) }],
+                entries: vec![Entry {
+                    index: LogIndex(5),
+                    term: Term(3),
+                    payload: Payload::Command(vec![1, 2, 3].into()),
+                }],
                 leader_commit: LogIndex(4),
             },
         }

@@ -750,6 +750,8 @@ fn retried_write_in_the_same_session_applies_once() {
         ok_response(&cluster.answer(leader, 3).unwrap()),
         KvResponse::Cas { applied: false, current: Some(b"v1".to_vec()) }
     );
+    // Idle followers learn the last commit index from the next heartbeat.
+    cluster.advance(100);
     for id in cluster.ids() {
         assert_eq!(cluster.kv_get(id, "k").as_deref(), Some("v1"), "{id}");
         assert_eq!(cluster.node(id).commit_index(), LogIndex(4), "{id}");
@@ -982,7 +984,7 @@ fn run_random_case(steps: &[Step], size: u64, configure: impl Fn(&mut Config)) -
             return Err(format!("request {request} answered twice: {answers:?}"));
         }
         let acknowledged = matches!(answers.first(), Some(ClientResult::Ok(_)));
-        let committed = committed_log.iter().any(|entry| entry.payload == Payload::Command(command.clone()));
+        let committed = committed_log.iter().any(|entry| entry.payload == Payload::Command(command.clone().into()));
         if acknowledged && !committed {
             return Err(format!("request {request} was acknowledged but is not in the committed log"));
         }
@@ -1454,4 +1456,40 @@ fn transfer_requests_that_cannot_succeed_are_refused_and_change_nothing() {
     cluster.propose(N1, 2, put("k", "w"));
     cluster.stabilize();
     assert_eq!(ok_response(&cluster.answer(N1, 2).unwrap()), KvResponse::Done);
+}
+
+// ----- Commit propagation -------------------------------------------------------------------
+
+#[test]
+fn a_commit_index_rides_on_the_next_append_unless_a_client_waits_for_it() {
+    let mut cluster = Cluster::with_config(3, |config| config.forward_proposals = true);
+    let leader = cluster.tick_until_leader();
+    cluster.advance(100);
+    let before = cluster.sent().len();
+    cluster.propose(leader, 1, put("a", "1"));
+    cluster.stabilize();
+    assert!(matches!(cluster.answer(leader, 1), Some(ClientResult::Ok(_))));
+    let appends = cluster.sent()[before..]
+        .iter()
+        .filter(|message| matches!(message.body, MessageBody::AppendEntries { .. }))
+        .count();
+    assert_eq!(appends, 2, "one append per follower and no commit-only round");
+
+    // A follower's own client waits for the commit: it hears of it at once.
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).expect("3 nodes");
+    cluster.propose(follower, 2, put("b", "2"));
+    cluster.stabilize();
+    assert!(matches!(cluster.answer(follower, 2), Some(ClientResult::Ok(_))), "answered without a heartbeat");
+
+    // A session read at a follower that has not heard of the commit asks the
+    // leader for it instead of waiting for a heartbeat.
+    let other = cluster.ids().into_iter().find(|id| *id != leader && *id != follower).expect("3 nodes");
+    cluster.propose(leader, 3, put("c", "3"));
+    cluster.stabilize();
+    let session = cluster.node(leader).applied_index();
+    assert!(cluster.node(other).applied_index() < session, "the idle follower has not heard of the commit");
+    cluster.read_with(other, 4, harness::get("c"), chorus_core::raft::ReadConsistency::Session { after: session });
+    cluster.stabilize();
+    assert!(matches!(cluster.answer(other, 4), Some(ClientResult::Ok(_))), "answered without a heartbeat");
+    cluster.assert_safe();
 }

@@ -50,7 +50,11 @@ fn run_and_check(clients: usize, transport: Transport, commands: u64) {
         for (offset, command) in proposals.iter().enumerate() {
             let index = LogIndex(first_index.0 + offset as u64);
             let entry = node.entry(index).unwrap_or_else(|| panic!("n{id} lacks entry {index}"));
-            assert_eq!(entry.payload, Payload::Command(command.clone()), "n{id} entry {index} is proposal {offset}");
+            assert_eq!(
+                entry.payload,
+                Payload::Command(command.clone().into()),
+                "n{id} entry {index} is proposal {offset}"
+            );
         }
         assert!(*node.state_machine() == expected, "n{id}'s store differs from applying the proposals in order");
     }

@@ -316,8 +316,8 @@ impl Harness {
                             term,
                             payload: match entry.payload {
                                 FuzzPayload::Noop => Payload::Noop,
-                                FuzzPayload::Command(bytes) => Payload::Command(bytes),
-                                FuzzPayload::Read(bytes) => Payload::Read(bytes),
+                                FuzzPayload::Command(bytes) => Payload::Command(bytes.into()),
+                                FuzzPayload::Read(bytes) => Payload::Read(bytes.into()),
                             },
                         }
                     })
@@ -366,7 +366,7 @@ impl Harness {
             FuzzBody::ReadIndexResponse { id, index } => {
                 MessageBody::ReadIndexResponse { id: self.tag(id, disk), index: index.map(|index| self.index(index)) }
             }
-            FuzzBody::Forward { id, command } => MessageBody::Forward { id: self.tag(id, disk), command },
+            FuzzBody::Forward { id, command } => MessageBody::Forward { id: self.tag(id, disk), command: command.into() },
         };
         Message { from, to, term, disk, incarnation: u64::from(fuzz.incarnation % 4), body }
     }

@@ -209,7 +209,7 @@ impl<S: StateMachine> RaftNode<S> {
     }
 
     pub(super) fn drop_pending_requests(&mut self) {
-        for (_, (request, _)) in std::mem::take(&mut self.pending_requests) {
+        for (_, request, _) in std::mem::take(&mut self.pending_requests) {
             self.respond(request, ClientResult::Dropped(DropReason::LeadershipLost));
         }
         for read in self.reads.clear() {

@@ -7,6 +7,7 @@ use super::node::{RaftNode, Role, FORWARD_TIMEOUT_ELECTIONS};
 use super::output::{ClientResult, DropReason};
 use crate::state_machine::StateMachine;
 use crate::types::{LogIndex, NodeId, RequestId, Term, Time};
+use bytes::Bytes;
 use std::collections::BTreeMap;
 
 /// A proposal this follower forwarded to the leader.
@@ -52,6 +53,9 @@ impl Forwarder {
 
     /// The earliest deadline, if any.
     pub(super) fn deadline(&self) -> Option<Time> {
+        if self.by_seq.is_empty() {
+            return None;
+        }
         self.by_seq.values().map(|forwarded| forwarded.deadline).min()
     }
 
@@ -96,6 +100,9 @@ impl Forwarder {
 
     /// Removes and returns the requests past their deadline at `now`.
     pub(super) fn expire(&mut self, now: Time) -> Vec<RequestId> {
+        if self.by_seq.is_empty() {
+            return Vec::new();
+        }
         let expired: Vec<u64> =
             self.by_seq.iter().filter(|(_, forwarded)| now >= forwarded.deadline).map(|(seq, _)| *seq).collect();
         let mut requests = Vec::with_capacity(expired.len());
@@ -134,7 +141,7 @@ impl<S: StateMachine> RaftNode<S> {
         }
     }
 
-    pub(super) fn forward_proposal(&mut self, now: Time, request: RequestId, command: Vec<u8>) {
+    pub(super) fn forward_proposal(&mut self, now: Time, request: RequestId, command: Bytes) {
         let leader = self.leader.expect("forwarding needs a known leader");
         if command.len() > self.config.max_command_bytes {
             return self.respond(request, ClientResult::Dropped(DropReason::TooLarge));
@@ -151,7 +158,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// A leader appends a forwarded proposal like its own, but the answer is
     /// where it was placed: the follower answers its client when it applies
     /// that entry.
-    pub(super) fn handle_forward(&mut self, from: NodeId, id: RequestTag, command: Vec<u8>) {
+    pub(super) fn handle_forward(&mut self, from: NodeId, id: RequestTag, command: Bytes) {
         let outcome = if self.role != Role::Leader || self.transfer.is_some() {
             ForwardOutcome::NotLeader
         } else if command.len() > self.config.max_command_bytes {
@@ -161,6 +168,9 @@ impl<S: StateMachine> RaftNode<S> {
         } else {
             let index = self.log.last_index().next();
             self.append(Entry { index, term: self.term, payload: Payload::Command(command) });
+            if let Some(progress) = self.progress.get_mut(&from) {
+                progress.commit_wanted = progress.commit_wanted.max(index);
+            }
             self.broadcast_append(false);
             ForwardOutcome::Placed { index, term: self.term }
         };

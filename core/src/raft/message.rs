@@ -2,6 +2,7 @@
 
 use super::membership::{DiskId, Membership, MembershipError};
 use crate::types::{LogIndex, NodeId, Term, MAX_LOG_INDEX, MAX_PEER_TERM, MAX_TERM_JUMP};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// One log entry.
@@ -22,13 +23,14 @@ pub enum Payload {
     /// Appended by every new leader so that it can commit entries of earlier
     /// terms (the current-term commit rule).
     Noop,
-    /// A state-machine command, opaque to Raft.
-    Command(Vec<u8>),
+    /// A state-machine command, opaque to Raft. Shared, not copied, by the
+    /// log, the writes and the appends that carry it.
+    Command(Bytes),
     /// A read-only query ordered through the log: applying it changes nothing
     /// and answers the query against the state at that index. Nodes no longer
     /// append these (reads use ReadIndex, see `RaftNode::read`), but still
     /// apply any a log holds.
-    Read(Vec<u8>),
+    Read(Bytes),
     /// A new cluster configuration. It takes effect on each node as soon as
     /// the node appends it (see [`Membership`]).
     Config(Membership),
@@ -189,7 +191,7 @@ pub enum MessageBody {
         /// The follower's tag for the proposal.
         id: RequestTag,
         /// The client's command, opaque to Raft.
-        command: Vec<u8>,
+        command: Bytes,
     },
     /// The leader's answer to a [`MessageBody::Forward`], echoing its `id`.
     ForwardResponse {

@@ -14,6 +14,7 @@ use super::snapshot::IncomingSnapshot;
 use super::transfer::{Transfer, TransferError};
 use crate::state_machine::StateMachine;
 use crate::types::{LogIndex, NodeId, RequestId, Term, Time, MAX_TERM_JUMP};
+use bytes::Bytes;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
@@ -98,8 +99,9 @@ pub struct RaftNode<S> {
     /// Answers to this node's campaign, by the voter and the disk it answered from.
     pub(super) votes: BTreeMap<(NodeId, DiskId), bool>,
     pub(super) progress: BTreeMap<NodeId, Progress>,
-    /// Client requests appended by this leader, by log index.
-    pub(super) pending_requests: BTreeMap<LogIndex, (RequestId, Term)>,
+    /// Client requests appended by this leader: index, request and term, in
+    /// index order (appended in that order, applied in that order).
+    pub(super) pending_requests: VecDeque<(LogIndex, RequestId, Term)>,
     /// Reads waiting for leadership confirmation and apply (leader only).
     pub(super) reads: ReadQueue,
     /// Number of the last heartbeat round sent. Grows across terms, so an
@@ -256,7 +258,7 @@ impl<S: StateMachine> RaftNode<S> {
             leader: None,
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
-            pending_requests: BTreeMap::new(),
+            pending_requests: VecDeque::new(),
             reads: ReadQueue::default(),
             read_context: 0,
             transfer: None,
@@ -412,8 +414,13 @@ impl<S: StateMachine> RaftNode<S> {
     /// When the node next needs [`handle_timeout`](Self::handle_timeout).
     #[must_use]
     pub fn poll_timeout(&self) -> Time {
-        let reads = self.local_reads.values().map(|read| read.deadline).min();
-        let forwarded = self.forwarded.deadline().into_iter().chain(reads).min();
+        // Scans only what is held: usually nothing.
+        let reads =
+            if self.local_reads.is_empty() { None } else { self.local_reads.values().map(|read| read.deadline).min() };
+        let forwarded = match (self.forwarded.deadline(), reads) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let role_deadline = match self.role {
             Role::Leader => {
                 let mut deadline = self.heartbeat_deadline;
@@ -506,8 +513,9 @@ impl<S: StateMachine> RaftNode<S> {
     /// On a follower that knows the leader, with
     /// [`Config::forward_proposals`], the command is forwarded to the leader
     /// and answered here once this node applies it.
-    pub fn propose(&mut self, now: Time, request: RequestId, command: Vec<u8>) {
+    pub fn propose(&mut self, now: Time, request: RequestId, command: impl Into<Bytes>) {
         self.now = now;
+        let command = command.into();
         if self.role != Role::Leader && self.config.forward_proposals && self.leader.is_some() {
             self.forward_proposal(now, request, command);
         } else {
@@ -830,6 +838,11 @@ impl<S: StateMachine> RaftNode<S> {
         assert!(self.forwarded.len() <= self.config.max_forwarded_proposals, "invariant: forwarded bound");
         assert!(self.local_reads.len() <= self.config.max_pending_reads, "invariant: local read bound");
         assert!(self.reads.len() <= self.config.max_pending_reads, "invariant: leader read bound");
+        assert!(
+            self.pending_requests.front().is_none_or(|(index, ..)| *index > self.applied)
+                && self.pending_requests.iter().zip(self.pending_requests.iter().skip(1)).all(|(a, b)| a.0 < b.0),
+            "invariant: appended requests wait past the applied index, in index order"
+        );
         if self.role == Role::Leader {
             assert_eq!(self.leader, Some(self.id()), "invariant: a leader follows itself");
             assert!(self.votes.is_empty(), "invariant: a leader holds no votes");
@@ -851,15 +864,22 @@ impl<S: StateMachine> RaftNode<S> {
             let index = self.applied.next();
             let entry = self.log.entry(index).expect("invariant: committed entries are in the log");
             self.bytes_since_snapshot += entry.payload.len_bytes() as u64;
+            let entry_term = entry.term;
+            let waiting =
+                take_pending_request(&mut self.pending_requests, index).or_else(|| self.forwarded.take_applied(index));
+            // Only the node answering the client builds the answer.
+            let answered = waiting.is_some_and(|(_, term)| term == entry_term);
             let answer = match &entry.payload {
                 Payload::Noop => None,
-                Payload::Command(command) => Some(self.state_machine.apply(index, command)),
-                Payload::Read(query) => Some(self.state_machine.query(query)),
+                Payload::Command(command) if answered => Some(self.state_machine.apply(index, command)),
+                Payload::Command(command) => {
+                    self.state_machine.apply_unanswered(index, command);
+                    None
+                }
+                Payload::Read(query) => answered.then(|| self.state_machine.query(query)),
                 Payload::Config(_) => Some(Vec::new()),
             };
-            let entry_term = entry.term;
             self.applied = index;
-            let waiting = self.pending_requests.remove(&index).or_else(|| self.forwarded.take_applied(index));
             if let Some((request, term)) = waiting {
                 let result = match answer {
                     Some(answer) if term == entry_term => ClientResult::Ok(answer),
@@ -875,4 +895,18 @@ impl<S: StateMachine> RaftNode<S> {
             self.actions.push_back(Action::Persist(request));
         }
     }
+}
+
+/// The request a leader appended at `index` (now applied), if any: the
+/// front of `pending`, which is in index order.
+fn take_pending_request(
+    pending: &mut VecDeque<(LogIndex, RequestId, Term)>,
+    index: LogIndex,
+) -> Option<(RequestId, Term)> {
+    let (at, request, term) = *pending.front()?;
+    if at != index {
+        return None;
+    }
+    pending.pop_front();
+    Some((request, term))
 }

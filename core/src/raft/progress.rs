@@ -48,6 +48,13 @@ pub(super) struct Progress {
     pub match_incarnation: u64,
     /// When the leader last heard from the follower (any message).
     pub last_heard: Option<Time>,
+    /// The highest commit index this leader has told the follower (capped,
+    /// as the follower caps it, at what the message matched). The follower
+    /// may know less if a message was lost; the next heartbeat repairs that.
+    pub commit_sent: LogIndex,
+    /// The highest index where a proposal the follower forwarded was placed:
+    /// its client is answered there once the follower learns it committed.
+    pub commit_wanted: LogIndex,
 }
 
 impl Progress {
@@ -66,6 +73,8 @@ impl Progress {
             incarnation: 0,
             match_incarnation: 0,
             last_heard: None,
+            commit_sent: LogIndex::ZERO,
+            commit_wanted: LogIndex::ZERO,
         }
     }
 
@@ -161,6 +170,19 @@ impl Progress {
             self.inflight_bytes -= bytes;
         }
         true
+    }
+
+    /// The follower is told the commit index `commit`, in a message that
+    /// matched its log up to `matched`.
+    pub(super) fn told_commit(&mut self, commit: LogIndex, matched: LogIndex) {
+        self.commit_sent = self.commit_sent.max(commit.min(matched));
+    }
+
+    /// Would telling the follower the commit index `commit` now let a client
+    /// there be answered? (Otherwise it can wait for the next append or
+    /// heartbeat.)
+    pub(super) fn awaits_commit(&self, commit: LogIndex) -> bool {
+        commit.min(self.match_index).min(self.commit_wanted) > self.commit_sent
     }
 
     /// Are `count_limit` appends or `bytes_limit` bytes already in flight?

@@ -159,6 +159,7 @@ impl<S: StateMachine> RaftNode<S> {
                 if self.admit_local_read(request, query.len()) {
                     let id = self.next_tag();
                     self.hold_local_read(now, id.seq, request, query, Some(after));
+                    self.pull_commit(after);
                 }
             }
             ReadConsistency::Stale => {
@@ -226,7 +227,10 @@ impl<S: StateMachine> RaftNode<S> {
             return; // a duplicate
         }
         match index {
-            Some(index) => read.ready_at = Some(index),
+            Some(index) => {
+                read.ready_at = Some(index);
+                self.pull_commit(index);
+            }
             None => {
                 let read = self.local_reads.remove(&id).expect("found above");
                 self.respond(read.request, ClientResult::Dropped(DropReason::LeadershipLost));
@@ -237,6 +241,9 @@ impl<S: StateMachine> RaftNode<S> {
     /// Answers the reads this node serves from its own state once it has
     /// applied what they wait for, and gives up on those past their deadline.
     pub(super) fn serve_local_reads(&mut self) {
+        if self.local_reads.is_empty() {
+            return;
+        }
         let now = self.now;
         let done: Vec<u64> = self
             .local_reads

@@ -141,7 +141,10 @@ impl<S: StateMachine> RaftNode<S> {
                 if advanced {
                     self.maybe_commit();
                 }
-                self.send_append(from, false);
+                // A follower whose client waits for a commit it now matches
+                // hears of it even if nothing new is to be sent.
+                let awaits = self.progress.get(&from).is_some_and(|progress| progress.awaits_commit(self.commit));
+                self.send_append(from, awaits);
             }
             AppendResponse::Rejected { rejected_prev_index, hint } => {
                 let mut lost = None;
@@ -224,6 +227,9 @@ impl<S: StateMachine> RaftNode<S> {
             // reject it, which sends us back to probing from its match point.
             // Without it a lost append is never resent unless more writes come.
             self.send_append(from, true);
+        } else if read_context == 0 {
+            // The follower asks for the commit index (`pull_commit`).
+            self.send_append(from, true);
         }
     }
 
@@ -238,7 +244,7 @@ impl<S: StateMachine> RaftNode<S> {
         }
         let index = self.log.last_index().next();
         self.append(Entry { index, term: self.term, payload });
-        self.pending_requests.insert(index, (request, self.term));
+        self.pending_requests.push_back((index, request, self.term));
         // Replication and the write wait until the driver polls, so that
         // proposals made back to back go out as one append and one write.
         self.batch_open = true;
@@ -265,9 +271,48 @@ impl<S: StateMachine> RaftNode<S> {
     }
 
     pub(super) fn broadcast_append(&mut self, even_if_empty: bool) {
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
-        for peer in peers {
+        let mut next = self.progress.keys().next().copied();
+        while let Some(peer) = next {
             self.send_append(peer, even_if_empty);
+            next = self.next_peer(peer);
+        }
+    }
+
+    /// The follower after `peer` in id order (iterating without a copy of
+    /// the keys, while sending borrows the node mutably).
+    fn next_peer(&self, peer: NodeId) -> Option<NodeId> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.progress.range((Excluded(peer), Unbounded)).next().map(|(next, _)| *next)
+    }
+
+    /// Tells the followers a new commit index. It rides on the appends that
+    /// go out anyway; an empty append carries it alone only to a follower
+    /// where it lets a client be answered (a proposal it forwarded is now
+    /// committed), or to every follower when a configuration committed.
+    /// Others learn it from the next append or heartbeat: with one client,
+    /// that is the append of its next command, which halves the messages per
+    /// command. Session and follower reads waiting there ask for it
+    /// (`pull_commit`).
+    fn broadcast_commit(&mut self, configuration_committed: bool) {
+        let commit = self.commit;
+        let mut next = self.progress.keys().next().copied();
+        while let Some(peer) = next {
+            let awaits = configuration_committed || self.progress[&peer].awaits_commit(commit);
+            self.send_append(peer, awaits);
+            next = self.next_peer(peer);
+        }
+    }
+
+    /// A client here waits for `index`, which this follower does not know to
+    /// be committed: ask the leader for its commit index (an answer to no
+    /// heartbeat round, which the leader answers with an empty append)
+    /// instead of waiting for its next heartbeat.
+    pub(super) fn pull_commit(&mut self, index: LogIndex) {
+        if self.role == Role::Leader || index <= self.commit || self.config.bug(Bug::SessionReadIgnoresIndex) {
+            return;
+        }
+        if let Some(leader) = self.leader {
+            self.send(leader, MessageBody::HeartbeatResponse { read_context: 0 });
         }
     }
 
@@ -331,6 +376,7 @@ impl<S: StateMachine> RaftNode<S> {
             let bytes = entries.iter().map(|entry| entry.payload.len_bytes()).sum();
             progress.sent_entries(last_sent, bytes);
         }
+        progress.told_commit(self.commit, last_sent);
         let body = MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit: self.commit };
         self.send(to, body);
     }
@@ -342,11 +388,13 @@ impl<S: StateMachine> RaftNode<S> {
         self.read_context += 1;
         let read_context = self.read_context;
         self.reads.round_sent(read_context, now);
-        let peers: Vec<(NodeId, LogIndex)> =
-            self.progress.iter().map(|(peer, progress)| (*peer, progress.match_index)).collect();
-        for (peer, match_index) in peers {
-            let commit = self.commit.min(match_index);
+        let mut next = self.progress.keys().next().copied();
+        while let Some(peer) = next {
+            let progress = self.progress.get_mut(&peer).expect("listed");
+            let commit = self.commit.min(progress.match_index);
+            progress.told_commit(commit, commit);
             self.send(peer, MessageBody::Heartbeat { commit, read_context });
+            next = self.next_peer(peer);
         }
         // A single-node cluster is its own quorum.
         self.confirm_reads(now);
@@ -377,10 +425,13 @@ impl<S: StateMachine> RaftNode<S> {
         }
         let current_term = self.log.term(candidate) == Some(self.term);
         if current_term || self.config.bug(Bug::CommitOldTerm) {
+            let previous = self.commit;
             self.commit = candidate;
+            let configuration_committed =
+                self.config_entries.iter().any(|(index, _)| *index > previous && *index <= candidate);
             self.after_commit();
             if self.role == Role::Leader {
-                self.broadcast_append(true);
+                self.broadcast_commit(configuration_committed);
             }
         }
     }
@@ -523,7 +574,7 @@ impl<S: StateMachine> RaftNode<S> {
         }
         let index = self.log.last_index().next();
         self.append(Entry { index, term: self.term, payload: Payload::Config(next) });
-        self.pending_requests.insert(index, (request, self.term));
+        self.pending_requests.push_back((index, request, self.term));
         self.broadcast_append(false);
         self.maybe_commit();
         Ok(())

@@ -904,7 +904,7 @@ pub fn log_with_terms(terms: &[u64]) -> Vec<Entry> {
             Entry {
                 index: LogIndex(index),
                 term: Term(*term),
-                payload: Payload::Command(put(&format!("i{index}"), &format!("t{term}"))),
+                payload: Payload::Command(put(&format!("i{index}"), &format!("t{term}")).into()),
             }
         })
         .collect()

@@ -43,7 +43,7 @@ impl Drop for TempDir {
 }
 
 fn entry(index: u64, term: u64, command: &[u8]) -> Entry {
-    Entry { index: LogIndex(index), term: Term(term), payload: Payload::Command(command.to_vec()) }
+    Entry { index: LogIndex(index), term: Term(term), payload: Payload::Command(command.to_vec().into()) }
 }
 
 fn hard_state(term: u64, commit: u64) -> HardState {

@@ -101,7 +101,7 @@ mod tests {
 
     fn put(key: &str, value: i64) -> Payload {
         let op = KvOp::Put { key: key.as_bytes().to_vec(), value: value.to_le_bytes().to_vec() };
-        Payload::Command(KvCommand { session: None, op }.encode())
+        Payload::Command(KvCommand { session: None, op }.encode().into())
     }
 
     fn decode(bytes: &[u8]) -> Option<i64> {
