@@ -29,7 +29,7 @@
 //! operation of the old planner still in flight either applies (and the new
 //! planner hears of the new descriptor) or fails on its generation.
 
-use super::allocator::{Allocator, Counts};
+use super::allocator::{Allocator, Counts, ZoneIndex};
 use super::bug::Bug;
 use super::descriptor::{RangeDescriptor, RangeId, ReplicaKind};
 use super::nodes::{Liveness, Locality, NodeInfo};
@@ -714,6 +714,7 @@ impl Planner {
             self.ranges.range(self.cursor..).chain(self.ranges.range(..self.cursor)).map(|(&id, _)| id).collect();
         let grace = if self.config.bug(Bug::NoGracePeriod) { 0 } else { self.config.grace_period_us };
         let totals = super::allocator::Totals::of(&self.nodes, &counts);
+        let mut zones = ZoneIndex::new(&self.nodes, &counts);
         let by_start: BTreeMap<Vec<u8>, RangeId> =
             self.ranges.iter().map(|(&id, r)| (r.descriptor.span.start.clone(), id)).collect();
         // Ranges about to be absorbed by their left neighbour get no plan.
@@ -737,7 +738,8 @@ impl Planner {
                 Some(decision) => Some(decision),
                 None => {
                     let alloc =
-                        Allocator::with_totals(&self.nodes, &counts, totals, self.config.threshold_pct, now, grace);
+                        Allocator::with_totals(&self.nodes, &counts, totals, self.config.threshold_pct, now, grace)
+                            .with_zone_index(&zones);
                     let decider =
                         Decider { config: &self.config, alloc, nodes: &self.nodes, recent: &self.recent, now };
                     decider.decide(&self.ranges[&id], &mut self.rng)
@@ -753,8 +755,13 @@ impl Planner {
                 *per_node.entry(node).or_insert(0) += 1;
             }
             if let PlanKind::Move { add, remove, .. } = &kind {
-                add.inspect(|&node| counts.adjust_replicas(node, 1));
-                remove.inspect(|&node| counts.adjust_replicas(node, -1));
+                for (node, delta) in add.map(|n| (n, 1)).into_iter().chain(remove.map(|n| (n, -1))) {
+                    let before = counts.replicas_on(node);
+                    counts.adjust_replicas(node, delta);
+                    if let Some(info) = self.nodes.get(&node) {
+                        zones.adjust(info, before, counts.replicas_on(node));
+                    }
+                }
             }
             if let PlanKind::Single(OpKind::Merge { right, .. }) = &kind {
                 merging.insert(*right);
