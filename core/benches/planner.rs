@@ -113,13 +113,8 @@ fn planner(size: Size) -> Planner {
         .collect();
     let mut planner = Planner::new(PlannerConfig::default(), 7, Time::ZERO, nodes, descriptors).expect("valid");
     for (id, leader) in leaders {
-        let load = RangeLoad {
-            size_bytes: 32 << 20,
-            qps: 10.0,
-            size_midpoint: None,
-            load_midpoint: None,
-            hottest_key: None,
-        };
+        let load =
+            RangeLoad { size_bytes: 32 << 20, qps: 10.0, size_midpoint: None, load_midpoint: None, hottest_key: None };
         planner.range_load(Time::ZERO, id, Some(leader), load);
     }
     planner

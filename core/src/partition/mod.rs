@@ -44,8 +44,8 @@ pub use descriptor::{DescriptorError, RangeDescriptor, RangeId, Replica, Replica
 pub use keyspace::{hashed_routing_key, jump_consistent_hash, key_hash, KeyMode};
 pub use nodes::{Liveness, Locality, NodeInfo, MAX_LOCALITY_TIERS};
 pub use planner::{
-    OpFailure, OpId, OpKind, OpOutcome, Operation, Placement, Planner, PlannerAction, PlannerConfig, PlannerConfigError,
-    PlannerEvent, Reason, MAX_QUEUED_ACTIONS, MAX_RECENT_MOVES, MAX_REPLICATION_FACTOR,
+    OpFailure, OpId, OpKind, OpOutcome, Operation, Placement, Planner, PlannerAction, PlannerConfig,
+    PlannerConfigError, PlannerEvent, Reason, MAX_QUEUED_ACTIONS, MAX_RECENT_MOVES, MAX_REPLICATION_FACTOR,
 };
 pub use ring::{
     HashRing, RingError, TokenPlacement, DEFAULT_CANDIDATES, MAX_BALANCED_REPLICATION, MAX_CANDIDATES, MAX_RING_NODES,
