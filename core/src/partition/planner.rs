@@ -839,15 +839,7 @@ impl Planner {
             for node in limited {
                 *per_node.entry(node).or_insert(0) += 1;
             }
-            if let PlanKind::Move { add, remove, .. } = &kind {
-                for (node, delta) in add.map(|n| (n, 1)).into_iter().chain(remove.map(|n| (n, -1))) {
-                    let before = counts.replicas_on(node);
-                    counts.adjust_replicas(node, delta);
-                    if let Some(info) = self.nodes.get(&node) {
-                        zones.adjust(info, before, counts.replicas_on(node));
-                    }
-                }
-            }
+            self.count_move(&kind, &mut counts, &mut zones);
             if let PlanKind::Single(OpKind::Merge { right, .. }) = &kind {
                 merging.insert(*right);
             }
@@ -860,6 +852,19 @@ impl Planner {
             self.start_plan(now, id, kind, reason);
         }
         self.cursor = RangeId(0);
+    }
+
+    /// Counts a planned move as done in `counts` and `zones`, so that the
+    /// rest of the pass plans against it.
+    fn count_move(&self, kind: &PlanKind, counts: &mut Counts, zones: &mut ZoneIndex) {
+        let PlanKind::Move { add, remove, .. } = kind else { return };
+        for (node, delta) in add.map(|n| (n, 1)).into_iter().chain(remove.map(|n| (n, -1))) {
+            let before = counts.replicas_on(node);
+            counts.adjust_replicas(node, delta);
+            if let Some(info) = self.nodes.get(&node) {
+                zones.adjust(info, before, counts.replicas_on(node));
+            }
+        }
     }
 
     /// Under [`Placement::Ring`], rebuilds the ring if its members (the
