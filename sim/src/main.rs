@@ -183,7 +183,7 @@ struct ClusterArgs {
     /// Placement only: replication factor (default 3).
     #[arg(long, value_name = "N")]
     rf: Option<usize>,
-    /// Placement only: the placement strategy (balanced).
+    /// Placement only: the placement strategy (balanced or ring).
     #[arg(long, value_name = "NAME")]
     strategy: Option<String>,
 }

@@ -13,13 +13,18 @@
 //!   Removed: the last shard and node `N-1` (jump consistent hashing can
 //!   only drop the last bucket; a failed node elsewhere has its shard's
 //!   replicas replaced instead, which moves no keys between shards).
-//! - `balanced`: the balanced allocator, not yet available here.
+//! - `balanced`: the balanced allocator over ranges of the hashed keyspace;
+//!   see `placement_stats/balanced.rs` for the definition. Added: node `N`;
+//!   removed: node 0, both followed by rebalancing to a fixed point.
 //!
 //! A key moves when its primary node changes; a replica slot moves when a
 //! node leaves the key's replica set. The minimum on adding a node is
 //! `1/(N+1)` of keys (the new node's fair share) and, likewise, `1/(N+1)` of
 //! replica slots; on removing one, `1/N`.
 
+mod balanced;
+
+pub use balanced::{KEYS_PER_RANGE, MAX_BALANCED_RANGES, MAX_REBALANCE_ROUNDS, RANGES_PER_NODE};
 use chorus_core::partition::{key_hash, HashRing, ShardMap, TokenPlacement};
 use chorus_core::types::NodeId;
 use std::collections::BTreeMap;
@@ -121,9 +126,6 @@ pub fn validate(options: &StatsOptions) -> Result<(), String> {
     if !(1..=MAX_STATS_KEYS).contains(&keys) {
         return Err(format!("--keys {keys}: must be between 1 and {MAX_STATS_KEYS}"));
     }
-    if strategy == Strategy::Balanced {
-        return Err("--strategy balanced: the balanced allocator is not yet available in placement-stats".into());
-    }
     Ok(())
 }
 
@@ -175,7 +177,12 @@ pub fn measure(options: &StatsOptions) -> Result<PlacementStats, String> {
                 ShardMap::successors(&nodes[..nodes.len() - 1], rf.min(nodes.len() - 1)).map_err(shard_error)?;
             Ok(measure_placement(options, &nodes, [&base, &grown, &shrunk]))
         }
-        Strategy::Balanced => Err("the balanced allocator is not yet available".into()),
+        Strategy::Balanced => {
+            let base = balanced::Layout::place(options.nodes, rf, options.keys)?;
+            let grown = base.with_node(options.nodes);
+            let shrunk = base.without_node(0)?;
+            Ok(measure_placement(options, &nodes, [&base, &grown, &shrunk]))
+        }
     }
 }
 
@@ -396,7 +403,15 @@ mod tests {
             let error = measure(&bad).unwrap_err();
             assert!(error.contains(flag), "{error}");
         }
-        assert!(measure(&options(Strategy::Balanced)).unwrap_err().contains("not yet available"));
+    }
+
+    #[test]
+    fn the_balanced_allocator_keeps_every_node_within_five_percent_of_the_mean_replica_count() {
+        let stats = measure(&options(Strategy::Balanced)).unwrap();
+        // 10 nodes, 100 ranges (10 per node), 300 replica slots: 30 each.
+        assert!(stats.replica_max_over_mean <= 1.05 && stats.replica_min_over_mean >= 0.95, "{stats:?}");
+        assert!(stats.move_on_add > 0.0 && stats.move_on_remove > 0.0, "{stats:?}");
+        assert_eq!(measure(&options(Strategy::Balanced)).unwrap().replica_move_on_add, stats.replica_move_on_add);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! flags are named.
 
 use chorus_sim::placement::report::{run_many, PlacementRunOptions};
-use chorus_sim::placement::{run_seed, Bug, PlacementOptions};
+use chorus_sim::placement::{run_seed, Bug, PlacementOptions, Strategy};
 use std::process::{Command, Output};
 
 fn chorus_sim(args: &[&str]) -> Output {
@@ -108,4 +108,16 @@ fn bad_placement_flags_are_named_with_exit_code_2() {
     }
     let output = chorus_sim(&["run", "--seeds", "0..1", "--ranges", "5"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("--ranges applies to --system placement only"));
+}
+
+#[test]
+fn a_small_ring_run_converges_to_the_rings_targets_and_replays_bit_for_bit() {
+    for seed in 0..4 {
+        let options =
+            PlacementOptions { nodes: 6, ranges: 16, strategy: Strategy::Ring, ..PlacementOptions::new(seed) };
+        let report = run_seed(options.clone());
+        assert!(report.outcome.failures.is_empty(), "seed {seed}: {:?}", report.outcome.failures);
+        assert!(report.outcome.metrics.converge_us.is_some(), "seed {seed} converged");
+        assert_eq!(run_seed(options).outcome.trace_hash, report.outcome.trace_hash, "seed {seed} replays");
+    }
 }

@@ -88,6 +88,57 @@ impl Totals {
     }
 }
 
+/// The nodes that can take replicas, grouped by their widest failure
+/// domain (zone; `None` for a node without locality), with each zone's
+/// replica and capacity sums and its nodes ordered by replica load. A
+/// planning pass builds it once and keeps it in step with its [`Counts`],
+/// so that the allocator finds a rebalancing target among the zones a
+/// range does not use without looking at every node.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ZoneIndex {
+    zones: BTreeMap<Option<String>, ZoneLoads>,
+}
+
+/// One zone of a [`ZoneIndex`].
+#[derive(Clone, Debug, Default)]
+struct ZoneLoads {
+    replicas: u64,
+    capacity: u64,
+    /// (replica load as the bits of a non-negative `f64`, which order as
+    /// the numbers do; node).
+    by_load: std::collections::BTreeSet<(u64, NodeId)>,
+}
+
+fn load_bits(replicas: u64, capacity: u32) -> u64 {
+    (replicas as f64 / f64::from(capacity)).to_bits()
+}
+
+impl ZoneIndex {
+    /// The index of the nodes of `nodes` that can take replicas.
+    pub(crate) fn new(nodes: &BTreeMap<NodeId, NodeInfo>, counts: &Counts) -> ZoneIndex {
+        let mut index = ZoneIndex::default();
+        for node in nodes.values().filter(|n| n.can_take_replicas()) {
+            let zone = index.zones.entry(node.locality.top().map(str::to_string)).or_default();
+            let replicas = counts.replicas_on(node.id);
+            zone.replicas += replicas;
+            zone.capacity += u64::from(node.capacity);
+            zone.by_load.insert((load_bits(replicas, node.capacity), node.id));
+        }
+        index
+    }
+
+    /// `node`'s replica count went from `before` to `after`.
+    pub(crate) fn adjust(&mut self, node: &NodeInfo, before: u64, after: u64) {
+        if !node.can_take_replicas() {
+            return;
+        }
+        let Some(zone) = self.zones.get_mut(&node.locality.top().map(str::to_string)) else { return };
+        zone.replicas = zone.replicas - before + after;
+        zone.by_load.remove(&(load_bits(before, node.capacity), node.id));
+        zone.by_load.insert((load_bits(after, node.capacity), node.id));
+    }
+}
+
 /// Whether moving one unit (a replica, a leadership) from a node holding
 /// `from` with weight `from_weight` to one holding `to` with weight
 /// `to_weight` lowers the sum over nodes of `count² / weight`. Every move
@@ -111,6 +162,9 @@ pub struct Allocator<'a> {
     up_capacity: u64,
     /// Leaders in the cluster.
     total_leaders: u64,
+    /// The pass's zone index, if it keeps one (a shortcut; every decision
+    /// is the same without it).
+    zones: Option<&'a ZoneIndex>,
 }
 
 impl<'a> Allocator<'a> {
@@ -145,7 +199,15 @@ impl<'a> Allocator<'a> {
             grace_us,
             up_capacity: totals.up_capacity,
             total_leaders: totals.leaders,
+            zones: None,
         }
+    }
+
+    /// Uses `zones` (which must match this view's nodes and counts) to find
+    /// rebalancing targets without a walk over every node.
+    pub(crate) fn with_zone_index(mut self, zones: &'a ZoneIndex) -> Allocator<'a> {
+        self.zones = Some(zones);
+        self
     }
 
     fn node(&self, id: NodeId) -> Option<&'a NodeInfo> {
@@ -178,6 +240,16 @@ impl<'a> Allocator<'a> {
             .filter_map(|other| self.node(other))
             .map(|other| info.locality.diversity(&other.locality))
             .sum()
+    }
+
+    /// The diversity-counted members of `others` (known, not to be
+    /// replaced, not `candidate`), whose zones `candidate` avoids entirely
+    /// when its diversity to them is at its maximum, one per member: each
+    /// term is 1.0 exactly when the two nodes' widest domains differ, and at
+    /// most 1 - 1/[`MAX_LOCALITY_TIERS`](super::nodes::MAX_LOCALITY_TIERS)
+    /// otherwise.
+    fn counted(&self, candidate: NodeId, others: impl Iterator<Item = NodeId>) -> Vec<&'a NodeInfo> {
+        others.filter(|&other| other != candidate && !self.must_replace(other)).filter_map(|o| self.node(o)).collect()
     }
 
     /// Where a new replica of `range` should go, or `None` if no node can
@@ -252,6 +324,10 @@ impl<'a> Allocator<'a> {
         let source = self.choose_remove(range, None, voters.iter().copied().filter(|&v| self.is_up(v)))?;
         let others = || voters.iter().copied().filter(move |&v| v != source);
         let source_diversity = self.diversity(source, others());
+        let counted = self.counted(source, others()).len() as f64;
+        if source_diversity >= counted - DIVERSITY_EPSILON {
+            return None; // No node can be more diverse than every term at 1.0.
+        }
         let target = self
             .nodes
             .values()
@@ -280,27 +356,29 @@ impl<'a> Allocator<'a> {
     fn rebalance_from(&self, range: &RangeDescriptor, voters: &[NodeId], source: NodeId) -> Option<(NodeId, NodeId)> {
         let others = || voters.iter().copied().filter(move |&v| v != source);
         let source_diversity = self.diversity(source, others());
-        let targets: Vec<NodeId> = self
-            .nodes
-            .values()
-            .filter(|n| n.can_take_replicas() && !range.has_replica(n.id))
-            .filter(|n| self.diversity(n.id, others()) >= source_diversity - DIVERSITY_EPSILON)
-            .map(|n| n.id)
-            .collect();
-        if targets.is_empty() {
-            return None;
-        }
         let capacity = |id: NodeId| f64::from(self.node(id).map_or(1, |n| n.capacity));
         let count = |id: NodeId| self.counts.replicas_on(id) as f64;
-        let members = || targets.iter().copied().chain([source]);
+        let (target, targets_replicas, targets_capacity) = match self.zones {
+            Some(zones) => {
+                let counted = self.counted(source, others());
+                if source_diversity < counted.len() as f64 - DIVERSITY_EPSILON {
+                    self.comparable_by_walk(range, source, source_diversity, voters)?
+                } else {
+                    // Comparable targets: the nodes outside every counted
+                    // voter's zone (the sums are of whole numbers: exact in
+                    // any order).
+                    let used: Vec<Option<&str>> = counted.iter().map(|o| o.locality.top()).collect();
+                    self.comparable_in_zones(zones, range, &used)?
+                }
+            }
+            None => self.comparable_by_walk(range, source, source_diversity, voters)?,
+        };
         // Replicas per unit of capacity over the comparable nodes.
-        let mean = members().map(count).sum::<f64>() / members().map(capacity).sum::<f64>();
+        let mean = (targets_replicas + count(source)) / (targets_capacity + capacity(source));
         let band = |id: NodeId| {
             let share = mean * capacity(id);
             (share, (share * self.threshold).max(MIN_BALANCE_SLACK))
         };
-        let target =
-            *targets.iter().min_by(|&&a, &&b| self.replica_load(a).total_cmp(&self.replica_load(b)).then(a.cmp(&b)))?;
         let ((source_share, source_slack), (target_share, target_slack)) = (band(source), band(target));
         let needed = count(source) > source_share + source_slack || count(target) < target_share - target_slack;
         if !(needed && improves(count(target), capacity(target), count(source), capacity(source))) {
@@ -312,6 +390,58 @@ impl<'a> Allocator<'a> {
         // the rule's own guard against a change to either.
         let would_remove = self.choose_remove(range, Some(target), voters.iter().copied().chain([target]))?;
         (would_remove == source).then_some((target, source))
+    }
+
+    /// The nodes as diverse in `source`'s place as `source` (and able to
+    /// take a replica of `range`), found by a walk over every node: the
+    /// least loaded of them (lower id on a tie) and the sums of their
+    /// replicas and capacities; `None` if there are none.
+    fn comparable_by_walk(
+        &self,
+        range: &RangeDescriptor,
+        source: NodeId,
+        source_diversity: f64,
+        voters: &[NodeId],
+    ) -> Option<(NodeId, f64, f64)> {
+        let others = || voters.iter().copied().filter(move |&v| v != source);
+        let targets: Vec<NodeId> = self
+            .nodes
+            .values()
+            .filter(|n| n.can_take_replicas() && !range.has_replica(n.id))
+            .filter(|n| self.diversity(n.id, others()) >= source_diversity - DIVERSITY_EPSILON)
+            .map(|n| n.id)
+            .collect();
+        let capacity = |id: NodeId| f64::from(self.node(id).map_or(1, |n| n.capacity));
+        let count = |id: NodeId| self.counts.replicas_on(id) as f64;
+        let target =
+            *targets.iter().min_by(|&&a, &&b| self.replica_load(a).total_cmp(&self.replica_load(b)).then(a.cmp(&b)))?;
+        Some((target, targets.iter().copied().map(count).sum(), targets.iter().copied().map(capacity).sum()))
+    }
+
+    /// [`Allocator::comparable_by_walk`] for the nodes in no zone of
+    /// `used`, from the zone index.
+    fn comparable_in_zones(
+        &self,
+        zones: &ZoneIndex,
+        range: &RangeDescriptor,
+        used: &[Option<&str>],
+    ) -> Option<(NodeId, f64, f64)> {
+        let mut best: Option<(u64, NodeId)> = None;
+        let (mut replicas, mut capacity) = (0u64, 0u64);
+        for (zone, loads) in zones.zones.iter().filter(|(zone, _)| !used.contains(&zone.as_deref())) {
+            replicas += loads.replicas;
+            capacity += loads.capacity;
+            // A range has a handful of replicas: few are skipped.
+            if let Some(&first) = loads.by_load.iter().find(|(_, id)| !range.has_replica(*id)) {
+                best = Some(best.map_or(first, |b| b.min(first)));
+            }
+            let holders = range.replicas().iter().filter_map(|r| self.node(r.node));
+            for holder in holders.filter(|n| n.can_take_replicas() && n.locality.top() == zone.as_deref()) {
+                replicas -= self.counts.replicas_on(holder.id);
+                capacity -= u64::from(holder.capacity);
+            }
+        }
+        best.map(|(_, id)| (id, replicas as f64, capacity as f64))
     }
 
     /// The leader count `node` should have: the cluster's leaders shared by
@@ -440,6 +570,41 @@ mod tests {
         let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
         assert_eq!(alloc.choose_remove(&range(&[1, 8, 9]), Some(NodeId(7)), [1, 8, 9, 7].map(NodeId)), Some(NodeId(1)));
         assert_eq!(alloc.rebalance(&range(&[1, 8, 9])), Some((NodeId(7), NodeId(1))));
+    }
+
+    #[test]
+    fn the_zone_index_changes_no_rebalancing_decision() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..300 {
+            let zones = rng.random_range(1..=5u64);
+            let mut nodes: BTreeMap<NodeId, NodeInfo> = (1..=rng.random_range(4..=24u64))
+                .map(|n| {
+                    let tiers = [format!("zone={}", n % zones), format!("rack={}", n % 2), format!("host={n}")];
+                    let mut info = NodeInfo::new(NodeId(n), Locality::new(tiers), rng.random_range(1..=3), Time::ZERO);
+                    info.decommissioning = rng.random_range(0..10) == 0;
+                    (NodeId(n), info)
+                })
+                .collect();
+            nodes.insert(NodeId(99), NodeInfo::new(NodeId(99), Locality::default(), 1, Time::ZERO));
+            let counts = Counts {
+                replicas: nodes.keys().map(|&id| (id, rng.random_range(0..60))).collect(),
+                leaders: BTreeMap::new(),
+            };
+            let index = ZoneIndex::new(&nodes, &counts);
+            let ids: Vec<u64> = nodes.keys().map(|id| id.0).collect();
+            for _ in 0..20 {
+                let mut voters: Vec<u64> = Vec::new();
+                while voters.len() < 3.min(ids.len()) {
+                    let pick = ids[rng.random_range(0..ids.len())];
+                    if !voters.contains(&pick) {
+                        voters.push(pick);
+                    }
+                }
+                let plain = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
+                let indexed = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0).with_zone_index(&index);
+                assert_eq!(plain.rebalance(&range(&voters)), indexed.rebalance(&range(&voters)), "{voters:?}");
+            }
+        }
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //!   merges, [`RangeTable::check_cover`]).
 //! - `shards.rs`: [`ShardMap`], shard → replicas for jump shards.
 //! - `ring.rs`: [`HashRing`], consistent hashing with virtual nodes.
+//! - `ring_placement.rs`: [`RingPlacement`], the ring as the planner's
+//!   strategy ([`Placement::Ring`]): zone-aware targets, rebuilt in id order.
 //! - `stats.rs`: [`Distribution`], how evenly counts spread over nodes,
 //!   whatever placed them.
 
@@ -30,6 +32,7 @@ mod keyspace;
 mod nodes;
 mod planner;
 mod ring;
+mod ring_placement;
 mod shards;
 mod split;
 mod stats;
@@ -41,13 +44,14 @@ pub use descriptor::{DescriptorError, RangeDescriptor, RangeId, Replica, Replica
 pub use keyspace::{hashed_routing_key, jump_consistent_hash, key_hash, KeyMode};
 pub use nodes::{Liveness, Locality, NodeInfo, MAX_LOCALITY_TIERS};
 pub use planner::{
-    OpFailure, OpId, OpKind, OpOutcome, Operation, Planner, PlannerAction, PlannerConfig, PlannerConfigError,
-    PlannerEvent, Reason, MAX_QUEUED_ACTIONS, MAX_RECENT_MOVES, MAX_REPLICATION_FACTOR,
+    OpFailure, OpId, OpKind, OpOutcome, Operation, Placement, Planner, PlannerAction, PlannerConfig,
+    PlannerConfigError, PlannerEvent, Reason, MAX_QUEUED_ACTIONS, MAX_RECENT_MOVES, MAX_REPLICATION_FACTOR,
 };
 pub use ring::{
     HashRing, RingError, TokenPlacement, DEFAULT_CANDIDATES, MAX_BALANCED_REPLICATION, MAX_CANDIDATES, MAX_RING_NODES,
     MAX_RING_TOKENS, MAX_VNODES,
 };
+pub use ring_placement::RingPlacement;
 pub use shards::{ShardMap, ShardMapError, MAX_SHARDS, MAX_SHARD_REPLICAS};
 pub use split::{LoadHistory, RangeLoad, SplitDecision, SplitPolicy, SplitPolicyError};
 pub use stats::{Distribution, DistributionError, MAX_DISTRIBUTION_NODES};

@@ -381,6 +381,14 @@ impl HashRing {
         }
     }
 
+    /// The owners of the ring's tokens clockwise from `hash` (from the
+    /// first token at or after it), one lap: a node appears once per token.
+    pub fn owners_from(&self, hash: u64) -> impl Iterator<Item = NodeId> + '_ {
+        let start = self.tokens.partition_point(|&token| token < hash);
+        let len = self.owners.len();
+        (0..len).map(move |step| self.owners[(start + step) % len])
+    }
+
     /// The primary node of a key whose [`key_hash`] is `hash`.
     #[inline]
     pub fn primary_for_hash(&self, hash: u64) -> Option<NodeId> {

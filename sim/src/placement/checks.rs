@@ -29,13 +29,22 @@
 //!   each range when there are no more zones than replicas; otherwise of
 //!   the whole cluster), and leader counts within the threshold of the
 //!   mean, both relative to capacity and with a slack of at least
-//!   [`MIN_BALANCE_SLACK`] replicas and [`MIN_LEADER_SLACK`] leaders.
+//!   [`MIN_BALANCE_SLACK`] replicas and [`MIN_LEADER_SLACK`] leaders;
+//! - **convergence under `--strategy ring`** judges what the ring promises
+//!   instead of ±5%: the same range checks, then every range's voters are
+//!   exactly its ring targets (a ring rebuilt over the live, staying nodes
+//!   in id order, as the planner rebuilds its own); the replica and leader
+//!   spreads are measured and reported (`balance_spread_pct`,
+//!   `leader_spread_pct`) but not required to be within ±5%, since a ring
+//!   of few nodes spreads replicas only as evenly as its tokens fall, and a
+//!   node with few replicas cannot lead its share of ranges.
 
 use super::world::{
     PlacementRecord, PlacementWorld, CHECK_EVERY_US, DEAD_AFTER_US, GRACE_US, MAX_MOVES_PER_NODE, MAX_MOVES_TOTAL,
     MAX_OP_US, PASS_US, THRASH_WINDOW_US,
 };
-use chorus_core::partition::{OpKind, Operation, Reason, MIN_BALANCE_SLACK};
+use super::{Strategy, RING_VNODES};
+use chorus_core::partition::{OpKind, Operation, Reason, RingPlacement, MIN_BALANCE_SLACK};
 use chorus_core::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -269,6 +278,9 @@ impl PlacementWorld {
         if let Some((&id, _)) = self.nodes.iter().find(|(&id, n)| n.decommissioning && self.replicas_on(id) > 0) {
             return Err(format!("n{} is decommissioned but holds replicas", id.0));
         }
+        if self.options.strategy == Strategy::Ring {
+            return self.ring_convergence(&eligible);
+        }
         let classes: BTreeMap<String, Vec<NodeId>> = if zones.len() <= rf {
             zones.iter().map(|z| (z.clone(), eligible.iter().copied().filter(|id| zone(id) == *z).collect())).collect()
         } else {
@@ -277,27 +289,57 @@ impl PlacementWorld {
         let mut balance_bp = 0;
         for (class, members) in &classes {
             let counts: Vec<(NodeId, f64)> = members.iter().map(|&id| (id, self.replicas_on(id) as f64)).collect();
-            balance_bp = balance_bp.max(self.spread("replicas", class, &counts, MIN_BALANCE_SLACK)?);
+            balance_bp = balance_bp.max(self.spread("replicas", class, &counts, Some(MIN_BALANCE_SLACK))?);
         }
         let leaders: Vec<(NodeId, f64)> = eligible
             .iter()
             .map(|&id| (id, self.ranges.values().filter(|r| r.leader == Some(id)).count() as f64))
             .collect();
-        let leader_bp = self.spread("leaders", "cluster", &leaders, MIN_LEADER_SLACK)?;
+        let leader_bp = self.spread("leaders", "cluster", &leaders, Some(MIN_LEADER_SLACK))?;
+        Ok((balance_bp, leader_bp))
+    }
+
+    /// Convergence under the ring: every range's voters are exactly its
+    /// ring targets, computed from a ring rebuilt over the live, staying
+    /// nodes in id order (as the planner builds its own). Replica and leader
+    /// counts are only measured: the ring promises its targets, not ±5%,
+    /// and a node the ring gives few replicas may have too few ranges to
+    /// lead its share.
+    fn ring_convergence(&self, eligible: &BTreeSet<NodeId>) -> Result<(u64, u64), String> {
+        let rf = self.options.rf;
+        let members = eligible.iter().map(|&id| (id, self.nodes[&id].capacity));
+        let ring = RingPlacement::build(members, RING_VNODES, rf).map_err(|e| format!("no ring: {e}"))?;
+        let zone = |id: NodeId| self.nodes.get(&id).and_then(|n| n.locality.top());
+        for range in self.ranges.values() {
+            let d = &range.descriptor;
+            let targets: BTreeSet<NodeId> = ring.targets(&d.span.start, rf, zone).into_iter().collect();
+            let voters: BTreeSet<NodeId> = d.voters().collect();
+            if voters != targets {
+                return Err(format!("{} has voters {voters:?}, not its ring targets {targets:?}", d.id));
+            }
+        }
+        let replicas: Vec<(NodeId, f64)> = eligible.iter().map(|&id| (id, self.replicas_on(id) as f64)).collect();
+        let balance_bp = self.spread("replicas", "cluster", &replicas, None)?;
+        let leaders: Vec<(NodeId, f64)> = eligible
+            .iter()
+            .map(|&id| (id, self.ranges.values().filter(|r| r.leader == Some(id)).count() as f64))
+            .collect();
+        let leader_bp = self.spread("leaders", "cluster", &leaders, None)?;
         Ok((balance_bp, leader_bp))
     }
 
     /// The largest deviation of `counts` from their capacity-weighted share
     /// of the total, in basis points; an error naming the node if one is
-    /// outside the threshold (with at least [`MIN_BALANCE_SLACK`]).
-    fn spread(&self, what: &str, class: &str, counts: &[(NodeId, f64)], min_slack: f64) -> Result<u64, String> {
+    /// outside the threshold (with at least `min_slack`; `None`: measured
+    /// only, never an error).
+    fn spread(&self, what: &str, class: &str, counts: &[(NodeId, f64)], min_slack: Option<f64>) -> Result<u64, String> {
         let total: f64 = counts.iter().map(|(_, c)| c).sum();
         let capacity: f64 = counts.iter().map(|(id, _)| f64::from(self.nodes[id].capacity)).sum();
         let threshold = f64::from(self.config.threshold_pct) / 100.0;
         let mut worst = 0.0f64;
         for (id, count) in counts {
             let share = total * f64::from(self.nodes[id].capacity) / capacity.max(1.0);
-            let slack = (share * threshold).max(min_slack);
+            let slack = (share * threshold).max(min_slack.unwrap_or(f64::INFINITY));
             if (count - share).abs() > slack {
                 return Err(format!(
                     "n{} has {count} {what}, outside {share:.1} ± {slack:.1} (its share in {class})",
@@ -327,7 +369,7 @@ impl PlacementWorld {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{PlacementOptions, Strategy};
+    use super::super::PlacementOptions;
     use super::*;
     use chorus_core::partition::RangeId;
 

@@ -31,16 +31,31 @@ pub const MAX_RANGES: usize = 100_000;
 pub enum Strategy {
     /// The balanced allocator: failure domains, capacity, counts, leaders.
     Balanced,
+    /// The ring with [`RING_VNODES`] virtual nodes per unit of capacity,
+    /// zone-aware (see [`RingPlacement`](chorus_core::partition::RingPlacement)).
+    Ring,
 }
+
+/// Virtual nodes per unit of capacity of [`Strategy::Ring`].
+pub const RING_VNODES: u32 = 32;
 
 impl Strategy {
     /// Every strategy, in the order the command line lists them.
-    pub const ALL: [Strategy; 1] = [Strategy::Balanced];
+    pub const ALL: [Strategy; 2] = [Strategy::Balanced, Strategy::Ring];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Balanced => "balanced",
+            Strategy::Ring => "ring",
+        }
+    }
+
+    /// The planner's placement for this strategy.
+    pub fn placement(self) -> chorus_core::partition::Placement {
+        match self {
+            Strategy::Balanced => chorus_core::partition::Placement::Balanced,
+            Strategy::Ring => chorus_core::partition::Placement::Ring { vnodes: RING_VNODES },
         }
     }
 

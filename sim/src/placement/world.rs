@@ -331,6 +331,7 @@ impl PlacementWorld {
             pass_interval_us: PASS_US,
             split: SplitPolicy { load_sustain_us: 5_000_000, ..SplitPolicy::default() },
             injected_bug: options.bug,
+            placement: options.strategy.placement(),
             ..PlannerConfig::default()
         };
         let founders: Vec<NodeId> = (1..=options.rf as u64).map(NodeId).collect();
