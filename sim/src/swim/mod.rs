@@ -16,6 +16,7 @@
 //! per-seed profiles), [`metrics`] (what a run measured), [`runner`] (many
 //! seeds in parallel, summaries), [`report`] (text and JSON output).
 
+mod bounds;
 pub mod checkers;
 mod checks;
 pub mod describe;
