@@ -57,7 +57,7 @@ use super::world::SwimWorld;
 use crate::skeleton::node_id;
 use chorus_core::swim::{Event, Incarnation, MemberState, Message, MessageBody, Update};
 use chorus_core::NodeId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Length of a load window, in probe periods.
 pub(super) const LOAD_WINDOW_PERIODS: u64 = 10;
@@ -114,6 +114,10 @@ pub(super) struct BoundsState {
     /// `(observer, member, incarnation)` -> when the observer started
     /// suspecting the member at that incarnation.
     suspected_at: BTreeMap<(usize, u64, Incarnation), u64>,
+    /// Every piece of news ever tracked `(member, incarnation, rank)`: news
+    /// is timed from its first report only, even after its sample was
+    /// dropped (a late report, e.g. by a restarted member, is not news).
+    news_seen: BTreeSet<(u64, Incarnation, u8)>,
 }
 
 impl BoundsState {
@@ -295,7 +299,7 @@ impl SwimWorld {
         let rank = rank(state);
         let news = &mut self.bounds.news;
         let known = news.iter().any(|old| old.member == member && (old.incarnation, old.rank) >= (incarnation, rank));
-        if known || news.len() >= MAX_NEWS_TRACKED {
+        if known || news.len() >= MAX_NEWS_TRACKED || !self.bounds.news_seen.insert((member.0, incarnation, rank)) {
             return;
         }
         let origin_life = self.nodes[observer].life;
@@ -315,10 +319,17 @@ impl SwimWorld {
     }
 
     /// Members that must know `news` by now: running, not excused, running
-    /// since before it, and not its subject.
+    /// since before it, and not its subject. For news that a member is
+    /// alive, not a member that declared it failed meanwhile (a false
+    /// positive, which the accuracy checker judges): it no longer probes it,
+    /// and reconnection, bounded by the settle check, brings it back.
     fn must_know(&self, observer: usize, news: &News) -> bool {
-        self.nodes[observer].swim.is_some()
-            && !self.excused(observer)
+        let Some(swim) = &self.nodes[observer].swim else {
+            return false;
+        };
+        let declared_failed = news.rank == 0 && swim.member(news.member).is_some_and(|member| rank(member.state) == 2);
+        !self.excused(observer)
+            && !declared_failed
             && self.bounds.started_us[observer] <= news.origin_us
             && node_id(observer) != news.member
     }
