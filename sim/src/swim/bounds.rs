@@ -307,12 +307,16 @@ impl SwimWorld {
     }
 
     /// Whether `observer` knows `news` or something newer about its member
-    /// (a forgotten member counts as failed).
+    /// (a forgotten member counts as failed; for alive news, seeing the
+    /// member alive at any incarnation is enough).
     fn knows(&self, observer: usize, news: &News) -> bool {
         let Some(swim) = &self.nodes[observer].swim else {
             return true;
         };
         match swim.member(news.member) {
+            // An incarnation bump of a member already seen alive (a restart
+            // nobody suspected) changes nothing the observer does.
+            Some(member) if news.rank == 0 && member.state == MemberState::Alive => true,
             Some(member) => (member.incarnation, rank(member.state)) >= (news.incarnation, news.rank),
             None => news.member == swim.id() || news.rank == 2,
         }
