@@ -73,7 +73,7 @@ fn caught(bug: Bug) -> (u64, String) {
 #[test]
 fn refutation_ignored_is_caught() {
     let (seed, failure) = caught(Bug::RefutationIgnored);
-    assert!(failure.starts_with("convergence:") || failure.starts_with("accuracy:"), "seed {seed}: {failure}");
+    assert!(failure.starts_with("refutation:"), "seed {seed}: {failure}");
 }
 
 #[test]
@@ -92,6 +92,42 @@ fn failed_never_gossiped_is_caught_by_the_convergence_checker() {
 fn suspicion_never_expires_is_caught_by_the_completeness_checker() {
     let (seed, failure) = caught(Bug::SuspicionNeverExpires);
     assert!(failure.starts_with("completeness:"), "seed {seed}: {failure}");
+}
+
+#[test]
+fn retransmitting_once_is_caught_by_the_dissemination_bound() {
+    let (seed, failure) = caught(Bug::RetransmitOnce);
+    assert!(failure.starts_with("dissemination:"), "seed {seed}: {failure}");
+}
+
+#[test]
+fn no_piggybacking_is_caught_by_the_dissemination_bound_or_convergence() {
+    let (seed, failure) = caught(Bug::NoPiggyback);
+    assert!(failure.starts_with("dissemination:") || failure.starts_with("convergence:"), "seed {seed}: {failure}");
+}
+
+#[test]
+fn probing_ten_times_slower_is_caught_by_the_dissemination_or_detection_bound() {
+    let (seed, failure) = caught(Bug::SlowProbes);
+    assert!(failure.starts_with("dissemination:") || failure.starts_with("detection:"), "seed {seed}: {failure}");
+}
+
+#[test]
+fn probing_ten_times_faster_is_caught_by_the_load_bound() {
+    let (seed, failure) = caught(Bug::HastyProbes);
+    assert!(failure.starts_with("load:") && failure.contains("probe pings"), "seed {seed}: {failure}");
+}
+
+#[test]
+fn a_suspicion_timeout_ten_times_too_long_is_caught_by_the_suspicion_window() {
+    let (seed, failure) = caught(Bug::LongSuspicion);
+    assert!(failure.starts_with("suspicion:"), "seed {seed}: {failure}");
+}
+
+#[test]
+fn a_refutation_never_spread_is_caught_by_the_refutation_bound() {
+    let (seed, failure) = caught(Bug::RefutationNotSpread);
+    assert!(failure.starts_with("refutation:") && failure.contains("sent no alive record"), "seed {seed}: {failure}");
 }
 
 /// Loss just below "heavy": not enough to excuse a wrong failure

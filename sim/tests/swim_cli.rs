@@ -23,7 +23,18 @@ fn bugs_lists_swim_bugs_with_system_swim_and_raft_bugs_by_default() {
     let names: Vec<&str> = text.lines().map(|line| line.split_once('\t').expect("name, tab, description").0).collect();
     assert_eq!(
         names,
-        ["refutation-ignored", "lower-incarnation-accepted", "failed-never-gossiped", "suspicion-never-expires"]
+        [
+            "refutation-ignored",
+            "lower-incarnation-accepted",
+            "failed-never-gossiped",
+            "suspicion-never-expires",
+            "retransmit-once",
+            "no-piggyback",
+            "slow-probes",
+            "hasty-probes",
+            "long-suspicion",
+            "refutation-not-spread",
+        ]
     );
     let raft = stdout(&chorus_sim(&["bugs"]));
     assert!(raft.contains("commit-old-term\t") && !raft.contains("refutation-ignored"));

@@ -25,12 +25,40 @@ pub enum Bug {
     /// Suspicions never time out: a suspect stays suspect forever unless it
     /// refutes, so a crashed member is never declared failed.
     SuspicionNeverExpires,
+    /// Every update is piggybacked `⌈log10(n + 1)⌉` times, as if λ were 1,
+    /// whatever the configured retransmit multiplier: news dies out before
+    /// it reaches everyone and waits for push-pull.
+    RetransmitOnce,
+    /// Messages carry no piggybacked updates from the queue (only the buddy
+    /// system's suspicion): news spreads by gossip rounds and push-pull only.
+    NoPiggyback,
+    /// The protocol period is ten times the configured probe interval:
+    /// crashes are noticed, and news spreads, ten times slower.
+    SlowProbes,
+    /// The protocol period is a tenth of the configured probe interval: ten
+    /// probes per period, ten times the load.
+    HastyProbes,
+    /// Suspicion timeouts are ten times what the configuration says.
+    LongSuspicion,
+    /// A member refutes (raises its incarnation) but never queues its new
+    /// alive record, so nobody hears of the refutation.
+    RefutationNotSpread,
 }
 
 impl Bug {
     /// Every bug, in the order `chorus-sim bugs --system swim` lists them.
-    pub const ALL: [Bug; 4] =
-        [Bug::RefutationIgnored, Bug::LowerIncarnationAccepted, Bug::FailedNeverGossiped, Bug::SuspicionNeverExpires];
+    pub const ALL: [Bug; 10] = [
+        Bug::RefutationIgnored,
+        Bug::LowerIncarnationAccepted,
+        Bug::FailedNeverGossiped,
+        Bug::SuspicionNeverExpires,
+        Bug::RetransmitOnce,
+        Bug::NoPiggyback,
+        Bug::SlowProbes,
+        Bug::HastyProbes,
+        Bug::LongSuspicion,
+        Bug::RefutationNotSpread,
+    ];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -39,6 +67,12 @@ impl Bug {
             Bug::LowerIncarnationAccepted => "lower-incarnation-accepted",
             Bug::FailedNeverGossiped => "failed-never-gossiped",
             Bug::SuspicionNeverExpires => "suspicion-never-expires",
+            Bug::RetransmitOnce => "retransmit-once",
+            Bug::NoPiggyback => "no-piggyback",
+            Bug::SlowProbes => "slow-probes",
+            Bug::HastyProbes => "hasty-probes",
+            Bug::LongSuspicion => "long-suspicion",
+            Bug::RefutationNotSpread => "refutation-not-spread",
         }
     }
 
@@ -49,6 +83,12 @@ impl Bug {
             Bug::LowerIncarnationAccepted => "news at a lower incarnation overrides the known state of a member",
             Bug::FailedNeverGossiped => "failure declarations are neither piggybacked nor sent in push-pull state",
             Bug::SuspicionNeverExpires => "suspicion timers never fire, so suspects are never declared failed",
+            Bug::RetransmitOnce => "updates are piggybacked as if the retransmit multiplier were 1",
+            Bug::NoPiggyback => "nothing from the piggyback queue rides on protocol messages",
+            Bug::SlowProbes => "the protocol period is ten times the configured probe interval",
+            Bug::HastyProbes => "the protocol period is a tenth of the configured probe interval",
+            Bug::LongSuspicion => "suspicion timeouts are ten times the configured formula",
+            Bug::RefutationNotSpread => "a refuting member raises its incarnation but never spreads it",
         }
     }
 

@@ -196,8 +196,10 @@ impl SwimNode {
         if self.config.lifeguard {
             self.health.apply(1);
         }
-        self.dissemination.enqueue(self.own_alive());
-        self.refutation_unsent = true;
+        if !self.config.has_bug(Bug::RefutationNotSpread) {
+            self.dissemination.enqueue(self.own_alive());
+            self.refutation_unsent = true;
+        }
         self.event(Event::Refuted { incarnation: self.incarnation });
     }
 

@@ -478,6 +478,19 @@ impl SwimNode {
 
     // ----- probing --------------------------------------------------------
 
+    /// The length of the period that starts: the (health-scaled) probe
+    /// interval, unless a bug stretches or shrinks it.
+    fn probe_period_micros(&self) -> u64 {
+        let interval = self.probe_interval_micros();
+        if self.config.has_bug(Bug::SlowProbes) {
+            interval * 10
+        } else if self.config.has_bug(Bug::HastyProbes) {
+            (interval / 10).max(1)
+        } else {
+            interval
+        }
+    }
+
     /// End of a protocol period: judge the probe of the period that ends,
     /// forget expired tombstones, and probe the next target.
     fn protocol_period(&mut self, now: Time) {
@@ -485,7 +498,7 @@ impl SwimNode {
             self.judge_probe(now, probe);
         }
         self.forget_tombstones(now);
-        self.next_probe_at = now.add_micros(self.probe_interval_micros());
+        self.next_probe_at = now.add_micros(self.probe_period_micros());
         if self.left {
             return;
         }
@@ -634,8 +647,11 @@ impl SwimNode {
 
     fn suspicion_timeouts(&self) -> SuspicionTimeouts {
         let n = self.live_count;
-        let min_micros =
+        let mut min_micros =
             SuspicionTimeouts::base_micros(self.config.suspicion_multiplier, n, self.config.probe_interval_micros());
+        if self.config.has_bug(Bug::LongSuspicion) {
+            min_micros *= 10;
+        }
         if !self.config.lifeguard {
             return SuspicionTimeouts { min_micros, max_micros: min_micros, expected_confirmations: 0 };
         }
@@ -785,8 +801,13 @@ impl SwimNode {
                 first.insert(0, suspicion);
             }
         }
-        let limit = retransmit_limit(self.config.retransmit_multiplier, self.live_count);
-        let more = self.dissemination.select(room, &first, limit);
+        let multiplier = if self.config.has_bug(Bug::RetransmitOnce) { 1 } else { self.config.retransmit_multiplier };
+        let limit = retransmit_limit(multiplier, self.live_count);
+        let more = if self.config.has_bug(Bug::NoPiggyback) && !matches!(message.body, MessageBody::Gossip) {
+            Vec::new()
+        } else {
+            self.dissemination.select(room, &first, limit)
+        };
         message.updates = first;
         message.updates.extend(more);
         debug_assert!(

@@ -17,6 +17,9 @@
 //!   every running member sees exactly the running members as live, within
 //!   a bound derived from the configuration.
 //! - **Message size** (on every send; see `world.rs`): never over budget.
+//! - **Per-run bounds** (see `bounds.rs`): load per member per window and
+//!   per life, dissemination, detection, the suspicion timeout's window, and
+//!   refutation, each derived from the configuration.
 //!
 //! Each checker is shown to fire by an injected bug (`chorus_core::swim::Bug`
 //! and `sim/tests/swim.rs`).

@@ -61,13 +61,22 @@ impl SwimWorld {
                 self.metrics.member_periods_milli +=
                     running * self.check_interval_us * 1000 / (self.template.probe_interval_ms * 1000);
                 self.check_detections();
+                self.check_bounds();
             }
             Phase::Settle => {
                 self.check_detections();
+                self.check_bounds();
                 self.check_settled();
             }
             Phase::Done => {}
         }
+    }
+
+    /// The per-run bounds (`bounds.rs`): load, dissemination, refutation.
+    fn check_bounds(&mut self) {
+        self.check_load();
+        self.check_news();
+        self.check_refutations();
     }
 
     pub(super) fn check_join(&mut self) {
@@ -123,6 +132,12 @@ impl SwimWorld {
             let node = &self.nodes[detection.node];
             if node.life != detection.life {
                 // Restarted before everyone noticed: not a clean sample.
+                return false;
+            }
+            if self.everyone_excused() {
+                detection.excused = true;
+            }
+            if !detection.excused && self.detection_late(detection.node, detection.crashed_at) {
                 return false;
             }
             if detection.first_at.is_none() {

@@ -21,6 +21,7 @@ impl SwimWorld {
     pub(super) fn start_faults(&mut self) {
         self.phase = Phase::Faults;
         self.faults_started_at = self.engine.now;
+        self.reset_load();
         self.engine.record(SwimRecord::FaultPhaseStarted, &[], || "FAULT phase starts".to_string());
         self.note_fault(format!("FAULT phase starts (loss {:.2}%)", self.profile.loss_ppm as f64 / 1e4), "fault");
         self.network.params.loss_ppm = self.profile.loss_ppm;
@@ -108,6 +109,7 @@ impl SwimWorld {
             suspect_at: None,
             first_at: None,
             all_at: None,
+            excused: false,
         });
     }
 

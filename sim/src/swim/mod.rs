@@ -10,12 +10,15 @@
 //! Code map: [`world`] (members, events, messages, the join wave),
 //! `faults.rs` (the fault injector), `checks.rs` (the periodic join,
 //! detection and settle checks, and the accuracy check's excuses),
-//! [`checkers`] (incarnations, resurrection, accuracy), `timeline.rs` (what
+//! [`checkers`] (incarnations, resurrection, accuracy), `bounds.rs` (per-run
+//! bounds: load, dissemination, detection, suspicion timeout, refutation),
+//! `timeline.rs` (what
 //! `replay --html` shows), [`describe`] (trace
 //! record kinds, message and event text), [`profile`] (fault mixes and
 //! per-seed profiles), [`metrics`] (what a run measured), [`runner`] (many
 //! seeds in parallel, summaries), [`report`] (text and JSON output).
 
+mod bounds;
 pub mod checkers;
 mod checks;
 pub mod describe;

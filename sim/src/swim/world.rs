@@ -26,6 +26,7 @@
 //! choice of the world; each node's RNG seed is derived from the run's seed,
 //! its id and its life; simultaneous events run in scheduling order.
 
+use super::bounds::BoundsState;
 use super::checkers::{time, Checkers};
 use super::describe::{body_kind, body_number, describe, describe_event, event_words, SwimRecord};
 use super::metrics::SeedMetrics;
@@ -165,6 +166,9 @@ pub(super) struct Detection {
     pub(super) suspect_at: Option<u64>,
     pub(super) first_at: Option<u64>,
     pub(super) all_at: Option<u64>,
+    /// The world was partitioned or losing heavily during the detection:
+    /// the detection bound does not apply.
+    pub(super) excused: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -197,6 +201,8 @@ pub struct SwimWorld {
     /// declarations that follow from them are excused too.
     pub(super) excused_suspicions: BTreeSet<(u64, Incarnation)>,
     pub(super) checkers: Checkers,
+    /// The per-run bounds' state (`bounds.rs`).
+    pub(super) bounds: BoundsState,
     pub(super) metrics: SeedMetrics,
     pub(super) detections: Vec<Detection>,
     pub(super) phase: Phase,
@@ -271,6 +277,7 @@ impl SwimWorld {
             engine: Engine::new(rng, options.keep_trace_text),
             next_progress_us: PROGRESS_EVERY_US,
             checkers: Checkers::new(options.nodes),
+            bounds: BoundsState::new(options.nodes),
             options,
             profile,
             nodes,
@@ -492,6 +499,8 @@ impl SwimWorld {
         let local = self.nodes[node].slot.clock.local(self.engine.now);
         let swim = SwimNode::new(config, local).expect("invariant: the simulator builds valid configurations");
         self.nodes[node].swim = Some(swim);
+        self.life_started(node);
+        self.forget_suspicions(node);
         let lag_ms = self.nodes[node].slow_lag_us / 1000;
         match lag_ms {
             0 => self.note_state(node, format!("alive (life {})", self.nodes[node].life), "alive"),
@@ -556,6 +565,7 @@ impl SwimWorld {
                 time(self.engine.now)
             ));
         }
+        self.count_send(from, &message);
         let Some(to) = index_of(to).filter(|&index| index < self.nodes.len()) else {
             self.checkers.fail(format!("n{} sent to an address no member has: {to}", from + 1));
             return;
@@ -625,7 +635,12 @@ impl SwimWorld {
             || format!("deliver {}", describe(from, to, &message, bytes)),
         );
         self.note_message((from, to), &message, bytes, sent_us, MessageFate::Delivered);
+        self.count_handled(to, &message);
+        let claim = self.claims_against(to, &message).then(|| self.nodes[to].swim.as_ref().map(SwimNode::incarnation));
         let result = self.with_node(to, |swim, now| swim.handle_datagram(now, &datagram));
+        if let Some(Some(before)) = claim {
+            self.check_refuted(to, from, before);
+        }
         if let Err(error) = result {
             self.checkers.fail(format!(
                 "n{} rejected a message from n{} at {}: {error}",
@@ -642,6 +657,13 @@ impl SwimWorld {
             format!("n{}: {}", observer + 1, describe_event(&event))
         });
         self.note_event(observer, &event);
+        if matches!(self.phase, Phase::Faults | Phase::Settle) {
+            self.news_reported(observer, &event);
+        }
+        self.time_suspicion(observer, &event, self.in_timeout);
+        if let Event::Refuted { incarnation } = event {
+            self.refuted(observer, incarnation);
+        }
         let nodes = &self.nodes;
         self.checkers.observe(self.engine.now, observer, &event, |member| {
             (member.0 as usize)
