@@ -33,6 +33,7 @@
 //! assert!(node.role() == chorus_core::raft::Role::Leader);
 //! ```
 
+pub mod cluster;
 pub mod kv;
 pub mod partition;
 pub mod raft;

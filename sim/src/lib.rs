@@ -16,6 +16,7 @@
 
 pub mod check;
 pub mod clock;
+pub mod cluster;
 pub mod disk;
 pub mod faults;
 pub mod history;

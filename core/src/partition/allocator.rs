@@ -346,14 +346,43 @@ impl<'a> Allocator<'a> {
     /// that would follow the addition is simulated first: a move whose new
     /// replica would be the one removed is never proposed.
     pub fn rebalance(&self, range: &RangeDescriptor) -> Option<(NodeId, NodeId)> {
-        let voters: Vec<NodeId> = range.voters().collect();
-        let mut sources: Vec<NodeId> =
-            voters.iter().copied().filter(|&v| self.is_up(v) && !self.must_replace(v)).collect();
-        sources.sort_by(|&a, &b| self.replica_load(b).total_cmp(&self.replica_load(a)).then(b.cmp(&a)));
-        sources.into_iter().find_map(|source| self.rebalance_from(range, &voters, source))
+        self.rebalance_among(range, None, true)
     }
 
-    fn rebalance_from(&self, range: &RangeDescriptor, voters: &[NodeId], source: NodeId) -> Option<(NodeId, NodeId)> {
+    /// A move of one of `range`'s voters other than `leader` (which leads
+    /// more ranges than its band allows and, as no voter of `range` could
+    /// take the leadership, is stuck): to a node with fewer leaders, when
+    /// the move also lowers Σ replicas²/capacity, so it needs no further
+    /// reason and cannot loop. The node that gets the replica can then take
+    /// the leadership. `None` when `leader` is within its band.
+    pub fn unblock_leadership(&self, range: &RangeDescriptor, leader: NodeId) -> Option<(NodeId, NodeId)> {
+        let expected = self.expected_leaders(leader);
+        let band = (expected * self.threshold).max(MIN_BALANCE_SLACK);
+        if (self.counts.leaders_on(leader) as f64) <= expected + band {
+            return None;
+        }
+        let (target, source) = self.rebalance_among(range, Some(leader), false)?;
+        let leaders = |id: NodeId| self.counts.leaders_on(id) as f64;
+        improves(leaders(target), self.expected_leaders(target), leaders(leader), expected).then_some((target, source))
+    }
+
+    fn rebalance_among(&self, range: &RangeDescriptor, keep: Option<NodeId>, needed: bool) -> Option<(NodeId, NodeId)> {
+        let voters: Vec<NodeId> = range.voters().collect();
+        let mut sources: Vec<NodeId> =
+            voters.iter().copied().filter(|&v| self.is_up(v) && !self.must_replace(v) && Some(v) != keep).collect();
+        sources.sort_by(|&a, &b| self.replica_load(b).total_cmp(&self.replica_load(a)).then(b.cmp(&a)));
+        sources.into_iter().find_map(|source| self.rebalance_from(range, &voters, source, needed))
+    }
+
+    /// A move of `source`'s replica that lowers Σ replicas²/capacity; when
+    /// `needed`, only if `source` or the target is outside its band.
+    fn rebalance_from(
+        &self,
+        range: &RangeDescriptor,
+        voters: &[NodeId],
+        source: NodeId,
+        needed: bool,
+    ) -> Option<(NodeId, NodeId)> {
         let others = || voters.iter().copied().filter(move |&v| v != source);
         let source_diversity = self.diversity(source, others());
         let capacity = |id: NodeId| f64::from(self.node(id).map_or(1, |n| n.capacity));
@@ -380,7 +409,8 @@ impl<'a> Allocator<'a> {
             (share, (share * self.threshold).max(MIN_BALANCE_SLACK))
         };
         let ((source_share, source_slack), (target_share, target_slack)) = (band(source), band(target));
-        let needed = count(source) > source_share + source_slack || count(target) < target_share - target_slack;
+        let needed =
+            !needed || count(source) > source_share + source_slack || count(target) < target_share - target_slack;
         if !(needed && improves(count(target), capacity(target), count(source), capacity(source))) {
             return None;
         }
@@ -451,8 +481,13 @@ impl<'a> Allocator<'a> {
         self.total_leaders as f64 * f64::from(capacity) / self.up_capacity.max(1) as f64
     }
 
-    /// A voter of `range` to hand its leadership to, if `leader` leads more
-    /// ranges than its share and the voter fewer.
+    /// A voter of `range` to hand its leadership to, if the hand-over lowers
+    /// Σ leaders²/capacity and either end is outside its band — or the
+    /// leader is above its share and the voter below it. That last case
+    /// breaks the local optimum where a node over its band shares all its
+    /// ranges with nodes one leader short of it: they pass a leadership on
+    /// to a node below its share, and then the node over its band can hand
+    /// one to them. Every transfer still lowers the sum, so none loops.
     pub fn leader_transfer(&self, range: &RangeDescriptor, leader: NodeId) -> Option<NodeId> {
         let leader_count = self.counts.leaders_on(leader) as f64;
         let band = |expected: f64| (expected * self.threshold).max(MIN_BALANCE_SLACK);
@@ -466,7 +501,8 @@ impl<'a> Allocator<'a> {
         let target_count = self.counts.leaders_on(target) as f64;
         let (leader_expected, target_expected) = (self.expected_leaders(leader), self.expected_leaders(target));
         let needed = leader_count > leader_expected + band(leader_expected)
-            || target_count < target_expected - band(target_expected);
+            || target_count < target_expected - band(target_expected)
+            || (leader_count > leader_expected && target_count < target_expected);
         let improves = improves(target_count, target_expected, leader_count, leader_expected);
         (improves && needed).then_some(target)
     }
@@ -627,5 +663,46 @@ mod tests {
         let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
         assert_eq!(alloc.leader_transfer(&range(&[1, 2, 3]), NodeId(1)), Some(NodeId(2)));
         assert_eq!(alloc.leader_transfer(&range(&[1, 2, 3]), NodeId(2)), None);
+    }
+    #[test]
+    fn a_node_over_its_band_gets_out_of_a_local_optimum_through_its_peers() {
+        // 127 leaders on 5 nodes: a share of 25.4, a band of ±1.27. Node 1
+        // (27) is over it but shares its ranges with nodes 2 and 3 (26):
+        // handing them one would not lower Σ leaders². Node 2, above its
+        // share, first passes one to node 4, below it; then node 1 can.
+        let nodes = nodes(&["a", "b", "c", "a", "b"]);
+        let mut counts = counts(&[10, 10, 10, 10, 10]);
+        counts.leaders =
+            [(NodeId(1), 27), (NodeId(2), 26), (NodeId(3), 26), (NodeId(4), 24), (NodeId(5), 24)].into_iter().collect();
+        let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
+        assert_eq!(alloc.leader_transfer(&range(&[1, 2, 3]), NodeId(1)), None);
+        assert_eq!(alloc.leader_transfer(&range(&[2, 4, 5]), NodeId(2)), Some(NodeId(4)));
+        counts.adjust_leaders(NodeId(2), -1);
+        counts.adjust_leaders(NodeId(4), 1);
+        let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
+        assert_eq!(alloc.leader_transfer(&range(&[1, 2, 3]), NodeId(1)), Some(NodeId(2)));
+        // Node 2 (25) is now below its share: it has nothing to hand on.
+        assert_eq!(alloc.leader_transfer(&range(&[2, 5]), NodeId(2)), None);
+    }
+    #[test]
+    fn a_stuck_leader_gets_a_voter_moved_to_a_node_with_fewer_leaders() {
+        // Node 1 leads 10 of 28 ranges (share 7, band ±1) and shares this
+        // range with nodes 2 and 3, which lead 9: no transfer lowers Σ
+        // leaders². Moving node 2's replica to node 4 (same zone, fewer
+        // replicas, no leaders) evens replicas and unblocks the leadership.
+        let nodes = nodes(&["a", "b", "c", "b"]);
+        let mut counts = counts(&[10, 11, 10, 9]);
+        counts.leaders = [(NodeId(1), 10), (NodeId(2), 9), (NodeId(3), 9), (NodeId(4), 0)].into_iter().collect();
+        let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
+        assert_eq!(alloc.leader_transfer(&range(&[1, 2, 3]), NodeId(1)), None);
+        assert_eq!(alloc.rebalance(&range(&[1, 2, 3])), None, "replicas are within their band");
+        assert_eq!(alloc.unblock_leadership(&range(&[1, 2, 3]), NodeId(1)), Some((NodeId(4), NodeId(2))));
+        // A leader within its band is not a reason to move anything.
+        assert_eq!(alloc.unblock_leadership(&range(&[1, 2, 3]), NodeId(2)), None);
+        // Nor is a move that would unbalance replicas: node 4 as loaded as node 2.
+        let mut even = counts.clone();
+        even.replicas.insert(NodeId(4), 11);
+        let alloc = Allocator::new(&nodes, &even, 5, Time::ZERO, 0);
+        assert_eq!(alloc.unblock_leadership(&range(&[1, 2, 3]), NodeId(1)), None);
     }
 }

@@ -230,6 +230,17 @@ impl RangeDescriptor {
         self.replicas.binary_search_by_key(&node, |replica| replica.node)
     }
 
+    /// Replaces the replica set by `replicas` (a node listed twice keeps its
+    /// first kind) and moves to the next generation: how a range's
+    /// committed configuration, read from its Raft group, is recorded.
+    pub fn set_replicas(&mut self, replicas: impl IntoIterator<Item = (NodeId, ReplicaKind)>) {
+        let mut replicas: Vec<Replica> = replicas.into_iter().map(|(node, kind)| Replica { node, kind }).collect();
+        replicas.sort_by_key(|replica| replica.node);
+        replicas.dedup_by_key(|replica| replica.node);
+        self.replicas = replicas;
+        self.generation += 1;
+    }
+
     /// Adds `node` as a learner (the first step of adding a replica).
     pub fn add_learner(&mut self, node: NodeId) -> Result<(), DescriptorError> {
         match self.position(node) {

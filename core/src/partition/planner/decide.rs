@@ -66,8 +66,16 @@ impl Decider<'_> {
         if self.config.bug(Bug::LeadersNeverBalanced) {
             return None;
         }
-        let to = self.alloc.leader_transfer(range, state.leader?)?;
-        Some((PlanKind::Single(OpKind::TransferLeader(to)), Reason::LeaderBalance))
+        let leader = state.leader?;
+        if let Some(to) = self.alloc.leader_transfer(range, leader) {
+            return Some((PlanKind::Single(OpKind::TransferLeader(to)), Reason::LeaderBalance));
+        }
+        // The leader leads too many ranges and no voter of this one can take
+        // it: move another voter's replica, if that evens replicas out too,
+        // to a node that may then take the leadership.
+        let (add, remove) = self.ring.is_none().then(|| self.alloc.unblock_leadership(range, leader)).flatten()?;
+        unthrashed(&(add, remove))
+            .then(|| (PlanKind::Move { add: Some(add), remove: Some(remove), steps: steps() }, Reason::LeaderBalance))
     }
 
     fn repair(

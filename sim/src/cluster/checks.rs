@@ -1,0 +1,274 @@
+//! The cluster's checkers, its fault schedule and its convergence rule.
+
+use super::world::{ClusterWorld, Ev, FAULT_PHASE_US};
+use crate::check::linearizability::{self, SearchLimits, Verdict};
+use crate::history::{History, Value};
+use chorus_core::cluster::{ClusterNode, CLUSTER_KEY_MODE};
+use chorus_core::kv::KvStore;
+use chorus_core::partition::{RangeDescriptor, RangeId, RangeTable};
+use chorus_core::raft::{RaftNode, Role};
+use chorus_core::{LogIndex, NodeId, StateMachine, Term};
+use rand::Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+/// Watches every step: Raft safety per range, who serves which key, the
+/// descriptors' cover.
+pub(super) struct Checker {
+    failures: Vec<String>,
+    /// (range, term) → the node that led it.
+    leaders: BTreeMap<(RangeId, Term), usize>,
+    /// Per range, the term of every committed index seen.
+    committed: BTreeMap<RangeId, BTreeMap<LogIndex, Term>>,
+    /// (node, range) → the commit index checked up to.
+    checked: BTreeMap<(usize, RangeId), LogIndex>,
+    /// The spans every key belongs to (ranges do not split in the cluster).
+    owners: RangeTable,
+    /// Per node, the descriptor version whose cover was checked.
+    covered: BTreeMap<usize, LogIndex>,
+}
+
+impl Checker {
+    pub(super) fn new(ranges: &[RangeDescriptor]) -> Checker {
+        Checker {
+            failures: Vec::new(),
+            leaders: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            checked: BTreeMap::new(),
+            owners: RangeTable::from_descriptors(ranges.iter().cloned()).expect("the bootstrap layout is a table"),
+            covered: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn fail(&mut self, failure: String) {
+        if self.failures.len() < 16 {
+            self.failures.push(failure);
+        }
+    }
+
+    pub(super) fn failed(&self) -> bool {
+        !self.failures.is_empty()
+    }
+
+    /// Two leaders of one range in one term is a safety violation.
+    pub(super) fn leader(&mut self, range: RangeId, term: Term, node: usize) {
+        if let Some(&other) = self.leaders.get(&(range, term)) {
+            if other != node {
+                self.fail(format!(
+                    "election safety: {range} has two leaders in term {}: n{} and n{}",
+                    term.0,
+                    other + 1,
+                    node + 1
+                ));
+            }
+        } else {
+            self.leaders.insert((range, term), node);
+        }
+    }
+
+    /// A node restarted: its commit indexes start over.
+    pub(super) fn node_restarted(&mut self, node: usize) {
+        self.checked.retain(|(n, _), _| *n != node);
+    }
+
+    /// An answer for `key` came from `range`'s replica.
+    pub(super) fn served(&mut self, key: &str, range: RangeId) {
+        let owner = self.owners.lookup_key(CLUSTER_KEY_MODE, key.as_bytes()).map(|d| d.id);
+        if owner != Some(range) {
+            self.fail(format!("routing: key {key} was served by {range}, but {owner:?} owns it"));
+        }
+    }
+
+    /// After every input to a node: what it committed agrees with what
+    /// every other node committed; its descriptors cover the keyspace.
+    pub(super) fn after_input(&mut self, index: usize, node: &ClusterNode<KvStore>) {
+        if let Some(meta) = node.meta() {
+            self.check_log(index, chorus_core::cluster::META_RANGE, meta);
+        }
+        for (range, raft) in node.hosted() {
+            self.check_log(index, range, raft);
+        }
+        let version = node.routes().version();
+        if !node.routes().is_empty() && self.covered.get(&index) != Some(&version) {
+            self.covered.insert(index, version);
+            if let Err(error) = chorus_core::partition::check_cover(node.routes().descriptors()) {
+                self.fail(format!("cover: n{} routes by descriptors (version {}) that {error}", index + 1, version.0));
+            }
+        }
+    }
+
+    fn check_log<S: StateMachine>(&mut self, index: usize, range: RangeId, raft: &RaftNode<S>) {
+        let commit = raft.commit_index();
+        let from = self.checked.get(&(index, range)).copied().unwrap_or_default();
+        if commit <= from {
+            return;
+        }
+        let seen = self.committed.entry(range).or_default();
+        let mut conflict = None;
+        for i in from.0 + 1..=commit.0 {
+            let Some(term) = raft.term_at(LogIndex(i)) else { continue };
+            match seen.get(&LogIndex(i)) {
+                Some(&other) if other != term => {
+                    conflict = Some((i, other, term));
+                    break;
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(LogIndex(i), term);
+                }
+            }
+        }
+        self.checked.insert((index, range), commit);
+        if let Some((i, other, term)) = conflict {
+            self.fail(format!(
+                "log matching: {range} index {i} committed in term {} elsewhere but in term {} on n{}",
+                other.0,
+                term.0,
+                index + 1
+            ));
+        }
+    }
+}
+
+/// Draws the seed's faults and schedules them; returns them as text.
+pub(super) fn schedule_faults(world: &mut ClusterWorld) -> String {
+    let n = world.options.nodes;
+    let rng = &mut world.engine.rng;
+    let mut profile = String::new();
+    let mut planned: Vec<(u64, Ev)> = Vec::new();
+    for _ in 0..rng.random_range(2..6) {
+        let (node, at, down) = (
+            rng.random_range(0..n),
+            rng.random_range(2_000_000..FAULT_PHASE_US - 3_000_000),
+            rng.random_range(300_000..4_000_000),
+        );
+        let _ = write!(profile, "crash n{} at {} ms for {} ms; ", node + 1, at / 1000, down / 1000);
+        planned.push((at, Ev::Crash { node }));
+        planned.push((at + down, Ev::Restart { node }));
+    }
+    for _ in 0..rng.random_range(1..4) {
+        let at = rng.random_range(2_000_000..FAULT_PHASE_US - 2_000_000);
+        let size = rng.random_range(1..=(n - 1) / 2);
+        let mut minority: BTreeSet<usize> = BTreeSet::new();
+        while minority.len() < size {
+            minority.insert(rng.random_range(0..n));
+        }
+        let rest: Vec<usize> = (0..=n).filter(|i| !minority.contains(i)).collect();
+        let heal = at + rng.random_range(1_000_000..5_000_000);
+        let _ = write!(
+            profile,
+            "isolate {:?} at {} ms until {} ms; ",
+            minority.iter().map(|i| i + 1).collect::<Vec<_>>(),
+            at / 1000,
+            heal / 1000
+        );
+        planned.push((at, Ev::Partition { groups: vec![minority.into_iter().collect(), rest] }));
+        planned.push((heal, Ev::Heal));
+    }
+    if rng.random_bool(0.5) {
+        let (node, at) = (rng.random_range(0..n), rng.random_range(4_000_000..15_000_000));
+        let _ = write!(profile, "lose n{} for good at {} ms; ", node + 1, at / 1000);
+        planned.push((at, Ev::Lose { node }));
+    }
+    if rng.random_bool(0.5) {
+        let at = rng.random_range(3_000_000..25_000_000);
+        let _ = write!(profile, "n{} joins at {} ms; ", n + 1, at / 1000);
+        planned.push((at, Ev::Join { node: n }));
+    }
+    for (at, event) in planned {
+        world.engine.schedule_at(at, event);
+    }
+    profile
+}
+
+impl ClusterWorld {
+    /// Whether the cluster has converged, or what is still wrong.
+    pub(super) fn convergence(&self) -> Result<(), String> {
+        let live: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| self.nodes[i].started && !self.nodes[i].lost).collect();
+        if let Some(down) = live.iter().find(|&&i| !self.is_up(i)) {
+            return Err(format!("n{} is down", down + 1));
+        }
+        let node = |i: usize| self.nodes[i].node.as_ref().expect("live nodes are up");
+        let active: Vec<usize> = live.iter().copied().filter(|&i| node(i).is_active()).collect();
+        let [active] = active[..] else { return Err(format!("{} active nodes", active.len())) };
+        let store = node(active).meta().expect("the active node holds the meta range").state_machine();
+        let live_ids: BTreeSet<NodeId> = live.iter().map(|&i| crate::skeleton::node_id(i)).collect();
+        for d in store.descriptors() {
+            self.range_converged(d, &live, &live_ids)?;
+        }
+        for &i in &live {
+            if node(i).routes().version() != store.version() {
+                return Err(format!(
+                    "n{} routes by descriptors version {}, the meta range is at {}",
+                    i + 1,
+                    node(i).routes().version().0,
+                    store.version().0
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn range_converged(&self, d: &RangeDescriptor, live: &[usize], live_ids: &BTreeSet<NodeId>) -> Result<(), String> {
+        let rf = self.options.rf;
+        if d.voter_count() != rf || d.learners().count() > 0 {
+            return Err(format!(
+                "{} has {} voters and {} learners recorded",
+                d.id,
+                d.voter_count(),
+                d.learners().count()
+            ));
+        }
+        if let Some(v) = d.voters().find(|v| !live_ids.contains(v)) {
+            return Err(format!("{} has a voter on n{}, which is gone", d.id, v.0));
+        }
+        let leader = live.iter().find_map(|&i| {
+            let raft = self.nodes[i].node.as_ref()?.range(d.id)?;
+            (raft.role() == Role::Leader).then_some(raft)
+        });
+        let Some(leader) = leader else { return Err(format!("{} has no leader", d.id)) };
+        let committed = leader.committed_membership();
+        let voters: Vec<NodeId> = committed.voters.keys().copied().collect();
+        if committed.is_joint() || !d.voters().eq(voters.iter().copied()) || !committed.learners.is_empty() {
+            return Err(format!("{}: its group's configuration {committed:?} is not the recorded one", d.id));
+        }
+        Ok(())
+    }
+
+    /// After the run: every failure, then the linearizability of the
+    /// history, which it returns.
+    pub(super) fn check_final(&mut self, failures: &mut Vec<String>) -> History {
+        failures.extend(self.checker.failures.iter().cloned());
+        failures.extend(self.workload.final_failure.take());
+        if failures.is_empty() && self.converged_at.is_none() {
+            failures.push("convergence: the run ended before the cluster converged".into());
+        }
+        let history = History { initial: Value::Nil, operations: std::mem::take(&mut self.workload.history) };
+        self.metrics.operations = history.operations.len() as u64;
+        if failures.is_empty() {
+            match linearizability::check(&history, &SearchLimits::default()) {
+                Verdict::Linearizable => {}
+                Verdict::NotLinearizable { key, explanation } => failures.push(format!(
+                    "linearizability: history of key {} is not linearizable: {explanation}",
+                    key.unwrap_or_default()
+                )),
+                Verdict::Unknown { key, reason } => failures.push(format!(
+                    "linearizability: check of key {} was inconclusive: {reason}",
+                    key.unwrap_or_default()
+                )),
+            }
+        }
+        let under = self.under_replicated();
+        self.metrics.under_replicated_final = under;
+        history
+    }
+
+    fn under_replicated(&self) -> u64 {
+        let active = self.nodes.iter().filter_map(|n| n.node.as_ref()).find(|n| n.is_active());
+        let Some(store) = active.and_then(|n| n.meta()).map(|m| m.state_machine()) else { return 0 };
+        let live: BTreeSet<NodeId> =
+            (0..self.nodes.len()).filter(|&i| self.is_up(i)).map(crate::skeleton::node_id).collect();
+        store.descriptors().filter(|d| d.voters().filter(|v| live.contains(v)).count() < self.options.rf).count() as u64
+    }
+}

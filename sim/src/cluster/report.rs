@@ -1,0 +1,150 @@
+//! What one cluster seed measured, what many add up to, and how `run`
+//! prints them (text, or one JSON object).
+
+use super::{ClusterOptions, ClusterSeedOutcome};
+use crate::runner::{run_all, run_caught, RunSummary};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::ops::Range;
+
+/// What one seed measured.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeedMetrics {
+    /// Ranges at the start.
+    pub ranges: u64,
+    /// Replicas the active node started adding (moves and repairs).
+    pub replica_moves: u64,
+    /// Ranges with fewer than `rf` voters on running nodes at the end.
+    pub under_replicated_final: u64,
+    /// Simulated events per simulated second.
+    pub events_per_sim_s: u64,
+    /// Client attempts answered with a redirect or "range unknown".
+    pub routing_redirects: u64,
+    /// Client operations in the history.
+    pub operations: u64,
+    /// From the end of the faults to convergence, in milliseconds.
+    pub converge_ms: Option<u64>,
+}
+
+/// Many cluster seeds' outcomes.
+pub type ClusterRunSummary = RunSummary<SeedMetrics>;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct ClusterRunOptions {
+    /// Seeds.
+    pub seeds: Range<u64>,
+    /// Options shared by every seed (its `seed` is replaced).
+    pub base: ClusterOptions,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// Many seeds' measurements, summed or at their worst.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Replica moves, summed.
+    pub replica_moves: u64,
+    /// Under-replicated ranges at the end, summed.
+    pub under_replicated_final: u64,
+    /// Mean events per simulated second.
+    pub events_per_sim_s: u64,
+    /// Redirects, summed.
+    pub routing_redirects: u64,
+    /// Operations, summed.
+    pub operations: u64,
+    /// Slowest convergence, in milliseconds.
+    pub converge_ms_max: u64,
+}
+
+impl Summary {
+    /// The sums and extremes of `metrics`.
+    pub fn of<'a>(metrics: impl IntoIterator<Item = &'a SeedMetrics>) -> Summary {
+        let mut summary = Summary::default();
+        let mut seeds = 0u64;
+        for m in metrics {
+            seeds += 1;
+            summary.replica_moves += m.replica_moves;
+            summary.under_replicated_final += m.under_replicated_final;
+            summary.events_per_sim_s += m.events_per_sim_s;
+            summary.routing_redirects += m.routing_redirects;
+            summary.operations += m.operations;
+            summary.converge_ms_max = summary.converge_ms_max.max(m.converge_ms.unwrap_or(0));
+        }
+        summary.events_per_sim_s /= seeds.max(1);
+        summary
+    }
+}
+
+/// Runs every seed; `on_done` is called (from worker threads) after each.
+pub fn run_many(options: &ClusterRunOptions, on_done: &(dyn Fn(&ClusterSeedOutcome) + Sync)) -> ClusterRunSummary {
+    let run_one = |seed| {
+        let seed_options = ClusterOptions { seed, keep_trace_text: false, ..options.base.clone() };
+        run_caught(seed, || super::run_seed(seed_options).outcome)
+    };
+    run_all(options.seeds.clone(), options.threads, run_one, on_done)
+}
+
+/// The command that replays `seed` of a run with `options`.
+pub fn replay_command(seed: u64, options: &ClusterOptions) -> String {
+    let mut command = format!(
+        "chorus-sim replay --system cluster --seed {seed} --nodes {} --ranges {} --rf {}",
+        options.nodes, options.ranges, options.rf
+    );
+    if !options.workload {
+        command.push_str(" --workload none");
+    }
+    command
+}
+
+/// The text summary of a run.
+pub fn text(summary: &ClusterRunSummary, options: &ClusterRunOptions) -> String {
+    let m = Summary::of(summary.outcomes.iter().map(|o| &o.metrics));
+    let base = &options.base;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "seeds:          {} ({}..{}), cluster, {} nodes, {} ranges, rf {}, workload {}",
+        summary.outcomes.len(),
+        options.seeds.start,
+        options.seeds.end,
+        base.nodes,
+        base.ranges,
+        base.rf,
+        if base.workload { "default" } else { "none" }
+    );
+    out.push_str(&summary.totals_text());
+    let _ = writeln!(
+        out,
+        "cluster:        {} replica moves, {} client operations, {} redirects, {} under-replicated at the end",
+        m.replica_moves, m.operations, m.routing_redirects, m.under_replicated_final
+    );
+    let _ = writeln!(
+        out,
+        "convergence:    {} ms worst after the faults; {} events per simulated second (mean)",
+        m.converge_ms_max, m.events_per_sim_s
+    );
+    out.push_str(&summary.failures_text(|seed| replay_command(seed, base)));
+    out
+}
+
+/// The JSON object of a run.
+pub fn json(summary: &ClusterRunSummary, options: &ClusterRunOptions) -> serde_json::Value {
+    let m = Summary::of(summary.outcomes.iter().map(|o| &o.metrics));
+    let mut value = json!({
+        "system": "cluster",
+        "nodes": options.base.nodes,
+        "ranges": options.base.ranges,
+        "rf": options.base.rf,
+        "replica_moves": m.replica_moves,
+        "under_replicated_final": m.under_replicated_final,
+        "events_per_sim_s": m.events_per_sim_s,
+        "routing_redirects": m.routing_redirects,
+        "operations": m.operations,
+        "converge_ms": m.converge_ms_max,
+    });
+    let base = options.base.clone();
+    let replay = move |seed| replay_command(seed, &base);
+    value.as_object_mut().expect("built as an object").extend(summary.json_fields(Some(&replay)));
+    value
+}
