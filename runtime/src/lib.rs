@@ -88,6 +88,7 @@
 #![warn(missing_docs)]
 
 pub mod certs;
+pub mod discovery;
 pub mod driver;
 pub mod events;
 pub mod http;
