@@ -83,6 +83,9 @@ struct ScriptedResolver {
     calls: Arc<AtomicUsize>,
     /// Never answers: the resolution times out.
     hang: bool,
+    /// If set, each answer waits for a permit: the test decides when each
+    /// round ends, whatever the machine's speed.
+    gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl ScriptedResolver {
@@ -108,10 +111,13 @@ fn clone_answer(answer: &std::io::Result<Vec<SocketAddr>>) -> std::io::Result<Ve
 impl Resolve for ScriptedResolver {
     fn resolve(&self, _target: &DnsTarget) -> impl Future<Output = std::io::Result<Vec<SocketAddr>>> + Send {
         let answer = self.next();
-        let hang = self.hang;
+        let (hang, gate) = (self.hang, self.gate.clone());
         async move {
             if hang {
                 std::future::pending::<()>().await;
+            }
+            if let Some(gate) = gate {
+                gate.acquire().await.expect("the gate is never closed").forget();
             }
             answer
         }
@@ -177,22 +183,29 @@ async fn next_set(watch: &mut DiscoveryWatch) -> Vec<SocketAddr> {
 #[tokio::test]
 async fn the_refreshing_task_follows_changes_and_stops_when_dropped() {
     let (a, b) = (address("10.0.0.1:7001"), address("10.0.0.2:7001"));
-    let resolver = ScriptedResolver::new(vec![Ok(vec![a]), failure(), Ok(vec![]), Ok(vec![a, b]), Ok(vec![b])]);
+    let mut resolver =
+        ScriptedResolver::new(vec![Ok(vec![a]), failure(), Ok(vec![]), Ok(vec![a]), Ok(vec![a, b]), Ok(vec![b])]);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    resolver.gate = Some(Arc::clone(&gate));
     let calls = Arc::clone(&resolver.calls);
     let discovery = DnsDiscovery::with_resolver(target("dns:chorus:7001"), resolver);
     let mut watch = discovery.spawn(Duration::from_millis(5));
     assert!(watch.addresses().is_empty());
 
+    gate.add_permits(1);
     assert_eq!(next_set(&mut watch).await, vec![a]);
-    // Rounds 2 and 3 fail: the next change is round 4's, never an empty set.
+    gate.add_permits(4);
+    // Rounds 2 and 3 fail and round 4 finds the same set: the next change
+    // is round 5's. Forgetting the set on a failure would show [a] again.
     assert_eq!(next_set(&mut watch).await, vec![a, b]);
-    assert!(calls.load(Ordering::SeqCst) >= 4, "the failed rounds ran in between");
+    assert!(calls.load(Ordering::SeqCst) >= 5, "the failed rounds ran in between");
+    gate.add_permits(1);
     assert_eq!(next_set(&mut watch).await, vec![b]);
 
     drop(watch);
-    tokio::time::sleep(Duration::from_millis(30)).await;
     let after_drop = calls.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    gate.add_permits(100);
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(calls.load(Ordering::SeqCst), after_drop, "no rounds once the watch is dropped");
 }
 
