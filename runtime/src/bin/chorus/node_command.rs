@@ -206,15 +206,7 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
     let mut addresses = known_addresses(&args)?;
     let peers: Vec<Peer> =
         addresses.iter().map(|(peer, found)| Peer { id: NodeId(*peer), address: found.quic }).collect();
-    let start = match (args.bootstrap, &args.join) {
-        (true, _) => Start::Bootstrap,
-        (false, Some(_)) if recovered.state.is_empty() => Start::Join { disk: fresh_disk_id() },
-        (false, Some(_)) => {
-            tracing::info!("the data directory holds Raft state: restarting from it (--join is not needed)");
-            Start::Restart
-        }
-        (false, None) => Start::Restart,
-    };
+    let start = start_of(&args, recovered.state.is_empty());
     let (transport, inbox) = Transport::bind(id, args.listen, &identity, &peers).map_err(|error| Err(error.into()))?;
     let (driver, handle) =
         Driver::new(start, raft_config(&args), KvStore::default(), storage, recovered, transport, inbox)
@@ -248,13 +240,7 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
     }
     tokio::spawn(remember_peers(handle.clone(), args.data_dir.clone(), addresses.clone()));
 
-    // Its own address too, so that /v1/status names the leader's address
-    // when this node leads.
-    let peer_http: BTreeMap<NodeId, SocketAddr> = addresses
-        .iter()
-        .filter_map(|(peer, found)| Some((NodeId(*peer), found.http?)))
-        .chain(std::iter::once((id, args.http)))
-        .collect();
+    let peer_http = peer_http_of(&addresses, id, args.http);
     let http_task = spawn_http(&args, &identity, listener, handle.clone(), peer_http, until_stopped(stopped))?;
     tracing::info!(%id, listen = %args.listen, http = %args.http, "node started");
 
@@ -269,6 +255,31 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
         Err(error) => tracing::warn!(%error, "the HTTP server task failed"),
     }
     result.map_err(Err)
+}
+
+/// How the node starts: `--bootstrap`, a join on an empty data directory
+/// (`empty`), or else from its disk.
+fn start_of(args: &NodeArgs, empty: bool) -> Start {
+    match (args.bootstrap, &args.join) {
+        (true, _) => Start::Bootstrap,
+        (false, Some(_)) if empty => Start::Join { disk: fresh_disk_id() },
+        (false, Some(_)) => {
+            tracing::info!("the data directory holds Raft state: restarting from it (--join is not needed)");
+            Start::Restart
+        }
+        (false, None) => Start::Restart,
+    }
+}
+
+/// The members' HTTP addresses, for redirects to the leader. Its own
+/// address too, so that /v1/status names the leader's address when this
+/// node leads.
+fn peer_http_of(addresses: &BTreeMap<u64, Addresses>, id: NodeId, http: SocketAddr) -> BTreeMap<NodeId, SocketAddr> {
+    addresses
+        .iter()
+        .filter_map(|(peer, found)| Some((NodeId(*peer), found.http?)))
+        .chain(std::iter::once((id, http)))
+        .collect()
 }
 
 /// Where the members listen: what the node remembered, then the flags.
