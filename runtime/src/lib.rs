@@ -74,6 +74,9 @@
 //! - [`http`]: the HTTP/JSON client API (axum) for a key-value node, over
 //!   TLS on request: keys, status, members (join, list, remove), `/metrics`
 //!   and `/v1/events`, with a request-rate limit.
+//! - [`discovery`]: where a node finds others: a static list, or
+//!   `dns:NAME:PORT` re-resolved periodically (a Kubernetes headless
+//!   service); `chorus node --join` uses it.
 //! - [`events`]: what happens to a node, as `DriverHandle::subscribe` and
 //!   `/v1/events` stream it. [`metrics`]: counters, histograms and the
 //!   Prometheus text format.
@@ -82,12 +85,14 @@
 //!
 //! ## Not yet here
 //!
-//! DNS discovery, an embedded engine for large state machines, and
-//! the benchmark against etcd (see issue 14 and `docs/runtime.md`).
+//! SWIM seeds from [`discovery`], an embedded engine for large state
+//! machines, and the benchmark against etcd (see issue 14 and
+//! `docs/runtime.md`).
 
 #![warn(missing_docs)]
 
 pub mod certs;
+pub mod discovery;
 pub mod driver;
 pub mod events;
 pub mod http;

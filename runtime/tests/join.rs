@@ -1,7 +1,8 @@
 //! `chorus node --join`: a fourth node joins a running three-node cluster
 //! (added as a learner, promoted once caught up) and serves linearizable
 //! reads; a node whose data directory was wiped comes back through
-//! `--join` on a fresh disk (the leader records it with `RenewDisk`); and
+//! `--join dns:localhost:PORT` on a fresh disk (the leader records it with
+//! `RenewDisk`); and
 //! the new voters count: with one original member down, writes still
 //! commit only because nodes 3 and 4 vote.
 
@@ -20,8 +21,9 @@ fn voters(cluster: &Cluster, id: u64) -> Vec<u64> {
         .unwrap_or_default()
 }
 
-/// `chorus node` flags for a node that joins through `through`'s API.
-fn join_args(cluster: &Cluster, id: u64, through: u64) -> Vec<String> {
+/// `chorus node` flags for a node that joins through `through` (a `--join`
+/// value).
+fn join_args(cluster: &Cluster, id: u64, through: &str) -> Vec<String> {
     let node = cluster.node(id);
     vec![
         "node".to_string(),
@@ -32,7 +34,8 @@ fn join_args(cluster: &Cluster, id: u64, through: u64) -> Vec<String> {
         format!("--certs={}", cluster.certs().display()),
         "--election-timeout-ms=1000".to_string(),
         "--heartbeat-interval-ms=100".to_string(),
-        format!("--join={}", cluster.endpoint(through)),
+        format!("--join={through}"),
+        "--discovery-interval-secs=1".to_string(),
     ]
 }
 
@@ -61,7 +64,7 @@ fn a_new_node_joins_and_a_wiped_node_rejoins_on_a_fresh_disk() {
     // no peer addresses.
     let four = cluster.add_node();
     let follower = (1..=3).find(|id| *id != leader).unwrap();
-    let args = join_args(&cluster, four, follower);
+    let args = join_args(&cluster, four, &cluster.endpoint(follower));
     cluster.start_with(four, &args);
     wait_serving(&cluster, four);
     assert_eq!(voters(&cluster, leader), vec![1, 2, 3, 4], "node 4 is a voter");
@@ -93,7 +96,9 @@ fn a_new_node_joins_and_a_wiped_node_rejoins_on_a_fresh_disk() {
     assert_eq!(status, 200, "{}", text(&body));
 
     // Node 3 loses its data. Without --join it refuses to start; with it,
-    // it comes back on a fresh disk, which the leader records.
+    // it comes back on a fresh disk, which the leader records. It finds the
+    // member to join through by DNS (`localhost`: 127.0.0.1, maybe ::1
+    // where nothing listens).
     let wiped = if leader == 3 { 2 } else { 3 };
     assert_eq!(cluster.stop(wiped), Some(0));
     std::fs::remove_dir_all(cluster.data_dir(wiped)).unwrap();
@@ -102,9 +107,12 @@ fn a_new_node_joins_and_a_wiped_node_rejoins_on_a_fresh_disk() {
     assert!(text(&refused.stderr).contains("--join"), "{}", text(&refused.stderr));
     let leader = cluster.wait_healthy();
     let through = (1..=4).find(|id| *id != leader && *id != wiped).unwrap();
-    let args = join_args(&cluster, wiped, through);
+    let by_dns = format!("dns:localhost:{}", cluster.node(through).http.port());
+    let args = join_args(&cluster, wiped, &by_dns);
     cluster.start_with(wiped, &args);
     wait_serving(&cluster, wiped);
+    let log = std::fs::read_to_string(cluster.log_path(wiped)).unwrap();
+    assert!(log.contains(&format!("through={by_dns}")) && log.contains("DNS discovery found new addresses"), "{log}");
     let leader_log = std::fs::read_to_string(cluster.log_path(leader)).unwrap();
     assert!(leader_log.contains(&format!("RenewDisk(NodeId({wiped}))")), "the leader renewed node {wiped}'s disk");
     assert_eq!(expect(0, &["get", "after-9", "--endpoint", &cluster.endpoint(wiped)]), "9");

@@ -1,10 +1,12 @@
 //! `chorus node --join`: asking a running cluster to take this node in, and
 //! the `peers` file that remembers where the other members listen.
 
+use chorus_runtime::discovery::{Discovery, DnsDiscovery, DnsTarget, StaticDiscovery, DNS_PREFIX};
 use chorus_runtime::http::{JoinAnswer, JOIN_TIMEOUT};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Name of the file in the data directory listing the members' addresses.
@@ -26,12 +28,50 @@ pub(crate) struct Addresses {
     pub(crate) http: Option<SocketAddr>,
 }
 
-/// `--join ADDR`: a member's HTTP API, `IP:PORT`, `http://IP:PORT` or
-/// `https://IP:PORT` (the scheme follows `--http-tls`).
-pub(crate) fn parse_join(text: &str) -> Result<SocketAddr, String> {
+/// `--join`: where to find a member's HTTP API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum JoinTarget {
+    /// One member's address.
+    Address(SocketAddr),
+    /// The members a DNS name resolves to (a Kubernetes headless service),
+    /// resolved again every `--discovery-interval-secs`.
+    Dns(DnsTarget),
+}
+
+impl JoinTarget {
+    /// The discovery source of the members to ask; a DNS name is resolved
+    /// every `interval` (in a task: call inside the tokio runtime) until the
+    /// source is dropped.
+    pub(crate) fn discovery(&self, interval: Duration) -> Arc<dyn Discovery> {
+        match self {
+            JoinTarget::Address(address) => Arc::new(StaticDiscovery::new([*address])),
+            JoinTarget::Dns(target) => Arc::new(DnsDiscovery::new(target.clone()).spawn(interval)),
+        }
+    }
+}
+
+impl std::fmt::Display for JoinTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinTarget::Address(address) => address.fmt(f),
+            JoinTarget::Dns(target) => target.fmt(f),
+        }
+    }
+}
+
+/// `--join`: a member's HTTP API, `IP:PORT`, `http://IP:PORT` or
+/// `https://IP:PORT` (the scheme follows `--http-tls`), or the members a DNS
+/// name resolves to, `dns:NAME:PORT`.
+pub(crate) fn parse_join(text: &str) -> Result<JoinTarget, String> {
+    if text.starts_with(DNS_PREFIX) {
+        return DnsTarget::parse(text).map(JoinTarget::Dns).map_err(|error| format!("--join {error}"));
+    }
     let bare = text.strip_prefix("http://").or(text.strip_prefix("https://")).unwrap_or(text).trim_end_matches('/');
-    bare.parse().map_err(|error| {
-        format!("--join {text:?}: expected a member's HTTP address as IP:PORT or http://IP:PORT ({error})")
+    bare.parse().map(JoinTarget::Address).map_err(|error| {
+        format!(
+            "--join {text:?}: expected a member's HTTP address as IP:PORT or http://IP:PORT, or dns:NAME:PORT \
+             ({error})"
+        )
     })
 }
 
@@ -92,13 +132,14 @@ pub(crate) fn save_peers(data_dir: &Path, peers: &BTreeMap<u64, Addresses>) -> s
 #[derive(Debug)]
 pub(crate) struct JoinRefused(pub(crate) String);
 
-/// Asks the cluster through `endpoint` (any member's HTTP API; redirects
-/// lead to the leader) to make node `id` a voter on disk `disk`.
-/// Retries while there is no leader, the member cannot be reached, or the
-/// node is still catching up; stops on a refusal. Blocking: run it off the
-/// async threads.
+/// Asks the cluster to make node `id` a voter on disk `disk`, through the
+/// members `discovery` finds (each in turn, skipping this node's own `http`
+/// address; redirects lead to the leader). Retries while no member is
+/// found, there is no leader, no member can be reached, or the node is
+/// still catching up; stops on a refusal. Blocking: run it off the async
+/// threads.
 pub(crate) fn join(
-    endpoint: SocketAddr,
+    discovery: &dyn Discovery,
     tls: Option<ureq::tls::TlsConfig>,
     id: u64,
     disk: u64,
@@ -118,45 +159,90 @@ pub(crate) fn join(
     let body = serde_json::json!({ "id": id, "address": quic.to_string(), "http": http.to_string(), "disk": disk })
         .to_string();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let mut url = format!("{scheme}://{endpoint}/v1/members");
-        for _ in 0..=MAX_REDIRECTS {
-            let request = ureq::http::Request::builder()
-                .method("POST")
-                .uri(&url)
-                .header("content-type", "application/json")
-                .body(body.clone().into_bytes())
-                .map_err(|error| JoinRefused(format!("cannot build the join request: {error}")))?;
-            let mut response = match agent.run(request) {
-                Ok(response) => response,
-                Err(error) => {
-                    tracing::warn!(%url, %error, "cannot reach the cluster to join; retrying");
-                    break;
-                }
-            };
-            let status = response.status().as_u16();
-            let answer = response.body_mut().with_config().limit(1024 * 1024).read_to_vec().unwrap_or_default();
-            match status {
-                200 => {
-                    return serde_json::from_slice(&answer)
-                        .map_err(|error| JoinRefused(format!("unreadable answer to the join: {error}")))
-                }
-                307 => match response.headers().get("location").and_then(|location| location.to_str().ok()) {
-                    Some(location) => url = location.to_string(),
-                    None => break,
-                },
-                400..=499 => {
-                    return Err(JoinRefused(format!(
-                        "the cluster refused to take node {id} in ({status}): {}",
-                        String::from_utf8_lossy(&answer)
-                    )))
-                }
-                _ => {
-                    tracing::info!(status, answer = %String::from_utf8_lossy(&answer), "join not done yet; retrying");
-                    break;
-                }
+        let members: Vec<SocketAddr> = discovery.addresses().into_iter().filter(|member| *member != http).collect();
+        if members.is_empty() {
+            tracing::info!("no member found to join through yet; retrying");
+        }
+        for member in members {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            if let Some(answer) = ask(&agent, format!("{scheme}://{member}/v1/members"), &body, id)? {
+                return Ok(answer);
             }
         }
         std::thread::sleep(RETRY_INTERVAL);
     }
     Err(JoinRefused("stopped before the join completed".to_string()))
+}
+
+/// One join request to `url`, following redirects: `Some` once joined,
+/// `None` to try again (another member, or later), `Err` on a refusal.
+fn ask(agent: &ureq::Agent, mut url: String, body: &str, id: u64) -> Result<Option<JoinAnswer>, JoinRefused> {
+    for _ in 0..=MAX_REDIRECTS {
+        let request = ureq::http::Request::builder()
+            .method("POST")
+            .uri(&url)
+            .header("content-type", "application/json")
+            .body(body.as_bytes().to_vec())
+            .map_err(|error| JoinRefused(format!("cannot build the join request: {error}")))?;
+        let mut response = match agent.run(request) {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::warn!(%url, %error, "cannot reach the cluster to join; retrying");
+                return Ok(None);
+            }
+        };
+        let status = response.status().as_u16();
+        let answer = response.body_mut().with_config().limit(1024 * 1024).read_to_vec().unwrap_or_default();
+        match status {
+            200 => {
+                return serde_json::from_slice(&answer)
+                    .map(Some)
+                    .map_err(|error| JoinRefused(format!("unreadable answer to the join: {error}")))
+            }
+            307 => match response.headers().get("location").and_then(|location| location.to_str().ok()) {
+                Some(location) => url = location.to_string(),
+                None => return Ok(None),
+            },
+            400..=499 => {
+                return Err(JoinRefused(format!(
+                    "the cluster refused to take node {id} in ({status}): {}",
+                    String::from_utf8_lossy(&answer)
+                )))
+            }
+            _ => {
+                tracing::info!(status, answer = %String::from_utf8_lossy(&answer), "join not done yet; retrying");
+                return Ok(None);
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_accepts_an_address_or_a_dns_name_and_nothing_else() {
+        let member: SocketAddr = "10.0.0.1:8080".parse().expect("an address");
+        for text in ["10.0.0.1:8080", "http://10.0.0.1:8080", "https://10.0.0.1:8080/"] {
+            assert_eq!(parse_join(text), Ok(JoinTarget::Address(member)), "{text}");
+        }
+        let dns = parse_join("dns:chorus.default.svc:8080").expect("a DNS name");
+        assert_eq!(dns.to_string(), "dns:chorus.default.svc:8080");
+        for (text, problem) in [
+            ("dns:", "the port is missing"),
+            ("dns:chorus", "the port is missing"),
+            ("dns:chorus:http", "the port \"http\" is not a number"),
+            ("dns::8080", "the name is empty"),
+            ("dns:chorus:0", "the port \"0\""),
+            ("chorus:8080", "or dns:NAME:PORT"),
+            ("http://dns:chorus:8080", "or dns:NAME:PORT"),
+        ] {
+            let error = parse_join(text).expect_err(text);
+            assert!(error.starts_with("--join ") && error.contains(problem), "{text}: {error}");
+        }
+    }
 }

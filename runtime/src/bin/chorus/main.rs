@@ -76,4 +76,19 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+
+    #[test]
+    fn node_join_refuses_a_malformed_dns_name_with_its_problem() {
+        use clap::Parser;
+        let node = ["chorus", "node", "--id", "2", "--listen", "127.0.0.1:7002", "--data-dir", "d", "--certs", "c"];
+        let with = |extra: &[&str]| super::Cli::try_parse_from(node.iter().chain(extra));
+        assert!(with(&["--join", "dns:chorus-headless:8080"]).is_ok());
+        assert!(with(&["--join", "dns:chorus-headless:8080", "--discovery-interval-secs", "5"]).is_ok());
+        for (join, problem) in [("dns:chorus-headless", "the port is missing"), ("dns::8080", "the name is empty")] {
+            let error = with(&["--join", join]).expect_err(join).to_string();
+            assert!(error.contains(problem), "{join}: {error}");
+        }
+        let error = with(&["--join", "dns:a:1", "--discovery-interval-secs", "0"]).expect_err("interval 0").to_string();
+        assert!(error.contains("--discovery-interval-secs"), "{error}");
+    }
 }

@@ -1,11 +1,12 @@
 //! `chorus node ...`: one member of a cluster, serving the HTTP API.
 
-use crate::join::{self, Addresses};
+use crate::join::{self, Addresses, JoinTarget};
 use crate::{exit, logging};
 use chorus_core::kv::KvStore;
 use chorus_core::raft::{Config, DiskId, RestartError};
 use chorus_core::types::NodeId;
 use chorus_runtime::certs::Identity;
+use chorus_runtime::discovery::DEFAULT_DNS_INTERVAL;
 use chorus_runtime::driver::{Driver, DriverError, Start};
 use chorus_runtime::http::{self, HttpOptions};
 use chorus_runtime::storage::{Storage, StorageError, StorageOptions, MIN_SEGMENT_BYTES};
@@ -52,13 +53,22 @@ pub(crate) struct NodeArgs {
     #[arg(long, conflicts_with = "join")]
     bootstrap: bool,
     /// Join a running cluster through a member's HTTP API (IP:PORT or
-    /// http://IP:PORT): on an empty data directory the node starts on a new
-    /// disk and asks the leader to add it as a learner, then to make it a
-    /// voter once it has caught up; a former member whose data was lost
-    /// comes back this way (its new disk is recorded). Ignored once the data
-    /// directory holds Raft state (the node restarts from it).
+    /// http://IP:PORT), or through the members a DNS name resolves to
+    /// (dns:NAME:PORT, e.g. a Kubernetes headless service; PORT is their
+    /// HTTP port; each address is tried in turn): on an empty data directory
+    /// the node starts on a new disk and asks the leader to add it as a
+    /// learner, then to make it a voter once it has caught up; a former
+    /// member whose data was lost comes back this way (its new disk is
+    /// recorded). Ignored once the data directory holds Raft state (the node
+    /// restarts from it).
     #[arg(long, value_name = "ADDR", value_parser = join::parse_join)]
-    join: Option<SocketAddr>,
+    join: Option<JoinTarget>,
+    /// How often a `--join dns:NAME:PORT` name is resolved again while
+    /// joining, in seconds. A failed resolution keeps the addresses found
+    /// last.
+    #[arg(long, default_value_t = DEFAULT_DNS_INTERVAL.as_secs(), value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    discovery_interval_secs: u64,
     /// A peer's QUIC address as ID=ADDR, e.g. 2=127.0.0.1:7002. Repeat for
     /// each peer.
     #[arg(long = "peer", value_name = "ID=ADDR", value_parser = parse_peer)]
@@ -196,15 +206,7 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
     let mut addresses = known_addresses(&args)?;
     let peers: Vec<Peer> =
         addresses.iter().map(|(peer, found)| Peer { id: NodeId(*peer), address: found.quic }).collect();
-    let start = match (args.bootstrap, args.join) {
-        (true, _) => Start::Bootstrap,
-        (false, Some(_)) if recovered.state.is_empty() => Start::Join { disk: fresh_disk_id() },
-        (false, Some(_)) => {
-            tracing::info!("the data directory holds Raft state: restarting from it (--join is not needed)");
-            Start::Restart
-        }
-        (false, None) => Start::Restart,
-    };
+    let start = start_of(&args, recovered.state.is_empty());
     let (transport, inbox) = Transport::bind(id, args.listen, &identity, &peers).map_err(|error| Err(error.into()))?;
     let (driver, handle) =
         Driver::new(start, raft_config(&args), KvStore::default(), storage, recovered, transport, inbox)
@@ -226,8 +228,8 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
     };
     let driver_task = tokio::spawn(driver.run_until(until_stopped(stopped.clone())));
 
-    if let (Start::Join { disk }, Some(endpoint)) = (start, args.join) {
-        if let Err(refusal) = join_cluster(&args, &identity, disk, endpoint, &handle, &mut addresses, &stopping).await {
+    if let (Start::Join { disk }, Some(target)) = (start, &args.join) {
+        if let Err(refusal) = join_cluster(&args, &identity, disk, target, &handle, &mut addresses, &stopping).await {
             drop(handle);
             let _ = driver_task.await;
             return Err(refusal);
@@ -238,13 +240,7 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
     }
     tokio::spawn(remember_peers(handle.clone(), args.data_dir.clone(), addresses.clone()));
 
-    // Its own address too, so that /v1/status names the leader's address
-    // when this node leads.
-    let peer_http: BTreeMap<NodeId, SocketAddr> = addresses
-        .iter()
-        .filter_map(|(peer, found)| Some((NodeId(*peer), found.http?)))
-        .chain(std::iter::once((id, args.http)))
-        .collect();
+    let peer_http = peer_http_of(&addresses, id, args.http);
     let http_task = spawn_http(&args, &identity, listener, handle.clone(), peer_http, until_stopped(stopped))?;
     tracing::info!(%id, listen = %args.listen, http = %args.http, "node started");
 
@@ -259,6 +255,31 @@ async fn serve(args: NodeArgs) -> Result<(), ServeError> {
         Err(error) => tracing::warn!(%error, "the HTTP server task failed"),
     }
     result.map_err(Err)
+}
+
+/// How the node starts: `--bootstrap`, a join on an empty data directory
+/// (`empty`), or else from its disk.
+fn start_of(args: &NodeArgs, empty: bool) -> Start {
+    match (args.bootstrap, &args.join) {
+        (true, _) => Start::Bootstrap,
+        (false, Some(_)) if empty => Start::Join { disk: fresh_disk_id() },
+        (false, Some(_)) => {
+            tracing::info!("the data directory holds Raft state: restarting from it (--join is not needed)");
+            Start::Restart
+        }
+        (false, None) => Start::Restart,
+    }
+}
+
+/// The members' HTTP addresses, for redirects to the leader. Its own
+/// address too, so that /v1/status names the leader's address when this
+/// node leads.
+fn peer_http_of(addresses: &BTreeMap<u64, Addresses>, id: NodeId, http: SocketAddr) -> BTreeMap<NodeId, SocketAddr> {
+    addresses
+        .iter()
+        .filter_map(|(peer, found)| Some((NodeId(*peer), found.http?)))
+        .chain(std::iter::once((id, http)))
+        .collect()
 }
 
 /// Where the members listen: what the node remembered, then the flags.
@@ -286,28 +307,30 @@ fn raft_config(args: &NodeArgs) -> Config {
     config
 }
 
-/// Asks the cluster at `endpoint` to take this node in on `disk` (blocking
-/// work, off the async threads); learns the members' addresses from the
-/// answer. `Err` is a refusal the operator must see.
+/// Asks the cluster found through `target` to take this node in on `disk`
+/// (blocking work, off the async threads); learns the members' addresses
+/// from the answer. `Err` is a refusal the operator must see.
 async fn join_cluster(
     args: &NodeArgs,
     identity: &Identity,
     disk: DiskId,
-    endpoint: SocketAddr,
+    target: &JoinTarget,
     handle: &chorus_runtime::driver::DriverHandle,
     addresses: &mut BTreeMap<u64, Addresses>,
     stopping: &std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<(), ServeError> {
     let id = args.id;
-    tracing::info!(%id, %disk, %endpoint, "joining the cluster on a new disk");
+    tracing::info!(%id, %disk, through = %target, "joining the cluster on a new disk");
+    let discovery = target.discovery(std::time::Duration::from_secs(args.discovery_interval_secs));
     let (quic, http) = (args.listen, args.http);
     let asking = std::sync::Arc::clone(stopping);
     let tls = args.http_tls.then(|| {
         crate::tls_client::from_der(identity.ca_der(), identity.certificate_der(), identity.private_key_der())
     });
-    let answer = tokio::task::spawn_blocking(move || join::join(endpoint, tls, id, disk.0, quic, http, &asking))
-        .await
-        .map_err(|error| Err(error.into()))?;
+    let answer =
+        tokio::task::spawn_blocking(move || join::join(discovery.as_ref(), tls, id, disk.0, quic, http, &asking))
+            .await
+            .map_err(|error| Err(error.into()))?;
     match answer {
         Ok(answer) => {
             for member in answer.members.iter().filter(|member| member.id != id) {
