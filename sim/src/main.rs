@@ -28,6 +28,8 @@ macro_rules! say {
 /// Largest cluster the simulator accepts.
 const MAX_NODES: usize = 64;
 
+mod cluster_cmd;
+
 #[derive(Parser)]
 #[command(name = "chorus-sim", version, about = "Deterministic simulator for the Chorus cluster core")]
 struct Cli {
@@ -128,6 +130,9 @@ enum System {
     Swim,
     /// The partitioning planner against a cluster of range descriptors.
     Placement,
+    /// Whole cluster nodes: SWIM, the meta range, the planner and a Raft
+    /// group per range, with clients routing keys.
+    Cluster,
 }
 
 /// SWIM's Lifeguard extensions.
@@ -165,8 +170,8 @@ struct ClusterArgs {
     /// SWIM only: Lifeguard on (default), off, or compare.
     #[arg(long, value_enum)]
     lifeguard: Option<Lifeguard>,
-    /// SWIM only: the fault mix: swarm (default), crashes, slow, partition
-    /// or none.
+    /// SWIM: the fault mix: swarm (default), crashes, slow, partition or
+    /// none. Cluster: swarm (default) or none.
     #[arg(long, value_name = "MIX")]
     faults: Option<String>,
     /// SWIM only: length of the fault phase in milliseconds (default 30000).
@@ -177,12 +182,16 @@ struct ClusterArgs {
     /// seeds take minutes).
     #[arg(long)]
     progress: bool,
-    /// Placement only: ranges at the start (default 64).
+    /// Placement and cluster only: ranges at the start (default 64 for
+    /// placement, 16 for cluster).
     #[arg(long, value_name = "R")]
     ranges: Option<usize>,
-    /// Placement only: replication factor (default 3).
+    /// Placement and cluster only: replication factor (default 3).
     #[arg(long, value_name = "N")]
     rf: Option<usize>,
+    /// Cluster only: the client workload, default or none.
+    #[arg(long, value_name = "NAME")]
+    workload: Option<String>,
     /// Placement only: the placement strategy (balanced or ring).
     #[arg(long, value_name = "NAME")]
     strategy: Option<String>,
@@ -334,6 +343,7 @@ fn run(args: RunArgs) -> Result<ExitCode, UsageError> {
     match args.cluster.system {
         System::Swim => return swim_run(args),
         System::Placement => return placement_run(args),
+        System::Cluster => return cluster_cmd::run(args),
         System::Raft => {}
     }
     let seeds = parse_seeds(&args.seeds)?;
@@ -394,6 +404,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
     match args.cluster.system {
         System::Swim => return swim_replay(args),
         System::Placement => return placement_replay(args),
+        System::Cluster => return cluster_cmd::replay(args),
         System::Raft => {}
     }
     let (nodes, bug, scenario) = parse_cluster(&args.cluster)?;
@@ -516,6 +527,11 @@ fn bugs(args: BugsArgs) -> ExitCode {
                 say!("{}\t{}", bug.name(), bug.description());
             }
         }
+        System::Cluster => {
+            for bug in chorus_sim::cluster::ClusterBug::ALL {
+                say!("{}\t{}", bug.name(), bug.description());
+            }
+        }
     }
     ExitCode::SUCCESS
 }
@@ -629,13 +645,17 @@ fn swim_replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
     Ok(print_verdict(outcome))
 }
 
-/// `--ranges`, `--rf` and `--strategy` belong to `--system placement`.
+/// `--ranges`, `--rf`, `--strategy` and `--workload` belong to `--system
+/// placement` or `cluster`.
 fn reject_placement_flags(args: &ClusterArgs) -> Result<(), UsageError> {
-    for (given, flag) in
-        [(args.ranges.is_some(), "--ranges"), (args.rf.is_some(), "--rf"), (args.strategy.is_some(), "--strategy")]
-    {
+    for (given, flag) in [
+        (args.ranges.is_some(), "--ranges"),
+        (args.rf.is_some(), "--rf"),
+        (args.strategy.is_some(), "--strategy"),
+        (args.workload.is_some(), "--workload"),
+    ] {
         if given {
-            return Err(UsageError(format!("{flag} applies to --system placement only")));
+            return Err(UsageError(format!("{flag} applies to --system placement or cluster only")));
         }
     }
     Ok(())
@@ -649,6 +669,7 @@ fn parse_placement(args: &ClusterArgs, seed: u64) -> Result<placement::Placement
         (args.fault_ms.is_some(), "--fault-ms"),
         (args.progress, "--progress"),
         (args.scenario.is_some(), "--scenario"),
+        (args.workload.is_some(), "--workload"),
     ] {
         if given {
             return Err(UsageError(format!("{flag} does not apply to --system placement")));

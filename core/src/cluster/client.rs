@@ -3,6 +3,7 @@
 
 use super::node::{ClusterNode, Waiter};
 use super::output::{ClusterAction, ClusterResult};
+use super::ClusterBug;
 use crate::partition::RangeId;
 use crate::raft::{ClientResult, DropReason, ReadConsistency};
 use crate::state_machine::StateMachine;
@@ -37,6 +38,12 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         let Some(range) = self.table.lookup(key).map(|d| d.id) else {
             return self.respond(request, ClusterResult::RangeUnknown);
         };
+        let range = match self.ranges.keys().next() {
+            Some(&hosted) if !self.ranges.contains_key(&range) && self.config.bug(ClusterBug::ServesForeignKeys) => {
+                hosted
+            }
+            _ => range,
+        };
         if !self.ranges.contains_key(&range) {
             let leader = self.table.leader(range).filter(|&l| l != self.config.id);
             return self.respond(request, ClusterResult::Redirect { range, leader });
@@ -48,6 +55,9 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         let raft = &mut self.ranges.get_mut(&range).expect("checked above").raft;
         match op {
             ClientOp::Write(command) => raft.propose(now, inner, command),
+            ClientOp::Read { query, .. } if self.config.bug(ClusterBug::LocalLinearizableReads) => {
+                raft.read_with(now, inner, query, ReadConsistency::Stale)
+            }
             ClientOp::Read { query, consistency } => raft.read_with(now, inner, query, consistency),
         }
         self.touched.insert(range);

@@ -53,6 +53,9 @@ pub struct ClusterConfig {
     pub max_message_bytes: usize,
     /// Seeds this node's random choices (disk ids, the planner).
     pub rng_seed: u64,
+    /// A deliberate bug, for proving the simulator's checkers; `None` in
+    /// production (and refused without the `bug-injection` feature).
+    pub injected_bug: Option<super::ClusterBug>,
 }
 
 /// Why a cluster configuration was refused.
@@ -76,6 +79,9 @@ pub enum ClusterConfigError {
     /// The capacity is zero.
     #[error("capacity must be at least 1")]
     Capacity,
+    /// A bug was asked for in a build without the `bug-injection` feature.
+    #[error("injected bugs need the bug-injection feature")]
+    BugInjectionDisabled,
     /// The planner would split or merge ranges, which the cluster does not
     /// carry out yet.
     #[error("planner.split must disable splits and merges (split_bytes u64::MAX, merge_bytes 0, split_qps None): the cluster does not split or merge ranges yet")]
@@ -104,7 +110,12 @@ impl ClusterConfig {
             max_ranges: 100_000,
             max_message_bytes: crate::wire::MAX_MESSAGE_BYTES,
             rng_seed: id.0,
+            injected_bug: None,
         }
+    }
+
+    pub(super) fn bug(&self, bug: super::ClusterBug) -> bool {
+        cfg!(feature = "bug-injection") && self.injected_bug == Some(bug)
     }
 
     /// Checks every field.
@@ -132,6 +143,9 @@ impl ClusterConfig {
         }
         if let Some(bootstrap) = &self.bootstrap {
             bootstrap.validate().map_err(ClusterConfigError::Bootstrap)?;
+        }
+        if self.injected_bug.is_some() && !cfg!(feature = "bug-injection") {
+            return Err(ClusterConfigError::BugInjectionDisabled);
         }
         Ok(())
     }

@@ -81,7 +81,11 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         }
         let nodes = self.planner_nodes();
         let seed = self.config.rng_seed ^ term.0;
-        let planner = Planner::new(self.config.planner.clone(), seed, self.now, nodes, descriptors)
+        let mut planner_config = self.config.planner.clone();
+        if self.config.bug(super::ClusterBug::RemoveBeforeAdd) {
+            planner_config.injected_bug = Some(crate::partition::Bug::RemoveBeforeAdd);
+        }
+        let planner = Planner::new(planner_config, seed, self.now, nodes, descriptors)
             .expect("the planner configuration was validated with the node's");
         self.control = Some(Control { planner, term, ops: BTreeMap::new(), proposed: BTreeMap::new() });
         self.event(ClusterEvent::Active(true));
@@ -132,7 +136,8 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         }
         let descriptors: Vec<_> = store.descriptors().cloned().collect();
         let version = store.version();
-        if self.table.install(version, descriptors.clone(), Vec::new()) {
+        let recorded = store.recorded().collect();
+        if self.table.install(version, descriptors.clone(), Vec::new(), recorded) {
             self.event(ClusterEvent::DescriptorsUpdated(version.0));
         }
         if let Some(control) = self.control.as_mut() {
@@ -203,8 +208,16 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             operation.id.0,
             InFlight { range: operation.range, kind: kind.clone(), deadline: now.add_millis(timeout) },
         );
-        let command =
-            RangeCommand { from: me, meta_term: control.term, op: operation.id.0, range: operation.range, kind };
+        let expected =
+            current.as_ref().map_or_else(Default::default, |d| (d.voters().collect(), d.learners().collect()));
+        let command = RangeCommand {
+            from: me,
+            meta_term: control.term,
+            op: operation.id.0,
+            range: operation.range,
+            kind,
+            expected,
+        };
         self.event(ClusterEvent::OperationStarted {
             op: operation.id.0,
             range: operation.range,
@@ -345,12 +358,16 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         let descriptors: Vec<_> = self.table.descriptors().take(MAX_DESCRIPTORS_PER_MESSAGE).cloned().collect();
         let leaders = self.table.leaders().collect();
         let version = self.table.version();
-        self.send(from, ClusterMessage::MetaTable { version, descriptors, leaders });
+        let recorded = self.table.recorded().collect();
+        self.send(from, ClusterMessage::MetaTable { version, descriptors, leaders, recorded });
     }
 
     /// Asks a member that published a newer meta version for its copy.
     pub(super) fn maybe_fetch_descriptors(&mut self) {
         self.next_fetch = self.now.add_millis(self.config.meta_fetch_interval_ms);
+        if self.config.bug(super::ClusterBug::NoDescriptorGossip) {
+            return;
+        }
         let mine = self.table.version();
         let newest = self
             .swim

@@ -131,11 +131,14 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         }
     }
 
-    /// Destroys replicas this node no longer belongs to: neither the range's
-    /// own configuration nor the recorded descriptor lists it, and it is
-    /// older than the orphan grace period.
+    /// Destroys replicas this node no longer belongs to: the recorded
+    /// descriptor does not list it and was recorded as of a commit index at
+    /// or past the configuration the replica itself knows (so the removal
+    /// is newer than anything the replica holds), or — for a replica that
+    /// never learned a configuration naming it — the descriptor does not
+    /// list it and the replica is older than the orphan grace period.
     pub(super) fn collect_orphans(&mut self) {
-        if self.table.version().0 == 0 {
+        if self.table.version().0 == 0 || self.config.bug(super::ClusterBug::OrphansKept) {
             return;
         }
         let id = self.config.id;
@@ -143,13 +146,16 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         let orphans: Vec<RangeId> = self
             .ranges
             .iter()
-            .filter(|(range, hosted)| {
-                let listed = self.table.descriptor(**range).is_some_and(|d| d.has_replica(id));
-                let member = hosted.raft.membership().members().contains(&id);
-                !listed
-                    && !member
-                    && hosted.raft.role() != Role::Leader
-                    && self.now.as_millis() >= hosted.created.as_millis() + grace
+            .filter(|(&range, hosted)| {
+                let Some(descriptor) = self.table.descriptor(range) else { return false };
+                if descriptor.has_replica(id) || hosted.raft.role() == Role::Leader {
+                    return false;
+                }
+                if hosted.raft.membership().members().contains(&id) {
+                    hosted.raft.membership_index() <= self.table.recorded_as_of(range)
+                } else {
+                    self.now.as_millis() >= hosted.created.as_millis() + grace
+                }
             })
             .map(|(&range, _)| range)
             .collect();
@@ -178,7 +184,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
 
     /// A meta leader's command for a range this node should lead.
     pub(super) fn handle_command(&mut self, command: RangeCommand) {
-        let RangeCommand { from, meta_term, op, range, kind } = command;
+        let RangeCommand { from, meta_term, op, range, kind, expected } = command;
         let reply = |node: &mut Self, result| node.command_done(from, op, meta_term, result);
         let Some(hosted) = self.ranges.get_mut(&range) else {
             return reply(self, CommandResult::NotLeader(None));
@@ -200,9 +206,22 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             CommandKind::Promote(node) => MembershipChange::Promote(node),
             CommandKind::Remove(node) => MembershipChange::Remove(node),
         };
-        if already_done(&change, hosted.raft.committed_membership()) && !hosted.raft.committed_membership().is_joint() {
+        let committed = hosted.raft.committed_membership();
+        if already_done(&change, committed) && !committed.is_joint() {
             let report = self.report(range).expect("this node leads the range");
             return reply(self, CommandResult::Applied(report));
+        }
+        let (voters, learners) = &expected;
+        if committed.is_joint()
+            || !committed.voters.keys().eq(voters.iter())
+            || !committed.learners.iter().eq(learners.iter())
+        {
+            let why = format!(
+                "the range's configuration (voters {:?}, learners {:?}) is not the one planned against",
+                committed.voters.keys().collect::<Vec<_>>(),
+                committed.learners
+            );
+            return reply(self, CommandResult::Failed(why));
         }
         let wait = wait_of(op, from, meta_term, range);
         let Some(request) = self.request_id(range, Waiter::Command(wait)) else {

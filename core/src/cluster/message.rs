@@ -61,6 +61,9 @@ pub enum ClusterMessage {
         /// The leaders the sender knows of, by range, with the term each
         /// was seen leading in.
         leaders: Vec<(RangeId, NodeId, Term)>,
+        /// Per range, the range's commit index its replicas were recorded
+        /// as of (ranges not listed: zero).
+        recorded: Vec<(RangeId, LogIndex)>,
     },
 }
 
@@ -97,6 +100,11 @@ pub struct RangeCommand {
     pub range: RangeId,
     /// What to do.
     pub kind: CommandKind,
+    /// The voters and learners the operation was planned against (the
+    /// recorded descriptor's). The leader refuses a membership change when
+    /// its committed configuration differs: a plan made from a stale
+    /// descriptor could otherwise remove one voter too many.
+    pub expected: (Vec<NodeId>, Vec<NodeId>),
 }
 
 /// The operations a range leader carries out.

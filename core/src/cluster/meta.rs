@@ -79,6 +79,17 @@ impl MetaStore {
         self.version
     }
 
+    /// The range's commit index its descriptor's replicas were recorded as
+    /// of (zero for the bootstrap layout).
+    pub fn recorded_as_of(&self, range: RangeId) -> LogIndex {
+        self.recorded_as_of.get(&range).copied().unwrap_or_default()
+    }
+
+    /// Every range's [`recorded_as_of`](Self::recorded_as_of) that is not zero.
+    pub fn recorded(&self) -> impl Iterator<Item = (RangeId, LogIndex)> + '_ {
+        self.recorded_as_of.iter().map(|(&range, &index)| (range, index))
+    }
+
     /// The descriptors as a routing table.
     pub fn table(&self) -> RangeTable {
         RangeTable::from_descriptors(self.descriptors.values().cloned())

@@ -35,6 +35,7 @@
 //! splits and merges driven by the cluster, moving the meta range's own
 //! replicas.
 
+mod bug;
 mod client;
 mod config;
 mod control;
@@ -47,6 +48,7 @@ mod output;
 mod router;
 mod status;
 
+pub use bug::ClusterBug;
 pub use client::ClientOp;
 pub use config::{Bootstrap, ClusterConfig, ClusterConfigError, MAX_BOOTSTRAP_RANGES};
 pub use message::{ClusterMessage, CommandKind, CommandResult, RangeCommand, RangeReport};

@@ -329,8 +329,10 @@ impl<S: StateMachine + Default> ClusterNode<S> {
                 self.handle_command_done(from, op, meta_term, result)
             }
             ClusterMessage::MetaFetch { from } => self.answer_fetch(from),
-            ClusterMessage::MetaTable { version, descriptors, leaders } => {
-                self.table.install(version, descriptors, leaders);
+            ClusterMessage::MetaTable { version, descriptors, leaders, recorded } => {
+                if self.table.install(version, descriptors, leaders, recorded) {
+                    self.event(ClusterEvent::DescriptorsUpdated(version.0));
+                }
             }
         }
         self.finish_input();
@@ -433,6 +435,9 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         }
         self.publish_metadata();
         self.flush_write();
+        if self.config.bug(super::ClusterBug::AckBeforeDurable) {
+            self.ack_everything_now();
+        }
         #[cfg(any(debug_assertions, feature = "check-invariants"))]
         self.check_invariants();
     }
@@ -448,6 +453,36 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         self.unacked.push_back((id, parts));
         let destroyed = std::mem::take(&mut self.destroyed);
         self.actions.push_back(ClusterAction::Persist(ClusterWrite { id, writes, destroyed }));
+    }
+
+    /// [`ClusterBug::AckBeforeDurable`](super::ClusterBug::AckBeforeDurable):
+    /// tells every group its writes are durable before the driver synced
+    /// them, and drains what that releases (the write it makes next is
+    /// acknowledged the same way, on the next input).
+    fn ack_everything_now(&mut self) {
+        let parts: Vec<WritePart> = self.unacked.iter().flat_map(|(_, parts)| parts.iter().copied()).collect();
+        for (range, persist) in parts {
+            if range == META_RANGE {
+                if let Some(meta) = self.meta.as_mut() {
+                    meta.handle_persisted(self.now, persist);
+                }
+            } else if let Some(hosted) = self.ranges.get_mut(&range) {
+                hosted.raft.handle_persisted(self.now, persist);
+            }
+            self.touched.insert(range);
+        }
+        for (_, parts) in self.unacked.iter_mut() {
+            parts.clear();
+        }
+        let touched = std::mem::take(&mut self.touched);
+        for range in touched {
+            if range == META_RANGE {
+                self.drain_meta();
+            } else {
+                self.drain_range(range);
+            }
+        }
+        self.touched.clear();
     }
 
     fn drain_swim(&mut self) {

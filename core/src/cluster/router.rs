@@ -17,6 +17,8 @@ pub struct RouteTable {
     /// Per range, the leader believed in and the term it was seen leading
     /// in: a hint is replaced only by one of the same or a later term.
     leaders: BTreeMap<RangeId, (NodeId, Term)>,
+    /// Per range, the range's commit index its replicas were recorded as of.
+    recorded: BTreeMap<RangeId, LogIndex>,
 }
 
 impl RouteTable {
@@ -44,6 +46,18 @@ impl RouteTable {
     /// The range that holds `key`.
     pub fn lookup(&self, key: &[u8]) -> Option<&RangeDescriptor> {
         self.table.lookup_key(CLUSTER_KEY_MODE, key)
+    }
+
+    /// The range's commit index its descriptor's replicas were recorded as
+    /// of: a replica whose own configuration is not newer and that the
+    /// descriptor does not list was removed.
+    pub fn recorded_as_of(&self, range: RangeId) -> LogIndex {
+        self.recorded.get(&range).copied().unwrap_or_default()
+    }
+
+    /// Every range's recorded commit index that is not zero.
+    pub fn recorded(&self) -> impl Iterator<Item = (RangeId, LogIndex)> + '_ {
+        self.recorded.iter().map(|(&range, &index)| (range, index))
     }
 
     /// The leader believed to lead `range`.
@@ -74,6 +88,7 @@ impl RouteTable {
         version: LogIndex,
         descriptors: Vec<RangeDescriptor>,
         leaders: Vec<(RangeId, NodeId, Term)>,
+        recorded: Vec<(RangeId, LogIndex)>,
     ) -> bool {
         if version < self.version {
             return false;
@@ -83,6 +98,7 @@ impl RouteTable {
             let Ok(table) = RangeTable::from_descriptors(descriptors) else { return false };
             self.table = table;
             self.version = version;
+            self.recorded = recorded.into_iter().collect();
             self.leaders.retain(|range, _| self.table.get(*range).is_some());
         }
         for (range, leader, term) in leaders {

@@ -379,6 +379,12 @@ impl<S: StateMachine> RaftNode<S> {
         &self.membership
     }
 
+    /// The log index of the configuration in force (the snapshot's or the
+    /// bootstrap's base when no configuration entry is in the log).
+    pub fn membership_index(&self) -> LogIndex {
+        self.config_entries.last().map_or(self.log.offset(), |(index, _)| *index)
+    }
+
     /// The latest configuration known to be committed on this node.
     pub fn committed_membership(&self) -> &Membership {
         self.membership_at(self.commit)

@@ -26,10 +26,13 @@ pub(super) struct Checker {
     owners: RangeTable,
     /// Per node, the descriptor version whose cover was checked.
     covered: BTreeMap<usize, LogIndex>,
+    /// The replication factor: no range's committed configuration may have
+    /// fewer voters (the planner adds before it removes).
+    rf: usize,
 }
 
 impl Checker {
-    pub(super) fn new(ranges: &[RangeDescriptor]) -> Checker {
+    pub(super) fn new(ranges: &[RangeDescriptor], rf: usize) -> Checker {
         Checker {
             failures: Vec::new(),
             leaders: BTreeMap::new(),
@@ -37,6 +40,7 @@ impl Checker {
             checked: BTreeMap::new(),
             owners: RangeTable::from_descriptors(ranges.iter().cloned()).expect("the bootstrap layout is a table"),
             covered: BTreeMap::new(),
+            rf,
         }
     }
 
@@ -87,6 +91,15 @@ impl Checker {
         }
         for (range, raft) in node.hosted() {
             self.check_log(index, range, raft);
+            let committed = raft.committed_membership();
+            if raft.role() == Role::Leader && !committed.is_joint() && committed.voters.len() < self.rf {
+                self.fail(format!(
+                    "replicas: {range} committed a configuration of {} voters (rf {}) on leader n{}: a move removed before it added",
+                    committed.voters.len(),
+                    self.rf,
+                    index + 1
+                ));
+            }
         }
         let version = node.routes().version();
         if !node.routes().is_empty() && self.covered.get(&index) != Some(&version) {
@@ -198,6 +211,12 @@ impl ClusterWorld {
             self.range_converged(d, &live, &live_ids)?;
         }
         for &i in &live {
+            let id = crate::skeleton::node_id(i);
+            if let Some((range, _)) =
+                node(i).hosted().find(|(r, _)| store.descriptor(*r).is_none_or(|d| !d.has_replica(id)))
+            {
+                return Err(format!("n{} still hosts a replica of {range}, which it no longer belongs to", i + 1));
+            }
             if node(i).routes().version() != store.version() {
                 return Err(format!(
                     "n{} routes by descriptors version {}, the meta range is at {}",
@@ -232,6 +251,14 @@ impl ClusterWorld {
         let voters: Vec<NodeId> = committed.voters.keys().copied().collect();
         if committed.is_joint() || !d.voters().eq(voters.iter().copied()) || !committed.learners.is_empty() {
             return Err(format!("{}: its group's configuration {committed:?} is not the recorded one", d.id));
+        }
+        let commit = leader.commit_index();
+        if let Some(v) = voters.iter().find(|&&v| v != leader.id() && leader.match_index(v).is_none_or(|m| m < commit))
+        {
+            return Err(format!(
+                "{}: voter n{} has not caught up with the leader's commit index {}",
+                d.id, v.0, commit.0
+            ));
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ pub mod report;
 pub mod world;
 
 use crate::skeleton::{SeedOutcome, SeedReport};
+pub use chorus_core::cluster::ClusterBug;
 pub use report::{SeedMetrics, Summary};
 
 /// Most initial nodes `--system cluster` accepts.
@@ -43,6 +44,8 @@ pub struct ClusterOptions {
     pub workload: bool,
     /// Inject faults (`false` for a calm run, e.g. idle-cluster scale runs).
     pub faults: bool,
+    /// A deliberate cluster bug, or `None`.
+    pub bug: Option<ClusterBug>,
     /// Keep a readable trace (replay); the hash is always computed.
     pub keep_trace_text: bool,
 }
@@ -51,7 +54,16 @@ impl ClusterOptions {
     /// The defaults for `seed`: 5 nodes, 16 ranges, rf 3, workload and
     /// faults on.
     pub fn new(seed: u64) -> ClusterOptions {
-        ClusterOptions { seed, nodes: 5, ranges: 16, rf: 3, workload: true, faults: true, keep_trace_text: false }
+        ClusterOptions {
+            seed,
+            nodes: 5,
+            ranges: 16,
+            rf: 3,
+            workload: true,
+            faults: true,
+            bug: None,
+            keep_trace_text: false,
+        }
     }
 }
 

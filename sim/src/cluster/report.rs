@@ -94,6 +94,12 @@ pub fn replay_command(seed: u64, options: &ClusterOptions) -> String {
     if !options.workload {
         command.push_str(" --workload none");
     }
+    if !options.faults {
+        command.push_str(" --faults none");
+    }
+    if let Some(bug) = options.bug {
+        command.push_str(&format!(" --bug {}", bug.name()));
+    }
     command
 }
 
@@ -104,14 +110,15 @@ pub fn text(summary: &ClusterRunSummary, options: &ClusterRunOptions) -> String 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "seeds:          {} ({}..{}), cluster, {} nodes, {} ranges, rf {}, workload {}",
+        "seeds:          {} ({}..{}), cluster, {} nodes, {} ranges, rf {}, workload {}, bug: {}",
         summary.outcomes.len(),
         options.seeds.start,
         options.seeds.end,
         base.nodes,
         base.ranges,
         base.rf,
-        if base.workload { "default" } else { "none" }
+        if base.workload { "default" } else { "none" },
+        base.bug.map_or("none", |bug| bug.name())
     );
     out.push_str(&summary.totals_text());
     let _ = writeln!(

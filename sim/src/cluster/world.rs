@@ -148,7 +148,7 @@ impl ClusterWorld {
             nodes,
             network: Network::new(total, params),
             workload,
-            checker: Checker::new(&bootstrap.ranges),
+            checker: Checker::new(&bootstrap.ranges, options.rf),
             metrics: SeedMetrics { ranges: options.ranges as u64, ..SeedMetrics::default() },
             requests: BTreeMap::new(),
             next_request: 1,
@@ -294,6 +294,19 @@ impl ClusterWorld {
             ClusterEvent::Raft { range, event: chorus_core::raft::Event::Violation { description } } => {
                 self.checker.fail(format!("n{} {range}: raft violation: {description}", index + 1))
             }
+            // No fault here loses a synced write (a lost node never comes
+            // back), so a follower that lost what it acknowledged was told
+            // a write was durable before it was.
+            ClusterEvent::Raft {
+                range,
+                event: chorus_core::raft::Event::FollowerLostEntries { follower, acknowledged, holds },
+            } => self.checker.fail(format!(
+                "durability: n{} {range}: follower n{} lost entries it had acknowledged (up to {}, holds {})",
+                index + 1,
+                follower.0,
+                acknowledged.0,
+                holds.0
+            )),
             ClusterEvent::BadMessage(what) => self.checker.fail(format!("n{}: bad message: {what}", index + 1)),
             ClusterEvent::OperationStarted { what, .. } if what.starts_with("AddLearner") => {
                 self.metrics.replica_moves += 1
@@ -528,5 +541,6 @@ fn node_config(
     config.planner.thrash_window_us = 30_000_000;
     config.planner.operation_timeout_us = 20_000_000;
     config.orphan_grace_ms = 10_000;
+    config.injected_bug = options.bug;
     config
 }
