@@ -58,3 +58,6 @@ pub use nodemeta::NodeMeta;
 pub use output::{ClusterAction, ClusterEvent, ClusterResult, ClusterWrite};
 pub use router::{RouteTable, CLUSTER_KEY_MODE};
 pub use status::{ClusterStatus, RangeStatus};
+
+#[cfg(test)]
+mod tests;

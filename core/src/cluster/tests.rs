@@ -1,0 +1,202 @@
+//! Unit tests of the cluster's pieces, and a tiny in-memory cluster.
+
+use super::*;
+use crate::kv::{KvCommand, KvOp, KvQuery, KvResponse};
+use crate::partition::{RangeDescriptor, RangeId, Span};
+use crate::raft::ReadConsistency;
+use crate::swim::Address;
+use crate::types::{LogIndex, NodeId, RequestId, Term, Time};
+use std::collections::{BTreeMap, VecDeque};
+
+fn ids(n: u64) -> Vec<NodeId> {
+    (1..=n).map(NodeId).collect()
+}
+
+fn record(range: u64, as_of: u64, voters: &[u64]) -> MetaCommand {
+    MetaCommand::Record {
+        range: RangeId(range),
+        as_of: LogIndex(as_of),
+        voters: voters.iter().map(|&v| NodeId(v)).collect(),
+        learners: Vec::new(),
+    }
+}
+
+#[test]
+fn the_meta_store_bootstraps_once_and_never_records_backwards() {
+    let layout = Bootstrap::even(&ids(5), 4, 3, 3).unwrap();
+    let mut store = MetaStore::default();
+    assert!(matches!(
+        store.execute(LogIndex(1), MetaCommand::Bootstrap(layout.ranges.clone())),
+        MetaOutcome::Changed(_)
+    ));
+    assert_eq!(store.execute(LogIndex(2), MetaCommand::Bootstrap(Vec::new())), MetaOutcome::Unchanged);
+    let MetaOutcome::Changed(changed) = store.execute(LogIndex(3), record(1, 10, &[1, 2, 4])) else { panic!() };
+    assert_eq!(changed[0].generation, 1);
+    // An older record (a late report from an earlier leader) changes nothing.
+    assert_eq!(store.execute(LogIndex(4), record(1, 9, &[1, 2, 3])), MetaOutcome::Unchanged);
+    assert_eq!(
+        store.descriptor(RangeId(1)).unwrap().voters().collect::<Vec<_>>(),
+        ids(4).into_iter().filter(|n| n.0 != 3).collect::<Vec<_>>()
+    );
+    assert_eq!(store.version(), LogIndex(3));
+    assert_eq!(store.recorded_as_of(RangeId(1)), LogIndex(10));
+    assert!(matches!(store.execute(LogIndex(5), record(99, 11, &[1])), MetaOutcome::Rejected(_)));
+    assert!(matches!(store.execute(LogIndex(6), record(2, 11, &[])), MetaOutcome::Rejected(_)));
+    // Snapshots carry the records' commit indexes too.
+    let mut restored = MetaStore::default();
+    crate::StateMachine::restore(&mut restored, &crate::StateMachine::snapshot(&store)).unwrap();
+    assert_eq!(restored, store);
+    assert!(crate::StateMachine::restore(&mut restored, b"garbage").is_err());
+}
+
+#[test]
+fn a_bootstrap_that_leaves_a_gap_or_uses_the_meta_id_is_refused() {
+    let mut layout = Bootstrap::even(&ids(3), 3, 3, 3).unwrap();
+    layout.ranges.remove(1);
+    assert!(layout.validate().is_err(), "a layout with a gap");
+    let mut store = MetaStore::default();
+    assert!(matches!(store.execute(LogIndex(1), MetaCommand::Bootstrap(layout.ranges)), MetaOutcome::Rejected(_)));
+    let meta_id = vec![RangeDescriptor::new(META_RANGE, Span::full(), ids(1))];
+    assert!(Bootstrap { meta_voters: ids(1), ranges: meta_id }.validate().is_err());
+    assert!(Bootstrap::even(&ids(2), 4, 3, 3).is_err(), "rf above the node count");
+    assert!(Bootstrap::even(&ids(2), 0, 1, 3).is_err(), "no ranges");
+}
+
+#[test]
+fn leader_hints_only_move_forward_in_term_and_die_with_their_node() {
+    let layout = Bootstrap::even(&ids(3), 2, 3, 3).unwrap();
+    let mut table = RouteTable::default();
+    table.bootstrap(&layout.ranges);
+    table.note_leader(RangeId(1), NodeId(2), Term(5));
+    table.note_leader(RangeId(1), NodeId(3), Term(4));
+    assert_eq!(table.leader(RangeId(1)), Some(NodeId(2)), "a hint from an older term loses");
+    table.note_leader(RangeId(1), NodeId(3), Term(6));
+    assert_eq!(table.leader(RangeId(1)), Some(NodeId(3)));
+    assert_eq!(table.forget_leader(NodeId(3)), 1);
+    assert_eq!(table.leader(RangeId(1)), None);
+    // Older descriptors never replace newer ones.
+    assert!(table.install(LogIndex(7), layout.ranges.clone(), Vec::new(), Vec::new()));
+    assert!(!table.install(LogIndex(6), Vec::new(), Vec::new(), Vec::new()));
+    assert_eq!(table.version(), LogIndex(7));
+}
+
+#[test]
+fn a_configuration_that_would_split_or_merge_is_refused() {
+    let mut config = ClusterConfig::new(NodeId(1), Address::new(vec![1]));
+    assert!(config.validate().is_ok());
+    config.planner.split = crate::partition::SplitPolicy::default();
+    assert_eq!(config.validate(), Err(ClusterConfigError::SplitsUnsupported));
+    let mut config = ClusterConfig::new(NodeId(1), Address::new(vec![1]));
+    config.capacity = 0;
+    assert_eq!(config.validate(), Err(ClusterConfigError::Capacity));
+}
+
+/// A cluster of `n` nodes on a perfect network with instant disks.
+struct Tiny {
+    nodes: Vec<ClusterNode<crate::kv::KvStore>>,
+    now: Time,
+    answers: BTreeMap<(usize, RequestId), ClusterResult>,
+    events: Vec<(usize, ClusterEvent)>,
+}
+
+impl Tiny {
+    fn new(n: u64, ranges: usize) -> Tiny {
+        let layout = Bootstrap::even(&ids(n), ranges, 3, 3).unwrap();
+        let nodes = (1..=n)
+            .map(|i| {
+                let mut config = ClusterConfig::new(NodeId(i), Address::new(vec![i as u8]));
+                config.bootstrap = Some(layout.clone());
+                config.peers = (1..=n).map(|p| (NodeId(p), Address::new(vec![p as u8]))).collect();
+                config.seeds = vec![Address::new(vec![1])];
+                ClusterNode::new(config, Time::ZERO).unwrap()
+            })
+            .collect();
+        Tiny { nodes, now: Time::ZERO, answers: BTreeMap::new(), events: Vec::new() }
+    }
+
+    /// Runs every action until quiet, then advances time to the next deadline.
+    fn step(&mut self) {
+        let mut inbox: VecDeque<(usize, ClusterMessage)> = VecDeque::new();
+        loop {
+            for (i, node) in self.nodes.iter_mut().enumerate() {
+                while let Some(action) = node.poll_action() {
+                    match action {
+                        ClusterAction::Send { to, message } => {
+                            inbox.push_back((to.as_bytes()[0] as usize - 1, message))
+                        }
+                        ClusterAction::Persist(write) => node.handle_persisted(self.now, write.id),
+                        ClusterAction::Respond { request, result, .. } => {
+                            self.answers.insert((i, request), result);
+                        }
+                        ClusterAction::Event(event) => self.events.push((i, event)),
+                    }
+                }
+            }
+            let Some((to, message)) = inbox.pop_front() else { break };
+            let bytes = message::encode(&message, usize::MAX).unwrap();
+            self.nodes[to].handle_bytes(self.now, &bytes);
+        }
+        self.now = self.nodes.iter().map(|n| n.poll_timeout()).min().unwrap().max(self.now.add_micros(1));
+        for node in &mut self.nodes {
+            if node.poll_timeout() <= self.now {
+                node.handle_timeout(self.now);
+            }
+        }
+    }
+
+    fn run_until(&mut self, done: impl Fn(&Tiny) -> bool) {
+        for _ in 0..200_000 {
+            if done(self) {
+                return;
+            }
+            self.step();
+        }
+        panic!("not done by {:?}", self.now);
+    }
+}
+
+#[test]
+fn a_tiny_cluster_elects_an_active_node_and_serves_keys_through_redirects() {
+    let mut tiny = Tiny::new(4, 4);
+    tiny.run_until(|t| {
+        t.nodes.iter().filter(|n| n.is_active()).count() == 1 && t.nodes.iter().all(|n| n.routes().version().0 > 0)
+    });
+    let key = b"some key";
+    let owner = tiny.nodes[0].routes().lookup(key).unwrap().clone();
+    let outsider = (0..4).find(|&i| !owner.has_replica(NodeId(i as u64 + 1))).expect("rf 3 of 4 nodes");
+    let put = KvCommand { session: None, op: KvOp::Put { key: key.to_vec(), value: b"v".to_vec() } };
+    tiny.nodes[outsider].request(tiny.now, RequestId(1), key, ClientOp::Write(put.encode().into()));
+    tiny.step();
+    let Some(ClusterResult::Redirect { range, .. }) = tiny.answers.get(&(outsider, RequestId(1))).cloned() else {
+        panic!("{:?}", tiny.answers)
+    };
+    assert_eq!(range, owner.id);
+    // Ask a replica: it serves (a follower forwards to its leader).
+    let replica = owner.voters().next().unwrap().0 as usize - 1;
+    tiny.run_until(|t| t.nodes[replica].range(owner.id).is_some_and(|r| r.leader().is_some()));
+    tiny.nodes[replica].request(tiny.now, RequestId(2), key, ClientOp::Write(put.encode().into()));
+    tiny.run_until(|t| t.answers.contains_key(&(replica, RequestId(2))));
+    assert_eq!(tiny.answers[&(replica, RequestId(2))], ClusterResult::Ok(KvResponse::Done.encode()));
+    let get = ClientOp::Read {
+        query: KvQuery::Get { key: key.to_vec() }.encode(),
+        consistency: ReadConsistency::Linearizable,
+    };
+    tiny.nodes[replica].request(tiny.now, RequestId(3), key, get);
+    tiny.run_until(|t| t.answers.contains_key(&(replica, RequestId(3))));
+    assert_eq!(
+        tiny.answers[&(replica, RequestId(3))],
+        ClusterResult::Ok(KvResponse::Value(Some(b"v".to_vec())).encode())
+    );
+    let status = tiny.nodes[replica].status();
+    assert!(status.active.is_some() && status.members.len() == 4, "{status:?}");
+}
+
+#[test]
+fn garbage_from_a_peer_is_reported_not_a_panic() {
+    let mut tiny = Tiny::new(3, 1);
+    tiny.nodes[0].handle_bytes(Time::ZERO, &[0xff, 0xfe, 0x01]);
+    tiny.nodes[0].handle_bytes(Time::ZERO, &[]);
+    tiny.step();
+    let bad = tiny.events.iter().filter(|(i, e)| *i == 0 && matches!(e, ClusterEvent::BadMessage(_))).count();
+    assert_eq!(bad, 2);
+}
