@@ -34,7 +34,7 @@ fn a_replay_is_the_same_run() {
 fn first_failure(bug: ClusterBug, limit: u64) -> Option<(u64, Vec<String>)> {
     (0..limit).find_map(|seed| {
         let report = run_seed(ClusterOptions { bug: Some(bug), ..ClusterOptions::new(seed) });
-        (!report.passed()).then(|| (seed, report.outcome.failures))
+        (!report.passed()).then_some((seed, report.outcome.failures))
     })
 }
 

@@ -145,7 +145,7 @@ impl MetaStore {
             return MetaOutcome::Rejected(format!("{range}: voters {voters:?} and learners {learners:?}"));
         }
         self.recorded_as_of.insert(range, as_of);
-        let same = descriptor.voters().eq(sorted(voters).into_iter()) && descriptor.learners().eq(sorted(learners));
+        let same = descriptor.voters().eq(sorted(voters)) && descriptor.learners().eq(sorted(learners));
         if same {
             return MetaOutcome::Unchanged;
         }
