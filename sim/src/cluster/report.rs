@@ -24,6 +24,10 @@ pub struct SeedMetrics {
     pub operations: u64,
     /// From the end of the faults to convergence, in milliseconds.
     pub converge_ms: Option<u64>,
+    /// From a node's loss for good to every range recorded with `rf`
+    /// voters, none on the lost node, in milliseconds (`None`: no node
+    /// was lost, or the run ended first).
+    pub recovery_ms: Option<u64>,
 }
 
 /// Many cluster seeds' outcomes.
@@ -55,6 +59,12 @@ pub struct Summary {
     pub operations: u64,
     /// Slowest convergence, in milliseconds.
     pub converge_ms_max: u64,
+    /// Seeds that lost a node for good and recovered.
+    pub recoveries: u64,
+    /// Slowest recovery after a node was lost, in milliseconds.
+    pub recovery_ms_max: u64,
+    /// Mean recovery, in milliseconds.
+    pub recovery_ms_mean: u64,
 }
 
 impl Summary {
@@ -70,8 +80,14 @@ impl Summary {
             summary.routing_redirects += m.routing_redirects;
             summary.operations += m.operations;
             summary.converge_ms_max = summary.converge_ms_max.max(m.converge_ms.unwrap_or(0));
+            if let Some(ms) = m.recovery_ms {
+                summary.recoveries += 1;
+                summary.recovery_ms_max = summary.recovery_ms_max.max(ms);
+                summary.recovery_ms_mean += ms;
+            }
         }
         summary.events_per_sim_s /= seeds.max(1);
+        summary.recovery_ms_mean /= summary.recoveries.max(1);
         summary
     }
 }
@@ -131,6 +147,11 @@ pub fn text(summary: &ClusterRunSummary, options: &ClusterRunOptions) -> String 
         "convergence:    {} ms worst after the faults; {} events per simulated second (mean)",
         m.converge_ms_max, m.events_per_sim_s
     );
+    let _ = writeln!(
+        out,
+        "recovery:       {} seeds lost a node for good; rf voters again after {} ms worst, {} ms mean",
+        m.recoveries, m.recovery_ms_max, m.recovery_ms_mean
+    );
     out.push_str(&summary.failures_text(|seed| replay_command(seed, base)));
     out
 }
@@ -149,6 +170,9 @@ pub fn json(summary: &ClusterRunSummary, options: &ClusterRunOptions) -> serde_j
         "routing_redirects": m.routing_redirects,
         "operations": m.operations,
         "converge_ms": m.converge_ms_max,
+        "recoveries": m.recoveries,
+        "recovery_ms": m.recovery_ms_max,
+        "recovery_ms_mean": m.recovery_ms_mean,
     });
     let base = options.base.clone();
     let replay = move |seed| replay_command(seed, &base);

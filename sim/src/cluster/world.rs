@@ -20,10 +20,17 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// How long the fault phase lasts.
 pub const FAULT_PHASE_US: u64 = 30_000_000;
-/// After the fault phase, how long the cluster has to converge.
-pub const CONVERGE_BOUND_US: u64 = 60_000_000;
+/// After the fault phase, how long the cluster has to converge: this plus
+/// [`CONVERGE_PER_RANGE_US`] per range. A planning pass a second starts at
+/// most 16 moves; reports (every second), records, SWIM's detection of the
+/// restarted nodes and the 10 s orphan grace come on top.
+pub const CONVERGE_BASE_US: u64 = 60_000_000;
+/// The part of the convergence bound that grows with the ranges.
+pub const CONVERGE_PER_RANGE_US: u64 = 500_000;
 /// Time between checks of convergence.
 const CONVERGE_CHECK_US: u64 = 500_000;
+/// Time between checks of recovery after a node is lost.
+const RECOVERY_CHECK_US: u64 = 100_000;
 /// Fsync latency range.
 const SYNC_US: (u64, u64) = (200, 2_000);
 /// Grace period before the planner replaces a dead node's replicas.
@@ -66,6 +73,9 @@ pub enum Ev {
     FaultsEnd,
     /// Check whether the cluster has converged.
     ConvergeCheck,
+    /// Check whether every range is back to `rf` voters after a node was
+    /// lost for good.
+    RecoveryCheck,
 }
 
 /// A simulated machine: the process (when running) and its disk.
@@ -97,6 +107,8 @@ pub struct ClusterWorld {
     requests: BTreeMap<(usize, u64), (usize, u64)>,
     next_request: u64,
     pub(super) faults_over_at: Option<u64>,
+    /// When a node was lost for good, if one was.
+    lost_at: Option<u64>,
     pub(super) converged_at: Option<u64>,
     pub(super) profile: String,
 }
@@ -153,6 +165,7 @@ impl ClusterWorld {
             requests: BTreeMap::new(),
             next_request: 1,
             faults_over_at: None,
+            lost_at: None,
             converged_at: None,
             profile: String::new(),
             options,
@@ -411,6 +424,23 @@ impl ClusterWorld {
         }
     }
 
+    /// The convergence bound of this run.
+    fn converge_bound_us(&self) -> u64 {
+        CONVERGE_BASE_US + CONVERGE_PER_RANGE_US * self.options.ranges as u64
+    }
+
+    /// Whether every range the active node records has `rf` voters, none
+    /// on a node lost for good, and its group agrees.
+    fn recovered(&self) -> bool {
+        let Some(active) = self.nodes.iter().filter_map(|n| n.node.as_ref()).find(|n| n.is_active()) else {
+            return false;
+        };
+        let Some(store) = active.meta().map(|m| m.state_machine()) else { return false };
+        let lost: Vec<NodeId> =
+            (0..self.nodes.len()).filter(|&i| self.nodes[i].lost).map(crate::skeleton::node_id).collect();
+        store.descriptors().all(|d| d.voter_count() == self.options.rf && d.voters().all(|v| !lost.contains(&v)))
+    }
+
     fn faults_end(&mut self) {
         self.faults_over_at = Some(self.engine.now);
         self.network.heal();
@@ -440,11 +470,11 @@ impl ClusterWorld {
                     return;
                 }
             }
-            Err(why) if self.engine.now > over + CONVERGE_BOUND_US => {
+            Err(why) if self.engine.now > over + self.converge_bound_us() => {
                 self.checker.fail(format!(
                     "convergence: not converged {} ms after the faults (bound {} ms): {why}",
                     (self.engine.now - over) / 1000,
-                    CONVERGE_BOUND_US / 1000
+                    self.converge_bound_us() / 1000
                 ));
                 return;
             }
@@ -494,6 +524,8 @@ impl World for ClusterWorld {
                 self.crash(node);
                 self.nodes[node].lost = true;
                 self.nodes[node].durable.clear();
+                self.lost_at.get_or_insert(self.engine.now);
+                self.engine.schedule(RECOVERY_CHECK_US, Ev::RecoveryCheck);
                 self.engine.record(5u64, &[node as u64], || format!("n{} is lost for good", node + 1));
             }
             Ev::Join { node } => {
@@ -514,6 +546,14 @@ impl World for ClusterWorld {
             }
             Ev::FaultsEnd => self.faults_end(),
             Ev::ConvergeCheck => self.converge_check(),
+            Ev::RecoveryCheck => {
+                if self.recovered() {
+                    let lost_at = self.lost_at.expect("a node was lost");
+                    self.metrics.recovery_ms = Some((self.engine.now - lost_at) / 1000);
+                } else {
+                    self.engine.schedule(RECOVERY_CHECK_US, Ev::RecoveryCheck);
+                }
+            }
         }
     }
 
