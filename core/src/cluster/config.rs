@@ -38,6 +38,12 @@ pub struct ClusterConfig {
     pub swim: swim::Config,
     /// The planner the meta range's leader runs.
     pub planner: PlannerConfig,
+    /// Followers' and candidates' timers are rounded up to a multiple of
+    /// this (a leader's, to a multiple of the heartbeat interval, so that
+    /// every range it leads beats at the same instants and each peer gets
+    /// one batch per beat: coalesced heartbeats). A timer fires at most
+    /// this late.
+    pub tick_ms: u64,
     /// How often a node reports the ranges it leads to the meta leader.
     pub report_interval_ms: u64,
     /// How long the meta leader waits for an operation before giving up.
@@ -103,6 +109,7 @@ impl ClusterConfig {
             raft: raft::Config::new(id, vec![id]),
             swim: swim::Config::new(id, address),
             planner: PlannerConfig { split: no_splits(), ..PlannerConfig::default() },
+            tick_ms: 10,
             report_interval_ms: 1_000,
             operation_timeout_ms: 10_000,
             meta_fetch_interval_ms: 500,
@@ -131,6 +138,7 @@ impl ClusterConfig {
             return Err(ClusterConfigError::SplitsUnsupported);
         }
         for (value, name) in [
+            (self.tick_ms, "tick_ms"),
             (self.report_interval_ms, "report_interval_ms"),
             (self.operation_timeout_ms, "operation_timeout_ms"),
             (self.meta_fetch_interval_ms, "meta_fetch_interval_ms"),

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 /// Largest number of range reports in one [`ClusterMessage::Reports`].
 pub const MAX_REPORTS_PER_MESSAGE: usize = 4096;
 
+/// Largest number of Raft messages in one [`ClusterMessage::RaftBatch`].
+pub const MAX_BATCH_MESSAGES: usize = 4096;
+
 /// Largest number of descriptors in one [`ClusterMessage::MetaTable`].
 pub const MAX_DESCRIPTORS_PER_MESSAGE: usize = 1 << 17;
 
@@ -27,6 +30,12 @@ pub enum ClusterMessage {
         /// The message.
         message: raft::Message,
     },
+    /// Raft messages of several ranges for one node, sent together: every
+    /// Raft message one input produces for a peer (heartbeats of every range
+    /// whose timer fell in the same tick, their answers, appends) travels
+    /// in one of these, split only at [`MAX_BATCH_MESSAGES`] or at half the
+    /// message size limit.
+    RaftBatch(Vec<(RangeId, raft::Message)>),
     /// A node's reports on the ranges it leads, to the meta range's leader.
     Reports {
         /// The reporting node.

@@ -81,6 +81,9 @@ pub struct ClusterNode<S> {
     pub(super) unacked: VecDeque<(u64, Vec<WritePart>)>,
     pub(super) next_write: u64,
     pub(super) actions: VecDeque<ClusterAction>,
+    /// Raft messages of this input, by peer, sent as one batch each when
+    /// the input ends.
+    pub(super) outbox: BTreeMap<NodeId, Vec<(RangeId, raft::Message)>>,
     pub(super) next_report: Time,
     pub(super) next_fetch: Time,
     pub(super) published: NodeMeta,
@@ -175,6 +178,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             unacked: VecDeque::new(),
             next_write: 1,
             actions: VecDeque::new(),
+            outbox: BTreeMap::new(),
             next_report: now.add_millis(config.report_interval_ms),
             next_fetch: now,
             published,
@@ -262,8 +266,16 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         if let Some(meta) = &self.meta {
             due = due.min(meta.poll_timeout());
         }
+        let tick = self.config.tick_ms.saturating_mul(1000).max(1);
+        let beat = self.config.raft.heartbeat_interval_ms.saturating_mul(1000).max(1);
         for hosted in self.ranges.values() {
-            due = due.min(hosted.raft.poll_timeout());
+            // Leaders' timers (heartbeats, check-quorum) are rounded up to
+            // the heartbeat interval, so every range this node leads beats
+            // at the same instants and a peer gets one batch per beat;
+            // others' (elections) only to the tick.
+            let step = if hosted.raft.role() == crate::raft::Role::Leader { beat } else { tick };
+            let deadline = hosted.raft.poll_timeout().as_micros();
+            due = due.min(Time::from_micros(deadline.div_ceil(step).saturating_mul(step)));
         }
         if let Some(control) = &self.control {
             due = due.min(control.poll_timeout());
@@ -323,6 +335,11 @@ impl<S: StateMachine + Default> ClusterNode<S> {
                 }
             }
             ClusterMessage::Raft { range, message } => self.raft_message(range, message),
+            ClusterMessage::RaftBatch(messages) => {
+                for (range, message) in messages.into_iter().take(message::MAX_BATCH_MESSAGES) {
+                    self.raft_message(range, message);
+                }
+            }
             ClusterMessage::Reports { from, reports } => self.handle_reports(from, reports),
             ClusterMessage::Command(command) => self.handle_command(command),
             ClusterMessage::CommandDone { from, op, meta_term, result } => {
@@ -434,12 +451,45 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             }
         }
         self.publish_metadata();
+        self.flush_outbox();
         self.flush_write();
         if self.config.bug(super::ClusterBug::AckBeforeDurable) {
             self.ack_everything_now();
         }
         #[cfg(any(debug_assertions, feature = "check-invariants"))]
         self.check_invariants();
+    }
+
+    /// Sends this input's Raft messages: one message per peer when there
+    /// is one, batches otherwise, each under [`message::MAX_BATCH_MESSAGES`]
+    /// messages and half the message size limit.
+    fn flush_outbox(&mut self) {
+        let budget = self.config.max_message_bytes / 2;
+        for (to, messages) in std::mem::take(&mut self.outbox) {
+            let mut batch: Vec<(RangeId, raft::Message)> = Vec::new();
+            let mut bytes = 0;
+            for (range, message) in messages {
+                let size = crate::wire::encoded_len_bounded::<_, { crate::wire::MAX_MESSAGE_BYTES }>(&message);
+                if !batch.is_empty() && (bytes + size > budget || batch.len() == message::MAX_BATCH_MESSAGES) {
+                    self.send_batch(to, std::mem::take(&mut batch));
+                    bytes = 0;
+                }
+                bytes += size;
+                batch.push((range, message));
+            }
+            self.send_batch(to, batch);
+        }
+    }
+
+    fn send_batch(&mut self, to: NodeId, mut batch: Vec<(RangeId, raft::Message)>) {
+        match batch.len() {
+            0 => {}
+            1 => {
+                let (range, message) = batch.pop().expect("one message");
+                self.send(to, ClusterMessage::Raft { range, message });
+            }
+            _ => self.send(to, ClusterMessage::RaftBatch(batch)),
+        }
     }
 
     fn flush_write(&mut self) {
@@ -522,10 +572,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
 
     fn raft_action(&mut self, range: RangeId, action: raft::Action) {
         match action {
-            raft::Action::Send(message) => {
-                let to = message.to;
-                self.send(to, ClusterMessage::Raft { range, message });
-            }
+            raft::Action::Send(message) => self.outbox.entry(message.to).or_default().push((range, message)),
             raft::Action::Persist(write) => self.write.push((range, write)),
             raft::Action::Respond { request, result } => self.raft_response(range, request, result),
             raft::Action::Event(event) => self.event(ClusterEvent::Raft { range, event }),
