@@ -166,6 +166,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
 
     fn destroy_replica(&mut self, range: RangeId) {
         self.ranges.remove(&range);
+        self.timers.remove(range);
         self.destroyed.push(range);
         self.write.retain(|(r, _)| *r != range);
         let waiting: Vec<_> = self.waiters.iter().filter(|(_, (r, _))| *r == range).map(|(&id, _)| id).collect();

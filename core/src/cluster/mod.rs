@@ -47,6 +47,7 @@ mod nodemeta;
 mod output;
 mod router;
 mod status;
+mod timers;
 
 pub use bug::ClusterBug;
 pub use client::ClientOp;

@@ -84,6 +84,9 @@ pub struct ClusterNode<S> {
     /// Raft messages of this input, by peer, sent as one batch each when
     /// the input ends.
     pub(super) outbox: BTreeMap<NodeId, Vec<(RangeId, raft::Message)>>,
+    /// Every hosted range's timer, indexed: `poll_timeout` and
+    /// `handle_timeout` look at the due ranges only, not at every range.
+    pub(super) timers: super::timers::Timers,
     pub(super) next_report: Time,
     pub(super) next_fetch: Time,
     pub(super) published: NodeMeta,
@@ -179,6 +182,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             next_write: 1,
             actions: VecDeque::new(),
             outbox: BTreeMap::new(),
+            timers: super::timers::Timers::default(),
             next_report: now.add_millis(config.report_interval_ms),
             next_fetch: now,
             published,
@@ -266,16 +270,8 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         if let Some(meta) = &self.meta {
             due = due.min(meta.poll_timeout());
         }
-        let tick = self.config.tick_ms.saturating_mul(1000).max(1);
-        let beat = self.config.raft.heartbeat_interval_ms.saturating_mul(1000).max(1);
-        for hosted in self.ranges.values() {
-            // Leaders' timers (heartbeats, check-quorum) are rounded up to
-            // the heartbeat interval, so every range this node leads beats
-            // at the same instants and a peer gets one batch per beat;
-            // others' (elections) only to the tick.
-            let step = if hosted.raft.role() == crate::raft::Role::Leader { beat } else { tick };
-            let deadline = hosted.raft.poll_timeout().as_micros();
-            due = due.min(Time::from_micros(deadline.div_ceil(step).saturating_mul(step)));
+        if let Some(first) = self.timers.first_rounded() {
+            due = due.min(first);
         }
         if let Some(control) = &self.control {
             due = due.min(control.poll_timeout());
@@ -293,8 +289,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             meta.handle_timeout(now);
             self.touched.insert(META_RANGE);
         }
-        let due: Vec<RangeId> =
-            self.ranges.iter().filter(|(_, h)| h.raft.poll_timeout() <= now).map(|(&id, _)| id).collect();
+        let due: Vec<RangeId> = self.timers.due(now);
         for range in due {
             if let Some(hosted) = self.ranges.get_mut(&range) {
                 hosted.raft.handle_timeout(now);
@@ -568,6 +563,24 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             self.raft_action(range, action);
         }
         self.range_changed(range);
+        self.update_timer(range);
+    }
+
+    /// Re-indexes `range`'s timer after an input. Leaders' timers
+    /// (heartbeats, check-quorum) are rounded up to the heartbeat interval,
+    /// so every range this node leads beats at the same instants and a
+    /// peer gets one batch per beat; others' (elections) only to the tick.
+    pub(super) fn update_timer(&mut self, range: RangeId) {
+        let Some(hosted) = self.ranges.get(&range) else {
+            self.timers.remove(range);
+            return;
+        };
+        let tick = self.config.tick_ms.saturating_mul(1000).max(1);
+        let beat = self.config.raft.heartbeat_interval_ms.saturating_mul(1000).max(1);
+        let step = if hosted.raft.role() == raft::Role::Leader { beat } else { tick };
+        let raw = hosted.raft.poll_timeout();
+        let rounded = Time::from_micros(raw.as_micros().div_ceil(step).saturating_mul(step));
+        self.timers.set(range, raw, rounded);
     }
 
     fn raft_action(&mut self, range: RangeId, action: raft::Action) {
@@ -621,5 +634,15 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         );
         assert!(self.ranges.keys().all(|&r| r != META_RANGE), "the meta range is hosted as a user range");
         assert!(self.touched.is_empty() || self.touched.len() <= self.ranges.len() + 1);
+        #[cfg(debug_assertions)]
+        for (&range, hosted) in &self.ranges {
+            assert_eq!(
+                self.timers.raw(range),
+                Some(hosted.raft.poll_timeout()),
+                "n{}: {range}'s timer is not indexed as due",
+                self.config.id.0
+            );
+        }
+        assert_eq!(self.timers.len(), self.ranges.len(), "the timer index and the hosted ranges differ");
     }
 }
