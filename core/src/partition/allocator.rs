@@ -76,15 +76,24 @@ pub struct Totals {
     pub up_capacity: u64,
     /// Ranges with a known leader.
     pub leaders: u64,
+    /// Some node leads more ranges than its band allows (at the balance
+    /// threshold given to [`Totals::of`]).
+    pub leaders_over_band: bool,
 }
 
 impl Totals {
-    /// The totals of `nodes` and `counts`.
-    pub fn of(nodes: &BTreeMap<NodeId, NodeInfo>, counts: &Counts) -> Totals {
-        Totals {
-            up_capacity: nodes.values().filter(|n| n.can_take_replicas()).map(|n| u64::from(n.capacity)).sum(),
-            leaders: counts.leaders.values().sum(),
-        }
+    /// The totals of `nodes` and `counts`, with the leader band at
+    /// `threshold_pct` percent.
+    pub fn of(nodes: &BTreeMap<NodeId, NodeInfo>, counts: &Counts, threshold_pct: u32) -> Totals {
+        let up_capacity: u64 = nodes.values().filter(|n| n.can_take_replicas()).map(|n| u64::from(n.capacity)).sum();
+        let leaders: u64 = counts.leaders.values().sum();
+        let threshold = f64::from(threshold_pct) / 100.0;
+        let leaders_over_band = counts.leaders.iter().any(|(id, &count)| {
+            let capacity = nodes.get(id).map_or(1, |n| n.capacity);
+            let expected = leaders as f64 * f64::from(capacity) / up_capacity.max(1) as f64;
+            count as f64 > expected + (expected * threshold).max(MIN_BALANCE_SLACK)
+        });
+        Totals { up_capacity, leaders, leaders_over_band }
     }
 }
 
@@ -162,6 +171,8 @@ pub struct Allocator<'a> {
     up_capacity: u64,
     /// Leaders in the cluster.
     total_leaders: u64,
+    /// Some node leads more than its band allows.
+    leaders_over_band: bool,
     /// The pass's zone index, if it keeps one (a shortcut; every decision
     /// is the same without it).
     zones: Option<&'a ZoneIndex>,
@@ -178,7 +189,7 @@ impl<'a> Allocator<'a> {
         now: Time,
         grace_us: u64,
     ) -> Allocator<'a> {
-        Allocator::with_totals(nodes, counts, Totals::of(nodes, counts), threshold_pct, now, grace_us)
+        Allocator::with_totals(nodes, counts, Totals::of(nodes, counts, threshold_pct), threshold_pct, now, grace_us)
     }
 
     /// As [`Allocator::new`], with the totals already summed (they cost a
@@ -199,6 +210,7 @@ impl<'a> Allocator<'a> {
             grace_us,
             up_capacity: totals.up_capacity,
             total_leaders: totals.leaders,
+            leaders_over_band: totals.leaders_over_band,
             zones: None,
         }
     }
@@ -482,12 +494,14 @@ impl<'a> Allocator<'a> {
     }
 
     /// A voter of `range` to hand its leadership to, if the hand-over lowers
-    /// Σ leaders²/capacity and either end is outside its band — or the
-    /// leader is above its share and the voter below it. That last case
-    /// breaks the local optimum where a node over its band shares all its
-    /// ranges with nodes one leader short of it: they pass a leadership on
-    /// to a node below its share, and then the node over its band can hand
-    /// one to them. Every transfer still lowers the sum, so none loops.
+    /// Σ leaders²/capacity and either end is outside its band — or, while
+    /// some node is over its band, the leader is above its share and the
+    /// voter below it. That last case breaks the local optimum where a node
+    /// over its band shares all its ranges with nodes one leader short of
+    /// it: they pass a leadership on to a node below its share, and then
+    /// the node over its band can hand one to them. Every transfer still
+    /// lowers the sum, so none loops; with every node within its band,
+    /// nothing moves.
     pub fn leader_transfer(&self, range: &RangeDescriptor, leader: NodeId) -> Option<NodeId> {
         let leader_count = self.counts.leaders_on(leader) as f64;
         let band = |expected: f64| (expected * self.threshold).max(MIN_BALANCE_SLACK);
@@ -502,7 +516,7 @@ impl<'a> Allocator<'a> {
         let (leader_expected, target_expected) = (self.expected_leaders(leader), self.expected_leaders(target));
         let needed = leader_count > leader_expected + band(leader_expected)
             || target_count < target_expected - band(target_expected)
-            || (leader_count > leader_expected && target_count < target_expected);
+            || (self.leaders_over_band && leader_count > leader_expected && target_count < target_expected);
         let improves = improves(target_count, target_expected, leader_count, leader_expected);
         (improves && needed).then_some(target)
     }
@@ -683,6 +697,13 @@ mod tests {
         assert_eq!(alloc.leader_transfer(&range(&[1, 2, 3]), NodeId(1)), Some(NodeId(2)));
         // Node 2 (25) is now below its share: it has nothing to hand on.
         assert_eq!(alloc.leader_transfer(&range(&[2, 5]), NodeId(2)), None);
+        // With every node within its band, nothing moves: 26 → 24 would
+        // lower the sum, but no node needs the room.
+        counts.leaders = [(NodeId(1), 26), (NodeId(2), 26), (NodeId(3), 25), (NodeId(4), 24), (NodeId(5), 24)]
+            .into_iter()
+            .collect();
+        let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
+        assert_eq!(alloc.leader_transfer(&range(&[1, 4]), NodeId(1)), None);
     }
     #[test]
     fn a_stuck_leader_gets_a_voter_moved_to_a_node_with_fewer_leaders() {

@@ -645,7 +645,7 @@ impl Planner {
         let ids: Vec<RangeId> =
             self.ranges.range(self.cursor..).chain(self.ranges.range(..self.cursor)).map(|(&id, _)| id).collect();
         let grace = if self.config.bug(Bug::NoGracePeriod) { 0 } else { self.config.grace_period_us };
-        let totals = super::allocator::Totals::of(&self.nodes, &counts);
+        let totals = super::allocator::Totals::of(&self.nodes, &counts, self.config.threshold_pct);
         let mut zones = ZoneIndex::new(&self.nodes, &counts);
         self.refresh_ring(now, grace);
         let by_start: BTreeMap<Vec<u8>, RangeId> =
