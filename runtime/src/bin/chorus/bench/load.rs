@@ -111,7 +111,6 @@ impl WriteError {
 
 struct Client {
     load: Arc<Load>,
-    index: u32,
     authority: String,
     connection: Option<SendRequest<Full<Bytes>>>,
     redirects: u64,
@@ -119,7 +118,7 @@ struct Client {
 
 async fn run_client(load: Arc<Load>, index: u32, measure_from: Instant, end: Instant) -> Outcome {
     let authority = load.authorities[index as usize % load.authorities.len()].clone();
-    let mut client = Client { load: Arc::clone(&load), index, authority, connection: None, redirects: 0 };
+    let mut client = Client { load: Arc::clone(&load), authority, connection: None, redirects: 0 };
     let mut outcome = Outcome::default();
     let mut sequence: u64 = 0;
     while Instant::now() < end {

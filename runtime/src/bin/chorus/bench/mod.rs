@@ -51,13 +51,13 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_CLIENTS as i64))]
     clients: u32,
     /// How long to measure, in seconds (after the warm-up).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_SECS as i64))]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_SECS))]
     duration_secs: u64,
     /// Seconds of writes before measuring (connections opened, leader found).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=60))]
     warmup_secs: u64,
     /// Size of every value written, in bytes.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=MAX_VALUE_BYTES as i64))]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=MAX_VALUE_BYTES))]
     value_bytes: u64,
     /// Distinct keys written (bench-00000000, ...), over and over.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
