@@ -11,6 +11,9 @@
 #                            [--value-bytes 256] [--base-port 27100] [--no-build] [--no-etcd]
 #                            [--out FILE]
 #
+# ETCD_BIN and ETCDCTL_BIN choose the etcd binaries (default: etcd and
+# etcdctl on PATH).
+#
 # Everything listens on 127.0.0.1 only, runs under `nice`, lives in a
 # temporary directory, and is stopped and removed on exit (also on Ctrl-C).
 set -euo pipefail
@@ -24,7 +27,7 @@ build=1
 use_etcd=1
 out=""
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration-secs) duration_secs="${2:?}"; shift 2 ;;
@@ -46,6 +49,8 @@ done
 root="$(cd "$(dirname "$0")/.." && pwd)"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 chorus="$target_dir/release/chorus"
+etcd_bin="${ETCD_BIN:-etcd}"
+etcdctl_bin="${ETCDCTL_BIN:-etcdctl}"
 nice_cmd=(nice -n 10)
 # Bounds on every wait.
 start_wait_secs=30
@@ -87,7 +92,8 @@ run_bench() {
   local api="$1" endpoint="$2" clients
   for clients in $clients_list; do
     echo "== $api, $clients client(s), ${duration_secs} s" >&2
-    timeout "$bench_timeout_secs" "${nice_cmd[@]}" "$chorus" bench --api "$api" --endpoint "$endpoint" \
+    # --foreground: the bench stays in our process group, so Ctrl-C reaches it.
+    timeout --foreground "$bench_timeout_secs" "${nice_cmd[@]}" "$chorus" bench --api "$api" --endpoint "$endpoint" \
       --clients "$clients" --duration-secs "$duration_secs" --warmup-secs "$warmup_secs" \
       --value-bytes "$value_bytes" --format tsv >> "$results"
     tail -n 1 "$results" >&2
@@ -132,7 +138,7 @@ bench_chorus() {
 }
 
 etcd_leader() {
-  ETCDCTL_API=3 etcdctl --command-timeout=2s --endpoints="$1" endpoint status -w simple 2>/dev/null \
+  ETCDCTL_API=3 "$etcdctl_bin" --command-timeout=2s --endpoints="$1" endpoint status -w simple 2>/dev/null \
     | awk -F', ' '$5 == "true" { print $1; found = 1 } END { exit !found }'
 }
 
@@ -144,7 +150,7 @@ bench_etcd() {
   done
   for id in 1 2 3; do
     # Defaults otherwise: fsync on, heartbeat 100 ms, election 1000 ms (as Chorus).
-    "${nice_cmd[@]}" etcd --name "m$id" --data-dir "$work/etcd-$id" \
+    "${nice_cmd[@]}" "$etcd_bin" --name "m$id" --data-dir "$work/etcd-$id" \
       --listen-client-urls "http://127.0.0.1:$((base_port + 20 + id))" \
       --advertise-client-urls "http://127.0.0.1:$((base_port + 20 + id))" \
       --listen-peer-urls "http://127.0.0.1:$((base_port + 30 + id))" \
@@ -156,16 +162,16 @@ bench_etcd() {
   wait_for "an etcd leader" etcd_leader "$endpoints"
   local leader
   leader="$(etcd_leader "$endpoints")"
-  echo "== etcd $(etcd --version | sed -n 's/^etcd Version: //p'): 3 members up, leader $leader" >&2
+  echo "== etcd $("$etcd_bin" --version | sed -n 's/^etcd Version: //p'): 3 members up, leader $leader" >&2
   run_bench etcd "$leader"
   stop_all
 }
 
 bench_chorus
-if [ "$use_etcd" = 1 ] && command -v etcd > /dev/null && command -v etcdctl > /dev/null; then
+if [ "$use_etcd" = 1 ] && command -v "$etcd_bin" > /dev/null && command -v "$etcdctl_bin" > /dev/null; then
   bench_etcd
 elif [ "$use_etcd" = 1 ]; then
-  echo "NOTE: etcd not found on PATH (Debian: apt-get install etcd-server etcd-client): Chorus only, no ratios." >&2
+  echo "NOTE: $etcd_bin or $etcdctl_bin not found (Debian: apt-get install etcd-server etcd-client): Chorus only, no ratios." >&2
 fi
 
 [ -z "$out" ] || cp "$results" "$out"
