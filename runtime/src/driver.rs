@@ -8,7 +8,7 @@
 //!    ([`RaftNode::poll_timeout`]).
 //! 2. Hand it to the node with the current [`Time`]. A client request
 //!    brings along the requests already queued behind it (at most
-//!    [`MAX_REQUESTS_PER_BATCH`]), so that concurrent writes share one
+//!    `MAX_REQUESTS_PER_BATCH`), so that concurrent writes share one
 //!    append and one fsync in step 4 (group commit across clients).
 //! 3. Drain [`RaftNode::poll_action`] in order: `Send` goes to the transport
 //!    at once (the node itself withholds anything that must wait for the
