@@ -6,7 +6,10 @@
 //! 1. Wait for the first of: a message from the [`Transport`] inbox, a client
 //!    request from a [`DriverHandle`], or the node's deadline
 //!    ([`RaftNode::poll_timeout`]).
-//! 2. Hand it to the node with the current [`Time`].
+//! 2. Hand it to the node with the current [`Time`]. A client request
+//!    brings along the requests already queued behind it (at most
+//!    `MAX_REQUESTS_PER_BATCH`), so that concurrent writes share one
+//!    append and one fsync in step 4 (group commit across clients).
 //! 3. Drain [`RaftNode::poll_action`] in order: `Send` goes to the transport
 //!    at once (the node itself withholds anything that must wait for the
 //!    disk); `Persist` writes are collected; `Respond` completes the waiting
@@ -38,6 +41,11 @@ use tokio::time::Instant;
 /// Most client requests queued for the driver; beyond it
 /// [`DriverHandle::propose`] and [`DriverHandle::read`] wait for room.
 pub const CLIENT_QUEUE_CAPACITY: usize = 1024;
+
+/// Most queued client requests handed to the node before the next drain:
+/// one queue's worth, so that the loop is bounded and peer messages and
+/// timers get their turn.
+const MAX_REQUESTS_PER_BATCH: usize = CLIENT_QUEUE_CAPACITY;
 
 /// A deadline further away than tokio can represent is treated as this far
 /// off (the node will be woken by input long before).
@@ -440,6 +448,7 @@ impl<S: StateMachine + Send + 'static> Driver<S> {
                         return Ok(());
                     };
                     self.submit(request);
+                    self.submit_queued();
                 }
                 () = tokio::time::sleep_until(deadline) => {
                     self.node.handle_timeout(self.now());
@@ -448,6 +457,20 @@ impl<S: StateMachine + Send + 'static> Driver<S> {
                     self.transport.close();
                     return Ok(());
                 }
+            }
+        }
+    }
+
+    /// Submits the requests already queued, without waiting (bounded).
+    /// Without it every write got an fsync of its own however many clients
+    /// waited: one request per loop iteration, and each iteration's drain
+    /// waits for its fsync.
+    fn submit_queued(&mut self) {
+        for _ in 0..MAX_REQUESTS_PER_BATCH {
+            match self.requests.try_recv() {
+                Ok(request) => self.submit(request),
+                // Empty, or every handle dropped: the next `recv` sees it.
+                Err(_) => return,
             }
         }
     }

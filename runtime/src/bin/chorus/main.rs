@@ -12,6 +12,7 @@
 //! Exit codes are listed in [`exit`]; `docs/runtime.md` describes every
 //! command.
 
+mod bench;
 mod certs_command;
 mod client_command;
 mod exit;
@@ -52,6 +53,8 @@ enum Command {
     /// List, add or remove the cluster's members.
     #[command(subcommand)]
     Member(member_command::MemberCommand),
+    /// Measure writes/s and latency with concurrent clients (Chorus or etcd).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Cas(args) => client_command::cas(args),
         Command::Status(args) => client_command::status(args),
         Command::Member(command) => member_command::run(command),
+        Command::Bench(args) => bench::run(args),
     }
 }
 
