@@ -450,6 +450,8 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         self.flush_write();
         if self.config.bug(super::ClusterBug::AckBeforeDurable) {
             self.ack_everything_now();
+            self.flush_outbox();
+            self.flush_write();
         }
         #[cfg(any(debug_assertions, feature = "check-invariants"))]
         self.check_invariants();

@@ -699,9 +699,8 @@ mod tests {
         assert_eq!(alloc.leader_transfer(&range(&[2, 5]), NodeId(2)), None);
         // With every node within its band, nothing moves: 26 → 24 would
         // lower the sum, but no node needs the room.
-        counts.leaders = [(NodeId(1), 26), (NodeId(2), 26), (NodeId(3), 25), (NodeId(4), 24), (NodeId(5), 24)]
-            .into_iter()
-            .collect();
+        counts.leaders =
+            [(NodeId(1), 26), (NodeId(2), 26), (NodeId(3), 25), (NodeId(4), 24), (NodeId(5), 24)].into_iter().collect();
         let alloc = Allocator::new(&nodes, &counts, 5, Time::ZERO, 0);
         assert_eq!(alloc.leader_transfer(&range(&[1, 4]), NodeId(1)), None);
     }
