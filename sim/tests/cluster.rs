@@ -2,6 +2,11 @@
 //! is caught.
 
 use chorus_sim::cluster::{run_seed, ClusterBug, ClusterOptions};
+use std::process::{Command, Output};
+
+fn chorus_sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chorus-sim")).args(args).output().expect("the binary runs")
+}
 
 #[test]
 fn a_calm_cluster_converges_and_serves_every_key() {
@@ -52,4 +57,63 @@ fn every_injected_bug_is_caught_by_the_checker_meant_for_it() {
         let (seed, failures) = first_failure(bug, limit).unwrap_or_else(|| panic!("{} never caught", bug.name()));
         assert!(failures.iter().any(|f| f.contains(what)), "{} at seed {seed}: {failures:?}", bug.name());
     }
+}
+
+#[test]
+fn bad_cluster_flags_are_named_with_exit_code_2() {
+    for (args, expected) in [
+        (&["--rf", "0"][..], "--rf 0"),
+        (&["--nodes", "2"], "--nodes 2"),
+        (&["--ranges", "0"], "--ranges 0"),
+        (&["--workload", "heavy"], "--workload \"heavy\""),
+        (&["--faults", "crashes"], "--faults \"crashes\""),
+        (&["--strategy", "ring"], "--strategy does not apply"),
+        (&["--bug", "split-brain"], "no such cluster bug"),
+    ] {
+        let output = chorus_sim(&[&["run", "--system", "cluster", "--seeds", "0..1"][..], args].concat());
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let output = chorus_sim(&["run", "--seeds", "0..1", "--workload", "none"]);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--workload applies to --system placement or cluster only")
+    );
+}
+
+#[test]
+fn the_command_runs_replays_and_lists_bugs() {
+    let run = chorus_sim(&["run", "--system", "cluster", "--seeds", "3..5", "--json"]);
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&run.stdout).expect("one JSON object");
+    for key in [
+        "seeds",
+        "failed",
+        "events",
+        "combined_hash",
+        "ranges",
+        "replica_moves",
+        "under_replicated_final",
+        "events_per_sim_s",
+        "routing_redirects",
+    ] {
+        assert!(json.get(key).is_some(), "{key} missing: {json}");
+    }
+    let replay = chorus_sim(&["replay", "--system", "cluster", "--seed", "3", "--trace", "/dev/null"]);
+    assert_eq!(replay.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&replay.stdout).contains("verdict:        PASS"));
+    let failing = chorus_sim(&[
+        "replay",
+        "--system",
+        "cluster",
+        "--seed",
+        "0",
+        "--bug",
+        "serves-foreign-keys",
+        "--trace",
+        "/dev/null",
+    ]);
+    assert_eq!(failing.status.code(), Some(1));
+    let bugs = chorus_sim(&["bugs", "--system", "cluster"]);
+    assert_eq!(String::from_utf8_lossy(&bugs.stdout).lines().count(), ClusterBug::ALL.len());
 }

@@ -107,7 +107,7 @@ fn bad_placement_flags_are_named_with_exit_code_2() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
     let output = chorus_sim(&["run", "--seeds", "0..1", "--ranges", "5"]);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--ranges applies to --system placement only"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--ranges applies to --system placement or cluster only"));
 }
 
 #[test]
