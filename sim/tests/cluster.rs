@@ -28,6 +28,17 @@ fn seeds_with_faults_pass() {
 }
 
 #[test]
+fn other_sizes_pass_too() {
+    // Three nodes at rf 3 cannot lose one for good; seven carry rf 5.
+    for (nodes, rf, seeds) in [(3, 3, 0..4), (7, 5, 0..2)] {
+        for seed in seeds {
+            let report = run_seed(ClusterOptions { nodes, rf, ..ClusterOptions::new(seed) });
+            assert!(report.passed(), "{nodes} nodes rf {rf} seed {seed}: {:?}", report.outcome.failures);
+        }
+    }
+}
+
+#[test]
 fn a_replay_is_the_same_run() {
     let first = run_seed(ClusterOptions::new(7));
     let again = run_seed(ClusterOptions { keep_trace_text: true, ..ClusterOptions::new(7) });

@@ -178,7 +178,10 @@ pub(super) fn schedule_faults(world: &mut ClusterWorld) -> String {
         planned.push((at, Ev::Partition { groups: vec![minority.into_iter().collect(), rest] }));
         planned.push((heal, Ev::Heal));
     }
-    if rng.random_bool(0.5) {
+    // A node is lost for good only when the others can still hold `rf`
+    // replicas of every range (the joining node may come too late).
+    let losable = n > world.options.rf;
+    if rng.random_bool(0.5) && losable {
         let (node, at) = (rng.random_range(0..n), rng.random_range(4_000_000..15_000_000));
         let _ = write!(profile, "lose n{} for good at {} ms; ", node + 1, at / 1000);
         planned.push((at, Ev::Lose { node }));
