@@ -80,6 +80,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             ClientResult::NoLeader => ClusterResult::Redirect { range, leader: None },
             ClientResult::Dropped(reason) => ClusterResult::Dropped(reason),
         };
-        self.actions.push_back(ClusterAction::Respond { request: client, result, served_by: Some(range) });
+        let applied = self.ranges.get(&range).map(|hosted| hosted.raft.applied_index()).unwrap_or_default();
+        self.actions.push_back(ClusterAction::Respond { request: client, result, served_by: Some((range, applied)) });
     }
 }

@@ -176,7 +176,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
                 self.actions.push_back(super::output::ClusterAction::Respond {
                     request: client,
                     result,
-                    served_by: Some(range),
+                    served_by: None,
                 });
             }
         }

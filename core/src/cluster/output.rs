@@ -114,10 +114,11 @@ pub enum ClusterAction {
         request: RequestId,
         /// The answer.
         result: ClusterResult,
-        /// The range whose replica on this node handled the request (`None`
-        /// when it was redirected before reaching one): for checkers and
-        /// traces.
-        served_by: Option<RangeId>,
+        /// The range whose replica on this node handled the request, and
+        /// that replica's applied index when it answered (the state a stale
+        /// read reflects); `None` when the request was redirected before
+        /// reaching one. For checkers and traces.
+        served_by: Option<(RangeId, crate::types::LogIndex)>,
     },
     /// Informational.
     Event(ClusterEvent),

@@ -2,11 +2,13 @@
 
 use super::world::{ClusterWorld, Ev, FAULT_PHASE_US};
 use crate::check::linearizability::{self, SearchLimits, Verdict};
+use crate::check::reads::ReferenceKv;
 use crate::history::{History, Value};
+use crate::workload::WeakRead;
 use chorus_core::cluster::{ClusterNode, CLUSTER_KEY_MODE};
 use chorus_core::kv::KvStore;
 use chorus_core::partition::{RangeDescriptor, RangeId, RangeTable};
-use chorus_core::raft::{RaftNode, Role};
+use chorus_core::raft::{Payload, RaftNode, Role};
 use chorus_core::{LogIndex, NodeId, StateMachine, Term};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +31,11 @@ pub(super) struct Checker {
     /// The replication factor: no range's committed configuration may have
     /// fewer voters (the planner adds before it removes).
     rf: usize,
+    /// Per range, its committed log replayed into a reference store (stale
+    /// reads are checked against it), and committed entries seen ahead of
+    /// the next one to replay.
+    references: BTreeMap<RangeId, ReferenceKv>,
+    ahead: BTreeMap<RangeId, BTreeMap<LogIndex, Payload>>,
 }
 
 impl Checker {
@@ -41,6 +48,8 @@ impl Checker {
             owners: RangeTable::from_descriptors(ranges.iter().cloned()).expect("the bootstrap layout is a table"),
             covered: BTreeMap::new(),
             rf,
+            references: BTreeMap::new(),
+            ahead: BTreeMap::new(),
         }
     }
 
@@ -128,10 +137,14 @@ impl Checker {
                 Some(_) => {}
                 None => {
                     seen.insert(LogIndex(i), term);
+                    if let Some(entry) = raft.entry(LogIndex(i)).filter(|_| range != chorus_core::cluster::META_RANGE) {
+                        self.ahead.entry(range).or_default().insert(LogIndex(i), entry.payload.clone());
+                    }
                 }
             }
         }
         self.checked.insert((index, range), commit);
+        self.replay(range);
         if let Some((i, other, term)) = conflict {
             self.fail(format!(
                 "log matching: {range} index {i} committed in term {} elsewhere but in term {} on n{}",
@@ -139,6 +152,32 @@ impl Checker {
                 term.0,
                 index + 1
             ));
+        }
+    }
+}
+
+impl Checker {
+    /// Replays `range`'s committed entries that are next in line.
+    fn replay(&mut self, range: RangeId) {
+        let Some(ahead) = self.ahead.get_mut(&range) else { return };
+        let reference = self.references.entry(range).or_default();
+        while let Some(payload) = ahead.remove(&reference.replayed().next()) {
+            let index = reference.replayed().next();
+            reference.apply(index, &payload);
+        }
+    }
+
+    /// Checks every stale read against its range's committed history.
+    pub(super) fn check_stale_reads(&mut self, reads: &[(RangeId, WeakRead)]) {
+        for (range, read) in reads {
+            let result = match self.references.get(range) {
+                Some(reference) => reference.check(read, |bytes| Some(i64::from_le_bytes(bytes.try_into().ok()?))),
+                None if read.value.is_none() => Ok(()),
+                None => Err(format!("stale read of {} on {range}, which committed nothing", read.key)),
+            };
+            if let Err(problem) = result {
+                self.fail(format!("reads: {range}: {problem}"));
+            }
         }
     }
 }
@@ -273,6 +312,9 @@ impl ClusterWorld {
     /// After the run: every failure, then the linearizability of the
     /// history, which it returns.
     pub(super) fn check_final(&mut self, failures: &mut Vec<String>) -> History {
+        let stale_reads = std::mem::take(&mut self.workload.stale_reads);
+        self.metrics.stale_reads = stale_reads.len() as u64;
+        self.checker.check_stale_reads(&stale_reads);
         failures.extend(self.checker.failures.iter().cloned());
         failures.extend(self.workload.final_failure.take());
         if failures.is_empty() && self.converged_at.is_none() {
@@ -304,5 +346,45 @@ impl ClusterWorld {
         let live: BTreeSet<NodeId> =
             (0..self.nodes.len()).filter(|&i| self.is_up(i)).map(crate::skeleton::node_id).collect();
         store.descriptors().filter(|d| d.voters().filter(|v| live.contains(v)).count() < self.options.rf).count() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::ReadLevel;
+    use chorus_core::kv::{KvCommand, KvOp};
+
+    fn read(value: Option<i64>, served_at: u64) -> WeakRead {
+        WeakRead {
+            client: 0,
+            key: "k1".into(),
+            value,
+            level: ReadLevel::Stale,
+            served_at: LogIndex(served_at),
+            session: LogIndex::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_stale_read_must_return_the_committed_value_at_the_index_it_was_served_at() {
+        let layout = chorus_core::cluster::Bootstrap::even(&[NodeId(1), NodeId(2), NodeId(3)], 1, 3, 3).unwrap();
+        let mut checker = Checker::new(&layout.ranges, 3);
+        let put = |v: i64| {
+            let op = KvOp::Put { key: b"k1".to_vec(), value: v.to_le_bytes().to_vec() };
+            Payload::Command(KvCommand { session: None, op }.encode().into())
+        };
+        // Index 2 arrives before index 1: it waits, then both replay.
+        let range = RangeId(1);
+        checker.ahead.entry(range).or_default().insert(LogIndex(2), put(8));
+        checker.replay(range);
+        checker.ahead.entry(range).or_default().insert(LogIndex(1), put(7));
+        checker.replay(range);
+        checker.check_stale_reads(&[(range, read(None, 0)), (range, read(Some(7), 1)), (range, read(Some(8), 2))]);
+        assert!(!checker.failed(), "{:?}", checker.failures);
+        checker.check_stale_reads(&[(range, read(Some(8), 1))]);
+        assert!(checker.failures.iter().any(|f| f.contains("stale read")), "{:?}", checker.failures);
+        checker.check_stale_reads(&[(range, read(Some(8), 3))]);
+        assert!(checker.failures.iter().any(|f| f.contains("never committed")), "{:?}", checker.failures);
     }
 }

@@ -6,10 +6,12 @@
 //! that is checked: the cluster must serve every key again.
 
 use crate::history::{Function, Operation, Outcome, Value};
+use crate::workload::{ReadLevel, WeakRead};
 use chorus_core::cluster::{ClientOp, ClusterResult};
 use chorus_core::kv::{KvCommand, KvOp, KvQuery, KvResponse, SessionRef};
 use chorus_core::partition::RangeId;
 use chorus_core::raft::{DropReason, ReadConsistency};
+use chorus_core::LogIndex;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -94,6 +96,8 @@ pub(super) struct Workload {
     pub(super) history: Vec<Operation>,
     /// A final-round operation that could not complete.
     pub(super) final_failure: Option<String>,
+    /// Stale reads that completed, with the range that served them.
+    pub(super) stale_reads: Vec<(RangeId, WeakRead)>,
 }
 
 fn encode_value(value: i64) -> Vec<u8> {
@@ -119,6 +123,7 @@ impl Workload {
             final_round: false,
             history: Vec::new(),
             final_failure: None,
+            stale_reads: Vec::new(),
         }
     }
 
@@ -186,8 +191,9 @@ impl Workload {
         let v = self.fresh_value();
         match roll {
             0..40 => Kind::Put(v),
-            40..60 => Kind::Get(ReadConsistency::Linearizable),
-            60..75 => Kind::Get(ReadConsistency::Lease),
+            40..55 => Kind::Get(ReadConsistency::Linearizable),
+            55..68 => Kind::Get(ReadConsistency::Lease),
+            68..75 => Kind::Get(ReadConsistency::Stale),
             75..90 => Kind::Cas { expected: rng.random_bool(0.3).then(|| rng.random_range(1..v.max(2))), new: v },
             _ => Kind::Delete,
         }
@@ -243,6 +249,7 @@ impl Workload {
         index: usize,
         attempt: u64,
         result: ClusterResult,
+        served_by: Option<(RangeId, LogIndex)>,
         now: u64,
         rng: &mut ChaCha8Rng,
     ) -> Vec<Step> {
@@ -250,7 +257,7 @@ impl Workload {
             return Vec::new();
         };
         match result {
-            ClusterResult::Ok(bytes) => self.complete(index, &bytes, now),
+            ClusterResult::Ok(bytes) => self.complete(index, &bytes, served_by, now),
             ClusterResult::Redirect { range, leader } => {
                 let key = pending.key.clone();
                 let client = &mut self.clients[index];
@@ -324,8 +331,24 @@ impl Workload {
         vec![Step::NextAt(index, now + THINK_US)]
     }
 
-    fn complete(&mut self, index: usize, bytes: &[u8], now: u64) -> Vec<Step> {
+    fn complete(&mut self, index: usize, bytes: &[u8], served_by: Option<(RangeId, LogIndex)>, now: u64) -> Vec<Step> {
         let pending = self.clients[index].pending.take().expect("pending");
+        if let (Kind::Get(ReadConsistency::Stale), Ok(KvResponse::Value(v)), Some((range, served_at))) =
+            (pending.kind, KvResponse::decode(bytes), served_by)
+        {
+            // A stale read is checked against the committed history of its
+            // range at the index it was served at, not for linearizability.
+            let read = WeakRead {
+                client: index,
+                key: pending.key.clone(),
+                value: v.as_deref().and_then(decode_value),
+                level: ReadLevel::Stale,
+                served_at,
+                session: LogIndex::ZERO,
+            };
+            self.stale_reads.push((range, read));
+            return vec![Step::NextAt(index, now + 1 + (now % THINK_US))];
+        }
         let outcome = match (KvResponse::decode(bytes), pending.kind) {
             (Ok(KvResponse::Value(v)), Kind::Get(_)) => {
                 Some(Outcome::Ok { read: Some(value(v.as_deref().and_then(decode_value))) })

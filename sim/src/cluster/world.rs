@@ -66,7 +66,12 @@ pub enum Ev {
     /// A client starts its next operation (or re-sends its current one).
     ClientNext { client: usize },
     /// A client's attempt was answered.
-    ClientAnswer { client: usize, attempt: u64, result: ClusterResult, served_by: Option<RangeId> },
+    ClientAnswer {
+        client: usize,
+        attempt: u64,
+        result: ClusterResult,
+        served_by: Option<(RangeId, chorus_core::LogIndex)>,
+    },
     /// A client's attempt timed out.
     ClientTimeout { client: usize, attempt: u64 },
     /// The fault phase ends: heal, restart what is down.
@@ -401,7 +406,7 @@ impl ClusterWorld {
         let steps = match event {
             Ev::ClientNext { client } => self.workload.next(client, now, &mut self.engine.rng, self.faults_over_at),
             Ev::ClientAnswer { client, attempt, result, served_by } => {
-                if let (Some(range), ClusterResult::Ok(_)) = (served_by, &result) {
+                if let (Some((range, _)), ClusterResult::Ok(_)) = (served_by, &result) {
                     if let Some(key) = self.workload.key_of(client, attempt) {
                         self.checker.served(&key, range);
                     }
@@ -409,7 +414,7 @@ impl ClusterWorld {
                 if matches!(result, ClusterResult::Redirect { .. } | ClusterResult::RangeUnknown) {
                     self.metrics.routing_redirects += 1;
                 }
-                self.workload.on_answer(client, attempt, result, now, &mut self.engine.rng)
+                self.workload.on_answer(client, attempt, result, served_by, now, &mut self.engine.rng)
             }
             Ev::ClientTimeout { client, attempt } => {
                 self.workload.on_timeout(client, attempt, now, &mut self.engine.rng)
