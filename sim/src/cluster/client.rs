@@ -79,6 +79,9 @@ struct Client {
     /// Where the current final-round key is: 0 put, 1 linearizable read,
     /// 2 lease read.
     final_step: u8,
+    /// Per range, the highest applied index an answer came from: the
+    /// session token of the client's session reads.
+    tokens: BTreeMap<RangeId, LogIndex>,
     /// Attempts sent, over all operations: an attempt's number is unique,
     /// so a late answer to an earlier operation is never taken for one to
     /// the current.
@@ -96,8 +99,8 @@ pub(super) struct Workload {
     pub(super) history: Vec<Operation>,
     /// A final-round operation that could not complete.
     pub(super) final_failure: Option<String>,
-    /// Stale reads that completed, with the range that served them.
-    pub(super) stale_reads: Vec<(RangeId, WeakRead)>,
+    /// Session and stale reads that completed, with the range that served them.
+    pub(super) weak_reads: Vec<(RangeId, WeakRead)>,
 }
 
 fn encode_value(value: i64) -> Vec<u8> {
@@ -123,7 +126,7 @@ impl Workload {
             final_round: false,
             history: Vec::new(),
             final_failure: None,
-            stale_reads: Vec::new(),
+            weak_reads: Vec::new(),
         }
     }
 
@@ -193,7 +196,8 @@ impl Workload {
             0..40 => Kind::Put(v),
             40..55 => Kind::Get(ReadConsistency::Linearizable),
             55..68 => Kind::Get(ReadConsistency::Lease),
-            68..75 => Kind::Get(ReadConsistency::Stale),
+            68..71 => Kind::Get(ReadConsistency::Session { after: LogIndex::ZERO }),
+            71..75 => Kind::Get(ReadConsistency::Stale),
             75..90 => Kind::Cas { expected: rng.random_bool(0.3).then(|| rng.random_range(1..v.max(2))), new: v },
             _ => Kind::Delete,
         }
@@ -227,6 +231,17 @@ impl Workload {
         let session = Some(SessionRef { client: index as u64 + 1, sequence: pending.sequence });
         let op = match pending.kind {
             Kind::Get(consistency) => {
+                // A session read asks for the state the client has seen
+                // from the key's range, as far as it knows the range.
+                let consistency = match consistency {
+                    ReadConsistency::Session { .. } => {
+                        let token = client.ranges.get(&key).and_then(|r| client.tokens.get(r)).copied();
+                        let after = token.unwrap_or_default();
+                        pending.kind = Kind::Get(ReadConsistency::Session { after });
+                        ReadConsistency::Session { after }
+                    }
+                    other => other,
+                };
                 ClientOp::Read { query: KvQuery::Get { key: key.as_bytes().to_vec() }.encode(), consistency }
             }
             Kind::Put(v) => write(session, KvOp::Put { key: key.as_bytes().to_vec(), value: encode_value(v) }),
@@ -333,20 +348,26 @@ impl Workload {
 
     fn complete(&mut self, index: usize, bytes: &[u8], served_by: Option<(RangeId, LogIndex)>, now: u64) -> Vec<Step> {
         let pending = self.clients[index].pending.take().expect("pending");
-        if let (Kind::Get(ReadConsistency::Stale), Ok(KvResponse::Value(v)), Some((range, served_at))) =
-            (pending.kind, KvResponse::decode(bytes), served_by)
+        if let Some((range, served_at)) = served_by {
+            let client = &mut self.clients[index];
+            client.ranges.insert(pending.key.clone(), range);
+            let token = client.tokens.entry(range).or_default();
+            *token = (*token).max(served_at);
+        }
+        let weak = match pending.kind {
+            Kind::Get(ReadConsistency::Stale) => Some((ReadLevel::Stale, LogIndex::ZERO)),
+            Kind::Get(ReadConsistency::Session { after }) => Some((ReadLevel::Session, after)),
+            _ => None,
+        };
+        if let (Some((level, session)), Ok(KvResponse::Value(v)), Some((range, served_at))) =
+            (weak, KvResponse::decode(bytes), served_by)
         {
-            // A stale read is checked against the committed history of its
-            // range at the index it was served at, not for linearizability.
-            let read = WeakRead {
-                client: index,
-                key: pending.key.clone(),
-                value: v.as_deref().and_then(decode_value),
-                level: ReadLevel::Stale,
-                served_at,
-                session: LogIndex::ZERO,
-            };
-            self.stale_reads.push((range, read));
+            // Session and stale reads are checked against the committed
+            // history of their range at the index they were served at, not
+            // for linearizability.
+            let value = v.as_deref().and_then(decode_value);
+            let read = WeakRead { client: index, key: pending.key.clone(), value, level, served_at, session };
+            self.weak_reads.push((range, read));
             return vec![Step::NextAt(index, now + 1 + (now % THINK_US))];
         }
         let outcome = match (KvResponse::decode(bytes), pending.kind) {

@@ -22,8 +22,8 @@ pub struct SeedMetrics {
     pub routing_redirects: u64,
     /// Client operations in the history.
     pub operations: u64,
-    /// Stale reads checked against their range's committed history.
-    pub stale_reads: u64,
+    /// Session and stale reads checked against their range's committed history.
+    pub weak_reads: u64,
     /// From the end of the faults to convergence, in milliseconds.
     pub converge_ms: Option<u64>,
     /// From a node's loss for good to every range recorded with `rf`
@@ -59,8 +59,8 @@ pub struct Summary {
     pub routing_redirects: u64,
     /// Operations, summed.
     pub operations: u64,
-    /// Stale reads checked, summed.
-    pub stale_reads: u64,
+    /// Session and stale reads checked, summed.
+    pub weak_reads: u64,
     /// Slowest convergence, in milliseconds.
     pub converge_ms_max: u64,
     /// Seeds that lost a node for good and recovered.
@@ -83,7 +83,7 @@ impl Summary {
             summary.events_per_sim_s += m.events_per_sim_s;
             summary.routing_redirects += m.routing_redirects;
             summary.operations += m.operations;
-            summary.stale_reads += m.stale_reads;
+            summary.weak_reads += m.weak_reads;
             summary.converge_ms_max = summary.converge_ms_max.max(m.converge_ms.unwrap_or(0));
             if let Some(ms) = m.recovery_ms {
                 summary.recoveries += 1;
@@ -144,8 +144,8 @@ pub fn text(summary: &ClusterRunSummary, options: &ClusterRunOptions) -> String 
     out.push_str(&summary.totals_text());
     let _ = writeln!(
         out,
-        "cluster:        {} replica moves, {} client operations (and {} stale reads), {} redirects, {} under-replicated at the end",
-        m.replica_moves, m.operations, m.stale_reads, m.routing_redirects, m.under_replicated_final
+        "cluster:        {} replica moves, {} client operations (and {} session and stale reads), {} redirects, {} under-replicated at the end",
+        m.replica_moves, m.operations, m.weak_reads, m.routing_redirects, m.under_replicated_final
     );
     let _ = writeln!(
         out,
@@ -174,7 +174,7 @@ pub fn json(summary: &ClusterRunSummary, options: &ClusterRunOptions) -> serde_j
         "events_per_sim_s": m.events_per_sim_s,
         "routing_redirects": m.routing_redirects,
         "operations": m.operations,
-        "stale_reads": m.stale_reads,
+        "weak_reads": m.weak_reads,
         "converge_ms": m.converge_ms_max,
         "recoveries": m.recoveries,
         "recovery_ms": m.recovery_ms_max,
