@@ -375,8 +375,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             .filter(|m| m.state == MemberState::Alive && m.id != self.config.id)
             .filter_map(|m| NodeMeta::decode(&m.metadata).map(|meta| (meta.meta_version, m.id)))
             .max();
-        if let Some((version, holder)) = newest.filter(|(version, _)| *version > mine) {
-            let _ = version;
+        if let Some((_, holder)) = newest.filter(|(version, _)| *version > mine) {
             let from = self.config.id;
             self.send(holder, ClusterMessage::MetaFetch { from });
         }

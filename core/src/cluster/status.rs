@@ -54,6 +54,8 @@ pub struct ClusterStatus {
     /// Whether every range it leads has all its voters caught up within
     /// one append.
     pub replication_healthy: bool,
+    /// Messages dropped because the addressee's address was unknown.
+    pub unaddressable_drops: u64,
 }
 
 impl<S: StateMachine + Default> ClusterNode<S> {
@@ -93,6 +95,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             ranges,
             under_replicated,
             replication_healthy,
+            unaddressable_drops: self.unaddressable,
         }
     }
 }

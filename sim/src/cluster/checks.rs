@@ -1,7 +1,7 @@
 //! The cluster's checkers, its fault schedule and its convergence rule.
 
 use super::world::{ClusterWorld, Ev, FAULT_PHASE_US};
-use crate::check::linearizability::{self, SearchLimits, Verdict};
+use crate::check::linearizability::{self, SearchLimits};
 use crate::check::reads::ReferenceKv;
 use crate::history::{History, Value};
 use crate::workload::WeakRead;
@@ -323,17 +323,7 @@ impl ClusterWorld {
         let history = History { initial: Value::Nil, operations: std::mem::take(&mut self.workload.history) };
         self.metrics.operations = history.operations.len() as u64;
         if failures.is_empty() {
-            match linearizability::check(&history, &SearchLimits::default()) {
-                Verdict::Linearizable => {}
-                Verdict::NotLinearizable { key, explanation } => failures.push(format!(
-                    "linearizability: history of key {} is not linearizable: {explanation}",
-                    key.unwrap_or_default()
-                )),
-                Verdict::Unknown { key, reason } => failures.push(format!(
-                    "linearizability: check of key {} was inconclusive: {reason}",
-                    key.unwrap_or_default()
-                )),
-            }
+            failures.extend(linearizability::check(&history, &SearchLimits::default()).failure());
         }
         let under = self.under_replicated();
         self.metrics.under_replicated_final = under;

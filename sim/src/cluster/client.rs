@@ -141,7 +141,7 @@ impl Workload {
     }
 
     /// After convergence: each client writes and reads back its keys.
-    pub(super) fn start_final_round(&mut self, _now: u64) {
+    pub(super) fn start_final_round(&mut self) {
         self.final_round = true;
         let count = self.clients.len();
         for (index, client) in self.clients.iter_mut().enumerate() {
@@ -158,14 +158,13 @@ impl Workload {
     }
 
     /// The client starts its next operation, if it has none.
-    pub(super) fn next(&mut self, index: usize, now: u64, rng: &mut ChaCha8Rng, faults_over: Option<u64>) -> Vec<Step> {
-        let _ = faults_over;
+    pub(super) fn next(&mut self, index: usize, now: u64, rng: &mut ChaCha8Rng) -> Vec<Step> {
         if self.clients[index].pending.is_some() {
             return self.resend(index, now, rng);
         }
         let (key, kind, final_round) = if self.final_round {
             let Some(key) = self.clients[index].final_keys.last().cloned() else { return Vec::new() };
-            (key, self.final_kind(index, rng), true)
+            (key, self.final_kind(index), true)
         } else {
             let key = format!("k{}", rng.random_range(0..self.keys));
             (key, self.random_kind(rng), false)
@@ -204,7 +203,7 @@ impl Workload {
     }
 
     /// The final round: a put, then a linearizable and a lease read of it.
-    fn final_kind(&mut self, index: usize, _rng: &mut ChaCha8Rng) -> Kind {
+    fn final_kind(&mut self, index: usize) -> Kind {
         match self.clients[index].final_step {
             0 => Kind::Put(self.fresh_value()),
             1 => Kind::Get(ReadConsistency::Linearizable),

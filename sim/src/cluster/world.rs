@@ -404,7 +404,7 @@ impl ClusterWorld {
     fn handle_client(&mut self, event: Ev) {
         let now = self.engine.now;
         let steps = match event {
-            Ev::ClientNext { client } => self.workload.next(client, now, &mut self.engine.rng, self.faults_over_at),
+            Ev::ClientNext { client } => self.workload.next(client, now, &mut self.engine.rng),
             Ev::ClientAnswer { client, attempt, result, served_by } => {
                 if let (Some((range, _)), ClusterResult::Ok(_)) = (served_by, &result) {
                     if let Some(key) = self.workload.key_of(client, attempt) {
@@ -466,7 +466,7 @@ impl ClusterWorld {
                 if self.converged_at.is_none() {
                     self.converged_at = Some(self.engine.now);
                     self.metrics.converge_ms = Some((self.engine.now - over) / 1000);
-                    self.workload.start_final_round(self.engine.now);
+                    self.workload.start_final_round();
                     for client in 0..self.workload.client_count() {
                         self.engine.schedule(0, Ev::ClientNext { client });
                     }

@@ -3,7 +3,7 @@
 
 use super::world::{node_id, RaftWorld};
 use super::WORKLOAD_TAIL_US;
-use crate::check::linearizability::{self, SearchLimits, Verdict};
+use crate::check::linearizability::{self, SearchLimits};
 use crate::check::safety::ElectionView;
 use crate::history::{History, Value};
 use chorus_core::raft::Role;
@@ -124,17 +124,7 @@ impl RaftWorld {
         self.workload.finish();
         let history = History { initial: Value::Nil, operations: std::mem::take(&mut self.workload.history) };
         if failures.is_empty() {
-            match linearizability::check(&history, &SearchLimits::default()) {
-                Verdict::Linearizable => {}
-                Verdict::NotLinearizable { key, explanation } => failures.push(format!(
-                    "linearizability: history of key {} is not linearizable: {explanation}",
-                    key.unwrap_or_default()
-                )),
-                Verdict::Unknown { key, reason } => failures.push(format!(
-                    "linearizability: check of key {} was inconclusive: {reason}",
-                    key.unwrap_or_default()
-                )),
-            }
+            failures.extend(linearizability::check(&history, &SearchLimits::default()).failure());
         }
         history
     }

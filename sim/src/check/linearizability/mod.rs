@@ -97,6 +97,21 @@ impl Verdict {
     pub fn is_linearizable(&self) -> bool {
         matches!(self, Verdict::Linearizable)
     }
+
+    /// The verdict as a simulator failure (`linearizability: ...`), or
+    /// `None` when the history is linearizable.
+    pub fn failure(self) -> Option<String> {
+        match self {
+            Verdict::Linearizable => None,
+            Verdict::NotLinearizable { key, explanation } => Some(format!(
+                "linearizability: history of key {} is not linearizable: {explanation}",
+                key.unwrap_or_default()
+            )),
+            Verdict::Unknown { key, reason } => {
+                Some(format!("linearizability: check of key {} was inconclusive: {reason}", key.unwrap_or_default()))
+            }
+        }
+    }
 }
 
 /// Checks whether `history` is linearizable with respect to a register per key
