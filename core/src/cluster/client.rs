@@ -51,6 +51,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         let Some(inner) = self.request_id(range, Waiter::Client(request)) else {
             return self.respond(request, ClusterResult::Dropped(DropReason::Overloaded));
         };
+        self.release(range);
         let now = self.now;
         let raft = &mut self.ranges.get_mut(&range).expect("checked above").raft;
         match op {

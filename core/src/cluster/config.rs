@@ -7,6 +7,10 @@ use crate::swim::{self, Address};
 use crate::types::NodeId;
 use std::collections::BTreeSet;
 
+/// A cluster's ranges quiesce after this long idle by default (twice the
+/// default election timeout): SWIM wakes them if their leader fails.
+pub const QUIESCE_AFTER_MS: u64 = 300;
+
 /// Largest number of ranges a bootstrap layout may create.
 pub const MAX_BOOTSTRAP_RANGES: usize = 1 << 20;
 
@@ -31,7 +35,8 @@ pub struct ClusterConfig {
     /// Its relative capacity (1 for a standard node).
     pub capacity: u32,
     /// The template for every range's Raft group: `id`, `voters` and
-    /// `rng_seed` are set per range.
+    /// `rng_seed` are set per range. Quiescence is on
+    /// (`quiesce_after_ms` = [`QUIESCE_AFTER_MS`]); 0 turns it off.
     pub raft: raft::Config,
     /// The SWIM configuration: `id`, `address` and `metadata` are set by
     /// the node.
@@ -53,6 +58,10 @@ pub struct ClusterConfig {
     /// How long a replica this node does not belong to is kept before it is
     /// destroyed (a learner being added is not yet in any descriptor).
     pub orphan_grace_ms: u64,
+    /// Most quiesced ranges woken per `tick_ms` (after SWIM declares their
+    /// leader failed, or after a restart): a failed node or a restart does
+    /// not wake every range at once.
+    pub max_wakes_per_tick: usize,
     /// Largest number of range replicas this node hosts.
     pub max_ranges: usize,
     /// Largest encoded message sent or accepted.
@@ -106,7 +115,7 @@ impl ClusterConfig {
             bootstrap: None,
             locality: Locality::default(),
             capacity: 1,
-            raft: raft::Config::new(id, vec![id]),
+            raft: raft::Config { quiesce_after_ms: QUIESCE_AFTER_MS, ..raft::Config::new(id, vec![id]) },
             swim: swim::Config::new(id, address),
             planner: PlannerConfig { split: no_splits(), ..PlannerConfig::default() },
             tick_ms: 10,
@@ -114,6 +123,7 @@ impl ClusterConfig {
             operation_timeout_ms: 10_000,
             meta_fetch_interval_ms: 500,
             orphan_grace_ms: 30_000,
+            max_wakes_per_tick: 64,
             max_ranges: 100_000,
             max_message_bytes: crate::wire::MAX_MESSAGE_BYTES,
             rng_seed: id.0,
@@ -143,6 +153,7 @@ impl ClusterConfig {
             (self.operation_timeout_ms, "operation_timeout_ms"),
             (self.meta_fetch_interval_ms, "meta_fetch_interval_ms"),
             (self.max_ranges as u64, "max_ranges"),
+            (self.max_wakes_per_tick as u64, "max_wakes_per_tick"),
             (self.max_message_bytes as u64, "max_message_bytes"),
         ] {
             if value == 0 {

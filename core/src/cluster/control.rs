@@ -401,10 +401,12 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             Liveness::Dead => {
                 self.table.forget_leader(node);
                 self.event(ClusterEvent::NodeFailed(node));
+                self.leader_failed(node);
             }
             Liveness::Left => {
                 self.table.forget_leader(node);
                 self.event(ClusterEvent::NodeLeft(node));
+                self.leader_failed(node);
             }
             _ => {}
         }

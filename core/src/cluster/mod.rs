@@ -31,9 +31,15 @@
 //!   [`ClusterWrite`] (group commit); acknowledging it acknowledges every
 //!   range's part, in order, with the single-group rule.
 //!
-//! Not yet here: coalesced heartbeats and quiescence of idle ranges,
-//! splits and merges driven by the cluster, moving the meta range's own
-//! replicas.
+//! - **Multi-Raft efficiency**: every Raft message one input produces for a
+//!   peer travels in one batch, leaders' timers are aligned to the
+//!   heartbeat interval (coalesced heartbeats), and idle ranges quiesce
+//!   (Raft's `quiesce_after_ms`): no timers, no heartbeats, until a request,
+//!   a message, or SWIM declaring the leader failed wakes them, a few per
+//!   tick (`wakes.rs`).
+//!
+//! Not yet here: splits and merges driven by the cluster, moving the meta
+//! range's own replicas.
 
 mod bug;
 mod client;
@@ -48,10 +54,11 @@ mod output;
 mod router;
 mod status;
 mod timers;
+mod wakes;
 
 pub use bug::ClusterBug;
 pub use client::ClientOp;
-pub use config::{Bootstrap, ClusterConfig, ClusterConfigError, MAX_BOOTSTRAP_RANGES};
+pub use config::{Bootstrap, ClusterConfig, ClusterConfigError, MAX_BOOTSTRAP_RANGES, QUIESCE_AFTER_MS};
 pub use message::{ClusterMessage, CommandKind, CommandResult, RangeCommand, RangeReport};
 pub use meta::{MetaCommand, MetaOutcome, MetaStore, META_RANGE};
 pub use node::{ClusterNode, ClusterRestartError, MAX_WAITING_REQUESTS};

@@ -92,6 +92,8 @@ pub struct ClusterNode<S> {
     pub(super) published: NodeMeta,
     /// Messages dropped because the addressee's address is unknown.
     pub(super) unaddressable: u64,
+    /// Quiesced ranges waiting to wake, a batch per tick.
+    pub(super) wakes: super::wakes::Wakes,
 }
 
 impl<S: StateMachine + Default> ClusterNode<S> {
@@ -147,6 +149,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         if let Some(bootstrap) = node.config.bootstrap.clone() {
             node.table.bootstrap(&bootstrap.ranges);
         }
+        node.hold_restarted();
         node.finish_input();
         Ok(node)
     }
@@ -187,6 +190,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             next_fetch: now,
             published,
             unaddressable: 0,
+            wakes: super::wakes::Wakes::default(),
             config,
         })
     }
@@ -276,6 +280,9 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         if let Some(control) = &self.control {
             due = due.min(control.poll_timeout());
         }
+        if let Some(wakes) = self.wakes.due() {
+            due = due.min(wakes);
+        }
         due
     }
 
@@ -305,6 +312,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             self.maybe_fetch_descriptors();
         }
         self.control_timeout();
+        self.run_wakes();
         self.finish_input();
     }
 
@@ -580,6 +588,11 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         let tick = self.config.tick_ms.saturating_mul(1000).max(1);
         let beat = self.config.raft.heartbeat_interval_ms.saturating_mul(1000).max(1);
         let step = if hosted.raft.role() == raft::Role::Leader { beat } else { tick };
+        if self.wakes.held.contains(&range) {
+            let never = Time::from_micros(u64::MAX);
+            self.timers.set(range, never, never);
+            return;
+        }
         let raw = hosted.raft.poll_timeout();
         let rounded = Time::from_micros(raw.as_micros().div_ceil(step).saturating_mul(step));
         self.timers.set(range, raw, rounded);
@@ -638,9 +651,10 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         assert!(self.touched.is_empty() || self.touched.len() <= self.ranges.len() + 1);
         #[cfg(debug_assertions)]
         for (&range, hosted) in &self.ranges {
+            let held = self.wakes.held.contains(&range);
             assert_eq!(
                 self.timers.raw(range),
-                Some(hosted.raft.poll_timeout()),
+                Some(if held { Time::from_micros(u64::MAX) } else { hosted.raft.poll_timeout() }),
                 "n{}: {range}'s timer is not indexed as due",
                 self.config.id.0
             );

@@ -29,6 +29,8 @@ pub struct RangeStatus {
     pub replication_lag: Option<u64>,
     /// On a leader: voters in the configuration in force.
     pub voters: usize,
+    /// Quiesced: no timers, no heartbeats until something wakes it.
+    pub quiesced: bool,
 }
 
 /// A node's view of the cluster.
@@ -56,6 +58,10 @@ pub struct ClusterStatus {
     pub replication_healthy: bool,
     /// Messages dropped because the addressee's address was unknown.
     pub unaddressable_drops: u64,
+    /// Hosted ranges (the meta range included) that are quiesced.
+    pub quiesced: usize,
+    /// Quiesced ranges waiting for their turn to wake.
+    pub waking: usize,
 }
 
 impl<S: StateMachine + Default> ClusterNode<S> {
@@ -85,6 +91,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             .filter(|h| h.raft.committed_membership().voters.keys().filter(|v| alive(v)).count() < rf)
             .count();
         let replication_healthy = ranges.iter().all(|r| r.replication_lag.is_none_or(|lag| lag <= 1));
+        let quiesced = ranges.iter().filter(|r| r.quiesced).count();
         ClusterStatus {
             id: self.config.id,
             members,
@@ -96,6 +103,8 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             under_replicated,
             replication_healthy,
             unaddressable_drops: self.unaddressable,
+            quiesced,
+            waking: self.wakes.waiting(),
         }
     }
 }
@@ -121,5 +130,6 @@ fn range_status<T: StateMachine>(range: RangeId, raft: &crate::raft::RaftNode<T>
         applied: raft.applied_index(),
         replication_lag: lag,
         voters: raft.membership().voters.len(),
+        quiesced: raft.is_quiesced(),
     }
 }

@@ -3,7 +3,7 @@
 use super::*;
 use crate::kv::{KvCommand, KvOp, KvQuery, KvResponse};
 use crate::partition::{RangeDescriptor, RangeId, Span};
-use crate::raft::ReadConsistency;
+use crate::raft::{ReadConsistency, Role};
 use crate::swim::Address;
 use crate::types::{LogIndex, NodeId, RequestId, Term, Time};
 use std::collections::{BTreeMap, VecDeque};
@@ -94,6 +94,11 @@ fn a_configuration_that_would_split_or_merge_is_refused() {
 /// A cluster of `n` nodes on a perfect network with instant disks.
 struct Tiny {
     nodes: Vec<ClusterNode<crate::kv::KvStore>>,
+    configs: Vec<ClusterConfig>,
+    /// What each node's disk holds, per range.
+    disks: Vec<BTreeMap<RangeId, crate::raft::DurableState>>,
+    /// Crashed: takes no input, gets no message.
+    down: Vec<bool>,
     now: Time,
     answers: BTreeMap<(usize, RequestId), ClusterResult>,
     events: Vec<(usize, ClusterEvent)>,
@@ -104,25 +109,62 @@ struct Tiny {
 
 impl Tiny {
     fn new(n: u64, ranges: usize) -> Tiny {
+        Tiny::with(n, ranges, |_| {})
+    }
+
+    fn with(n: u64, ranges: usize, configure: impl Fn(&mut ClusterConfig)) -> Tiny {
         let layout = Bootstrap::even(&ids(n), ranges, 3, 3).unwrap();
-        let nodes = (1..=n)
+        let configs: Vec<ClusterConfig> = (1..=n)
             .map(|i| {
                 let mut config = ClusterConfig::new(NodeId(i), Address::new(vec![i as u8]));
                 config.bootstrap = Some(layout.clone());
                 config.peers = (1..=n).map(|p| (NodeId(p), Address::new(vec![p as u8]))).collect();
                 config.seeds = vec![Address::new(vec![1])];
-                ClusterNode::new(config, Time::ZERO).unwrap()
+                configure(&mut config);
+                config
             })
             .collect();
-        Tiny { nodes, now: Time::ZERO, answers: BTreeMap::new(), events: Vec::new(), raft_sends: 0, raft_messages: 0 }
+        let nodes = configs.iter().map(|config| ClusterNode::new(config.clone(), Time::ZERO).unwrap()).collect();
+        Tiny {
+            nodes,
+            disks: vec![BTreeMap::new(); configs.len()],
+            down: vec![false; configs.len()],
+            configs,
+            now: Time::ZERO,
+            answers: BTreeMap::new(),
+            events: Vec::new(),
+            raft_sends: 0,
+            raft_messages: 0,
+        }
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.down[i] = true;
+    }
+
+    fn restart(&mut self, i: usize) {
+        self.nodes[i] = ClusterNode::restart(self.configs[i].clone(), self.disks[i].clone(), self.now).unwrap();
+        self.down[i] = false;
+    }
+
+    fn persist(&mut self, i: usize, write: &ClusterWrite) {
+        for (range, request) in &write.writes {
+            self.disks[i].entry(*range).or_default().apply(request).unwrap();
+        }
+        for range in &write.destroyed {
+            self.disks[i].remove(range);
+        }
     }
 
     /// Runs every action until quiet, then advances time to the next deadline.
     fn step(&mut self) {
         let mut inbox: VecDeque<(usize, ClusterMessage)> = VecDeque::new();
         loop {
-            for (i, node) in self.nodes.iter_mut().enumerate() {
-                while let Some(action) = node.poll_action() {
+            for i in 0..self.nodes.len() {
+                while let Some(action) = self.nodes[i].poll_action() {
+                    if self.down[i] {
+                        continue;
+                    }
                     match action {
                         ClusterAction::Send { to, message } => {
                             let carried = match &message {
@@ -136,7 +178,10 @@ impl Tiny {
                             }
                             inbox.push_back((to.as_bytes()[0] as usize - 1, message))
                         }
-                        ClusterAction::Persist(write) => node.handle_persisted(self.now, write.id),
+                        ClusterAction::Persist(write) => {
+                            self.persist(i, &write);
+                            self.nodes[i].handle_persisted(self.now, write.id)
+                        }
                         ClusterAction::Respond { request, result, .. } => {
                             self.answers.insert((i, request), result);
                         }
@@ -145,13 +190,17 @@ impl Tiny {
                 }
             }
             let Some((to, message)) = inbox.pop_front() else { break };
-            let bytes = message::encode(&message, usize::MAX).unwrap();
-            self.nodes[to].handle_bytes(self.now, &bytes);
+            if !self.down[to] {
+                let bytes = message::encode(&message, usize::MAX).unwrap();
+                self.nodes[to].handle_bytes(self.now, &bytes);
+            }
         }
-        self.now = self.nodes.iter().map(|n| n.poll_timeout()).min().unwrap().max(self.now.add_micros(1));
-        for node in &mut self.nodes {
-            if node.poll_timeout() <= self.now {
-                node.handle_timeout(self.now);
+        let up = |i: &usize| !self.down[*i];
+        let next = (0..self.nodes.len()).filter(up).map(|i| self.nodes[i].poll_timeout()).min().unwrap();
+        self.now = next.max(self.now.add_micros(1));
+        for i in 0..self.nodes.len() {
+            if !self.down[i] && self.nodes[i].poll_timeout() <= self.now {
+                self.nodes[i].handle_timeout(self.now);
             }
         }
     }
@@ -217,7 +266,7 @@ fn garbage_from_a_peer_is_reported_not_a_panic() {
 fn heartbeats_of_every_range_go_to_a_peer_in_one_batch_per_tick() {
     // Three nodes, 24 ranges on all three: each leader's heartbeats to a
     // peer fall due in the same tick more often than not.
-    let mut tiny = Tiny::new(3, 24);
+    let mut tiny = Tiny::with(3, 24, |config| config.raft.quiesce_after_ms = 0);
     tiny.run_until(|t| t.nodes.iter().filter(|n| n.is_active()).count() == 1);
     let settled = tiny.now.add_millis(2_000);
     tiny.run_until(|t| t.now >= settled);
@@ -228,4 +277,126 @@ fn heartbeats_of_every_range_go_to_a_peer_in_one_batch_per_tick() {
     // about 1,900 Raft messages a second, carried by far fewer sends.
     assert!(tiny.raft_messages > 1_000, "{} messages", tiny.raft_messages);
     assert!(tiny.raft_messages >= 4 * tiny.raft_sends, "{} messages in {} sends", tiny.raft_messages, tiny.raft_sends);
+}
+
+/// Runs `tiny` until every range (the meta range included) is quiesced on
+/// every running node.
+fn run_until_quiesced(tiny: &mut Tiny) {
+    tiny.run_until(|t| {
+        (0..t.nodes.len()).filter(|&i| !t.down[i]).all(|i| {
+            let status = t.nodes[i].status();
+            status.quiesced == status.ranges.len()
+        })
+    });
+}
+
+fn put_op(key: &[u8], value: &[u8]) -> ClientOp {
+    let put = KvCommand { session: None, op: KvOp::Put { key: key.to_vec(), value: value.to_vec() } };
+    ClientOp::Write(put.encode().into())
+}
+
+#[test]
+fn idle_ranges_quiesce_and_a_write_wakes_one() {
+    let mut tiny = Tiny::new(3, 24);
+    tiny.run_until(|t| t.nodes.iter().filter(|n| n.is_active()).count() == 1);
+    // Let the planner balance leaders first (transfers wake ranges).
+    let settled = tiny.now.add_millis(5_000);
+    tiny.run_until(|t| t.now >= settled);
+    run_until_quiesced(&mut tiny);
+    (tiny.raft_sends, tiny.raft_messages) = (0, 0);
+    let end = tiny.now.add_millis(10_000);
+    tiny.run_until(|t| t.now >= end);
+    assert_eq!(tiny.raft_messages, 0, "quiesced ranges sent Raft messages");
+    // A write to a quiesced range is served, then the range quiesces again.
+    let key = b"a key";
+    let owner = tiny.nodes[0].routes().lookup(key).unwrap().id;
+    let leader = (0..3).find(|&i| tiny.nodes[i].range(owner).is_some_and(|r| r.role() == Role::Leader));
+    let follower = (0..3).find(|&i| Some(i) != leader).unwrap();
+    tiny.nodes[follower].request(tiny.now, RequestId(1), key, put_op(key, b"v"));
+    tiny.run_until(|t| t.answers.contains_key(&(follower, RequestId(1))));
+    assert_eq!(tiny.answers[&(follower, RequestId(1))], ClusterResult::Ok(KvResponse::Done.encode()));
+    assert!(tiny.raft_messages > 0);
+    run_until_quiesced(&mut tiny);
+}
+
+/// Steps `tiny` until `done`, and returns the most ranges any running node
+/// had waiting to wake at once.
+fn run_watching_wakes(tiny: &mut Tiny, done: impl Fn(&Tiny) -> bool) -> usize {
+    let mut most = 0;
+    for _ in 0..200_000 {
+        for i in (0..tiny.nodes.len()).filter(|&i| !tiny.down[i]) {
+            most = most.max(tiny.nodes[i].status().waking);
+        }
+        if done(tiny) {
+            return most;
+        }
+        tiny.step();
+    }
+    panic!("not done by {:?}", tiny.now);
+}
+
+fn leaders_of(tiny: &Tiny, i: usize) -> Vec<(RangeId, Term)> {
+    tiny.nodes[i].hosted().filter(|(_, r)| r.role() == Role::Leader).map(|(id, r)| (id, r.term())).collect()
+}
+
+/// A quiesced 4-node cluster with 24 ranges, waking at most 2 per tick.
+fn quiesced_tiny() -> Tiny {
+    let mut tiny = Tiny::with(4, 24, |config| config.max_wakes_per_tick = 2);
+    tiny.run_until(|t| t.nodes.iter().filter(|n| n.is_active()).count() == 1);
+    let settled = tiny.now.add_millis(5_000);
+    tiny.run_until(|t| t.now >= settled);
+    run_until_quiesced(&mut tiny);
+    tiny
+}
+
+#[test]
+fn the_ranges_of_a_failed_leader_wake_a_few_per_tick_and_elect() {
+    let mut tiny = quiesced_tiny();
+    // Crash a node that leads ranges but is not the active node.
+    let victim = (0..4).filter(|&i| !tiny.nodes[i].is_active()).max_by_key(|&i| leaders_of(&tiny, i).len()).unwrap();
+    assert!(leaders_of(&tiny, victim).len() > 2, "the victim leads too few ranges to show pacing");
+    tiny.crash(victim);
+    let victim_id = NodeId(victim as u64 + 1);
+    let most_waiting = run_watching_wakes(&mut tiny, |t| {
+        (0..4).filter(|&i| i != victim).all(|i| {
+            t.nodes[i].hosted().all(|(_, r)| {
+                !r.membership().voters.contains_key(&victim_id) || r.leader().is_some_and(|l| l != victim_id)
+            })
+        })
+    });
+    // Without SWIM's failure report the quiesced followers would never
+    // campaign; with it they wake at most 2 per tick.
+    assert!(most_waiting > 0, "no range ever waited to wake: the wakes were not paced");
+}
+
+#[test]
+fn a_restarted_node_does_not_depose_quiesced_leaders_and_wakes_its_replicas_gradually() {
+    let mut tiny = quiesced_tiny();
+    let victim =
+        (0..4).filter(|&i| !tiny.nodes[i].is_active()).max_by_key(|&i| tiny.nodes[i].hosted().count()).unwrap();
+    let victim_led: Vec<RangeId> = leaders_of(&tiny, victim).into_iter().map(|(range, _)| range).collect();
+    tiny.crash(victim);
+    let back = tiny.now.add_millis(200);
+    tiny.run_until(|t| t.now >= back);
+    tiny.restart(victim);
+    let mark = tiny.events.len();
+    let hosted = tiny.nodes[victim].hosted().count();
+    assert!(tiny.nodes[victim].status().waking >= hosted - 2, "the restarted replicas were not held");
+    let victim_id = NodeId(victim as u64 + 1);
+    run_watching_wakes(&mut tiny, |t| {
+        t.nodes[victim].hosted().all(|(_, r)| r.leader().is_some_and(|l| l != victim_id) || r.role() == Role::Leader)
+    });
+    run_until_quiesced(&mut tiny);
+    // The restarted replicas campaigned (their pre-votes were refused by
+    // quiesced followers, whose Wake brought the leaders' heartbeats back),
+    // but no other node started an election in a range the victim did not
+    // lead. (The planner's leadership transfers skip pre-vote.)
+    let elections: Vec<&(usize, ClusterEvent)> = tiny.events[mark..]
+        .iter()
+        .filter(|(i, e)| {
+            *i != victim
+                && matches!(e, ClusterEvent::Raft { range, event: crate::raft::Event::RoleChanged { role: Role::PreCandidate, .. } } if !victim_led.contains(range))
+        })
+        .collect();
+    assert!(elections.is_empty(), "a restart woke elections elsewhere: {elections:?}");
 }

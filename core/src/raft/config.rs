@@ -73,6 +73,16 @@ pub struct Config {
     /// Most forwarded proposals a follower holds while waiting for the
     /// leader to answer; beyond it new ones are refused (`Overloaded`).
     pub max_forwarded_proposals: usize,
+    /// Quiescence: a leader whose group has been idle this long (no
+    /// proposal, read or membership change; every follower caught up,
+    /// durable and heard from within an election timeout) tells its
+    /// followers so and stops beating; they stop their election timers. The
+    /// group wakes on any proposal, read or message, or when the driver
+    /// calls [`RaftNode::wake`](super::RaftNode::wake) (its failure detector
+    /// declared the leader failed). 0 never quiesces (the default): without a
+    /// failure detector to wake followers, a quiesced group whose leader dies
+    /// would stay without a leader until a request arrives.
+    pub quiesce_after_ms: u64,
     /// Seed of this node's private RNG (election jitter).
     pub rng_seed: u64,
     /// A deliberate protocol bug, for simulation only. `None` in production.
@@ -209,6 +219,7 @@ impl Config {
             forward_proposals: true,
             follower_reads: true,
             max_forwarded_proposals: 4096,
+            quiesce_after_ms: 0,
             rng_seed: id.0,
             injected_bug: None,
         }

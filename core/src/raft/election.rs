@@ -200,6 +200,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.sync_progress();
         self.heartbeat_deadline = now.add_millis(self.config.heartbeat_interval_ms);
         self.check_quorum_deadline = now.add_millis(self.config.election_timeout_ms);
+        self.idle_since = now;
         self.event(Event::RoleChanged { role: Role::Leader, term: self.term });
         // A no-op of our own term lets us commit what earlier leaders left.
         let index = self.log.last_index().next();

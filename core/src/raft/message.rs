@@ -219,6 +219,17 @@ pub enum MessageBody {
         /// read from its own state.
         index: Option<LogIndex>,
     },
+    /// The leader's group is idle and every follower holds its whole log:
+    /// stop the election timer until something happens (quiescence, see
+    /// [`Config::quiesce_after_ms`](super::Config::quiesce_after_ms)).
+    Quiesce {
+        /// The leader's commit index, its last index: a follower that holds
+        /// exactly this log quiesces; any other answers [`MessageBody::Wake`].
+        commit: LogIndex,
+    },
+    /// A quiesced follower woke (a request, a candidate, a message from
+    /// another node): the leader resumes its heartbeats.
+    Wake,
 }
 
 /// What the leader did with a forwarded proposal.
@@ -316,6 +327,8 @@ impl MessageBody {
             MessageBody::ForwardResponse { .. } => "ForwardResp",
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
+            MessageBody::Quiesce { .. } => "Quiesce",
+            MessageBody::Wake => "Wake",
         }
     }
 }
@@ -462,7 +475,7 @@ impl MessageBody {
             MessageBody::AppendEntriesResponse(AppendResponse::Rejected { rejected_prev_index, hint }) => {
                 [Some(*rejected_prev_index), Some(hint.first_index)]
             }
-            MessageBody::Heartbeat { commit, .. } => [Some(*commit), None],
+            MessageBody::Heartbeat { commit, .. } | MessageBody::Quiesce { commit } => [Some(*commit), None],
             MessageBody::InstallSnapshot { meta, .. } => [Some(meta.index), None],
             MessageBody::SnapshotChunkResponse { index, .. } => [Some(*index), None],
             MessageBody::ForwardResponse { outcome: ForwardOutcome::Placed { index, .. }, .. } => [Some(*index), None],
@@ -473,7 +486,8 @@ impl MessageBody {
             | MessageBody::Forward { .. }
             | MessageBody::ForwardResponse { .. }
             | MessageBody::ReadIndex { .. }
-            | MessageBody::ReadIndexResponse { .. } => [None, None],
+            | MessageBody::ReadIndexResponse { .. }
+            | MessageBody::Wake => [None, None],
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - `read.rs`: linearizable, lease, session and stale reads;
 //! - `forward.rs`: proposals a follower forwards to the leader;
 //! - `transfer.rs`: leadership transfer;
+//! - `quiesce.rs`: idle groups that stop ticking (opt-in);
 //! - `persist.rs`: the durability barrier, [`PersistRequest`],
 //!   [`DurableState`] and its one reference applier
 //!   ([`DurableState::apply`]);
@@ -35,6 +36,7 @@ mod node;
 mod output;
 mod persist;
 mod progress;
+mod quiesce;
 mod read;
 mod replication;
 mod snapshot;

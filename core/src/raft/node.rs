@@ -117,6 +117,11 @@ pub struct RaftNode<S> {
     pub(super) heartbeat_deadline: Time,
     pub(super) check_quorum_deadline: Time,
     pub(super) last_leader_contact: Option<Time>,
+    /// Quiesced: no election or heartbeat timer (see `quiesce.rs`).
+    pub(super) quiesced: bool,
+    /// The last client or operator request (a leader quiesces only after
+    /// `quiesce_after_ms` without one).
+    pub(super) idle_since: Time,
 
     /// Writes issued and acknowledged, and the messages that wait for them.
     pub(super) durability: Durability,
@@ -267,6 +272,8 @@ impl<S: StateMachine> RaftNode<S> {
             heartbeat_deadline: now,
             check_quorum_deadline: now,
             last_leader_contact: None,
+            quiesced: false,
+            idle_since: now,
             durability: Durability::new(hard_state, max_held),
             actions: VecDeque::new(),
         };
@@ -428,6 +435,7 @@ impl<S: StateMachine> RaftNode<S> {
             (a, b) => a.or(b),
         };
         let role_deadline = match self.role {
+            _ if self.quiesced => Time::from_micros(u64::MAX),
             Role::Leader => {
                 let mut deadline = self.heartbeat_deadline;
                 if self.config.check_quorum {
@@ -481,6 +489,7 @@ impl<S: StateMachine> RaftNode<S> {
         self.now = now;
         self.expire_forwarded(now);
         match self.role {
+            _ if self.quiesced => {}
             Role::Leader => {
                 if let Some(transfer) = self.transfer.filter(|transfer| now >= transfer.deadline) {
                     // The target did not take over within an election
@@ -488,7 +497,7 @@ impl<S: StateMachine> RaftNode<S> {
                     self.transfer = None;
                     self.event(Event::TransferAbandoned { target: transfer.target, term: self.term });
                 }
-                if now >= self.heartbeat_deadline {
+                if now >= self.heartbeat_deadline && !self.maybe_quiesce(now) {
                     self.broadcast_heartbeat(now);
                 }
                 if self.config.check_quorum && now >= self.check_quorum_deadline {
@@ -521,6 +530,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// and answered here once this node applies it.
     pub fn propose(&mut self, now: Time, request: RequestId, command: impl Into<Bytes>) {
         self.now = now;
+        self.busy(now);
         let command = command.into();
         if self.role != Role::Leader && self.config.forward_proposals && self.leader.is_some() {
             self.forward_proposal(now, request, command);
@@ -549,6 +559,7 @@ impl<S: StateMachine> RaftNode<S> {
         change: MembershipChange,
     ) -> Result<(), ChangeError> {
         self.now = now;
+        self.busy(now);
         let result = self.start_membership_change(request, change);
         self.finish_input();
         result
@@ -585,6 +596,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// such value as `after` for its next session read.
     pub fn read_with(&mut self, now: Time, request: RequestId, query: Vec<u8>, consistency: ReadConsistency) {
         self.now = now;
+        self.busy(now);
         self.accept_read(now, request, query, consistency);
         self.finish_input();
     }
@@ -598,6 +610,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// restarts); asking again for the same target changes nothing.
     pub fn transfer_leadership(&mut self, now: Time, target: NodeId) -> Result<(), TransferError> {
         self.now = now;
+        self.busy(now);
         if self.role != Role::Leader {
             return Err(TransferError::NotLeader);
         }
@@ -643,13 +656,14 @@ impl<S: StateMachine> RaftNode<S> {
 
     pub(super) fn step(&mut self, now: Time, message: Message) {
         let from = message.from;
+        self.wake_for_message(now, from, &message.body, message.term);
         if message.term > self.term {
             match &message.body {
                 // A candidate the leader told to campaign may interrupt the lease.
                 MessageBody::RequestVote { transfer: false, .. } if self.in_lease(now) => return,
                 MessageBody::RequestVote { pre_vote: true, .. } => {}
                 MessageBody::RequestVoteResponse { pre_vote: true, granted: true } => {}
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } | MessageBody::Quiesce { .. } => {
                     self.become_follower(now, message.term, Some(from));
                 }
                 _ => self.become_follower(now, message.term, None),
@@ -657,7 +671,7 @@ impl<S: StateMachine> RaftNode<S> {
         } else if message.term < self.term {
             match message.body {
                 // A stale leader learns our term from the answer and steps down.
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } | MessageBody::Quiesce { .. } => {
                     self.send(from, MessageBody::HeartbeatResponse { read_context: 0 });
                 }
                 MessageBody::RequestVote { pre_vote: true, .. } => {
@@ -744,14 +758,19 @@ impl<S: StateMachine> RaftNode<S> {
             }
             // Only members may use the leader's queues.
             MessageBody::Forward { id, command } if self.membership.members().contains(&from) => {
+                self.idle_since = now;
                 self.handle_forward(from, id, command)
             }
             MessageBody::ReadIndex { id, allow_lease } if self.membership.members().contains(&from) => {
+                self.idle_since = now;
                 self.handle_read_index(from, id, allow_lease)
             }
             MessageBody::Forward { .. } | MessageBody::ReadIndex { .. } => {}
             MessageBody::ReadIndexResponse { id, index } => self.handle_read_index_response(id, index),
             MessageBody::ForwardResponse { id, outcome } => self.handle_forward_response(id, outcome),
+            MessageBody::Quiesce { commit } => self.handle_quiesce(now, from, commit),
+            // `wake_for_message` did what a wake asks.
+            MessageBody::Wake => {}
         }
     }
 
@@ -771,7 +790,10 @@ impl<S: StateMachine> RaftNode<S> {
         let durable = !(self.role == Role::Leader
             && matches!(
                 body,
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } | MessageBody::TimeoutNow
+                MessageBody::AppendEntries { .. }
+                    | MessageBody::Heartbeat { .. }
+                    | MessageBody::TimeoutNow
+                    | MessageBody::Quiesce { .. }
             ));
         self.send_with_term(to, self.term, body, durable);
     }
@@ -830,6 +852,10 @@ impl<S: StateMachine> RaftNode<S> {
         assert!(self.log.persisted() <= last, "invariant: persisted <= last index");
         assert!(self.log.last_term() <= self.term, "invariant: the log's last term <= the current term");
         self.durability.check_invariants();
+        assert!(
+            !self.quiesced || matches!(self.role, Role::Leader | Role::Follower) && self.leader.is_some(),
+            "invariant: only a leader or a follower that knows its leader is quiesced"
+        );
         let indexes = self.config_entries.iter().map(|(index, _)| *index);
         assert!(
             indexes.clone().zip(indexes.skip(1)).all(|(a, b)| a < b),

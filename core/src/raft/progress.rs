@@ -78,6 +78,11 @@ impl Progress {
         }
     }
 
+    /// Replicating with nothing in flight (quiescence needs it).
+    pub(super) fn is_idle(&self) -> bool {
+        self.state == ReplicationState::Replicate && self.inflight.is_empty() && !self.probe_sent
+    }
+
     pub(super) fn become_probe(&mut self) {
         self.state = ReplicationState::Probe;
         self.next_index = self.match_index.next();

@@ -280,7 +280,7 @@ impl<S: StateMachine> RaftNode<S> {
 
     /// The follower after `peer` in id order (iterating without a copy of
     /// the keys, while sending borrows the node mutably).
-    fn next_peer(&self, peer: NodeId) -> Option<NodeId> {
+    pub(super) fn next_peer(&self, peer: NodeId) -> Option<NodeId> {
         use std::ops::Bound::{Excluded, Unbounded};
         self.progress.range((Excluded(peer), Unbounded)).next().map(|(next, _)| *next)
     }

@@ -483,6 +483,15 @@ impl Cluster {
         self.drain(id);
     }
 
+    /// Wakes node `id` if it is quiesced (`leader_failed`: its failure
+    /// detector declared the leader failed).
+    pub fn wake(&mut self, id: NodeId, leader_failed: bool) {
+        let member = self.member_mut(id);
+        let now = member.now;
+        member.node.as_mut().unwrap_or_else(|| panic!("{id} is down")).wake(now, leader_failed);
+        self.drain(id);
+    }
+
     /// Advances node `id`'s clock by `ms` and lets it handle the timeout.
     pub fn tick(&mut self, id: NodeId, ms: u64) {
         let member = self.member_mut(id);

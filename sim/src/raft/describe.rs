@@ -139,6 +139,8 @@ pub fn message_words(message: &Message) -> [u64; 7] {
         },
         MessageBody::ReadIndex { id, allow_lease } => (16, tag_word(id), *allow_lease as u64, 0),
         MessageBody::ReadIndexResponse { id, index } => (17, tag_word(id), index.map_or(0, |index| index.0 + 1), 0),
+        MessageBody::Quiesce { commit } => (18, commit.0, 0, 0),
+        MessageBody::Wake => (19, 0, 0, 0),
     };
     let envelope = message.term.0 ^ (message.disk.0 << 48) ^ message.incarnation.rotate_left(32);
     [kind, message.from.0, message.to.0, envelope, a, b, c]
@@ -198,6 +200,8 @@ pub fn describe_body(message: &Message) -> String {
         MessageBody::ForwardResponse { id, outcome } => format!("id={id} {outcome:?}"),
         MessageBody::ReadIndex { id, allow_lease } => format!("id={id} lease={allow_lease}"),
         MessageBody::ReadIndexResponse { id, index } => format!("id={id} index={index:?}"),
+        MessageBody::Quiesce { commit } => format!("commit={commit}"),
+        MessageBody::Wake => String::new(),
     };
     format!("{} {} {}", message.body.kind(), message.term, detail)
 }
