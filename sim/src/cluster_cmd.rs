@@ -58,7 +58,27 @@ fn parse(args: &ClusterArgs, seed: u64) -> Result<ClusterOptions, UsageError> {
             return Err(UsageError(format!("--faults {other:?}: --system cluster takes swarm (the default) or none")))
         }
     };
-    Ok(ClusterOptions { seed, nodes: args.nodes, ranges, rf, workload, faults, bug, keep_trace_text: false })
+    let quiesce = match args.quiesce.as_deref() {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => return Err(UsageError(format!("--quiesce {other:?}: must be on or off"))),
+    };
+    let idle_secs = args.idle_secs.unwrap_or(0);
+    if args.idle_secs.is_some() && !(1..=cluster::MAX_IDLE_SECS).contains(&idle_secs) {
+        return Err(UsageError(format!("--idle-secs {idle_secs}: must be between 1 and {}", cluster::MAX_IDLE_SECS)));
+    }
+    Ok(ClusterOptions {
+        seed,
+        nodes: args.nodes,
+        ranges,
+        rf,
+        workload,
+        faults,
+        quiesce,
+        idle_secs,
+        bug,
+        keep_trace_text: false,
+    })
 }
 
 /// `run --system cluster`.

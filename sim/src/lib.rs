@@ -8,7 +8,7 @@
 //! trace, node slots, the event loop), [`runner`] (many seeds in parallel,
 //! summaries), [`raft`] (the Raft world: events, faults, operator, checker
 //! glue), [`swim`] (the SWIM world, `--system swim`), [`network`], [`disk`],
-//! [`clock`], [`faults`] (fault kinds and swarm profiles), [`scenario`]
+//! [`clock`], [`heap`] (heap accounting for scale runs), [`faults`] (fault kinds and swarm profiles), [`scenario`]
 //! (timed fault schedules from TOML), [`shrink`] (failing seed to minimal
 //! scenario), [`workload`] (clients), [`check`]
 //! (safety and linearizability), [`history`] (Jepsen histories), [`queue`],
@@ -19,6 +19,7 @@ pub mod clock;
 pub mod cluster;
 pub mod disk;
 pub mod faults;
+pub mod heap;
 pub mod history;
 pub mod network;
 pub mod placement;

@@ -30,6 +30,10 @@ const MAX_NODES: usize = 64;
 
 mod cluster_cmd;
 
+/// Counts the heap bytes dropping the nodes gives back (`--idle-secs`).
+#[global_allocator]
+static ALLOCATOR: chorus_sim::heap::CountingAllocator = chorus_sim::heap::CountingAllocator;
+
 #[derive(Parser)]
 #[command(name = "chorus-sim", version, about = "Deterministic simulator for the Chorus cluster core")]
 struct Cli {
@@ -195,6 +199,14 @@ struct ClusterArgs {
     /// Placement only: the placement strategy (balanced or ring).
     #[arg(long, value_name = "NAME")]
     strategy: Option<String>,
+    /// Cluster only: idle ranges quiesce, on (default) or off.
+    #[arg(long, value_name = "on|off")]
+    quiesce: Option<String>,
+    /// Cluster only: after convergence and the final round, let the cluster
+    /// idle this many simulated seconds and report its cost (events and
+    /// Raft messages per simulated second, heap bytes per replica).
+    #[arg(long, value_name = "SECS")]
+    idle_secs: Option<u64>,
 }
 
 #[derive(Args)]
@@ -645,17 +657,20 @@ fn swim_replay(args: ReplayArgs) -> Result<ExitCode, UsageError> {
     Ok(print_verdict(outcome))
 }
 
-/// `--ranges`, `--rf`, `--strategy` and `--workload` belong to `--system
-/// placement` or `cluster`.
+/// `--ranges`, `--rf`, `--strategy`, `--workload`, `--quiesce` and
+/// `--idle-secs` belong to `--system placement` or `cluster`.
 fn reject_placement_flags(args: &ClusterArgs) -> Result<(), UsageError> {
-    for (given, flag) in [
-        (args.ranges.is_some(), "--ranges"),
-        (args.rf.is_some(), "--rf"),
-        (args.strategy.is_some(), "--strategy"),
-        (args.workload.is_some(), "--workload"),
+    const BOTH: &str = "--system placement or cluster";
+    for (given, flag, systems) in [
+        (args.ranges.is_some(), "--ranges", BOTH),
+        (args.rf.is_some(), "--rf", BOTH),
+        (args.strategy.is_some(), "--strategy", "--system placement"),
+        (args.workload.is_some(), "--workload", "--system cluster"),
+        (args.quiesce.is_some(), "--quiesce", "--system cluster"),
+        (args.idle_secs.is_some(), "--idle-secs", "--system cluster"),
     ] {
         if given {
-            return Err(UsageError(format!("{flag} applies to --system placement or cluster only")));
+            return Err(UsageError(format!("{flag} applies to {systems} only")));
         }
     }
     Ok(())
@@ -670,6 +685,8 @@ fn parse_placement(args: &ClusterArgs, seed: u64) -> Result<placement::Placement
         (args.progress, "--progress"),
         (args.scenario.is_some(), "--scenario"),
         (args.workload.is_some(), "--workload"),
+        (args.quiesce.is_some(), "--quiesce"),
+        (args.idle_secs.is_some(), "--idle-secs"),
     ] {
         if given {
             return Err(UsageError(format!("{flag} does not apply to --system placement")));

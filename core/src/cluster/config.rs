@@ -1,11 +1,17 @@
 //! What a cluster node is built from, and the first layout of a new cluster.
 
 use super::meta::META_RANGE;
-use crate::partition::{Locality, PlannerConfig, PlannerConfigError, RangeDescriptor, RangeId, Span, SplitPolicy};
+use crate::partition::{
+    Allocator, Counts, Locality, NodeInfo, PlannerConfig, PlannerConfigError, RangeDescriptor, RangeId, Span,
+    SplitPolicy,
+};
 use crate::raft;
 use crate::swim::{self, Address};
 use crate::types::NodeId;
-use std::collections::BTreeSet;
+use crate::types::Time;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A cluster's ranges quiesce after this long idle by default (twice the
 /// default election timeout): SWIM wakes them if their leader fails.
@@ -13,6 +19,25 @@ pub const QUIESCE_AFTER_MS: u64 = 300;
 
 /// Largest number of ranges a bootstrap layout may create.
 pub const MAX_BOOTSTRAP_RANGES: usize = 1 << 20;
+
+/// Checks the sizes a bootstrap layout is asked for.
+fn check_layout_size(nodes: usize, ranges: usize, rf: usize) -> Result<(), String> {
+    if nodes == 0 || ranges == 0 || ranges > MAX_BOOTSTRAP_RANGES {
+        return Err(format!("{nodes} nodes and {ranges} ranges (1 to {MAX_BOOTSTRAP_RANGES})"));
+    }
+    if rf == 0 || rf > nodes {
+        return Err(format!("replication factor {rf} with {nodes} nodes"));
+    }
+    Ok(())
+}
+
+/// Range `i` of `ranges` ranges of equal width over the hashed keyspace.
+fn even_span(i: usize, ranges: usize) -> Span {
+    let bound = |i: usize| -> Vec<u8> { (((i as u128) << 64) / ranges as u128).to_be_bytes()[8..].to_vec() };
+    let start = if i == 0 { Vec::new() } else { bound(i) };
+    let end = (i + 1 < ranges).then(|| bound(i + 1));
+    Span::new(start, end).expect("even bounds grow")
+}
 
 /// A cluster node's configuration.
 #[derive(Clone, Debug)]
@@ -190,23 +215,50 @@ impl Bootstrap {
     /// `rf` of `nodes` in turn, and the meta range on the first
     /// `min(nodes, meta_voters)`.
     pub fn even(nodes: &[NodeId], ranges: usize, rf: usize, meta_voters: usize) -> Result<Bootstrap, String> {
-        if nodes.is_empty() || ranges == 0 || ranges > MAX_BOOTSTRAP_RANGES {
-            return Err(format!("{} nodes and {ranges} ranges (1 to {MAX_BOOTSTRAP_RANGES})", nodes.len()));
-        }
-        if rf == 0 || rf > nodes.len() {
-            return Err(format!("replication factor {rf} with {} nodes", nodes.len()));
-        }
-        let bound = |i: usize| -> Vec<u8> { (((i as u128) << 64) / ranges as u128).to_be_bytes()[8..].to_vec() };
+        check_layout_size(nodes.len(), ranges, rf)?;
         let descriptors = (0..ranges)
             .map(|i| {
-                let start = if i == 0 { Vec::new() } else { bound(i) };
-                let end = (i + 1 < ranges).then(|| bound(i + 1));
-                let span = Span::new(start, end).expect("even bounds grow");
                 let voters = (0..rf).map(|k| nodes[(i + k) % nodes.len()]);
-                RangeDescriptor::new(RangeId(i as u64 + 1), span, voters)
+                RangeDescriptor::new(RangeId(i as u64 + 1), even_span(i, ranges), voters)
             })
             .collect();
         let meta_voters = nodes.iter().copied().take(meta_voters.clamp(1, nodes.len())).collect();
+        Ok(Bootstrap { meta_voters, ranges: descriptors })
+    }
+
+    /// As [`Bootstrap::even`], but each range's voters chosen the way the
+    /// planner chooses a new replica (the most diverse place, then the less
+    /// loaded), so that the planner finds nothing to move in a layout it
+    /// starts from: a large cluster does not begin by moving thousands of
+    /// replicas for diversity. `seed` drives the allocator's random
+    /// choices; the meta range goes on the first `meta_voters` nodes the
+    /// same way.
+    pub fn placed(
+        nodes: &[NodeInfo],
+        ranges: usize,
+        rf: usize,
+        meta_voters: usize,
+        seed: u64,
+    ) -> Result<Bootstrap, String> {
+        check_layout_size(nodes.len(), ranges, rf)?;
+        let infos: BTreeMap<NodeId, NodeInfo> = nodes.iter().map(|n| (n.id, n.clone())).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut counts = Counts::default();
+        let mut place = |id: RangeId, span: Span, count: usize| {
+            let mut descriptor = RangeDescriptor::new(id, span.clone(), std::iter::empty());
+            for _ in 0..count {
+                let allocator = Allocator::new(&infos, &counts, 5, Time::ZERO, 0);
+                let node = allocator.choose_add(&descriptor, None, &mut rng).ok_or("no node can take a replica")?;
+                counts.adjust_replicas(node, 1);
+                let voters: Vec<NodeId> = descriptor.voters().chain([node]).collect();
+                descriptor = RangeDescriptor::new(id, span.clone(), voters);
+            }
+            Ok::<_, String>(descriptor)
+        };
+        let meta = place(META_RANGE, Span::full(), meta_voters.clamp(1, nodes.len()))?;
+        let meta_voters = meta.voters().collect();
+        let descriptors =
+            (0..ranges).map(|i| place(RangeId(i as u64 + 1), even_span(i, ranges), rf)).collect::<Result<_, _>>()?;
         Ok(Bootstrap { meta_voters, ranges: descriptors })
     }
 

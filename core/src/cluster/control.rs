@@ -22,6 +22,33 @@ use std::collections::BTreeMap;
 /// planner's own limits are far lower).
 const MAX_OPERATIONS: usize = 65_536;
 
+/// Most bootstrap parts proposed at once.
+const MAX_BOOTSTRAP_PARTS_IN_FLIGHT: usize = 32;
+
+/// `ranges` cut into parts of at most `max_bytes` encoded (one descriptor
+/// per part at least, so every part is proposable when one descriptor is).
+fn bootstrap_parts(
+    ranges: &[crate::partition::RangeDescriptor],
+    max_bytes: usize,
+) -> Vec<Vec<crate::partition::RangeDescriptor>> {
+    let mut parts = Vec::new();
+    let mut part = Vec::new();
+    let mut bytes = 0;
+    for descriptor in ranges {
+        let size = meta::encoded_len(descriptor);
+        if !part.is_empty() && bytes + size > max_bytes {
+            parts.push(std::mem::take(&mut part));
+            bytes = 0;
+        }
+        bytes += size;
+        part.push(descriptor.clone());
+    }
+    if !part.is_empty() {
+        parts.push(part);
+    }
+    parts
+}
+
 /// An operation sent to a range's leader.
 #[derive(Clone, Debug)]
 struct InFlight {
@@ -76,7 +103,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         }
         self.stop_control();
         if empty {
-            self.propose_bootstrap(term);
+            self.propose_bootstrap();
             return;
         }
         let nodes = self.planner_nodes();
@@ -97,13 +124,29 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         }
     }
 
-    fn propose_bootstrap(&mut self, term: Term) {
-        let Some(bootstrap) = self.config.bootstrap.clone() else { return };
-        if self.meta_leader_term == Some(term) {
+    /// Proposes the parts of the bootstrap layout the meta range does not
+    /// hold yet, at most [`MAX_BOOTSTRAP_PARTS_IN_FLIGHT`] at a time and
+    /// only when nothing else is in flight (a refused or lost proposal is
+    /// proposed again on the next input that finds the log settled; a
+    /// part committed twice is ignored).
+    fn propose_bootstrap(&mut self) {
+        let Some(meta) = self.meta.as_ref() else { return };
+        if meta.last_index() != meta.commit_index() {
             return;
         }
-        self.meta_leader_term = Some(term);
-        self.propose_meta(MetaCommand::Bootstrap(bootstrap.ranges), None);
+        let Some(bootstrap) = self.config.bootstrap.as_ref() else { return };
+        let max_bytes = self.config.raft.max_command_bytes / 2;
+        let parts = self.bootstrap_parts.get_or_insert_with(|| bootstrap_parts(&bootstrap.ranges, max_bytes));
+        let total = parts.len() as u32;
+        let missing: Vec<u32> =
+            meta.state_machine().missing_bootstrap_parts(total).take(MAX_BOOTSTRAP_PARTS_IN_FLIGHT).collect();
+        let commands: Vec<MetaCommand> = missing
+            .into_iter()
+            .map(|part| MetaCommand::Bootstrap { part, parts: total, ranges: parts[part as usize].clone() })
+            .collect();
+        for command in commands {
+            self.propose_meta(command, None);
+        }
     }
 
     /// Every node SWIM knows (and this one), as the planner sees them.

@@ -232,7 +232,9 @@ impl<S: StateMachine + Default> ClusterNode<S> {
     }
 
     /// Proposes `change` for the command waiting under `request`; a
-    /// learner that has not caught up yet is parked and tried again (until
+    /// change refused for a reason time may cure (a learner that has not
+    /// caught up, a majority not heard from since the range woke from
+    /// quiescence) is parked and tried again (until
     /// `operation_timeout_ms` after `since`, when the meta leader has given
     /// up on it anyway).
     fn try_change(
@@ -245,7 +247,10 @@ impl<S: StateMachine + Default> ClusterNode<S> {
         let Some(hosted) = self.ranges.get_mut(&wait.range) else { return };
         match hosted.raft.change_membership(self.now, request, change.clone()) {
             Ok(()) => {}
-            Err(ChangeError::NotCaughtUp(_))
+            // A learner still catching up, or a leader that has not heard
+            // from a majority recently: typically one just woken from
+            // quiescence, whose first heartbeats' answers are on their way.
+            Err(ChangeError::NotCaughtUp(_) | ChangeError::WouldLoseQuorum)
                 if self.now.as_millis() < since.as_millis() + self.config.operation_timeout_ms
                     && self.parked.len() < MAX_PARKED =>
             {
@@ -327,10 +332,10 @@ fn wait_of(op: u64, meta_leader: NodeId, meta_term: Term, range: RangeId) -> Com
     CommandWait { op, meta_leader, meta_term, range }
 }
 
-/// Most membership changes parked until their learner catches up.
+/// Most membership changes parked until they can be proposed.
 const MAX_PARKED: usize = 4096;
 
-/// A membership change waiting for its learner to catch up.
+/// A membership change waiting until it can be proposed.
 #[derive(Clone, Debug)]
 pub(super) struct Parked {
     request: crate::types::RequestId,

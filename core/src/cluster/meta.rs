@@ -23,8 +23,19 @@ pub const MAX_RANGES: usize = 1 << 20;
 /// A change to the descriptors, as committed in the meta range's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaCommand {
-    /// The cluster's first descriptors. Applies only to an empty meta range.
-    Bootstrap(Vec<RangeDescriptor>),
+    /// Part `part` of `parts` of the cluster's first descriptors (a large
+    /// layout does not fit one command). Applies only while the meta range
+    /// holds no descriptors; a part already held is ignored. When the last
+    /// missing part arrives, the parts together must form a table that
+    /// covers the keyspace, and become the descriptors.
+    Bootstrap {
+        /// Which part, from 0.
+        part: u32,
+        /// How many parts the layout has.
+        parts: u32,
+        /// This part's descriptors.
+        ranges: Vec<RangeDescriptor>,
+    },
     /// A range's committed (non-joint) configuration as of its commit index
     /// `as_of`. Applies when `as_of` is later than the last record of the
     /// range and the replicas differ from the descriptor's; the descriptor's
@@ -60,12 +71,23 @@ pub struct MetaStore {
     recorded_as_of: BTreeMap<RangeId, LogIndex>,
     /// The meta log index of the last command that changed a descriptor.
     version: LogIndex,
+    /// Bootstrap parts received while the layout is incomplete.
+    bootstrap_parts: BTreeMap<u32, Vec<RangeDescriptor>>,
+    /// How many parts the layout being received has (0: none received).
+    bootstrap_total: u32,
 }
 
 impl MetaStore {
     /// The descriptors, in range id order.
     pub fn descriptors(&self) -> impl Iterator<Item = &RangeDescriptor> + '_ {
         self.descriptors.values()
+    }
+
+    /// The bootstrap parts (of `parts`) not yet committed, in order; none
+    /// once the layout is complete.
+    pub fn missing_bootstrap_parts(&self, parts: u32) -> impl Iterator<Item = u32> + '_ {
+        let complete = !self.descriptors.is_empty();
+        (0..parts).filter(move |part| !complete && !self.bootstrap_parts.contains_key(part))
     }
 
     /// One range's descriptor.
@@ -99,20 +121,38 @@ impl MetaStore {
     /// Applies `command` committed at `index`.
     pub fn execute(&mut self, index: LogIndex, command: MetaCommand) -> MetaOutcome {
         match command {
-            MetaCommand::Bootstrap(descriptors) => self.bootstrap(index, descriptors),
+            MetaCommand::Bootstrap { part, parts, ranges } => self.bootstrap(index, part, parts, ranges),
             MetaCommand::Record { range, as_of, voters, learners } => {
                 self.record(index, range, as_of, &voters, &learners)
             }
         }
     }
 
-    fn bootstrap(&mut self, index: LogIndex, descriptors: Vec<RangeDescriptor>) -> MetaOutcome {
-        if !self.descriptors.is_empty() {
+    fn bootstrap(&mut self, index: LogIndex, part: u32, parts: u32, ranges: Vec<RangeDescriptor>) -> MetaOutcome {
+        if !self.descriptors.is_empty() || self.bootstrap_parts.contains_key(&part) {
             return MetaOutcome::Unchanged;
         }
-        if descriptors.len() > MAX_RANGES {
-            return MetaOutcome::Rejected(format!("{} ranges, more than {MAX_RANGES}", descriptors.len()));
+        if parts == 0 || part >= parts || parts as usize > MAX_RANGES {
+            return MetaOutcome::Rejected(format!("bootstrap part {part} of {parts}"));
         }
+        if self.bootstrap_total != 0 && self.bootstrap_total != parts {
+            return MetaOutcome::Rejected(format!(
+                "bootstrap part {part} of {parts}, but earlier parts said {}",
+                self.bootstrap_total
+            ));
+        }
+        let held: usize = self.bootstrap_parts.values().map(Vec::len).sum();
+        if held + ranges.len() > MAX_RANGES {
+            return MetaOutcome::Rejected(format!("{} ranges, more than {MAX_RANGES}", held + ranges.len()));
+        }
+        self.bootstrap_total = parts;
+        self.bootstrap_parts.insert(part, ranges);
+        if self.bootstrap_parts.len() < parts as usize {
+            return MetaOutcome::Unchanged;
+        }
+        let descriptors: Vec<RangeDescriptor> =
+            std::mem::take(&mut self.bootstrap_parts).into_values().flatten().collect();
+        self.bootstrap_total = 0;
         if descriptors.iter().any(|d| d.id == META_RANGE) {
             return MetaOutcome::Rejected(format!("{META_RANGE} is the meta range's own id"));
         }
@@ -189,6 +229,11 @@ impl StateMachine for MetaStore {
         *self = store;
         Ok(())
     }
+}
+
+/// The encoded size of one descriptor (to cut a bootstrap layout into parts).
+pub(super) fn encoded_len(descriptor: &RangeDescriptor) -> usize {
+    crate::wire::encode_bounded::<_, { usize::MAX }>(descriptor, usize::MAX).map_or(usize::MAX, |bytes| bytes.len())
 }
 
 /// Encodes a meta command for the meta range's log.

@@ -66,7 +66,9 @@ pub struct ClusterNode<S> {
     pub(super) now: Time,
     pub(super) swim: SwimNode,
     pub(super) meta: Option<RaftNode<MetaStore>>,
-    pub(super) meta_leader_term: Option<Term>,
+    /// The bootstrap layout cut into meta commands (computed when first
+    /// needed, on a meta leader of a new cluster).
+    pub(super) bootstrap_parts: Option<Vec<Vec<crate::partition::RangeDescriptor>>>,
     pub(super) ranges: BTreeMap<RangeId, Hosted<S>>,
     pub(super) table: RouteTable,
     pub(super) control: Option<Control>,
@@ -169,7 +171,7 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             now,
             swim,
             meta: None,
-            meta_leader_term: None,
+            bootstrap_parts: None,
             ranges: BTreeMap::new(),
             table: RouteTable::default(),
             control: None,

@@ -26,10 +26,13 @@ fn the_meta_store_bootstraps_once_and_never_records_backwards() {
     let layout = Bootstrap::even(&ids(5), 4, 3, 3).unwrap();
     let mut store = MetaStore::default();
     assert!(matches!(
-        store.execute(LogIndex(1), MetaCommand::Bootstrap(layout.ranges.clone())),
+        store.execute(LogIndex(1), MetaCommand::Bootstrap { part: 0, parts: 1, ranges: layout.ranges.clone() }),
         MetaOutcome::Changed(_)
     ));
-    assert_eq!(store.execute(LogIndex(2), MetaCommand::Bootstrap(Vec::new())), MetaOutcome::Unchanged);
+    assert_eq!(
+        store.execute(LogIndex(2), MetaCommand::Bootstrap { part: 0, parts: 1, ranges: Vec::new() }),
+        MetaOutcome::Unchanged
+    );
     let MetaOutcome::Changed(changed) = store.execute(LogIndex(3), record(1, 10, &[1, 2, 4])) else { panic!() };
     assert_eq!(changed[0].generation, 1);
     // An older record (a late report from an earlier leader) changes nothing.
@@ -55,11 +58,71 @@ fn a_bootstrap_that_leaves_a_gap_or_uses_the_meta_id_is_refused() {
     layout.ranges.remove(1);
     assert!(layout.validate().is_err(), "a layout with a gap");
     let mut store = MetaStore::default();
-    assert!(matches!(store.execute(LogIndex(1), MetaCommand::Bootstrap(layout.ranges)), MetaOutcome::Rejected(_)));
+    assert!(matches!(
+        store.execute(LogIndex(1), MetaCommand::Bootstrap { part: 0, parts: 1, ranges: layout.ranges }),
+        MetaOutcome::Rejected(_)
+    ));
     let meta_id = vec![RangeDescriptor::new(META_RANGE, Span::full(), ids(1))];
     assert!(Bootstrap { meta_voters: ids(1), ranges: meta_id }.validate().is_err());
     assert!(Bootstrap::even(&ids(2), 4, 3, 3).is_err(), "rf above the node count");
     assert!(Bootstrap::even(&ids(2), 0, 1, 3).is_err(), "no ranges");
+}
+
+#[test]
+fn a_bootstrap_in_parts_applies_only_when_every_part_has_committed() {
+    let layout = Bootstrap::even(&ids(3), 6, 3, 3).unwrap();
+    let part = |part: u32, parts: u32| MetaCommand::Bootstrap {
+        part,
+        parts,
+        ranges: layout.ranges.iter().skip(part as usize * 2).take(2).cloned().collect(),
+    };
+    let mut store = MetaStore::default();
+    assert_eq!(store.execute(LogIndex(1), part(2, 3)), MetaOutcome::Unchanged);
+    assert_eq!(store.execute(LogIndex(2), part(2, 3)), MetaOutcome::Unchanged, "a part committed twice");
+    assert_eq!(store.missing_bootstrap_parts(3).collect::<Vec<_>>(), vec![0, 1]);
+    assert!(matches!(store.execute(LogIndex(3), part(0, 4)), MetaOutcome::Rejected(_)), "parts disagree");
+    assert!(matches!(store.execute(LogIndex(3), part(3, 3)), MetaOutcome::Rejected(_)), "part out of range");
+    assert_eq!(store.execute(LogIndex(4), part(0, 3)), MetaOutcome::Unchanged);
+    assert_eq!(store.descriptors().count(), 0, "incomplete: no descriptors yet");
+    // A snapshot taken halfway carries the parts.
+    let mut restored = MetaStore::default();
+    crate::StateMachine::restore(&mut restored, &crate::StateMachine::snapshot(&store)).unwrap();
+    assert!(matches!(restored.execute(LogIndex(5), part(1, 3)), MetaOutcome::Changed(d) if d.len() == 6));
+    assert_eq!(restored.version(), LogIndex(5));
+    assert_eq!(restored.missing_bootstrap_parts(3).count(), 0);
+}
+
+#[test]
+fn a_placed_layout_spreads_every_range_over_the_zones_and_balances_the_rest() {
+    use crate::partition::{Locality, NodeInfo};
+    // Six nodes in three zones: every range can take one node per zone.
+    let infos: Vec<NodeInfo> =
+        (1..=6).map(|i| NodeInfo::new(NodeId(i), Locality::new([format!("zone={}", i % 3)]), 1, Time::ZERO)).collect();
+    let layout = Bootstrap::placed(&infos, 600, 3, 3, 7).unwrap();
+    layout.validate().unwrap();
+    let mut per_node = BTreeMap::new();
+    for range in &layout.ranges {
+        let zones: std::collections::BTreeSet<u64> = range.voters().map(|v| v.0 % 3).collect();
+        assert_eq!(zones.len(), 3, "{range:?}");
+        for voter in range.voters() {
+            *per_node.entry(voter).or_insert(0) += 1;
+        }
+    }
+    let (least, most) = (per_node.values().min().unwrap(), per_node.values().max().unwrap());
+    assert!(most - least <= 6, "{per_node:?}");
+    let meta_zones: std::collections::BTreeSet<u64> = layout.meta_voters.iter().map(|v| v.0 % 3).collect();
+    assert_eq!(meta_zones.len(), 3, "{:?}", layout.meta_voters);
+    assert_eq!(Bootstrap::placed(&infos, 600, 3, 3, 7).unwrap(), layout, "the same seed, the same layout");
+    assert!(Bootstrap::placed(&infos, 10, 7, 3, 7).is_err(), "rf above the node count");
+}
+
+#[test]
+fn a_layout_too_large_for_one_command_bootstraps_in_parts() {
+    // 3,000 descriptors are far more than one 64 KiB meta command holds.
+    let mut tiny = Tiny::new(3, 3_000);
+    tiny.run_until(|t| t.nodes.iter().filter(|n| n.is_active()).count() == 1);
+    let active = tiny.nodes.iter().find(|n| n.is_active()).unwrap();
+    assert_eq!(active.meta().unwrap().state_machine().descriptors().count(), 3_000);
 }
 
 #[test]

@@ -29,6 +29,9 @@ pub const MAX_NODES: usize = 32;
 /// Most ranges `--system cluster` accepts.
 pub const MAX_RANGES: usize = 100_000;
 
+/// Longest idle phase `--idle-secs` accepts (simulated seconds).
+pub const MAX_IDLE_SECS: u64 = 3_600;
+
 /// What to run for one seed.
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
@@ -44,6 +47,11 @@ pub struct ClusterOptions {
     pub workload: bool,
     /// Inject faults (`false` for a calm run, e.g. idle-cluster scale runs).
     pub faults: bool,
+    /// Idle ranges quiesce (`false`: `--quiesce off`, every range beats).
+    pub quiesce: bool,
+    /// After convergence and the final round, idle this many simulated
+    /// seconds and measure the cost of idling (0: end at convergence).
+    pub idle_secs: u64,
     /// A deliberate cluster bug, or `None`.
     pub bug: Option<ClusterBug>,
     /// Keep a readable trace (replay); the hash is always computed.
@@ -61,6 +69,8 @@ impl ClusterOptions {
             rf: 3,
             workload: true,
             faults: true,
+            quiesce: true,
+            idle_secs: 0,
             bug: None,
             keep_trace_text: false,
         }

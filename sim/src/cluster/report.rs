@@ -30,6 +30,27 @@ pub struct SeedMetrics {
     /// voters, none on the lost node, in milliseconds (`None`: no node
     /// was lost, or the run ended first).
     pub recovery_ms: Option<u64>,
+    /// What the idle phase cost (`--idle-secs`), if there was one.
+    pub idle: Option<IdleMetrics>,
+}
+
+/// What an idle cluster costs, measured over the idle phase.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdleMetrics {
+    /// From convergence to the start of the idle phase: until the planner
+    /// had started nothing (leadership balancing, mostly) for 10 s.
+    pub settled_ms: u64,
+    /// Simulated events (message deliveries, timers, syncs) per simulated second.
+    pub events_per_sim_s: u64,
+    /// Raft messages sent per simulated second (each message of a batch counts).
+    pub raft_messages_per_sim_s: u64,
+    /// Replicas hosted at the end, over every running node (the meta range's included).
+    pub replicas: u64,
+    /// Of those, quiesced at the end.
+    pub quiesced: u64,
+    /// Heap bytes per hosted replica: what dropping every node gave back,
+    /// over `replicas` (`None` outside the `chorus-sim` binary).
+    pub heap_bytes_per_replica: Option<u64>,
 }
 
 /// Many cluster seeds' outcomes.
@@ -69,6 +90,8 @@ pub struct Summary {
     pub recovery_ms_max: u64,
     /// Mean recovery, in milliseconds.
     pub recovery_ms_mean: u64,
+    /// The idle phases' costs, averaged over the seeds that had one.
+    pub idle: Option<IdleMetrics>,
 }
 
 impl Summary {
@@ -76,6 +99,7 @@ impl Summary {
     pub fn of<'a>(metrics: impl IntoIterator<Item = &'a SeedMetrics>) -> Summary {
         let mut summary = Summary::default();
         let mut seeds = 0u64;
+        let mut idle_seeds = Vec::new();
         for m in metrics {
             seeds += 1;
             summary.replica_moves += m.replica_moves;
@@ -90,10 +114,35 @@ impl Summary {
                 summary.recovery_ms_max = summary.recovery_ms_max.max(ms);
                 summary.recovery_ms_mean += ms;
             }
+            if let Some(idle) = &m.idle {
+                idle_seeds.push(idle);
+            }
         }
         summary.events_per_sim_s /= seeds.max(1);
         summary.recovery_ms_mean /= summary.recoveries.max(1);
+        summary.idle = IdleMetrics::mean(&idle_seeds);
         summary
+    }
+}
+
+impl IdleMetrics {
+    /// The mean of `seeds` (`None` when empty; the heap figure only over
+    /// the seeds that measured it).
+    fn mean(seeds: &[&IdleMetrics]) -> Option<IdleMetrics> {
+        let n = seeds.len() as u64;
+        if n == 0 {
+            return None;
+        }
+        let mean = |f: fn(&IdleMetrics) -> u64| seeds.iter().map(|m| f(m)).sum::<u64>() / n;
+        let heap: Vec<u64> = seeds.iter().filter_map(|m| m.heap_bytes_per_replica).collect();
+        Some(IdleMetrics {
+            settled_ms: mean(|m| m.settled_ms),
+            events_per_sim_s: mean(|m| m.events_per_sim_s),
+            raft_messages_per_sim_s: mean(|m| m.raft_messages_per_sim_s),
+            replicas: mean(|m| m.replicas),
+            quiesced: mean(|m| m.quiesced),
+            heap_bytes_per_replica: (!heap.is_empty()).then(|| heap.iter().sum::<u64>() / heap.len() as u64),
+        })
     }
 }
 
@@ -118,6 +167,12 @@ pub fn replay_command(seed: u64, options: &ClusterOptions) -> String {
     if !options.faults {
         command.push_str(" --faults none");
     }
+    if !options.quiesce {
+        command.push_str(" --quiesce off");
+    }
+    if options.idle_secs > 0 {
+        command.push_str(&format!(" --idle-secs {}", options.idle_secs));
+    }
     if let Some(bug) = options.bug {
         command.push_str(&format!(" --bug {}", bug.name()));
     }
@@ -131,7 +186,7 @@ pub fn text(summary: &ClusterRunSummary, options: &ClusterRunOptions) -> String 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "seeds:          {} ({}..{}), cluster, {} nodes, {} ranges, rf {}, workload {}, bug: {}",
+        "seeds:          {} ({}..{}), cluster, {} nodes, {} ranges, rf {}, workload {}, quiesce {}, bug: {}",
         summary.outcomes.len(),
         options.seeds.start,
         options.seeds.end,
@@ -139,6 +194,7 @@ pub fn text(summary: &ClusterRunSummary, options: &ClusterRunOptions) -> String 
         base.ranges,
         base.rf,
         if base.workload { "default" } else { "none" },
+        if base.quiesce { "on" } else { "off" },
         base.bug.map_or("none", |bug| bug.name())
     );
     out.push_str(&summary.totals_text());
@@ -157,6 +213,19 @@ pub fn text(summary: &ClusterRunSummary, options: &ClusterRunOptions) -> String 
         "recovery:       {} seeds lost a node for good; rf voters again after {} ms worst, {} ms mean",
         m.recoveries, m.recovery_ms_max, m.recovery_ms_mean
     );
+    if let Some(idle) = &m.idle {
+        let _ = writeln!(
+            out,
+            "idle:           {} s, from {} ms after convergence: {} events and {} Raft messages per simulated second; {} of {} replicas quiesced; {} heap bytes per replica",
+            base.idle_secs,
+            idle.settled_ms,
+            idle.events_per_sim_s,
+            idle.raft_messages_per_sim_s,
+            idle.quiesced,
+            idle.replicas,
+            idle.heap_bytes_per_replica.map_or("unmeasured".to_string(), |b| b.to_string())
+        );
+    }
     out.push_str(&summary.failures_text(|seed| replay_command(seed, base)));
     out
 }
@@ -179,7 +248,18 @@ pub fn json(summary: &ClusterRunSummary, options: &ClusterRunOptions) -> serde_j
         "recoveries": m.recoveries,
         "recovery_ms": m.recovery_ms_max,
         "recovery_ms_mean": m.recovery_ms_mean,
+        "quiesce": options.base.quiesce,
     });
+    if let Some(idle) = &m.idle {
+        let object = value.as_object_mut().expect("built as an object");
+        object.insert("idle_secs".into(), json!(options.base.idle_secs));
+        object.insert("idle_settled_ms".into(), json!(idle.settled_ms));
+        object.insert("idle_events_per_sim_s".into(), json!(idle.events_per_sim_s));
+        object.insert("idle_raft_messages_per_sim_s".into(), json!(idle.raft_messages_per_sim_s));
+        object.insert("idle_replicas".into(), json!(idle.replicas));
+        object.insert("idle_quiesced_replicas".into(), json!(idle.quiesced));
+        object.insert("heap_bytes_per_replica".into(), json!(idle.heap_bytes_per_replica));
+    }
     let base = options.base.clone();
     let replay = move |seed| replay_command(seed, &base);
     value.as_object_mut().expect("built as an object").extend(summary.json_fields(Some(&replay)));

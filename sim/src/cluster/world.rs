@@ -10,7 +10,7 @@ use chorus_core::cluster::{
     message, Bootstrap, ClusterAction, ClusterConfig, ClusterEvent, ClusterNode, ClusterResult, ClusterWrite,
 };
 use chorus_core::kv::KvStore;
-use chorus_core::partition::{Locality, RangeId};
+use chorus_core::partition::{Locality, NodeInfo, RangeId};
 use chorus_core::raft::DurableState;
 use chorus_core::swim::Address;
 use chorus_core::{NodeId, RequestId, Time};
@@ -29,6 +29,9 @@ pub const CONVERGE_BASE_US: u64 = 60_000_000;
 pub const CONVERGE_PER_RANGE_US: u64 = 500_000;
 /// Time between checks of convergence.
 const CONVERGE_CHECK_US: u64 = 500_000;
+/// The idle phase starts once the planner has started no operation for
+/// this long.
+const SETTLED_QUIET_US: u64 = 10_000_000;
 /// Time between checks of recovery after a node is lost.
 const RECOVERY_CHECK_US: u64 = 100_000;
 /// Fsync latency range.
@@ -81,6 +84,16 @@ pub enum Ev {
     /// Check whether every range is back to `rf` voters after a node was
     /// lost for good.
     RecoveryCheck,
+    /// The idle phase (`--idle-secs`) ends.
+    IdleEnd,
+}
+
+/// Where the idle phase (`--idle-secs`) started.
+#[derive(Clone, Copy, Debug)]
+struct IdleStart {
+    at_us: u64,
+    events: u64,
+    raft_messages: u64,
 }
 
 /// A simulated machine: the process (when running) and its disk.
@@ -116,6 +129,14 @@ pub struct ClusterWorld {
     lost_at: Option<u64>,
     pub(super) converged_at: Option<u64>,
     pub(super) profile: String,
+    /// Raft messages sent (a batch counts each message in it).
+    raft_messages: u64,
+    /// When the active node last started an operation.
+    last_operation_at: u64,
+    /// The idle phase, once started.
+    idle_start: Option<IdleStart>,
+    /// The idle phase is over (or there is none).
+    idle_over: bool,
 }
 
 fn address(index: usize) -> Address {
@@ -133,8 +154,11 @@ impl ClusterWorld {
     pub fn new(options: ClusterOptions) -> ClusterWorld {
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
         let total = options.nodes + 1;
-        let ids: Vec<NodeId> = (0..options.nodes).map(crate::skeleton::node_id).collect();
-        let bootstrap = Bootstrap::even(&ids, options.ranges, options.rf, 3).expect("options were validated");
+        let infos: Vec<NodeInfo> = (0..options.nodes)
+            .map(|i| NodeInfo::new(crate::skeleton::node_id(i), locality(i), 1, Time::ZERO))
+            .collect();
+        let bootstrap =
+            Bootstrap::placed(&infos, options.ranges, options.rf, 3, rng.random()).expect("options were validated");
         let nodes = (0..total)
             .map(|i| {
                 let config = node_config(&options, i, (i < options.nodes).then(|| bootstrap.clone()), &mut rng);
@@ -173,6 +197,10 @@ impl ClusterWorld {
             lost_at: None,
             converged_at: None,
             profile: String::new(),
+            raft_messages: 0,
+            last_operation_at: 0,
+            idle_start: None,
+            idle_over: options.idle_secs == 0,
             options,
         };
         world.schedule_start();
@@ -207,6 +235,9 @@ impl ClusterWorld {
             other => failures.push(format!("run ended: {other:?}")),
         }
         let history = self.check_final(&mut failures);
+        if self.idle_over && self.idle_start.is_some() {
+            self.measure_idle_heap();
+        }
         let sim_micros = self.engine.now;
         self.metrics.events_per_sim_s = self.engine.events * 1_000_000 / sim_micros.max(1);
         let trace = std::mem::replace(&mut self.engine.trace, crate::trace::Trace::new(false, 0));
@@ -287,6 +318,11 @@ impl ClusterWorld {
     fn perform(&mut self, index: usize, action: ClusterAction) {
         match action {
             ClusterAction::Send { to, message } => {
+                self.raft_messages += match &message {
+                    message::ClusterMessage::Raft { .. } => 1,
+                    message::ClusterMessage::RaftBatch(batch) => batch.len() as u64,
+                    _ => 0,
+                };
                 let Some(to) = index_of(&to).filter(|&to| to < self.nodes.len()) else {
                     self.checker.fail(format!("n{} sent to an address no node has", index + 1));
                     return;
@@ -326,8 +362,11 @@ impl ClusterWorld {
                 holds.0
             )),
             ClusterEvent::BadMessage(what) => self.checker.fail(format!("n{}: bad message: {what}", index + 1)),
-            ClusterEvent::OperationStarted { what, .. } if what.starts_with("AddLearner") => {
-                self.metrics.replica_moves += 1
+            ClusterEvent::OperationStarted { what, .. } => {
+                self.last_operation_at = self.engine.now;
+                if what.starts_with("AddLearner") {
+                    self.metrics.replica_moves += 1
+                }
             }
             _ => {}
         }
@@ -459,6 +498,50 @@ impl ClusterWorld {
         self.engine.schedule(CONVERGE_CHECK_US, Ev::ConvergeCheck);
     }
 
+    /// Starts the idle phase: nothing more happens but the nodes' own
+    /// timers for `idle_secs`.
+    fn start_idle(&mut self) {
+        self.idle_start =
+            Some(IdleStart { at_us: self.engine.now, events: self.engine.events, raft_messages: self.raft_messages });
+        self.engine.record(8u64, &[], || "idle phase starts".into());
+        self.engine.schedule(self.options.idle_secs * 1_000_000, Ev::IdleEnd);
+    }
+
+    /// Ends the idle phase and records what it cost.
+    fn end_idle(&mut self) {
+        let start = self.idle_start.expect("the idle phase started");
+        let span_us = (self.engine.now - start.at_us).max(1);
+        let per_sim_s = |count: u64| count * 1_000_000 / span_us;
+        let (mut replicas, mut quiesced) = (0, 0);
+        for node in self.nodes.iter().filter_map(|sim| sim.node.as_ref()) {
+            let status = node.status();
+            replicas += status.ranges.len() as u64;
+            quiesced += status.quiesced as u64;
+        }
+        let converged = self.converged_at.expect("idle comes after convergence");
+        self.metrics.idle = Some(super::report::IdleMetrics {
+            settled_ms: (start.at_us - converged) / 1000,
+            events_per_sim_s: per_sim_s(self.engine.events - start.events),
+            raft_messages_per_sim_s: per_sim_s(self.raft_messages - start.raft_messages),
+            replicas,
+            quiesced,
+            heap_bytes_per_replica: None,
+        });
+        self.idle_over = true;
+        self.engine.record(9u64, &[], || format!("idle phase ends: {quiesced} of {replicas} replicas quiesced"));
+    }
+
+    /// The heap bytes one hosted replica costs: what dropping every node
+    /// gives back, over the replicas they host (measured only under the
+    /// `chorus-sim` binary's counting allocator).
+    fn measure_idle_heap(&mut self) {
+        let nodes: Vec<_> = self.nodes.iter_mut().filter_map(|sim| sim.node.take()).collect();
+        let freed = crate::heap::net_freed_by(move || drop(nodes));
+        if let (Some(freed), Some(idle)) = (freed, self.metrics.idle.as_mut()) {
+            idle.heap_bytes_per_replica = Some(freed.max(0) as u64 / idle.replicas.max(1));
+        }
+    }
+
     fn converge_check(&mut self) {
         let over = self.faults_over_at.expect("checks start after the faults");
         match self.convergence() {
@@ -472,7 +555,17 @@ impl ClusterWorld {
                     }
                 }
                 if self.workload.final_round_done() {
-                    return;
+                    if self.idle_over {
+                        return;
+                    }
+                    // The idle phase measures a settled cluster: it starts
+                    // once the planner has started nothing (leadership
+                    // balancing, mostly) for a while, or at the bound.
+                    let quiet = self.engine.now.saturating_sub(self.last_operation_at) >= SETTLED_QUIET_US;
+                    if quiet || self.engine.now > over + self.converge_bound_us() {
+                        self.start_idle();
+                        return;
+                    }
                 }
             }
             Err(why) if self.engine.now > over + self.converge_bound_us() => {
@@ -559,12 +652,18 @@ impl World for ClusterWorld {
                     self.engine.schedule(RECOVERY_CHECK_US, Ev::RecoveryCheck);
                 }
             }
+            Ev::IdleEnd => self.end_idle(),
         }
     }
 
     fn finished(&self) -> bool {
-        self.checker.failed() || (self.converged_at.is_some() && self.workload.final_round_done())
+        self.checker.failed() || (self.converged_at.is_some() && self.workload.final_round_done() && self.idle_over)
     }
+}
+
+/// Node `index`'s failure domain: the zones are dealt round robin.
+fn locality(index: usize) -> Locality {
+    Locality::new([format!("zone={}", index % ZONES)])
 }
 
 /// The configuration of node `index` (0-based).
@@ -579,7 +678,7 @@ fn node_config(
     config.seeds = (0..options.nodes.min(3)).filter(|&i| i != index).map(address).collect();
     config.peers = (0..options.nodes).map(|i| (crate::skeleton::node_id(i), address(i))).collect();
     config.bootstrap = bootstrap;
-    config.locality = Locality::new([format!("zone={}", index % ZONES)]);
+    config.locality = locality(index);
     config.rng_seed = rng.random();
     config.planner.replication_factor = options.rf;
     config.planner.grace_period_us = GRACE_US;
@@ -587,5 +686,8 @@ fn node_config(
     config.planner.operation_timeout_us = 20_000_000;
     config.orphan_grace_ms = 10_000;
     config.injected_bug = options.bug;
+    if !options.quiesce {
+        config.raft.quiesce_after_ms = 0;
+    }
     config
 }
