@@ -4,7 +4,7 @@ use super::{
     parse_seeds, parse_threads, print_replay_header, print_verdict, say_text, write_trace, ClusterArgs, ReplayArgs,
     RunArgs, SeedProgress, UsageError,
 };
-use chorus_sim::cluster::{self, report, ClusterOptions};
+use chorus_sim::cluster::{self, report, ClusterOptions, FaultMix};
 use std::process::ExitCode;
 
 /// The options of a cluster seed, checked.
@@ -52,10 +52,18 @@ fn parse(args: &ClusterArgs, seed: u64) -> Result<ClusterOptions, UsageError> {
         Some(other) => return Err(UsageError(format!("--workload {other:?}: must be default or none"))),
     };
     let faults = match args.faults.as_deref() {
-        None | Some("swarm") => true,
-        Some("none") => false,
+        None | Some("swarm") => FaultMix::Swarm,
+        Some("none") => FaultMix::None,
+        Some("lose") if args.nodes > rf => FaultMix::Lose,
+        Some("lose") => {
+            return Err(UsageError(format!(
+                "--faults lose needs more nodes than rf ({rf}) to hold every range without the lost one"
+            )))
+        }
         Some(other) => {
-            return Err(UsageError(format!("--faults {other:?}: --system cluster takes swarm (the default) or none")))
+            return Err(UsageError(format!(
+                "--faults {other:?}: --system cluster takes swarm (the default), none or lose"
+            )))
         }
     };
     let quiesce = match args.quiesce.as_deref() {

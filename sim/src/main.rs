@@ -175,7 +175,8 @@ struct ClusterArgs {
     #[arg(long, value_enum)]
     lifeguard: Option<Lifeguard>,
     /// SWIM: the fault mix: swarm (default), crashes, slow, partition or
-    /// none. Cluster: swarm (default) or none.
+    /// none. Cluster: swarm (default), none, or lose (one node lost for good
+    /// 2 s in, nothing else).
     #[arg(long, value_name = "MIX")]
     faults: Option<String>,
     /// SWIM only: length of the fault phase in milliseconds (default 30000).

@@ -1,7 +1,7 @@
 //! `--system cluster`: seeds pass, replay is exact, and every injected bug
 //! is caught.
 
-use chorus_sim::cluster::{run_seed, ClusterBug, ClusterOptions};
+use chorus_sim::cluster::{run_seed, ClusterBug, ClusterOptions, FaultMix};
 use std::process::{Command, Output};
 
 fn chorus_sim(args: &[&str]) -> Output {
@@ -10,7 +10,7 @@ fn chorus_sim(args: &[&str]) -> Output {
 
 #[test]
 fn a_calm_cluster_converges_and_serves_every_key() {
-    let report = run_seed(ClusterOptions { faults: false, ..ClusterOptions::new(1) });
+    let report = run_seed(ClusterOptions { faults: FaultMix::None, ..ClusterOptions::new(1) });
     assert!(report.passed(), "{:?}\nprofile: {}", report.outcome.failures, report.profile);
     let metrics = &report.outcome.metrics;
     assert!(metrics.operations > 0 && metrics.converge_ms.is_some(), "{metrics:?}");
@@ -22,8 +22,13 @@ fn a_calm_cluster_converges_and_serves_every_key() {
 #[test]
 fn an_idle_cluster_quiesces_every_range_and_stops_raft_traffic() {
     let idle = |quiesce| {
-        let options =
-            ClusterOptions { faults: false, workload: false, quiesce, idle_secs: 20, ..ClusterOptions::new(2) };
+        let options = ClusterOptions {
+            faults: FaultMix::None,
+            workload: false,
+            quiesce,
+            idle_secs: 20,
+            ..ClusterOptions::new(2)
+        };
         let report = run_seed(ClusterOptions { ranges: 100, ..options });
         assert!(report.passed(), "{:?}", report.outcome.failures);
         report.outcome.metrics.idle.expect("an idle phase was run")
@@ -35,6 +40,16 @@ fn an_idle_cluster_quiesces_every_range_and_stops_raft_traffic() {
     assert!(off.raft_messages_per_sim_s > 1_000, "{off:?}");
     assert!(off.events_per_sim_s > 10 * on.events_per_sim_s, "{on:?} {off:?}");
     assert_eq!(on.heap_bytes_per_replica, None, "measured only under the chorus-sim binary");
+}
+
+#[test]
+fn a_node_lost_for_good_is_repaired_and_the_busiest_leader_fails_over() {
+    let options = ClusterOptions { faults: FaultMix::Lose, workload: false, ranges: 40, ..ClusterOptions::new(3) };
+    let report = run_seed(options);
+    assert!(report.passed(), "{:?}", report.outcome.failures);
+    let metrics = &report.outcome.metrics;
+    assert!(metrics.recovery_ms.is_some() && metrics.replica_moves > 0, "{metrics:?}");
+    assert!(metrics.failover_after_declared_ms.is_some(), "{metrics:?}");
 }
 
 #[test]
@@ -81,7 +96,9 @@ fn every_injected_bug_is_caught_by_the_checker_meant_for_it() {
         (ClusterBug::NoDescriptorGossip, "routes by descriptors version", 5),
         (ClusterBug::LocalLinearizableReads, "linearizability:", 5),
         (ClusterBug::OrphansKept, "still hosts a replica", 5),
+        (ClusterBug::QuiescedNeverWakes, "failover:", 5),
     ];
+    assert_eq!(expected.len(), ClusterBug::ALL.len(), "every bug has its row");
     for (bug, what, limit) in expected {
         let (seed, failures) = first_failure(bug, limit).unwrap_or_else(|| panic!("{} never caught", bug.name()));
         assert!(failures.iter().any(|f| f.contains(what)), "{} at seed {seed}: {failures:?}", bug.name());

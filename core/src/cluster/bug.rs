@@ -23,18 +23,22 @@ pub enum ClusterBug {
     LocalLinearizableReads,
     /// Replicas a node no longer belongs to are never destroyed.
     OrphansKept,
+    /// When SWIM declares a node failed, the quiesced ranges it led are not
+    /// woken: they stay leaderless until something else touches them.
+    QuiescedNeverWakes,
 }
 
 impl ClusterBug {
     /// Every bug, in the order `chorus-sim bugs --system cluster` lists
     /// them.
-    pub const ALL: [ClusterBug; 6] = [
+    pub const ALL: [ClusterBug; 7] = [
         ClusterBug::ServesForeignKeys,
         ClusterBug::AckBeforeDurable,
         ClusterBug::RemoveBeforeAdd,
         ClusterBug::NoDescriptorGossip,
         ClusterBug::LocalLinearizableReads,
         ClusterBug::OrphansKept,
+        ClusterBug::QuiescedNeverWakes,
     ];
 
     /// The name used on the command line.
@@ -46,6 +50,7 @@ impl ClusterBug {
             ClusterBug::NoDescriptorGossip => "no-descriptor-gossip",
             ClusterBug::LocalLinearizableReads => "local-linearizable-reads",
             ClusterBug::OrphansKept => "orphans-kept",
+            ClusterBug::QuiescedNeverWakes => "quiesced-never-wakes",
         }
     }
 
@@ -58,6 +63,7 @@ impl ClusterBug {
             ClusterBug::NoDescriptorGossip => "nodes never fetch newer descriptors, so routing caches go stale",
             ClusterBug::LocalLinearizableReads => "linearizable reads are served by any replica from its own state",
             ClusterBug::OrphansKept => "replicas removed from a range are never destroyed",
+            ClusterBug::QuiescedNeverWakes => "the quiesced ranges of a node SWIM declared failed are not woken",
         }
     }
 

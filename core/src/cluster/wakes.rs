@@ -67,6 +67,9 @@ impl<S: StateMachine + Default> ClusterNode<S> {
     /// SWIM declared `node` failed (or it left): queue every quiesced range
     /// this node follows it in.
     pub(super) fn leader_failed(&mut self, node: NodeId) {
+        if self.config.bug(super::ClusterBug::QuiescedNeverWakes) {
+            return;
+        }
         if self.meta.as_ref().is_some_and(|m| m.is_quiesced() && m.role() != Role::Leader && m.leader() == Some(node)) {
             self.wakes.queue.push_back((META_RANGE, WakeReason::LeaderFailed));
         }

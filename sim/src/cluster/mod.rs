@@ -17,6 +17,7 @@
 
 mod checks;
 mod client;
+mod phases;
 pub mod report;
 pub mod world;
 
@@ -28,6 +29,29 @@ pub use report::{SeedMetrics, Summary};
 pub const MAX_NODES: usize = 32;
 /// Most ranges `--system cluster` accepts.
 pub const MAX_RANGES: usize = 100_000;
+
+/// The faults of a cluster run (`--faults`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultMix {
+    /// Crashes, partitions, maybe a node lost for good, maybe a join, for
+    /// 30 s (the default).
+    Swarm,
+    /// None: a calm run (idle-cluster scale runs).
+    None,
+    /// Only one node lost for good, 2 s in: measures the repair alone.
+    Lose,
+}
+
+impl FaultMix {
+    /// The name `--faults` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultMix::Swarm => "swarm",
+            FaultMix::None => "none",
+            FaultMix::Lose => "lose",
+        }
+    }
+}
 
 /// Longest idle phase `--idle-secs` accepts (simulated seconds).
 pub const MAX_IDLE_SECS: u64 = 3_600;
@@ -45,8 +69,8 @@ pub struct ClusterOptions {
     pub rf: usize,
     /// Run the client workload (`false`: `--workload none`).
     pub workload: bool,
-    /// Inject faults (`false` for a calm run, e.g. idle-cluster scale runs).
-    pub faults: bool,
+    /// Which faults to inject.
+    pub faults: FaultMix,
     /// Idle ranges quiesce (`false`: `--quiesce off`, every range beats).
     pub quiesce: bool,
     /// After convergence and the final round, idle this many simulated
@@ -68,7 +92,7 @@ impl ClusterOptions {
             ranges: 16,
             rf: 3,
             workload: true,
-            faults: true,
+            faults: FaultMix::Swarm,
             quiesce: true,
             idle_secs: 0,
             bug: None,

@@ -32,6 +32,11 @@ pub struct SeedMetrics {
     pub recovery_ms: Option<u64>,
     /// What the idle phase cost (`--idle-secs`), if there was one.
     pub idle: Option<IdleMetrics>,
+    /// The failover check: from the crash of the node leading the most
+    /// ranges to every range it led having a leader again, in milliseconds.
+    pub failover_ms: Option<u64>,
+    /// The same, from the first node's SWIM declaring it failed.
+    pub failover_after_declared_ms: Option<u64>,
 }
 
 /// What an idle cluster costs, measured over the idle phase.
@@ -92,6 +97,10 @@ pub struct Summary {
     pub recovery_ms_mean: u64,
     /// The idle phases' costs, averaged over the seeds that had one.
     pub idle: Option<IdleMetrics>,
+    /// Slowest failover (crash to every range led again), in milliseconds.
+    pub failover_ms_max: u64,
+    /// Slowest failover after SWIM's declaration, in milliseconds.
+    pub failover_after_declared_ms_max: u64,
 }
 
 impl Summary {
@@ -117,6 +126,9 @@ impl Summary {
             if let Some(idle) = &m.idle {
                 idle_seeds.push(idle);
             }
+            summary.failover_ms_max = summary.failover_ms_max.max(m.failover_ms.unwrap_or(0));
+            summary.failover_after_declared_ms_max =
+                summary.failover_after_declared_ms_max.max(m.failover_after_declared_ms.unwrap_or(0));
         }
         summary.events_per_sim_s /= seeds.max(1);
         summary.recovery_ms_mean /= summary.recoveries.max(1);
@@ -164,8 +176,8 @@ pub fn replay_command(seed: u64, options: &ClusterOptions) -> String {
     if !options.workload {
         command.push_str(" --workload none");
     }
-    if !options.faults {
-        command.push_str(" --faults none");
+    if options.faults != super::FaultMix::Swarm {
+        command.push_str(&format!(" --faults {}", options.faults.name()));
     }
     if !options.quiesce {
         command.push_str(" --quiesce off");
@@ -213,6 +225,11 @@ pub fn text(summary: &ClusterRunSummary, options: &ClusterRunOptions) -> String 
         "recovery:       {} seeds lost a node for good; rf voters again after {} ms worst, {} ms mean",
         m.recoveries, m.recovery_ms_max, m.recovery_ms_mean
     );
+    let _ = writeln!(
+        out,
+        "failover:       the busiest leader's ranges led again {} ms after its crash worst, {} ms after SWIM declared it failed",
+        m.failover_ms_max, m.failover_after_declared_ms_max
+    );
     if let Some(idle) = &m.idle {
         let _ = writeln!(
             out,
@@ -249,6 +266,8 @@ pub fn json(summary: &ClusterRunSummary, options: &ClusterRunOptions) -> serde_j
         "recovery_ms": m.recovery_ms_max,
         "recovery_ms_mean": m.recovery_ms_mean,
         "quiesce": options.base.quiesce,
+        "failover_ms": m.failover_ms_max,
+        "failover_after_declared_ms": m.failover_after_declared_ms_max,
     });
     if let Some(idle) = &m.idle {
         let object = value.as_object_mut().expect("built as an object");

@@ -3,7 +3,7 @@
 use super::checks::Checker;
 use super::client::{ClientAttempt, Workload};
 use super::report::SeedMetrics;
-use super::{ClusterOptions, ClusterReport};
+use super::{ClusterOptions, ClusterReport, FaultMix};
 use crate::network::{Fate, Network, NetworkParams};
 use crate::skeleton::{run_events, Engine, LoopEnd, SeedOutcome, World};
 use chorus_core::cluster::{
@@ -86,14 +86,8 @@ pub enum Ev {
     RecoveryCheck,
     /// The idle phase (`--idle-secs`) ends.
     IdleEnd,
-}
-
-/// Where the idle phase (`--idle-secs`) started.
-#[derive(Clone, Copy, Debug)]
-struct IdleStart {
-    at_us: u64,
-    events: u64,
-    raft_messages: u64,
+    /// Check whether the ranges the crashed node led have leaders again.
+    FailoverCheck,
 }
 
 /// A simulated machine: the process (when running) and its disk.
@@ -130,13 +124,15 @@ pub struct ClusterWorld {
     pub(super) converged_at: Option<u64>,
     pub(super) profile: String,
     /// Raft messages sent (a batch counts each message in it).
-    raft_messages: u64,
+    pub(super) raft_messages: u64,
     /// When the active node last started an operation.
     last_operation_at: u64,
     /// The idle phase, once started.
-    idle_start: Option<IdleStart>,
+    pub(super) idle_start: Option<super::phases::IdleStart>,
     /// The idle phase is over (or there is none).
-    idle_over: bool,
+    pub(super) idle_over: bool,
+    /// The failover check, once started.
+    pub(super) failover: Option<super::phases::Failover>,
 }
 
 fn address(index: usize) -> Address {
@@ -201,6 +197,7 @@ impl ClusterWorld {
             last_operation_at: 0,
             idle_start: None,
             idle_over: options.idle_secs == 0,
+            failover: None,
             options,
         };
         world.schedule_start();
@@ -211,12 +208,24 @@ impl ClusterWorld {
         for node in 0..self.options.nodes {
             self.engine.schedule(0, Ev::Join { node });
         }
-        let fault_end = if self.options.faults { FAULT_PHASE_US } else { 1_000_000 };
-        if self.options.faults {
-            self.profile = super::checks::schedule_faults(self);
-        } else {
-            self.profile = "no faults".into();
-        }
+        let fault_end = match self.options.faults {
+            FaultMix::Swarm => {
+                self.profile = super::checks::schedule_faults(self);
+                FAULT_PHASE_US
+            }
+            FaultMix::None => {
+                self.profile = "no faults".into();
+                1_000_000
+            }
+            FaultMix::Lose => {
+                // Any node would do; if it is a meta voter, the meta range
+                // stays one voter short (its replicas do not move yet).
+                let node = self.options.nodes - 1;
+                self.profile = format!("lose n{} for good at 2000 ms", node + 1);
+                self.engine.schedule(2_000_000, Ev::Lose { node });
+                3_000_000
+            }
+        };
         for client in 0..self.workload.client_count() {
             let start = 500_000 + self.engine.rng.random_range(0..100_000);
             self.engine.schedule(start, Ev::ClientNext { client });
@@ -277,7 +286,7 @@ impl ClusterWorld {
         }
     }
 
-    fn crash(&mut self, index: usize) {
+    pub(super) fn crash(&mut self, index: usize) {
         let sim = &mut self.nodes[index];
         if sim.node.take().is_none() {
             return;
@@ -361,6 +370,7 @@ impl ClusterWorld {
                 acknowledged.0,
                 holds.0
             )),
+            ClusterEvent::NodeFailed(node) => self.node_declared_failed(*node),
             ClusterEvent::BadMessage(what) => self.checker.fail(format!("n{}: bad message: {what}", index + 1)),
             ClusterEvent::OperationStarted { what, .. } => {
                 self.last_operation_at = self.engine.now;
@@ -469,7 +479,7 @@ impl ClusterWorld {
     }
 
     /// The convergence bound of this run.
-    fn converge_bound_us(&self) -> u64 {
+    pub(super) fn converge_bound_us(&self) -> u64 {
         CONVERGE_BASE_US + CONVERGE_PER_RANGE_US * self.options.ranges as u64
     }
 
@@ -498,50 +508,6 @@ impl ClusterWorld {
         self.engine.schedule(CONVERGE_CHECK_US, Ev::ConvergeCheck);
     }
 
-    /// Starts the idle phase: nothing more happens but the nodes' own
-    /// timers for `idle_secs`.
-    fn start_idle(&mut self) {
-        self.idle_start =
-            Some(IdleStart { at_us: self.engine.now, events: self.engine.events, raft_messages: self.raft_messages });
-        self.engine.record(8u64, &[], || "idle phase starts".into());
-        self.engine.schedule(self.options.idle_secs * 1_000_000, Ev::IdleEnd);
-    }
-
-    /// Ends the idle phase and records what it cost.
-    fn end_idle(&mut self) {
-        let start = self.idle_start.expect("the idle phase started");
-        let span_us = (self.engine.now - start.at_us).max(1);
-        let per_sim_s = |count: u64| count * 1_000_000 / span_us;
-        let (mut replicas, mut quiesced) = (0, 0);
-        for node in self.nodes.iter().filter_map(|sim| sim.node.as_ref()) {
-            let status = node.status();
-            replicas += status.ranges.len() as u64;
-            quiesced += status.quiesced as u64;
-        }
-        let converged = self.converged_at.expect("idle comes after convergence");
-        self.metrics.idle = Some(super::report::IdleMetrics {
-            settled_ms: (start.at_us - converged) / 1000,
-            events_per_sim_s: per_sim_s(self.engine.events - start.events),
-            raft_messages_per_sim_s: per_sim_s(self.raft_messages - start.raft_messages),
-            replicas,
-            quiesced,
-            heap_bytes_per_replica: None,
-        });
-        self.idle_over = true;
-        self.engine.record(9u64, &[], || format!("idle phase ends: {quiesced} of {replicas} replicas quiesced"));
-    }
-
-    /// The heap bytes one hosted replica costs: what dropping every node
-    /// gives back, over the replicas they host (measured only under the
-    /// `chorus-sim` binary's counting allocator).
-    fn measure_idle_heap(&mut self) {
-        let nodes: Vec<_> = self.nodes.iter_mut().filter_map(|sim| sim.node.take()).collect();
-        let freed = crate::heap::net_freed_by(move || drop(nodes));
-        if let (Some(freed), Some(idle)) = (freed, self.metrics.idle.as_mut()) {
-            idle.heap_bytes_per_replica = Some(freed.max(0) as u64 / idle.replicas.max(1));
-        }
-    }
-
     fn converge_check(&mut self) {
         let over = self.faults_over_at.expect("checks start after the faults");
         match self.convergence() {
@@ -556,6 +522,7 @@ impl ClusterWorld {
                 }
                 if self.workload.final_round_done() {
                     if self.idle_over {
+                        self.start_failover();
                         return;
                     }
                     // The idle phase measures a settled cluster: it starts
@@ -652,12 +619,20 @@ impl World for ClusterWorld {
                     self.engine.schedule(RECOVERY_CHECK_US, Ev::RecoveryCheck);
                 }
             }
-            Ev::IdleEnd => self.end_idle(),
+            Ev::IdleEnd => {
+                self.end_idle();
+                self.start_failover();
+            }
+            Ev::FailoverCheck => self.failover_check(),
         }
     }
 
     fn finished(&self) -> bool {
-        self.checker.failed() || (self.converged_at.is_some() && self.workload.final_round_done() && self.idle_over)
+        self.checker.failed()
+            || (self.converged_at.is_some()
+                && self.workload.final_round_done()
+                && self.idle_over
+                && self.failover.as_ref().is_some_and(|f| f.over))
     }
 }
 
