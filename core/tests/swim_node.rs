@@ -466,3 +466,46 @@ fn a_node_with_no_news_sends_no_gossip() {
 fn message_to_ack(from: u64, probe: ProbeNumber) -> Message {
     message(from, MessageBody::Ack { probe }, vec![])
 }
+
+fn record(id: u64, state: MemberState) -> MemberRecord {
+    MemberRecord {
+        id: NodeId(id),
+        address: address(id),
+        metadata: Metadata::default(),
+        incarnation: Incarnation(0),
+        state,
+    }
+}
+
+fn deadline_of_suspicion(node: &SwimNode, member: u64) -> Time {
+    node.suspicion(NodeId(member)).expect("the member is suspect").deadline()
+}
+
+#[test]
+fn a_suspicion_learned_from_push_pull_is_no_confirmation_by_its_sender() {
+    let mut node = node_knowing(&[2, 3, 4, 5, 6], config(true));
+    let start = Time::from_millis(100);
+    let state = MessageBody::PushPull { want_reply: false, members: vec![record(6, MemberState::Suspect)] };
+    node.handle_message(start, message(2, state, vec![])).unwrap();
+    let max = start.add_micros(node.suspicion(NodeId(6)).unwrap().timeouts().max_micros);
+    assert_eq!(deadline_of_suspicion(&node, 6), max, "the full timeout");
+    // Node 2 only said it believes 6 suspect; it may have heard it from
+    // node 3. Neither node 2's nor node 3's word is a second opinion yet.
+    node.handle_message(start, message(2, MessageBody::Gossip, vec![suspect(6, 6)])).unwrap();
+    assert_eq!(deadline_of_suspicion(&node, 6), max, "an unattributed suspicion confirms nothing");
+    node.handle_message(start, message(3, MessageBody::Gossip, vec![suspect(6, 3)])).unwrap();
+    assert_eq!(deadline_of_suspicion(&node, 6), max, "the first suspecter named is the original one");
+    node.handle_message(start, message(4, MessageBody::Gossip, vec![suspect(6, 4)])).unwrap();
+    assert!(deadline_of_suspicion(&node, 6) < max, "the second one confirms");
+}
+
+#[test]
+fn a_suspicion_learned_from_push_pull_is_gossiped_on_as_unattributed() {
+    let mut node = node_knowing(&[2, 3, 4, 5, 6], config(true));
+    let state = MessageBody::PushPull { want_reply: false, members: vec![record(6, MemberState::Failed)] };
+    node.handle_message(Time::ZERO, message(2, state, vec![])).unwrap();
+    assert_eq!(node.member(NodeId(6)).unwrap().state, MemberState::Suspect, "a failure in a state is a suspicion");
+    let (_, _, ping) = next_send(&mut node, |to, message| to != 6 && carries_suspicion_of(message, 6));
+    let gossiped = ping.updates.iter().find(|update| update.member() == NodeId(6)).unwrap();
+    assert_eq!(*gossiped, suspect(6, 6), "attributed to the suspect itself: no one's confirmation");
+}

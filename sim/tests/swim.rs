@@ -50,10 +50,15 @@ fn forty_seeds_of_the_swarm_pass_with_and_without_lifeguard() {
 /// 4056 (5 nodes): n3 declared the healthy n2 failed after sending it three
 /// answers that did not carry the suspicion; every message to a suspect now
 /// does (the buddy system on every message, not only on pings). 4294 and 6080
-/// (50 nodes) were accuracy failures of the same kind.
+/// (50 nodes) were accuracy failures of the same kind. 4719, 10757, 12559 and
+/// 16775 (50 nodes): a suspicion echoed through push-pull states was credited
+/// to each sender as an independent confirmation, so Lifeguard's timeout
+/// shrank below the time the suspect's refutation took to arrive; such a
+/// suspicion is now unattributed.
 #[test]
 fn the_seeds_that_once_failed_pass() {
-    for (seed, nodes) in [(4056, 5), (4294, 50), (6080, 50)] {
+    let seeds = [(4056, 5), (4294, 50), (6080, 50), (4719, 50), (10757, 50), (12559, 50), (16775, 50)];
+    for (seed, nodes) in seeds {
         let summary = run_many(&SwimRunOptions { nodes, ..options(seed..seed + 1, None, 1) }, &|_| {});
         let outcome = &summary.outcomes[0];
         assert!(outcome.passed(), "seed {seed} with {nodes} nodes: {:?}", outcome.failures);

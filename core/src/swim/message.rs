@@ -247,12 +247,14 @@ pub enum Update {
     },
     /// `by` suspects `member` at `incarnation`. Distinct `by`s are the
     /// independent confirmations that shorten Lifeguard's suspicion timeout.
+    /// `by == member` means *unattributed*: a suspicion whose suspecter is
+    /// unknown (learned from a push-pull state), which confirms nothing.
     Suspect {
         /// The suspected member.
         member: MemberId,
         /// The incarnation suspected; the member refutes with a higher one.
         incarnation: Incarnation,
-        /// The member that suspects it.
+        /// The member that suspects it (`member` itself: unknown).
         by: MemberId,
     },
     /// `by` declared `member` failed at `incarnation`.

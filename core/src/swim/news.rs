@@ -106,14 +106,20 @@ impl SwimNode {
         }
     }
 
+    /// A suspicion of `id` raised by `by`. A suspicion attributed to the
+    /// suspect itself (`by == id`) is *unattributed*: learned from a
+    /// push-pull state, it names no member that suspected on its own, so it
+    /// confirms nothing and starts an [unattributed](Suspicion::unattributed)
+    /// suspicion, gossiped on as unattributed too.
     fn apply_suspect(&mut self, now: Time, id: MemberId, incarnation: Incarnation, by: MemberId) {
         let timeouts = self.suspicion_timeouts();
         let Some(member) = self.members.get_mut(&id) else {
             return;
         };
+        let attributed = by != id;
         if member.state == MemberState::Suspect && member.incarnation == incarnation {
             let suspicion = self.suspicions.get_mut(&id).expect("invariant: every suspect has a suspicion");
-            if suspicion.confirm(by) {
+            if attributed && suspicion.confirm(by) {
                 // Pass the confirmation on so others can count it too.
                 self.dissemination.enqueue(Update::Suspect { member: id, incarnation, by });
             }
@@ -133,7 +139,12 @@ impl SwimNode {
             self.live_count += 1;
             self.probe_order.insert(id, self.config.max_members, &mut self.rng);
         }
-        self.suspicions.insert(id, Suspicion::new(incarnation, by, timeouts, now));
+        let suspicion = if attributed {
+            Suspicion::new(incarnation, by, timeouts, now)
+        } else {
+            Suspicion::unattributed(incarnation, timeouts, now)
+        };
+        self.suspicions.insert(id, suspicion);
         self.dissemination.enqueue(Update::Suspect { member: id, incarnation, by });
         self.event(Event::Suspected { member: id, incarnation });
     }
@@ -205,7 +216,8 @@ impl SwimNode {
 
     /// One record of a peer's full state. A push-pull state can be old, so a
     /// `Failed` in it only makes us suspect the member (as memberlist does):
-    /// if it is alive, it refutes.
+    /// if it is alive, it refutes. A suspicion from a state is unattributed
+    /// (see [`apply_suspect`](Self::apply_suspect)).
     pub(super) fn merge_record(&mut self, now: Time, from: MemberId, record: MemberRecord) {
         let MemberRecord { id: member, address, metadata, incarnation, state } = record;
         if member == self.config.id {
@@ -225,11 +237,17 @@ impl SwimNode {
                 let spread = if member == from { Spread::Gossip } else { Spread::Quiet };
                 self.apply_alive(now, member, incarnation, address, metadata, spread)
             }
+            // The sender believes the member suspect (or failed), which says
+            // nothing of who suspected it: crediting the sender as a
+            // suspecter let one suspicion, echoed through push-pull, count as
+            // independent confirmations and cut Lifeguard's timeout short
+            // of the suspect's refutation (50-member seeds 4719, 10757,
+            // 12559, 16775). So it is unattributed (`by` the suspect).
             MemberState::Suspect | MemberState::Failed => {
                 if !self.members.contains_key(&member) && state == MemberState::Suspect {
                     self.apply_alive(now, member, incarnation, address, metadata, Spread::Quiet);
                 }
-                self.apply_suspect(now, member, incarnation, from);
+                self.apply_suspect(now, member, incarnation, member);
             }
             MemberState::Left => {
                 if self.apply_tombstone(now, member, incarnation, MemberState::Left) {

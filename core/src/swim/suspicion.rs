@@ -70,9 +70,10 @@ pub struct Suspicion {
     /// measured from here.
     pub started_at: Time,
     timeouts: SuspicionTimeouts,
-    /// Members known to suspect, the first suspecter included. Holds at most
-    /// `expected_confirmations + 1`: further confirmations change nothing, so
-    /// a peer inventing suspecters cannot grow it.
+    /// Members known to suspect, the first suspecter included (empty while
+    /// the suspicion is [unattributed](Suspicion::unattributed)). Holds at
+    /// most `expected_confirmations + 1`: further confirmations change
+    /// nothing, so a peer inventing suspecters cannot grow it.
     suspecters: BTreeSet<MemberId>,
 }
 
@@ -82,9 +83,20 @@ impl Suspicion {
         Suspicion { incarnation, started_at: now, timeouts, suspecters: BTreeSet::from([by]) }
     }
 
-    /// Records that `by` suspects too. Returns whether this was a new,
-    /// independent confirmation that shortened the timeout (worth gossiping
-    /// on); once `expected_confirmations` are in, none is.
+    /// A suspicion whose suspecter is unknown: learned from a push-pull
+    /// state, which says that the sender believes the member suspect, not
+    /// that it suspected on its own. The first suspecter named later takes
+    /// the place of the original one and is no confirmation; only the ones
+    /// after it are.
+    pub fn unattributed(incarnation: Incarnation, timeouts: SuspicionTimeouts, now: Time) -> Suspicion {
+        Suspicion { incarnation, started_at: now, timeouts, suspecters: BTreeSet::new() }
+    }
+
+    /// Records that `by` suspects too. Returns whether `by` is a new
+    /// suspecter (worth gossiping on, so that others can count it): an
+    /// independent confirmation that shortened the timeout, or the first
+    /// named suspecter of an unattributed suspicion. Once
+    /// `expected_confirmations` are in, none is.
     pub fn confirm(&mut self, by: MemberId) -> bool {
         if self.confirmations() >= self.timeouts.expected_confirmations {
             return false;
@@ -94,7 +106,7 @@ impl Suspicion {
 
     /// Independent confirmations beyond the first suspecter.
     pub fn confirmations(&self) -> u32 {
-        u32::try_from(self.suspecters.len() - 1).unwrap_or(u32::MAX)
+        u32::try_from(self.suspecters.len().saturating_sub(1)).unwrap_or(u32::MAX)
     }
 
     /// When the member is declared failed unless it refutes.
@@ -151,6 +163,17 @@ mod tests {
         assert!(!suspicion.confirm(NodeId(2)));
         assert_eq!(suspicion.confirmations(), 1);
         assert_eq!(suspicion.deadline(), Time::from_millis(3_510));
+    }
+
+    #[test]
+    fn an_unattributed_suspicion_counts_its_first_named_suspecter_as_the_original() {
+        let mut suspicion = Suspicion::unattributed(Incarnation(0), TIMEOUTS, Time::ZERO);
+        assert_eq!(suspicion.deadline(), Time::from_micros(TIMEOUTS.max_micros));
+        assert!(suspicion.confirm(NodeId(2)), "recorded: the next suspecter confirms it");
+        assert_eq!(suspicion.confirmations(), 0);
+        assert_eq!(suspicion.deadline(), Time::from_micros(TIMEOUTS.max_micros));
+        assert!(suspicion.confirm(NodeId(3)));
+        assert_eq!(suspicion.confirmations(), 1);
     }
 
     #[test]
