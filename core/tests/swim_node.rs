@@ -509,3 +509,80 @@ fn a_suspicion_learned_from_push_pull_is_gossiped_on_as_unattributed() {
     let gossiped = ping.updates.iter().find(|update| update.member() == NodeId(6)).unwrap();
     assert_eq!(*gossiped, suspect(6, 6), "attributed to the suspect itself: no one's confirmation");
 }
+
+fn suspect_of_node_1(incarnation: u64, by: u64) -> Update {
+    Update::Suspect { member: NodeId(1), incarnation: Incarnation(incarnation), by: NodeId(by) }
+}
+
+fn is_alive_at(update: &Update, member: u64, incarnation: Incarnation) -> bool {
+    matches!(update, Update::Alive { member: m, incarnation: i, .. } if *m == NodeId(member) && *i == incarnation)
+}
+
+#[test]
+fn an_ack_to_a_ping_carrying_an_outdated_suspicion_carries_the_refutation() {
+    let mut node = node_knowing(&[2, 3], config(true));
+    node.handle_message(Time::ZERO, message(3, MessageBody::Gossip, vec![suspect_of_node_1(0, 3)])).unwrap();
+    drain(&mut node);
+    let refuted = node.incarnation();
+    assert_eq!(refuted, Incarnation(1));
+    // The refutation has been piggybacked as often as it will be.
+    pings_with_acks(&mut node, 20);
+    assert_eq!(node.pending_updates(), 0, "nothing left to piggyback");
+    // Node 2 missed all of it and still counts down its suspicion of us.
+    let now = node.poll_timeout();
+    let ping = MessageBody::Ping { probe: ProbeNumber(9) };
+    node.handle_message(now, message(2, ping, vec![suspect_of_node_1(0, 2)])).unwrap();
+    let out = sends(&drain(&mut node));
+    let (to, ack) = out.iter().find(|(_, message)| matches!(message.body, MessageBody::Ack { .. })).unwrap();
+    assert_eq!(*to, 2);
+    assert!(ack.updates.first().is_some_and(|update| is_alive_at(update, 1, refuted)), "{:?}", ack.updates);
+    assert_eq!(node.incarnation(), refuted, "an outdated claim needs no new refutation");
+}
+
+/// Steps `node` through its timers for `steps` deadlines; the gossip it sent.
+fn gossip_over(node: &mut SwimNode, steps: usize) -> Vec<(u64, Message)> {
+    (0..steps)
+        .flat_map(|_| {
+            let now = node.poll_timeout();
+            node.handle_timeout(now);
+            gossip_sends(&drain(node))
+        })
+        .collect()
+}
+
+#[test]
+fn a_refutation_is_gossiped_to_suspects_too() {
+    let mut config = config(true);
+    config.suspicion_multiplier = 64; // keep node 2 suspect, not failed
+    let mut node = node_knowing(&[2], config);
+    node.handle_message(Time::ZERO, message(2, MessageBody::Gossip, vec![suspect(2, 3)])).unwrap();
+    assert_eq!(node.member(NodeId(2)).unwrap().state, MemberState::Suspect);
+    node.handle_message(Time::ZERO, message(2, MessageBody::Gossip, vec![suspect_of_node_1(0, 2)])).unwrap();
+    drain(&mut node);
+    let refuted = node.incarnation();
+    let gossip = gossip_over(&mut node, 5);
+    assert!(
+        gossip.iter().any(|(to, message)| *to == 2 && message.updates.iter().any(|u| is_alive_at(u, 1, refuted))),
+        "the only live member, a suspect, hears the refutation: {gossip:?}"
+    );
+}
+
+#[test]
+fn a_gossip_round_that_reaches_nobody_leaves_the_refutation_unsent() {
+    let mut node = node_knowing(&[2], config(true));
+    let failed = Update::Failed { member: NodeId(2), incarnation: Incarnation(0), by: NodeId(3) };
+    node.handle_message(Time::ZERO, message(3, MessageBody::Gossip, vec![failed, suspect_of_node_1(0, 3)])).unwrap();
+    drain(&mut node);
+    let refuted = node.incarnation();
+    assert_eq!(node.live_member_count(), 1, "alone: only a tombstone is known");
+    assert!(gossip_over(&mut node, 10).is_empty(), "rounds with no one to reach");
+    // Node 4 turns up: the refutation goes to it in the next round.
+    let now = node.poll_timeout();
+    node.handle_message(now, message(4, MessageBody::Gossip, vec![alive(4)])).unwrap();
+    drain(&mut node);
+    let gossip = gossip_over(&mut node, 3);
+    assert!(
+        gossip.iter().any(|(to, message)| *to == 4 && message.updates.iter().any(|u| is_alive_at(u, 1, refuted))),
+        "{gossip:?}"
+    );
+}

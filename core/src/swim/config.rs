@@ -68,10 +68,10 @@ pub struct Config {
     pub retransmit_multiplier: u32,
     /// Interval of gossip rounds (memberlist's `GossipInterval`): every
     /// round, while more than `gossip_backlog_bytes` of updates wait in the
-    /// piggyback queue, this node sends them to `gossip_fanout` random alive
-    /// members in messages of their own. Piggybacking on probes alone
-    /// carries about two messages' worth of news per period; a burst of
-    /// news (a join wave) needs more bandwidth.
+    /// piggyback queue, this node sends them to `gossip_fanout` random live
+    /// (alive or suspect) members in messages of their own. Piggybacking on
+    /// probes alone carries about two messages' worth of news per period; a
+    /// burst of news (a join wave) needs more bandwidth.
     pub gossip_interval_ms: u64,
     /// Members sent a gossip message per gossip round (memberlist's
     /// `GossipNodes`). Zero disables gossip rounds: news then rides on

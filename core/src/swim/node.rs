@@ -327,6 +327,7 @@ impl SwimNode {
     pub fn handle_message(&mut self, now: Time, message: Message) -> Result<(), MessageError> {
         message.validate(&self.config)?;
         let Message { from, from_address, to: _, body, updates } = message;
+        let claims_us_down = !self.left && updates.iter().any(|update| self.claims_down(update));
         for update in updates {
             self.apply_update(now, update);
         }
@@ -344,7 +345,13 @@ impl SwimNode {
         }
         match body {
             MessageBody::Ping { probe } => {
-                self.send(Some(from), from_address, MessageBody::Ack { probe }, Vec::new());
+                // The pinger believes us suspect or failed (Lifeguard's buddy
+                // system puts that on every ping to a suspect): answer with our
+                // alive record, refuting it to the one member sure to count
+                // the suspicion down, even when our refutation came earlier
+                // and its gossip missed the pinger.
+                let first = if claims_us_down { vec![self.own_alive()] } else { Vec::new() };
+                self.send(Some(from), from_address, MessageBody::Ack { probe }, first);
             }
             MessageBody::Ack { probe } => self.handle_ack(from, probe),
             MessageBody::Nack { probe } => {
@@ -439,6 +446,12 @@ impl SwimNode {
         }
     }
 
+    /// Whether `update` says this node is suspect, failed or left, at any
+    /// incarnation (an outdated claim needs refuting to its holder too).
+    fn claims_down(&self, update: &Update) -> bool {
+        update.member() == self.config.id && !matches!(update, Update::Alive { .. })
+    }
+
     /// Whether more news waits than piggybacking can carry soon (see
     /// [`Config::gossip_backlog_bytes`]).
     fn gossip_backlog(&self) -> bool {
@@ -453,6 +466,12 @@ impl SwimNode {
     /// sent: a trickle of news rides on probes and acks at no cost in
     /// messages. Rounds keep their phase: a round that comes without a
     /// backlog is skipped, not delayed.
+    ///
+    /// Suspects are gossiped to as well: a suspect that hears of its
+    /// suspicion (the buddy system puts it first) can refute it. A
+    /// refutation counts as sent only once a round reached someone, so that
+    /// a member alone, or knowing only tombstones, still gossips it
+    /// promptly to the first member it learns of.
     fn gossip_round(&mut self, now: Time) {
         let interval_micros = self.config.gossip_interval_ms * 1000;
         let behind = now.micros_since(self.next_gossip_at) / interval_micros;
@@ -460,11 +479,10 @@ impl SwimNode {
         if !self.gossip_backlog() {
             return;
         }
-        self.refutation_unsent = false;
         let members = &self.members;
         let peers = self.probe_order.sample_where(
             self.config.gossip_fanout,
-            |id| members.get(&id).is_some_and(|member| member.state == MemberState::Alive),
+            |id| members.get(&id).is_some_and(|member| member.state.is_live()),
             &mut self.rng,
         );
         for peer in peers {
@@ -473,6 +491,7 @@ impl SwimNode {
             }
             let address = self.members[&peer].address.clone();
             self.send(Some(peer), address, MessageBody::Gossip, Vec::new());
+            self.refutation_unsent = false;
         }
     }
 
