@@ -96,12 +96,15 @@ fn every_injected_bug_is_caught_by_the_checker_meant_for_it() {
         (ClusterBug::NoDescriptorGossip, "routes by descriptors version", 5),
         (ClusterBug::LocalLinearizableReads, "linearizability:", 5),
         (ClusterBug::OrphansKept, "still hosts a replica", 5),
-        (ClusterBug::QuiescedNeverWakes, "failover:", 5),
+        // A lost leader's quiesced ranges stay leaderless: the repair
+        // waits on them (convergence), or the failover check sees it.
+        (ClusterBug::QuiescedNeverWakes, "failover:|convergence:", 5),
     ];
     assert_eq!(expected.len(), ClusterBug::ALL.len(), "every bug has its row");
     for (bug, what, limit) in expected {
         let (seed, failures) = first_failure(bug, limit).unwrap_or_else(|| panic!("{} never caught", bug.name()));
-        assert!(failures.iter().any(|f| f.contains(what)), "{} at seed {seed}: {failures:?}", bug.name());
+        let caught = failures.iter().any(|f| what.split('|').any(|w| f.contains(w)));
+        assert!(caught, "{} at seed {seed}: {failures:?}", bug.name());
     }
 }
 

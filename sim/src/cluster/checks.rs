@@ -217,6 +217,12 @@ pub(super) fn schedule_faults(world: &mut ClusterWorld) -> String {
         planned.push((at, Ev::Partition { groups: vec![minority.into_iter().collect(), rest] }));
         planned.push((heal, Ev::Heal));
     }
+    for _ in 0..rng.random_range(0..3) {
+        let (node, at) = (rng.random_range(0..n), rng.random_range(2_000_000..FAULT_PHASE_US - 4_000_000));
+        let until = at + rng.random_range(200_000..3_000_000);
+        let _ = write!(profile, "pause n{} at {} ms until {} ms; ", node + 1, at / 1000, until / 1000);
+        planned.push((at, Ev::Pause { node, until }));
+    }
     // A node is lost for good only when the others can still hold `rf`
     // replicas of every range (the joining node may come too late).
     let losable = n > world.options.rf;

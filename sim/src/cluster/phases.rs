@@ -16,13 +16,17 @@ use chorus_core::raft::Role;
 /// log10(n) periods; 30 s is well beyond both.
 pub(super) const FAILOVER_DECLARE_BOUND_US: u64 = 30_000_000;
 /// How long after the first declaration every range the node led must have
-/// a leader again: the declaration spreads by gossip (200 ms rounds, a few
-/// rounds), the woken ranges are paced at `max_wakes_per_tick` (64) per
-/// 10 ms tick (2,000 led ranges: 0.3 s), then one pre-vote and one vote
-/// round after an election timeout (150 to 300 ms). 3 s covers that; it
-/// is shorter than the planner's 5 s grace period, after which a repair
-/// would also wake the range.
-pub(super) const FAILOVER_BOUND_US: u64 = 3_000_000;
+/// a leader again. Each node wakes its replicas when its *own* SWIM
+/// declares the failure: its suspicion timer starts when the suspicion
+/// reaches it by gossip (200 ms rounds) and Lifeguard shortens it by the
+/// confirmations it has heard, so the declarations of 5 to 33 members
+/// spread over up to about 2 s. Then the woken ranges are paced at
+/// `max_wakes_per_tick` (64) per 10 ms tick (2,000 led ranges: 0.3 s), and
+/// one pre-vote and one vote round follow an election timeout (150 to
+/// 300 ms, up to 5% longer on a slow clock). 4 s covers that. It must stay
+/// below the planner's 5 s grace period: after it, a repair would wake the
+/// range too, and a range nobody woke could pass.
+pub(super) const FAILOVER_BOUND_US: u64 = 4_000_000;
 /// Time between failover checks.
 const FAILOVER_CHECK_US: u64 = 50_000;
 

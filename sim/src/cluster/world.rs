@@ -4,6 +4,7 @@ use super::checks::Checker;
 use super::client::{ClientAttempt, Workload};
 use super::report::SeedMetrics;
 use super::{ClusterOptions, ClusterReport, FaultMix};
+use crate::clock::{DriftClock, MAX_DRIFT_PPM};
 use crate::network::{Fate, Network, NetworkParams};
 use crate::skeleton::{run_events, Engine, LoopEnd, SeedOutcome, World};
 use chorus_core::cluster::{
@@ -32,6 +33,8 @@ const CONVERGE_CHECK_US: u64 = 500_000;
 /// The idle phase starts once the planner has started no operation for
 /// this long.
 const SETTLED_QUIET_US: u64 = 10_000_000;
+/// A node deadline at or beyond this is "never" (every group quiesced).
+const NEVER_US: u64 = u64::MAX / 4;
 /// Time between checks of recovery after a node is lost.
 const RECOVERY_CHECK_US: u64 = 100_000;
 /// Fsync latency range.
@@ -58,6 +61,11 @@ pub enum Ev {
     Crash { node: usize },
     /// A crashed node restarts from its disk.
     Restart { node: usize },
+    /// A node's process stops taking input (a GC pause, a stalled VM)
+    /// until `until`: what arrives meanwhile waits for it.
+    Pause { node: usize, until: u64 },
+    /// A client request that reached a paused node, handed over now.
+    Request { node: usize, request: u64, key: String, op: chorus_core::cluster::ClientOp },
     /// A node is lost for good: crashed, disk gone, never back.
     Lose { node: usize },
     /// A node starts (the initial ones at time zero, a new one later).
@@ -93,6 +101,10 @@ pub enum Ev {
 /// A simulated machine: the process (when running) and its disk.
 pub(super) struct SimNode {
     pub(super) node: Option<ClusterNode<KvStore>>,
+    /// Its clock (offset and drift against simulated time).
+    clock: DriftClock,
+    /// Paused until this simulated time (0: never paused).
+    paused_until: u64,
     pub(super) config: ClusterConfig,
     pub(super) life: u64,
     pub(super) durable: BTreeMap<RangeId, DurableState>,
@@ -150,6 +162,8 @@ impl ClusterWorld {
     pub fn new(options: ClusterOptions) -> ClusterWorld {
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
         let total = options.nodes + 1;
+        // Half the swarm seeds run with drifting clocks (up to 5% either way).
+        let drift_max = if options.faults == FaultMix::Swarm && rng.random_bool(0.5) { MAX_DRIFT_PPM } else { 0 };
         let infos: Vec<NodeInfo> = (0..options.nodes)
             .map(|i| NodeInfo::new(crate::skeleton::node_id(i), locality(i), 1, Time::ZERO))
             .collect();
@@ -158,8 +172,11 @@ impl ClusterWorld {
         let nodes = (0..total)
             .map(|i| {
                 let config = node_config(&options, i, (i < options.nodes).then(|| bootstrap.clone()), &mut rng);
+                let drift = if drift_max > 0 { rng.random_range(-drift_max..=drift_max) } else { 0 };
                 SimNode {
                     node: None,
+                    clock: DriftClock::new(rng.random_range(0..1_000_000_000), drift),
+                    paused_until: 0,
                     config,
                     life: 0,
                     durable: BTreeMap::new(),
@@ -211,6 +228,10 @@ impl ClusterWorld {
         let fault_end = match self.options.faults {
             FaultMix::Swarm => {
                 self.profile = super::checks::schedule_faults(self);
+                let drifts: Vec<String> = self.nodes.iter().map(|n| format!("{:+}", n.clock.drift_ppm())).collect();
+                if self.nodes.iter().any(|n| n.clock.drift_ppm() != 0) {
+                    self.profile.push_str(&format!("clock drift ppm {}; ", drifts.join(" ")));
+                }
                 FAULT_PHASE_US
             }
             FaultMix::None => {
@@ -266,8 +287,18 @@ impl ClusterWorld {
         self.nodes[node].node.is_some()
     }
 
+    /// Node `index`'s clock now.
+    fn local_now(&self, index: usize) -> Time {
+        self.nodes[index].clock.local(self.engine.now)
+    }
+
+    /// Whether node `index` is paused now.
+    fn paused(&self, index: usize) -> bool {
+        self.nodes[index].paused_until > self.engine.now
+    }
+
     fn start_node(&mut self, index: usize) {
-        let now = Time::from_micros(self.engine.now);
+        let now = self.local_now(index);
         let sim = &mut self.nodes[index];
         let built = if sim.durable.is_empty() {
             ClusterNode::new(sim.config.clone(), now).map_err(|e| e.to_string())
@@ -292,6 +323,7 @@ impl ClusterWorld {
             return;
         }
         sim.unsynced.clear();
+        sim.paused_until = 0;
         sim.life += 1;
         sim.timer_token += 1;
         sim.timer_at = None;
@@ -313,7 +345,11 @@ impl ClusterWorld {
 
     fn arm_timer(&mut self, index: usize) {
         let Some(node) = self.nodes[index].node.as_ref() else { return };
-        let at = node.poll_timeout().as_micros().max(self.engine.now);
+        let deadline = node.poll_timeout();
+        if deadline.as_micros() >= NEVER_US {
+            return; // every group quiesced: nothing to wake for
+        }
+        let at = self.nodes[index].clock.true_time_of(deadline, self.engine.now);
         let sim = &mut self.nodes[index];
         if sim.timer_at.is_some_and(|armed| armed <= at) {
             return;
@@ -427,7 +463,7 @@ impl ClusterWorld {
                 sim.durable.remove(range);
             }
         }
-        let now = Time::from_micros(self.engine.now);
+        let now = self.local_now(index);
         if let Some(node) = self.nodes[index].node.as_mut() {
             node.handle_persisted(now, through);
         }
@@ -445,8 +481,19 @@ impl ClusterWorld {
             return;
         }
         self.requests.insert((node, request.0), (client, number));
-        let now = Time::from_micros(self.engine.now);
-        self.nodes[node].node.as_mut().expect("up").request(now, request, key.as_bytes(), op);
+        self.deliver_request(node, request.0, key, op);
+    }
+
+    /// Hands a client request to a node (later, if it is paused).
+    fn deliver_request(&mut self, node: usize, request: u64, key: String, op: chorus_core::cluster::ClientOp) {
+        if self.paused(node) {
+            let until = self.nodes[node].paused_until;
+            self.engine.schedule_at(until, Ev::Request { node, request, key, op });
+            return;
+        }
+        let now = self.local_now(node);
+        let Some(cluster_node) = self.nodes[node].node.as_mut() else { return };
+        cluster_node.request(now, RequestId(request), key.as_bytes(), op);
         self.after_input(node);
     }
 
@@ -557,9 +604,17 @@ impl World for ClusterWorld {
     }
 
     fn handle(&mut self, event: Ev) {
-        let now = Time::from_micros(self.engine.now);
+        // A paused node takes no input: what is for it waits until it resumes.
+        if let Ev::Deliver { to: node, .. } | Ev::Timer { node, .. } | Ev::Synced { node, .. } = event {
+            if self.paused(node) {
+                let until = self.nodes[node].paused_until;
+                self.engine.schedule_at(until, event);
+                return;
+            }
+        }
         match event {
             Ev::Deliver { to, bytes } => {
+                let now = self.local_now(to);
                 if let Some(node) = self.nodes[to].node.as_mut() {
                     node.handle_bytes(now, &bytes);
                     self.after_input(to);
@@ -571,6 +626,7 @@ impl World for ClusterWorld {
                     return;
                 }
                 sim.timer_at = None;
+                let now = sim.clock.local(self.engine.now);
                 if let Some(node) = sim.node.as_mut() {
                     if node.poll_timeout() <= now {
                         node.handle_timeout(now);
@@ -579,6 +635,14 @@ impl World for ClusterWorld {
                 }
             }
             Ev::Synced { node, write, life } => self.synced(node, write, life),
+            Ev::Pause { node, until } => {
+                if self.is_up(node) {
+                    self.engine.record(12u64, &[node as u64], || format!("n{} pauses until {until}", node + 1));
+                    let sim = &mut self.nodes[node];
+                    sim.paused_until = sim.paused_until.max(until);
+                }
+            }
+            Ev::Request { node, request, key, op } => self.deliver_request(node, request, key, op),
             Ev::Crash { node } => self.crash(node),
             Ev::Restart { node } => {
                 if self.nodes[node].node.is_none() && !self.nodes[node].lost {
@@ -661,6 +725,8 @@ fn node_config(
     config.planner.operation_timeout_us = 20_000_000;
     config.orphan_grace_ms = 10_000;
     config.injected_bug = options.bug;
+    // Leases must allow for the largest drift the seed may draw, both ways.
+    config.raft.max_clock_drift_ppm = 2 * MAX_DRIFT_PPM as u64;
     if !options.quiesce {
         config.raft.quiesce_after_ms = 0;
     }
