@@ -52,6 +52,19 @@ fn a_node_lost_for_good_is_repaired_and_the_busiest_leader_fails_over() {
     assert!(metrics.failover_after_declared_ms.is_some(), "{metrics:?}");
 }
 
+/// Seeds that once failed, each for the reason given.
+#[test]
+fn the_seeds_that_once_failed_pass() {
+    for (seed, nodes, why) in [
+        (224, 5, "a learner whose add never committed kept its replica: no record ever named it"),
+        (504, 5, "a quiesced leader cut off while its group removed it never stepped down, so was never collected"),
+        (8, 3, "the same as 504"),
+    ] {
+        let report = run_seed(ClusterOptions { nodes, ..ClusterOptions::new(seed) });
+        assert!(report.passed(), "seed {seed} ({why}): {:?}", report.outcome.failures);
+    }
+}
+
 #[test]
 fn seeds_with_faults_pass() {
     for seed in 0..6 {

@@ -135,8 +135,9 @@ impl<S: StateMachine + Default> ClusterNode<S> {
     /// descriptor does not list it and was recorded as of a commit index at
     /// or past the configuration the replica itself knows (so the removal
     /// is newer than anything the replica holds), or — for a replica that
-    /// never learned a configuration naming it — the descriptor does not
-    /// list it and the replica is older than the orphan grace period.
+    /// never learned a configuration naming it as a voter — the descriptor
+    /// does not list it and the replica is older than the orphan grace
+    /// period.
     pub(super) fn collect_orphans(&mut self) {
         if self.table.version().0 == 0 || self.config.bug(super::ClusterBug::OrphansKept) {
             return;
@@ -148,13 +149,25 @@ impl<S: StateMachine + Default> ClusterNode<S> {
             .iter()
             .filter(|(&range, hosted)| {
                 let Some(descriptor) = self.table.descriptor(range) else { return false };
-                if descriptor.has_replica(id) || hosted.raft.role() == Role::Leader {
+                if descriptor.has_replica(id) {
                     return false;
                 }
-                if hosted.raft.membership().members().contains(&id) {
+                // A replica that still believes it leads is collected too
+                // once a newer configuration without it is recorded: a
+                // quiesced leader cut off while its group removed it never
+                // steps down by itself (it has no timer), and nobody in the
+                // new configuration will talk to it.
+                // A voter's disk counts towards its group's quorums: it goes
+                // only on proof of a newer configuration without it. A
+                // learner's does not (the leader re-creates a learner it
+                // still wants), so it goes like an unnamed replica: its
+                // add may never have committed, and then no record will
+                // ever mention it.
+                let membership = hosted.raft.membership();
+                if membership.voters.contains_key(&id) || membership.outgoing.contains_key(&id) {
                     hosted.raft.membership_index() <= self.table.recorded_as_of(range)
                 } else {
-                    self.now.as_millis() >= hosted.created.as_millis() + grace
+                    hosted.raft.role() != Role::Leader && self.now.as_millis() >= hosted.created.as_millis() + grace
                 }
             })
             .map(|(&range, _)| range)
