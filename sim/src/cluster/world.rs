@@ -525,6 +525,47 @@ impl ClusterWorld {
         }
     }
 
+    /// A fault (or a node joining) happens.
+    fn handle_fault(&mut self, event: Ev) {
+        match event {
+            Ev::Pause { node, until } => {
+                if self.is_up(node) {
+                    self.engine.record(12u64, &[node as u64], || format!("n{} pauses until {until}", node + 1));
+                    let sim = &mut self.nodes[node];
+                    sim.paused_until = sim.paused_until.max(until);
+                }
+            }
+            Ev::Crash { node } => self.crash(node),
+            Ev::Restart { node } => {
+                if self.nodes[node].node.is_none() && !self.nodes[node].lost {
+                    self.start_node(node);
+                }
+            }
+            Ev::Lose { node } => {
+                self.crash(node);
+                self.nodes[node].lost = true;
+                self.nodes[node].durable.clear();
+                self.lost_at.get_or_insert(self.engine.now);
+                self.engine.schedule(RECOVERY_CHECK_US, Ev::RecoveryCheck);
+                self.engine.record(5u64, &[node as u64], || format!("n{} is lost for good", node + 1));
+            }
+            Ev::Join { node } => {
+                if !self.nodes[node].started {
+                    self.start_node(node);
+                }
+            }
+            Ev::Partition { groups } => {
+                self.engine.record(6u64, &[], || format!("partition {groups:?}"));
+                self.network.partition(&groups);
+            }
+            Ev::Heal => {
+                self.engine.record(7u64, &[], || "heal".into());
+                self.network.heal();
+            }
+            _ => unreachable!("fault events only"),
+        }
+    }
+
     /// The convergence bound of this run.
     pub(super) fn converge_bound_us(&self) -> u64 {
         CONVERGE_BASE_US + CONVERGE_PER_RANGE_US * self.options.ranges as u64
@@ -635,41 +676,14 @@ impl World for ClusterWorld {
                 }
             }
             Ev::Synced { node, write, life } => self.synced(node, write, life),
-            Ev::Pause { node, until } => {
-                if self.is_up(node) {
-                    self.engine.record(12u64, &[node as u64], || format!("n{} pauses until {until}", node + 1));
-                    let sim = &mut self.nodes[node];
-                    sim.paused_until = sim.paused_until.max(until);
-                }
-            }
             Ev::Request { node, request, key, op } => self.deliver_request(node, request, key, op),
-            Ev::Crash { node } => self.crash(node),
-            Ev::Restart { node } => {
-                if self.nodes[node].node.is_none() && !self.nodes[node].lost {
-                    self.start_node(node);
-                }
-            }
-            Ev::Lose { node } => {
-                self.crash(node);
-                self.nodes[node].lost = true;
-                self.nodes[node].durable.clear();
-                self.lost_at.get_or_insert(self.engine.now);
-                self.engine.schedule(RECOVERY_CHECK_US, Ev::RecoveryCheck);
-                self.engine.record(5u64, &[node as u64], || format!("n{} is lost for good", node + 1));
-            }
-            Ev::Join { node } => {
-                if !self.nodes[node].started {
-                    self.start_node(node);
-                }
-            }
-            Ev::Partition { groups } => {
-                self.engine.record(6u64, &[], || format!("partition {groups:?}"));
-                self.network.partition(&groups);
-            }
-            Ev::Heal => {
-                self.engine.record(7u64, &[], || "heal".into());
-                self.network.heal();
-            }
+            event @ (Ev::Pause { .. }
+            | Ev::Crash { .. }
+            | Ev::Restart { .. }
+            | Ev::Lose { .. }
+            | Ev::Join { .. }
+            | Ev::Partition { .. }
+            | Ev::Heal) => self.handle_fault(event),
             event @ (Ev::ClientNext { .. } | Ev::ClientAnswer { .. } | Ev::ClientTimeout { .. }) => {
                 self.handle_client(event)
             }
