@@ -228,8 +228,8 @@ impl ClusterWorld {
         let fault_end = match self.options.faults {
             FaultMix::Swarm => {
                 self.profile = super::checks::schedule_faults(self);
-                let drifts: Vec<String> = self.nodes.iter().map(|n| format!("{:+}", n.clock.drift_ppm())).collect();
                 if self.nodes.iter().any(|n| n.clock.drift_ppm() != 0) {
+                    let drifts: Vec<String> = self.nodes.iter().map(|n| format!("{:+}", n.clock.drift_ppm())).collect();
                     self.profile.push_str(&format!("clock drift ppm {}; ", drifts.join(" ")));
                 }
                 FAULT_PHASE_US
