@@ -539,6 +539,45 @@ fn an_ack_to_a_ping_carrying_an_outdated_suspicion_carries_the_refutation() {
     assert_eq!(node.incarnation(), refuted, "an outdated claim needs no new refutation");
 }
 
+#[test]
+fn an_outdated_suspicion_on_a_message_without_reply_is_answered_in_the_next_gossip_round() {
+    let mut node = node_knowing(&[2, 3, 4, 5, 6], config(true));
+    node.handle_message(Time::ZERO, message(3, MessageBody::Gossip, vec![suspect_of_node_1(0, 3)])).unwrap();
+    drain(&mut node);
+    let refuted = node.incarnation();
+    pings_with_acks(&mut node, 40);
+    assert_eq!(node.pending_updates(), 0, "nothing left to piggyback");
+    assert!(gossip_over(&mut node, 20).is_empty(), "no news, no gossip");
+    // Node 2 missed the refutation; its ack (the buddy system puts its
+    // suspicion on it) and its ping-req both repeat the outdated claim.
+    let now = node.poll_timeout();
+    node.handle_message(now, message(2, MessageBody::Ack { probe: ProbeNumber(99) }, vec![suspect_of_node_1(0, 2)]))
+        .unwrap();
+    let ping_req =
+        MessageBody::PingReq { probe: ProbeNumber(7), target: NodeId(5), target_address: address(5), want_nack: true };
+    node.handle_message(now, message(2, ping_req, vec![suspect_of_node_1(0, 2)])).unwrap();
+    assert!(sends(&drain(&mut node)).iter().all(|(_, message)| !matches!(message.body, MessageBody::Gossip)));
+    let gossip = gossip_over(&mut node, 10);
+    let answers: Vec<_> = gossip
+        .iter()
+        .filter(|(to, message)| *to == 2 && message.updates.first().is_some_and(|u| is_alive_at(u, 1, refuted)))
+        .collect();
+    assert_eq!(answers.len(), 1, "one answer, our alive record first: {gossip:?}");
+    assert_eq!(gossip.len(), 1, "nothing else to gossip: {gossip:?}");
+    assert_eq!(node.incarnation(), refuted, "an outdated claim needs no new refutation");
+}
+
+#[test]
+fn a_push_pull_record_that_says_an_unknown_member_is_down_does_not_introduce_it() {
+    let mut node = node_knowing(&[2, 3], config(true));
+    let members = vec![record(7, MemberState::Suspect), record(8, MemberState::Failed), record(9, MemberState::Alive)];
+    node.handle_message(Time::ZERO, message(2, MessageBody::PushPull { want_reply: false, members }, vec![])).unwrap();
+    assert!(node.member(NodeId(7)).is_none(), "a suspect we never knew is not learned");
+    assert!(node.member(NodeId(8)).is_none(), "nor a failed one");
+    assert_eq!(node.member(NodeId(9)).unwrap().state, MemberState::Alive);
+    assert!(node.suspicion(NodeId(7)).is_none());
+}
+
 /// Steps `node` through its timers for `steps` deadlines; the gossip it sent.
 fn gossip_over(node: &mut SwimNode, steps: usize) -> Vec<(u64, Message)> {
     (0..steps)

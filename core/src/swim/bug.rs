@@ -40,14 +40,19 @@ pub enum Bug {
     HastyProbes,
     /// Suspicion timeouts are ten times what the configuration says.
     LongSuspicion,
-    /// A member refutes (raises its incarnation) but never queues its new
-    /// alive record, so nobody hears of the refutation.
+    /// A member refutes (raises its incarnation) but never sends its new
+    /// alive record: it is not queued for piggybacking, and claims against
+    /// the member are not answered with it, so nobody hears of the
+    /// refutation.
     RefutationNotSpread,
+    /// A helper waits five probe timeouts, not 80% of one, before it nacks
+    /// a ping-req whose target stays silent.
+    LateNacks,
 }
 
 impl Bug {
     /// Every bug, in the order `chorus-sim bugs --system swim` lists them.
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 11] = [
         Bug::RefutationIgnored,
         Bug::LowerIncarnationAccepted,
         Bug::FailedNeverGossiped,
@@ -58,6 +63,7 @@ impl Bug {
         Bug::HastyProbes,
         Bug::LongSuspicion,
         Bug::RefutationNotSpread,
+        Bug::LateNacks,
     ];
 
     /// The name used on the command line.
@@ -73,6 +79,7 @@ impl Bug {
             Bug::HastyProbes => "hasty-probes",
             Bug::LongSuspicion => "long-suspicion",
             Bug::RefutationNotSpread => "refutation-not-spread",
+            Bug::LateNacks => "late-nacks",
         }
     }
 
@@ -89,6 +96,7 @@ impl Bug {
             Bug::HastyProbes => "the protocol period is a tenth of the configured probe interval",
             Bug::LongSuspicion => "suspicion timeouts are ten times the configured formula",
             Bug::RefutationNotSpread => "a refuting member raises its incarnation but never spreads it",
+            Bug::LateNacks => "helpers nack a silent target after five probe timeouts instead of 80% of one",
         }
     }
 

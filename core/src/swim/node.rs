@@ -168,6 +168,11 @@ pub struct SwimNode {
     /// suspicion of us hear the refutation within one gossip interval
     /// rather than a few probe periods.
     refutation_unsent: bool,
+    /// Members that told us an outdated claim that we are down on a message
+    /// with no reply (an ack, nack, ping-req, gossip or push-pull): the next
+    /// gossip round sends each our alive record, at most
+    /// [`MAX_OWED_REFUTATIONS`] of them waiting.
+    owed_refutations: BTreeSet<MemberId>,
 
     actions: VecDeque<Action>,
 }
@@ -203,6 +208,7 @@ impl SwimNode {
             next_forget_at: None,
             next_stranger_join_at: now,
             refutation_unsent: false,
+            owed_refutations: BTreeSet::new(),
             actions: VecDeque::new(),
             rng,
             config,
@@ -300,7 +306,7 @@ impl SwimNode {
         if !self.left {
             deadline = deadline.min(self.next_push_pull_at).min(self.next_contact_at);
         }
-        if self.gossip_backlog() {
+        if self.gossip_backlog() || !self.owed_refutations.is_empty() {
             deadline = deadline.min(self.next_gossip_at);
         }
         for relay in self.relays.values() {
@@ -328,6 +334,9 @@ impl SwimNode {
         message.validate(&self.config)?;
         let Message { from, from_address, to: _, body, updates } = message;
         let claims_us_down = !self.left && updates.iter().any(|update| self.claims_down(update));
+        if claims_us_down && !matches!(body, MessageBody::Ping { .. }) {
+            self.owe_refutation(from);
+        }
         for update in updates {
             self.apply_update(now, update);
         }
@@ -350,7 +359,8 @@ impl SwimNode {
                 // alive record, refuting it to the one member sure to count
                 // the suspicion down, even when our refutation came earlier
                 // and its gossip missed the pinger.
-                let first = if claims_us_down { vec![self.own_alive()] } else { Vec::new() };
+                let answer = claims_us_down && !self.config.has_bug(Bug::RefutationNotSpread);
+                let first = if answer { vec![self.own_alive()] } else { Vec::new() };
                 self.send(Some(from), from_address, MessageBody::Ack { probe }, first);
             }
             MessageBody::Ack { probe } => self.handle_ack(from, probe),
@@ -476,13 +486,14 @@ impl SwimNode {
         let interval_micros = self.config.gossip_interval_ms * 1000;
         let behind = now.micros_since(self.next_gossip_at) / interval_micros;
         self.next_gossip_at = self.next_gossip_at.add_micros((behind + 1) * interval_micros);
+        let answered = self.answer_outdated_claims();
         if !self.gossip_backlog() {
             return;
         }
         let members = &self.members;
         let peers = self.probe_order.sample_where(
-            self.config.gossip_fanout,
-            |id| members.get(&id).is_some_and(|member| member.state.is_live()),
+            self.config.gossip_fanout - answered.len(),
+            |id| !answered.contains(&id) && members.get(&id).is_some_and(|member| member.state.is_live()),
             &mut self.rng,
         );
         for peer in peers {
@@ -493,6 +504,40 @@ impl SwimNode {
             self.send(Some(peer), address, MessageBody::Gossip, Vec::new());
             self.refutation_unsent = false;
         }
+    }
+
+    /// Remembers to send `from` our alive record: it told us we are down at
+    /// an incarnation we already left behind, on a message we do not answer
+    /// (a ping's ack carries the record at once). Without this, a member
+    /// that missed our refutation keeps its stale suspicion, and repeats it
+    /// to us on every ack, until push-pull repairs it (50-member SWIM seed
+    /// 1710: 24.7 s). Nothing is owed when gossip is off or the set is full.
+    fn owe_refutation(&mut self, from: MemberId) {
+        if self.config.gossip_fanout > 0
+            && self.owed_refutations.len() < MAX_OWED_REFUTATIONS
+            && !self.config.has_bug(Bug::RefutationNotSpread)
+        {
+            self.owed_refutations.insert(from);
+        }
+    }
+
+    /// Sends our alive record, in a `Gossip` message, to up to
+    /// `gossip_fanout` members owed one (lowest ids first; the rest wait for
+    /// the next round). Counts against the round's fanout. Returns the
+    /// members it went to.
+    fn answer_outdated_claims(&mut self) -> Vec<MemberId> {
+        let mut answered = Vec::new();
+        while answered.len() < self.config.gossip_fanout {
+            let Some(peer) = self.owed_refutations.pop_first() else {
+                break;
+            };
+            let Some(address) = self.members.get(&peer).map(|member| member.address.clone()) else {
+                continue;
+            };
+            self.send(Some(peer), address, MessageBody::Gossip, vec![self.own_alive()]);
+            answered.push(peer);
+        }
+        answered
     }
 
     // ----- probing --------------------------------------------------------
@@ -639,7 +684,12 @@ impl SwimNode {
             return;
         }
         let number = self.new_probe_number();
-        let deadline = now.add_micros(self.config.relay_timeout_micros());
+        let timeout = if self.config.has_bug(Bug::LateNacks) {
+            self.config.probe_timeout_micros() * 5
+        } else {
+            self.config.relay_timeout_micros()
+        };
+        let deadline = now.add_micros(timeout);
         self.relays.insert(number, Relay { origin, origin_address, origin_probe, target, deadline, want_nack });
         self.send(Some(target), target_address, MessageBody::Ping { probe: number }, Vec::new());
     }
@@ -887,3 +937,8 @@ impl SwimNode {
 /// exact list of alive members; above it, by sampling the probe order in
 /// constant time (which may, rarely, find fewer than `indirect_checks`).
 const EXACT_SAMPLING_MAX_MEMBERS: usize = 64;
+
+/// At most this many members wait for our alive record in answer to an
+/// outdated claim (see `owed_refutations`); more are left to dissemination
+/// and push-pull.
+const MAX_OWED_REFUTATIONS: usize = 64;

@@ -45,6 +45,13 @@
 //!   chance that none of `n−1` probers chose it is below `e^−20`), `T` to
 //!   judge the probe, `S` the longest suspicion timeout (β·α·log10 n·T with
 //!   Lifeguard) and `D` the dissemination bound for the failure.
+//! - **Relays** (`relay:`): a helper that takes a ping-req asking for a nack
+//!   (Lifeguard) answers the requester, with the target's ack or with a
+//!   nack, within Lifeguard's relay timeout, 80% of the probe timeout (plus
+//!   clock drift and two check intervals). Unless it ignores the request:
+//!   the target is itself, or `max_pending_relays` are already waiting. A
+//!   late nack makes the requester's missed-nack count (its local health)
+//!   wrong, and a missing one makes it blame itself.
 //! - **Refutation** (`refutation:`): a member that handles a suspicion or
 //!   failure claim about itself at or above its incarnation refutes at once
 //!   (its incarnation rises while handling the message), and sends the
@@ -55,7 +62,7 @@
 use super::checkers::time;
 use super::world::SwimWorld;
 use crate::skeleton::node_id;
-use chorus_core::swim::{Event, Incarnation, MemberState, Message, MessageBody, Update};
+use chorus_core::swim::{Event, Incarnation, MemberState, Message, MessageBody, ProbeNumber, Update};
 use chorus_core::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -65,6 +72,19 @@ pub(super) const LOAD_WINDOW_PERIODS: u64 = 10;
 /// At most this many dissemination samples are tracked at once; news beyond
 /// goes unjudged (keeps very large clusters cheap).
 const MAX_NEWS_TRACKED: usize = 4_096;
+
+/// At most this many ping-reqs are timed at once; more go unjudged.
+const MAX_RELAYS_TRACKED: usize = 4_096;
+
+/// A ping-req a helper took and has not answered yet.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PendingRelay {
+    helper: usize,
+    life: u32,
+    origin: NodeId,
+    probe: ProbeNumber,
+    since_us: u64,
+}
 
 /// Messages one member sent (and handled) in one window or one life.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -107,6 +127,8 @@ pub(super) struct BoundsState {
     pub(super) load: Vec<Load>,
     window_started_us: u64,
     news: Vec<News>,
+    /// Ping-reqs taken and not answered yet.
+    relays: Vec<PendingRelay>,
     /// `(node, life, incarnation, since)`: a refutation not sent yet.
     refutations: Vec<(usize, u32, Incarnation, u64)>,
     /// When each member's current life started.
@@ -200,10 +222,12 @@ impl SwimWorld {
         kind(&mut load.window);
         kind(&mut load.life);
         self.refutation_sent(node, message);
+        self.relay_answered(node, message);
     }
 
     /// Counts one message `node` is about to handle.
     pub(super) fn count_handled(&mut self, node: usize, message: &Message) {
+        self.relay_taken(node, message);
         let load = &mut self.bounds.load[node];
         for sends in [&mut load.window, &mut load.life] {
             match message.body {
@@ -317,9 +341,29 @@ impl SwimWorld {
             // An incarnation bump of a member already seen alive (a restart
             // nobody suspected) changes nothing the observer does.
             Some(member) if news.rank == 0 && member.state == MemberState::Alive => true,
+            // Likewise a suspicion its subject has since refuted, to an
+            // observer that sees the subject alive: the refutation would
+            // only bring it back to what it believes (50-member seed 2126:
+            // suspected at 1, refuted to 2 0.16 s later).
+            Some(member) if news.rank == 1 && member.state == MemberState::Alive && self.subject_refuted(news) => true,
             Some(member) => (member.incarnation, rank(member.state)) >= (news.incarnation, news.rank),
-            None => news.member == swim.id() || news.rank == 2,
+            // A member the observer never knew: news that it is down cannot
+            // introduce it (no address), and the observer does not see it
+            // live, which is all the news would teach (seeds 478 and 16267
+            // at 50 members: the observer restarted after the subject
+            // crashed). Whether it learns live members is convergence's.
+            None => news.member == swim.id() || news.rank >= 1,
         }
+    }
+
+    /// Whether the subject of `news` was since reported alive at a higher
+    /// incarnation (it refuted).
+    fn subject_refuted(&self, news: &News) -> bool {
+        let subject = news.member.0;
+        self.bounds
+            .news_seen
+            .range((subject, news.incarnation.next(), 0)..(subject + 1, Incarnation::ZERO, 0))
+            .any(|&(_, _, rank)| rank == 0)
     }
 
     /// Members that must know `news` by now: running, not excused, running
@@ -482,6 +526,76 @@ impl SwimWorld {
     /// A member restarted: its old suspicions are gone.
     pub(super) fn forget_suspicions(&mut self, observer: usize) {
         self.bounds.suspected_at.retain(|&(who, _, _), _| who != observer);
+    }
+
+    // ----- relays -----------------------------------------------------------
+
+    /// The relay bound: Lifeguard's relay timeout (80% of the probe
+    /// timeout), clock drift and two check intervals.
+    pub fn relay_bound_us(&self) -> u64 {
+        let timeout = self.template.probe_timeout_ms * 1000 * 4 / 5;
+        let drift = timeout / 1_000_000 * self.profile.drift_ppm.unsigned_abs() + 1;
+        timeout + drift + 2 * self.check_interval_us
+    }
+
+    /// `node` is about to handle `message`: a ping-req it will relay (see
+    /// the module docs for the ones it may ignore) is timed.
+    fn relay_taken(&mut self, node: usize, message: &Message) {
+        let MessageBody::PingReq { probe, target, want_nack: true, .. } = message.body else {
+            return;
+        };
+        let life = self.nodes[node].life;
+        let waiting = self.bounds.relays.iter().filter(|relay| relay.helper == node && relay.life == life).count();
+        if target == node_id(node) || waiting >= self.template.max_pending_relays {
+            return;
+        }
+        if self.bounds.relays.len() < MAX_RELAYS_TRACKED {
+            let since_us = self.engine.now;
+            self.bounds.relays.push(PendingRelay { helper: node, life, origin: message.from, probe, since_us });
+        }
+    }
+
+    /// `node` sent `message`: an ack or nack to a requester answers its
+    /// ping-req.
+    fn relay_answered(&mut self, node: usize, message: &Message) {
+        let (MessageBody::Ack { probe } | MessageBody::Nack { probe }) = message.body else {
+            return;
+        };
+        let Some(to) = message.to else {
+            return;
+        };
+        self.bounds.relays.retain(|relay| relay.helper != node || relay.origin != to || relay.probe != probe);
+    }
+
+    /// Ping-reqs not answered within the bound fail the seed; those of
+    /// helpers that crashed, restarted or are excused are dropped.
+    pub(super) fn check_relays(&mut self) {
+        let bound = self.relay_bound_us();
+        let now = self.engine.now;
+        let pending = std::mem::take(&mut self.bounds.relays);
+        let mut kept = Vec::with_capacity(pending.len());
+        let mut late = None;
+        for relay in pending {
+            let sim_node = &self.nodes[relay.helper];
+            if sim_node.life != relay.life || sim_node.swim.is_none() || self.excused(relay.helper) {
+                continue;
+            }
+            if now - relay.since_us <= bound {
+                kept.push(relay);
+            } else if late.is_none() {
+                late = Some(relay);
+            }
+        }
+        self.bounds.relays = kept;
+        if let Some(relay) = late {
+            self.checkers.fail(format!(
+                "relay: n{} took a ping-req from n{} at {} and sent it neither ack nor nack within {:.2} s (Lifeguard's relay timeout, 80% of the probe timeout, + slack)",
+                relay.helper + 1,
+                relay.origin.0,
+                time(relay.since_us),
+                bound as f64 / 1e6
+            ));
+        }
     }
 
     // ----- refutation -------------------------------------------------------

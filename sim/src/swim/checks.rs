@@ -72,10 +72,11 @@ impl SwimWorld {
         }
     }
 
-    /// The per-run bounds (`bounds.rs`): load, dissemination, refutation.
+    /// The per-run bounds (`bounds.rs`): load, dissemination, relays, refutation.
     fn check_bounds(&mut self) {
         self.check_load();
         self.check_news();
+        self.check_relays();
         self.check_refutations();
     }
 
