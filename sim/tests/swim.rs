@@ -62,7 +62,8 @@ fn forty_seeds_of_the_swarm_pass_with_and_without_lifeguard() {
 /// introduce a member. 478, 16267 and 2126 (50): the dissemination checker
 /// was too strict (an observer that never knew the crashed subject; a
 /// suspicion refuted before it reached the observer, which sees the subject
-/// alive).
+/// alive). 7645 (20): likewise, a restarted member that learned a member long
+/// crashed from a stale state after the failure news had died out.
 #[test]
 fn the_seeds_that_once_failed_pass() {
     let seeds = [
@@ -78,6 +79,7 @@ fn the_seeds_that_once_failed_pass() {
         (2126, 50),
         (16267, 50),
         (19643, 50),
+        (7645, 20),
     ];
     for (seed, nodes) in seeds {
         let summary = run_many(&SwimRunOptions { nodes, ..options(seed..seed + 1, None, 1) }, &|_| {});

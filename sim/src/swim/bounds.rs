@@ -119,6 +119,14 @@ pub(super) struct News {
     origin: usize,
     origin_life: u32,
     origin_us: u64,
+    /// For news that the member is down: the running members that did not
+    /// know the member when it was reported, in order. Such news cannot
+    /// reach them (it carries no address); if they learn the member later,
+    /// from a stale record, the detection bound judges how soon they find
+    /// out (20-member seed 7645: a restarted member learned a member long
+    /// crashed from the state of one just resumed from a 10 s pause, after
+    /// the failure news had died out).
+    strangers: Vec<usize>,
 }
 
 /// The bounds' state of one run.
@@ -326,8 +334,17 @@ impl SwimWorld {
         if known || news.len() >= MAX_NEWS_TRACKED || !self.bounds.news_seen.insert((member.0, incarnation, rank)) {
             return;
         }
+        let strangers = if rank == 0 {
+            Vec::new()
+        } else {
+            let stranger = |node: &super::world::SimNode| {
+                node.swim.as_ref().is_some_and(|swim| swim.id() != member && swim.member(member).is_none())
+            };
+            self.nodes.iter().enumerate().filter(|(_, node)| stranger(node)).map(|(index, _)| index).collect()
+        };
         let origin_life = self.nodes[observer].life;
-        news.push(News { member, incarnation, rank, origin: observer, origin_life, origin_us: self.engine.now });
+        let origin_us = self.engine.now;
+        self.bounds.news.push(News { member, incarnation, rank, origin: observer, origin_life, origin_us, strangers });
     }
 
     /// Whether `observer` knows `news` or something newer about its member
@@ -378,6 +395,7 @@ impl SwimWorld {
         let declared_failed = news.rank == 0 && swim.member(news.member).is_some_and(|member| rank(member.state) == 2);
         !self.excused(observer)
             && !declared_failed
+            && news.strangers.binary_search(&observer).is_err()
             && self.bounds.started_us[observer] <= news.origin_us
             && node_id(observer) != news.member
     }
