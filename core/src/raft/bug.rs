@@ -68,11 +68,14 @@ pub enum Bug {
     /// take the joiner for its old disk and send entries from index 1; the
     /// joiner then snapshotted a configuration with no voters).
     JoinerSkipsSnapshot,
+    /// Snapshots taken by the snapshot policy never compact the log: it
+    /// grows without bound however often the node snapshots.
+    SnapshotNeverCompacts,
 }
 
 impl Bug {
     /// Every bug, in the order `chorus-sim bugs` lists them.
-    pub const ALL: [Bug; 18] = [
+    pub const ALL: [Bug; 19] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ReplyBeforePersist,
@@ -91,6 +94,7 @@ impl Bug {
         Bug::RequestIdsReused,
         Bug::AckAppendBeforePersist,
         Bug::JoinerSkipsSnapshot,
+        Bug::SnapshotNeverCompacts,
     ];
 
     /// The name used on the command line.
@@ -114,6 +118,7 @@ impl Bug {
             Bug::RequestIdsReused => "request-ids-reused",
             Bug::AckAppendBeforePersist => "ack-append-before-persist",
             Bug::JoinerSkipsSnapshot => "joiner-skips-snapshot",
+            Bug::SnapshotNeverCompacts => "snapshot-never-compacts",
         }
     }
 
@@ -144,6 +149,7 @@ impl Bug {
             }
             Bug::AckAppendBeforePersist => "a follower acknowledges appended entries before they are durable",
             Bug::JoinerSkipsSnapshot => "a node that joined empty accepts appends before installing a snapshot",
+            Bug::SnapshotNeverCompacts => "the snapshot policy's snapshots never discard the log before them",
         }
     }
 

@@ -68,7 +68,7 @@ impl<S: StateMachine> RaftNode<S> {
         if !due || self.applied <= snapshot_index {
             return;
         }
-        self.take_snapshot(true);
+        self.take_snapshot(!self.config.bug(Bug::SnapshotNeverCompacts));
     }
 
     /// Snapshots the state machine at the applied index and, with `compact`,

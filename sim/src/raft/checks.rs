@@ -7,7 +7,7 @@ use crate::check::linearizability::{self, SearchLimits};
 use crate::check::safety::ElectionView;
 use crate::history::{History, Value};
 use chorus_core::raft::Role;
-use chorus_core::{NodeId, Term, Time};
+use chorus_core::{LogIndex, NodeId, Term, Time};
 
 impl RaftWorld {
     /// The newest committed entry must be safe from every possible election.
@@ -85,6 +85,11 @@ impl RaftWorld {
     /// node is not running.
     pub(super) fn check_step(&mut self, node: usize, roles: Vec<(Role, Term)>) -> Option<bool> {
         let raft = self.nodes[node].raft.as_ref()?;
+        let leads = raft.role() == Role::Leader;
+        let led = std::mem::replace(&mut self.nodes[node].led, leads)
+            || leads
+            || roles.iter().any(|(role, _)| *role == Role::Leader);
+        let raft = self.nodes[node].raft.as_ref().expect("running");
         for (role, term) in roles {
             self.checker.on_role(node, role, term, raft);
         }
@@ -103,6 +108,7 @@ impl RaftWorld {
             }
             self.check_commit_protected();
         }
+        self.check_snapshot_policy(node, led);
         let raft = self.nodes[node].raft.as_ref().expect("still running");
         let leader_committed = raft.role() == Role::Leader && raft.commit_index() > commit_before;
         if self.healed_at.is_some() && leader_committed {
@@ -110,6 +116,52 @@ impl RaftWorld {
             self.check_finished();
         }
         Some(leader_committed)
+    }
+
+    /// The snapshot policy (`snapshot:`). A node snapshots at the end of an
+    /// input, before it applies, once `entries` entries are applied past its
+    /// snapshot (`SnapshotPolicy::entries`), and then keeps only
+    /// `max_retained_entries` of the log before the snapshot. So after each
+    /// input, with `A` the applied index before it: (1) `A` is less than
+    /// `entries` past the snapshot; (2) if the policy was due at `A`, the
+    /// log starts at most `max_retained_entries` before the snapshot. A node
+    /// that never snapshots, or never compacts, fails as soon as its log
+    /// outgrows the policy. A leader may take a snapshot for a joiner in
+    /// the same input, which does not compact and leaves the policy nothing
+    /// to do, so (2) is judged on inputs that a follower or candidate
+    /// handled throughout (`led` is false).
+    fn check_snapshot_policy(&mut self, node: usize, led: bool) {
+        let (entries, retained) = (self.profile.snapshot_every_entries, self.profile.max_retained_entries);
+        let sim_node = &mut self.nodes[node];
+        let Some(raft) = sim_node.raft.as_ref() else {
+            return;
+        };
+        let status = raft.status();
+        let snapshot = raft.snapshot().map_or(LogIndex::ZERO, |snapshot| snapshot.meta.index);
+        // A step that changed neither was a call outside an input (an
+        // operator's request refused, say): the policy only runs at the
+        // end of an input.
+        let now_seen = (status.applied_index, snapshot);
+        let Some((before, snapshot_before)) = sim_node.applied_seen.filter(|seen| *seen != now_seen) else {
+            sim_node.applied_seen = Some(now_seen);
+            return;
+        };
+        sim_node.applied_seen = Some(now_seen);
+        if entries == 0 || self.checker.violations.iter().any(|failure| failure.starts_with("snapshot:")) {
+            return;
+        }
+        let behind = before.0.saturating_sub(snapshot.0);
+        let kept = snapshot.0.saturating_sub(status.first_index.0.saturating_sub(1));
+        let due = before.0.saturating_sub(snapshot_before.0) >= entries;
+        let failure = if behind >= entries {
+            format!("{} had applied {before} and its snapshot is at {snapshot}: {behind} entries, the policy snapshots every {entries}", node_id(node))
+        } else if due && !led && kept > retained {
+            format!("{} snapshotted at {snapshot} and still holds the log from {}: {kept} entries before the snapshot, max_retained_entries is {retained}", node_id(node), status.first_index)
+        } else {
+            return;
+        };
+        let now = Time::from_micros(self.engine.now);
+        self.checker.violations.push(format!("snapshot: {failure} (at {now})"));
     }
 
     /// After the event loop: every failure the checkers hold, then (if none)

@@ -229,6 +229,8 @@ impl RaftWorld {
             return;
         }
         sim_node.raft = None;
+        sim_node.applied_seen = None;
+        sim_node.led = false;
         sim_node.disk.crash(self.engine.now);
         sim_node.incarnation += 1;
         sim_node.slot.crash();

@@ -104,6 +104,11 @@ pub(super) struct SimNode {
     /// Client requests this incarnation is working on.
     pub(super) requests: BTreeMap<u64, RequestOwner>,
     pub(super) next_request: u64,
+    /// The applied and snapshot indexes after this life's previous step
+    /// (the snapshot-policy checker).
+    pub(super) applied_seen: Option<(chorus_core::LogIndex, chorus_core::LogIndex)>,
+    /// Whether this node was the leader after its previous step.
+    pub(super) led: bool,
 }
 
 /// One seed's Raft cluster, network, clients and checkers in virtual time.
@@ -217,6 +222,8 @@ impl RaftWorld {
                 incarnation: 0,
                 requests: BTreeMap::new(),
                 next_request: 0,
+                applied_seen: None,
+                led: false,
             });
         }
         nodes
