@@ -258,6 +258,13 @@ pub struct FaultProfile {
     pub forward_proposals: bool,
     /// Followers serve linearizable reads through the leader's read index.
     pub follower_reads: bool,
+    /// Candidates run a pre-vote first (Raft thesis §9.6). Off, candidates
+    /// of one term collide more often, which is where a node's one vote per
+    /// term is tested.
+    pub pre_vote: bool,
+    /// Leaders step down without a quorum's contact and followers ignore
+    /// candidates while they hear a leader (always on with lease reads).
+    pub check_quorum: bool,
 }
 
 impl FaultProfile {
@@ -287,6 +294,8 @@ impl FaultProfile {
             lease_reads: false,
             forward_proposals: false,
             follower_reads: false,
+            pre_vote: true,
+            check_quorum: true,
         }
     }
 
@@ -319,6 +328,8 @@ impl FaultProfile {
         let follower_reads = rng.random_bool(0.7);
         let bounce_percent = if crashes.is_some() && rng.random_bool(0.5) { rng.random_range(20..=80) } else { 0 };
         let isolate_leaving_leader = churn_interval_ms.is_some() && rng.random_bool(0.5);
+        let pre_vote = rng.random_bool(0.75);
+        let check_quorum = lease_reads || rng.random_bool(0.75);
         FaultProfile {
             network,
             partitions,
@@ -343,6 +354,8 @@ impl FaultProfile {
             lease_reads,
             forward_proposals,
             follower_reads,
+            pre_vote,
+            check_quorum,
         }
     }
 }
@@ -407,7 +420,7 @@ impl fmt::Display for FaultProfile {
         )?;
         write!(
             f,
-            "; disk stalls {:.2}%; wipes {}; churn {}{}; {} spares; snapshot every {} entries (keep {}, {}-byte chunks); {} reads; forwarding {}; follower reads {}",
+            "; disk stalls {:.2}%; wipes {}; churn {}{}; {} spares; snapshot every {} entries (keep {}, {}-byte chunks); {} reads; forwarding {}; follower reads {}; pre-vote {}; check-quorum {}",
             self.disk_stall_ppm as f64 / 10_000.0,
             recurrence(self.wipes),
             self.churn_interval_ms.map_or("off".to_string(), |ms| format!("every ~{ms}ms")),
@@ -419,6 +432,8 @@ impl fmt::Display for FaultProfile {
             if self.lease_reads { "lease" } else { "read-index" },
             if self.forward_proposals { "on" } else { "off" },
             if self.follower_reads { "on" } else { "off" },
+            if self.pre_vote { "on" } else { "off" },
+            if self.check_quorum { "on" } else { "off" },
         )
     }
 }

@@ -245,6 +245,8 @@ impl RaftWorld {
         config.snapshot_chunk_bytes = profile.snapshot_chunk_bytes;
         config.forward_proposals = profile.forward_proposals;
         config.follower_reads = profile.follower_reads;
+        config.pre_vote = profile.pre_vote;
+        config.check_quorum = profile.check_quorum;
         if profile.lease_reads {
             config.read_mode = ReadMode::Lease;
             // Any two simulated clocks differ in rate by at most twice the
