@@ -107,7 +107,9 @@ fn every_injected_bug_is_caught_by_the_checker_meant_for_it() {
         (ClusterBug::AckBeforeDurable, "durability:", 120),
         (ClusterBug::RemoveBeforeAdd, "replicas:", 20),
         (ClusterBug::NoDescriptorGossip, "routes by descriptors version", 5),
-        (ClusterBug::LocalLinearizableReads, "linearizability:", 5),
+        // Reads served from a stale local state: the session-read checker or
+        // linearizability, whichever sees it first.
+        (ClusterBug::LocalLinearizableReads, "linearizability:|reads:", 5),
         (ClusterBug::OrphansKept, "still hosts a replica", 5),
         // A lost leader's quiesced ranges stay leaderless: the repair
         // waits on them (convergence), or the failover check sees it.

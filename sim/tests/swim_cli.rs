@@ -34,6 +34,7 @@ fn bugs_lists_swim_bugs_with_system_swim_and_raft_bugs_by_default() {
             "hasty-probes",
             "long-suspicion",
             "refutation-not-spread",
+            "late-nacks",
         ]
     );
     let raft = stdout(&chorus_sim(&["bugs"]));
