@@ -131,6 +131,15 @@ impl ClusterWorld {
     fn led_if_crashable(&self, index: usize) -> Option<Vec<RangeId>> {
         let node = self.nodes[index].node.as_ref()?;
         let me = crate::skeleton::node_id(index);
+        // Its crash must be news: a node some member already holds failed
+        // (declared while cut off, not yet rejoined) cannot be declared
+        // again, so its failover could not be timed (seed 250).
+        let seen_live = |other: &super::world::SimNode| {
+            other.node.as_ref().is_none_or(|peer| peer.swim().member(me).is_some_and(|m| m.state.is_live()))
+        };
+        if !self.nodes.iter().enumerate().all(|(i, other)| i == index || seen_live(other)) {
+            return None;
+        }
         let running = |id: chorus_core::NodeId| {
             id != me && (0..self.nodes.len()).any(|i| crate::skeleton::node_id(i) == id && self.is_up(i))
         };
