@@ -4,8 +4,8 @@
 
 mod harness;
 
-use chorus_core::raft::{ClientResult, MessageBody, Role};
-use chorus_core::types::{NodeId, Time};
+use chorus_core::raft::{Bug, ClientResult, DiskId, MembershipChange, Message, MessageBody, Role, SnapshotMeta};
+use chorus_core::types::{LogIndex, NodeId, Term, Time};
 use harness::{get, put, Cluster};
 
 const QUIESCE_AFTER_MS: u64 = 300;
@@ -153,4 +153,115 @@ fn a_quiesced_follower_rejects_a_candidate_until_the_leader_is_declared_failed()
     assert_eq!(cluster.node(leader).term(), term, "a quiesced follower voted the live leader out");
     assert_eq!(cluster.node(leader).role(), Role::Leader);
     cluster.assert_safe();
+}
+
+/// A node that was removed while cut off never learns of it and campaigns
+/// forever. A quiesced group ignores its vote requests, as a group in a
+/// leader's lease does, instead of waking for each one (the simulator's
+/// quiet tail found groups that never went quiet that way). A member's
+/// campaign wakes the leader, whose heartbeats the member needs.
+#[test]
+fn a_quiesced_group_ignores_an_outsiders_campaign_and_wakes_for_a_members() {
+    let (mut cluster, leader) = quiesced_cluster();
+    let term = cluster.node(leader).term();
+    let followers: Vec<NodeId> = cluster.ids().into_iter().filter(|&id| id != leader).collect();
+    let campaign = |from: NodeId, to: NodeId| Message {
+        from,
+        to,
+        term: Term(term.0 + 3),
+        disk: DiskId::BOOTSTRAP,
+        incarnation: 1,
+        body: MessageBody::RequestVote {
+            pre_vote: true,
+            last_log_index: LogIndex(1_000),
+            last_log_term: Term(term.0 + 2),
+            transfer: false,
+        },
+    };
+    let removed = NodeId(9);
+    cluster.inject(campaign(removed, leader));
+    cluster.inject(campaign(removed, followers[0]));
+    cluster.inject(campaign(followers[1], followers[0]));
+    let before = messages_sent(&cluster);
+    cluster.deliver_all();
+    assert_eq!(messages_sent(&cluster), before, "a quiesced node answered or woke for a campaign");
+    for id in [leader, followers[0]] {
+        assert!(cluster.node(id).is_quiesced(), "{id} woke for a campaign");
+        assert_eq!(cluster.node(id).term(), term);
+    }
+    cluster.inject(campaign(followers[1], leader));
+    cluster.deliver_all();
+    assert!(!cluster.node(leader).is_quiesced(), "the leader stayed quiesced through a member's campaign");
+    assert_eq!(cluster.node(leader).role(), Role::Leader, "a pre-vote deposed the leader");
+}
+
+/// A membership change wakes a quiesced leader, whose followers it last
+/// heard from before the group went quiet. It counts them as heard from
+/// when it wakes (as its followers count it): otherwise the change is
+/// refused as one that would lose the quorum, and a retry after the group
+/// quiesced again is too, forever (the simulator's operator could never
+/// renew a lost disk).
+#[test]
+fn a_membership_change_that_wakes_a_quiesced_leader_is_accepted() {
+    let mut cluster = quiescing_cluster();
+    let leader = cluster.tick_until_leader();
+    cluster.propose(leader, 1, put("k", "v"));
+    cluster.stabilize();
+    let joiner = NodeId(4);
+    cluster.add_joining(joiner, DiskId(44), |config| config.quiesce_after_ms = QUIESCE_AFTER_MS);
+    cluster.change_membership(leader, 2, MembershipChange::AddLearner(joiner)).expect("add the learner");
+    cluster.advance(1_000);
+    cluster.advance(QUIESCE_AFTER_MS + 200);
+    assert!(cluster.ids().iter().all(|&id| cluster.node(id).is_quiesced()), "the group did not quiesce");
+    cluster.advance(5_000);
+    cluster.change_membership(leader, 3, MembershipChange::Promote(joiner)).expect("a woken leader promotes");
+    cluster.advance(500);
+    assert!(cluster.node(leader).membership().is_voter(joiner));
+    cluster.assert_safe();
+}
+
+/// A follower that received part of a snapshot, then saw the term move on,
+/// can never finish it: it drops the buffer. Kept (the injected bug
+/// `partial-snapshot-kept`), it held its memory and kept the follower from
+/// quiescing, so it woke its leader after every `Quiesce`.
+#[test]
+fn a_partial_snapshot_from_an_earlier_term_is_dropped() {
+    for bug in [None, Some(Bug::PartialSnapshotKept)] {
+        let mut cluster = Cluster::with_config(3, |config| {
+            config.quiesce_after_ms = QUIESCE_AFTER_MS;
+            config.injected_bug = bug;
+        });
+        let leader = cluster.tick_until_leader();
+        cluster.propose(leader, 1, put("k", "v"));
+        cluster.stabilize();
+        let follower = cluster.ids().into_iter().find(|&id| id != leader).expect("a follower");
+        let node = cluster.node(leader);
+        let meta = SnapshotMeta {
+            index: LogIndex(node.commit_index().0 + 10),
+            term: node.term(),
+            membership: node.membership().clone(),
+        };
+        cluster.inject(Message {
+            from: leader,
+            to: follower,
+            term: node.term(),
+            disk: DiskId::BOOTSTRAP,
+            incarnation: 1,
+            body: MessageBody::InstallSnapshot {
+                meta: Box::new(meta),
+                offset: 0,
+                total_bytes: 1_000,
+                chunk: vec![0; 10],
+            },
+        });
+        cluster.deliver_where(|message| message.to == follower);
+        // A new term: the chunk's sender can no longer finish it.
+        let other = cluster.ids().into_iter().find(|&id| id != leader && id != follower).expect("a third node");
+        cluster.transfer_leadership(leader, other).expect("transfer");
+        cluster.advance(1_000);
+        cluster.advance(QUIESCE_AFTER_MS + 500);
+        let quiet = cluster.ids().iter().all(|&id| cluster.node(id).is_quiesced());
+        assert_eq!(quiet, bug.is_none(), "bug {bug:?}: the group quiesced: {quiet}");
+        cluster.assert_safe();
+    }
 }

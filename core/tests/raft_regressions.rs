@@ -9,8 +9,8 @@ use chorus_core::kv::{KvResponse, KvStore};
 use chorus_core::raft::{
     Bug, ClientResult, Config, DiskId, DurableState, Event, Message, MessageBody, Payload, RaftNode, RestartError, Role,
 };
-use chorus_core::types::{NodeId, Term, Time, MAX_PEER_TERM, MAX_TERM};
-use harness::{append_entries, cas, is_heartbeat, put, Cluster};
+use chorus_core::types::{LogIndex, NodeId, Term, Time, MAX_PEER_TERM, MAX_TERM};
+use harness::{append_entries, cas, hard_state, is_heartbeat, log_with_terms, put, Cluster, Disk};
 
 const N1: NodeId = NodeId(1);
 const N2: NodeId = NodeId(2);
@@ -331,4 +331,39 @@ fn a_renewed_disk_does_not_count_in_the_half_that_records_its_old_disk() {
             cluster.assert_safe();
         }
     }
+}
+
+/// 3-node seed 4474. n3 lost its disk and rejoined from the old leader's
+/// snapshot, then took that leader's entries of term 3 while a new leader
+/// of term 4 had committed other entries at the same indexes. The new
+/// leader still recorded n3's old disk as holding its log, so its heartbeat
+/// carried commit 68, and n3 committed its term-3 entries there. A follower
+/// may advance its commit on a heartbeat only as far as it knows its log
+/// matches the leader's (what it accepted from that leader this term).
+#[test]
+fn a_heartbeat_commits_only_what_the_follower_knows_it_shares_with_the_leader() {
+    // n3 holds entries of term 1 at 2..=4 that the others (term 2) do not.
+    let disks = vec![
+        Disk::holding(hard_state(2, Some(1), 1), log_with_terms(&[1, 2, 2, 2])),
+        Disk::holding(hard_state(2, Some(1), 1), log_with_terms(&[1, 2, 2, 2])),
+        Disk::holding(hard_state(1, Some(3), 1), log_with_terms(&[1, 1, 1, 1])),
+    ];
+    let mut cluster = Cluster::from_disks(disks, |_| {});
+    // n1, leader of term 3, committed 4 entries and believes n3 holds them.
+    cluster.inject(Message {
+        from: N1,
+        to: N3,
+        term: Term(3),
+        disk: DiskId::BOOTSTRAP,
+        incarnation: 2,
+        body: MessageBody::Heartbeat { commit: LogIndex(4), read_context: 1 },
+    });
+    cluster.deliver_where(|message| message.to == N3);
+    assert_eq!(cluster.node(N3).leader(), Some(N1));
+    assert_eq!(cluster.node(N3).commit_index(), LogIndex(1), "n3 committed entries it does not share with n1");
+    // Once an append shows where the logs agree, the commit follows.
+    cluster.advance(500);
+    cluster.stabilize();
+    assert_eq!(cluster.log_terms(N3)[..4], [1, 2, 2, 2]);
+    cluster.assert_safe();
 }

@@ -17,6 +17,10 @@ pub struct DriftClock {
     drift_ppm: i64,
 }
 
+/// Local deadlines later than this (about 53 simulated days, far past any
+/// run) mean "never": the arithmetic below stays within `i64`.
+pub const NEVER_AFTER_US: u64 = (i64::MAX / 2_000_000) as u64;
+
 impl DriftClock {
     /// A clock that reads `offset_micros` at true time zero and gains
     /// (positive) or loses `drift_ppm` microseconds per simulated second.
@@ -46,8 +50,13 @@ impl DriftClock {
     }
 
     /// The earliest true time at which the node's clock reads `deadline` or
-    /// later (never before `not_before`).
+    /// later (never before `not_before`); `u64::MAX` for a deadline past
+    /// [`NEVER_AFTER_US`] (a node with no timer running, such as a
+    /// quiesced one, asks for `Time::from_micros(u64::MAX)`).
     pub fn true_time_of(&self, deadline: Time, not_before: u64) -> u64 {
+        if deadline.as_micros() > NEVER_AFTER_US {
+            return u64::MAX;
+        }
         let target = deadline.as_micros() as i64 - self.offset_micros as i64;
         if self.drift_ppm == 0 {
             return (target.max(0) as u64).max(not_before);

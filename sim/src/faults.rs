@@ -265,6 +265,17 @@ pub struct FaultProfile {
     /// Leaders step down without a quorum's contact and followers ignore
     /// candidates while they hear a leader (always on with lease reads).
     pub check_quorum: bool,
+    /// Idle groups quiesce after this many milliseconds (0: never;
+    /// [`chorus_core::raft::Config::quiesce_after_ms`]). With it on, the
+    /// clients pause in lulls so that groups go idle, the world plays the
+    /// failure detector that wakes the followers of a failed leader, and
+    /// the run ends with a quiet tail in which the group must quiesce.
+    pub quiesce_after_ms: u64,
+    /// With quiescence on: the clients start no operation for `lull_ms` of
+    /// every `lull_every_ms`.
+    pub lull_every_ms: u64,
+    /// See [`lull_every_ms`](FaultProfile::lull_every_ms).
+    pub lull_ms: u64,
 }
 
 impl FaultProfile {
@@ -296,6 +307,9 @@ impl FaultProfile {
             follower_reads: false,
             pre_vote: true,
             check_quorum: true,
+            quiesce_after_ms: 0,
+            lull_every_ms: 0,
+            lull_ms: 0,
         }
     }
 
@@ -330,6 +344,13 @@ impl FaultProfile {
         let isolate_leaving_leader = churn_interval_ms.is_some() && rng.random_bool(0.5);
         let pre_vote = rng.random_bool(0.75);
         let check_quorum = lease_reads || rng.random_bool(0.75);
+        let quiesce_after_ms = if rng.random_bool(0.3) { [60, 150, 400][rng.random_range(0..3)] } else { 0 };
+        let (lull_every_ms, lull_ms) = if quiesce_after_ms > 0 {
+            let lull_ms = quiesce_after_ms + rng.random_range(100..=600);
+            (lull_ms + rng.random_range(500..=2_000), lull_ms)
+        } else {
+            (0, 0)
+        };
         FaultProfile {
             network,
             partitions,
@@ -356,6 +377,9 @@ impl FaultProfile {
             follower_reads,
             pre_vote,
             check_quorum,
+            quiesce_after_ms,
+            lull_every_ms,
+            lull_ms,
         }
     }
 }
@@ -434,6 +458,14 @@ impl fmt::Display for FaultProfile {
             if self.follower_reads { "on" } else { "off" },
             if self.pre_vote { "on" } else { "off" },
             if self.check_quorum { "on" } else { "off" },
-        )
+        )?;
+        if self.quiesce_after_ms > 0 {
+            write!(
+                f,
+                "; quiesce after {}ms (client lulls of {}ms every {}ms)",
+                self.quiesce_after_ms, self.lull_ms, self.lull_every_ms
+            )?;
+        }
+        Ok(())
     }
 }

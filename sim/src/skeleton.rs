@@ -121,6 +121,11 @@ impl<S> NodeSlot<S> {
             return None;
         }
         let at = self.clock.true_time_of(deadline, now);
+        if at == u64::MAX {
+            // No timer running (a quiesced node): none to schedule.
+            self.cancel_timer();
+            return None;
+        }
         if self.timer_at == Some(at) {
             return None;
         }

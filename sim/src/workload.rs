@@ -159,6 +159,9 @@ pub struct Workload {
     pub stop_at_us: u64,
     /// Clients give up on operations only before this time (the fault phase).
     pub give_up_before_us: u64,
+    /// `(every_us, length_us)`: no operation starts during the first
+    /// `length_us` of every `every_us` (lulls in which groups go idle).
+    pub lulls: Option<(u64, u64)>,
     /// Completed and unknown-outcome operations in completion order (unknown
     /// ones when given up or at [`finish`](Workload::finish)); keys are
     /// `k0`, `k1`, ..., times are simulated microseconds. Session and stale
@@ -219,6 +222,7 @@ impl Workload {
             next_process,
             stop_at_us,
             give_up_before_us: u64::MAX,
+            lulls: None,
             history: Vec::new(),
             weak_reads: Vec::new(),
             counts: OpCounts::default(),
@@ -248,6 +252,12 @@ impl Workload {
         if self.clients[client_index].op.is_none() {
             if now >= self.stop_at_us {
                 return ClientStep::Idle;
+            }
+            if let Some((every_us, length_us)) = self.lulls {
+                let into = now % every_us;
+                if into < length_us {
+                    return ClientStep::Wait { delay_us: length_us - into };
+                }
             }
             let key = rng.random_range(0..keys);
             let roll = rng.random_range(0..100);

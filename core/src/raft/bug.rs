@@ -71,11 +71,15 @@ pub enum Bug {
     /// Snapshots taken by the snapshot policy never compact the log: it
     /// grows without bound however often the node snapshots.
     SnapshotNeverCompacts,
+    /// A follower keeps a partly received snapshot after its log caught up
+    /// or the term moved on: its buffer stays, and with quiescence on the
+    /// follower keeps waking its leader.
+    PartialSnapshotKept,
 }
 
 impl Bug {
     /// Every bug, in the order `chorus-sim bugs` lists them.
-    pub const ALL: [Bug; 19] = [
+    pub const ALL: [Bug; 20] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ReplyBeforePersist,
@@ -95,6 +99,7 @@ impl Bug {
         Bug::AckAppendBeforePersist,
         Bug::JoinerSkipsSnapshot,
         Bug::SnapshotNeverCompacts,
+        Bug::PartialSnapshotKept,
     ];
 
     /// The name used on the command line.
@@ -119,6 +124,7 @@ impl Bug {
             Bug::AckAppendBeforePersist => "ack-append-before-persist",
             Bug::JoinerSkipsSnapshot => "joiner-skips-snapshot",
             Bug::SnapshotNeverCompacts => "snapshot-never-compacts",
+            Bug::PartialSnapshotKept => "partial-snapshot-kept",
         }
     }
 
@@ -150,6 +156,7 @@ impl Bug {
             Bug::AckAppendBeforePersist => "a follower acknowledges appended entries before they are durable",
             Bug::JoinerSkipsSnapshot => "a node that joined empty accepts appends before installing a snapshot",
             Bug::SnapshotNeverCompacts => "the snapshot policy's snapshots never discard the log before them",
+            Bug::PartialSnapshotKept => "a partly received snapshot is kept after the log caught up",
         }
     }
 

@@ -67,6 +67,23 @@ impl Forwarder {
         Some((forwarded.request, forwarded.placed?.1))
     }
 
+    /// Removes and returns the requests placed at or below `index`, which a
+    /// snapshot just covered: they were applied without this node seeing
+    /// their entries, so their outcome is unknown here.
+    pub(super) fn take_placed_upto(&mut self, index: LogIndex) -> Vec<RequestId> {
+        let mut requests = Vec::new();
+        while let Some(entry) = self.placed.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let seq = entry.remove();
+            if let Some(forwarded) = self.by_seq.remove(&seq) {
+                requests.push(forwarded.request);
+            }
+        }
+        requests
+    }
+
     /// The leader's answer for tag `seq`, on a node that has applied up to
     /// `applied`.
     pub(super) fn answer(&mut self, seq: u64, outcome: ForwardOutcome, applied: LogIndex) -> Answered {

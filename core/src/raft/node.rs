@@ -117,6 +117,13 @@ pub struct RaftNode<S> {
     pub(super) heartbeat_deadline: Time,
     pub(super) check_quorum_deadline: Time,
     pub(super) last_leader_contact: Option<Time>,
+    /// `(term, index)`: our log is known to hold exactly what the leader of
+    /// `term` holds up to `index` (we accepted its append or installed its
+    /// snapshot). A heartbeat or `Quiesce` advances our commit only up to
+    /// it: the leader caps the commit it sends at the match it recorded for
+    /// us, which is stale if we lost our log since (a wiped disk; 3-node
+    /// seed 4474 committed another term's entries that way).
+    pub(super) leader_match: (Term, LogIndex),
     /// Quiesced: no election or heartbeat timer (see `quiesce.rs`).
     pub(super) quiesced: bool,
     /// The last client or operator request (a leader quiesces only after
@@ -272,6 +279,7 @@ impl<S: StateMachine> RaftNode<S> {
             heartbeat_deadline: now,
             check_quorum_deadline: now,
             last_leader_contact: None,
+            leader_match: (Term(0), LogIndex::ZERO),
             quiesced: false,
             idle_since: now,
             durability: Durability::new(hard_state, max_held),
@@ -656,6 +664,18 @@ impl<S: StateMachine> RaftNode<S> {
 
     pub(super) fn step(&mut self, now: Time, message: Message) {
         let from = message.from;
+        if self.quiesced
+            && matches!(message.body, MessageBody::RequestVote { transfer: false, .. })
+            && (self.role != Role::Leader || !self.membership.members().contains(&from))
+        {
+            // A quiesced follower counts its leader alive until it is woken
+            // (see `quiesce.rs`), so it ignores a candidate as one in a
+            // leader's lease does. A quiesced leader wakes for a member's
+            // campaign (a restarted follower needs its heartbeats) but not
+            // for an outsider's: a node that never learned of its removal
+            // would keep the group beating forever.
+            return;
+        }
         self.wake_for_message(now, from, &message.body, message.term);
         if message.term > self.term {
             match &message.body {
@@ -829,6 +849,7 @@ impl<S: StateMachine> RaftNode<S> {
             self.batch_open = false;
             self.broadcast_append(false);
         }
+        self.drop_stale_incoming_snapshot();
         self.maybe_snapshot();
         self.apply_committed();
         self.serve_reads();

@@ -9,13 +9,21 @@
 //!   [`MessageBody::Quiesce`] instead of a heartbeat and stops its timers.
 //! - A follower holding exactly the leader's log quiesces too: no election
 //!   timer. One that does not answers [`MessageBody::Wake`].
-//! - Anything wakes a quiesced node: a proposal, a read, a membership change
-//!   or a transfer; any message (a leader's message wakes its follower
+//! - A quiesced follower counts its leader alive until something wakes it,
+//!   so it ignores candidates' (pre-)votes, without waking, as a node in a
+//!   leader's lease does (a leader's transfer request excepted). A quiesced
+//!   leader wakes for a member's campaign (so a restarted follower hears
+//!   from it) and ignores a non-member's (a removed node that never learned
+//!   of its removal).
+//! - Anything else wakes a quiesced node: a proposal, a read, a membership change
+//!   or a transfer; any other message (a leader's message wakes its follower
 //!   quietly; anything else makes a follower ask its leader to resume with
 //!   `Wake`); and [`RaftNode::wake`], which the driver calls when its failure
 //!   detector declares the leader failed.
-//! - A follower woken by anything but the leader's failure counts the leader
-//!   as heard from at that moment: it rejects a candidate's (pre-)votes for
+//! - A leader woken counts its followers as heard from at that moment (for
+//!   the health check of membership changes; check-quorum still wants
+//!   fresh answers). A follower woken by anything but the leader's failure
+//!   counts the leader as heard from at that moment: it rejects a candidate's (pre-)votes for
 //!   an election timeout, while its `Wake` brings the leader's heartbeats
 //!   back. A restarted replica that campaigns therefore does not depose a
 //!   quiesced leader.
@@ -58,7 +66,13 @@ impl<S: StateMachine> RaftNode<S> {
             self.idle_since = now;
             self.check_quorum_deadline = now.add_millis(self.config.election_timeout_ms);
             for progress in self.progress.values_mut() {
+                // Check-quorum wants fresh answers; but a follower that
+                // quiesced with us counts as heard from now, as we count for
+                // it: without that, a membership change that woke the group
+                // would be refused (`WouldLoseQuorum`), and a retry after
+                // the group quiesced again would be too, forever.
                 progress.recently_active = false;
+                progress.last_heard = Some(now);
             }
             self.broadcast_heartbeat(now);
             return;
@@ -169,8 +183,9 @@ impl<S: StateMachine> RaftNode<S> {
             return;
         }
         let last = self.log.last_index();
-        if commit.min(last) > self.commit {
-            self.commit = commit.min(last);
+        let reachable = commit.min(last).min(self.known_leader_match());
+        if reachable > self.commit {
+            self.commit = reachable;
         }
         let holds_log = last == commit && self.commit == commit && self.log.persisted() == last;
         let idle = self.incoming_snapshot.is_none() && self.forwarded.len() == 0 && self.local_reads.is_empty();

@@ -36,6 +36,7 @@ impl<S: StateMachine> RaftNode<S> {
             let settled = (self.commit.0 - prev_log_index.0) as usize;
             if entries.len() <= settled {
                 let match_index = self.commit;
+                self.note_leader_match(match_index);
                 self.send(from, MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }));
                 return;
             }
@@ -51,6 +52,7 @@ impl<S: StateMachine> RaftNode<S> {
         if !self.append_new_entries(from, entries) {
             return;
         }
+        self.note_leader_match(match_index);
         let new_commit = leader_commit.min(match_index);
         if new_commit > self.commit {
             self.commit = new_commit;
@@ -58,6 +60,26 @@ impl<S: StateMachine> RaftNode<S> {
         let response = MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index });
         let durable = !self.config.bug(Bug::AckAppendBeforePersist);
         self.send_with_term(from, self.term, response, durable);
+    }
+
+    /// Our log is known to match the current leader's up to `index`.
+    pub(super) fn note_leader_match(&mut self, index: LogIndex) {
+        let (term, known) = self.leader_match;
+        if term != self.term || known < index {
+            self.leader_match = (self.term, index);
+        }
+    }
+
+    /// How far our log is known to match the current term's leader's: what
+    /// it told us this term, and our commit index (committed entries are in
+    /// every later leader's log).
+    pub(super) fn known_leader_match(&self) -> LogIndex {
+        let (term, index) = self.leader_match;
+        if term == self.term {
+            index.max(self.commit)
+        } else {
+            self.commit
+        }
     }
 
     /// Does our log hold the entry an append follows?
@@ -186,8 +208,9 @@ impl<S: StateMachine> RaftNode<S> {
 
     /// A heartbeat from the leader of our term.
     pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: LogIndex, read_context: u64) {
-        // The leader capped `commit` at what it knows we hold.
-        let commit = commit.min(self.log.last_index());
+        // The leader capped `commit` at what it recorded we hold; we cap it
+        // at what we know matches its log (see `leader_match`).
+        let commit = commit.min(self.log.last_index()).min(self.known_leader_match());
         if commit > self.commit {
             self.commit = commit;
         }

@@ -4,7 +4,7 @@
 use super::bug::Bug;
 use super::message::{AppendResponse, MessageBody, Snapshot, SnapshotMeta};
 use super::node::RaftNode;
-use super::output::Event;
+use super::output::{ClientResult, DropReason, Event};
 use super::progress::ReplicationState;
 use crate::state_machine::StateMachine;
 use crate::types::{LogIndex, NodeId, Term};
@@ -151,6 +151,25 @@ impl<S: StateMachine> RaftNode<S> {
         self.install_snapshot(from, Snapshot { meta: incoming.meta, data: incoming.data });
     }
 
+    /// A partly received snapshot is dropped (with its buffer, up to
+    /// `max_snapshot_bytes`) once it cannot be finished or is no longer
+    /// needed: the commit index reached it (the log caught up by appends),
+    /// or the term moved on (chunks fit together only within the sending
+    /// leader's term). Left behind, it would hold its memory for good and
+    /// keep the node from quiescing.
+    pub(super) fn drop_stale_incoming_snapshot(&mut self) {
+        if self.config.bug(Bug::PartialSnapshotKept) {
+            return;
+        }
+        let stale = self
+            .incoming_snapshot
+            .as_ref()
+            .is_some_and(|incoming| incoming.meta.index <= self.commit || incoming.source.1 != self.term);
+        if stale {
+            self.incoming_snapshot = None;
+        }
+    }
+
     pub(super) fn install_snapshot(&mut self, from: NodeId, snapshot: Snapshot) {
         let meta = snapshot.meta.clone();
         if let Err(error) = self.state_machine.restore(&snapshot.data) {
@@ -171,6 +190,10 @@ impl<S: StateMachine> RaftNode<S> {
         self.durability.discard_upto(meta.index);
         self.commit = if self.config.bug(Bug::SnapshotOverNewerLog) { meta.index } else { self.commit.max(meta.index) };
         self.applied = meta.index;
+        self.note_leader_match(meta.index);
+        for request in self.forwarded.take_placed_upto(meta.index) {
+            self.respond(request, ClientResult::Dropped(DropReason::LeadershipLost));
+        }
         self.bytes_since_snapshot = 0;
         self.refresh_membership();
         self.event(Event::SnapshotInstalled { index: meta.index, term: meta.term });

@@ -56,14 +56,14 @@ impl RaftWorld {
                 && self.engine.now >= healed_at + WORKLOAD_TAIL_US
                 && self.workload.all_idle()
             {
-                self.finished = true;
+                self.finish_or_go_quiet();
             }
         }
     }
 
     pub(super) fn check_liveness_deadline(&mut self) {
         self.check_finished();
-        if self.finished {
+        if self.finished || self.quiet_tail_from.is_some() {
             return;
         }
         let bound_s = self.options.liveness_bound_us as f64 / 1e6;

@@ -95,6 +95,16 @@ pub enum RaftRecord {
     /// leader's node index, the target (a node id from churn, a node index
     /// from a scenario).
     OperatorTransfer = 34,
+    /// The world's failure detector woke a quiesced follower whose leader
+    /// is down, paused or cut off from it. Words: the follower, the
+    /// leader's node index.
+    DetectorWoke = 35,
+    /// The quiet tail began (quiescence on): the workload is done and a
+    /// leader committed after healing. No words.
+    QuietTailStarted = 36,
+    /// The quiet tail began and the operator stopped a node the leader's
+    /// configuration does not list. Word: the node.
+    RemovedNodeStopped = 37,
     /// A handler panicked (a broken internal invariant); the seed fails. No
     /// words.
     Panic = 98,

@@ -223,7 +223,7 @@ impl RaftWorld {
         }
     }
 
-    fn crash(&mut self, node: usize) {
+    pub(super) fn crash(&mut self, node: usize) {
         let sim_node = &mut self.nodes[node];
         if sim_node.raft.is_none() {
             return;

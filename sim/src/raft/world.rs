@@ -87,6 +87,12 @@ pub enum SimEvent {
     Churn,
     EndFaultPhase,
     LivenessDeadline,
+    /// With quiescence on: the world, as the driver's failure detector,
+    /// wakes the quiesced followers of a leader that is down, paused or cut
+    /// off from them (every [`DETECTOR_INTERVAL_US`](super::quiet::DETECTOR_INTERVAL_US)).
+    DetectFailures,
+    /// The end of the quiet tail: the group must have quiesced.
+    QuietTailEnd,
 }
 
 pub(super) struct SimNode {
@@ -135,6 +141,9 @@ pub struct RaftWorld {
     pub(super) leader_progress_after_heal: bool,
     pub(super) liveness_failure: Option<String>,
     pub(super) finished: bool,
+    /// With quiescence on: when the quiet tail began (the workload done
+    /// and liveness shown after healing); the group must quiesce in it.
+    pub(super) quiet_tail_from: Option<u64>,
 }
 
 impl RaftWorld {
@@ -180,8 +189,13 @@ impl RaftWorld {
             leader_progress_after_heal: false,
             liveness_failure: None,
             finished: false,
+            quiet_tail_from: None,
         };
         simulation.workload.give_up_before_us = fault_phase_us;
+        if simulation.profile.quiesce_after_ms > 0 {
+            let (every, length) = (simulation.profile.lull_every_ms, simulation.profile.lull_ms);
+            simulation.workload.lulls = Some((every * 1000, length * 1000));
+        }
         if simulation.options.keep_timeline {
             simulation.start_timeline();
         }
@@ -247,6 +261,7 @@ impl RaftWorld {
         config.follower_reads = profile.follower_reads;
         config.pre_vote = profile.pre_vote;
         config.check_quorum = profile.check_quorum;
+        config.quiesce_after_ms = profile.quiesce_after_ms;
         if profile.lease_reads {
             config.read_mode = ReadMode::Lease;
             // Any two simulated clocks differ in rate by at most twice the
@@ -299,6 +314,9 @@ impl RaftWorld {
             }
         }
         self.engine.schedule(fault_phase_us, SimEvent::EndFaultPhase);
+        if profile.quiesce_after_ms > 0 {
+            self.engine.schedule(super::quiet::DETECTOR_INTERVAL_US, SimEvent::DetectFailures);
+        }
     }
 
     /// Runs to completion and checks the history.
@@ -385,6 +403,8 @@ impl RaftWorld {
             SimEvent::Churn => self.churn(),
             SimEvent::EndFaultPhase => self.heal_everything(),
             SimEvent::LivenessDeadline => self.check_liveness_deadline(),
+            SimEvent::DetectFailures => self.detect_failures(),
+            SimEvent::QuietTailEnd => self.check_quiet_tail(),
         }
     }
 
