@@ -166,6 +166,21 @@ fn the_seeds_that_once_failed_pass() {
     }
 }
 
+/// The seeds that failed when the swarm first simulated quiescence
+/// (2026-12-03), on that swarm: a wiped follower committed another term's
+/// entries from a heartbeat (4474, 3 nodes), a quiesced node's "never"
+/// deadline became a timer storm in the simulator (1), and groups never
+/// went quiet: a stale partial snapshot (176), a forwarded proposal a
+/// snapshot covered (244), a removed node's campaigns (378, 6191), a
+/// membership change refused after every wake (2970).
+#[test]
+fn the_seeds_quiescence_found_pass() {
+    for (seed, nodes) in [(4474, 3), (1, 5), (176, 5), (244, 5), (378, 5), (6191, 5), (2970, 5)] {
+        let outcome = run_one(seed, &RunOptions { nodes, ..options(0..1, None, 1) });
+        assert!(outcome.failures.is_empty(), "seed {seed} ({nodes} nodes): {:?}", outcome.failures);
+    }
+}
+
 /// A broken internal invariant (a panic) ends the seed as a failure with its
 /// trace, so `replay` shows the steps that led to it (it used to die before
 /// writing the trace).

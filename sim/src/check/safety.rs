@@ -216,6 +216,22 @@ impl SafetyChecker {
         self.fail(format!("wire: {description}"));
     }
 
+    /// A follower handled a message only the leader of its term sends and
+    /// does not name that sender its leader: its clients get no leader hint,
+    /// its forwarded proposals and reads have nowhere to go.
+    pub fn on_leader_unknown(&mut self, node: usize, from: NodeId, term: Term, believed: Option<NodeId>) {
+        self.fail(format!(
+            "leader knowledge: n{} took a leader's message from {from} in {term} but names {} its leader",
+            node + 1,
+            believed.map_or("no node".to_string(), |id| id.to_string())
+        ));
+    }
+
+    /// A configuration took a membership change it must refuse.
+    pub fn on_operator_mistake_taken(&mut self, description: &str) {
+        self.fail(format!("operator: the configuration {description}"));
+    }
+
     /// A node reported a peer breaking the protocol.
     pub fn on_node_violation(&mut self, node: usize, description: &str) {
         self.fail(format!("n{} reported a protocol violation: {description}", node + 1));

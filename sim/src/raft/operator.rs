@@ -4,7 +4,7 @@
 use super::describe::RaftRecord;
 use super::world::{node_id, RaftWorld, RequestOwner, SimEvent};
 use crate::faults::{FaultAction, NodeRef, Recurrence};
-use chorus_core::raft::{Membership, MembershipChange};
+use chorus_core::raft::{ChangeError, DiskId, Membership, MembershipChange};
 use chorus_core::{NodeId, RequestId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -23,6 +23,7 @@ impl RaftWorld {
         };
         let raft = self.nodes[leader].raft.as_ref().expect("leaders run");
         let membership = raft.membership().clone();
+        self.check_mistakes_refused(&membership, node_id(leader), self.nodes[leader].disk_id);
         let renew = self.voter_to_renew(&membership);
         let initial = self.options.nodes;
         let all: Vec<NodeId> = (0..self.nodes.len()).map(node_id).collect();
@@ -125,5 +126,45 @@ impl RaftWorld {
         });
         self.drain(leader);
         result.is_ok()
+    }
+
+    /// The operator's mistakes must be refused (`operator:`): against the
+    /// leader's configuration as the faults left it, promoting a voter,
+    /// adding a member again, removing or replacing a node that is not a
+    /// voter, swapping in a voter, and renewing a disk that is current each
+    /// get their own error from `Membership::apply_change`. Checked on a
+    /// copy: the run does not change.
+    fn check_mistakes_refused(&mut self, membership: &Membership, leader: NodeId, leader_disk: DiskId) {
+        if membership.is_joint() {
+            return;
+        }
+        let voters: Vec<NodeId> = membership.voters.keys().copied().collect();
+        let outsider = NodeId(self.nodes.len() as u64 + 1);
+        let learner = membership.learners.iter().next().copied();
+        let (first, last) = (voters[0], voters[voters.len() - 1]);
+        let mut mistakes = vec![
+            (MembershipChange::Promote(first), ChangeError::NotLearner(first)),
+            (MembershipChange::AddLearner(last), ChangeError::AlreadyMember(last)),
+            (MembershipChange::Remove(outsider), ChangeError::NotMember(outsider)),
+            (MembershipChange::Replace { remove: outsider, add: last }, ChangeError::NotVoter(outsider)),
+            (MembershipChange::Replace { remove: first, add: last }, ChangeError::NotLearner(last)),
+        ];
+        if let Some(&other) = voters.iter().find(|&&voter| voter != leader) {
+            mistakes.push((MembershipChange::RenewDisk(other), ChangeError::DiskCurrent(other)));
+        }
+        if let Some(learner) = learner {
+            mistakes.push((MembershipChange::RenewDisk(learner), ChangeError::NotVoter(learner)));
+        }
+        // Every member is ready on the disk the configuration records.
+        let ready = |node: NodeId| membership.voters.get(&node).copied().ok_or(ChangeError::NotCaughtUp(node));
+        for (change, expected) in mistakes {
+            let got = membership.apply_change(change.clone(), (leader, leader_disk), ready);
+            if got.as_ref().err() != Some(&expected) {
+                self.checker.on_operator_mistake_taken(&format!(
+                    "[{membership}] took {change:?}: expected {expected:?}, got {:?}",
+                    got.map(|next| next.to_string())
+                ));
+            }
+        }
     }
 }

@@ -19,8 +19,8 @@ use crate::trace::Trace;
 use crate::workload::{ClientRequest, ClientStep, Workload, ATTEMPT_TIMEOUT_US};
 use chorus_core::kv::KvStore;
 use chorus_core::raft::{
-    Action, ClientResult, Config, DiskId, Event, Message, PersistId, PersistRequest, RaftNode, ReadMode, Role,
-    SnapshotPolicy,
+    Action, ClientResult, Config, DiskId, Event, Message, MessageBody, PersistId, PersistRequest, RaftNode, ReadMode,
+    Role, SnapshotPolicy,
 };
 use chorus_core::wire;
 use chorus_core::{NodeId, RequestId, Term};
@@ -442,9 +442,12 @@ impl RaftWorld {
             || format!("deliver {}", describe_message(&message)),
         );
         let from = message.from;
+        let (term, from_leader) = (message.term, is_leaders_message(&message.body));
         if let Err(error) = raft.handle_message(local, message) {
             // Rejected whole by the node: a peer broke the protocol's shape.
             self.record_violation(to, format!("malformed message from {from}: {error}"));
+        } else if from_leader && raft.term() == term && raft.role() == Role::Follower && raft.leader() != Some(from) {
+            self.checker.on_leader_unknown(to, from, term, raft.leader());
         }
         self.drain(to);
     }
@@ -748,6 +751,17 @@ impl RaftWorld {
             self.engine.schedule_at(at, SimEvent::Timer { node, token });
         }
     }
+}
+
+/// A message only the leader of its term sends.
+fn is_leaders_message(body: &MessageBody) -> bool {
+    matches!(
+        body,
+        MessageBody::AppendEntries { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. }
+            | MessageBody::Quiesce { .. }
+    )
 }
 
 impl World for RaftWorld {
