@@ -227,9 +227,10 @@ impl SafetyChecker {
         ));
     }
 
-    /// A configuration took a membership change it must refuse.
-    pub fn on_operator_mistake_taken(&mut self, description: &str) {
-        self.fail(format!("operator: the configuration {description}"));
+    /// A leader or a configuration answered the operator wrongly: took a
+    /// change it must refuse, or refused a transfer it must take.
+    pub fn on_operator_answer(&mut self, description: &str) {
+        self.fail(format!("operator: {description}"));
     }
 
     /// A node reported a peer breaking the protocol.

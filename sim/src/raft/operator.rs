@@ -4,7 +4,7 @@
 use super::describe::RaftRecord;
 use super::world::{node_id, RaftWorld, RequestOwner, SimEvent};
 use crate::faults::{FaultAction, NodeRef, Recurrence};
-use chorus_core::raft::{ChangeError, DiskId, Membership, MembershipChange};
+use chorus_core::raft::{ChangeError, DiskId, Membership, MembershipChange, TransferError};
 use chorus_core::{NodeId, RequestId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -98,7 +98,22 @@ impl RaftWorld {
     pub(super) fn operator_transfer(&mut self, leader: usize, target: NodeId, target_word: u64) {
         let local = self.nodes[leader].slot.clock.local(self.engine.now);
         let raft = self.nodes[leader].raft.as_mut().expect("leaders run");
+        // What the leader must answer (`operator:`): only a voter other
+        // than itself can take over.
+        let expected = if target == raft.id() {
+            Err(TransferError::ToSelf)
+        } else if !raft.membership().voters.contains_key(&target) {
+            Err(TransferError::NotVoter(target))
+        } else {
+            Ok(())
+        };
         let result = raft.transfer_leadership(local, target);
+        if result != expected {
+            self.checker.on_operator_answer(&format!(
+                "leader {} answered a transfer to {target} with {result:?}, expected {expected:?}",
+                node_id(leader)
+            ));
+        }
         self.engine.record(RaftRecord::OperatorTransfer, &[leader as u64, target_word], || {
             format!("operator: transfer leadership from {} to {target}: {result:?}", node_id(leader))
         });
@@ -160,8 +175,8 @@ impl RaftWorld {
         for (change, expected) in mistakes {
             let got = membership.apply_change(change.clone(), (leader, leader_disk), ready);
             if got.as_ref().err() != Some(&expected) {
-                self.checker.on_operator_mistake_taken(&format!(
-                    "[{membership}] took {change:?}: expected {expected:?}, got {:?}",
+                self.checker.on_operator_answer(&format!(
+                    "the configuration [{membership}] took {change:?}: expected {expected:?}, got {:?}",
                     got.map(|next| next.to_string())
                 ));
             }
