@@ -666,14 +666,15 @@ impl<S: StateMachine> RaftNode<S> {
         let from = message.from;
         if self.quiesced
             && matches!(message.body, MessageBody::RequestVote { transfer: false, .. })
-            && (self.role != Role::Leader || !self.membership.members().contains(&from))
+            && !self.membership.members().contains(&from)
         {
-            // A quiesced follower counts its leader alive until it is woken
-            // (see `quiesce.rs`), so it ignores a candidate as one in a
-            // leader's lease does. A quiesced leader wakes for a member's
-            // campaign (a restarted follower needs its heartbeats) but not
-            // for an outsider's: a node that never learned of its removal
-            // would keep the group beating forever.
+            // A quiesced node ignores a campaign from outside its
+            // configuration, as one in a leader's lease does: a node that
+            // never learned of its removal would otherwise keep the group
+            // beating forever. A member's campaign wakes it like any message
+            // (a follower then withholds its vote for an election timeout and
+            // asks its leader to resume; a restarted member needs the leader's
+            // heartbeats, and if the leader is gone the vote follows).
             return;
         }
         self.wake_for_message(now, from, &message.body, message.term);

@@ -9,12 +9,9 @@
 //!   [`MessageBody::Quiesce`] instead of a heartbeat and stops its timers.
 //! - A follower holding exactly the leader's log quiesces too: no election
 //!   timer. One that does not answers [`MessageBody::Wake`].
-//! - A quiesced follower counts its leader alive until something wakes it,
-//!   so it ignores candidates' (pre-)votes, without waking, as a node in a
-//!   leader's lease does (a leader's transfer request excepted). A quiesced
-//!   leader wakes for a member's campaign (so a restarted follower hears
-//!   from it) and ignores a non-member's (a removed node that never learned
-//!   of its removal).
+//! - A quiesced node ignores a campaign from outside its configuration (a
+//!   removed node that never learned of its removal), without waking, as a
+//!   node in a leader's lease does.
 //! - Anything else wakes a quiesced node: a proposal, a read, a membership change
 //!   or a transfer; any other message (a leader's message wakes its follower
 //!   quietly; anything else makes a follower ask its leader to resume with

@@ -129,7 +129,9 @@ impl RaftWorld {
     /// outgrows the policy. A leader may take a snapshot for a joiner in
     /// the same input, which does not compact and leaves the policy nothing
     /// to do, so (2) is judged on inputs that a follower or candidate
-    /// handled throughout (`led` is false).
+    /// handled throughout (`led` is false). (3) Such a node takes a snapshot
+    /// of its own (not a leader's, installed) only when the policy is due:
+    /// one that snapshots more often than asked wastes its disk.
     fn check_snapshot_policy(&mut self, node: usize, led: bool) {
         let (entries, retained) = (self.profile.snapshot_every_entries, self.profile.max_retained_entries);
         let sim_node = &mut self.nodes[node];
@@ -142,18 +144,24 @@ impl RaftWorld {
         // operator's request refused, say): the policy only runs at the
         // end of an input.
         let now_seen = (status.applied_index, snapshot);
+        let installed = std::mem::take(&mut sim_node.installed);
         let Some((before, snapshot_before)) = sim_node.applied_seen.filter(|seen| *seen != now_seen) else {
             sim_node.applied_seen = Some(now_seen);
             return;
         };
         sim_node.applied_seen = Some(now_seen);
-        if entries == 0 || self.checker.violations.iter().any(|failure| failure.starts_with("snapshot:")) {
+        if self.checker.violations.iter().any(|failure| failure.starts_with("snapshot:")) {
             return;
         }
         let behind = before.0.saturating_sub(snapshot.0);
         let kept = snapshot.0.saturating_sub(status.first_index.0.saturating_sub(1));
-        let due = before.0.saturating_sub(snapshot_before.0) >= entries;
-        let failure = if behind >= entries {
+        let due = entries > 0 && before.0.saturating_sub(snapshot_before.0) >= entries;
+        let own = snapshot > snapshot_before && !installed && !led;
+        let failure = if own && !due {
+            format!("{} took a snapshot at {snapshot} though its policy was not due: the previous one is at {snapshot_before}, the policy snapshots every {entries} entries (0: never)", node_id(node))
+        } else if entries == 0 {
+            return;
+        } else if behind >= entries {
             format!("{} had applied {before} and its snapshot is at {snapshot}: {behind} entries, the policy snapshots every {entries}", node_id(node))
         } else if due && !led && kept > retained {
             format!("{} snapshotted at {snapshot} and still holds the log from {}: {kept} entries before the snapshot, max_retained_entries is {retained}", node_id(node), status.first_index)

@@ -115,6 +115,8 @@ pub(super) struct SimNode {
     pub(super) applied_seen: Option<(chorus_core::LogIndex, chorus_core::LogIndex)>,
     /// Whether this node was the leader after its previous step.
     pub(super) led: bool,
+    /// The node installed a leader's snapshot in the step being checked.
+    pub(super) installed: bool,
 }
 
 /// One seed's Raft cluster, network, clients and checkers in virtual time.
@@ -238,6 +240,7 @@ impl RaftWorld {
                 next_request: 0,
                 applied_seen: None,
                 led: false,
+                installed: false,
             });
         }
         nodes
@@ -651,6 +654,7 @@ impl RaftWorld {
                 self.engine.record(RaftRecord::MembershipChanged, &[node as u64, index.0], || text);
             }
             Event::SnapshotInstalled { index, term } => {
+                self.nodes[node].installed = true;
                 let text = format!("{} installed the snapshot ending at {index}/{term}", node_id(node));
                 self.engine.note(|recorder, now| recorder.mark(Some(node), now, text.clone(), "info"));
                 self.engine.record(RaftRecord::SnapshotInstalled, &[node as u64, index.0, term.0], || text);
