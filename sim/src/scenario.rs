@@ -244,14 +244,12 @@ fn validate_settings(raw: &RawScenario) -> Result<(), ScenarioError> {
             raw.spares.unwrap_or_default()
         )));
     }
-    for (name, value) in
-        [("snapshot_chunk_bytes", raw.snapshot_chunk_bytes), ("max_entries_per_append", raw.max_entries_per_append)]
-    {
-        if value == Some(0) {
-            return Err(ScenarioError::Other(format!("{name} must be at least 1")));
-        }
-    }
-    Ok(())
+    // The Raft knobs are judged by the core's own rules, on the
+    // configuration the simulator would build from them.
+    let mut config = chorus_core::raft::Config::new(chorus_core::NodeId(1), vec![chorus_core::NodeId(1)]);
+    config.snapshot_chunk_bytes = raw.snapshot_chunk_bytes.unwrap_or(config.snapshot_chunk_bytes);
+    config.max_entries_per_append = raw.max_entries_per_append.unwrap_or(config.max_entries_per_append);
+    config.validate().map_err(|error| ScenarioError::Other(error.to_string()))
 }
 
 /// An event's `at_ms` in microseconds: a whole number of milliseconds, or

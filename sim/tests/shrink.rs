@@ -117,3 +117,19 @@ fn a_seed_profile_scenario_rejects_random_faults_and_bad_times() {
     let clients = "clients = 0\n";
     assert!(chorus_sim::scenario::Scenario::parse(clients, 5).unwrap_err().to_string().contains("clients must be"));
 }
+
+/// The Raft knobs of a scenario are judged by the core's own configuration
+/// rules, so a value the core refuses is a usage error naming the knob, not
+/// a panic while the world is built (a chunk size above the wire limit
+/// used to be reported as a failing seed).
+#[test]
+fn a_scenario_knob_the_core_refuses_is_a_clear_error() {
+    let zero = "max_entries_per_append = 0\n";
+    let error = chorus_sim::scenario::Scenario::parse(zero, 5).unwrap_err().to_string();
+    assert!(error.contains("max_entries_per_append must be at least 1"), "{error}");
+    let huge = "snapshot_chunk_bytes = 100000000000\n";
+    let error = chorus_sim::scenario::Scenario::parse(huge, 5).unwrap_err().to_string();
+    assert!(error.contains("snapshot_chunk_bytes (100000000000) is above"), "{error}");
+    let fine = "snapshot_chunk_bytes = 64\nmax_entries_per_append = 2\n";
+    assert!(chorus_sim::scenario::Scenario::parse(fine, 5).is_ok());
+}
