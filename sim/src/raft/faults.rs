@@ -318,7 +318,24 @@ impl RaftWorld {
                     || sim_node.wiped
             })
             .count();
-        if stale_voters > 0 || membership.voters.len() < 3 || membership.is_joint() || latest != membership {
+        // Every node that may campaign must hold the leader's configuration
+        // as its latest: one holding a newer, uncommitted one (a joint
+        // configuration a deposed leader appended) campaigns with it, and
+        // if the wiped node decides that configuration's incoming half the
+        // node can never win, while the others lack its log (3-node seeds
+        // 16322 and 45181: no leader after healing). A disk loss the
+        // cluster cannot survive is not the fault this models.
+        let initial_voters: Vec<NodeId> = (0..self.options.nodes).map(node_id).collect();
+        let all_agree = self.nodes.iter().all(|sim_node| match sim_node.raft.as_ref() {
+            Some(raft) => !raft.may_campaign() || *raft.membership() == membership,
+            None => !sim_node.votes || sim_node.wiped || sim_node.disk.membership(&initial_voters) == membership,
+        });
+        if stale_voters > 0
+            || membership.voters.len() < 3
+            || membership.is_joint()
+            || latest != membership
+            || !all_agree
+        {
             return;
         }
         self.crash(node);
