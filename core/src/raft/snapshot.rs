@@ -161,10 +161,10 @@ impl<S: StateMachine> RaftNode<S> {
         if self.config.bug(Bug::PartialSnapshotKept) {
             return;
         }
-        let stale = self
-            .incoming_snapshot
-            .as_ref()
-            .is_some_and(|incoming| incoming.meta.index <= self.commit || incoming.source.1 != self.term);
+        let stale = self.incoming_snapshot.as_ref().is_some_and(|incoming| {
+            let covered = incoming.meta.index <= self.commit && !self.config.bug(Bug::SnapshotOverNewerLog);
+            covered || incoming.source.1 != self.term
+        });
         if stale {
             self.incoming_snapshot = None;
         }
