@@ -57,7 +57,7 @@ fn shrinks_and_fails_the_same_checker(bug: &str, seed: &str) {
 
 #[test]
 fn a_shrunk_reply_before_persist_seed_has_fewer_events_and_fails_the_same_checker() {
-    shrinks_and_fails_the_same_checker("reply-before-persist", "0");
+    shrinks_and_fails_the_same_checker("reply-before-persist", "26");
 }
 
 #[test]
