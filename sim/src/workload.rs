@@ -182,7 +182,7 @@ fn key_name(key: usize) -> String {
     format!("k{key}")
 }
 
-fn encode_value(value: i64) -> Vec<u8> {
+pub(crate) fn encode_value(value: i64) -> Vec<u8> {
     value.to_le_bytes().to_vec()
 }
 

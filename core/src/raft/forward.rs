@@ -8,7 +8,13 @@ use super::output::{ClientResult, DropReason};
 use crate::state_machine::StateMachine;
 use crate::types::{LogIndex, NodeId, RequestId, Term, Time};
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Answers a follower keeps of entries it applied while a forwarded
+/// proposal awaited the leader's word on where it was placed (the commit
+/// can overtake that word). Older ones are forgotten: a placement that
+/// arrives after that many entries were applied gets an unknown outcome.
+pub(super) const EARLY_ANSWERS_KEPT: usize = 256;
 
 /// A proposal this follower forwarded to the leader.
 #[derive(Debug)]
@@ -38,12 +44,37 @@ pub(super) struct Forwarder {
     by_seq: BTreeMap<u64, Forwarded>,
     /// Placed proposals, by log index.
     placed: BTreeMap<LogIndex, u64>,
+    /// `(index, term, answer)` of commands applied while a proposal awaited
+    /// its placement, oldest first, at most [`EARLY_ANSWERS_KEPT`].
+    early: VecDeque<(LogIndex, Term, Vec<u8>)>,
 }
 
 impl Forwarder {
     /// How many await an answer or their apply.
     pub(super) fn len(&self) -> usize {
         self.by_seq.len()
+    }
+
+    /// Whether a proposal awaits the leader's word on where it was placed:
+    /// then answers of applied commands are kept ([`Self::remember_early`]).
+    pub(super) fn awaits_placement(&self) -> bool {
+        self.by_seq.len() > self.placed.len()
+    }
+
+    /// Keeps the answer of the command applied at `index` in `term`, for a
+    /// placement that arrives after it was applied.
+    pub(super) fn remember_early(&mut self, index: LogIndex, term: Term, answer: Vec<u8>) {
+        if self.early.len() >= EARLY_ANSWERS_KEPT {
+            self.early.pop_front();
+        }
+        self.early.push_back((index, term, answer));
+    }
+
+    /// Forgets the kept answers once no proposal awaits its placement.
+    pub(super) fn forget_early_if_settled(&mut self) {
+        if !self.early.is_empty() && !self.awaits_placement() {
+            self.early.clear();
+        }
     }
 
     /// Tracks a proposal forwarded with tag `seq`.
@@ -96,14 +127,22 @@ impl Forwarder {
         let refusal = match outcome {
             ForwardOutcome::Placed { index, term } => {
                 if index <= applied {
-                    // Applied before we knew where it went: the outcome is
-                    // whatever that entry was, which we can no longer tell.
+                    // Applied before we knew where it went (the commit
+                    // overtook the leader's answer): the outcome is that
+                    // entry's, if it is ours and still kept.
                     let request = forwarded.request;
                     self.by_seq.remove(&seq);
-                    return Answered::Respond(request, ClientResult::Dropped(DropReason::LeadershipLost));
+                    let kept = self.early.iter().find(|(at, at_term, _)| *at == index && *at_term == term);
+                    let result = match kept {
+                        Some((_, _, answer)) => ClientResult::Ok(answer.clone()),
+                        None => ClientResult::Dropped(DropReason::LeadershipLost),
+                    };
+                    self.forget_early_if_settled();
+                    return Answered::Respond(request, result);
                 }
                 forwarded.placed = Some((index, term));
                 self.placed.insert(index, seq);
+                self.forget_early_if_settled();
                 return Answered::Placed;
             }
             ForwardOutcome::NotLeader => ClientResult::NoLeader,
@@ -112,6 +151,7 @@ impl Forwarder {
         };
         let request = forwarded.request;
         self.by_seq.remove(&seq);
+        self.forget_early_if_settled();
         Answered::Respond(request, refusal)
     }
 
@@ -130,6 +170,7 @@ impl Forwarder {
             }
             requests.push(forwarded.request);
         }
+        self.forget_early_if_settled();
         requests
     }
 }
@@ -229,7 +270,35 @@ mod tests {
     }
 
     #[test]
-    fn a_proposal_placed_at_an_index_already_applied_has_an_unknown_outcome() {
+    fn a_proposal_placed_at_an_index_already_applied_gets_the_answer_kept_for_that_entry() {
+        let mut table = Forwarder::default();
+        table.insert(1, RequestId(9), Time::from_millis(100));
+        table.insert(2, RequestId(10), Time::from_millis(100));
+        assert!(table.awaits_placement());
+        // The commit overtook the leader's answers: entries 3 and 4 were
+        // applied while both proposals awaited their placement.
+        table.remember_early(LogIndex(3), Term(2), b"three".to_vec());
+        table.remember_early(LogIndex(4), Term(2), b"four".to_vec());
+        let placed = ForwardOutcome::Placed { index: LogIndex(3), term: Term(2) };
+        assert_eq!(
+            table.answer(1, placed, LogIndex(4)),
+            Answered::Respond(RequestId(9), ClientResult::Ok(b"three".to_vec()))
+        );
+        // Placed at 4 but in another term: entry 4 is not this proposal.
+        let elsewhere = ForwardOutcome::Placed { index: LogIndex(4), term: Term(1) };
+        let lost = ClientResult::Dropped(DropReason::LeadershipLost);
+        assert_eq!(table.answer(2, elsewhere, LogIndex(4)), Answered::Respond(RequestId(10), lost));
+        assert!(!table.awaits_placement());
+        assert!(table.early.is_empty(), "nothing awaits a placement: the kept answers are dropped");
+        for index in 0..EARLY_ANSWERS_KEPT as u64 + 10 {
+            table.insert(3, RequestId(11), Time::from_millis(100));
+            table.remember_early(LogIndex(index), Term(3), Vec::new());
+        }
+        assert_eq!(table.early.len(), EARLY_ANSWERS_KEPT, "bounded");
+    }
+
+    #[test]
+    fn a_proposal_placed_at_an_index_applied_and_no_longer_kept_has_an_unknown_outcome() {
         let mut table = Forwarder::default();
         table.insert(1, RequestId(9), Time::from_millis(100));
         let placed = ForwardOutcome::Placed { index: LogIndex(3), term: Term(2) };

@@ -921,11 +921,15 @@ impl<S: StateMachine> RaftNode<S> {
             let entry_term = entry.term;
             let waiting =
                 take_pending_request(&mut self.pending_requests, index).or_else(|| self.forwarded.take_applied(index));
-            // Only the node answering the client builds the answer.
+            // Only the node answering the client builds the answer, and a
+            // follower whose forwarded proposal the leader has not yet
+            // placed (this entry may be it: the commit can overtake the
+            // leader's answer).
             let answered = waiting.is_some_and(|(_, term)| term == entry_term);
+            let early = waiting.is_none() && self.forwarded.awaits_placement();
             let answer = match &entry.payload {
                 Payload::Noop => None,
-                Payload::Command(command) if answered => Some(self.state_machine.apply(index, command)),
+                Payload::Command(command) if answered || early => Some(self.state_machine.apply(index, command)),
                 Payload::Command(command) => {
                     self.state_machine.apply_unanswered(index, command);
                     None
@@ -934,6 +938,9 @@ impl<S: StateMachine> RaftNode<S> {
                 Payload::Config(_) => Some(Vec::new()),
             };
             self.applied = index;
+            if let (true, Some(answer)) = (early, answer.as_ref()) {
+                self.forwarded.remember_early(index, entry_term, answer.clone());
+            }
             if let Some((request, term)) = waiting {
                 let result = match answer {
                     Some(answer) if term == entry_term => ClientResult::Ok(answer),

@@ -63,7 +63,7 @@ impl RaftWorld {
 
     pub(super) fn check_liveness_deadline(&mut self) {
         self.check_finished();
-        if self.finished || self.quiet_tail_from.is_some() {
+        if self.finished || self.quiet_tail_from.is_some() || self.probe.is_some() {
             return;
         }
         let bound_s = self.options.liveness_bound_us as f64 / 1e6;

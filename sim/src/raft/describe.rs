@@ -105,6 +105,14 @@ pub enum RaftRecord {
     /// The quiet tail began and the operator stopped a node the leader's
     /// configuration does not list. Word: the node.
     RemovedNodeStopped = 37,
+    /// The calm probe began: it waits for the group to settle. No words.
+    ProbeStarted = 38,
+    /// The calm probe sent a request. Words: its number, the node, its
+    /// kind.
+    ProbeSent = 39,
+    /// The calm probe's request was answered. Words: its number, the node,
+    /// how long it took in microseconds.
+    ProbeAnswered = 40,
     /// A handler panicked (a broken internal invariant); the seed fails. No
     /// words.
     Panic = 98,

@@ -239,7 +239,7 @@ impl RaftWorld {
     }
 
     pub(super) fn restart(&mut self, node: usize) {
-        if self.nodes[node].raft.is_some() {
+        if self.nodes[node].raft.is_some() || self.nodes[node].retired {
             return;
         }
         let voters: Vec<NodeId> = (0..self.options.nodes).map(node_id).collect();

@@ -16,13 +16,15 @@
 //!
 //! Code map: [`RaftWorld`] in `world.rs` (nodes, events, what each event
 //! does; it plugs into [`crate::skeleton`]), `faults.rs` (the fault
-//! injector), `operator.rs` (membership churn and transfers), `quiet.rs` (quiescence: the failure detector and the quiet tail), `checks.rs`
+//! injector), `operator.rs` (membership churn and transfers), `probe.rs` (the calm probe: what requests cost once the faults are over),
+//! `quiet.rs` (quiescence: the failure detector and the quiet tail), `checks.rs`
 //! (checker glue), `timeline.rs` (what `replay --html` shows), [`describe`] (trace record kinds, message text).
 
 mod checks;
 pub mod describe;
 mod faults;
 mod operator;
+mod probe;
 mod quiet;
 mod timeline;
 mod world;

@@ -36,9 +36,12 @@ pub(super) fn quiet_tail_us(quiesce_after_ms: u64) -> u64 {
 }
 
 impl RaftWorld {
-    /// The workload is done and liveness shown: the run ends, or, with
-    /// quiescence on, the quiet tail begins.
+    /// The workload is done and liveness shown: the calm probe runs; then
+    /// the run ends, or, with quiescence on, the quiet tail begins.
     pub(super) fn finish_or_go_quiet(&mut self) {
+        if !self.probe.as_ref().is_some_and(|probe| probe.done) {
+            return self.start_probe();
+        }
         if self.profile.quiesce_after_ms == 0 {
             self.finished = true;
             return;
@@ -58,7 +61,7 @@ impl RaftWorld {
     /// Left running, one that never learned of its removal campaigns
     /// forever, and with pre-vote and check-quorum off each campaign
     /// deposes the leader, so the group can never go quiet.
-    fn stop_removed_nodes(&mut self) {
+    pub(super) fn stop_removed_nodes(&mut self) {
         let Some(leader) = self.leader() else {
             return;
         };
@@ -69,6 +72,7 @@ impl RaftWorld {
                     format!("operator stops {}, which the configuration no longer lists", node_id(node))
                 });
                 self.crash(node);
+                self.nodes[node].retired = true;
             }
         }
     }

@@ -37,6 +37,8 @@ pub(super) enum RequestOwner {
     },
     /// The simulated operator's membership changes.
     Operator,
+    /// The calm probe's request (`probe.rs`).
+    Probe,
 }
 
 /// What can happen in the Raft world.
@@ -93,6 +95,13 @@ pub enum SimEvent {
     DetectFailures,
     /// The end of the quiet tail: the group must have quiesced.
     QuietTailEnd,
+    /// The calm probe looks whether the group settled, or sends its next
+    /// request.
+    Probe,
+    /// The calm probe's request `seq` is past its bound.
+    ProbeDeadline {
+        seq: u64,
+    },
 }
 
 pub(super) struct SimNode {
@@ -117,6 +126,9 @@ pub(super) struct SimNode {
     pub(super) led: bool,
     /// The node installed a leader's snapshot in the step being checked.
     pub(super) installed: bool,
+    /// The operator shut the node down for good (its configuration no
+    /// longer lists it): restarts scheduled earlier leave it down.
+    pub(super) retired: bool,
 }
 
 /// One seed's Raft cluster, network, clients and checkers in virtual time.
@@ -146,6 +158,8 @@ pub struct RaftWorld {
     /// With quiescence on: when the quiet tail began (the workload done
     /// and liveness shown after healing); the group must quiesce in it.
     pub(super) quiet_tail_from: Option<u64>,
+    /// The calm probe, once the workload is done and liveness shown.
+    pub(super) probe: Option<super::probe::Probe>,
 }
 
 impl RaftWorld {
@@ -192,6 +206,7 @@ impl RaftWorld {
             liveness_failure: None,
             finished: false,
             quiet_tail_from: None,
+            probe: None,
         };
         simulation.workload.give_up_before_us = fault_phase_us;
         if simulation.profile.quiesce_after_ms > 0 {
@@ -241,6 +256,7 @@ impl RaftWorld {
                 applied_seen: None,
                 led: false,
                 installed: false,
+                retired: false,
             });
         }
         nodes
@@ -408,6 +424,8 @@ impl RaftWorld {
             SimEvent::LivenessDeadline => self.check_liveness_deadline(),
             SimEvent::DetectFailures => self.detect_failures(),
             SimEvent::QuietTailEnd => self.check_quiet_tail(),
+            SimEvent::Probe => self.probe_step(),
+            SimEvent::ProbeDeadline { seq } => self.probe_deadline(seq),
         }
     }
 
@@ -598,6 +616,7 @@ impl RaftWorld {
                 });
                 return;
             }
+            Some(RequestOwner::Probe) => return self.probe_answered(node, &result),
             None => panic!("{} answered request {} it never received", node_id(node), request.0),
         };
         let served_at = self.nodes[node].raft.as_ref().map_or(chorus_core::LogIndex::ZERO, |raft| raft.applied_index());
