@@ -231,6 +231,12 @@ pub struct FaultProfile {
     /// Raft knob varied by the swarm: small values split replication into
     /// many messages (and expose figure-8 style interleavings).
     pub max_entries_per_append: usize,
+    /// Largest total of entry bytes in one append (0: the core's default),
+    /// and of append bytes in flight to one follower: small in some seeds, so
+    /// that the byte limits, not the entry count, decide what goes out.
+    pub max_append_bytes: usize,
+    /// See `max_append_bytes` (0: the core's default).
+    pub max_inflight_bytes: usize,
     /// Disk loss: a node crashes, its disk is replaced by an empty one, and
     /// it restarts after the duration under a new disk id.
     pub wipes: Option<Recurrence>,
@@ -295,6 +301,8 @@ impl FaultProfile {
             isolate_new_leader_ppm: 0,
             isolate_after_commit_ppm: 0,
             max_entries_per_append: 64,
+            max_append_bytes: 0,
+            max_inflight_bytes: 0,
             wipes: None,
             churn_interval_ms: None,
             isolate_leaving_leader: false,
@@ -351,6 +359,12 @@ impl FaultProfile {
         } else {
             (0, 0)
         };
+        let (max_append_bytes, max_inflight_bytes) = if rng.random_bool(0.3) {
+            let append = rng.random_range(32..=512);
+            (append, append * [1, 2, 8][rng.random_range(0..3)])
+        } else {
+            (0, 0)
+        };
         FaultProfile {
             network,
             partitions,
@@ -365,6 +379,8 @@ impl FaultProfile {
             isolate_new_leader_ppm,
             isolate_after_commit_ppm,
             max_entries_per_append,
+            max_append_bytes,
+            max_inflight_bytes,
             wipes,
             churn_interval_ms,
             isolate_leaving_leader,
@@ -465,6 +481,9 @@ impl fmt::Display for FaultProfile {
                 "; quiesce after {}ms (client lulls of {}ms every {}ms)",
                 self.quiesce_after_ms, self.lull_ms, self.lull_every_ms
             )?;
+        }
+        if self.max_append_bytes > 0 {
+            write!(f, "; appends of at most {} bytes, {} in flight", self.max_append_bytes, self.max_inflight_bytes)?;
         }
         Ok(())
     }

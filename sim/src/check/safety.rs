@@ -227,6 +227,22 @@ impl SafetyChecker {
         ));
     }
 
+    /// A follower answered a client `NoLeader` at once, while it followed
+    /// `leader`: the client should have been sent there.
+    pub fn on_no_leader_answer(&mut self, node: usize, leader: NodeId) {
+        self.fail(format!("leader knowledge: n{} answered a client NoLeader while it followed {leader}", node + 1));
+    }
+
+    /// `RaftNode::restart` did not refuse a disk that holds nothing (it
+    /// answered `got`, `None` for a node).
+    pub fn on_restart_refusal(&mut self, node: usize, got: Option<chorus_core::raft::RestartError>) {
+        let got = got.map_or("a node".to_string(), |error| format!("{error:?}"));
+        self.fail(format!(
+            "restart: n{} has an empty disk, and restarting from it gave {got}, not EmptyDisk",
+            node + 1
+        ));
+    }
+
     /// A leader or a configuration answered the operator wrongly: took a
     /// change it must refuse, or refused a transfer it must take.
     pub fn on_operator_answer(&mut self, description: &str) {

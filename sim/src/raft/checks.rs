@@ -6,7 +6,7 @@ use super::WORKLOAD_TAIL_US;
 use crate::check::linearizability::{self, SearchLimits};
 use crate::check::safety::ElectionView;
 use crate::history::{History, Value};
-use chorus_core::raft::Role;
+use chorus_core::raft::{Message, MessageBody, Role};
 use chorus_core::{LogIndex, NodeId, Term, Time};
 
 impl RaftWorld {
@@ -116,6 +116,31 @@ impl RaftWorld {
             self.check_finished();
         }
         Some(leader_committed)
+    }
+
+    /// The append limits (`limits:`): an append carries at most
+    /// `max_entries_per_append` entries, and more than one only if their
+    /// bytes fit `max_append_bytes` (the first entry always goes, whatever
+    /// its size). A leader that overfills its appends stays correct, so only
+    /// this sees it.
+    pub(super) fn check_append_limits(&mut self, from: usize, message: &Message) {
+        let MessageBody::AppendEntries { entries, .. } = &message.body else {
+            return;
+        };
+        let raft = self.nodes[from].raft.as_ref().expect("a running node sends");
+        let config = raft.config();
+        let bytes: usize = entries.iter().map(|entry| entry.payload.len_bytes()).sum();
+        let over_bytes = entries.len() > 1 && bytes > config.max_append_bytes;
+        if entries.len() > config.max_entries_per_append || over_bytes {
+            self.checker.violations.push(format!(
+                "limits: {} sent an append of {} entries and {bytes} bytes to {}, over its limits of {} entries and {} bytes",
+                node_id(from),
+                entries.len(),
+                message.to,
+                config.max_entries_per_append,
+                config.max_append_bytes
+            ));
+        }
     }
 
     /// The snapshot policy (`snapshot:`). A node snapshots at the end of an

@@ -7,7 +7,7 @@ use super::OPERATOR_RETRY_US;
 use crate::faults::{FaultAction, NodeRef, Recurrence};
 use crate::network::NetworkParams;
 use chorus_core::kv::KvStore;
-use chorus_core::raft::{DiskId, RaftNode, Role};
+use chorus_core::raft::{DiskId, DurableState, HardState, RaftNode, RestartError, Role};
 use chorus_core::NodeId;
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -255,10 +255,24 @@ impl RaftWorld {
         // crashed before its first write synced) joins with an empty disk.
         let joins = sim_node.disk_id != DiskId::BOOTSTRAP && hard_state.disk != sim_node.disk_id;
         let stored = sim_node.disk.durable_state();
+        // Decided by what the simulated disk holds, not by the core's
+        // `DurableState::is_empty`, which the check below judges.
+        let never_written =
+            hard_state == HardState::default() && sim_node.disk.snapshot.is_none() && sim_node.disk.entries.is_empty();
+        if never_written || joins {
+            // Restarting from a disk that holds nothing must be refused
+            // (`restart:`): the node cannot know what it acknowledged, so
+            // a driver must bootstrap or join instead.
+            let refused = RaftNode::restart(config.clone(), DurableState::default(), KvStore::default(), local);
+            if !matches!(refused, Err(RestartError::EmptyDisk)) {
+                self.checker.on_restart_refusal(node, refused.err());
+            }
+        }
+        let sim_node = &mut self.nodes[node];
         let raft = if joins {
             RaftNode::join(config, sim_node.disk_id, KvStore::default(), local)
                 .unwrap_or_else(|error| panic!("{} cannot join: {error}", node_id(node)))
-        } else if stored.is_empty() {
+        } else if never_written {
             // An initial member that crashed before its bootstrap write
             // synced: it never said anything, so it may bootstrap again.
             RaftNode::new(config, KvStore::default(), local)

@@ -132,7 +132,22 @@ impl RaftWorld {
         sim_node.requests.insert(request, RequestOwner::Operator);
         let local = sim_node.slot.clock.local(self.engine.now);
         let raft = sim_node.raft.as_mut().expect("leaders run");
+        // The one-change-at-a-time promise (`operator:`): a change is
+        // refused as in flight exactly while the latest configuration is
+        // joint or not yet committed.
+        let in_flight = raft.membership().is_joint() || raft.membership_index() > raft.commit_index();
         let result = raft.change_membership(local, RequestId(request), change.clone());
+        let broken = match &result {
+            Err(ChangeError::ChangeInFlight) if !in_flight => {
+                Some("refused it as in flight, its latest configuration being committed")
+            }
+            Ok(()) if in_flight => Some("accepted it while its latest configuration was not committed"),
+            _ => None,
+        };
+        if let Some(broken) = broken {
+            self.checker.on_operator_answer(&format!("leader {} {broken}: {change:?}", node_id(leader)));
+        }
+        let sim_node = &mut self.nodes[leader];
         if result.is_err() {
             sim_node.requests.remove(&request);
         }

@@ -160,6 +160,10 @@ pub struct RaftWorld {
     pub(super) quiet_tail_from: Option<u64>,
     /// The calm probe, once the workload is done and liveness shown.
     pub(super) probe: Option<super::probe::Probe>,
+    /// While a client request is handed to a follower: the node, the
+    /// request and the leader it followed then. An answer given at once
+    /// must name that leader, not say there is none (`leader knowledge:`).
+    answering: Option<(usize, u64, NodeId)>,
 }
 
 impl RaftWorld {
@@ -207,6 +211,7 @@ impl RaftWorld {
             finished: false,
             quiet_tail_from: None,
             probe: None,
+            answering: None,
         };
         simulation.workload.give_up_before_us = fault_phase_us;
         if simulation.profile.quiesce_after_ms > 0 {
@@ -273,6 +278,10 @@ impl RaftWorld {
         config.election_timeout_ms = ELECTION_TIMEOUT_MS;
         config.heartbeat_interval_ms = HEARTBEAT_INTERVAL_MS;
         config.max_entries_per_append = profile.max_entries_per_append;
+        if profile.max_append_bytes > 0 {
+            config.max_append_bytes = profile.max_append_bytes;
+            config.max_inflight_bytes = profile.max_inflight_bytes;
+        }
         config.snapshot_policy = SnapshotPolicy { entries: profile.snapshot_every_entries, bytes: 0 };
         config.max_retained_entries = profile.max_retained_entries;
         config.snapshot_chunk_bytes = profile.snapshot_chunk_bytes;
@@ -548,11 +557,14 @@ impl RaftWorld {
                 )
             },
         );
+        let following = raft.leader().filter(|leader| raft.role() != Role::Leader && *leader != raft.id());
         match request {
             ClientRequest::Propose(command) => raft.propose(local, RequestId(request_id), command),
             ClientRequest::Read(query, consistency) => raft.read_with(local, RequestId(request_id), query, consistency),
         }
+        self.answering = following.map(|leader| (node, request_id, leader));
         self.drain(node);
+        self.answering = None;
     }
 
     fn client_response(&mut self, client: usize, attempt: u64, result: ClientResult, served_at: chorus_core::LogIndex) {
@@ -619,6 +631,11 @@ impl RaftWorld {
             Some(RequestOwner::Probe) => return self.probe_answered(node, &result),
             None => panic!("{} answered request {} it never received", node_id(node), request.0),
         };
+        if let Some((at, asked, leader)) = self.answering {
+            if at == node && asked == request.0 && result == ClientResult::NoLeader {
+                self.checker.on_no_leader_answer(node, leader);
+            }
+        }
         let served_at = self.nodes[node].raft.as_ref().map_or(chorus_core::LogIndex::ZERO, |raft| raft.applied_index());
         if let Fate::Arrives { first_us, .. } = self.network.route_unpartitioned(&mut self.engine.rng) {
             self.engine.schedule(first_us, SimEvent::ToClient { client, attempt, result, served_at });
@@ -733,6 +750,7 @@ impl RaftWorld {
 
     fn send(&mut self, from: usize, message: Message) {
         self.checker.on_send(from, &message);
+        self.check_append_limits(from, &message);
         self.checker.on_send_request_tag(from, self.nodes[from].incarnation, &message);
         self.checker.on_send_disk(from, message.disk, self.nodes[from].disk_id);
         let to = message.to.0 as usize - 1;

@@ -47,6 +47,21 @@ pub enum FailureClass {
     Linearizability,
     /// `liveness:` (no progress, or operations pending, after healing).
     Liveness,
+    /// `quiescence:` (an idle group that did not go quiet).
+    Quiescence,
+    /// `cost:` (the calm probe: a request answered late or not `Ok` once
+    /// the faults are over).
+    Cost,
+    /// `snapshot:` (the snapshot policy).
+    SnapshotPolicy,
+    /// `leader knowledge:` (a follower that does not name its leader).
+    LeaderKnowledge,
+    /// `operator:` (an operator mistake not refused as it should be).
+    Operator,
+    /// `limits:` (a message over the limits the node was configured with).
+    Limits,
+    /// `restart:` (an empty disk not refused by `RaftNode::restart`).
+    Restart,
     /// `panic:` (a broken internal invariant).
     Panic,
     /// `event limit:`.
@@ -60,6 +75,13 @@ const PATTERNS: &[(FailureClass, &str, bool)] = &[
     (FailureClass::Panic, "panic:", true),
     (FailureClass::EventLimit, "event limit:", true),
     (FailureClass::Liveness, "liveness:", true),
+    (FailureClass::Quiescence, "quiescence:", true),
+    (FailureClass::Cost, "cost:", true),
+    (FailureClass::SnapshotPolicy, "snapshot:", true),
+    (FailureClass::LeaderKnowledge, "leader knowledge:", true),
+    (FailureClass::Operator, "operator:", true),
+    (FailureClass::Limits, "limits:", true),
+    (FailureClass::Restart, "restart:", true),
     (FailureClass::Linearizability, "linearizability:", true),
     (FailureClass::WrongAnswer, "wrong answer:", true),
     (FailureClass::Election, "election safety:", true),
@@ -116,6 +138,13 @@ impl FailureClass {
             FailureClass::WrongAnswer => "wrong-answer",
             FailureClass::Linearizability => "linearizability",
             FailureClass::Liveness => "liveness",
+            FailureClass::Quiescence => "quiescence",
+            FailureClass::Cost => "cost",
+            FailureClass::SnapshotPolicy => "snapshot-policy",
+            FailureClass::LeaderKnowledge => "leader-knowledge",
+            FailureClass::Operator => "operator",
+            FailureClass::Limits => "limits",
+            FailureClass::Restart => "restart",
             FailureClass::Panic => "panic",
             FailureClass::EventLimit => "event-limit",
             FailureClass::Other => "other",
@@ -145,6 +174,12 @@ mod tests {
             ("linearizability: history of key k1 is not linearizable", FailureClass::Linearizability),
             ("liveness: no leader committed anything within 10s after healing", FailureClass::Liveness),
             ("panic: invariant broken", FailureClass::Panic),
+            ("quiescence: the group did not quiesce within 900 ms", FailureClass::Quiescence),
+            ("cost: a write at a follower (n2) was answered NoLeader in a calm group", FailureClass::Cost),
+            ("snapshot: n3 applied 12 entries past its snapshot (at 1.2s)", FailureClass::SnapshotPolicy),
+            ("leader knowledge: n2 handled an append from n1", FailureClass::LeaderKnowledge),
+            ("operator: promoting voter n2 was accepted", FailureClass::Operator),
+            ("limits: n1 sent an append of 5 entries and 900 bytes to n2", FailureClass::Limits),
             ("disk identity: n4 sent a message as d1", FailureClass::DiskIdentity),
             ("something new", FailureClass::Other),
         ];
