@@ -7,7 +7,8 @@ mod harness;
 
 use chorus_core::kv::{KvResponse, KvStore};
 use chorus_core::raft::{
-    Bug, ClientResult, Config, DiskId, DurableState, Event, Message, MessageBody, Payload, RaftNode, RestartError, Role,
+    Bug, ClientResult, Config, DiskId, DurableState, Event, Message, MessageBody, Payload, RaftNode, RestartError,
+    Role, SnapshotMeta,
 };
 use chorus_core::types::{LogIndex, NodeId, Term, Time, MAX_PEER_TERM, MAX_TERM};
 use harness::{append_entries, cas, hard_state, is_heartbeat, log_with_terms, put, Cluster, Disk};
@@ -365,5 +366,94 @@ fn a_heartbeat_commits_only_what_the_follower_knows_it_shares_with_the_leader() 
     cluster.advance(500);
     cluster.stabilize();
     assert_eq!(cluster.log_terms(N3)[..4], [1, 2, 2, 2]);
+    cluster.assert_safe();
+}
+
+/// Takes the leader's answer to n2's forwarded proposal off the wire, then
+/// lets everything else run (`rounds` heartbeat intervals of the leader n1),
+/// so that the commit reaches n2 before the answer does.
+fn hold_forward_answer(cluster: &mut Cluster, rounds: usize) -> Message {
+    cluster.deliver_where(|message| message.from == N2 && matches!(message.body, MessageBody::Forward { .. }));
+    let answer = cluster
+        .in_flight()
+        .iter()
+        .find(|message| matches!(message.body, MessageBody::ForwardResponse { .. }))
+        .cloned()
+        .expect("the leader answered the forward");
+    cluster.set_drop_rule(|message: &Message| matches!(message.body, MessageBody::ForwardResponse { .. }));
+    for _ in 0..rounds {
+        cluster.deliver_all();
+        cluster.tick(N1, 50);
+    }
+    cluster.deliver_all();
+    cluster.clear_drop_rule();
+    answer
+}
+
+/// The calm probe (2026-12-03): a follower forwards a put; the leader
+/// appends it and answers where it placed it, but the commit reaches the
+/// follower first, which applies the entry before it knows the entry is
+/// its own. It used to answer `Dropped(LeadershipLost)` (outcome unknown)
+/// for a write that committed, in about 5% of seeds. It now keeps the
+/// answers of what it applies while a proposal awaits its placement.
+#[test]
+fn a_forwarded_write_whose_commit_overtakes_its_placement_is_answered_ok() {
+    let mut cluster = Cluster::with_config(3, |config| config.forward_proposals = true);
+    cluster.elect(N1);
+    cluster.propose(N2, 1, put("k", "v"));
+    let placement = hold_forward_answer(&mut cluster, 3);
+    let index = cluster.node(N1).last_index();
+    assert!(cluster.node(N2).applied_index() >= index, "the commit reached n2 first");
+    assert_eq!(cluster.answer(N2, 1), None, "n2 cannot yet tell the entry is its own");
+    cluster.inject(placement);
+    cluster.deliver_all();
+    assert_eq!(cluster.answer(N2, 1), Some(ClientResult::Ok(KvResponse::Done.encode())));
+    cluster.assert_safe();
+}
+
+/// The calm probe's 3-node seed 90319 (2026-12-03): n2's log already holds
+/// the entry its forwarded put went to, when a snapshot ending at that
+/// entry arrives (the leader sent it on a stale rejection). Installing it
+/// replaced n2's state without applying the entry, so the put, which
+/// committed, was answered `Dropped(LeadershipLost)`. A snapshot whose last
+/// entry the log holds is now taken as a commit: n2 applies its own entries.
+#[test]
+fn a_snapshot_ending_at_an_entry_the_log_holds_commits_it_instead_of_replacing_the_state() {
+    let mut cluster = Cluster::with_config(3, |config| config.forward_proposals = true);
+    cluster.elect(N1);
+    cluster.propose(N2, 1, put("k", "v"));
+    cluster.deliver_where(|message| message.from == N2 && matches!(message.body, MessageBody::Forward { .. }));
+    let placement = cluster
+        .in_flight()
+        .iter()
+        .find(|message| matches!(message.body, MessageBody::ForwardResponse { .. }))
+        .cloned()
+        .expect("the leader answered the forward");
+    // n2 receives the entry, but never the commit nor the placement.
+    cluster.set_drop_rule(|message: &Message| {
+        message.to == N2 && !matches!(&message.body, MessageBody::AppendEntries { entries, .. } if !entries.is_empty())
+    });
+    cluster.advance(100);
+    let leader = cluster.node(N1);
+    let (index, term) = (leader.commit_index(), leader.term());
+    let meta = SnapshotMeta { index, term, membership: leader.membership().clone() };
+    assert_eq!(cluster.node(N2).last_index(), index, "n2 holds the entry");
+    assert!(cluster.node(N2).commit_index() < index, "n2 does not know it committed");
+    cluster.clear_drop_rule();
+    cluster.inject(Message {
+        from: N1,
+        to: N2,
+        term,
+        disk: DiskId::BOOTSTRAP,
+        incarnation: 1,
+        body: MessageBody::InstallSnapshot { meta: Box::new(meta), offset: 0, total_bytes: 3, chunk: vec![1, 2, 3] },
+    });
+    cluster.deliver_where(|message| message.to == N2 && matches!(message.body, MessageBody::InstallSnapshot { .. }));
+    assert_eq!(cluster.node(N2).commit_index(), index, "the snapshot told n2 the entry committed");
+    assert_eq!(cluster.kv_get(N2, "k"), Some("v".to_string()), "n2 applied its own entry");
+    cluster.inject(placement);
+    cluster.deliver_all();
+    assert_eq!(cluster.answer(N2, 1), Some(ClientResult::Ok(KvResponse::Done.encode())));
+    cluster.check_no_protocol_violations().expect("the snapshot's bytes were never restored");
     cluster.assert_safe();
 }

@@ -160,7 +160,8 @@ pub struct Workload {
     /// Clients give up on operations only before this time (the fault phase).
     pub give_up_before_us: u64,
     /// `(every_us, length_us)`: no operation starts during the first
-    /// `length_us` of every `every_us` (lulls in which groups go idle).
+    /// `length_us` of every `every_us` (lulls in which groups go idle),
+    /// before `give_up_before_us` (the fault phase).
     pub lulls: Option<(u64, u64)>,
     /// Completed and unknown-outcome operations in completion order (unknown
     /// ones when given up or at [`finish`](Workload::finish)); keys are
@@ -253,7 +254,9 @@ impl Workload {
             if now >= self.stop_at_us {
                 return ClientStep::Idle;
             }
-            if let Some((every_us, length_us)) = self.lulls {
+            // No lull after the fault phase: the liveness phase needs an
+            // operation for a leader to commit.
+            if let Some((every_us, length_us)) = self.lulls.filter(|_| now < self.give_up_before_us) {
                 let into = now % every_us;
                 if into < length_us {
                     return ClientStep::Wait { delay_us: length_us - into };

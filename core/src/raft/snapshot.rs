@@ -115,6 +115,19 @@ impl<S: StateMachine> RaftNode<S> {
             self.send(from, MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index }));
             return;
         }
+        if self.log.term(index) == Some(meta.term) && !self.config.bug(Bug::SnapshotOverNewerLog) {
+            // Our log holds the snapshot's last entry, so (log matching) it
+            // holds everything the snapshot covers, and the leader only
+            // snapshots what is committed: commit and apply our own entries
+            // instead of replacing the state (the leader sent it on a stale
+            // rejection, say). Applying them answers the forwarded proposals
+            // among them, which a restored state could not.
+            self.incoming_snapshot = None;
+            self.note_leader_match(index);
+            self.commit = index;
+            self.send(from, MessageBody::AppendEntriesResponse(AppendResponse::Accepted { match_index: index }));
+            return;
+        }
         if total_bytes > self.config.max_snapshot_bytes {
             self.violation(format!(
                 "{from} sent a snapshot of {total_bytes} bytes, more than max_snapshot_bytes {}",
