@@ -92,13 +92,7 @@ fn a_restarted_follower_ignores_answers_meant_for_its_earlier_life() {
         cluster.propose(N2, 1, put("k", "a"));
         // The put reaches the leader; the leader's answer and appends to n2
         // stay on the wire.
-        cluster.deliver_where(|message| message.from == N2 && matches!(message.body, MessageBody::Forward { .. }));
-        let stale_answer = cluster
-            .in_flight()
-            .iter()
-            .find(|message| matches!(message.body, MessageBody::ForwardResponse { .. }))
-            .cloned()
-            .expect("the leader answered the forward");
+        let stale_answer = deliver_forward(&mut cluster);
         cluster.set_drop_rule(|message: &Message| message.to == N2);
         cluster.advance(100); // the put commits on n1 and n3
         cluster.crash(N2);
@@ -369,17 +363,23 @@ fn a_heartbeat_commits_only_what_the_follower_knows_it_shares_with_the_leader() 
     cluster.assert_safe();
 }
 
-/// Takes the leader's answer to n2's forwarded proposal off the wire, then
-/// lets everything else run (`rounds` heartbeat intervals of the leader n1),
-/// so that the commit reaches n2 before the answer does.
-fn hold_forward_answer(cluster: &mut Cluster, rounds: usize) -> Message {
+/// Delivers n2's forwarded proposal to the leader and returns the leader's
+/// answer, which stays on the wire too.
+fn deliver_forward(cluster: &mut Cluster) -> Message {
     cluster.deliver_where(|message| message.from == N2 && matches!(message.body, MessageBody::Forward { .. }));
-    let answer = cluster
+    cluster
         .in_flight()
         .iter()
         .find(|message| matches!(message.body, MessageBody::ForwardResponse { .. }))
         .cloned()
-        .expect("the leader answered the forward");
+        .expect("the leader answered the forward")
+}
+
+/// Takes the leader's answer to n2's forwarded proposal off the wire, then
+/// lets everything else run (`rounds` heartbeat intervals of the leader n1),
+/// so that the commit reaches n2 before the answer does.
+fn hold_forward_answer(cluster: &mut Cluster, rounds: usize) -> Message {
+    let answer = deliver_forward(cluster);
     cluster.set_drop_rule(|message: &Message| matches!(message.body, MessageBody::ForwardResponse { .. }));
     for _ in 0..rounds {
         cluster.deliver_all();
@@ -422,13 +422,7 @@ fn a_snapshot_ending_at_an_entry_the_log_holds_commits_it_instead_of_replacing_t
     let mut cluster = Cluster::with_config(3, |config| config.forward_proposals = true);
     cluster.elect(N1);
     cluster.propose(N2, 1, put("k", "v"));
-    cluster.deliver_where(|message| message.from == N2 && matches!(message.body, MessageBody::Forward { .. }));
-    let placement = cluster
-        .in_flight()
-        .iter()
-        .find(|message| matches!(message.body, MessageBody::ForwardResponse { .. }))
-        .cloned()
-        .expect("the leader answered the forward");
+    let placement = deliver_forward(&mut cluster);
     // n2 receives the entry, but never the commit nor the placement.
     cluster.set_drop_rule(|message: &Message| {
         message.to == N2 && !matches!(&message.body, MessageBody::AppendEntries { entries, .. } if !entries.is_empty())
