@@ -237,6 +237,9 @@ pub struct FaultProfile {
     pub max_append_bytes: usize,
     /// See `max_append_bytes` (0: the core's default).
     pub max_inflight_bytes: usize,
+    /// Most reads a node holds at once (0: the core's default): small in
+    /// some seeds, so that the calm probe's read burst meets the limit.
+    pub max_pending_reads: usize,
     /// Disk loss: a node crashes, its disk is replaced by an empty one, and
     /// it restarts after the duration under a new disk id.
     pub wipes: Option<Recurrence>,
@@ -303,6 +306,7 @@ impl FaultProfile {
             max_entries_per_append: 64,
             max_append_bytes: 0,
             max_inflight_bytes: 0,
+            max_pending_reads: 0,
             wipes: None,
             churn_interval_ms: None,
             isolate_leaving_leader: false,
@@ -365,6 +369,7 @@ impl FaultProfile {
         } else {
             (0, 0)
         };
+        let max_pending_reads = if rng.random_bool(0.3) { [1, 2, 5][rng.random_range(0..3)] } else { 0 };
         FaultProfile {
             network,
             partitions,
@@ -381,6 +386,7 @@ impl FaultProfile {
             max_entries_per_append,
             max_append_bytes,
             max_inflight_bytes,
+            max_pending_reads,
             wipes,
             churn_interval_ms,
             isolate_leaving_leader,
@@ -484,6 +490,9 @@ impl fmt::Display for FaultProfile {
         }
         if self.max_append_bytes > 0 {
             write!(f, "; appends of at most {} bytes, {} in flight", self.max_append_bytes, self.max_inflight_bytes)?;
+        }
+        if self.max_pending_reads > 0 {
+            write!(f, "; at most {} reads held", self.max_pending_reads)?;
         }
         Ok(())
     }

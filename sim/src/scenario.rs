@@ -41,7 +41,11 @@
 //! Cluster knobs (optional): `spares` (nodes outside the initial
 //! configuration, numbered after the voters), `snapshot_every_entries`,
 //! `max_retained_entries`, `snapshot_chunk_bytes`, `max_entries_per_append`,
-//! `clients` (1 to [`MAX_SCENARIO_CLIENTS`]; default 5).
+//! `max_append_bytes` with `max_inflight_bytes` (both or neither),
+//! `max_pending_reads`, `clients` (1 to [`MAX_SCENARIO_CLIENTS`]; default 5).
+//! The Raft knobs are judged by the core's own configuration rules
+//! (`chorus_core::raft::Config::validate`), so a file the core would refuse
+//! is refused here, with the core's reason.
 //!
 //! With `seed_profile = true` the run draws the seed's swarm profile and
 //! every random draw of its fault injector and operator exactly as a run
@@ -80,6 +84,11 @@ pub struct ScenarioKnobs {
     pub snapshot_chunk_bytes: Option<usize>,
     /// Most entries in one append message (at least 1).
     pub max_entries_per_append: Option<usize>,
+    /// Largest entry bytes in one append and append bytes in flight to one
+    /// follower, set together.
+    pub append_bytes: Option<(usize, usize)>,
+    /// Most reads a node holds at once.
+    pub max_pending_reads: Option<usize>,
     /// Clients of the workload (1 to [`MAX_SCENARIO_CLIENTS`]).
     pub clients: Option<usize>,
 }
@@ -143,6 +152,9 @@ struct RawScenario {
     max_retained_entries: Option<u64>,
     snapshot_chunk_bytes: Option<usize>,
     max_entries_per_append: Option<usize>,
+    max_append_bytes: Option<usize>,
+    max_inflight_bytes: Option<usize>,
+    max_pending_reads: Option<usize>,
     #[serde(default)]
     events: Vec<RawEvent>,
 }
@@ -178,6 +190,8 @@ impl Scenario {
             max_retained_entries: raw.max_retained_entries,
             snapshot_chunk_bytes: raw.snapshot_chunk_bytes,
             max_entries_per_append: raw.max_entries_per_append,
+            append_bytes: raw.max_append_bytes.zip(raw.max_inflight_bytes),
+            max_pending_reads: raw.max_pending_reads,
             clients: raw.clients,
         };
         // Spare nodes are numbered after the voters.
@@ -244,11 +258,19 @@ fn validate_settings(raw: &RawScenario) -> Result<(), ScenarioError> {
             raw.spares.unwrap_or_default()
         )));
     }
+    if raw.max_append_bytes.is_some() != raw.max_inflight_bytes.is_some() {
+        return Err(ScenarioError::Other(
+            "max_append_bytes and max_inflight_bytes go together: set both or neither".into(),
+        ));
+    }
     // The Raft knobs are judged by the core's own rules, on the
     // configuration the simulator would build from them.
     let mut config = chorus_core::raft::Config::new(chorus_core::NodeId(1), vec![chorus_core::NodeId(1)]);
     config.snapshot_chunk_bytes = raw.snapshot_chunk_bytes.unwrap_or(config.snapshot_chunk_bytes);
     config.max_entries_per_append = raw.max_entries_per_append.unwrap_or(config.max_entries_per_append);
+    config.max_append_bytes = raw.max_append_bytes.unwrap_or(config.max_append_bytes);
+    config.max_inflight_bytes = raw.max_inflight_bytes.unwrap_or(config.max_inflight_bytes);
+    config.max_pending_reads = raw.max_pending_reads.unwrap_or(config.max_pending_reads);
     config.validate().map_err(|error| ScenarioError::Other(error.to_string()))
 }
 

@@ -70,8 +70,17 @@ fn a_transfer_catches_the_slow_target_up_then_hands_over_and_an_impossible_one_i
 fn the_leader_replaced_through_joint_consensus_steps_down() {
     for seed in 0..5 {
         let trace = trace_of("replace-leader-joint.toml", seed);
+        // The trace names the configuration's learners while it has any,
+        // and only then.
+        let configurations: Vec<&str> = trace.lines().filter(|line| line.contains("configuration at")).collect();
+        assert!(
+            configurations.iter().any(|line| line.ends_with("voters [n1,n2,n3,n4,n5] learners [n6]")),
+            "seed {seed}"
+        );
+        assert!(configurations.iter().all(|line| !line.contains("learners []")), "seed {seed}");
         let asked = trace.find("Replace { remove: NodeId(1), add: NodeId(6) }: Ok").expect("the replacement starts");
         let after = &trace[asked..];
+        assert!(after.lines().filter(|line| line.contains("configuration at")).all(|line| !line.contains("learners")));
         assert!(after.contains("joint with [n1,"), "seed {seed}: the change goes through a joint configuration");
         let final_config = "configuration at";
         assert!(

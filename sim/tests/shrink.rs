@@ -146,4 +146,16 @@ fn a_scenario_knob_the_core_refuses_is_a_clear_error() {
     assert!(error.contains("snapshot_chunk_bytes (100000000000) is above"), "{error}");
     let fine = "snapshot_chunk_bytes = 64\nmax_entries_per_append = 2\n";
     assert!(chorus_sim::scenario::Scenario::parse(fine, 5).is_ok());
+    let append_above = "max_append_bytes = 512\nmax_inflight_bytes = 256\n";
+    let error = chorus_sim::scenario::Scenario::parse(append_above, 5).unwrap_err().to_string();
+    assert!(error.contains("max_append_bytes (512) must not exceed max_inflight_bytes (256)"), "{error}");
+    let alone = "max_append_bytes = 64\n";
+    let error = chorus_sim::scenario::Scenario::parse(alone, 5).unwrap_err().to_string();
+    assert!(error.contains("max_append_bytes and max_inflight_bytes go together"), "{error}");
+    let no_reads = "max_pending_reads = 0\n";
+    let error = chorus_sim::scenario::Scenario::parse(no_reads, 5).unwrap_err().to_string();
+    assert!(error.contains("max_pending_reads must be at least 1"), "{error}");
+    let limits = "max_append_bytes = 64\nmax_inflight_bytes = 64\nmax_pending_reads = 2\n";
+    let knobs = chorus_sim::scenario::Scenario::parse(limits, 5).unwrap().knobs;
+    assert_eq!((knobs.append_bytes, knobs.max_pending_reads), (Some((64, 64)), Some(2)));
 }

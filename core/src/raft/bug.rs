@@ -75,11 +75,14 @@ pub enum Bug {
     /// or the term moved on: its buffer stays, and with quiescence on the
     /// follower keeps waking its leader.
     PartialSnapshotKept,
+    /// A leader holds one linearizable read more than `max_pending_reads`
+    /// before it refuses reads as overloaded.
+    ReadQueueOverLimit,
 }
 
 impl Bug {
     /// Every bug, in the order `chorus-sim bugs` lists them.
-    pub const ALL: [Bug; 20] = [
+    pub const ALL: [Bug; 21] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ReplyBeforePersist,
@@ -100,6 +103,7 @@ impl Bug {
         Bug::JoinerSkipsSnapshot,
         Bug::SnapshotNeverCompacts,
         Bug::PartialSnapshotKept,
+        Bug::ReadQueueOverLimit,
     ];
 
     /// The name used on the command line.
@@ -125,6 +129,7 @@ impl Bug {
             Bug::JoinerSkipsSnapshot => "joiner-skips-snapshot",
             Bug::SnapshotNeverCompacts => "snapshot-never-compacts",
             Bug::PartialSnapshotKept => "partial-snapshot-kept",
+            Bug::ReadQueueOverLimit => "read-queue-over-limit",
         }
     }
 
@@ -157,6 +162,7 @@ impl Bug {
             Bug::JoinerSkipsSnapshot => "a node that joined empty accepts appends before installing a snapshot",
             Bug::SnapshotNeverCompacts => "the snapshot policy's snapshots never discard the log before them",
             Bug::PartialSnapshotKept => "a partly received snapshot is kept after the log caught up",
+            Bug::ReadQueueOverLimit => "a leader holds one read more than max_pending_reads",
         }
     }
 

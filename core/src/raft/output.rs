@@ -172,6 +172,10 @@ pub struct Status {
     pub held_message_count: usize,
     /// Reads this leader holds (waiting for confirmation or apply).
     pub pending_read_count: usize,
+    /// Reads this node holds to answer itself (follower and session reads
+    /// waiting for a read index or for their index to apply); each gives up
+    /// at its deadline.
+    pub local_read_count: usize,
     /// The target of the leadership transfer in progress, if any.
     pub transfer_target: Option<NodeId>,
 }

@@ -131,7 +131,8 @@ impl<S: StateMachine> RaftNode<S> {
         let allow_lease = consistency == ReadConsistency::Lease;
         match consistency {
             ReadConsistency::Linearizable | ReadConsistency::Lease if self.role == Role::Leader => {
-                if !self.admit(request, query.len(), self.reads.len(), self.config.max_pending_reads) {
+                let limit = self.config.max_pending_reads + usize::from(self.config.bug(Bug::ReadQueueOverLimit));
+                if !self.admit(request, query.len(), self.reads.len(), limit) {
                     return;
                 }
                 self.hold_read(now, ReadOrigin::Local { request, query }, allow_lease);

@@ -84,7 +84,7 @@ impl RaftWorld {
     /// A voter whose recorded disk is not the one it runs on (or that lost
     /// its disk): the operator renews it first (once its new disk has caught
     /// up), and changes nothing else meanwhile.
-    fn voter_to_renew(&self, membership: &Membership) -> Option<NodeId> {
+    pub(super) fn voter_to_renew(&self, membership: &Membership) -> Option<NodeId> {
         let stale = membership.voters.iter().find(|(id, disk)| {
             let sim_node = &self.nodes[id.0 as usize - 1];
             sim_node.disk_id != **disk || sim_node.wiped
@@ -123,9 +123,12 @@ impl RaftWorld {
     /// Asks the leader for `change`; false if there is no leader or it
     /// refused.
     pub(super) fn operator_change(&mut self, change: MembershipChange) -> bool {
-        let Some(leader) = self.leader() else {
-            return false;
-        };
+        self.ask_change(change).is_some_and(|result| result.is_ok())
+    }
+
+    /// Asks the leader for `change`: its answer, or `None` without a leader.
+    pub(super) fn ask_change(&mut self, change: MembershipChange) -> Option<Result<(), ChangeError>> {
+        let leader = self.leader()?;
         let sim_node = &mut self.nodes[leader];
         sim_node.next_request += 1;
         let request = sim_node.next_request;
@@ -155,7 +158,7 @@ impl RaftWorld {
             format!("operator asks {}: {change:?}: {result:?}", node_id(leader))
         });
         self.drain(leader);
-        result.is_ok()
+        Some(result)
     }
 
     /// The operator's mistakes must be refused (`operator:`): against the

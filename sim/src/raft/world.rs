@@ -183,6 +183,10 @@ impl RaftWorld {
             profile.max_retained_entries = knobs.max_retained_entries.unwrap_or(profile.max_retained_entries);
             profile.snapshot_chunk_bytes = knobs.snapshot_chunk_bytes.unwrap_or(profile.snapshot_chunk_bytes);
             profile.max_entries_per_append = knobs.max_entries_per_append.unwrap_or(profile.max_entries_per_append);
+            if let Some((append, inflight)) = knobs.append_bytes {
+                (profile.max_append_bytes, profile.max_inflight_bytes) = (append, inflight);
+            }
+            profile.max_pending_reads = knobs.max_pending_reads.unwrap_or(profile.max_pending_reads);
         }
         let fault_phase_us = options.scenario.as_ref().map_or(FAULT_PHASE_US, |scenario| {
             scenario.duration_ms.map_or(FAULT_PHASE_US.max(scenario.last_event_us() + 1_000_000), |ms| ms * 1000)
@@ -281,6 +285,9 @@ impl RaftWorld {
         if profile.max_append_bytes > 0 {
             config.max_append_bytes = profile.max_append_bytes;
             config.max_inflight_bytes = profile.max_inflight_bytes;
+        }
+        if profile.max_pending_reads > 0 {
+            config.max_pending_reads = profile.max_pending_reads;
         }
         config.snapshot_policy = SnapshotPolicy { entries: profile.snapshot_every_entries, bytes: 0 };
         config.max_retained_entries = profile.max_retained_entries;

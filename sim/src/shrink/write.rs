@@ -94,6 +94,9 @@ pub fn scenario_toml(scenario: &Scenario) -> String {
         ("max_retained_entries", knobs.max_retained_entries),
         ("snapshot_chunk_bytes", knobs.snapshot_chunk_bytes.map(|value| value as u64)),
         ("max_entries_per_append", knobs.max_entries_per_append.map(|value| value as u64)),
+        ("max_append_bytes", knobs.append_bytes.map(|(append, _)| append as u64)),
+        ("max_inflight_bytes", knobs.append_bytes.map(|(_, inflight)| inflight as u64)),
+        ("max_pending_reads", knobs.max_pending_reads.map(|value| value as u64)),
     ];
     for (name, value) in knob_values {
         if let Some(value) = value {
