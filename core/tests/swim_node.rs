@@ -625,3 +625,44 @@ fn a_gossip_round_that_reaches_nobody_leaves_the_refutation_unsent() {
         "{gossip:?}"
     );
 }
+
+/// A ping that repeats a suspicion its subject has refuted is answered with
+/// the refutation: the pinger holds news that gossip of the newer
+/// incarnation may have missed for good (50-member seed 12325: one member
+/// kept a refuted suspicion 25 s, until push-pull). A claim at the current
+/// incarnation is not stale and gets no correction.
+#[test]
+fn an_ack_corrects_a_refuted_suspicion_the_pinger_repeats() {
+    let mut node = node_knowing(&[2, 3], config(true));
+    let refuted = Update::Alive {
+        member: NodeId(3),
+        incarnation: Incarnation(1),
+        address: address(3),
+        metadata: Metadata::default(),
+    };
+    // Learned from a push-pull state, so not queued for gossip: only the
+    // correction can put it on the ack.
+    let record = MemberRecord {
+        id: NodeId(3),
+        address: address(3),
+        metadata: Metadata::default(),
+        incarnation: Incarnation(1),
+        state: MemberState::Alive,
+    };
+    let state = MessageBody::PushPull { want_reply: false, members: vec![record] };
+    node.handle_message(Time::ZERO, message(2, state, vec![])).unwrap();
+    drain(&mut node);
+    assert_eq!(node.member(NodeId(3)).unwrap().incarnation, Incarnation(1));
+    let ping = |probe| MessageBody::Ping { probe: ProbeNumber(probe) };
+    node.handle_message(Time::ZERO, message(2, ping(7), vec![suspect(3, 2)])).unwrap();
+    let acks = sends(&drain(&mut node));
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].1.body, MessageBody::Ack { probe: ProbeNumber(7) });
+    assert_eq!(acks[0].1.updates.first(), Some(&refuted), "the correction goes first: {:?}", acks[0].1.updates);
+    assert_eq!(node.member(NodeId(3)).unwrap().state, MemberState::Alive, "the stale claim lost");
+
+    let current = Update::Suspect { member: NodeId(3), incarnation: Incarnation(1), by: NodeId(2) };
+    node.handle_message(Time::ZERO, message(2, ping(8), vec![current])).unwrap();
+    let acks = sends(&drain(&mut node));
+    assert!(!acks[0].1.updates.contains(&refuted), "a current claim is not corrected: {:?}", acks[0].1.updates);
+}

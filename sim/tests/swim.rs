@@ -63,7 +63,10 @@ fn forty_seeds_of_the_swarm_pass_with_and_without_lifeguard() {
 /// was too strict (an observer that never knew the crashed subject; a
 /// suspicion refuted before it reached the observer, which sees the subject
 /// alive). 7645 (20): likewise, a restarted member that learned a member long
-/// crashed from a stale state after the failure news had died out.
+/// crashed from a stale state after the failure news had died out. 12325
+/// (50): a member kept a suspicion its subject had refuted for 25 s, until
+/// push-pull, after the refutation's gossip died out without reaching it;
+/// an ack to a ping carrying a refuted claim now carries the correction.
 #[test]
 fn the_seeds_that_once_failed_pass() {
     let seeds = [
@@ -80,6 +83,7 @@ fn the_seeds_that_once_failed_pass() {
         (16267, 50),
         (19643, 50),
         (7645, 20),
+        (12325, 50),
     ];
     for (seed, nodes) in seeds {
         let summary = run_many(&SwimRunOptions { nodes, ..options(seed..seed + 1, None, 1) }, &|_| {});

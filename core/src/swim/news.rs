@@ -325,7 +325,7 @@ enum Spread {
     Quiet,
 }
 
-fn alive_update(record: &MemberRecord) -> Update {
+pub(super) fn alive_update(record: &MemberRecord) -> Update {
     Update::Alive {
         member: record.id,
         incarnation: record.incarnation,

@@ -337,6 +337,9 @@ impl SwimNode {
         if claims_us_down && !matches!(body, MessageBody::Ping { .. }) {
             self.owe_refutation(from);
         }
+        // Judged before the updates apply (they lose, so nothing changes).
+        let corrections =
+            if matches!(body, MessageBody::Ping { .. }) { self.corrections(&updates) } else { Vec::new() };
         for update in updates {
             self.apply_update(now, update);
         }
@@ -361,7 +364,7 @@ impl SwimNode {
                 // and its gossip missed the pinger.
                 let answer = claims_us_down && !self.config.has_bug(Bug::RefutationNotSpread);
                 let first = if answer { vec![self.own_alive()] } else { Vec::new() };
-                self.send(Some(from), from_address, MessageBody::Ack { probe }, first);
+                self.send_with(Some(from), from_address, MessageBody::Ack { probe }, first, corrections);
             }
             MessageBody::Ack { probe } => self.handle_ack(from, probe),
             MessageBody::Nack { probe } => {
@@ -460,6 +463,29 @@ impl SwimNode {
     /// incarnation (an outdated claim needs refuting to its holder too).
     fn claims_down(&self, update: &Update) -> bool {
         update.member() == self.config.id && !matches!(update, Update::Alive { .. })
+    }
+
+    /// Our alive records of members that `updates` claim suspect or failed
+    /// at an incarnation they have since refuted: the sender holds news its
+    /// subject answered, and gossip of the refutation may have missed it
+    /// for good (each holder sends news only `λ·log n` times). The ack to
+    /// its ping carries the correction (50-member seed 12325: one member
+    /// held a refuted suspicion for 25 s, until push-pull). At most
+    /// [`MAX_CORRECTIONS`], after our own refutation and as room allows.
+    fn corrections(&self, updates: &[Update]) -> Vec<Update> {
+        let stale = |update: &Update| match *update {
+            Update::Suspect { member, incarnation, .. } | Update::Failed { member, incarnation, .. } => self
+                .members
+                .get(&member)
+                .filter(|known| known.state == MemberState::Alive && known.incarnation > incarnation),
+            Update::Alive { .. } | Update::Left { .. } => None,
+        };
+        updates
+            .iter()
+            .filter_map(stale)
+            .take(MAX_CORRECTIONS)
+            .map(|known| news::alive_update(&known.record()))
+            .collect()
     }
 
     /// Whether more news waits than piggybacking can carry soon (see
@@ -858,16 +884,32 @@ impl SwimNode {
     /// suspect that our probes skip hears of it only through gossip that may
     /// go elsewhere: SWIM seed 4056 with 5 nodes, where n3 declared the
     /// healthy n2 failed after sending it three answers without the news.)
-    fn send(&mut self, to: Option<MemberId>, address: Address, body: MessageBody, mut first: Vec<Update>) {
+    fn send(&mut self, to: Option<MemberId>, address: Address, body: MessageBody, first: Vec<Update>) {
+        self.send_with(to, address, body, first, Vec::new());
+    }
+
+    /// As [`send`](Self::send), with `optional` updates after `first` and
+    /// the buddy suspicion, each only if it fits.
+    fn send_with(
+        &mut self,
+        to: Option<MemberId>,
+        address: Address,
+        body: MessageBody,
+        mut first: Vec<Update>,
+        optional: Vec<Update>,
+    ) {
         let mut message =
             Message { from: self.config.id, from_address: self.config.address.clone(), to, body, updates: Vec::new() };
         let fixed = wire::encoded_len(&message) - wire::length_prefix_len(0);
         let room = self.config.max_message_bytes.saturating_sub(fixed);
-        if let Some(suspicion) = to.and_then(|to| self.buddy_suspicion(to)) {
+        let buddy = to.and_then(|to| self.buddy_suspicion(to));
+        for (position, update) in
+            buddy.into_iter().map(|update| (0, update)).chain(optional.into_iter().map(|u| (usize::MAX, u)))
+        {
             // Only if it fits: a push-pull reply may fill the budget alone.
-            let with = first.iter().chain([&suspicion]).map(wire::encoded_len).sum::<usize>();
-            if !first.contains(&suspicion) && with + wire::length_prefix_len(first.len() + 1) <= room {
-                first.insert(0, suspicion);
+            let with = first.iter().chain([&update]).map(wire::encoded_len).sum::<usize>();
+            if !first.contains(&update) && with + wire::length_prefix_len(first.len() + 1) <= room {
+                first.insert(position.min(first.len()), update);
             }
         }
         let multiplier = if self.config.has_bug(Bug::RetransmitOnce) { 1 } else { self.config.retransmit_multiplier };
@@ -937,6 +979,9 @@ impl SwimNode {
 /// exact list of alive members; above it, by sampling the probe order in
 /// constant time (which may, rarely, find fewer than `indirect_checks`).
 const EXACT_SAMPLING_MAX_MEMBERS: usize = 64;
+
+/// At most this many corrections of refuted claims ride on one ack.
+const MAX_CORRECTIONS: usize = 2;
 
 /// At most this many members wait for our alive record in answer to an
 /// outdated claim (see `owed_refutations`); more are left to dissemination
