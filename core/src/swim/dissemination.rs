@@ -97,6 +97,12 @@ impl Dissemination {
         debug_assert_eq!(self.entries.len(), self.by_priority.len());
     }
 
+    /// The backlog counted afresh from the queued updates (for the
+    /// invariant that [`bytes`](Dissemination::bytes) keeps it).
+    pub fn recounted_bytes(&self) -> usize {
+        self.entries.values().map(|entry| wire::encoded_len(&entry.update)).sum()
+    }
+
     /// The queued update about `member`, if any.
     pub fn get(&self, member: MemberId) -> Option<&Update> {
         self.entries.get(&member).map(|entry| &entry.update)

@@ -969,6 +969,11 @@ impl SwimNode {
             assert_eq!(suspects, self.suspicions.len(), "invariant: every suspect has a suspicion");
             assert!(self.relays.len() <= self.config.max_pending_relays, "invariant: max_pending_relays holds");
             assert!(self.incarnation <= MAX_INCARNATION, "invariant: our incarnation is acceptable to peers");
+            assert_eq!(
+                self.dissemination.bytes(),
+                self.dissemination.recounted_bytes(),
+                "invariant: the gossip backlog counts the queued updates"
+            );
             let tombstones = self.members.values().any(|member| member.state.is_tombstone());
             assert!(!tombstones || self.next_forget_at.is_some(), "invariant: tombstones have a forget deadline");
         }

@@ -29,12 +29,17 @@ impl ProbeOrder {
     /// The next target among `candidates` (the members that may be probed
     /// now), starting a freshly shuffled pass when the current one is done.
     /// Members of the current pass that are no longer candidates are skipped.
+    /// The tests' shorthand: the node itself uses
+    /// [`next_target_where`](Self::next_target_where).
+    #[cfg(test)]
     pub fn next_target(&mut self, candidates: &BTreeSet<MemberId>, rng: &mut ChaCha8Rng) -> Option<MemberId> {
         self.next_target_where(|member| candidates.contains(&member), || candidates.iter().copied().collect(), rng)
     }
 
-    /// [`next_target`](Self::next_target) without building the candidate
-    /// set each period: `is_candidate` tells whether a member may be probed
+    /// The next target to probe, starting a freshly shuffled pass when the
+    /// current one is done (members of the current pass that are no longer
+    /// candidates are skipped), without building the candidate set each
+    /// period: `is_candidate` tells whether a member may be probed
     /// now, and `all_candidates` lists them (in any deterministic order) when
     /// a new pass starts. Costs amortised constant time per call, plus the
     /// members skipped, rather than time linear in the cluster size.

@@ -16,6 +16,9 @@
 //!   every crashed member is declared failed by every running member, and
 //!   every running member sees exactly the running members as live, within
 //!   a bound derived from the configuration.
+//! - **Events** (on every event): `Updated` reports a changed address or
+//!   metadata. No member's address or metadata changes in the simulator
+//!   (each publishes one for the whole run), so any `Updated` is spurious.
 //! - **Message size** (on every send; see `world.rs`): never over budget.
 //! - **Per-run bounds** (see `bounds.rs`): load per member per window and
 //!   per life, dissemination, detection, the suspicion timeout's window, and
@@ -102,6 +105,16 @@ impl Checkers {
             Event::Refuted { .. } | Event::MemberLimitReached { .. } => return,
         };
         let who = || format!("n{} about n{}", observer + 1, member.0);
+        if let Event::Updated(record) = event {
+            self.fail(format!(
+                "events: {} at {}: reported Updated (address {}, incarnation {}), though no member's address or \
+                 metadata ever changes in the simulator",
+                who(),
+                time(at_us),
+                record.address,
+                record.incarnation
+            ));
+        }
         if incarnation > issued(member) {
             self.fail(format!(
                 "incarnation: {} at {}: {} reports {}, which n{} never held (its highest is {})",

@@ -162,14 +162,20 @@ impl SwimWorld {
     }
 
     /// After healing: does every running member see exactly the running
-    /// members as live?
+    /// members as live, each with the metadata it publishes?
     pub(super) fn check_settled(&mut self) {
         let heal_at = self.heal_at.expect("invariant: the settle phase starts at healing");
         let running: Vec<bool> = self.nodes.iter().map(|node| node.swim.is_some()).collect();
         let running_count = running.iter().filter(|running| **running).count();
+        // Read as an application reads it: the bytes it publishes.
+        let metadata: Vec<Vec<u8>> = (0..self.nodes.len()).map(|node| self.metadata_of(node)).collect();
         let sees_truth = |swim: &SwimNode| {
             swim.live_member_count() == running_count
-                && swim.members().all(|member| member.state.is_live() == running[member.id.0 as usize - 1])
+                && swim.members().all(|member| {
+                    let index = member.id.0 as usize - 1;
+                    member.state.is_live() == running[index]
+                        && (!member.state.is_live() || member.metadata.as_bytes() == metadata[index])
+                })
         };
         let disagreeing: Vec<usize> = (0..self.nodes.len())
             .filter(|&node| self.nodes[node].swim.as_ref().is_some_and(|swim| !sees_truth(swim)))
@@ -214,6 +220,22 @@ impl SwimWorld {
         }
         let node = disagreeing[0];
         let swim = self.nodes[node].swim.as_ref().expect("filtered on running");
+        let stale_metadata = swim.members().find(|member| {
+            let index = member.id.0 as usize - 1;
+            member.state.is_live() && running[index] && member.metadata.as_bytes() != metadata[index]
+        });
+        if let Some(member) = stale_metadata {
+            let index = member.id.0 as usize - 1;
+            self.checkers.fail(format!(
+                "metadata: n{} holds metadata {:?} for {} {bound_s:.0} s after healing, which publishes {:?}",
+                node + 1,
+                String::from_utf8_lossy(member.metadata.as_bytes()),
+                member.id,
+                String::from_utf8_lossy(&metadata[index])
+            ));
+            self.phase = Phase::Done;
+            return;
+        }
         let wrong: Vec<String> = swim
             .members()
             .filter(|member| member.state.is_live() != running[member.id.0 as usize - 1])

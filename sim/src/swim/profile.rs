@@ -82,6 +82,11 @@ pub struct SwimProfile {
     pub drift_ppm: i64,
     /// Split the cluster in two halves for the whole fault phase.
     pub split_halves: bool,
+    /// Sizes at their limits: the longest address is exactly
+    /// `max_address_bytes`, every member's metadata exactly
+    /// `max_metadata_bytes`, and `max_members` is the cluster size, so a
+    /// full push-pull state carries exactly `max_members` records.
+    pub tight_limits: bool,
 }
 
 /// Smallest one-way delay: a LAN.
@@ -101,6 +106,7 @@ impl SwimProfile {
             slow_lag_max_ms: 0,
             drift_ppm: 0,
             split_halves: false,
+            tight_limits: false,
         }
     }
 
@@ -140,6 +146,7 @@ impl SwimProfile {
                     (0, 0)
                 };
                 let drift_ppm = if on(rng) { rng.random_range(0..=MAX_DRIFT_PPM / 5) } else { 0 };
+                let tight_limits = rng.random_bool(0.3);
                 SwimProfile {
                     loss_ppm,
                     delay_max_us,
@@ -151,6 +158,7 @@ impl SwimProfile {
                     slow_lag_max_ms,
                     drift_ppm,
                     split_halves: false,
+                    tight_limits,
                 }
             }
         }
@@ -182,7 +190,7 @@ impl fmt::Display for SwimProfile {
         let every = |value: Option<u64>| value.map_or("off".to_string(), |ms| format!("every ~{ms} ms"));
         write!(
             f,
-            "loss {:.1}%, delay {}..{} us, crashes {} (restart {:.0}%), partitions {}, pauses {}, slow members {} (lag <= {} ms), drift +-{} ppm{}",
+            "loss {:.1}%, delay {}..{} us, crashes {} (restart {:.0}%), partitions {}, pauses {}, slow members {} (lag <= {} ms), drift +-{} ppm{}{}",
             f64::from(self.loss_ppm) / 1e4,
             DELAY_MIN_US,
             self.delay_max_us,
@@ -193,7 +201,8 @@ impl fmt::Display for SwimProfile {
             self.slow_members,
             self.slow_lag_max_ms,
             self.drift_ppm,
-            if self.split_halves { ", split in halves" } else { "" }
+            if self.split_halves { ", split in halves" } else { "" },
+            if self.tight_limits { ", sizes at their limits" } else { "" }
         )
     }
 }
@@ -216,6 +225,8 @@ mod tests {
         assert!(profiles.iter().any(|profile| profile.partition_every_ms.is_some()));
         assert!(profiles.iter().any(|profile| profile.slow_members > 0));
         assert!(profiles.iter().any(|profile| profile.pause_every_ms.is_some()));
+        assert!(profiles.iter().any(|profile| profile.tight_limits));
+        assert!(profiles.iter().any(|profile| !profile.tight_limits));
     }
 
     #[test]

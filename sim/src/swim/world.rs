@@ -40,7 +40,7 @@ use crate::skeleton::{
 use crate::timeline::Fate as MessageFate;
 use crate::trace::Trace;
 use chorus_core::swim::{
-    wire, Action, Address, Config, Event, Incarnation, Message, MessageBody, SuspicionTimeouts, SwimNode,
+    wire, Action, Address, Config, Event, Incarnation, Message, MessageBody, Metadata, SuspicionTimeouts, SwimNode,
 };
 use chorus_core::{NodeId, Time};
 use rand::{Rng, SeedableRng};
@@ -222,6 +222,10 @@ pub struct SwimWorld {
     pub(super) failures_noted: usize,
 }
 
+/// `max_metadata_bytes` in runs with sizes at their limits (each member's
+/// metadata is padded to it).
+const TIGHT_METADATA_BYTES: usize = 24;
+
 fn address_of(index: usize) -> Address {
     Address::new(format!("n{}", index + 1).into_bytes())
 }
@@ -253,6 +257,11 @@ impl SwimWorld {
         template.injected_bug = options.bug;
         template.max_members = template.max_members.max(2 * options.nodes + 16);
         template.seeds = (0..options.nodes.min(SEED_MEMBERS)).map(address_of).collect();
+        if profile.tight_limits {
+            template.max_address_bytes = address_of(options.nodes - 1).as_bytes().len();
+            template.max_metadata_bytes = TIGHT_METADATA_BYTES;
+            template.max_members = options.nodes;
+        }
         let nodes = (0..options.nodes)
             .map(|_| {
                 let drift =
@@ -489,9 +498,21 @@ impl SwimWorld {
         let mut config = self.template.clone();
         config.id = node_id(node);
         config.address = address_of(node);
+        config.metadata = Metadata::new(self.metadata_of(node));
         config.initial_incarnation = self.nodes[node].life_floor;
         config.rng_seed = mix(self.options.seed ^ mix((node as u64) << 20 ^ u64::from(self.nodes[node].life)));
         config
+    }
+
+    /// The metadata member `node` publishes (the convergence check wants
+    /// every member to hold it): its zone, padded to exactly
+    /// `max_metadata_bytes` with sizes at their limits.
+    pub(super) fn metadata_of(&self, node: usize) -> Vec<u8> {
+        let mut text = format!("n{} zone-{}", node + 1, node % 3).into_bytes();
+        if self.profile.tight_limits {
+            text.resize(self.template.max_metadata_bytes, b'.');
+        }
+        text
     }
 
     pub(super) fn start_node(&mut self, node: usize) {
