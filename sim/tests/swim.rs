@@ -313,3 +313,15 @@ fn late_nacks_are_caught_by_the_relay_bound() {
     let (seed, failure) = caught(Bug::LateNacks);
     assert!(failure.starts_with("relay:"), "seed {seed}: {failure}");
 }
+
+#[test]
+fn metadata_dropped_from_gossip_is_caught_by_the_metadata_check() {
+    let (seed, failure) = caught(Bug::MetadataDropped);
+    assert!(failure.starts_with("metadata:"), "seed {seed}: {failure}");
+}
+
+#[test]
+fn spurious_updated_events_are_caught_by_the_events_check() {
+    let (seed, failure) = caught(Bug::SpuriousUpdates);
+    assert!(failure.starts_with("events:"), "seed {seed}: {failure}");
+}

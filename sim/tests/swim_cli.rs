@@ -35,6 +35,8 @@ fn bugs_lists_swim_bugs_with_system_swim_and_raft_bugs_by_default() {
             "long-suspicion",
             "refutation-not-spread",
             "late-nacks",
+            "metadata-dropped",
+            "spurious-updates",
         ]
     );
     let raft = stdout(&chorus_sim(&["bugs"]));

@@ -48,11 +48,17 @@ pub enum Bug {
     /// A helper waits five probe timeouts, not 80% of one, before it nacks
     /// a ping-req whose target stays silent.
     LateNacks,
+    /// News that another member is alive is passed on without its
+    /// metadata: members that learn of it by gossip hold empty metadata.
+    MetadataDropped,
+    /// A member reports `Updated` when it hears a member alive at a newer
+    /// incarnation with the address and metadata it already knew.
+    SpuriousUpdates,
 }
 
 impl Bug {
     /// Every bug, in the order `chorus-sim bugs --system swim` lists them.
-    pub const ALL: [Bug; 11] = [
+    pub const ALL: [Bug; 13] = [
         Bug::RefutationIgnored,
         Bug::LowerIncarnationAccepted,
         Bug::FailedNeverGossiped,
@@ -64,6 +70,8 @@ impl Bug {
         Bug::LongSuspicion,
         Bug::RefutationNotSpread,
         Bug::LateNacks,
+        Bug::MetadataDropped,
+        Bug::SpuriousUpdates,
     ];
 
     /// The name used on the command line.
@@ -80,6 +88,8 @@ impl Bug {
             Bug::LongSuspicion => "long-suspicion",
             Bug::RefutationNotSpread => "refutation-not-spread",
             Bug::LateNacks => "late-nacks",
+            Bug::MetadataDropped => "metadata-dropped",
+            Bug::SpuriousUpdates => "spurious-updates",
         }
     }
 
@@ -97,6 +107,8 @@ impl Bug {
             Bug::LongSuspicion => "suspicion timeouts are ten times the configured formula",
             Bug::RefutationNotSpread => "a refuting member raises its incarnation but never spreads it",
             Bug::LateNacks => "helpers nack a silent target after five probe timeouts instead of 80% of one",
+            Bug::MetadataDropped => "news that a member is alive is passed on without its metadata",
+            Bug::SpuriousUpdates => "a newer incarnation with unchanged address and metadata is reported as Updated",
         }
     }
 

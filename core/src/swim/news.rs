@@ -62,7 +62,7 @@ impl SwimNode {
             self.live_count += 1;
             self.probe_order.insert(id, self.config.max_members, &mut self.rng);
             if spreading {
-                self.dissemination.enqueue(alive_update(&record));
+                self.spread_alive(&record);
             }
             self.event(Event::Joined(record));
             return;
@@ -71,8 +71,8 @@ impl SwimNode {
             let repeated = member.state == MemberState::Alive && member.incarnation == incarnation;
             if repeated && spread == Spread::Gossip && !member.spreading {
                 member.spreading = true;
-                let update = alive_update(&member.record());
-                self.dissemination.enqueue(update);
+                let record = member.record();
+                self.spread_alive(&record);
             }
             return;
         }
@@ -96,14 +96,24 @@ impl SwimNode {
             self.probe_order.insert(id, self.config.max_members, &mut self.rng);
         }
         if spreading {
-            self.dissemination.enqueue(alive_update(&record));
+            self.spread_alive(&record);
         }
+        let changed = changed || self.config.has_bug(Bug::SpuriousUpdates);
         match previous {
             MemberState::Alive if changed => self.event(Event::Updated(record)),
             MemberState::Alive => {}
             MemberState::Suspect | MemberState::Failed => self.event(Event::AliveAgain(record)),
             MemberState::Left => self.event(Event::Joined(record)),
         }
+    }
+
+    /// Queues news that a member is alive for piggybacking.
+    fn spread_alive(&mut self, record: &MemberRecord) {
+        let mut update = alive_update(record);
+        if let (Update::Alive { metadata, .. }, true) = (&mut update, self.config.has_bug(Bug::MetadataDropped)) {
+            *metadata = Metadata::default();
+        }
+        self.dissemination.enqueue(update);
     }
 
     /// A suspicion of `id` raised by `by`. A suspicion attributed to the

@@ -685,6 +685,12 @@ impl SwimWorld {
         if let Event::Refuted { incarnation } = event {
             self.refuted(observer, incarnation);
         }
+        if let Event::Joined(record) | Event::Updated(record) | Event::AliveAgain(record) = &event {
+            let index = record.id.0 as usize - 1;
+            let truthful =
+                record.address == address_of(index) && record.metadata.as_bytes() == self.metadata_of(index).as_slice();
+            self.checkers.observe_record(self.engine.now, observer, &event, truthful);
+        }
         let nodes = &self.nodes;
         self.checkers.observe(self.engine.now, observer, &event, |member| {
             (member.0 as usize)
