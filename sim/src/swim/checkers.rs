@@ -20,6 +20,11 @@
 //!   metadata. Each member publishes one address and one metadata for the
 //!   whole run, so an `Updated` that brings them to an observer that last
 //!   reported them right is spurious.
+//! - **Tombstones** (on every `Forgotten`): a member declared failed or left
+//!   is forgotten no sooner than `tombstone_retention_ms` after (on the
+//!   slowest clock), unless the observer is at `max_members` and evicts its
+//!   oldest tombstone for a newcomer. Forgetting early lets stale news bring
+//!   the member back.
 //! - **Message size** (on every send; see `world.rs`): never over budget.
 //! - **Per-run bounds** (see `bounds.rs`): load per member per window and
 //!   per life, dissemination, detection, the suspicion timeout's window, and
@@ -44,6 +49,8 @@ struct View {
     /// The incarnation at which the observer last declared the member failed
     /// or left, until it sees it alive again.
     tombstone: Option<Incarnation>,
+    /// When that declaration was reported.
+    tombstone_at_us: u64,
 }
 
 /// The online checkers of one run: every member's view of every other, and
@@ -122,6 +129,13 @@ impl Checkers {
         }
     }
 
+    /// How long ago (at `now_us`) `observer` declared `member` failed or
+    /// left, if it holds that declaration.
+    pub fn tombstone_age_us(&self, observer: usize, member: NodeId, now_us: u64) -> Option<u64> {
+        let view = self.views[observer].get(&member.0)?;
+        view.tombstone.map(|_| now_us - view.tombstone_at_us)
+    }
+
     /// Checks one event reported by `observer` (a node index; node ids are
     /// index + 1). `issued(member)` is the highest incarnation the member
     /// itself ever held.
@@ -176,6 +190,7 @@ impl Checkers {
             }
         }
         let updated = View {
+            tombstone_at_us: if tombstone && view.tombstone.is_none() { at_us } else { view.tombstone_at_us },
             incarnation: incarnation.max(view.incarnation),
             tombstone: if tombstone {
                 Some(incarnation)

@@ -87,6 +87,10 @@ pub struct SwimProfile {
     /// `max_metadata_bytes`, and `max_members` is the cluster size, so a
     /// full push-pull state carries exactly `max_members` records.
     pub tight_limits: bool,
+    /// `tombstone_retention_ms` when set (the default is a day, longer than
+    /// any run): 15 to 30 s in half the seeds without partitions or pauses,
+    /// so that members forget the failed within the run.
+    pub tombstone_retention_ms: Option<u64>,
 }
 
 /// Smallest one-way delay: a LAN.
@@ -107,6 +111,7 @@ impl SwimProfile {
             drift_ppm: 0,
             split_halves: false,
             tight_limits: false,
+            tombstone_retention_ms: None,
         }
     }
 
@@ -147,6 +152,13 @@ impl SwimProfile {
                 };
                 let drift_ppm = if on(rng) { rng.random_range(0..=MAX_DRIFT_PPM / 5) } else { 0 };
                 let tight_limits = rng.random_bool(0.3);
+                // Only where every member hears each failure before it is
+                // forgotten: no partitions or pauses to miss it in (a member
+                // cut off past the retention must find each failure by its
+                // own probes and an unconfirmed suspicion, which the
+                // completeness bound does not allow for).
+                let calm = partition_every_ms.is_none() && pause_every_ms.is_none();
+                let tombstone_retention_ms = (calm && on(rng)).then(|| rng.random_range(15_000..=30_000));
                 SwimProfile {
                     loss_ppm,
                     delay_max_us,
@@ -159,6 +171,7 @@ impl SwimProfile {
                     drift_ppm,
                     split_halves: false,
                     tight_limits,
+                    tombstone_retention_ms,
                 }
             }
         }
@@ -203,7 +216,11 @@ impl fmt::Display for SwimProfile {
             self.drift_ppm,
             if self.split_halves { ", split in halves" } else { "" },
             if self.tight_limits { ", sizes at their limits" } else { "" }
-        )
+        )?;
+        if let Some(ms) = self.tombstone_retention_ms {
+            write!(f, ", tombstones kept {ms} ms")?;
+        }
+        Ok(())
     }
 }
 

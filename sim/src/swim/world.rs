@@ -257,6 +257,9 @@ impl SwimWorld {
         template.injected_bug = options.bug;
         template.max_members = template.max_members.max(2 * options.nodes + 16);
         template.seeds = (0..options.nodes.min(SEED_MEMBERS)).map(address_of).collect();
+        if let Some(ms) = profile.tombstone_retention_ms {
+            template.tombstone_retention_ms = ms;
+        }
         if profile.tight_limits {
             template.max_address_bytes = address_of(options.nodes - 1).as_bytes().len();
             template.max_metadata_bytes = TIGHT_METADATA_BYTES;
@@ -504,6 +507,29 @@ impl SwimWorld {
         config
     }
 
+    /// `observer` forgot `member`: only after the tombstone retention, or to
+    /// make room at `max_members` (see the tombstone checker).
+    fn check_forgotten(&mut self, observer: usize, member: NodeId) {
+        let Some(swim) = self.nodes[observer].swim.as_ref() else {
+            return;
+        };
+        let full = swim.members().count() + 1 >= self.template.max_members;
+        let Some(age_us) = self.checkers.tombstone_age_us(observer, member, self.engine.now) else {
+            return;
+        };
+        let retention_us = self.template.tombstone_retention_ms * 1000;
+        let drift = self.profile.drift_ppm.unsigned_abs();
+        let floor_us = retention_us - retention_us / 1_000_000 * drift;
+        if !full && age_us < floor_us {
+            self.checkers.fail(format!(
+                "tombstone: n{} forgot {member} {:.1} s after declaring it failed or left, before the retention of {:.0} s",
+                observer + 1,
+                age_us as f64 / 1e6,
+                retention_us as f64 / 1e6
+            ));
+        }
+    }
+
     /// The metadata member `node` publishes (the convergence check wants
     /// every member to hold it): its zone, padded to exactly
     /// `max_metadata_bytes` with sizes at their limits.
@@ -690,6 +716,9 @@ impl SwimWorld {
             let truthful =
                 record.address == address_of(index) && record.metadata.as_bytes() == self.metadata_of(index).as_slice();
             self.checkers.observe_record(self.engine.now, observer, &event, truthful);
+        }
+        if let Event::Forgotten { member } = event {
+            self.check_forgotten(observer, member);
         }
         let nodes = &self.nodes;
         self.checkers.observe(self.engine.now, observer, &event, |member| {
