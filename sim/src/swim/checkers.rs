@@ -62,8 +62,8 @@ pub struct Checkers {
     /// `views[observer]`: member id -> view.
     views: Vec<BTreeMap<u64, View>>,
     /// `(observer, member id)` whose last reported record carried an
-    /// address or metadata other than what the member publishes (only
-    /// under injected bugs, so the set stays small).
+    /// address or metadata other than what the member publishes now (after
+    /// a metadata change until the news arrives, and under injected bugs).
     untrue_records: BTreeSet<(usize, u64)>,
 }
 
@@ -127,6 +127,12 @@ impl Checkers {
         } else {
             self.untrue_records.insert(key);
         }
+    }
+
+    /// `member` published new metadata: every observer's record of it is
+    /// now out of date, until an event brings the new one.
+    pub fn metadata_changed(&mut self, member: NodeId, nodes: usize) {
+        self.untrue_records.extend((0..nodes).map(|observer| (observer, member.0)));
     }
 
     /// How long ago (at `now_us`) `observer` declared `member` failed or

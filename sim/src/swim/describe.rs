@@ -62,6 +62,9 @@ pub enum SwimRecord {
     PartitionHealed = 27,
     /// The end of the fault phase: everything heals. No words.
     HealedEverything = 28,
+    /// A member published new metadata (`SwimNode::set_metadata`). Words:
+    /// the member, the metadata's version.
+    MetadataChanged = 29,
     /// Every member sees every member alive. Word: simulated microseconds
     /// since the last member started.
     JoinConverged = 30,

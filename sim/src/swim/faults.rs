@@ -5,6 +5,8 @@ use super::describe::SwimRecord;
 use super::profile::HEAVY_LOSS_PPM;
 use super::world::{Detection, Phase, SimEvent, SwimWorld};
 use crate::network::PPM;
+use crate::skeleton::node_id;
+use chorus_core::swim::Metadata;
 use rand::Rng;
 
 impl SwimWorld {
@@ -48,6 +50,7 @@ impl SwimWorld {
             (self.profile.crash_every_ms, SimEvent::Crash),
             (self.profile.pause_every_ms, SimEvent::Pause),
             (self.profile.partition_every_ms, SimEvent::Partition),
+            (self.profile.metadata_every_ms, SimEvent::MetadataChange),
         ] {
             if let Some(mean) = mean {
                 self.recur(mean, event);
@@ -125,6 +128,25 @@ impl SwimWorld {
         sim_node.restart_pending = false;
         self.checkers.forget_observer(node);
         self.start_node(node);
+    }
+
+    /// A random running member publishes the next version of its metadata:
+    /// from now on every observer must come to hold it.
+    pub(super) fn change_metadata(&mut self) {
+        let Some(node) = self.random_running() else {
+            return;
+        };
+        self.nodes[node].metadata_version += 1;
+        let version = self.nodes[node].metadata_version;
+        self.engine.record(SwimRecord::MetadataChanged, &[node as u64, u64::from(version)], || {
+            format!("CHANGE n{} publishes metadata version {version}", node + 1)
+        });
+        self.checkers.metadata_changed(node_id(node), self.nodes.len());
+        let metadata = Metadata::new(self.metadata_of(node));
+        if let Err(error) = self.with_node(node, |swim, now| swim.set_metadata(now, metadata)) {
+            self.checkers
+                .fail(format!("metadata: n{} could not publish metadata within its limits: {error}", node + 1));
+        }
     }
 
     pub(super) fn pause_random(&mut self) {

@@ -91,6 +91,9 @@ pub struct SwimProfile {
     /// any run): 15 to 30 s in half the seeds without partitions or pauses,
     /// so that members forget the failed within the run.
     pub tombstone_retention_ms: Option<u64>,
+    /// Mean interval between metadata changes (a random running member
+    /// publishes a new version) during the fault phase.
+    pub metadata_every_ms: Option<u64>,
 }
 
 /// Smallest one-way delay: a LAN.
@@ -112,6 +115,7 @@ impl SwimProfile {
             split_halves: false,
             tight_limits: false,
             tombstone_retention_ms: None,
+            metadata_every_ms: None,
         }
     }
 
@@ -159,6 +163,7 @@ impl SwimProfile {
                 // completeness bound does not allow for).
                 let calm = partition_every_ms.is_none() && pause_every_ms.is_none();
                 let tombstone_retention_ms = (calm && on(rng)).then(|| rng.random_range(15_000..=30_000));
+                let metadata_every_ms = on(rng).then(|| rng.random_range(1_000..=8_000) / scale.min(20));
                 SwimProfile {
                     loss_ppm,
                     delay_max_us,
@@ -172,6 +177,7 @@ impl SwimProfile {
                     split_halves: false,
                     tight_limits,
                     tombstone_retention_ms,
+                    metadata_every_ms,
                 }
             }
         }
@@ -220,6 +226,9 @@ impl fmt::Display for SwimProfile {
         if let Some(ms) = self.tombstone_retention_ms {
             write!(f, ", tombstones kept {ms} ms")?;
         }
+        if let Some(ms) = self.metadata_every_ms {
+            write!(f, ", metadata changes every ~{ms} ms")?;
+        }
         Ok(())
     }
 }
@@ -244,6 +253,7 @@ mod tests {
         assert!(profiles.iter().any(|profile| profile.pause_every_ms.is_some()));
         assert!(profiles.iter().any(|profile| profile.tight_limits));
         assert!(profiles.iter().any(|profile| !profile.tight_limits));
+        assert!(profiles.iter().any(|profile| profile.metadata_every_ms.is_some()));
     }
 
     #[test]

@@ -123,6 +123,9 @@ pub enum SimEvent {
     },
     /// Partition the network at random, then schedule the next partition.
     Partition,
+    /// A random running member publishes new metadata, then the next change
+    /// is scheduled.
+    MetadataChange,
     /// Lift the partition numbered `epoch`, if it is still the current one.
     HealPartition {
         /// The partition's sequence number.
@@ -156,6 +159,9 @@ pub(super) struct SimNode {
     pub(super) excused_until: u64,
     /// Will restart at the latest when the world heals.
     pub(super) restart_pending: bool,
+    /// The version of the metadata the member publishes (see
+    /// [`SwimWorld::metadata_of`]); kept across restarts.
+    pub(super) metadata_version: u32,
 }
 
 /// A crash whose detection is being timed.
@@ -278,6 +284,7 @@ impl SwimWorld {
                     slow_lag_us: 0,
                     excused_until: 0,
                     restart_pending: false,
+                    metadata_version: 0,
                 }
             })
             .collect();
@@ -487,6 +494,12 @@ impl SwimWorld {
                     self.recur(mean, SimEvent::Partition);
                 }
             }
+            SimEvent::MetadataChange => {
+                self.change_metadata();
+                if let Some(mean) = self.profile.metadata_every_ms {
+                    self.recur(mean, SimEvent::MetadataChange);
+                }
+            }
             SimEvent::HealPartition { epoch } => {
                 if epoch == self.partition_epoch && self.network.is_partitioned() {
                     self.heal_partition();
@@ -534,7 +547,7 @@ impl SwimWorld {
     /// every member to hold it): its zone, padded to exactly
     /// `max_metadata_bytes` with sizes at their limits.
     pub(super) fn metadata_of(&self, node: usize) -> Vec<u8> {
-        let mut text = format!("n{} zone-{}", node + 1, node % 3).into_bytes();
+        let mut text = format!("n{} zone-{} v{}", node + 1, node % 3, self.nodes[node].metadata_version).into_bytes();
         if self.profile.tight_limits {
             text.resize(self.template.max_metadata_bytes, b'.');
         }
