@@ -363,6 +363,12 @@ impl SwimWorld {
             // only bring it back to what it believes (50-member seed 2126:
             // suspected at 1, refuted to 2 0.16 s later).
             Some(member) if news.rank == 1 && member.state == MemberState::Alive && self.subject_refuted(news) => true,
+            // A suspicion of a member the observer holds failed or left, at
+            // any incarnation: a suspicion never reopens a tombstone (as in
+            // memberlist), and the observer already treats the member as
+            // down (5-member seed 17548: n5 declared n1 failed at 0, missed
+            // its restart at 1, and then its suspicion at 1).
+            Some(member) if news.rank == 1 && member.state.is_tombstone() => true,
             Some(member) => (member.incarnation, rank(member.state)) >= (news.incarnation, news.rank),
             // A member the observer never knew: news that it is down cannot
             // introduce it (no address), and the observer does not see it
