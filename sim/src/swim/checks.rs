@@ -195,6 +195,19 @@ impl SwimWorld {
         if self.engine.now - heal_at <= self.settle_bound_us() {
             return;
         }
+        self.report_unsettled(&running, running_count, &metadata, &disagreeing);
+    }
+
+    /// The settle bound passed with `disagreeing` members still wrong: says
+    /// what they get wrong (a crashed member seen live, stale metadata, or
+    /// the live set) and ends the run.
+    fn report_unsettled(
+        &mut self,
+        running: &[bool],
+        running_count: usize,
+        metadata: &[Vec<u8>],
+        disagreeing: &[usize],
+    ) {
         let bound_s = self.settle_bound_us() as f64 / 1e6;
         let crashed: Vec<usize> = (0..self.nodes.len()).filter(|&node| !running[node]).collect();
         for &down in &crashed {
