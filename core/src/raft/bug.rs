@@ -78,11 +78,14 @@ pub enum Bug {
     /// A leader holds one linearizable read more than `max_pending_reads`
     /// before it refuses reads as overloaded.
     ReadQueueOverLimit,
+    /// A leader refuses every change of the voter set as one that would
+    /// lose the quorum, however healthy the new voters are.
+    VoterChangesRefused,
 }
 
 impl Bug {
     /// Every bug, in the order `chorus-sim bugs` lists them.
-    pub const ALL: [Bug; 21] = [
+    pub const ALL: [Bug; 22] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ReplyBeforePersist,
@@ -104,6 +107,7 @@ impl Bug {
         Bug::SnapshotNeverCompacts,
         Bug::PartialSnapshotKept,
         Bug::ReadQueueOverLimit,
+        Bug::VoterChangesRefused,
     ];
 
     /// The name used on the command line.
@@ -130,6 +134,7 @@ impl Bug {
             Bug::SnapshotNeverCompacts => "snapshot-never-compacts",
             Bug::PartialSnapshotKept => "partial-snapshot-kept",
             Bug::ReadQueueOverLimit => "read-queue-over-limit",
+            Bug::VoterChangesRefused => "voter-changes-refused",
         }
     }
 
@@ -163,6 +168,7 @@ impl Bug {
             Bug::SnapshotNeverCompacts => "the snapshot policy's snapshots never discard the log before them",
             Bug::PartialSnapshotKept => "a partly received snapshot is kept after the log caught up",
             Bug::ReadQueueOverLimit => "a leader holds one read more than max_pending_reads",
+            Bug::VoterChangesRefused => "a leader refuses every voter change as one that would lose the quorum",
         }
     }
 

@@ -589,7 +589,7 @@ impl<S: StateMachine> RaftNode<S> {
             };
             u64::from(caught_up)
         });
-        if voters_change && healthy == 0 {
+        if voters_change && (healthy == 0 || self.config.bug(Bug::VoterChangesRefused)) {
             return Err(ChangeError::WouldLoseQuorum);
         }
         if voters_change && !self.config.bug(Bug::NoJointConsensus) {
