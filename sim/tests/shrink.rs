@@ -118,18 +118,23 @@ fn run_prints_the_shrink_command_under_each_replay_command() {
     );
 }
 
+/// Why a scenario file is refused (for 5 nodes); panics if it is accepted.
+fn refusal(text: &str) -> String {
+    chorus_sim::scenario::Scenario::parse(text, 5).unwrap_err().to_string()
+}
+
 #[test]
 fn a_seed_profile_scenario_rejects_random_faults_and_bad_times() {
-    let both = "seed_profile = true\nrandom_faults = true\n";
-    let error = chorus_sim::scenario::Scenario::parse(both, 5).unwrap_err().to_string();
-    assert!(error.contains("contradict"), "{error}");
-    let fine = "[[events]]\nat_ms = 1.0001\naction = \"heal\"\n";
-    let error = chorus_sim::scenario::Scenario::parse(fine, 5).unwrap_err().to_string();
-    assert!(error.contains("finer than a microsecond"), "{error}");
-    let negative = "[[events]]\nat_ms = -3\naction = \"heal\"\n";
-    assert!(chorus_sim::scenario::Scenario::parse(negative, 5).unwrap_err().to_string().contains("between 0"));
-    let clients = "clients = 0\n";
-    assert!(chorus_sim::scenario::Scenario::parse(clients, 5).unwrap_err().to_string().contains("clients must be"));
+    let refused = [
+        ("seed_profile = true\nrandom_faults = true\n", "contradict"),
+        ("[[events]]\nat_ms = 1.0001\naction = \"heal\"\n", "finer than a microsecond"),
+        ("[[events]]\nat_ms = -3\naction = \"heal\"\n", "between 0"),
+        ("clients = 0\n", "clients must be"),
+    ];
+    for (text, reason) in refused {
+        let error = refusal(text);
+        assert!(error.contains(reason), "{error}");
+    }
 }
 
 /// The Raft knobs of a scenario are judged by the core's own configuration
@@ -138,23 +143,22 @@ fn a_seed_profile_scenario_rejects_random_faults_and_bad_times() {
 /// used to be reported as a failing seed).
 #[test]
 fn a_scenario_knob_the_core_refuses_is_a_clear_error() {
-    let zero = "max_entries_per_append = 0\n";
-    let error = chorus_sim::scenario::Scenario::parse(zero, 5).unwrap_err().to_string();
-    assert!(error.contains("max_entries_per_append must be at least 1"), "{error}");
-    let huge = "snapshot_chunk_bytes = 100000000000\n";
-    let error = chorus_sim::scenario::Scenario::parse(huge, 5).unwrap_err().to_string();
-    assert!(error.contains("snapshot_chunk_bytes (100000000000) is above"), "{error}");
+    let refused = [
+        ("max_entries_per_append = 0\n", "max_entries_per_append must be at least 1"),
+        ("snapshot_chunk_bytes = 100000000000\n", "snapshot_chunk_bytes (100000000000) is above"),
+        (
+            "max_append_bytes = 512\nmax_inflight_bytes = 256\n",
+            "max_append_bytes (512) must not exceed max_inflight_bytes (256)",
+        ),
+        ("max_append_bytes = 64\n", "max_append_bytes and max_inflight_bytes go together"),
+        ("max_pending_reads = 0\n", "max_pending_reads must be at least 1"),
+    ];
+    for (text, reason) in refused {
+        let error = refusal(text);
+        assert!(error.contains(reason), "{error}");
+    }
     let fine = "snapshot_chunk_bytes = 64\nmax_entries_per_append = 2\n";
     assert!(chorus_sim::scenario::Scenario::parse(fine, 5).is_ok());
-    let append_above = "max_append_bytes = 512\nmax_inflight_bytes = 256\n";
-    let error = chorus_sim::scenario::Scenario::parse(append_above, 5).unwrap_err().to_string();
-    assert!(error.contains("max_append_bytes (512) must not exceed max_inflight_bytes (256)"), "{error}");
-    let alone = "max_append_bytes = 64\n";
-    let error = chorus_sim::scenario::Scenario::parse(alone, 5).unwrap_err().to_string();
-    assert!(error.contains("max_append_bytes and max_inflight_bytes go together"), "{error}");
-    let no_reads = "max_pending_reads = 0\n";
-    let error = chorus_sim::scenario::Scenario::parse(no_reads, 5).unwrap_err().to_string();
-    assert!(error.contains("max_pending_reads must be at least 1"), "{error}");
     let limits = "max_append_bytes = 64\nmax_inflight_bytes = 64\nmax_pending_reads = 2\n";
     let knobs = chorus_sim::scenario::Scenario::parse(limits, 5).unwrap().knobs;
     assert_eq!((knobs.append_bytes, knobs.max_pending_reads), (Some((64, 64)), Some(2)));

@@ -892,8 +892,7 @@ impl<S: StateMachine> RaftNode<S> {
         assert_eq!(&self.membership, latest, "invariant: the latest configuration is in force");
         assert!(self.forwarded.len() <= self.config.max_forwarded_proposals, "invariant: forwarded bound");
         assert!(self.local_reads.len() <= self.config.max_pending_reads, "invariant: local read bound");
-        let read_limit = self.config.max_pending_reads + usize::from(self.config.bug(Bug::ReadQueueOverLimit));
-        assert!(self.reads.len() <= read_limit, "invariant: leader read bound");
+        assert!(self.reads.len() <= self.leader_read_limit(), "invariant: leader read bound");
         assert!(
             self.pending_requests.front().is_none_or(|(index, ..)| *index > self.applied)
                 && self.pending_requests.iter().zip(self.pending_requests.iter().skip(1)).all(|(a, b)| a.0 < b.0),

@@ -131,8 +131,7 @@ impl<S: StateMachine> RaftNode<S> {
         let allow_lease = consistency == ReadConsistency::Lease;
         match consistency {
             ReadConsistency::Linearizable | ReadConsistency::Lease if self.role == Role::Leader => {
-                let limit = self.config.max_pending_reads + usize::from(self.config.bug(Bug::ReadQueueOverLimit));
-                if !self.admit(request, query.len(), self.reads.len(), limit) {
+                if !self.admit(request, query.len(), self.reads.len(), self.leader_read_limit()) {
                     return;
                 }
                 self.hold_read(now, ReadOrigin::Local { request, query }, allow_lease);
@@ -170,6 +169,12 @@ impl<S: StateMachine> RaftNode<S> {
                 }
             }
         }
+    }
+
+    /// Most reads a leader holds: `max_pending_reads` (one more under the
+    /// injected bug `read-queue-over-limit`).
+    pub(super) fn leader_read_limit(&self) -> usize {
+        self.config.max_pending_reads + usize::from(self.config.bug(Bug::ReadQueueOverLimit))
     }
 
     /// Admission of a read a node answers itself (any role).

@@ -902,14 +902,19 @@ impl SwimNode {
             Message { from: self.config.id, from_address: self.config.address.clone(), to, body, updates: Vec::new() };
         let fixed = wire::encoded_len(&message) - wire::length_prefix_len(0);
         let room = self.config.max_message_bytes.saturating_sub(fixed);
-        let buddy = to.and_then(|to| self.buddy_suspicion(to));
-        for (position, update) in
-            buddy.into_iter().map(|update| (0, update)).chain(optional.into_iter().map(|u| (usize::MAX, u)))
-        {
-            // Only if it fits: a push-pull reply may fill the budget alone.
-            let with = first.iter().chain([&update]).map(wire::encoded_len).sum::<usize>();
-            if !first.contains(&update) && with + wire::length_prefix_len(first.len() + 1) <= room {
-                first.insert(position.min(first.len()), update);
+        // Only what fits: a push-pull reply may fill the budget alone.
+        let fits = |first: &[Update], update: &Update| {
+            let with = first.iter().chain([update]).map(wire::encoded_len).sum::<usize>();
+            !first.contains(update) && with + wire::length_prefix_len(first.len() + 1) <= room
+        };
+        if let Some(suspicion) = to.and_then(|to| self.buddy_suspicion(to)) {
+            if fits(&first, &suspicion) {
+                first.insert(0, suspicion);
+            }
+        }
+        for update in optional {
+            if fits(&first, &update) {
+                first.push(update);
             }
         }
         let multiplier = if self.config.has_bug(Bug::RetransmitOnce) { 1 } else { self.config.retransmit_multiplier };

@@ -195,10 +195,9 @@ impl RaftWorld {
             // Reads held from the faults (a follower read whose read-index
             // request was lost waits for its deadline) would take the
             // places the burst counts on.
-            let idle =
-                other.status().local_read_count == 0 && (node != leader || other.status().pending_read_count == 0);
+            let status = other.status();
+            let idle = status.local_read_count == 0 && (node != leader || status.pending_read_count == 0);
             if !caught_up || !idle || self.nodes[node].slot.paused {
-                let status = other.status();
                 return Err(format!(
                     "{member} ({:?}, term {}, last {}, commit {}, applied {}, {} reads held; leader {} has term \
                      {term}, last {last}, commit {commit})",
